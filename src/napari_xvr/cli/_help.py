@@ -1,0 +1,45 @@
+"""Categorised --help: options listed under section headings, like the reference."""
+
+from __future__ import annotations
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class SectionedCommand(click.Command):
+    """A command whose options carry a `section` (set with :func:`section`)."""
+
+    def format_options(self, ctx, formatter):
+        sections: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is None:
+                continue
+            name = getattr(param, "section", None) or "Other options"
+            sections.setdefault(name, []).append(record)
+        for name, records in sections.items():
+            with formatter.section(name):
+                formatter.write_dl(records)
+
+
+def section(name: str, *options):
+    """Decorate a command with `options` (click.option decorators) under heading `name`."""
+
+    def decorator(func):
+        for option in reversed(options):
+            func = option(func)
+            func.__click_params__[-1].section = name
+        return func
+
+    return decorator
+
+
+def float_list(ctx, param, value):
+    """Callback: '1,2,3' -> [1.0, 2.0, 3.0] with a clear error."""
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.replace(" ", "").split(",") if v]
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r}: give comma-separated numbers") from err

@@ -1,0 +1,3 @@
+"""`xvr animate` (placeholder until its module lands)."""
+
+COMMANDS = []

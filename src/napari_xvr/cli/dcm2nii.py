@@ -1,0 +1,3 @@
+"""`xvr dcm2nii` (placeholder until its module lands)."""
+
+COMMANDS = []

@@ -1,0 +1,3 @@
+"""`xvr evaluate` (placeholder until its module lands)."""
+
+COMMANDS = []

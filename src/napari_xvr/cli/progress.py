@@ -1,0 +1,53 @@
+"""Show engine events in a terminal: progress bars and lines by verbosity."""
+
+from __future__ import annotations
+
+import click
+from tqdm import tqdm
+
+from ..register.events import Done, Stage, Step
+
+
+def run_with_progress(events, verbose: int = 1) -> list:
+    """Consume a `register_files` generator; return the results written."""
+    from ..register.pipeline import Written, XrayStarted
+
+    bar, written, prefix = None, [], ""
+    try:
+        for event in events:
+            if isinstance(event, XrayStarted):
+                prefix = f"[{event.index + 1}/{event.total}] {event.path.name}"
+                if verbose >= 1:
+                    tqdm.write(f"{prefix}")
+            elif isinstance(event, Stage):
+                if bar is not None:
+                    bar.close()
+                if verbose >= 2:
+                    tqdm.write(f"  stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
+                               f"detector ({event.height}x{event.width} px)")
+                bar = tqdm(total=event.max_itrs, desc=f"  stage {event.index}", ncols=90,
+                           leave=verbose >= 2, disable=verbose < 1)
+            elif isinstance(event, Step):
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"sim={event.similarity:.4f}")
+                if verbose >= 3:
+                    r1, r2, r3, tx, ty, tz = event.params
+                    tqdm.write(f"    itr {event.itr:4d} sim {event.similarity:.5f} "
+                               f"rot {r1:7.2f} {r2:7.2f} {r3:7.2f} xyz {tx:7.1f} {ty:7.1f} "
+                               f"{tz:7.1f} lr {event.lr_rot:.1e}/{event.lr_xyz:.1e}")
+            elif isinstance(event, Done):
+                if bar is not None:
+                    bar.close()
+                    bar = None
+            elif isinstance(event, Written):
+                written.append(event)
+                if verbose >= 1:
+                    res = event.result
+                    sim = "n/a" if res.similarity is None else f"{res.similarity:.4f}"
+                    click.echo(f"  -> {event.path}  similarity {sim}, {res.iterations} itrs, "
+                               f"{res.runtime_s:.1f} s")
+    finally:
+        if bar is not None:
+            bar.close()
+    return written

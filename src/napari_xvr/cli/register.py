@@ -1,0 +1,173 @@
+"""`xvr register {model,dicom,fixed,restart}`: initialise a pose, refine it, write results."""
+
+from __future__ import annotations
+
+import click
+
+from ..register.options import RegistrationOptions
+from ._help import CONTEXT, SectionedCommand, section
+from .progress import run_with_progress
+
+REQUIRED = (
+    click.option("-v", "--volume", type=click.Path(exists=True), required=True,
+                 help="Input CT volume (NIfTI/NRRD/MHA or a DICOM series folder)"),
+    click.option("-o", "--outpath", type=click.Path(), required=True,
+                 help="Directory for saving registration results (one folder per X-ray)"),
+)
+RENDERER = (
+    click.option("-m", "--mask", type=click.Path(exists=True), default=None,
+                 help="Labelmap for the CT volume"),
+    click.option("--labels", type=str, default=None,
+                 help="Labels in mask to exclusively render (comma-separated)"),
+    click.option("--orientation", type=click.Choice(["AP", "PA"]), default="AP", show_default=True,
+                 help="Orientation of the CT volume (C-arm frame of reference)"),
+    click.option("--reverse_x_axis/--no-reverse_x_axis", default=True, show_default=True,
+                 help="Obey radiologic convention (e.g., heart on right)"),
+    click.option("--renderer", type=click.Choice(["siddon", "trilinear"]), default="trilinear",
+                 show_default=True, help="Renderer equation"),
+    click.option("--voxel_shift", type=float, default=0.0, show_default=True,
+                 help="Position of voxel (top left corner or center)"),
+    click.option("--device", type=str, default="auto", show_default=True,
+                 help="Compute device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"),
+)
+INTRINSICS = (
+    click.option("--sdd", type=float, default=None,
+                 help="Source-to-detector distance in mm (overrides/supplies the header's)"),
+    click.option("--delx", type=float, default=None, help="Column pixel spacing in mm"),
+    click.option("--dely", type=float, default=None, help="Row pixel spacing in mm (default: delx)"),
+    click.option("--x0", type=float, default=None, help="Principal point x-offset in mm"),
+    click.option("--y0", type=float, default=None, help="Principal point y-offset in mm"),
+)
+PREPROCESSING = (
+    click.option("--crop", type=int, default=0, show_default=True,
+                 help="Center crop the X-ray image (pixels removed per axis)"),
+    click.option("--subtract_background", is_flag=True, help="Subtract mode X-ray image intensity"),
+    click.option("--linearize", is_flag=True, help="Convert X-ray from exponential to linear form"),
+    click.option("--equalize", is_flag=True,
+                 help="Apply histogram equalization to X-rays/DRRs during optimization"),
+    click.option("--reducefn", type=str, default="max", show_default=True,
+                 help="If DICOM is multiframe: max, sum, or a frame index"),
+    click.option("--pattern", type=str, default="*.dcm", show_default=True,
+                 help="Pattern rule for glob if XRAY is a directory"),
+)
+_D = RegistrationOptions()
+OPTIMIZER = (
+    click.option("--scales", type=str, default=_D.scales, show_default=True,
+                 help="Scales of downsampling for multiscale registration (comma-separated). "
+                 "Default 8,4 (xvr: 8): the second, finer scale is what brings synthetic "
+                 "cases under 1 mm mTRE"),
+    click.option("--n_itrs", type=str, default=_D.n_itrs, show_default=True,
+                 help="Maximum iterations at each scale (comma-separated)"),
+    click.option("--parameterization", type=str, default=_D.parameterization, show_default=True,
+                 help="Parameterization of SO(3) for optimization"),
+    click.option("--convention", type=str, default=_D.convention, show_default=True,
+                 help="If parameterization is Euler angles, specify order"),
+    click.option("--lr_rot", type=float, default=_D.lr_rot, show_default=True,
+                 help="Initial step size for rotational parameters"),
+    click.option("--lr_xyz", type=float, default=_D.lr_xyz, show_default=True,
+                 help="Initial step size for translational parameters"),
+    click.option("--patience", type=int, default=_D.patience, show_default=True,
+                 help="Number of itrs without improvement before decreasing the learning rate"),
+    click.option("--threshold", type=float, default=_D.threshold, show_default=True,
+                 help="Threshold for measuring the new optimum"),
+    click.option("--max_n_plateaus", type=int, default=_D.max_n_plateaus, show_default=True,
+                 help="Number of times loss can plateau before moving to next scale"),
+)
+LOGGING = (
+    click.option("--init_only", is_flag=True,
+                 help="Directly return the initial pose estimate (no iterative pose refinement)"),
+    click.option("--saveimg", is_flag=True,
+                 help="Save the X-ray, initial and final DRRs and an overlay as PNGs"),
+    click.option("--verbose", type=click.IntRange(0, 3), default=1, show_default=True,
+                 help="0 silent, 1 progress bars, 2 a line per stage, 3 a line per iteration"),
+)
+XRAY_ARG = click.argument("xray", nargs=-1, required=True, type=click.Path(exists=True))
+
+
+def common(func):
+    """The option groups every `register` subcommand shares."""
+    func = section("Logging options", *LOGGING)(func)
+    func = section("Optimizer options", *OPTIMIZER)(func)
+    func = section("Preprocessing options", *PREPROCESSING)(func)
+    func = section("Intrinsics options", *INTRINSICS)(func)
+    func = section("Renderer options", *RENDERER)(func)
+    return func
+
+
+def _run(initializer, kw):
+    from ..register.engine import Preprocessing
+    from ..register.pipeline import VolumeSpec, register_files
+
+    options = RegistrationOptions(
+        scales=kw["scales"], n_itrs=kw["n_itrs"], parameterization=kw["parameterization"],
+        convention=kw["convention"], lr_rot=kw["lr_rot"], lr_xyz=kw["lr_xyz"],
+        patience=kw["patience"], threshold=kw["threshold"], max_n_plateaus=kw["max_n_plateaus"],
+        equalize=kw["equalize"], crop=kw["crop"],
+        drr_every=0,
+    )
+    reducefn = kw["reducefn"]
+    if reducefn not in ("max", "sum"):
+        reducefn = int(reducefn) if reducefn.lstrip("-").isdigit() else reducefn
+    spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
+                      kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
+    events = register_files(
+        kw["xray"], spec, initializer, kw["outpath"], options,
+        Preprocessing(kw["subtract_background"], kw["linearize"], reducefn),
+        {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
+        kw["pattern"], kw["init_only"], kw["saveimg"],
+    )
+    run_with_progress(events, kw["verbose"])
+
+
+@click.group(context_settings=CONTEXT)
+def register():
+    """Use gradient-based optimization to register XRAY to a CT/MR."""
+
+
+@register.command(cls=SectionedCommand, context_settings=CONTEXT)
+@XRAY_ARG
+@section("Required options", *REQUIRED)
+@common
+def dicom(**kw):
+    """Initialize from the DICOM header (C-arm angles and source-to-patient distance)."""
+    from ..register.initializers import DicomInitializer
+
+    _run(DicomInitializer(kw["orientation"]), kw)
+
+
+@register.command(cls=SectionedCommand, context_settings=CONTEXT)
+@XRAY_ARG
+@section("Required options", *REQUIRED)
+@section(
+    "Initial pose options",
+    click.option("--rot", type=str, required=True,
+                 help="Rotation, comma-separated (degrees for euler_angles), e.g. 0,0,0"),
+    click.option("--xyz", type=str, required=True,
+                 help="Translation in mm, comma-separated, e.g. 0,850,0"),
+)
+@common
+def fixed(**kw):
+    """Initialize every X-ray from a fixed pose (--rot, --xyz)."""
+    from ..register.initializers import FixedInitializer
+
+    _run(FixedInitializer(kw["rot"], kw["xyz"], kw["parameterization"], kw["convention"]), kw)
+
+
+@register.command(cls=SectionedCommand, context_settings=CONTEXT)
+@XRAY_ARG
+@section("Required options", *REQUIRED)
+@section(
+    "Initial pose options",
+    click.option("-r", "--previous", type=click.Path(exists=True), required=True,
+                 help="A previous result: its folder, its result.json, or the OUTDIR holding "
+                 "<stem>/result.json for each X-ray"),
+)
+@common
+def restart(**kw):
+    """Initialize from a previous registration result."""
+    from ..register.initializers import RestartInitializer
+
+    _run(RestartInitializer(kw["previous"]), kw)
+
+
+COMMANDS = [register]

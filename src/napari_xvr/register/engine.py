@@ -1,0 +1,224 @@
+"""The registration engine: one generator of progress events for the CLI, napari and scripts.
+
+It is xvr's test-time optimisation: multiscale, Adam with separate step sizes for rotation and
+translation, ReduceLROnPlateau, and a plateau count that moves on to the next scale.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffdrr.pose import RigidTransform, convert
+
+from ..geometry import Intrinsics, pose_to_zxy
+from ..io.xray import XRay, crop_intrinsics, preprocess_xray
+from ..render import set_intrinsics
+from .events import Done, Stage, Step
+from .options import RegistrationOptions
+from .result import RegistrationResult
+from .similarity import Similarity, soft_equalize, standardize
+
+
+class StopToken:
+    """Thread-safe flag: `stop()` ends a run after the current iteration, keeping its best pose."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def stop(self) -> None:
+        self._event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class Preprocessing:
+    """X-ray preprocessing as the reference (crop is in RegistrationOptions)."""
+
+    subtract_background: bool = False
+    linearize: bool = False
+    reducefn: str | int = "max"
+
+
+def stage_intrinsics(full: Intrinsics, scale: float, crop: int) -> Intrinsics:
+    """Detector of a stage: `scale` is relative to the uncropped X-ray, as in xvr."""
+    factor = (full.height + crop) / (scale * full.height)
+    return full.rescaled(factor)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _params(pose: RigidTransform, options: RegistrationOptions):
+    rot, xyz = pose.convert(options.parameterization, options.convention)
+    return (torch.nn.Parameter(rot.detach().clone()), torch.nn.Parameter(xyz.detach().clone()))
+
+
+def _pose(rot, xyz, options: RegistrationOptions) -> RigidTransform:
+    if options.parameterization == "euler_angles":
+        return convert(rot, xyz, parameterization="euler_angles", convention=options.convention)
+    return convert(rot, xyz, parameterization=options.parameterization)
+
+
+def _row(stage, itr, pose, similarity, elapsed, lrs) -> dict:
+    rot, xyz = pose_to_zxy(pose)
+    return {
+        "stage": stage, "itr": itr,
+        "r1": rot[0], "r2": rot[1], "r3": rot[2], "tx": xyz[0], "ty": xyz[1], "tz": xyz[2],
+        "similarity": similarity, "time": elapsed, "lr_rot": lrs[0], "lr_xyz": lrs[1],
+    }
+
+
+def register(
+    xray: XRay,
+    drr,
+    init_pose: RigidTransform,
+    options: RegistrationOptions | None = None,
+    preprocessing: Preprocessing | None = None,
+    init_only: bool = False,
+    keep_images: bool = False,
+    stop: StopToken | None = None,
+    inputs: dict | None = None,
+    initialization: dict | None = None,
+) -> Iterator[Stage | Step | Done]:
+    """Register `xray` to the volume inside `drr`, starting at `init_pose`.
+
+    Yields :class:`Stage` when a resolution begins, :class:`Step` every iteration and finally
+    :class:`Done` with the :class:`RegistrationResult`.  ``stop.stop()`` (from another thread)
+    or closing the generator ends it early; a stopped run still yields Done with its best pose.
+    """
+    options = options or RegistrationOptions()
+    preprocessing = preprocessing or Preprocessing()
+    stop = stop or StopToken()
+    device = drr.device
+    dtype = torch.float32
+    t_start = time.perf_counter()
+
+    img = preprocess_xray(
+        xray.image, options.crop, preprocessing.subtract_background, preprocessing.linearize
+    ).to(device, dtype)
+    full = crop_intrinsics(xray.intrinsics, options.crop)
+    init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
+    result = RegistrationResult(
+        init_pose=init_pose.matrix[0].detach().cpu().double().numpy(),
+        final_pose=None,
+        intrinsics=full,
+        inputs=dict(inputs or {}),
+        preprocessing={"crop": options.crop, **preprocessing.__dict__},
+        options={**options.to_dict(), "init_only": init_only},
+        initialization=dict(initialization or {}),
+    )
+    stages = options.scale_list()
+    if keep_images:
+        result.images["xray"] = img[0, 0].cpu().numpy()
+        set_intrinsics(drr, full)
+        with torch.no_grad():
+            result.images["init_drr"] = drr(init_pose)[0, 0].float().cpu().numpy()
+
+    if init_only or not stages:
+        result.runtime_s = time.perf_counter() - t_start
+        yield Done(result)
+        return
+
+    similarity = Similarity(options.patch_size, options.sigma, options.beta).to(device)
+    rot, xyz = _params(init_pose, options)
+    best_pose, best_sim = init_pose, -np.inf
+    total_itr, step_scalar, last_sim = 0, 1.0, None
+
+    try:
+        for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
+            intr = stage_intrinsics(full, scale, options.crop)
+            set_intrinsics(drr, intr)
+            size = (intr.height, intr.width)
+            prep = (lambda x: standardize(soft_equalize(x), size)) if options.equalize else (
+                lambda x: standardize(x, size))
+            fixed = prep(img)
+            yield Stage(stage_idx, len(stages), scale, intr.height, intr.width, n_itrs)
+
+            step_scalar *= 2 ** (stage_idx - 1)
+            optimizer = torch.optim.Adam(
+                [{"params": [rot], "lr": options.lr_rot / step_scalar},
+                 {"params": [xyz], "lr": options.lr_xyz / step_scalar}],
+                maximize=True,
+            )
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=0.1, patience=options.patience,
+                threshold=options.threshold,
+            )
+            best_pose, best_sim = _pose(rot, xyz, options), -np.inf
+            n_levels, current_lr = 0, np.inf
+            for itr in range(n_itrs):
+                if stop.stopped:
+                    break
+                _sync(device)
+                t0 = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                pose = _pose(rot, xyz, options)
+                moving = prep(drr(pose))
+                loss = similarity(fixed, moving).mean()
+                loss.backward()
+                sim = float(loss.detach())
+                if sim > best_sim:
+                    best_sim, best_pose = sim, RigidTransform(pose.matrix.detach().clone())
+                optimizer.step()
+                scheduler.step(sim)
+                _sync(device)
+                elapsed = time.perf_counter() - t0
+                lrs = [group["lr"] for group in optimizer.param_groups]
+                last_sim = sim
+                result.trajectory.append(_row(stage_idx, itr, pose, sim, elapsed, lrs))
+                show = options.drr_every > 0 and itr % options.drr_every == 0
+                yield Step(
+                    stage=stage_idx, itr=itr, total_itr=total_itr, similarity=sim,
+                    params=tuple(float(v) for v in np.concatenate(pose_to_zxy(pose))),
+                    matrix=pose.matrix[0].detach().cpu().double().numpy(),
+                    lr_rot=lrs[0], lr_xyz=lrs[1], time_s=elapsed,
+                    drr=moving[0, 0].detach().float().cpu().numpy() if show else None,
+                    fixed=fixed[0, 0].float().cpu().numpy() if itr == 0 else None,
+                )
+                total_itr += 1
+                # xvr's rule: a stage ends when it reaches its max_n_plateaus-th step size
+                if lrs[0] < current_lr:
+                    current_lr = lrs[0]
+                    n_levels += 1
+                if n_levels >= options.max_n_plateaus:
+                    break
+            with torch.no_grad():  # the best pose of this stage carries on to the next
+                rot.data, xyz.data = (p.detach().clone() for p in best_pose.convert(
+                    options.parameterization, options.convention))
+            if stop.stopped:
+                break
+    finally:
+        final = best_pose if np.isfinite(best_sim) else _pose(rot, xyz, options)
+        result.final_pose = final.matrix[0].detach().cpu().double().numpy()
+        result.stopped = stop.stopped
+        result.iterations = total_itr
+        result.runtime_s = time.perf_counter() - t_start
+    with torch.no_grad():
+        moving = prep(drr(final))
+        result.similarity = float(similarity(fixed, moving).mean())
+        if keep_images:
+            set_intrinsics(drr, full)
+            result.images["final_drr"] = drr(final)[0, 0].float().cpu().numpy()
+    del last_sim
+    yield Done(result)
+
+
+def run_to_end(events: Iterator) -> RegistrationResult:
+    """Consume an engine generator and return its result (for scripts)."""
+    result = None
+    for event in events:
+        if isinstance(event, Done):
+            result = event.result
+    if result is None:
+        raise RuntimeError("the registration ended without a result")
+    return result

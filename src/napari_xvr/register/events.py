@@ -1,0 +1,43 @@
+"""Small typed progress events yielded by the registration engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A new resolution begins."""
+
+    index: int  # 1-based
+    n_stages: int
+    scale: float  # detector downsampling factor relative to the X-ray (e.g. 8 means 1/8)
+    height: int
+    width: int
+    max_itrs: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """One optimiser iteration."""
+
+    stage: int
+    itr: int  # 0-based within the stage
+    total_itr: int  # 0-based over all stages
+    similarity: float
+    params: tuple[float, ...]  # r1 r2 r3 (deg, ZXY) tx ty tz (mm)
+    matrix: np.ndarray  # 4x4 pose, float64
+    lr_rot: float
+    lr_xyz: float
+    time_s: float
+    drr: np.ndarray | None = None  # (H, W) float32, every `drr_every` iterations
+    fixed: np.ndarray | None = None  # the X-ray at this stage's size, with the first DRR
+
+
+@dataclass(frozen=True)
+class Done:
+    """The run ended; `result` is the final :class:`~napari_xvr.register.result.RegistrationResult`."""
+
+    result: object

@@ -1,0 +1,117 @@
+"""Initial poses behind one interface: ``initializer(xray) -> RigidTransform``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from diffdrr.pose import RigidTransform
+
+from ..errors import XvrInputError
+from ..geometry import carm_pose, pose_from_matrix, pose_from_params
+from ..io.xray import XRay
+from .result import read_result, result_pose
+
+
+def parse_triple(text, name: str) -> list[float]:
+    """'0,850,0' -> [0.0, 850.0, 0.0], with a clear error for the wrong count."""
+    if isinstance(text, (list, tuple)):
+        values = list(text)
+    else:
+        try:
+            values = [float(v) for v in str(text).replace(" ", "").split(",") if v != ""]
+        except ValueError as err:
+            raise XvrInputError(f"{name} {text!r}: give comma-separated numbers, e.g. 0,850,0") from err
+    return [float(v) for v in values]
+
+
+@dataclass
+class DicomInitializer:
+    """Pose from the header: PositionerPrimary/SecondaryAngle and DistanceSourceToPatient."""
+
+    orientation: str = "AP"
+    name = "dicom"
+
+    def __call__(self, xray: XRay) -> RigidTransform:
+        missing = [
+            tag for tag, value in (
+                ("PositionerPrimaryAngle (0018,1510)", xray.primary_angle),
+                ("PositionerSecondaryAngle (0018,1511)", xray.secondary_angle),
+                ("DistanceSourceToPatient (0018,1111)", xray.source_to_patient),
+            ) if value is None
+        ]
+        if missing:
+            raise XvrInputError(
+                f"{xray.path}: the header lacks {', '.join(missing)}; use `xvr register fixed` "
+                "with --rot/--xyz instead"
+            )
+        return carm_pose(xray.primary_angle, xray.secondary_angle, xray.source_to_patient,
+                         self.orientation)
+
+    def describe(self) -> dict:
+        return {"type": "dicom", "orientation": self.orientation}
+
+
+@dataclass
+class FixedInitializer:
+    """The same pose for every X-ray, from --rot/--xyz in a parameterization."""
+
+    rot: list[float]
+    xyz: list[float]
+    parameterization: str = "euler_angles"
+    convention: str = "ZXY"
+    degrees: bool = True
+    name = "fixed"
+
+    def __post_init__(self):
+        from diffdrr.registration import N_ANGULAR_COMPONENTS
+
+        self.rot, self.xyz = parse_triple(self.rot, "--rot"), parse_triple(self.xyz, "--xyz")
+        need = N_ANGULAR_COMPONENTS.get(self.parameterization, 3)
+        if len(self.rot) != need:
+            raise XvrInputError(
+                f"--rot has {len(self.rot)} values; {self.parameterization} needs {need}"
+            )
+        if len(self.xyz) != 3:
+            raise XvrInputError(f"--xyz has {len(self.xyz)} values; give 3 (x,y,z in mm)")
+        self._pose = pose_from_params(self.rot, self.xyz, self.parameterization, self.convention,
+                                      self.degrees)
+
+    def __call__(self, xray: XRay) -> RigidTransform:
+        return self._pose
+
+    def describe(self) -> dict:
+        return {"type": "fixed", "rot": self.rot, "xyz": self.xyz,
+                "parameterization": self.parameterization, "convention": self.convention,
+                "degrees": self.degrees}
+
+
+@dataclass
+class RestartInitializer:
+    """The final pose of a previous result (a result.json, its folder, or an OUTDIR of them)."""
+
+    previous: Path
+    name = "restart"
+
+    def __call__(self, xray: XRay) -> RigidTransform:
+        path = Path(self.previous)
+        if path.is_dir() and not (path / "result.json").exists():
+            path = path / xray.stem
+        return result_pose(read_result(path))
+
+    def describe(self) -> dict:
+        return {"type": "restart", "previous": str(Path(self.previous).resolve())}
+
+
+@dataclass
+class PoseInitializer:
+    """A pose given directly (napari widgets, scripts)."""
+
+    matrix: object
+    name = "pose"
+
+    def __call__(self, xray: XRay) -> RigidTransform:
+        return pose_from_matrix(self.matrix)
+
+    def describe(self) -> dict:
+        return {"type": "pose"}

@@ -1,0 +1,65 @@
+"""Registration options with the reference's names and defaults (and where we differ, why)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import XvrInputError
+from ..geometry import PARAMETERIZATIONS
+
+
+@dataclass
+class RegistrationOptions:
+    """Everything the optimiser needs besides images, volume and initial pose."""
+
+    scales: str = "8,4"
+    n_itrs: str = "500,250"
+    parameterization: str = "euler_angles"
+    convention: str = "ZXY"
+    lr_rot: float = 1e-2
+    lr_xyz: float = 1.0
+    patience: int = 10
+    threshold: float = 1e-4
+    max_n_plateaus: int = 3
+    patch_size: int = 9
+    sigma: float = 5.0
+    beta: float = 0.5
+    equalize: bool = False
+    crop: int = 0
+    drr_every: int = 10
+
+    def __post_init__(self):
+        self.scale_list()  # validate early
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise XvrInputError(
+                f"--parameterization {self.parameterization!r}: use one of {', '.join(PARAMETERIZATIONS)}"
+            )
+        if self.lr_rot < 0 or self.lr_xyz < 0:
+            raise XvrInputError("--lr_rot and --lr_xyz must be >= 0")
+        if self.max_n_plateaus < 1:
+            raise XvrInputError("--max_n_plateaus must be >= 1")
+
+    def scale_list(self) -> list[tuple[float, int]]:
+        """[(scale, max iterations), ...] from the comma-separated strings."""
+        try:
+            scales = [float(s) for s in str(self.scales).split(",") if s.strip()]
+        except ValueError as err:
+            raise XvrInputError(f"--scales {self.scales!r}: give numbers, e.g. 8,4,2") from err
+        try:
+            itrs = [int(n) for n in str(self.n_itrs).split(",") if n.strip()]
+        except ValueError as err:
+            raise XvrInputError(f"--n_itrs {self.n_itrs!r}: give integers, e.g. 500,250") from err
+        if not scales or any(s <= 0 for s in scales):
+            raise XvrInputError(f"--scales {self.scales!r}: give positive numbers, e.g. 8,4")
+        if len(itrs) == 1 and len(scales) > 1:
+            itrs = itrs * len(scales)
+        if len(itrs) != len(scales):
+            raise XvrInputError(
+                f"--n_itrs has {len(itrs)} values but --scales has {len(scales)}; give one per scale"
+            )
+        if any(n < 0 for n in itrs):
+            raise XvrInputError("--n_itrs values must be >= 0")
+        return list(zip(scales, itrs, strict=True))
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,124 @@
+"""Register files end to end: read volume and X-rays, initialise, optimise, write results.
+
+`register_files` is a generator of the engine's events plus :class:`XrayStarted` and
+:class:`Written`, consumed by the CLI (progress bars), napari and scripts alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diffdrr.pose import RigidTransform
+
+from ..errors import XvrInputError
+from ..io.volume import parse_labels, read_volume
+from ..io.xray import XRay, read_xray
+from ..render import make_drr
+from .engine import Preprocessing, StopToken, register
+from .events import Done
+from .options import RegistrationOptions
+from .result import write_result
+
+
+@dataclass(frozen=True)
+class XrayStarted:
+    index: int  # 0-based
+    total: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Written:
+    path: Path  # the result folder
+    result: object
+
+
+@dataclass
+class VolumeSpec:
+    """Which volume to render and how (the reference's renderer options)."""
+
+    volume: Path
+    mask: Path | None = None
+    labels: str | list[int] | None = None
+    orientation: str = "AP"
+    renderer: str = "trilinear"
+    reverse_x_axis: bool = True
+    voxel_shift: float = 0.0
+    device: str | None = None
+    drr_kwargs: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {
+            "volume": str(Path(self.volume).resolve()),
+            "mask": None if self.mask is None else str(Path(self.mask).resolve()),
+            "labels": parse_labels(self.labels),
+            "orientation": self.orientation,
+            "renderer": self.renderer,
+            "reverse_x_axis": self.reverse_x_axis,
+            "voxel_shift": self.voxel_shift,
+        }
+
+
+def collect_xrays(items: Sequence, pattern: str = "*.dcm") -> list[Path]:
+    """Files as given; folders expanded with `pattern` (sorted)."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.glob(pattern) if p.is_file())
+            if not found:
+                raise XvrInputError(f"{path}: no files match --pattern {pattern!r} in this folder")
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise XvrInputError(f"{path}: no such X-ray file or folder")
+    if not paths:
+        raise XvrInputError("no X-ray given; pass one or more files or folders")
+    return paths
+
+
+def register_files(
+    xrays: Sequence,
+    spec: VolumeSpec,
+    initializer: Callable[[XRay], RigidTransform],
+    outpath,
+    options: RegistrationOptions | None = None,
+    preprocessing: Preprocessing | None = None,
+    intrinsic_overrides: dict | None = None,
+    pattern: str = "*.dcm",
+    init_only: bool = False,
+    saveimg: bool = False,
+    stop: StopToken | None = None,
+) -> Iterator:
+    """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events."""
+    options = options or RegistrationOptions()
+    preprocessing = preprocessing or Preprocessing()
+    stop = stop or StopToken()
+    outpath = Path(outpath)
+    if outpath.exists() and not outpath.is_dir():
+        raise XvrInputError(f"-o {outpath}: is a file; give a folder for the results")
+    paths = collect_xrays(xrays, pattern)
+    # read every header first so a bad file fails before any long work
+    loaded = [read_xray(p, preprocessing.reducefn, **(intrinsic_overrides or {})) for p in paths]
+    inits = [initializer(x) for x in loaded]
+    subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
+    drr = make_drr(subject, loaded[0].intrinsics, spec.renderer, spec.reverse_x_axis,
+                   spec.voxel_shift, spec.device, **spec.drr_kwargs)
+    describe = getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})
+    for index, (xray, init) in enumerate(zip(loaded, inits, strict=True)):
+        if stop.stopped:
+            break
+        yield XrayStarted(index, len(loaded), xray.path)
+        inputs = {"xray": str(xray.path.resolve()), **spec.describe(), "header": xray.header,
+                  "pf_to_af": xray.pf_to_af, "device": str(drr.device)}
+        result = None
+        for event in register(xray, drr, init, options, preprocessing, init_only, saveimg, stop,
+                              inputs, describe()):
+            if isinstance(event, Done):
+                result = event.result
+            yield event
+        folder = write_result(result, outpath / xray.stem, saveimg=saveimg)
+        yield Written(folder, result)

@@ -1,0 +1,142 @@
+"""Registration results: result.json + trajectory.csv (+ PNGs), written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import XvrInputError
+from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_to_dict
+from ..io.atomic import atomic_dir
+
+TRAJECTORY_COLUMNS = ("stage", "itr", "r1", "r2", "r3", "tx", "ty", "tz", "similarity", "time",
+                      "lr_rot", "lr_xyz")
+RESULT_VERSION = 1
+
+
+@dataclass
+class RegistrationResult:
+    """What one registration produced; `to_json` is the result.json content."""
+
+    init_pose: np.ndarray  # 4x4
+    final_pose: np.ndarray | None  # 4x4, None with init_only
+    intrinsics: Intrinsics
+    similarity: float | None = None
+    runtime_s: float = 0.0
+    iterations: int = 0
+    stopped: bool = False
+    trajectory: list[dict] = field(default_factory=list)
+    inputs: dict = field(default_factory=dict)
+    preprocessing: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    initialization: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)  # name -> float32 array, saved as PNG with --saveimg
+
+    @property
+    def pose(self) -> np.ndarray:
+        return self.final_pose if self.final_pose is not None else self.init_pose
+
+    def to_json(self) -> dict:
+        final = None if self.final_pose is None else pose_to_dict(pose_from_matrix(self.final_pose))
+        return {
+            "napari_xvr_result": RESULT_VERSION,
+            "pose_convention": "4x4 matrix rendered by diffdrr.drr.DRR (camera->world, mm); "
+            "rotation_deg_zxy = ZXY Euler angles in degrees; translation_mm as in DiffDRR",
+            "inputs": self.inputs,
+            "intrinsics": self.intrinsics.to_dict(),
+            "preprocessing": self.preprocessing,
+            "options": self.options,
+            "initialization": self.initialization,
+            "init_pose": pose_to_dict(pose_from_matrix(self.init_pose)),
+            "final_pose": final,
+            "similarity": None if self.similarity is None else float(self.similarity),
+            "runtime_s": float(self.runtime_s),
+            "iterations": int(self.iterations),
+            "stopped_early": bool(self.stopped),
+        }
+
+    def trajectory_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=TRAJECTORY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.trajectory:
+            writer.writerow({k: row[k] for k in TRAJECTORY_COLUMNS})
+        return out.getvalue()
+
+
+def _png(path: Path, image: np.ndarray) -> None:
+    import imageio.v3 as iio
+
+    img = np.asarray(image, dtype=np.float64)
+    lo, hi = np.nanmin(img), np.nanmax(img)
+    img = (img - lo) / (hi - lo + 1e-12)
+    iio.imwrite(path, (img * 255).round().astype(np.uint8))
+
+
+def write_result(result: RegistrationResult, folder, saveimg: bool = False) -> Path:
+    """Write `folder`/result.json, trajectory.csv and (with `saveimg`) PNGs, all or nothing."""
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        (tmp / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        (tmp / "trajectory.csv").write_text(result.trajectory_csv())
+        if saveimg:
+            for name, image in result.images.items():
+                if image is not None:
+                    _png(tmp / f"{name}.png", image)
+            if "final_drr" in result.images and "xray" in result.images:
+                _overlay_png(tmp / "overlay.png", result.images["xray"], result.images["final_drr"])
+    return folder
+
+
+def _overlay_png(path: Path, xray: np.ndarray, drr: np.ndarray) -> None:
+    """X-ray in grey with the DRR's edges in colour (magenta/green blend)."""
+    import imageio.v3 as iio
+
+    def norm(x):
+        x = np.asarray(x, dtype=np.float64)
+        return (x - x.min()) / (x.max() - x.min() + 1e-12)
+
+    a, b = norm(xray), norm(drr)
+    if a.shape != b.shape:
+        return
+    rgb = np.stack([a, b, a], axis=-1)
+    iio.imwrite(path, (rgb * 255).round().astype(np.uint8))
+
+
+def read_result(path) -> dict:
+    """Load result.json from a result folder or the file itself, checked."""
+    path = Path(path)
+    file = path / "result.json" if path.is_dir() else path
+    if not file.is_file():
+        raise XvrInputError(f"{path}: no result.json here; give a result folder or its result.json")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise XvrInputError(f"{file}: not valid JSON ({err})") from err
+    if "init_pose" not in data:
+        raise XvrInputError(f"{file}: not a napari-xvr result (no 'init_pose')")
+    return data
+
+
+def result_pose(data: dict):
+    """The final pose of a result dict (or the initial one when it was init_only)."""
+    pose = data.get("final_pose") or data["init_pose"]
+    return pose_from_dict(pose)
+
+
+def read_trajectory(folder) -> list[dict]:
+    """trajectory.csv as a list of dicts of floats."""
+    file = Path(folder) / "trajectory.csv"
+    if not file.is_file():
+        raise XvrInputError(f"{folder}: no trajectory.csv; was this registered with --init_only?")
+    with file.open() as handle:
+        return [
+            {k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]

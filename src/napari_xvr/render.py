@@ -1,0 +1,61 @@
+"""DRR construction for a volume + intrinsics + device (DiffDRR's renderer)."""
+
+from __future__ import annotations
+
+import torch
+from diffdrr.drr import DRR
+
+from .device import pick_device
+from .errors import XvrInputError
+from .geometry import Intrinsics
+
+RENDERERS = ("trilinear", "siddon")
+
+
+def make_drr(
+    subject,
+    intrinsics: Intrinsics,
+    renderer: str = "trilinear",
+    reverse_x_axis: bool = True,
+    voxel_shift: float = 0.0,
+    device=None,
+    **drr_kwargs,
+) -> DRR:
+    """A DiffDRR ``DRR`` for `subject` (from :func:`napari_xvr.io.read_volume`) on `device`."""
+    if renderer not in RENDERERS:
+        raise XvrInputError(f"--renderer {renderer!r}: use one of {', '.join(RENDERERS)}")
+    drr = DRR(
+        subject,
+        sdd=intrinsics.sdd,
+        height=intrinsics.height,
+        delx=intrinsics.delx,
+        width=intrinsics.width,
+        dely=intrinsics.dely,
+        x0=intrinsics.x0,
+        y0=intrinsics.y0,
+        reverse_x_axis=reverse_x_axis,
+        renderer=renderer,
+        voxel_shift=voxel_shift,
+        **drr_kwargs,
+    )
+    return drr.to(pick_device(device))
+
+
+def set_intrinsics(drr: DRR, intrinsics: Intrinsics) -> DRR:
+    """Point `drr` at a new detector geometry (in place) and return it."""
+    drr.set_intrinsics_(
+        sdd=intrinsics.sdd,
+        height=intrinsics.height,
+        width=intrinsics.width,
+        delx=intrinsics.delx,
+        dely=intrinsics.dely,
+        x0=intrinsics.x0,
+        y0=intrinsics.y0,
+    )
+    return drr
+
+
+@torch.no_grad()
+def render(drr: DRR, pose) -> torch.Tensor:
+    """Render the DRR(s) of `pose` without gradients: (B, 1, H, W) float32."""
+    return drr(pose.to(drr.device)).float()
