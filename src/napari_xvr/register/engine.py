@@ -69,6 +69,13 @@ def _pose(rot, xyz, options: RegistrationOptions) -> RigidTransform:
     return convert(rot, xyz, parameterization=options.parameterization)
 
 
+def _preparer(size: tuple[int, int], equalize: bool):
+    """The transform applied to the X-ray and every DRR at one stage."""
+    if equalize:
+        return lambda x: standardize(soft_equalize(x), size)
+    return lambda x: standardize(x, size)
+
+
 def _row(stage, itr, pose, similarity, elapsed, lrs) -> dict:
     rot, xyz = pose_to_zxy(pose)
     return {
@@ -138,9 +145,7 @@ def register(
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
             intr = stage_intrinsics(full, scale, options.crop)
             set_intrinsics(drr, intr)
-            size = (intr.height, intr.width)
-            prep = (lambda x: standardize(soft_equalize(x), size)) if options.equalize else (
-                lambda x: standardize(x, size))
+            prep = _preparer((intr.height, intr.width), options.equalize)
             fixed = prep(img)
             yield Stage(stage_idx, len(stages), scale, intr.height, intr.width, n_itrs)
 
