@@ -76,3 +76,77 @@ def write_xray_dicom(
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_dicom_series(
+    volume,
+    folder,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    series_number: int = 1,
+    description: str = "napari-xvr export",
+) -> Path:
+    """Write a 3D volume (a path SimpleITK reads, or a ``SimpleITK.Image``) as a CT series.
+
+    One uncompressed CT Image Storage file per slice (int16 stored values, HU through
+    RescaleIntercept/Slope), with ImagePositionPatient/ImageOrientationPatient/PixelSpacing
+    carrying the volume's origin, direction and spacing.  The folder appears atomically.
+    """
+    import io
+
+    import SimpleITK as sitk
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from .atomic import atomic_dir
+
+    image = volume if isinstance(volume, sitk.Image) else sitk.ReadImage(str(volume))
+    if image.GetDimension() != 3:
+        raise ValueError(f"write_dicom_series needs a 3D image, got {image.GetDimension()}D")
+    values = sitk.GetArrayFromImage(image).astype(np.float64)  # (slices, rows, cols)
+    lo, hi = float(values.min()), float(values.max())
+    slope = 1.0 if lo >= -32768 and hi <= 32767 else (hi - lo) / 65535.0
+    intercept = 0.0 if slope == 1.0 else lo + 32768 * slope
+    stored = np.round((values - intercept) / slope).clip(-32768, 32767).astype(np.int16)
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    origin = np.asarray(image.GetOrigin(), dtype=float)
+    series_uid = series_uid or generate_uid()
+    study_uid = study_uid or generate_uid()
+    frame_uid = generate_uid()
+    now = _dt.datetime.now()
+    orientation = [f"{v:.10g}" for v in (*direction[:, 0], *direction[:, 1])]
+    with atomic_dir(folder) as tmp:
+        for k in range(stored.shape[0]):
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = CTImageStorage
+            meta.MediaStorageSOPInstanceUID = generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = FileDataset(f"slice_{k:04d}.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+            ds.SOPClassUID = CTImageStorage
+            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+            ds.FrameOfReferenceUID = frame_uid
+            ds.Modality = "CT"
+            ds.PatientName, ds.PatientID = "Synthetic^Phantom", "napari-xvr"
+            ds.StudyDate = ds.SeriesDate = now.strftime("%Y%m%d")
+            ds.StudyTime = ds.SeriesTime = now.strftime("%H%M%S")
+            ds.SeriesNumber, ds.InstanceNumber = series_number, k + 1
+            ds.SeriesDescription = description
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+            position = origin + direction[:, 2] * spacing[2] * k
+            ds.ImagePositionPatient = [f"{v:.10g}" for v in position]
+            ds.ImageOrientationPatient = orientation
+            ds.PixelSpacing = [f"{spacing[1]:.10g}", f"{spacing[0]:.10g}"]
+            ds.SliceThickness = f"{spacing[2]:.10g}"
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.Rows, ds.Columns = stored.shape[1:]
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+            ds.PixelRepresentation = 1
+            ds.RescaleIntercept, ds.RescaleSlope = f"{intercept:.10g}", f"{slope:.10g}"
+            ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            (tmp / f"slice_{k:04d}.dcm").write_bytes(buffer.getvalue())
+    return Path(folder)

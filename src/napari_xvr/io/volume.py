@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +14,13 @@ import torchio as tio
 from diffdrr.data import read as diffdrr_read
 
 from ..errors import XvrInputError
+from ._messages import one_line
+from .atomic import _check_parent, _umask
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: formats `write_volume` can write as one file (so it can be replaced atomically)
+WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 def _suffix(path: Path) -> str:
@@ -19,49 +28,190 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _dicom_series(folder: Path, series_uid: str | None):
+def _is_dicom_file(path: Path) -> bool:
+    """True when `path` has the DICM magic of a Part 10 file (or a DICOM suffix)."""
+    if _suffix(path) in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def dicom_series(folder, recursive: bool = True) -> dict[str, list[str]]:
+    """SeriesInstanceUID -> sorted slice files of every DICOM series in `folder`.
+
+    When `folder` itself holds no series and `recursive`, its subfolders are searched (the
+    layout a DICOMDIR usually indexes).
+    """
     import SimpleITK as sitk
 
-    reader = sitk.ImageSeriesReader()
-    uids = reader.GetGDCMSeriesIDs(str(folder)) or ()
-    if not uids:
-        raise XvrInputError(f"{folder}: no DICOM series found in this folder")
-    if series_uid is not None:
-        if series_uid not in uids:
-            raise XvrInputError(
-                f"{folder}: SeriesInstanceUID {series_uid} not found; present: {', '.join(uids)}"
-            )
-        chosen = series_uid
-    else:  # the series with the most slices
-        chosen = max(uids, key=lambda uid: len(reader.GetGDCMSeriesFileNames(str(folder), uid)))
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), chosen))
+    folder = Path(folder)
+    folders = [folder]
+    reader = sitk.ImageSeriesReader
+    found: dict[str, list[str]] = {}
+    if recursive:
+        folders += sorted(Path(root) / d for root, dirs, _ in os.walk(folder) for d in dirs)
+    for sub in folders:
+        with _quiet_itk():
+            uids = reader.GetGDCMSeriesIDs(str(sub)) or ()
+        for uid in uids:
+            files = list(reader.GetGDCMSeriesFileNames(str(sub), uid))
+            if len(files) > len(found.get(uid, [])):
+                found[uid] = files
+        if found and sub == folder:
+            break
+    return found
+
+
+@contextlib.contextmanager
+def _quiet_itk() -> Iterator[None]:
+    """Silence ITK's own console warnings (e.g. "No Series were found"); errors still raise."""
+    import SimpleITK as sitk
+
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        return reader.Execute()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _choose_series(where: Path, series: dict[str, list[str]], series_uid: str | None) -> str:
+    if not series:
+        raise XvrInputError(
+            f"{where}: no DICOM series found here; give a folder of DICOM slices or a volume file"
+        )
+    if series_uid is not None:
+        if series_uid not in series:
+            listing = ", ".join(f"{uid} ({len(f)} files)" for uid, f in series.items())
+            raise XvrInputError(
+                f"{where}: SeriesInstanceUID {series_uid} is not here; present: {listing}"
+            )
+        return series_uid
+    return max(series, key=lambda uid: len(series[uid]))  # the series with the most slices
+
+
+def read_dicom_series(path, series_uid: str | None = None):
+    """A SimpleITK image of one DICOM series: `path` is a folder (largest series, or the one
+    with `series_uid`) or one slice file (its whole series from the same folder)."""
+    import SimpleITK as sitk
+
+    path = Path(path).expanduser()
+    if path.is_file() and path.name.upper() != "DICOMDIR":
+        if series_uid is None:
+            series_uid = _file_series_uid(path)
+        series = dicom_series(path.parent, recursive=False)
+        if series_uid not in series or len(series[series_uid]) < 2:
+            series = {series_uid or "": [str(path)]}  # a lone (possibly multi-frame) file
+        where = path
+    else:
+        where = path if path.is_dir() else path.parent
+        series = dicom_series(where)
+    chosen = _choose_series(where, series, series_uid)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(series[chosen])
+    try:
+        with _quiet_itk():
+            return reader.Execute()
     except RuntimeError as err:
-        raise XvrInputError(f"{folder}: the DICOM series {chosen} cannot be read ({err})") from err
+        raise XvrInputError(
+            f"{where}: the DICOM series {chosen} cannot be read ({one_line(err)}); "
+            "check that every slice is complete"
+        ) from err
+
+
+def _file_series_uid(path: Path) -> str | None:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as err:
+        raise XvrInputError(
+            f"{path}: not a readable DICOM file ({one_line(err)}); give a DICOM slice or series folder"
+        ) from err
+    uid = ds.get("SeriesInstanceUID")
+    return None if uid is None else str(uid)
+
+
+def _nifti_precheck(path: Path, what: str):
+    """Header checks of a NIfTI (dimensions) before the data is read; returns the nibabel image."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+    except Exception as err:
+        raise XvrInputError(f"{path}: not a readable NIfTI {what} ({one_line(err)})") from err
+    shape = tuple(int(s) for s in img.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 3:
+        raise XvrInputError(
+            f"{path}: the {what} is {len(shape)}D with shape {shape}; give a single 3D image "
+            "(split the channels or time points first)"
+        )
+    return img
+
+
+def _nifti_nonfinite(img) -> int:
+    """Number of NaN/inf voxels of a NIfTI, scanned in slabs (ITK silently turns NaN into 0)."""
+    if not np.issubdtype(img.get_data_dtype(), np.floating):
+        return 0
+    shape = img.shape
+    data = img.dataobj
+    if len(shape) < 3:
+        return int((~np.isfinite(np.asanyarray(data))).sum())
+    count, step = 0, 16
+    for k in range(0, shape[2], step):
+        slab = np.asanyarray(data[:, :, k : k + step])
+        count += int((~np.isfinite(slab)).sum())
+    return count
 
 
 def read_image(path, label: bool = False, series_uid: str | None = None) -> tio.Image:
-    """Read a volume (or labelmap when `label`) from a file or DICOM folder into torchio."""
-    path = Path(path)
+    """Read a volume (or labelmap when `label`) from a file or DICOM folder into torchio.
+
+    Files are read exactly as DiffDRR reads them (``torchio.ScalarImage(path)``); DICOM series
+    through SimpleITK, choosing the largest series or the one with `series_uid`.
+    """
+    path = Path(path).expanduser()
     kind = tio.LabelMap if label else tio.ScalarImage
     what = "labelmap" if label else "volume"
     if not path.exists():
-        raise XvrInputError(f"{path}: no such {what} file or folder")
-    if path.is_dir():
-        image = _dicom_series(path, series_uid)
-        data, affine = tio.io.sitk_to_nib(image)
+        raise XvrInputError(f"{path}: no such {what} file or folder; check the path")
+    suffix = _suffix(path)
+    if path.is_dir() or (suffix not in VOLUME_SUFFIXES and _is_dicom_file(path)):
+        image = read_dicom_series(path, series_uid)
+        data, affine = tio.io.sitk_to_nib(image, keepdim=True)
+        data = tio.data.io.check_uint_to_int(data)
         img = kind(tensor=torch.as_tensor(data), affine=affine)
     else:
-        if _suffix(path) not in VOLUME_SUFFIXES and _suffix(path) != ".dcm":
+        if suffix not in VOLUME_SUFFIXES:
             raise XvrInputError(
-                f"{path}: {what}s must be NIfTI, NRRD, MHA/MHD or a DICOM series folder"
+                f"{path}: unsupported {what} format {suffix or '(no suffix)'!r}; give NIfTI "
+                "(.nii/.nii.gz), NRRD, MHA/MHD or a folder of DICOM slices"
             )
+        nifti = _nifti_precheck(path, what) if suffix in (".nii", ".nii.gz") else None
         try:
             img = kind(path)
-            img.load()
+            with _quiet_itk():
+                img.load()
         except Exception as err:  # torchio/SimpleITK/nibabel raise many kinds
-            raise XvrInputError(f"{path}: cannot read this {what} ({err})") from err
+            raise XvrInputError(
+                f"{path}: cannot read this {what}, the file may be truncated or corrupt "
+                f"({one_line(err)})"
+            ) from err
+        if nifti is not None:
+            bad = _nifti_nonfinite(nifti)
+            if bad:
+                raise XvrInputError(
+                    f"{path}: the {what} holds {bad} NaN or infinite voxels; replace them "
+                    "(e.g. with the background value) before registering"
+                )
     _validate(img, path, what)
     return img
 
@@ -69,17 +219,26 @@ def read_image(path, label: bool = False, series_uid: str | None = None) -> tio.
 def _validate(img: tio.Image, path: Path, what: str) -> None:
     shape = tuple(img.shape[1:])
     if img.shape[0] != 1:
-        raise XvrInputError(f"{path}: the {what} has {img.shape[0]} channels; give a single 3D image")
+        raise XvrInputError(
+            f"{path}: the {what} has {img.shape[0]} channels; give a single-channel 3D image"
+        )
     if sum(s > 1 for s in shape) < 3:
         raise XvrInputError(
-            f"{path}: the {what} has shape {shape}; a 3D image with at least 2 voxels per axis is needed"
+            f"{path}: the {what} has shape {shape}; a 3D image with at least 2 voxels per axis "
+            "is needed (is this a single slice or a 2D image?)"
         )
     data = img.data
     if data.is_floating_point() and not torch.isfinite(data).all():
         n = int((~torch.isfinite(data)).sum())
-        raise XvrInputError(f"{path}: the {what} holds {n} NaN or infinite voxels; fix or mask them")
-    if not np.isfinite(img.affine).all():
-        raise XvrInputError(f"{path}: the {what}'s affine (spacing/origin/direction) is not finite")
+        raise XvrInputError(
+            f"{path}: the {what} holds {n} NaN or infinite voxels; replace them "
+            "(e.g. with the background value) before registering"
+        )
+    if not np.isfinite(img.affine).all() or abs(np.linalg.det(img.affine[:3, :3])) < 1e-12:
+        raise XvrInputError(
+            f"{path}: the {what}'s spacing/origin/direction is not finite or is singular; "
+            "fix the header"
+        )
 
 
 def parse_labels(labels) -> list[int] | None:
@@ -94,6 +253,34 @@ def parse_labels(labels) -> list[int] | None:
     if isinstance(labels, int):
         return [labels]
     return [int(x) for x in labels]
+
+
+def _check_density(vol: tio.ScalarImage, where) -> None:
+    """DiffDRR's HU->density conversion needs soft-tissue voxels and a non-constant volume."""
+    data = vol.data
+    lo, hi = float(data.min()), float(data.max())
+    if lo == hi:
+        raise XvrInputError(f"{where}: the volume is constant (every voxel = {lo:g}); nothing to render")
+    if not ((data > -800) & (data <= 350)).any():
+        raise XvrInputError(
+            f"{where}: no voxel lies in (-800, 350], the soft-tissue range of Hounsfield units "
+            f"(values span {lo:g}..{hi:g}); give a CT in HU (or rescale the volume)"
+        )
+
+
+def _check_mask_grid(vol: tio.Image, lab: tio.Image, mask) -> None:
+    if tuple(lab.shape[1:]) != tuple(vol.shape[1:]):
+        raise XvrInputError(
+            f"{mask}: labelmap shape {tuple(lab.shape[1:])} differs from the volume's "
+            f"{tuple(vol.shape[1:])}; resample it onto the volume grid"
+        )
+    diff = np.abs(np.asarray(lab.affine) - np.asarray(vol.affine))
+    spacing = np.asarray(vol.spacing, dtype=float)
+    if diff[:3, :3].max() > 1e-3 * spacing.max() or diff[:3, 3].max() > 1e-2 * spacing.min():
+        raise XvrInputError(
+            f"{mask}: the labelmap's spacing/origin/direction differ from the volume's "
+            f"(largest difference {diff.max():.3g} mm); resample it onto the volume grid"
+        )
 
 
 def read_volume(
@@ -114,23 +301,22 @@ def read_volume(
         raise XvrInputError(f"--orientation {orientation!r}: use AP or PA")
     labels = parse_labels(labels)
     vol = volume if isinstance(volume, tio.ScalarImage) else read_image(volume, False, series_uid)
+    _check_density(vol, volume if not isinstance(volume, tio.Image) else "volume")
     lab = None
     if mask is not None:
         lab = mask if isinstance(mask, tio.LabelMap) else read_image(mask, True)
-        if tuple(lab.shape[1:]) != tuple(vol.shape[1:]):
-            raise XvrInputError(
-                f"{mask}: labelmap shape {tuple(lab.shape[1:])} differs from the volume's "
-                f"{tuple(vol.shape[1:])}; resample it onto the volume grid"
-            )
+        _check_mask_grid(vol, lab, mask)
     if labels is not None:
         if lab is None:
             raise XvrInputError("--labels needs a labelmap: pass it with --mask")
         present = set(torch.unique(lab.data).long().tolist())
         missing = [x for x in labels if x not in present]
         if missing:
-            shown = ", ".join(str(x) for x in sorted(present - {0})[:20])
+            nonzero = sorted(present - {0})
+            shown = ", ".join(str(x) for x in nonzero[:30]) + (" ..." if len(nonzero) > 30 else "")
             raise XvrInputError(
-                f"{mask}: label(s) {missing} do not exist in the labelmap; present labels: {shown}"
+                f"{mask}: label(s) {', '.join(map(str, missing))} do not exist in the labelmap; "
+                f"present labels: {shown or 'none (the labelmap is empty)'}"
             )
     return diffdrr_read(
         vol,
@@ -140,3 +326,31 @@ def read_volume(
         bone_attenuation_multiplier=bone_attenuation_multiplier,
         **kwargs,
     )
+
+
+def write_volume(image, path) -> Path:
+    """Write a SimpleITK image to .nii/.nii.gz/.nrrd/.mha atomically (temp file + rename)."""
+    import SimpleITK as sitk
+
+    path = Path(path).expanduser()
+    suffix = _suffix(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise XvrInputError(
+            f"{path}: cannot write {suffix or '(no suffix)'!r}; name the output .nii.gz, .nii, "
+            ".nrrd or .mha"
+        )
+    if path.is_dir():
+        raise XvrInputError(f"{path} is a folder; give a file name such as {path / 'volume.nii.gz'}")
+    _check_parent(path)
+    tmp = path.with_name(f".{path.name[: -len(suffix)]}.{os.getpid()}.tmp{suffix}")
+    try:
+        sitk.WriteImage(image, str(tmp), useCompression=suffix != ".nii")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, RuntimeError):
+            raise XvrInputError(f"{path}: cannot write the volume ({one_line(err)})") from err
+        raise
+    return path
+

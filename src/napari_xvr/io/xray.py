@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 
 from ..errors import XvrInputError
 from ..geometry import Intrinsics
+from ._messages import one_line
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg")
 REDUCEFNS = ("max", "sum")
@@ -27,6 +29,20 @@ class XRay:
     secondary_angle: float | None = None
     source_to_patient: float | None = None
     header: dict = field(default_factory=dict)
+    #: all frames (F, H, W) of a multi-frame file, PF->AF flip applied; None for one frame
+    frames: np.ndarray | None = None
+    reducefn: str | int | None = "max"
+
+    def preprocessed(
+        self, crop: int = 0, subtract_background: bool = False, linearize: bool = False
+    ) -> torch.Tensor:
+        """The (1, 1, H, W) image the registration compares against, as xvr makes it.
+
+        A multi-frame X-ray is preprocessed as a stack and reduced afterwards (xvr's order).
+        """
+        if self.frames is not None:
+            return preprocess_xray(self.frames, crop, subtract_background, linearize, self.reducefn)
+        return preprocess_xray(self.image, crop, subtract_background, linearize)
 
     @property
     def stem(self) -> str:
@@ -39,22 +55,37 @@ class XRay:
         return name
 
 
-def _reduce(frames: np.ndarray, reducefn, path) -> np.ndarray:
+def check_reducefn(reducefn) -> str | int:
+    """'max', 'sum' or a frame index (an int or a string of one); None means 'max'."""
+    if reducefn is None:
+        return "max"
+    if isinstance(reducefn, str) and reducefn.strip().lower() in REDUCEFNS:
+        return reducefn.strip().lower()
+    try:
+        return int(reducefn)
+    except (TypeError, ValueError) as err:
+        raise XvrInputError(
+            f"--reducefn {reducefn!r}: use max, sum or a frame index (0 is the first frame)"
+        ) from err
+
+
+def _reduce(frames, reducefn, path=None):
+    """Collapse the leading frame axis of a (F, H, W) array or tensor; 2D passes through."""
     if frames.ndim == 2:
         return frames
-    if reducefn in (None, "max"):
-        return frames.max(axis=0)
+    reducefn = check_reducefn(reducefn)
+    if reducefn == "max":
+        return frames.max(axis=0) if isinstance(frames, np.ndarray) else frames.amax(dim=0)
     if reducefn == "sum":
-        return frames.sum(axis=0)
-    try:
-        index = int(reducefn)
-    except (TypeError, ValueError) as err:
-        raise XvrInputError(f"--reducefn {reducefn!r}: use max, sum or a frame index") from err
-    if not -frames.shape[0] <= index < frames.shape[0]:
+        return frames.sum(axis=0) if isinstance(frames, np.ndarray) else frames.sum(dim=0)
+    count = frames.shape[0]
+    if not -count <= reducefn < count:
+        where = f"{path}: " if path is not None else ""
         raise XvrInputError(
-            f"{path}: --reducefn {index} is out of range; the file has {frames.shape[0]} frames"
+            f"{where}--reducefn {reducefn} is out of range; the file has {count} frames "
+            f"(use 0..{count - 1}, max or sum)"
         )
-    return frames[index]
+    return frames[reducefn]
 
 
 def _float(ds, keyword):
@@ -62,20 +93,69 @@ def _float(ds, keyword):
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if np.isfinite(number) else None
 
 
 def _pair(ds, keyword):
     value = ds.get(keyword)
     if value is None or value == "":
         return None
+    items = [value] if isinstance(value, str) or not hasattr(value, "__iter__") else list(value)
     try:
-        a, b = (float(v) for v in value)
+        numbers = [float(v) for v in items]
     except (TypeError, ValueError):
         return None
-    return a, b
+    if len(numbers) == 1:  # one value: square pixels / the same offset on both axes
+        numbers = numbers * 2
+    if len(numbers) != 2 or not all(np.isfinite(numbers)):
+        return None
+    return numbers[0], numbers[1]
+
+
+def _decode_error(path: Path, ds, err: Exception) -> XvrInputError:
+    """A user-facing message for pixel data pydicom could not turn into an array."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = getattr(meta, "TransferSyntaxUID", None)
+    name = getattr(syntax, "name", str(syntax))
+    if syntax is not None and getattr(syntax, "is_compressed", False):
+        try:
+            from pydicom.pixels.decoders.base import get_decoder
+
+            available = get_decoder(syntax).is_available
+        except Exception:
+            available = False
+        if not available:
+            return XvrInputError(
+                f"{path}: no decoder is installed for its transfer syntax {name}; install "
+                "pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and pylibjpeg-rle "
+                "(or decompress the file, e.g. with gdcmconv --raw)"
+            )
+        return XvrInputError(
+            f"{path}: the {name} pixel data cannot be decoded, the file may be truncated or "
+            f"corrupt ({one_line(err)}); give the complete file"
+        )
+    return XvrInputError(
+        f"{path}: the pixel data does not fit Rows/Columns/BitsAllocated/NumberOfFrames, the file "
+        f"is probably truncated ({one_line(err)}); give the complete file"
+    )
+
+
+def _pixels(path: Path, ds) -> np.ndarray:
+    """Decoded frames (H, W) or (F, H, W) as float32, grey, MONOCHROME2 (bright = dense)."""
+    try:
+        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
+    except Exception as err:
+        raise _decode_error(path, ds, err) from err
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1 and pixels.shape[-1] in (3, 4):
+        pixels = pixels[..., :3].mean(axis=-1)
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
+        pixels = pixels.max() - pixels
+    if not np.isfinite(pixels).all():
+        raise XvrInputError(f"{path}: the pixel data holds NaN or infinite values; fix the image")
+    return pixels
 
 
 def _read_dicom(path: Path, reducefn, overrides: dict) -> XRay:
@@ -83,27 +163,30 @@ def _read_dicom(path: Path, reducefn, overrides: dict) -> XRay:
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
     except InvalidDicomError as err:
-        raise XvrInputError(f"{path}: not a DICOM file (no DICM preamble); give a DICOM X-ray") from err
-    except Exception as err:
-        raise XvrInputError(f"{path}: the DICOM file is unreadable or truncated ({err})") from err
-    if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise XvrInputError(f"{path}: the DICOM has no pixel data (PixelData tag missing)")
-    try:
-        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
-    except Exception as err:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
         raise XvrInputError(
-            f"{path}: cannot decode the pixel data (transfer syntax {syntax}): {err}. "
-            "Install pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and pylibjpeg-rle"
+            f"{path}: not a DICOM file (no DICM marker at byte 128); give a DICOM X-ray, or a "
+            "PNG/TIFF/NPY image with --sdd and --delx"
         ) from err
-    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4) and ds.get("SamplesPerPixel", 1) > 1:
-        pixels = pixels[..., :3].mean(axis=-1)
-    if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
-        pixels = pixels.max() - pixels
-    if not np.isfinite(pixels).all():
-        raise XvrInputError(f"{path}: the pixel data holds NaN or infinite values")
+    except Exception as err:
+        raise XvrInputError(
+            f"{path}: the DICOM file is unreadable or truncated ({one_line(err)}); give the complete file"
+        ) from err
+    if len(ds) == 0:
+        raise XvrInputError(
+            f"{path}: the DICOM file ends after its file meta header (truncated?); give the complete file"
+        )
+    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise XvrInputError(
+            f"{path}: the DICOM has no pixel data (PixelData (7FE0,0010) is missing: a truncated "
+            "file or a non-image object such as a report or DICOMDIR); give an X-ray image"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pixels = _pixels(path, ds)
 
     sdd = _float(ds, "DistanceSourceToDetector")
     spacing = _pair(ds, "PixelSpacing") or _pair(ds, "ImagerPixelSpacing")
@@ -116,25 +199,24 @@ def _read_dicom(path: Path, reducefn, overrides: dict) -> XRay:
         values["dely"] = values["delx"]
     if values["sdd"] is None:
         raise XvrInputError(
-            f"{path}: DistanceSourceToDetector (0018,1110) is missing; pass --sdd in mm"
+            f"{path}: DistanceSourceToDetector (0018,1110) is missing or not a number; "
+            "pass --sdd (source-to-detector distance in mm)"
         )
     if values["delx"] is None:
         raise XvrInputError(
-            f"{path}: neither PixelSpacing (0028,0030) nor ImagerPixelSpacing (0018,1164) is "
-            "present; pass --delx (and --dely) in mm/pixel"
+            f"{path}: neither PixelSpacing (0028,0030) nor ImagerPixelSpacing (0018,1164) holds "
+            "two numbers; pass --delx (and --dely) in mm per pixel"
         )
 
     primary = _float(ds, "PositionerPrimaryAngle")
-    pf_to_af = bool(
-        list(ds.get("PatientOrientation", []) or []) == ["P", "F"]
-        and primary is not None
-        and primary < 0
-    )
-    image = _reduce(pixels, reducefn, path)
-    if image.ndim != 2:
+    orientation = [str(v).strip().upper() for v in (ds.get("PatientOrientation") or [])]
+    pf_to_af = bool(orientation == ["P", "F"] and primary is not None and primary < 0)
+    if pixels.ndim == 3 and int(ds.get("NumberOfFrames", 1) or 1) == 1 and pixels.shape[0] != 1:
         raise XvrInputError(f"{path}: the pixel data has shape {pixels.shape}; expected 2D frames")
     if pf_to_af:
-        image = image[:, ::-1].copy()
+        pixels = pixels[..., ::-1]
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    image = _reduce(pixels, reducefn, path)
     height, width = image.shape
     intrinsics = Intrinsics(height=height, width=width, **values)
     header = {
@@ -142,6 +224,8 @@ def _read_dicom(path: Path, reducefn, overrides: dict) -> XRay:
         "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),
         "NumberOfFrames": int(pixels.shape[0]) if pixels.ndim == 3 else 1,
         "TransferSyntaxUID": str(getattr(ds.file_meta, "TransferSyntaxUID", "")),
+        "PhotometricInterpretation": str(ds.get("PhotometricInterpretation", "")),
+        "PatientOrientation": orientation,
     }
     return XRay(
         image=np.ascontiguousarray(image, dtype=np.float32),
@@ -152,38 +236,51 @@ def _read_dicom(path: Path, reducefn, overrides: dict) -> XRay:
         secondary_angle=_float(ds, "PositionerSecondaryAngle"),
         source_to_patient=_float(ds, "DistanceSourceToPatient"),
         header=header,
+        frames=pixels if pixels.ndim == 3 else None,
+        reducefn=reducefn,
     )
 
 
 def _read_plain(path: Path, reducefn, overrides: dict) -> XRay:
-    if path.suffix.lower() == ".npy":
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
         try:
-            pixels = np.load(path).astype(np.float32)
+            pixels = np.load(path, allow_pickle=False).astype(np.float32)
         except Exception as err:
-            raise XvrInputError(f"{path}: not a readable .npy array ({err})") from err
+            raise XvrInputError(f"{path}: not a readable .npy array ({one_line(err)})") from err
     else:
         import imageio.v3 as iio
 
         try:
             pixels = np.asarray(iio.imread(path), dtype=np.float32)
         except Exception as err:
-            raise XvrInputError(f"{path}: not a readable image ({err})") from err
-        if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
-            pixels = pixels[..., :3].mean(axis=-1)
+            raise XvrInputError(
+                f"{path}: not a readable {suffix} image, truncated or corrupt ({one_line(err)})"
+            ) from err
+        channels_last = pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4)
+        if channels_last and (suffix not in (".tif", ".tiff") or pixels.shape[0] > 4):
+            # grey+alpha keeps the grey channel; colour is averaged
+            pixels = pixels[..., 0] if pixels.shape[-1] == 2 else pixels[..., :3].mean(axis=-1)
+    if pixels.ndim not in (2, 3):
+        raise XvrInputError(f"{path}: image of shape {pixels.shape}; expected a 2D image or frames")
+    if not np.isfinite(pixels).all():
+        raise XvrInputError(f"{path}: the image holds NaN or infinite values; fix the image")
     image = _reduce(pixels, reducefn, path)
-    if image.ndim != 2:
-        raise XvrInputError(f"{path}: image of shape {pixels.shape}; expected a 2D image")
-    if not np.isfinite(image).all():
-        raise XvrInputError(f"{path}: the image holds NaN or infinite values")
     values = {k: v for k, v in overrides.items() if v is not None}
-    for key, flag in (("sdd", "--sdd"), ("delx", "--delx")):
-        if key not in values:
-            raise XvrInputError(f"{path}: a {path.suffix} file carries no geometry; pass {flag}")
+    missing = [flag for key, flag in (("sdd", "--sdd"), ("delx", "--delx")) if key not in values]
+    if missing:
+        raise XvrInputError(
+            f"{path}: a {suffix} image carries no detector geometry; pass {' and '.join(missing)} "
+            "(source-to-detector distance in mm, pixel spacing in mm)"
+        )
     values.setdefault("dely", values["delx"])
     height, width = image.shape
     return XRay(
-        image=np.ascontiguousarray(image), intrinsics=Intrinsics(height=height, width=width, **values),
+        image=np.ascontiguousarray(image, dtype=np.float32),
+        intrinsics=Intrinsics(height=height, width=width, **values),
         path=path,
+        frames=np.ascontiguousarray(pixels) if pixels.ndim == 3 else None,
+        reducefn=reducefn,
     )
 
 
@@ -196,10 +293,18 @@ def read_xray(
     x0: float | None = None,
     y0: float | None = None,
 ) -> XRay:
-    """Read an X-ray; header geometry is replaced by any of sdd/delx/dely/x0/y0 given."""
-    path = Path(path)
+    """Read an X-ray; header geometry is replaced by any of sdd/delx/dely/x0/y0 given.
+
+    DICOM (any transfer syntax pydicom can decode, single or multi-frame) carries its own
+    geometry; PNG/TIFF/NPY/JPEG need at least `sdd` and `delx`.  A multi-frame image is reduced
+    by `reducefn`: 'max', 'sum' or a frame index.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise XvrInputError(f"{path} is a folder; give one X-ray file (or use --pattern for folders)")
     if not path.is_file():
-        raise XvrInputError(f"{path}: no such X-ray file")
+        raise XvrInputError(f"{path}: no such X-ray file; check the path")
+    reducefn = check_reducefn(reducefn)
     overrides = {"sdd": sdd, "delx": delx, "dely": dely, "x0": x0, "y0": y0}
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return _read_plain(path, reducefn, overrides)
@@ -220,20 +325,26 @@ def preprocess_xray(
     crop: int = 0,
     subtract_background: bool = False,
     linearize: bool = False,
+    reducefn: str | int | None = None,
 ) -> torch.Tensor:
     """xvr's preprocessing: centre crop, rescale to [0, 1], remove the mode, log-linearize.
 
-    Returns a float32 tensor of shape (1, 1, H, W).
+    `image` is (H, W), or (F, H, W) frames that are preprocessed together and then reduced by
+    `reducefn` ('max' when None), as xvr does.  Returns a float32 tensor of shape (1, 1, H, W).
     """
-    img = torch.as_tensor(np.asarray(image, dtype=np.float32)).clone()
-    if img.ndim != 2:
-        raise XvrInputError(f"preprocess: expected a 2D image, got shape {tuple(img.shape)}")
-    height, width = img.shape
+    if isinstance(image, torch.Tensor):
+        img = image.detach().to("cpu", torch.float32).clone()
+    else:
+        img = torch.as_tensor(np.asarray(image, dtype=np.float32)).clone()
+    if img.ndim not in (2, 3):
+        raise XvrInputError(f"preprocess: expected a 2D image or (F, H, W) frames, got {tuple(img.shape)}")
+    height, width = img.shape[-2:]
     if crop:
         if crop < 0 or crop >= min(height, width) - 1:
             raise XvrInputError(f"--crop {crop}: must be between 0 and {min(height, width) - 2}")
-        top, left = crop // 2, crop // 2
-        img = img[top : top + height - crop, left : left + width - crop]
+        # the same offsets as torchvision's center_crop, which xvr uses
+        top, left = int(round(crop / 2.0)), int(round(crop / 2.0))
+        img = img[..., top : top + height - crop, left : left + width - crop]
     img = (img - img.min()) / (img.max() - img.min() + 1e-6)
     if subtract_background:
         background = img.flatten().mode().values.item()
@@ -241,4 +352,6 @@ def preprocess_xray(
     if linearize:
         img = img + 1
         img = img.max().log() - img.log()
+    if img.ndim == 3:
+        img = _reduce(img, reducefn)
     return img[None, None].contiguous()
