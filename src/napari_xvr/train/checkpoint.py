@@ -1,0 +1,122 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+Ours hold model/optimizer/scheduler state, the iteration to run next, RNG states, accumulated
+gradients, a JSON-able config and an ISO date. xvr's published checkpoints (a datetime ``date``
+and a config dict) load too: only ``datetime.datetime`` is allow-listed for unpickling.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import pickle
+from pathlib import Path
+
+import torch
+
+from ..errors import XvrInputError
+from ..io.atomic import atomic_write_bytes
+
+FORMAT = "napari-xvr-checkpoint/1"
+SAFE_GLOBALS = [datetime.datetime]
+MODEL_DEFAULTS = {"convention": "ZXY", "norm_layer": "groupnorm", "unit_conversion_factor": 1000.0,
+                  "orientation": "AP", "reverse_x_axis": True}
+
+
+def save_checkpoint(path, state: dict) -> Path:
+    """Serialise `state` in memory, then write it in one atomic replace."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint file (ours or xvr's) safely; a folder gives its newest good one."""
+    path = Path(path)
+    if path.is_dir():
+        path = latest_checkpoint(path)
+    if not path.is_file():
+        raise XvrInputError(f"-c {path}: no such checkpoint file or folder")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0]
+        raise XvrInputError(
+            f"-c {path}: refusing to unpickle objects outside the allow-list ({first}); "
+            "re-save the checkpoint with plain tensors, numbers, strings and dicts"
+        ) from err
+    except Exception as err:  # truncated, not a torch file, wrong zip, ...
+        raise XvrInputError(f"-c {path}: not a readable PyTorch checkpoint ({err})") from err
+    validate(ckpt, path)
+    return ckpt
+
+
+def validate(ckpt, path) -> None:
+    """Clear errors for checkpoints that lack what we need."""
+    if not isinstance(ckpt, dict):
+        raise XvrInputError(f"-c {path}: a checkpoint must be a dict, got {type(ckpt).__name__}")
+    missing = [k for k in ("model_state_dict", "config") if k not in ckpt]
+    if missing:
+        raise XvrInputError(f"-c {path}: the checkpoint lacks {', '.join(missing)}")
+    if not isinstance(ckpt["config"], dict):
+        raise XvrInputError(f"-c {path}: 'config' must be a dict")
+    model_spec(ckpt["config"], path)
+
+
+def model_spec(config: dict, source="checkpoint") -> dict:
+    """What the network and its input need, from our config or xvr's (same key names)."""
+    need = ("model_name", "parameterization", "height", "sdd", "delx")
+    missing = [k for k in need if config.get(k) is None]
+    if missing:
+        raise XvrInputError(f"{source}: the checkpoint's config lacks {', '.join(missing)}")
+    spec = {k: config[k] for k in need}
+    for key, default in MODEL_DEFAULTS.items():
+        spec[key] = config.get(key, default) if config.get(key) is not None else default
+    if spec["parameterization"] != "euler_angles":
+        spec["convention"] = config.get("convention")
+    spec["height"], spec["sdd"], spec["delx"] = int(spec["height"]), float(spec["sdd"]), float(spec["delx"])
+    spec["frame_center_ras"] = config.get("frame_center_ras")
+    return spec
+
+
+def is_ours(ckpt: dict) -> bool:
+    return ckpt.get("format") == FORMAT
+
+
+def checkpoint_itr(path) -> int:
+    """The iteration a checkpoint resumes at (-1 if it cannot be read)."""
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(ckpt.get("itr", -1))
+    except Exception:
+        return -1
+
+
+def latest_checkpoint(folder) -> Path:
+    """The readable checkpoint with the highest iteration in `folder`."""
+    folder = Path(folder)
+    candidates = [p for p in folder.glob("*.pth") if not p.name.startswith(".")]
+    scored = sorted(((checkpoint_itr(p), p.stat().st_mtime, p) for p in candidates), reverse=True)
+    scored = [s for s in scored if s[0] >= 0]
+    if not scored:
+        raise XvrInputError(f"-c {folder}: no readable *.pth checkpoint in this folder")
+    return scored[0][2]
+
+
+def load_model(path, device="cpu"):
+    """(model in eval mode, normalised spec, checkpoint dict) from any checkpoint."""
+    from .network import build_model
+
+    ckpt = load_checkpoint(path)
+    spec = model_spec(ckpt["config"], path)
+    model = build_model(spec)
+    try:
+        model.load_state_dict(ckpt["model_state_dict"])
+    except RuntimeError as err:
+        raise XvrInputError(
+            f"-c {path}: the weights do not fit a {spec['model_name']} with "
+            f"{spec['parameterization']} heads ({str(err).splitlines()[0]})"
+        ) from err
+    return model.to(device).eval(), spec, ckpt

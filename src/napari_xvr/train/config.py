@@ -1,0 +1,170 @@
+"""Training options with the reference's names and defaults, validated and JSON-able."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import XvrInputError
+from ..geometry import PARAMETERIZATIONS
+
+RANGE_NAMES = ("r1", "r2", "r3", "tx", "ty", "tz")
+
+
+def _pair(value, name: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise XvrInputError(f"--{name} {value!r}: give two numbers, e.g. --{name} -30 30") from err
+    if hi < lo:
+        raise XvrInputError(f"--{name} {lo:g} {hi:g}: the first value must be <= the second")
+    return lo, hi
+
+
+@dataclass
+class TrainConfig:
+    """Everything `xvr train` needs; field names are the CLI option names."""
+
+    volpath: str
+    outpath: str
+    # sampling (required)
+    r1: tuple[float, float] = (-30.0, 30.0)
+    r2: tuple[float, float] = (-15.0, 15.0)
+    r3: tuple[float, float] = (-5.0, 5.0)
+    tx: tuple[float, float] = (-25.0, 25.0)
+    ty: tuple[float, float] = (800.0, 900.0)
+    tz: tuple[float, float] = (-25.0, 25.0)
+    batch_size: int = 116
+    # data
+    maskpath: str | None = None
+    patch_size: tuple[int, int, int] | None = None
+    num_workers: int = 4
+    pin_memory: bool = False
+    sample_weights: str | None = None
+    # renderer
+    sdd: float = 1020.0
+    height: int = 256
+    delx: float = 2.0
+    orientation: str = "AP"
+    reverse_x_axis: bool = True
+    renderer: str = "trilinear"
+    n_points: int | None = None
+    # model
+    model_name: str = "resnet18"
+    norm_layer: str = "groupnorm"
+    pretrained: bool = False
+    parameterization: str = "quaternion_adjugate"
+    convention: str = "ZXY"
+    unit_conversion_factor: float = 1000.0
+    p_augmentation: float = 0.333
+    use_compile: bool = False
+    use_bf16: bool = False
+    # optimizer
+    lr: float = 2e-4
+    weight_ncc: float = 1.0
+    weight_geo: float = 0.01
+    weight_dice: float = 1.0
+    n_total_itrs: int = 1_000_000
+    n_warmup_itrs: int = 1_000
+    n_grad_accum_itrs: int = 4
+    n_save_every_itrs: int = 1_000
+    disable_scheduler: bool = False
+    # checkpoint
+    ckptpath: str | None = None
+    reuse_optimizer: bool = False
+    warp: str | None = None
+    invert: bool = False
+    # logging
+    name: str | None = None
+    id: str | None = None
+    project: str = "xvr"
+    n_drr_every_itrs: int = 250
+    # misc (ours)
+    seed: int = 0
+    device: str = "auto"
+    img_threshold: float = 0.10
+    mask_threshold: float = 0.05
+    # filled in by the trainer: the frame the model's poses live in (RAS centre of the volume)
+    frame_center_ras: list[float] | None = field(default=None)
+
+    def __post_init__(self):
+        for name in RANGE_NAMES:
+            setattr(self, name, _pair(getattr(self, name), name))
+        if self.patch_size is not None:
+            self.patch_size = parse_patch_size(self.patch_size)
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise XvrInputError(
+                f"--parameterization {self.parameterization!r}: use one of {', '.join(PARAMETERIZATIONS)}"
+            )
+        if self.orientation not in ("AP", "PA"):
+            raise XvrInputError(f"--orientation {self.orientation!r}: use AP or PA")
+        if self.renderer not in ("trilinear", "siddon"):
+            raise XvrInputError(f"--renderer {self.renderer!r}: use trilinear or siddon")
+        positive = ("batch_size", "height", "n_total_itrs", "n_grad_accum_itrs", "n_save_every_itrs")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise XvrInputError(f"--{name} {getattr(self, name)}: must be >= 1")
+        for name in ("sdd", "delx", "lr", "unit_conversion_factor"):
+            if not float(getattr(self, name)) > 0:
+                raise XvrInputError(f"--{name} {getattr(self, name)}: must be > 0")
+        if self.n_warmup_itrs < 0:
+            raise XvrInputError("--n_warmup_itrs must be >= 0")
+        if not 0.0 <= self.p_augmentation <= 1.0:
+            raise XvrInputError(f"--p_augmentation {self.p_augmentation}: must be in [0, 1]")
+        if min(self.weight_ncc, self.weight_geo, self.weight_dice) < 0:
+            raise XvrInputError("--weight_ncc/--weight_geo/--weight_dice must be >= 0")
+        if self.reuse_optimizer and self.ckptpath is None:
+            raise XvrInputError("--reuse_optimizer needs a checkpoint: pass it with -c/--ckptpath")
+        if self.invert and self.warp is None:
+            raise XvrInputError("--invert needs a transform: pass it with -w/--warp")
+        if self.n_points is not None and int(self.n_points) < 2:
+            raise XvrInputError(f"--n_points {self.n_points}: must be >= 2")
+
+    def to_dict(self) -> dict:
+        """Plain JSON types only (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        if not isinstance(data, dict):
+            raise XvrInputError(f"{source}: the training config must be a dict, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise XvrInputError(f"{source}: unknown training option(s) {', '.join(unknown)}")
+        for required in ("volpath", "outpath"):
+            if required not in data:
+                raise XvrInputError(f"{source}: the training config lacks {required!r}")
+        return cls(**data)
+
+
+def parse_patch_size(value) -> tuple[int, int, int]:
+    """'64,64,32' or (64, 64, 32) -> (64, 64, 32)."""
+    try:
+        parts = value.replace(" ", "").split(",") if isinstance(value, str) else list(value)
+        size = tuple(int(p) for p in parts if p != "")
+    except (TypeError, ValueError) as err:
+        raise XvrInputError(f"--patch_size {value!r}: give three integers, e.g. 96,96,64") from err
+    if len(size) != 3 or min(size) < 2:
+        raise XvrInputError(f"--patch_size {value!r}: give three integers >= 2 (h,w,d voxels)")
+    return size
+
+
+def read_sample_weights(path, n: int) -> list[float]:
+    """One non-negative number per volume, whitespace/comma separated, in a text file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise XvrInputError(f"--sample_weights {path}: cannot read it ({err})") from err
+    try:
+        weights = [float(w) for w in text.replace(",", " ").split()]
+    except ValueError as err:
+        raise XvrInputError(f"--sample_weights {path}: give one number per volume") from err
+    if len(weights) != n:
+        raise XvrInputError(f"--sample_weights {path}: {len(weights)} weights for {n} volumes")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise XvrInputError(f"--sample_weights {path}: weights must be >= 0 with a positive sum")
+    return weights
