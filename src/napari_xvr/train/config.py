@@ -50,6 +50,7 @@ class TrainConfig:
     reverse_x_axis: bool = True
     renderer: str = "trilinear"
     n_points: int | None = None
+    voxel_shift: float = 0.5
     # model
     model_name: str = "resnet18"
     norm_layer: str = "groupnorm"

@@ -253,7 +253,7 @@ class Trainer:
             return self._drrs[index]
         subject = self.volumes.subject(index)
         drr = make_drr(subject, self.intrinsics, self.config.renderer, self.config.reverse_x_axis,
-                       device=self.device)
+                       self.config.voxel_shift, device=self.device)
         hu = subject.volume.data.squeeze().to(self.device, torch.float32)
         warp = None
         if self.config.warp is not None:
