@@ -113,6 +113,8 @@ def read_dicom_series(path, series_uid: str | None = None):
         where = path if path.is_dir() else path.parent
         series = dicom_series(where)
     chosen = _choose_series(where, series, series_uid)
+    positions = [_check_slice(Path(file)) for file in series[chosen]]
+    _check_gaps(where, chosen, series[chosen], positions, series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(series[chosen])
     try:
@@ -123,6 +125,73 @@ def read_dicom_series(path, series_uid: str | None = None):
             f"{where}: the DICOM series {chosen} cannot be read ({one_line(err)}); "
             "check that every slice is complete"
         ) from err
+
+
+def _left_out(files: list[str], series: dict[str, list[str]]) -> list[str]:
+    """DICOM files beside the series' slices that GDCM could not place in any series."""
+    used = {os.path.realpath(f) for group in series.values() for f in group}
+    folders = {Path(f).parent for f in files}
+    return sorted(
+        p.name for folder in folders for p in folder.iterdir()
+        if p.is_file() and os.path.realpath(p) not in used and _is_dicom_file(p)
+    )
+
+
+def _check_gaps(where: Path, uid: str, files: list[str], positions: list, series=None) -> None:
+    """Fail when the slices are not evenly spaced (a missing or unreadable slice)."""
+    if len(files) < 3 or any(p is None for p in positions):
+        return
+    points = np.asarray(positions, dtype=float)
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    typical = float(np.median(steps))
+    if typical <= 0:
+        return
+    worst = int(np.argmax(np.abs(steps - typical)))
+    if abs(steps[worst] - typical) > 0.2 * typical:
+        skipped = _left_out(files, series or {uid: files})
+        hint = f"unreadable: {', '.join(skipped[:5])}" if skipped else "a slice is missing"
+        raise XvrInputError(
+            f"{where}: series {uid} has a gap of {steps[worst]:.3g} mm after "
+            f"{Path(files[worst]).name} where slices are {typical:.3g} mm apart ({hint}); "
+            "restore the missing or damaged slice"
+        )
+
+
+def _check_slice(path: Path):
+    """Fail on a slice whose pixel data is missing or shorter than its header promises
+    (GDCM reads such truncated slices without complaint)."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+    except Exception as err:
+        raise XvrInputError(
+            f"{path}: this slice is not readable DICOM ({one_line(err)}); remove or replace it"
+        ) from err
+    if "PixelData" not in ds:
+        raise XvrInputError(
+            f"{path}: this slice has no pixel data (truncated?); remove or replace it"
+        )
+    position = ds.get("ImagePositionPatient")
+    position = [float(v) for v in position] if position is not None and len(position) == 3 else None
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_compressed:
+        return position
+    try:
+        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+                    * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise XvrInputError(
+            f"{path}: Rows/Columns/BitsAllocated are missing or invalid; fix or remove this slice"
+        ) from err
+    if len(ds.PixelData) < expected:
+        raise XvrInputError(
+            f"{path}: the slice is truncated ({len(ds.PixelData)} of {expected} pixel bytes); "
+            "remove or replace it"
+        )
+    return position
 
 
 def _file_series_uid(path: Path) -> str | None:
@@ -157,19 +226,44 @@ def _nifti_precheck(path: Path, what: str):
     return img
 
 
-def _nifti_nonfinite(img) -> int:
-    """Number of NaN/inf voxels of a NIfTI, scanned in slabs (ITK silently turns NaN into 0)."""
-    if not np.issubdtype(img.get_data_dtype(), np.floating):
-        return 0
-    shape = img.shape
-    data = img.dataobj
-    if len(shape) < 3:
-        return int((~np.isfinite(np.asanyarray(data))).sum())
-    count, step = 0, 16
-    for k in range(0, shape[2], step):
-        slab = np.asanyarray(data[:, :, k : k + step])
-        count += int((~np.isfinite(slab)).sum())
-    return count
+def _nifti_scan(path: Path, img, what: str) -> None:
+    """Stream the NIfTI's voxel bytes once: fail if the file is truncated (ITK silently pads
+    it) or if float voxels are NaN/inf (ITK silently turns them into 0)."""
+    import gzip
+    import zlib
+
+    header = img.header
+    dtype = header.get_data_dtype()
+    offset = int(header.get("vox_offset", 352) or 352)
+    expected = int(np.prod(img.shape, dtype=np.int64)) * dtype.itemsize
+    floating = np.issubdtype(dtype, np.floating)
+    opener = gzip.open if _suffix(path) == ".nii.gz" else open
+    received, bad, chunk = 0, 0, (1 << 22) - (1 << 22) % dtype.itemsize
+    try:
+        with opener(path, "rb") as handle:
+            handle.read(offset)
+            while received < expected:
+                block = handle.read(min(chunk, expected - received))
+                if not block:
+                    break
+                usable = len(block) - len(block) % dtype.itemsize
+                if floating and usable:
+                    bad += int((~np.isfinite(np.frombuffer(block[:usable], dtype))).sum())
+                received += len(block)
+    except (EOFError, OSError, zlib.error) as err:
+        raise XvrInputError(
+            f"{path}: the {what} file is truncated or corrupt ({one_line(err)}); give the complete file"
+        ) from err
+    if received < expected:
+        raise XvrInputError(
+            f"{path}: the {what} file is truncated ({received} of {expected} voxel bytes); "
+            "give the complete file"
+        )
+    if bad:
+        raise XvrInputError(
+            f"{path}: the {what} holds {bad} NaN or infinite voxels; replace them "
+            "(e.g. with the background value) before registering"
+        )
 
 
 def read_image(path, label: bool = False, series_uid: str | None = None) -> tio.Image:
@@ -206,12 +300,7 @@ def read_image(path, label: bool = False, series_uid: str | None = None) -> tio.
                 f"({one_line(err)})"
             ) from err
         if nifti is not None:
-            bad = _nifti_nonfinite(nifti)
-            if bad:
-                raise XvrInputError(
-                    f"{path}: the {what} holds {bad} NaN or infinite voxels; replace them "
-                    "(e.g. with the background value) before registering"
-                )
+            _nifti_scan(path, nifti, what)
     _validate(img, path, what)
     return img
 
@@ -274,12 +363,15 @@ def _check_mask_grid(vol: tio.Image, lab: tio.Image, mask) -> None:
             f"{mask}: labelmap shape {tuple(lab.shape[1:])} differs from the volume's "
             f"{tuple(vol.shape[1:])}; resample it onto the volume grid"
         )
-    diff = np.abs(np.asarray(lab.affine) - np.asarray(vol.affine))
+    vol_affine, lab_affine = np.asarray(vol.affine, float), np.asarray(lab.affine, float)
+    linear = np.abs(lab_affine[:3, :3] - vol_affine[:3, :3]).max()
+    shift = float(np.linalg.norm(lab_affine[:3, 3] - vol_affine[:3, 3]))
     spacing = np.asarray(vol.spacing, dtype=float)
-    if diff[:3, :3].max() > 1e-3 * spacing.max() or diff[:3, 3].max() > 1e-2 * spacing.min():
+    # sub-voxel origin offsets (e.g. from different downsampling filters) are tolerated
+    if linear > 1e-2 * spacing.min() or shift > 0.5 * spacing.min():
         raise XvrInputError(
-            f"{mask}: the labelmap's spacing/origin/direction differ from the volume's "
-            f"(largest difference {diff.max():.3g} mm); resample it onto the volume grid"
+            f"{mask}: the labelmap's grid does not lie on the volume's (spacing/direction differ "
+            f"by {linear:.3g}, origin by {shift:.3g} mm); resample it onto the volume grid"
         )
 
 
