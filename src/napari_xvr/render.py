@@ -9,7 +9,7 @@ from .device import pick_device
 from .errors import XvrInputError
 from .geometry import Intrinsics
 
-RENDERERS = ("trilinear", "siddon")
+RENDERERS = ("trilinear", "siddon", "fast")
 
 
 def make_drr(
@@ -24,6 +24,14 @@ def make_drr(
     """A DiffDRR ``DRR`` for `subject` (from :func:`napari_xvr.io.read_volume`) on `device`."""
     if renderer not in RENDERERS:
         raise XvrInputError(f"--renderer {renderer!r}: use one of {', '.join(RENDERERS)}")
+    if renderer == "fast":  # our slice-wise marcher (napari_xvr.fastdrr), DiffDRR's geometry and API
+        from .fastdrr import FastDRR
+
+        drr_kwargs.pop("renderer", None)
+        fast = FastDRR(subject, sdd=intrinsics.sdd, height=intrinsics.height, delx=intrinsics.delx,
+                       width=intrinsics.width, dely=intrinsics.dely, x0=intrinsics.x0, y0=intrinsics.y0,
+                       reverse_x_axis=reverse_x_axis, voxel_shift=voxel_shift, **drr_kwargs)
+        return fast.to(pick_device(device))
     drr = DRR(
         subject,
         sdd=intrinsics.sdd,

@@ -23,7 +23,7 @@ RENDERER = (
                  help="Orientation of the CT volume (C-arm frame of reference)"),
     click.option("--reverse_x_axis/--no-reverse_x_axis", default=True, show_default=True,
                  help="Obey radiologic convention (e.g., heart on right)"),
-    click.option("--renderer", type=click.Choice(["siddon", "trilinear"]), default="trilinear",
+    click.option("--renderer", type=click.Choice(["siddon", "trilinear", "fast"]), default="trilinear",
                  show_default=True, help="Renderer equation"),
     click.option("--voxel_shift", type=float, default=0.0, show_default=True,
                  help="Position of voxel (top left corner or center)"),
