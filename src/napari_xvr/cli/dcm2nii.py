@@ -47,13 +47,13 @@ def dcm2nii(inpath: Path, outpath: Path | None, series_uid: str | None, list_onl
         return
     if outpath is None:
         raise click.UsageError("Missing argument 'OUTPATH' (e.g. ct.nii.gz), or pass --list")
+    if outpath.is_dir():
+        raise XvrInputError(f"{outpath} is a folder; give a file name such as {outpath / 'ct.nii.gz'}")
     if _suffix(outpath) not in WRITE_SUFFIXES:
         raise XvrInputError(
             f"{outpath}: cannot write {_suffix(outpath) or '(no suffix)'!r}; name the output "
             ".nii.gz, .nii, .nrrd or .mha"
         )
-    if outpath.is_dir():
-        raise XvrInputError(f"{outpath} is a folder; give a file name such as {outpath / 'ct.nii.gz'}")
     image = read_dicom_series(inpath, series_uid)
     _check_volume(image, inpath, _validate)
     write_volume(image, outpath)
