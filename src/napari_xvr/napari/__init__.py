@@ -1,0 +1,9 @@
+"""The napari plugin: readers, writers, sample data, dock widgets and their workers.
+
+This subpackage is the only place that imports napari, Qt or magicgui (``api`` and ``_jobs``
+import neither and work without a viewer).
+"""
+
+from .api import carm_outline, evaluate_layers, register_layers, render_drr, subject_from_layers
+
+__all__ = ["carm_outline", "evaluate_layers", "register_layers", "render_drr", "subject_from_layers"]

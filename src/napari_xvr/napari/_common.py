@@ -1,0 +1,143 @@
+"""Shared GUI pieces: layer pickers, a small live plot, worker plumbing, notifications."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label
+from napari.utils.notifications import show_error, show_info
+
+from ..errors import XvrInputError
+from ._layers import KIND
+
+_WIDGETS: dict[str, weakref.WeakSet] = {}
+
+
+def remember(widget, kind: str) -> None:
+    """Keep a weak reference so other widgets (e.g. Register) can find this one."""
+    _WIDGETS.setdefault(kind, weakref.WeakSet()).add(widget)
+
+
+def find_widget(kind: str, viewer):
+    for widget in list(_WIDGETS.get(kind, ())):
+        if getattr(widget, "viewer", None) is viewer:
+            return widget
+    return None
+
+
+def _is_volume(layer) -> bool:
+    return layer._type_string == "image" and layer.ndim == 3 and not layer.rgb and (
+        layer.metadata.get(KIND) in (None, "volume"))
+
+
+def _is_labels(layer) -> bool:
+    return layer._type_string == "labels" and layer.ndim == 3
+
+
+def _is_xray(layer) -> bool:
+    return layer._type_string == "image" and layer.metadata.get(KIND) == "xray"
+
+
+def _is_points3d(layer) -> bool:
+    return layer._type_string == "points" and layer.ndim == 3
+
+
+PREDICATES: dict[str, Callable] = {
+    "volume": _is_volume, "labels": _is_labels, "xray": _is_xray, "points": _is_points3d,
+}
+
+
+def layer_combo(viewer, kind: str, label: str, optional: bool = False) -> ComboBox:
+    """A ComboBox of the viewer's layers of one kind, refreshed on reset_choices."""
+    test = PREDICATES[kind]
+
+    def choices(_widget=None):
+        items = [(layer.name, layer) for layer in viewer.layers if test(layer)]
+        return ([("(none)", None)] if optional else []) + items
+
+    return ComboBox(label=label, choices=choices, nullable=optional)
+
+
+def follow_layers(container: Container, viewer) -> None:
+    """Refresh the container's layer pickers whenever layers come, go or are renamed."""
+    def reset(event=None):
+        with contextlib.suppress(RuntimeError):  # widget already deleted
+            container.reset_choices()
+
+    viewer.layers.events.inserted.connect(reset)
+    viewer.layers.events.removed.connect(reset)
+    viewer.layers.events.changed.connect(reset)
+
+
+def report_error(err: Exception, what: str) -> None:
+    """An exception from a worker or a button, as a napari notification."""
+    why = str(err) if isinstance(err, XvrInputError) else f"{type(err).__name__}: {err}"
+    show_error(f"{what}: {why}")
+
+
+def info(message: str) -> None:
+    show_info(message)
+
+
+def upsert_image(viewer, name: str, data: np.ndarray, **kwargs):
+    """Update the image layer called `name` in place (data + given attributes) or add it."""
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        for key in ("scale", "translate", "affine"):
+            if key in kwargs:
+                setattr(layer, key, kwargs[key])
+        if "metadata" in kwargs:
+            layer.metadata.update(kwargs["metadata"])
+        layer.data = data
+        if "contrast_limits" in kwargs:
+            layer.contrast_limits = kwargs["contrast_limits"]
+        return layer
+    return viewer.add_image(data, name=name, **kwargs)
+
+
+class LivePlot(Container):
+    """A matplotlib line plot embedded in a magicgui container (updated from the main thread)."""
+
+    def __init__(self, title: str, ylabel: str, xlabel: str = "iteration", height: int = 180):
+        super().__init__(labels=False)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.5, 1.9), dpi=90, tight_layout=True)
+        self.axes = self.figure.add_subplot(111)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(height)
+        self.native.layout().addWidget(self.canvas)
+        self._title, self._xlabel, self._ylabel = title, xlabel, ylabel
+        self.clear()
+
+    def clear(self) -> None:
+        self.axes.clear()
+        self.axes.set_title(self._title, fontsize=9)
+        self.axes.set_xlabel(self._xlabel, fontsize=8)
+        self.axes.set_ylabel(self._ylabel, fontsize=8)
+        self.axes.tick_params(labelsize=7)
+        self.canvas.draw_idle()
+
+    def set_lines(self, lines: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Redraw with `lines` = {label: (x, y)}."""
+        self.axes.clear()
+        self.axes.set_title(self._title, fontsize=9)
+        self.axes.set_xlabel(self._xlabel, fontsize=8)
+        self.axes.set_ylabel(self._ylabel, fontsize=8)
+        self.axes.tick_params(labelsize=7)
+        for label, (x, y) in lines.items():
+            self.axes.plot(x, y, label=label, lw=1.2)
+        if len(lines) > 1:
+            self.axes.legend(fontsize=7)
+        self.canvas.draw_idle()
+
+
+class Status(Label):
+    """A one-line status text."""
+
+    def __init__(self, text: str = "idle"):
+        super().__init__(value=text)

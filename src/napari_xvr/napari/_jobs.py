@@ -1,0 +1,250 @@
+"""Work run in napari thread workers: plain generators, no Qt and no layer access.
+
+The widgets snapshot what they need from layers on the main thread (:class:`LayerSnapshot`),
+start one of these generators in a ``napari.qt.threading`` worker and update layers from the
+events it yields (float32 arrays, throttled). Failures are yielded as :class:`Failed` so the
+widget can report them and stay usable.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import XvrInputError
+from . import api
+
+
+class _Affine:
+    def __init__(self, matrix):
+        self.affine_matrix = np.asarray(matrix, dtype=np.float64)
+
+
+@dataclass
+class LayerSnapshot:
+    """What a worker may know about a layer: its name, data, metadata and world affine."""
+
+    name: str
+    data: np.ndarray
+    metadata: dict
+    world_affine: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, layer) -> LayerSnapshot | None:
+        if layer is None:
+            return None
+        world = api._affine(layer, None) if layer.ndim == 3 else None
+        return cls(layer.name, np.asarray(layer.data), dict(layer.metadata), world)
+
+    # duck-typing used by napari_xvr.napari.api
+    @property
+    def affine(self):
+        return _Affine(self.world_affine)
+
+    scale = (1.0, 1.0, 1.0)
+    translate = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    details: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Throttled registration progress: new similarity values since the last event."""
+
+    stage: int
+    n_stages: int
+    total_itr: int
+    itrs: tuple[int, ...]
+    similarities: tuple[float, ...]
+    params: tuple[float, ...]
+    matrix: np.ndarray
+    drr: np.ndarray | None  # standardized float32 at the stage's resolution
+    stage_shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Finished:
+    result: object  # RegistrationResult
+    final_overlay: np.ndarray  # float32, full resolution, standardized like the live DRRs
+    folder: Path | None
+    init_pose: np.ndarray
+
+
+def guarded(gen_func):
+    """Turn exceptions of a job into a yielded :class:`Failed` event."""
+    def run(*args, **kwargs):
+        try:
+            yield from gen_func(*args, **kwargs)
+        except XvrInputError as err:
+            yield Failed(str(err))
+        except Exception as err:  # shown to the user, the widget stays usable
+            yield Failed(f"{type(err).__name__}: {err}", traceback.format_exc())
+
+    run.__name__ = gen_func.__name__
+    run.__doc__ = gen_func.__doc__
+    return run
+
+
+def standardized(image: np.ndarray) -> np.ndarray:
+    """Min-max then (x - 0.15) / 0.1: the engine's DRR scale, so overlays share one contrast."""
+    img = np.asarray(image, dtype=np.float32)
+    img = (img - img.min()) / (img.max() - img.min() + 1e-6)
+    return ((img - 0.15) / 0.1).astype(np.float32)
+
+
+OVERLAY_CONTRAST = (-1.5, 8.5)
+
+
+@dataclass
+class RegisterJob:
+    """Everything one registration needs, captured on the main thread."""
+
+    xray: LayerSnapshot
+    volume: LayerSnapshot
+    labels: LayerSnapshot | None = None
+    label_ids: str = ""
+    orientation: str = "AP"
+    init: tuple = ("pose", None)  # ("pose", 4x4) | ("dicom",) | ("result", path) | ("checkpoint", path)
+    options: object = None  # RegistrationOptions
+    preprocessing: object = None  # Preprocessing
+    renderer: str = "trilinear"
+    device: str = "cpu"
+    outdir: Path | None = None
+    saveimg: bool = False
+    min_interval_s: float = 0.2
+    inputs: dict = field(default_factory=dict)
+
+
+def initial_pose(job: RegisterJob, xray):
+    """The initial pose the job asks for (may run a model: call from the worker)."""
+    from ..register import DicomInitializer, PoseInitializer, RestartInitializer
+
+    kind = job.init[0]
+    if kind == "pose":
+        return PoseInitializer(job.init[1])(xray), {"type": "pose"}
+    if kind == "dicom":
+        init = DicomInitializer(job.orientation)
+        return init(xray), init.describe()
+    if kind == "result":
+        init = RestartInitializer(Path(job.init[1]))
+        return init(xray), init.describe()
+    if kind == "checkpoint":
+        return checkpoint_pose(job, xray)
+    raise XvrInputError(f"unknown initialisation {kind!r}")
+
+
+def checkpoint_pose(job: RegisterJob, xray):
+    """Pose predicted by a trained model checkpoint (napari_xvr.train's initialiser)."""
+    try:
+        from ..register.initializers import ModelInitializer
+    except ImportError as err:
+        raise XvrInputError(
+            "model checkpoints are not supported by this build yet (napari_xvr.register has no "
+            "ModelInitializer); choose another initialisation"
+        ) from err
+    if not job.init[1] or not Path(job.init[1]).is_file():
+        raise XvrInputError(f"checkpoint {job.init[1]!r}: choose a model checkpoint file (.pth)")
+    init = ModelInitializer(Path(job.init[1]))
+    return init(xray), init.describe()
+
+
+@guarded
+def registration(job: RegisterJob, stop):
+    """Run the engine for `job`; yields Stage, Progress, Finished (or Failed)."""
+    from ..register import Done, Stage, Step, register, write_result
+
+    xray = api.xray_from_layer(job.xray, None, job.preprocessing.reducefn)
+    init, described = initial_pose(job, xray)
+    drr = api.make_renderer(job.volume, xray.intrinsics, job.labels, job.label_ids or None,
+                            job.orientation, job.renderer, job.device)
+    itrs, sims, latest, last = [], [], None, 0.0
+    n_stages = len(job.options.scale_list())
+    shape = (xray.intrinsics.height, xray.intrinsics.width)
+    for event in register(xray, drr, init, job.options, job.preprocessing, keep_images=True,
+                          stop=stop, inputs=job.inputs, initialization=described):
+        if isinstance(event, Stage):
+            shape = (event.height, event.width)
+            yield event
+        elif isinstance(event, Step):
+            itrs.append(event.total_itr)
+            sims.append(event.similarity)
+            latest = event.drr if event.drr is not None else latest
+            now = time.perf_counter()
+            if now - last >= job.min_interval_s:
+                yield Progress(event.stage, n_stages, event.total_itr, tuple(itrs), tuple(sims),
+                               event.params, event.matrix, _f32(latest), shape)
+                itrs, sims, latest, last = [], [], None, now
+        elif isinstance(event, Done):
+            if itrs:  # flush what the throttle held back
+                yield Progress(n_stages, n_stages, itrs[-1], tuple(itrs),
+                               tuple(sims), tuple(result_params(event.result)), event.result.pose,
+                               _f32(latest), shape)
+            result = event.result
+            final = result.images.get("final_drr")
+            folder = None
+            if job.outdir is not None:
+                folder = write_result(result, Path(job.outdir) / job.xray.name, job.saveimg)
+            overlay = standardized(final) if final is not None else None
+            yield Finished(result, overlay, folder, result.init_pose)
+
+
+def result_params(result) -> tuple[float, ...]:
+    from ..geometry import pose_from_matrix, pose_to_zxy
+
+    rot, xyz = pose_to_zxy(pose_from_matrix(result.pose))
+    return tuple(float(v) for v in (*rot, *xyz))
+
+
+def _f32(image):
+    return None if image is None else np.ascontiguousarray(image, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One DRR to render for the DRR and pose widget."""
+
+    serial: int
+    volume: LayerSnapshot
+    labels: LayerSnapshot | None
+    label_ids: str
+    orientation: str
+    intrinsics: object  # Intrinsics
+    matrix: np.ndarray  # 4x4 pose
+    outline: bool = True
+
+
+@dataclass(frozen=True)
+class Rendered:
+    serial: int
+    drr: np.ndarray  # float32 (H, W)
+    outline: object  # CarmOutline or None
+    intrinsics: object
+
+
+@guarded
+def render_requests(request: RenderRequest, cache: dict):
+    """Render one request, reusing the DRR module in `cache` when the inputs are unchanged."""
+    from ..render import set_intrinsics
+
+    key = (id(request.volume.data), request.volume.world_affine.tobytes(),
+           None if request.labels is None else id(request.labels.data), request.label_ids,
+           request.orientation)
+    drr = cache.get(key)
+    if drr is None:
+        cache.clear()
+        drr = api.make_renderer(request.volume, request.intrinsics, request.labels,
+                                request.label_ids or None, request.orientation)
+        cache[key] = drr
+    else:
+        set_intrinsics(drr, request.intrinsics)
+    image = api.render_drr(request.volume, request.matrix, request.intrinsics, drr=drr)
+    outline = api.carm_outline(drr, request.matrix) if request.outline else None
+    yield Rendered(request.serial, image, outline, request.intrinsics)

