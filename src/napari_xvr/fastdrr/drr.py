@@ -7,6 +7,8 @@ from diffdrr.drr import DRR
 
 from .march import march_slices
 
+OBLIQUE = 0.5  # in-slice voxels per slice above which "auto" samples each slice twice
+
 
 class FastDRR(DRR):
     """A :class:`diffdrr.drr.DRR` that renders by slice-wise ray marching.
@@ -14,18 +16,24 @@ class FastDRR(DRR):
     The image is the line integral of the volume's trilinear interpolant (zero outside), like
     DiffDRR's ``Trilinear`` renderer, but each ray is sampled where it crosses the slices
     perpendicular to its dominant axis, with 2-D bilinear interpolation, and the backward pass
-    is analytic.  Channel masks (``mask_to_channels``) and renderer keyword arguments fall back
-    to DiffDRR's trilinear renderer.
+    is analytic.  ``samples_per_slice="auto"`` samples each slice once when the rays cross it
+    steeply (at most ``OBLIQUE`` voxels of in-slice travel per slice) and twice otherwise, which
+    keeps the image within 1e-3 (relative L2) of DiffDRR's.  Channel masks (``mask_to_channels``)
+    and renderer keyword arguments fall back to DiffDRR's trilinear renderer.
     """
 
     def __init__(self, subject, sdd: float, height: int, delx: float, width: int | None = None,
                  dely: float | None = None, x0: float = 0.0, y0: float = 0.0,
-                 reverse_x_axis: bool = True, voxel_shift: float = 0.5, **kwargs):
+                 reverse_x_axis: bool = True, voxel_shift: float = 0.5,
+                 samples_per_slice: int | str = "auto", **kwargs):
         kwargs.pop("renderer", None)
         super().__init__(subject, sdd, height, delx, width, dely, x0, y0,
                          reverse_x_axis=reverse_x_axis, renderer="trilinear",
                          voxel_shift=voxel_shift, **kwargs)
+        if samples_per_slice not in (1, 2, "auto"):
+            raise ValueError(f"samples_per_slice must be 1, 2 or 'auto', not {samples_per_slice!r}")
         self.voxel_shift = float(voxel_shift)
+        self.samples_per_slice = samples_per_slice
         self._slices: dict[int, tuple[tuple, torch.Tensor]] = {}
 
     def slices_along(self, axis: int) -> torch.Tensor:
@@ -80,5 +88,10 @@ class FastDRR(DRR):
         )
         ends = torch.stack(torch.broadcast_tensors(src[..., axis], src[..., axis] + step), dim=-1)
         bounds = torch.stack([ends.amin(-1), ends.amax(-1)], dim=-1).detach()
-        total = march_slices(slices, coef.reshape(-1, 4), bounds.reshape(-1, 2)).view(step.shape)
+        samples = self.samples_per_slice
+        if samples == "auto":
+            travel = float(torch.maximum(r_u.detach().abs().max(), r_v.detach().abs().max()))
+            samples = 2 if travel > OBLIQUE else 1
+        total = march_slices(slices, coef.reshape(-1, 4), bounds.reshape(-1, 2),
+                             samples).view(step.shape)
         return total * length / step.abs()
