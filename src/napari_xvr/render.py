@@ -17,7 +17,7 @@ def make_drr(
     intrinsics: Intrinsics,
     renderer: str = "trilinear",
     reverse_x_axis: bool = True,
-    voxel_shift: float = 0.0,
+    voxel_shift: float = 0.5,
     device=None,
     **drr_kwargs,
 ) -> DRR:

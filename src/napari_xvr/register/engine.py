@@ -16,7 +16,7 @@ import torch
 from diffdrr.pose import RigidTransform, convert
 
 from ..geometry import Intrinsics, pose_to_zxy
-from ..io.xray import XRay, crop_intrinsics, preprocess_xray
+from ..io.xray import XRay, crop_intrinsics
 from ..render import set_intrinsics
 from .events import Done, Stage, Step
 from .options import RegistrationOptions
@@ -110,8 +110,8 @@ def register(
     dtype = torch.float32
     t_start = time.perf_counter()
 
-    img = preprocess_xray(
-        xray.image, options.crop, preprocessing.subtract_background, preprocessing.linearize
+    img = xray.preprocessed(
+        options.crop, preprocessing.subtract_background, preprocessing.linearize
     ).to(device, dtype)
     full = crop_intrinsics(xray.intrinsics, options.crop)
     init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
@@ -197,9 +197,6 @@ def register(
                     n_levels += 1
                 if n_levels >= options.max_n_plateaus:
                     break
-            with torch.no_grad():  # the best pose of this stage carries on to the next
-                rot.data, xyz.data = (p.detach().clone() for p in best_pose.convert(
-                    options.parameterization, options.convention))
             if stop.stopped:
                 break
     finally:

