@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label
+from napari.layers import Image, Labels, Points
 from napari.utils.notifications import show_error, show_info
 
 from ..errors import XvrInputError
@@ -29,20 +30,20 @@ def find_widget(kind: str, viewer):
 
 
 def _is_volume(layer) -> bool:
-    return layer._type_string == "image" and layer.ndim == 3 and not layer.rgb and (
+    return isinstance(layer, Image) and layer.ndim == 3 and not layer.rgb and (
         layer.metadata.get(KIND) in (None, "volume"))
 
 
 def _is_labels(layer) -> bool:
-    return layer._type_string == "labels" and layer.ndim == 3
+    return isinstance(layer, Labels) and layer.ndim == 3
 
 
 def _is_xray(layer) -> bool:
-    return layer._type_string == "image" and layer.metadata.get(KIND) == "xray"
+    return isinstance(layer, Image) and layer.metadata.get(KIND) == "xray"
 
 
 def _is_points3d(layer) -> bool:
-    return layer._type_string == "points" and layer.ndim == 3
+    return isinstance(layer, Points) and layer.ndim == 3
 
 
 PREDICATES: dict[str, Callable] = {

@@ -45,13 +45,13 @@ class DrrPoseWidget(Container):
         super().__init__(labels=True)
         self.viewer = viewer
         self.volume = layer_combo(viewer, "volume", "volume")
-        self.labels = layer_combo(viewer, "labels", "labels", optional=True)
+        self.labels_layer = layer_combo(viewer, "labels", "labels", optional=True)
         self.label_ids = LineEdit(label="render labels", value="")
-        self.orientation = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
+        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
         self.intrinsics_from = layer_combo(viewer, "xray", "intrinsics from", optional=True)
         self.sdd = FloatSpinBox(label="sdd (mm)", value=1020.0, min=1, max=5000)
-        self.height = SpinBox(label="height (px)", value=256, min=2, max=4096)
-        self.width = SpinBox(label="width (px)", value=256, min=2, max=4096)
+        self.det_height = SpinBox(label="height (px)", value=256, min=2, max=4096)
+        self.det_width = SpinBox(label="width (px)", value=256, min=2, max=4096)
         self.delx = FloatSpinBox(label="delx (mm)", value=1.6, min=0.01, max=50, step=0.1)
         self.dely = FloatSpinBox(label="dely (mm)", value=1.6, min=0.01, max=50, step=0.1)
         self.x0 = FloatSpinBox(label="x0 (mm)", value=0.0, min=-1000, max=1000)
@@ -65,8 +65,8 @@ class DrrPoseWidget(Container):
         self.live = CheckBox(label="live", value=True)
         self.render_button = PushButton(text="Render")
         self.status = Label(value="")
-        self.extend([self.volume, self.labels, self.label_ids, self.orientation,
-                     self.intrinsics_from, self.sdd, self.height, self.width, self.delx, self.dely,
+        self.extend([self.volume, self.labels_layer, self.label_ids, self.orientation_choice,
+                     self.intrinsics_from, self.sdd, self.det_height, self.det_width, self.delx, self.dely,
                      self.x0, self.y0, *self.controls.values(), self.from_header, self.show_carm,
                      self.live, self.render_button, self.status])
         self._timer = QTimer()
@@ -78,9 +78,9 @@ class DrrPoseWidget(Container):
         self.shown_serial = -1
         self.worker = None
         self._pending = False
-        for widget in [*self.controls.values(), self.label_ids, self.orientation, self.sdd,
-                       self.height, self.width, self.delx, self.dely, self.x0, self.y0,
-                       self.volume, self.labels, self.intrinsics_from]:
+        for widget in [*self.controls.values(), self.label_ids, self.orientation_choice, self.sdd,
+                       self.det_height, self.det_width, self.delx, self.dely, self.x0, self.y0,
+                       self.volume, self.labels_layer, self.intrinsics_from]:
             widget.changed.connect(self._request)
         self.show_carm.changed.connect(self._on_show_carm)
         self.render_button.changed.connect(self.render)
@@ -120,7 +120,7 @@ class DrrPoseWidget(Container):
         try:
             if layer is None:
                 raise XvrInputError("choose an X-ray layer in 'intrinsics from' to read its header")
-            pose = DicomInitializer(self.orientation.value)(xray_from_layer(layer))
+            pose = DicomInitializer(self.orientation_choice.value)(xray_from_layer(layer))
             self.set_pose_matrix(pose.matrix[0].numpy())
         except Exception as err:
             report_error(err, "Pose from header")
@@ -129,7 +129,7 @@ class DrrPoseWidget(Container):
         layer = self.intrinsics_from.value
         if layer is not None and layer.metadata.get("intrinsics"):
             return Intrinsics(**layer.metadata["intrinsics"])
-        return Intrinsics(self.sdd.value, self.height.value, self.width.value, self.delx.value,
+        return Intrinsics(self.sdd.value, self.det_height.value, self.det_width.value, self.delx.value,
                           self.dely.value, self.x0.value, self.y0.value)
 
     # ---------------------------------------------------------------- rendering
@@ -149,8 +149,8 @@ class DrrPoseWidget(Container):
         try:
             self._serial += 1
             request = RenderRequest(
-                self._serial, LayerSnapshot.of(volume), LayerSnapshot.of(self.labels.value),
-                self.label_ids.value, self.orientation.value, self.intrinsics(),
+                self._serial, LayerSnapshot.of(volume), LayerSnapshot.of(self.labels_layer.value),
+                self.label_ids.value, self.orientation_choice.value, self.intrinsics(),
                 self.pose_matrix(), outline=self.show_carm.value,
             )
         except Exception as err:

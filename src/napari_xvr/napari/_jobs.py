@@ -248,3 +248,104 @@ def render_requests(request: RenderRequest, cache: dict):
     image = api.render_drr(request.volume, request.matrix, request.intrinsics, drr=drr)
     outline = api.carm_outline(drr, request.matrix) if request.outline else None
     yield Rendered(request.serial, image, outline, request.intrinsics)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    errors: object  # napari_xvr.evaluate.Errors
+    true_mm: np.ndarray  # (N, 2) projections (row, col) in mm under the true pose
+    pred_mm: np.ndarray  # same under the estimated pose
+
+
+@guarded
+def evaluation(true_pose, pred_pose, fiducials: np.ndarray, intrinsics, orientation: str):
+    """mTRE/mPE/mRPE and the fiducials' projections under both poses."""
+    errors = api.evaluate_layers(true_pose, pred_pose, fiducials, intrinsics, orientation)
+    yield Evaluated(errors, api.project_points(true_pose, fiducials, intrinsics, orientation),
+                    api.project_points(pred_pose, fiducials, intrinsics, orientation))
+
+
+@dataclass(frozen=True)
+class Replayed:
+    frames: np.ndarray  # (T, h, w) float32, standardized
+    itrs: tuple[int, ...]
+    done: int
+    total: int
+
+
+@guarded
+def replay(volume: LayerSnapshot, labels: LayerSnapshot | None, label_ids: str, orientation: str,
+           intrinsics, trajectory: list[dict], n_frames: int = 30, max_size: int = 128):
+    """DRRs along an optimisation trajectory (a time axis for the overlay)."""
+    from ..geometry import pose_from_zxy
+    from ..render import render
+
+    if not trajectory:
+        raise XvrInputError("this X-ray has no trajectory; register it first (or open a result folder)")
+    scale = min(1.0, max_size / max(intrinsics.height, intrinsics.width))
+    small = intrinsics.rescaled(scale) if scale < 1 else intrinsics
+    drr = api.make_renderer(volume, small, labels, label_ids or None, orientation)
+    picks = np.unique(np.linspace(0, len(trajectory) - 1, min(n_frames, len(trajectory))).round()
+                      .astype(int))
+    frames = []
+    for count, index in enumerate(picks, start=1):
+        row = trajectory[index]
+        pose = pose_from_zxy([row["r1"], row["r2"], row["r3"]], [row["tx"], row["ty"], row["tz"]])
+        frames.append(standardized(render(drr, pose)[0, 0].cpu().numpy()))
+        if count % 5 == 0 or count == len(picks):
+            yield Replayed(np.stack(frames), tuple(int(i) for i in picks[:count]), count, len(picks))
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """Throttled training progress: losses since the last event and an optional mosaic."""
+
+    itrs: tuple[int, ...]
+    losses: tuple[float, ...]
+    itr: int
+    n_total_itrs: int
+    step_time_s: float
+    mosaic: np.ndarray | None  # (2H, N*W) float32: sampled DRRs on top, predicted poses below
+
+
+def mosaic(drr: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Sample DRRs in the top row, the DRRs of the predicted poses below, each min-max scaled."""
+    def row(images):
+        return np.concatenate([_unit(img) for img in images], axis=1)
+
+    return np.concatenate([row(drr), row(pred)], axis=0).astype(np.float32)
+
+
+def _unit(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img, dtype=np.float32)
+    return (img - img.min()) / (img.max() - img.min() + 1e-6)
+
+
+@guarded
+def training(config=None, stop=None, resume_from=None, min_interval_s: float = 0.3):
+    """Run (or resume) training; yields TrainStarted, TrainProgress, Checkpointed, TrainDone."""
+    from ..train import Checkpointed, TrainDone, TrainStarted, TrainStep, restart, train
+
+    events = restart(resume_from, stop) if resume_from is not None else train(config, stop)
+    itrs, losses, last, image, total = [], [], 0.0, None, 0
+    times: list[float] = []
+    for event in events:
+        if isinstance(event, TrainStep):
+            itrs.append(event.itr)
+            losses.append(event.loss)
+            times.append(event.time_s)
+            if event.drr is not None and event.pred is not None:
+                image = mosaic(event.drr, event.pred)
+            now = time.perf_counter()
+            if now - last >= min_interval_s or image is not None:
+                yield TrainProgress(tuple(itrs), tuple(losses), event.itr, total,
+                                    float(np.mean(times[-20:])), image)
+                itrs, losses, image, last = [], [], None, now
+        elif isinstance(event, TrainStarted | Checkpointed):
+            total = getattr(event, "n_total_itrs", total)
+            yield event
+        elif isinstance(event, TrainDone):
+            if itrs:
+                yield TrainProgress(tuple(itrs), tuple(losses), itrs[-1], total,
+                                    float(np.mean(times[-20:])), image)
+            yield event

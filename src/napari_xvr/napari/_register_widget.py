@@ -61,9 +61,9 @@ class RegisterWidget(Container):
         d = RegistrationOptions()
         self.xray = layer_combo(viewer, "xray", "X-ray")
         self.volume = layer_combo(viewer, "volume", "volume")
-        self.labels = layer_combo(viewer, "labels", "labels", optional=True)
+        self.labels_layer = layer_combo(viewer, "labels", "labels", optional=True)
         self.label_ids = LineEdit(label="render labels", value="", tooltip="e.g. 1,2,3; empty: all")
-        self.orientation = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
+        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
         self.init = ComboBox(label="initialisation", choices=INITS, value=INITS[0])
         self.init_path = FileEdit(label="checkpoint / result", mode="r", value="")
         self.crop = SpinBox(label="crop (px)", min=0, max=4096, value=d.crop)
@@ -88,7 +88,8 @@ class RegisterWidget(Container):
         self.status = Label(value="idle")
         self.plot = LivePlot("similarity", "similarity")
         self.extend([
-            _group("Inputs", self.xray, self.volume, self.labels, self.label_ids, self.orientation),
+            _group("Inputs", self.xray, self.volume, self.labels_layer, self.label_ids,
+                   self.orientation_choice),
             _group("Initialisation", self.init, self.init_path),
             _group("Preprocessing", self.crop, self.subtract_background, self.linearize,
                    self.equalize, self.reducefn),
@@ -156,14 +157,14 @@ class RegisterWidget(Container):
         outdir = str(self.outdir.value or "")
         inputs = {"xray": xray.metadata.get("path") or xray.name,
                   "volume": volume.metadata.get("path") or volume.name,
-                  "mask": None if self.labels.value is None else
-                  (self.labels.value.metadata.get("path") or self.labels.value.name),
-                  "labels": self.label_ids.value or None, "orientation": self.orientation.value,
+                  "mask": None if self.labels_layer.value is None else
+                  (self.labels_layer.value.metadata.get("path") or self.labels_layer.value.name),
+                  "labels": self.label_ids.value or None, "orientation": self.orientation_choice.value,
                   "renderer": self.renderer.value, "reverse_x_axis": True, "voxel_shift": 0.0}
         return RegisterJob(
             xray=LayerSnapshot.of(xray), volume=LayerSnapshot.of(volume),
-            labels=LayerSnapshot.of(self.labels.value), label_ids=self.label_ids.value,
-            orientation=self.orientation.value, init=self._init(xray), options=options,
+            labels=LayerSnapshot.of(self.labels_layer.value), label_ids=self.label_ids.value,
+            orientation=self.orientation_choice.value, init=self._init(xray), options=options,
             preprocessing=prep, renderer=self.renderer.value,
             outdir=Path(outdir) if outdir not in ("", ".") else None, saveimg=self.saveimg.value,
             inputs=inputs,
@@ -226,7 +227,7 @@ class RegisterWidget(Container):
     @property
     def xray_layer(self):
         name = self._job.xray.name
-        return self.viewer.layers.get(name, None)
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
 
     def _show_overlay(self, image: np.ndarray, shape: tuple[int, int], meta: dict | None = None):
         if self.xray_layer is None:

@@ -54,7 +54,7 @@ def sample_xray_file() -> tuple[Path, dict]:
     if not truth.is_file():
         ct, mask = sample_files()
         intr = Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6)
-        make_cases(folder, n=1, seed=0, intrinsics=intr, volume=ct, mask=mask)
+        make_cases(folder, n=1, seed=0, intrinsics=intr, volume=ct, mask=mask, renderer="trilinear")
     return folder / "xray_000.dcm", json.loads(truth.read_text())
 
 

@@ -1,0 +1,240 @@
+"""Dock widget 3: train a patient-specific pose regressor, with a live loss plot and DRRs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.qt.threading import create_worker
+from napari.utils import progress
+
+import napari
+
+from ..errors import XvrInputError
+from ..geometry import PARAMETERIZATIONS
+from ..register import StopToken
+from ._common import LivePlot, follow_layers, info, layer_combo, remember, report_error, upsert_image
+from ._jobs import Failed, TrainProgress, training
+from ._layers import KIND
+
+RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
+
+
+def _group(title: str, *widgets) -> Container:
+    return Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
+
+
+class TrainWidget(Container):
+    """The options of ``xvr train`` in groups, an output folder, Start, Stop and Resume.
+
+    A live loss plot, a layer of sampled DRRs (top) beside the DRRs of the predicted poses
+    (bottom), and progress with an ETA in the activity dock and the status line.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=False)
+        from ..train import TrainConfig
+
+        d = TrainConfig(volpath="", outpath="")
+        self.viewer = viewer
+        self.volume = layer_combo(viewer, "volume", "volume layer", optional=True)
+        self.volpath = FileEdit(label="or volume file", mode="r", value="")
+        self.labels_layer = layer_combo(viewer, "labels", "labels layer", optional=True)
+        self.ranges = {name: LineEdit(label=f"{name} range", value=f"{getattr(d, name)[0]:g},"
+                                      f"{getattr(d, name)[1]:g}") for name in RANGES}
+        self.batch_size = SpinBox(label="batch size", value=d.batch_size, min=1, max=4096)
+        self.sdd = FloatSpinBox(label="sdd (mm)", value=d.sdd, min=1, max=5000)
+        self.det_height = SpinBox(label="height (px)", value=d.height, min=8, max=2048)
+        self.delx = FloatSpinBox(label="delx (mm)", value=d.delx, min=0.01, max=50, step=0.1)
+        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value=d.orientation)
+        self.reverse_x_axis = CheckBox(label="reverse x axis", value=d.reverse_x_axis)
+        self.renderer = ComboBox(label="renderer", choices=["trilinear", "siddon"], value=d.renderer)
+        self.model_name = LineEdit(label="model", value=d.model_name)
+        self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
+                                         value=d.parameterization)
+        self.pretrained = CheckBox(label="ImageNet weights", value=d.pretrained)
+        self.p_augmentation = FloatSpinBox(label="p augmentation", value=d.p_augmentation, min=0, max=1,
+                                           step=0.05)
+        self.lr = FloatSpinBox(label="lr", value=d.lr, min=1e-7, max=1, step=1e-5)
+        self.weight_ncc = FloatSpinBox(label="weight mNCC", value=d.weight_ncc, min=0, max=100)
+        self.weight_geo = FloatSpinBox(label="weight geodesic", value=d.weight_geo, min=0, max=100,
+                                       step=0.01)
+        self.weight_dice = FloatSpinBox(label="weight Dice", value=d.weight_dice, min=0, max=100)
+        self.n_total_itrs = SpinBox(label="iterations", value=d.n_total_itrs, min=1, max=10_000_000)
+        self.n_warmup_itrs = SpinBox(label="warm-up itrs", value=d.n_warmup_itrs, min=0, max=1_000_000)
+        self.n_grad_accum_itrs = SpinBox(label="grad accumulation", value=d.n_grad_accum_itrs, min=1,
+                                         max=1000)
+        self.n_save_every_itrs = SpinBox(label="save every", value=d.n_save_every_itrs, min=1,
+                                         max=1_000_000)
+        self.n_drr_every_itrs = SpinBox(label="show DRRs every", value=25, min=1, max=100_000)
+        self.device = LineEdit(label="device", value=d.device)
+        self.outpath = FileEdit(label="output folder", mode="d", value="")
+        self.start_button = PushButton(text="Start")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.resume_button = PushButton(text="Resume")
+        self.status = Label(value="idle")
+        self.plot = LivePlot("training loss", "loss")
+        self.extend([
+            _group("Data", self.volume, self.volpath, self.labels_layer),
+            _group("Sampling", *self.ranges.values(), self.batch_size),
+            _group("Renderer", self.sdd, self.det_height, self.delx, self.orientation_choice,
+                   self.reverse_x_axis, self.renderer),
+            _group("Model", self.model_name, self.parameterization, self.pretrained,
+                   self.p_augmentation),
+            _group("Optimiser", self.lr, self.weight_ncc, self.weight_geo, self.weight_dice,
+                   self.n_total_itrs, self.n_warmup_itrs, self.n_grad_accum_itrs,
+                   self.n_save_every_itrs),
+            _group("Output", self.outpath, self.n_drr_every_itrs, self.device),
+            Container(widgets=[self.start_button, self.stop_button, self.resume_button],
+                      layout="horizontal", labels=False),
+            self.status, self.plot,
+        ])
+        self.start_button.changed.connect(self.start)
+        self.stop_button.changed.connect(self.stop)
+        self.resume_button.changed.connect(self.resume)
+        self.worker = None
+        self.stop_token: StopToken | None = None
+        self.losses: list[tuple[int, float]] = []
+        self.done = None
+        self.checkpoints: list[Path] = []
+        self._pbar = None
+        follow_layers(self, viewer)
+        remember(self, "train")
+
+    # ---------------------------------------------------------------- config
+    def _path(self, layer, edit) -> str | None:
+        if layer is not None:
+            path = layer.metadata.get("path")
+            if not path:
+                raise XvrInputError(f"layer {layer.name!r} has no file path; save it as NIfTI and "
+                                    "choose the file instead")
+            return path
+        value = str(edit.value or "") if edit is not None else ""
+        return value if value not in ("", ".") else None
+
+    def config(self):
+        """The TrainConfig the controls describe (validated by napari_xvr.train)."""
+        from ..train import TrainConfig
+
+        volpath = self._path(self.volume.value, self.volpath)
+        if volpath is None:
+            raise XvrInputError("choose a volume layer opened from a file, or a volume file")
+        outpath = self._path(None, self.outpath)
+        if outpath is None:
+            raise XvrInputError("choose an output folder for the checkpoints")
+        return TrainConfig(
+            volpath=volpath, outpath=outpath, maskpath=self._path(self.labels_layer.value, None),
+            **{name: edit.value for name, edit in self.ranges.items()},
+            batch_size=self.batch_size.value, sdd=self.sdd.value, height=self.det_height.value,
+            delx=self.delx.value, orientation=self.orientation_choice.value,
+            reverse_x_axis=self.reverse_x_axis.value, renderer=self.renderer.value,
+            model_name=self.model_name.value, parameterization=self.parameterization.value,
+            pretrained=self.pretrained.value, p_augmentation=self.p_augmentation.value,
+            lr=self.lr.value, weight_ncc=self.weight_ncc.value, weight_geo=self.weight_geo.value,
+            weight_dice=self.weight_dice.value, n_total_itrs=self.n_total_itrs.value,
+            n_warmup_itrs=self.n_warmup_itrs.value, n_grad_accum_itrs=self.n_grad_accum_itrs.value,
+            n_save_every_itrs=self.n_save_every_itrs.value,
+            n_drr_every_itrs=self.n_drr_every_itrs.value, device=self.device.value, num_workers=0,
+        )
+
+    # ---------------------------------------------------------------- start / stop / resume
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self) -> None:
+        try:
+            self._launch(config=self.config())
+        except Exception as err:
+            report_error(err, "Train")
+
+    def resume(self) -> None:
+        """Continue the run whose checkpoints are in the output folder."""
+        try:
+            folder = self._path(None, self.outpath)
+            if folder is None or not Path(folder).is_dir():
+                raise XvrInputError("choose the output folder of the run to resume")
+            self._launch(resume_from=Path(folder))
+        except Exception as err:
+            report_error(err, "Resume")
+
+    def _launch(self, config=None, resume_from=None) -> None:
+        if self.running:
+            return
+        self.stop_token = StopToken()
+        self.losses, self.done, self.checkpoints = [], None, []
+        self.plot.clear()
+        self.worker = create_worker(training, config, self.stop_token, resume_from, _start_thread=False)
+        self.worker.yielded.connect(self._on_event)
+        self.worker.finished.connect(self._on_finished)
+        self.start_button.enabled = self.resume_button.enabled = False
+        self.stop_button.enabled = True
+        self.status.value = "starting"
+        self.worker.start()
+
+    def stop(self) -> None:
+        if self.stop_token is not None:
+            self.stop_token.stop()
+            self.status.value = "stopping after this iteration (a checkpoint is written)"
+
+    # ---------------------------------------------------------------- events (main thread)
+    def _on_event(self, event) -> None:
+        from ..train import Checkpointed, TrainDone, TrainStarted
+
+        if isinstance(event, TrainStarted):
+            self._pbar = progress(total=event.n_total_itrs, desc="training")
+            self._pbar.update(event.start_itr)
+            self._total = event.n_total_itrs
+            notes = "; ".join(event.notes)
+            self.status.value = (f"training on {event.device} from itr {event.start_itr} "
+                                 f"({event.n_parameters / 1e6:.1f} M parameters) {notes}")
+        elif isinstance(event, TrainProgress):
+            self.losses.extend(zip(event.itrs, event.losses, strict=True))
+            x, y = np.array(self.losses).T
+            self.plot.set_lines({"loss": (x, y)})
+            if self._pbar is not None:
+                self._pbar.update(max(0, event.itr + 1 - self._pbar.n))
+            eta = (self._total - event.itr - 1) * event.step_time_s
+            self.status.value = (f"itr {event.itr + 1}/{self._total}  loss {event.losses[-1]:.4f}  "
+                                 f"{event.step_time_s:.2f} s/itr  ETA {_duration(eta)}")
+            if event.mosaic is not None:
+                upsert_image(self.viewer, "training DRRs (top) / predicted (bottom)", event.mosaic,
+                             colormap="gray", contrast_limits=(0.0, 1.0),
+                             metadata={KIND: "training", "itr": event.itr})
+        elif isinstance(event, Checkpointed):
+            self.checkpoints.append(Path(event.path))
+        elif isinstance(event, TrainDone):
+            self.done = event
+            how = "stopped" if event.stopped else "done"
+            self.status.value = (f"{how} at itr {event.itr} after {_duration(event.elapsed_s)}; "
+                                 f"checkpoint {event.path}")
+            info(f"Train: {self.status.value}")
+        elif isinstance(event, Failed):
+            report_error(XvrInputError(event.message), "Train")
+            self.status.value = f"failed: {event.message}"
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        self.start_button.enabled = self.resume_button.enabled = True
+        self.stop_button.enabled = False
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,123 @@
+"""The Register widget end to end in the real viewer: live overlay, plot, Stop, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_xvr.geometry import pose_from_dict, pose_from_zxy, pose_to_zxy
+from napari_xvr.napari.api import evaluate_layers, intrinsics_of
+
+PERTURB_ROT, PERTURB_XYZ = (2.0, -1.5, 1.0), (4.0, -6.0, 3.0)
+
+
+def _open_widgets(viewer):
+    _, drr = viewer.window.add_plugin_dock_widget("napari-xvr", "DRR and pose")
+    _, reg = viewer.window.add_plugin_dock_widget("napari-xvr", "Register")
+    return drr, reg
+
+
+def _perturbed_start(viewer, drr_widget):
+    xray = viewer.layers["chest X-ray (synthetic)"]
+    rot, xyz = pose_to_zxy(pose_from_dict(xray.metadata["true_pose"]))
+    drr_widget.intrinsics_from.value = xray
+    drr_widget.set_pose(rot + PERTURB_ROT, xyz + PERTURB_XYZ)
+    return xray
+
+
+def _grab(widget, path):
+    widget.native.grab().save(str(path))
+
+
+def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
+    viewer = sample_viewer
+    viewer.window.resize(1500, 950)
+    drr_widget, reg = _open_widgets(viewer)
+    xray = _perturbed_start(viewer, drr_widget)
+    assert reg.xray.value is xray and reg.volume.value is viewer.layers[0]
+    assert reg.scales.value == "8,4" and reg.n_itrs.value == "500,250"  # the CLI's defaults
+    reg.outdir.value = tmp_path / "results"
+    reg.run_button.native.click()
+    assert reg.running  # returned at once: the work is in a thread worker
+    qtbot.waitUntil(lambda: len(reg.similarities) >= 25 and reg.overlay_name in viewer.layers,
+                    timeout=120_000)
+    overlay = viewer.layers[reg.overlay_name]
+    assert overlay.data.dtype == np.float32 and overlay.blending == "additive"
+    assert tuple(overlay.contrast_limits) == (-1.5, 8.5)  # fixed, not auto
+    viewer.screenshot(str(artifacts / "register_midrun.png"), canvas_only=False)
+    _grab(reg, artifacts / "register_widget_midrun.png")
+    shot = viewer.screenshot(canvas_only=True)
+    magenta = (shot[..., 0].astype(int) - shot[..., 1] > 60) & (shot[..., 2].astype(int) - shot[..., 1] > 60)
+    assert shot.std() > 10 and magenta.mean() > 0.01, "overlay not visible in the canvas"
+    qtbot.waitUntil(lambda: not reg.running, timeout=240_000)
+    result = reg.result
+    assert result is not None and not result.stopped
+    errors = evaluate_layers(xray.metadata["true_pose"], result.final_pose, xray.metadata["fiducials_mm"],
+                             intrinsics_of(xray))
+    (artifacts / "register_errors.json").write_text(json.dumps(errors.to_dict(), indent=2))
+    assert errors.mtre < 1.0, errors
+    # results saved like the CLI's, the pose on the layer and back in the DRR widget
+    saved = json.loads((tmp_path / "results" / xray.name / "result.json").read_text())
+    np.testing.assert_allclose(saved["final_pose"]["matrix"], result.final_pose, atol=1e-6)
+    assert (tmp_path / "results" / xray.name / "trajectory.csv").is_file()
+    np.testing.assert_allclose(xray.metadata["pose"]["matrix"], result.final_pose, atol=1e-6)
+    np.testing.assert_allclose(drr_widget.pose_matrix(), result.final_pose, atol=1e-3)
+    assert viewer.layers[reg.overlay_name].data.shape == xray.data.shape
+    x, y = np.array(reg.similarities).T
+    assert len(x) == result.iterations and y[-20:].mean() > y[:5].mean()
+    assert reg.run_button.enabled and not reg.stop_button.enabled
+    viewer.screenshot(str(artifacts / "register_done.png"), canvas_only=False)
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")  # private napari access through the proxy fails
+def test_stop_midway_keeps_best_pose(make_napari_viewer_proxy, qtbot):
+    from napari_xvr.napari._register_widget import RegisterWidget
+
+    viewer = make_napari_viewer_proxy()
+    for key in ("chest_ct", "chest_xray"):
+        viewer.open_sample("napari-xvr", key)
+    xray = viewer.layers["chest X-ray (synthetic)"]
+    rot, xyz = pose_to_zxy(pose_from_dict(xray.metadata["true_pose"]))
+    xray.metadata["pose"] = {"matrix": pose_from_zxy(rot + PERTURB_ROT, xyz + PERTURB_XYZ).matrix[0].tolist()}
+    reg = RegisterWidget(viewer)
+    viewer.window.add_dock_widget(reg)
+    reg.init.value = "pose in X-ray metadata"
+    reg.run()
+    qtbot.waitUntil(lambda: len(reg.similarities) >= 8, timeout=120_000)
+    reg.stop_button.native.click()
+    qtbot.waitUntil(lambda: not reg.running, timeout=60_000)
+    result = reg.result
+    assert result.stopped and result.iterations < 100
+    best = max(row["similarity"] for row in result.trajectory)
+    assert result.similarity >= best - 0.02  # the best pose, not the last one
+    assert xray.metadata["result"]["stopped_early"] is True
+    np.testing.assert_allclose(xray.metadata["pose"]["matrix"], result.final_pose, atol=1e-6)
+    assert viewer.layers[reg.overlay_name].data.shape == xray.data.shape
+    assert reg.run_button.enabled and not reg.stop_button.enabled and reg._pbar is None
+    # still usable: a second run starts and finishes
+    reg.n_itrs.value = "3,2"
+    reg.run()
+    qtbot.waitUntil(lambda: not reg.running, timeout=120_000)
+    assert reg.result.iterations <= 5 and not reg.result.stopped
+
+
+def test_worker_error_is_a_notification(make_napari_viewer, qtbot, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    for key in ("chest_ct", "chest_xray"):
+        viewer.open_sample("napari-xvr", key)
+    _, reg = viewer.window.add_plugin_dock_widget("napari-xvr", "Register")
+    messages = []
+    notification_manager.notification_ready.connect(lambda n: messages.append(str(n.message)))
+    reg.init.value = "previous result"
+    reg.init_path.value = tmp_path / "missing_result.json"
+    reg.run()  # fails in the worker: no such result
+    qtbot.waitUntil(lambda: not reg.running, timeout=60_000)
+    assert any("Register" in m and "no result.json" in m for m in messages), messages
+    reg.scales.value = "8,x"  # fails on the main thread before any worker
+    reg.run()
+    assert not reg.running and any("--scales" in m for m in messages)
+    assert reg.run_button.enabled
