@@ -1,0 +1,68 @@
+"""Registration benchmark: seconds per X-ray and mTRE, ours against xvr's algorithm on DiffDRR."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffdrr.pose import RigidTransform
+
+from napari_xvr.geometry import Intrinsics, camera_points, pose_from_dict
+from napari_xvr.io.xray import read_xray
+from napari_xvr.register.engine import register, run_to_end
+from napari_xvr.register.initializers import DicomInitializer
+from napari_xvr.register.options import RegistrationOptions
+from napari_xvr.render import make_drr
+from napari_xvr.synthetic import make_cases
+
+CASE_INTRINSICS = Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6)
+
+
+def mtre(pred: np.ndarray, true: RigidTransform, fiducials) -> float:
+    pred_pose = RigidTransform(torch.as_tensor(pred, dtype=torch.float32)[None])
+    a = camera_points(pred_pose, torch.as_tensor(fiducials, dtype=torch.float32))
+    b = camera_points(true, torch.as_tensor(fiducials, dtype=torch.float32))
+    return float((a - b).norm(dim=-1).mean())
+
+
+def make_benchmark_cases(folder: Path, n: int, ct, mask, intrinsics: Intrinsics = CASE_INTRINSICS) -> dict:
+    truth = folder / "truth.json"
+    if not truth.exists():
+        make_cases(folder, n=n, seed=0, intrinsics=intrinsics, volume=ct, mask=mask)
+    return json.loads(truth.read_text())
+
+
+def bench_registration(subject, folder: Path, truth: dict, methods: dict, device, log=print) -> list[dict]:
+    """`methods`: name -> (renderer, RegistrationOptions). One row per (case, method)."""
+    rows = []
+    for name, case in truth["cases"].items():
+        xray = read_xray(folder / f"{name}.dcm")
+        init = DicomInitializer()(xray)
+        true = pose_from_dict(case["true_pose"])
+        for method, (renderer, options) in methods.items():
+            drr = make_drr(subject, xray.intrinsics, renderer=renderer, device=device)
+            t0 = time.perf_counter()
+            result = run_to_end(register(xray, drr, init, options))
+            seconds = time.perf_counter() - t0
+            rows.append({
+                "case": name, "method": method, "renderer": renderer,
+                "scales": options.scales, "n_itrs": options.n_itrs, "seconds": seconds,
+                "iterations": result.iterations,
+                "mtre_init_mm": mtre(result.init_pose, true, truth["fiducials_mm"]),
+                "mtre_mm": mtre(result.final_pose, true, truth["fiducials_mm"]),
+            })
+            log(f"  registration {name} {method}: {seconds:.1f} s, {result.iterations} itrs, "
+                f"mTRE {rows[-1]['mtre_init_mm']:.1f} -> {rows[-1]['mtre_mm']:.2f} mm")
+    return rows
+
+
+def methods(quick: bool) -> dict:
+    """The reference (xvr defaults: scale 8, 500 iterations, DiffDRR trilinear) and ours."""
+    if quick:
+        return {"xvr_reference": ("trilinear", RegistrationOptions(scales="4", n_itrs="6")),
+                "ours": ("fast", RegistrationOptions(scales="4", n_itrs="6"))}
+    return {"xvr_reference": ("trilinear", RegistrationOptions(scales="8", n_itrs="500")),
+            "ours": ("fast", RegistrationOptions())}

@@ -1,0 +1,43 @@
+"""`python -m benchmarks --quick` runs end to end and its numbers are sane (not fast: just sane)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs_and_numbers_are_sane(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out), "--threads", "2",
+         "--cache", str(tmp_path / "cache")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| volume |" in proc.stdout and "DRRs / s" in proc.stdout
+    data = json.loads(out.read_text())
+    env_info = data["environment"]
+    assert env_info["torch_threads"] == 2 and env_info["torch"] and env_info["diffdrr"]
+    renderers = {row["renderer"] for row in data["renderer"]}
+    assert {"ours", "diffdrr_trilinear", "diffdrr_siddon"} <= renderers
+    for row in data["renderer"]:
+        assert 0 < row["forward_s"] < 60 and 0 < row["fwd_bwd_s"] < 120
+        assert math.isfinite(row["peak_mib"])
+        if row["renderer"] == "ours":
+            assert row["rel_l2_vs_trilinear"] < 1e-3
+    for row in data["registration"]:
+        assert row["seconds"] > 0 and row["iterations"] > 0
+        assert math.isfinite(row["mtre_mm"]) and row["mtre_mm"] < row["mtre_init_mm"] * 3
+    for row in data["training"]:
+        assert row["drr_per_s"] > 0 and row["itr_per_s"] > 0
+    assert data["summary"]["registration_speedup"] > 0
