@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import io
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -37,11 +38,15 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         path = latest_checkpoint(path)
     if not path.is_file():
         raise XvrInputError(f"-c {path}: no such checkpoint file or folder")
+    if not zipfile.is_zipfile(path):
+        raise XvrInputError(f"-c {path}: not a readable PyTorch checkpoint (not a torch.save zip file; "
+                            "truncated or another format)")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0]
+        lines = [ln.strip() for ln in str(err).splitlines() if "global" in ln.lower()]
+        first = lines[0] if lines else str(err).strip().splitlines()[0]
         raise XvrInputError(
             f"-c {path}: refusing to unpickle objects outside the allow-list ({first}); "
             "re-save the checkpoint with plain tensors, numbers, strings and dicts"

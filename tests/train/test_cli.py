@@ -1,0 +1,93 @@
+"""The CLI as a user runs it: train -> SIGKILL -> restart -> register model; torchrun with gloo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from train_helpers import TINY, cli_args
+
+from napari_xvr.geometry import camera_points, pose_from_dict, pose_from_matrix
+
+XVR = str(Path(sys.executable).parent / "xvr")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
+    ct, mask = train_volume
+    out = tmp_path / "model"
+    args = [XVR, "train", "-v", str(ct), "-m", str(mask), "-o", str(out), "--n_total_itrs", "16",
+            "--n_save_every_itrs", "2", "--verbose", "0", *cli_args(TINY)]
+    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(out.glob("0*.pth"))) < 3 and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # at any moment: mid-step or mid-write
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode()[-2000:]
+    for path in out.glob("*.pth"):  # every visible checkpoint is whole
+        assert torch.load(path, weights_only=True)["itr"] % 2 == 0
+    resumed_at = max(torch.load(p, weights_only=True)["itr"] for p in out.glob("*.pth"))
+    assert 0 < resumed_at < 16
+
+    run = subprocess.run([XVR, "restart", "-c", str(out), "--verbose", "0"], env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with open(out / "losses.csv") as handle:
+        assert [int(r["itr"]) for r in csv.DictReader(handle)] == list(range(16))
+    final = max(out.glob("*.pth"), key=lambda p: torch.load(p, weights_only=True)["itr"])
+    assert torch.load(final, weights_only=True)["itr"] == 16
+
+    cases, truth = synthetic_cases
+    first = sorted(truth["cases"])[0]
+    reg = tmp_path / "registered"
+    run = subprocess.run([XVR, "register", "model", str(cases / f"{first}.dcm"), "-c", str(final),
+                          "-v", str(ct), "-o", str(reg), "--scales", "8", "--n_itrs", "5", "--verbose", "0",
+                          "--antipodal"],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((reg / first / "result.json").read_text())
+    assert result["initialization"]["type"] == "model"
+    fid = torch.tensor(truth["fiducials_mm"], dtype=torch.float32)
+    true = pose_from_dict(truth["cases"][first]["true_pose"])
+    init = pose_from_matrix(result["init_pose"]["matrix"])
+    assert float((camera_points(init, fid) - camera_points(true, fid)).norm(dim=-1).mean()) < 500
+
+
+def test_cli_errors_are_one_line(tmp_path, train_volume):
+    (tmp_path / "bad.pth").write_bytes(b"garbage")
+    run = subprocess.run([XVR, "restart", "-c", str(tmp_path / "bad.pth")], env=ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "not a readable" in run.stderr
+    ct, _ = train_volume
+    run = subprocess.run([XVR, "train", "-v", str(ct), "-o", str(tmp_path / "o"),
+                          *cli_args({**TINY, "parameterization": "rotation_7d"})],
+                         env=ENV, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "parameterization" in run.stderr
+
+
+def test_torchrun_two_cpu_processes_gloo(train_volume, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    ct, _ = train_volume
+    out = tmp_path / "ddp"
+    run = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", XVR, "train", "-v", str(ct),
+                          "-o", str(out), "--n_total_itrs", "4", "--n_save_every_itrs", "10",
+                          "--verbose", "0", "--device", "cpu", *cli_args(TINY)],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    ckpts = sorted(out.glob("*.pth"))
+    assert [p.name for p in ckpts] == ["0000.pth", "0001.pth"]  # rank 0 alone writes
+    ckpt = torch.load(ckpts[-1], weights_only=True)
+    assert ckpt["itr"] == 4 and len(ckpt["rng"]) == 2  # both ranks' RNG streams, for restart
+    assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])  # each rank its own batch
+    with open(out / "losses.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+    shutil.rmtree(out)
