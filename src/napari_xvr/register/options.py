@@ -12,8 +12,8 @@ from ..geometry import PARAMETERIZATIONS
 class RegistrationOptions:
     """Everything the optimiser needs besides images, volume and initial pose."""
 
-    scales: str = "8,4"
-    n_itrs: str = "500,250"
+    scales: str = "8,4,2"
+    n_itrs: str = "500,250,100"
     parameterization: str = "euler_angles"
     convention: str = "ZXY"
     lr_rot: float = 1e-2
@@ -22,9 +22,9 @@ class RegistrationOptions:
     threshold: float = 1e-4
     max_n_plateaus: int = 3
     patch_size: int = 9
-    sigma: float = 5.0
+    sigma: float = 1.0
     beta: float = 0.5
-    equalize: bool = False
+    equalize: bool = True
     crop: int = 0
     drr_every: int = 10
 
