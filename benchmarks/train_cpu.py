@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--itrs", type=int, default=300)
     ap.add_argument("--cases", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ckpt", default=None, help="skip training: evaluate this checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -60,15 +61,18 @@ def main() -> None:
                          n_total_itrs=args.itrs, n_warmup_itrs=20, n_grad_accum_itrs=1,
                          n_save_every_itrs=100, n_drr_every_itrs=0, seed=0)
     tic, last = time.perf_counter(), None
-    for event in train(config):
+    for event in ([] if args.ckpt else train(config)):
         if isinstance(event, TrainStep):
             last = event
             if event.itr % 25 == 0:
                 print(f"itr {event.itr:4d} loss {event.loss:.3f} ncc {event.ncc:.3f} geo {event.geo:.1f} "
                       f"({time.perf_counter() - tic:.0f} s)", flush=True)
     train_s = time.perf_counter() - tic
-    ckpt = sorted((out / f"model_{args.itrs}").glob("*.pth"))[-1]
-    print(f"trained {args.itrs} itrs in {train_s:.0f} s; last loss {last.loss:.3f}; checkpoint {ckpt}")
+    if args.ckpt:
+        ckpt = Path(args.ckpt)
+    else:
+        ckpt = sorted((out / f"model_{args.itrs}").glob("*.pth"))[-1]
+        print(f"trained {args.itrs} itrs in {train_s:.0f} s; last loss {last.loss:.3f}; checkpoint {ckpt}")
 
     init = ModelInitializer(ckpt, volume=ct_reg)
     centre = prior_centre(RANGES)
