@@ -41,7 +41,7 @@ def artifacts() -> Path:
 @pytest.fixture
 def sample_viewer(make_napari_viewer):
     """A viewer with the sample CT, its labels and the synthetic X-ray opened from the plugin."""
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # shown: 3D screenshots of a hidden canvas are blank
     for key in ("chest_ct", "chest_labels", "chest_xray"):
         viewer.open_sample("napari-xvr", key)
     return viewer

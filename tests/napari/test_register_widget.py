@@ -9,6 +9,7 @@ import pytest
 
 from napari_xvr.geometry import pose_from_dict, pose_from_zxy, pose_to_zxy
 from napari_xvr.napari.api import evaluate_layers, intrinsics_of
+from napari_xvr.register import RegistrationOptions
 
 PERTURB_ROT, PERTURB_XYZ = (2.0, -1.5, 1.0), (4.0, -6.0, 3.0)
 
@@ -37,8 +38,12 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     drr_widget, reg = _open_widgets(viewer)
     xray = _perturbed_start(viewer, drr_widget)
     assert reg.xray.value is xray and reg.volume.value is viewer.layers[0]
-    assert reg.scales.value == "8,4" and reg.n_itrs.value == "500,250"  # the CLI's defaults
+    defaults = RegistrationOptions()  # the CLI's defaults
+    assert (reg.scales.value, reg.n_itrs.value) == (defaults.scales, defaults.n_itrs)
+    assert reg.equalize.value == defaults.equalize
     reg.outdir.value = tmp_path / "results"
+    qtbot.waitUntil(lambda: drr_widget.worker is None, timeout=60_000)
+    qtbot.wait(300)  # let the docks settle so the view fits the final canvas
     reg.run_button.native.click()
     assert reg.running  # returned at once: the work is in a thread worker
     qtbot.waitUntil(lambda: len(reg.similarities) >= 25 and reg.overlay_name in viewer.layers,
@@ -69,6 +74,7 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     assert len(x) == result.iterations and y[-20:].mean() > y[:5].mean()
     assert reg.run_button.enabled and not reg.stop_button.enabled
     viewer.screenshot(str(artifacts / "register_done.png"), canvas_only=False)
+    qtbot.waitUntil(lambda: drr_widget.worker is None, timeout=60_000)
 
 
 @pytest.mark.filterwarnings("error::FutureWarning")  # private napari access through the proxy fails

@@ -22,9 +22,14 @@ def remember(widget, kind: str) -> None:
     _WIDGETS.setdefault(kind, weakref.WeakSet()).add(widget)
 
 
+def _unwrap(viewer):
+    return getattr(viewer, "__wrapped__", viewer)  # napari may hand plugins a proxy
+
+
 def find_widget(kind: str, viewer):
+    """The live widget of `kind` docked in `viewer` (or a proxy of it), if any."""
     for widget in list(_WIDGETS.get(kind, ())):
-        if getattr(widget, "viewer", None) is viewer:
+        if _unwrap(getattr(widget, "viewer", None)) is _unwrap(viewer):
             return widget
     return None
 
@@ -142,3 +147,14 @@ class Status(Label):
 
     def __init__(self, text: str = "idle"):
         super().__init__(value=text)
+
+
+def fit_2d(viewer, layer, margin: float = 0.95) -> None:
+    """Centre and zoom the 2D view on `layer` (napari's fit_to_view fails when a 2D layer
+    shares the viewer with 3D ones)."""
+    (r0, c0), (r1, c1) = np.asarray(layer.extent.world)[:, -2:]
+    center = list(viewer.camera.center)
+    center[-2:] = [0.5 * (r0 + r1), 0.5 * (c0 + c1)]
+    viewer.camera.center = tuple(center)
+    height, width = viewer.canvas.size
+    viewer.camera.zoom = margin * min(height / max(r1 - r0, 1e-6), width / max(c1 - c0, 1e-6))

@@ -69,7 +69,7 @@ class DrrPoseWidget(Container):
                      self.intrinsics_from, self.sdd, self.det_height, self.det_width, self.delx, self.dely,
                      self.x0, self.y0, *self.controls.values(), self.from_header, self.show_carm,
                      self.live, self.render_button, self.status])
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)  # dies with the widget
         self._timer.setSingleShot(True)
         self._timer.setInterval(debounce_ms)
         self._timer.timeout.connect(self.render)
@@ -142,7 +142,10 @@ class DrrPoseWidget(Container):
         if self.worker is not None:
             self._pending = True
             return
-        volume = self.volume.value
+        try:
+            volume = self.volume.value
+        except RuntimeError:  # the widget was closed (e.g. with the viewer)
+            return
         if volume is None:
             self.status.value = "choose a volume layer"
             return

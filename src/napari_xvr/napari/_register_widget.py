@@ -27,6 +27,7 @@ from ..register import Preprocessing, RegistrationOptions, Stage, StopToken
 from ._common import (
     LivePlot,
     find_widget,
+    fit_2d,
     follow_layers,
     info,
     layer_combo,
@@ -197,6 +198,23 @@ class RegisterWidget(Container):
         self.run_button.enabled, self.stop_button.enabled = False, True
         self.status.value = "starting: building the renderer"
         self.worker.start()
+        try:
+            self.focus_xray()
+        except Exception as err:  # the view is a nicety: never let it break a run
+            report_error(err, "Register (view)")
+
+    def focus_xray(self, fit: bool = True) -> None:
+        """Show the X-ray and its overlay alone in the 2D view (fitted to the canvas)."""
+        xray = self.xray_layer if self._job else self.xray.value
+        if xray is None or self.viewer.dims.ndisplay != 2:
+            return
+        for layer in self.viewer.layers:
+            kind = layer.metadata.get(KIND)
+            if (layer.ndim == 3 and kind in ("volume", "labels", None)) or kind == "drr":
+                layer.visible = False
+        xray.visible = True
+        if fit:
+            fit_2d(self.viewer, xray)
 
     def stop(self) -> None:
         """Ask the engine to stop after the current iteration; the best pose so far is kept."""
@@ -233,12 +251,13 @@ class RegisterWidget(Container):
         if self.xray_layer is None:
             return
         kwargs = {**self._overlay_geometry(shape), "colormap": "magenta", "blending": "additive",
-                  "opacity": 0.6, "contrast_limits": OVERLAY_CONTRAST,
+                  "opacity": 0.5, "contrast_limits": OVERLAY_CONTRAST,
                   "metadata": {KIND: "overlay", **(meta or {})}}
         upsert_image(self.viewer, self.overlay_name, image, **kwargs)
 
     def _on_event(self, event) -> None:
         if isinstance(event, Stage):
+            self.focus_xray(fit=False)
             self.status.value = (f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
                                  f"({event.height} x {event.width} px)")
         elif isinstance(event, Progress):

@@ -48,7 +48,7 @@ class TrainWidget(Container):
 
         d = TrainConfig(volpath="", outpath="")
         self.viewer = viewer
-        self.volume = layer_combo(viewer, "volume", "volume layer", optional=True)
+        self.volume = layer_combo(viewer, "volume", "volume layer")
         self.volpath = FileEdit(label="or volume file", mode="r", value="")
         self.labels_layer = layer_combo(viewer, "labels", "labels layer", optional=True)
         self.ranges = {name: LineEdit(label=f"{name} range", value=f"{getattr(d, name)[0]:g},"
@@ -135,7 +135,7 @@ class TrainWidget(Container):
             raise XvrInputError("choose an output folder for the checkpoints")
         return TrainConfig(
             volpath=volpath, outpath=outpath, maskpath=self._path(self.labels_layer.value, None),
-            **{name: edit.value for name, edit in self.ranges.items()},
+            **{name: _range(name, edit.value) for name, edit in self.ranges.items()},
             batch_size=self.batch_size.value, sdd=self.sdd.value, height=self.det_height.value,
             delx=self.delx.value, orientation=self.orientation_choice.value,
             reverse_x_axis=self.reverse_x_axis.value, renderer=self.renderer.value,
@@ -158,6 +158,7 @@ class TrainWidget(Container):
             self._launch(config=self.config())
         except Exception as err:
             report_error(err, "Train")
+            self.status.value = f"not started: {err}"
 
     def resume(self) -> None:
         """Continue the run whose checkpoints are in the output folder."""
@@ -231,6 +232,15 @@ class TrainWidget(Container):
         self.worker = None
         self.start_button.enabled = self.resume_button.enabled = True
         self.stop_button.enabled = False
+
+
+def _range(name: str, text: str) -> tuple[float, float]:
+    """'lo,hi' -> (lo, hi) with a message naming the field."""
+    try:
+        lo, hi = (float(v) for v in text.replace(" ", "").split(","))
+    except ValueError as err:
+        raise XvrInputError(f"{name} range {text!r}: give two numbers, e.g. -30,30") from err
+    return lo, hi
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,126 @@
+"""DRR and pose (live DRR, C-arm in 3D), Evaluate and animate, and Train, in the real viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_xvr.geometry import pose_from_dict, pose_to_zxy
+
+
+def _settle(qtbot, widget, attr="worker", timeout=120_000):
+    qtbot.waitUntil(lambda: getattr(widget, attr) is None, timeout=timeout)
+
+
+def test_drr_follows_pose_and_draws_carm(sample_viewer, qtbot, artifacts):
+    viewer = sample_viewer
+    viewer.window.resize(1500, 950)
+    _, drr = viewer.window.add_plugin_dock_widget("napari-xvr", "DRR and pose")
+    xray = viewer.layers["chest X-ray (synthetic)"]
+    drr.intrinsics_from.value = xray
+    rot, xyz = pose_to_zxy(pose_from_dict(xray.metadata["true_pose"]))
+    drr.set_pose(rot, xyz)
+    qtbot.waitUntil(lambda: drr.drr_name in viewer.layers, timeout=120_000)
+    _settle(qtbot, drr)
+    layer = viewer.layers[drr.drr_name]
+    assert layer.data.dtype == np.float32 and layer.data.shape == xray.data.shape
+    corr = np.corrcoef(layer.data.ravel(), xray.data.ravel())[0, 1]
+    assert corr > 0.9  # rendered at the true pose, it matches the synthetic X-ray
+    # many quick slider moves: never blocks, renders the last pose
+    serial = drr.shown_serial
+    for step in range(8):
+        drr.controls["r1"].value = rot[0] + step
+    assert drr.worker is not None or drr._timer.isActive()
+    qtbot.waitUntil(lambda: drr.shown_serial > serial and drr.worker is None and not drr._timer.isActive()
+                    and not drr._pending, timeout=120_000)
+    np.testing.assert_allclose(layer.metadata["pose"]["rotation_deg_zxy"][0], rot[0] + 7, atol=0.5)
+    # the C-arm in 3D
+    for name in ("chest_labels_on_ct_grid", drr.drr_name, xray.name):
+        viewer.layers[name].visible = False
+    drr.show_carm.value = True
+    qtbot.waitUntil(lambda: "C-arm" in viewer.layers, timeout=120_000)
+    _settle(qtbot, drr)
+    assert viewer.dims.ndisplay == 3
+    carm = viewer.layers["C-arm"]
+    source = viewer.layers["X-ray source"].data[0]
+    detector = carm.data[0][:4]
+    sdd = np.linalg.norm(source - detector.mean(axis=0))
+    np.testing.assert_allclose(sdd, 1020.0, rtol=1e-3)  # source to detector centre is the sdd
+    viewer.reset_view()
+    viewer.camera.angles = (0, -35, 130)
+    qtbot.wait(300)
+    shot = viewer.screenshot(str(artifacts / "carm_3d.png"), canvas_only=True)
+    yellow = (shot[..., 0] > 180) & (shot[..., 1] > 180) & (shot[..., 2] < 100)
+    assert shot[..., :3].std() > 5 and yellow.sum() > 30, "C-arm not drawn"
+    viewer.screenshot(str(artifacts / "carm_3d_window.png"), canvas_only=False)
+    # the C-arm moves with the pose
+    before = viewer.layers["X-ray source"].data[0].copy()
+    drr.controls["r1"].value = rot[0] + 40
+    qtbot.waitUntil(lambda: not np.allclose(viewer.layers["X-ray source"].data[0], before), timeout=120_000)
+    _settle(qtbot, drr)
+
+
+def test_evaluate_and_replay(sample_viewer, qtbot, artifacts):
+    from napari_xvr.geometry import pose_from_zxy
+    from napari_xvr.napari.api import register_layers
+    from napari_xvr.register import RegistrationOptions
+
+    viewer = sample_viewer
+    xray = viewer.layers["chest X-ray (synthetic)"]
+    rot, xyz = pose_to_zxy(pose_from_dict(xray.metadata["true_pose"]))
+    # a quick (coarse) registration without a viewer: the Python API on layers
+    result = register_layers(xray, viewer.layers["chest_ct_4x4x2"], pose_from_zxy(rot + 2, xyz + 5),
+                             options=RegistrationOptions(scales="8", n_itrs="30"))
+    xray.metadata.update(pose={"matrix": result.final_pose.tolist()}, trajectory=result.trajectory)
+    _, ev = viewer.window.add_plugin_dock_widget("napari-xvr", "Evaluate and animate")
+    ev.xray.value = xray
+    ev.fiducials_button.native.click()
+    assert ev.fiducials.value is viewer.layers["fiducials"]
+    ev.evaluate_button.native.click()
+    qtbot.waitUntil(lambda: ev.last_errors is not None, timeout=60_000)
+    _settle(qtbot, ev)
+    e = ev.last_errors
+    assert 0 < e.mtre < 50 and e.mpe > 0 and e.mrpe > 0 and "mTRE" in ev.errors.value
+    true_pts = viewer.layers[f"{xray.name} fiducials (true)"].data
+    assert true_pts.shape == (len(xray.metadata["fiducials_mm"]), 2)
+    lo, hi = np.asarray(xray.extent.world)
+    assert ((true_pts > lo) & (true_pts < hi)).all(axis=1).mean() > 0.8  # they land on the X-ray
+    # identical poses give zero error
+    ev.pred_source.value = "result file (result.json)"
+    ev.true_source.value = "X-ray metadata 'true_pose'"
+    # the replay: a time axis of DRRs along the trajectory
+    ev.n_frames.value = 6
+    ev.replay_button.native.click()
+    qtbot.waitUntil(lambda: f"{xray.name} replay" in viewer.layers, timeout=120_000)
+    _settle(qtbot, ev)
+    replay = viewer.layers[f"{xray.name} replay"]
+    assert replay.data.ndim == 3 and replay.data.shape[0] == 6 and replay.data.dtype == np.float32
+    assert not np.allclose(replay.data[0], replay.data[-1])
+
+
+def test_train_a_few_iterations_then_resume(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-xvr", "chest_ct")
+    _, tr = viewer.window.add_plugin_dock_widget("napari-xvr", "Train")
+    assert tr.volume.value is viewer.layers[0]
+    tr.outpath.value = tmp_path / "model"
+    tr.batch_size.value = 2
+    tr.det_height.value = 32
+    tr.delx.value = 12.0
+    tr.n_total_itrs.value = 4
+    tr.n_warmup_itrs.value = 1
+    tr.n_grad_accum_itrs.value = 1
+    tr.n_save_every_itrs.value = 2
+    tr.n_drr_every_itrs.value = 1
+    tr.device.value = "cpu"
+    tr.start_button.native.click()
+    qtbot.waitUntil(lambda: tr.worker is None, timeout=240_000)
+    assert tr.done is not None and tr.done.itr == 4 and not tr.done.stopped, tr.status.value
+    assert len(tr.losses) == 4 and np.isfinite(np.array(tr.losses)).all()
+    mosaic = viewer.layers["training DRRs (top) / predicted (bottom)"]
+    assert mosaic.data.dtype == np.float32 and mosaic.data.shape[0] == 64
+    assert tr.checkpoints and all(p.is_file() for p in tr.checkpoints)
+    # resume continues from the last checkpoint (a longer run)
+    tr.n_total_itrs.value = 6
+    tr.resume()
+    qtbot.waitUntil(lambda: tr.worker is None, timeout=240_000)
+    assert tr.done is not None, tr.status.value
