@@ -46,6 +46,13 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     qtbot.wait(300)  # let the docks settle so the view fits the final canvas
     reg.run_button.native.click()
     assert reg.running  # returned at once: the work is in a thread worker
+    frames = []
+
+    def grab(_event):  # frames of the live run for the README's GIF
+        if len(frames) < 60 and reg.overlay_name in viewer.layers:
+            frames.append(viewer.screenshot(canvas_only=True)[::2, ::2, :3])
+
+    reg.worker.yielded.connect(grab)
     qtbot.waitUntil(lambda: len(reg.similarities) >= 25 and reg.overlay_name in viewer.layers,
                     timeout=120_000)
     overlay = viewer.layers[reg.overlay_name]
@@ -53,9 +60,16 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     assert tuple(overlay.contrast_limits) == (-1.5, 8.5)  # fixed, not auto
     viewer.screenshot(str(artifacts / "register_midrun.png"), canvas_only=False)
     _grab(reg, artifacts / "register_widget_midrun.png")
-    shot = viewer.screenshot(canvas_only=True)
-    magenta = (shot[..., 0].astype(int) - shot[..., 1] > 60) & (shot[..., 2].astype(int) - shot[..., 1] > 60)
-    assert shot.std() > 10 and magenta.mean() > 0.01, "overlay not visible in the canvas"
+    shot = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
+    overlay.visible = False
+    without = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
+    overlay.visible = True
+    assert shot.std() > 10, "blank canvas"
+    changed = np.abs(shot - without).max(axis=-1) > 30
+    assert changed.mean() > 0.05, "the overlay does not show in the canvas"
+    # green X-ray under a magenta DRR: both colours contribute
+    assert without[..., 1].mean() > 2 * without[..., 0].mean()
+    assert shot[..., 0].mean() > without[..., 0].mean()
     qtbot.waitUntil(lambda: not reg.running, timeout=240_000)
     result = reg.result
     assert result is not None and not result.stopped
@@ -74,6 +88,14 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     assert len(x) == result.iterations and y[-20:].mean() > y[:5].mean()
     assert reg.run_button.enabled and not reg.stop_button.enabled
     viewer.screenshot(str(artifacts / "register_done.png"), canvas_only=False)
+    import imageio.v3 as iio
+
+    assert len(frames) > 5
+    frames = [f for f in frames if f.shape == frames[-1].shape]
+    rows, cols = np.nonzero(frames[-1].max(axis=-1) > 10)
+    frames = [f[rows.min():rows.max() + 1, cols.min():cols.max() + 1] for f in frames]
+    iio.imwrite(artifacts / "register_live.gif", np.stack(frames[::2] + [frames[-1]] * 5), duration=150,
+                loop=0)
     qtbot.waitUntil(lambda: drr_widget.worker is None, timeout=60_000)
 
 
@@ -103,7 +125,7 @@ def test_stop_midway_keeps_best_pose(make_napari_viewer_proxy, qtbot):
     assert viewer.layers[reg.overlay_name].data.shape == xray.data.shape
     assert reg.run_button.enabled and not reg.stop_button.enabled and reg._pbar is None
     # still usable: a second run starts and finishes
-    reg.n_itrs.value = "3,2"
+    reg.scales.value, reg.n_itrs.value = "8", "5"
     reg.run()
     qtbot.waitUntil(lambda: not reg.running, timeout=120_000)
     assert reg.result.iterations <= 5 and not reg.result.stopped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
@@ -156,6 +158,8 @@ class DrrPoseWidget(Container):
                 self.label_ids.value, self.orientation_choice.value, self.intrinsics(),
                 self.pose_matrix(), outline=self.show_carm.value,
             )
+        except RuntimeError:  # closed while a render was queued
+            return
         except Exception as err:
             report_error(err, "DRR")
             return
@@ -176,6 +180,10 @@ class DrrPoseWidget(Container):
         return f"DRR of {volume.name}" if volume is not None else "DRR"
 
     def _on_rendered(self, event) -> None:
+        with contextlib.suppress(RuntimeError):  # the widget was closed while rendering
+            self._show(event)
+
+    def _show(self, event) -> None:
         if isinstance(event, Failed):
             report_error(XvrInputError(event.message), "DRR")
             self.status.value = f"failed: {event.message}"

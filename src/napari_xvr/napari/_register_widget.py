@@ -213,6 +213,8 @@ class RegisterWidget(Container):
             if (layer.ndim == 3 and kind in ("volume", "labels", None)) or kind == "drr":
                 layer.visible = False
         xray.visible = True
+        if xray.colormap.name == "gray":  # green X-ray + magenta DRR: aligned parts turn grey/white
+            xray.colormap = "green"
         if fit:
             fit_2d(self.viewer, xray)
 
@@ -251,13 +253,13 @@ class RegisterWidget(Container):
         if self.xray_layer is None:
             return
         kwargs = {**self._overlay_geometry(shape), "colormap": "magenta", "blending": "additive",
-                  "opacity": 0.5, "contrast_limits": OVERLAY_CONTRAST,
+                  "opacity": 0.8, "contrast_limits": OVERLAY_CONTRAST,
                   "metadata": {KIND: "overlay", **(meta or {})}}
         upsert_image(self.viewer, self.overlay_name, image, **kwargs)
 
     def _on_event(self, event) -> None:
         if isinstance(event, Stage):
-            self.focus_xray(fit=False)
+            self.focus_xray(fit=event.index == 1)
             self.status.value = (f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
                                  f"({event.height} x {event.width} px)")
         elif isinstance(event, Progress):
