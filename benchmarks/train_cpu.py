@@ -44,6 +44,10 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ckpt", default=None, help="skip training: evaluate this checkpoint")
+    ap.add_argument("--model_name", default="resnet18")
+    ap.add_argument("--batch_size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--renderer", default="trilinear")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -56,8 +60,9 @@ def main() -> None:
     truth = json.loads((cases / "truth.json").read_text())
     fid = torch.tensor(truth["fiducials_mm"], dtype=torch.float32)
 
-    config = TrainConfig(volpath=str(ct), outpath=str(out / f"model_{args.itrs}"), **RANGES, batch_size=8,
-                         sdd=1020.0, height=64, delx=6.4, n_points=128, lr=1e-3,
+    config = TrainConfig(volpath=str(ct), outpath=str(out / f"model_{args.itrs}"), **RANGES, batch_size=args.batch_size,
+                         model_name=args.model_name, renderer=args.renderer,
+                         sdd=1020.0, height=64, delx=6.4, n_points=128, lr=args.lr,
                          n_total_itrs=args.itrs, n_warmup_itrs=20, n_grad_accum_itrs=1,
                          n_save_every_itrs=100, n_drr_every_itrs=0, seed=0)
     tic, last = time.perf_counter(), None

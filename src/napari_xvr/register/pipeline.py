@@ -43,7 +43,7 @@ class VolumeSpec:
     mask: Path | None = None
     labels: str | list[int] | None = None
     orientation: str = "AP"
-    renderer: str = "trilinear"
+    renderer: str = "fast"
     reverse_x_axis: bool = True
     voxel_shift: float = 0.5
     device: str | None = None

@@ -100,8 +100,8 @@ class TrainConfig:
             )
         if self.orientation not in ("AP", "PA"):
             raise XvrInputError(f"--orientation {self.orientation!r}: use AP or PA")
-        if self.renderer not in ("trilinear", "siddon"):
-            raise XvrInputError(f"--renderer {self.renderer!r}: use trilinear or siddon")
+        if self.renderer not in ("trilinear", "siddon", "fast"):
+            raise XvrInputError(f"--renderer {self.renderer!r}: use trilinear, siddon or fast")
         positive = ("batch_size", "height", "n_total_itrs", "n_grad_accum_itrs", "n_save_every_itrs")
         for name in positive:
             if int(getattr(self, name)) < 1:

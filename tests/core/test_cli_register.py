@@ -1,0 +1,73 @@
+"""`xvr register`, `evaluate` and `animate` run as a user runs them; their files read back."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def xvr(*args):
+    proc = subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, registration_volume, synthetic_cases):
+    folder, _ = synthetic_cases
+    out = tmp_path_factory.mktemp("results")
+    ct, mask = registration_volume
+    xvr("register", "dicom", folder, "-v", ct, "-m", mask, "-o", out, "--scales", "4,2,1",
+        "--n_itrs", "200,100,50", "--saveimg", "--verbose", "0")
+    return out
+
+
+def test_results_are_written_per_xray(registered, synthetic_cases):
+    folder, truth = synthetic_cases
+    for name in truth["cases"]:
+        result = json.loads((registered / name / "result.json").read_text())
+        for key in ("inputs", "intrinsics", "preprocessing", "options", "init_pose", "final_pose",
+                    "similarity", "runtime_s", "iterations"):
+            assert key in result
+        assert np.asarray(result["final_pose"]["matrix"]).shape == (4, 4)
+        assert len(result["final_pose"]["rotation_deg_zxy"]) == 3
+        with (registered / name / "trajectory.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == result["iterations"] > 0
+        assert {"r1", "r2", "r3", "tx", "ty", "tz", "similarity", "time", "lr_rot",
+                "lr_xyz"} <= set(rows[0])
+        for png in ("xray", "init_drr", "final_drr", "overlay"):
+            assert (registered / name / f"{png}.png").stat().st_size > 0
+    assert not [p for p in registered.iterdir() if p.name.startswith(".")]
+
+
+def test_evaluate_reports_sub_mm(registered, synthetic_cases, tmp_path):
+    folder, truth = synthetic_cases
+    table = tmp_path / "errors.json"
+    proc = xvr("evaluate", *[registered / n for n in truth["cases"]], "-t", folder / "truth.json",
+               "--json", table)
+    assert "mTRE" in proc.stdout
+    rows = json.loads(table.read_text())
+    assert all(row["final"]["mtre"] < 1.0 for row in rows.values()), rows
+    assert all(row["init"]["mtre"] > 5.0 for row in rows.values())
+
+
+def test_restart_from_a_result_and_animate(registered, registration_volume, synthetic_cases, tmp_path):
+    folder, _ = synthetic_cases
+    ct, _ = registration_volume
+    out = tmp_path / "again"
+    xvr("register", "restart", folder / "xray_000.dcm", "-v", ct, "-r", registered, "-o", out,
+        "--scales", "1", "--n_itrs", "5", "--verbose", "0")
+    first = json.loads((registered / "xray_000" / "result.json").read_text())
+    again = json.loads((out / "xray_000" / "result.json").read_text())
+    assert np.allclose(again["init_pose"]["matrix"], first["final_pose"]["matrix"], atol=1e-4)
+    gif = tmp_path / "replay.gif"
+    xvr("animate", "-i", registered / "xray_000", "-o", gif, "--max_frames", "8", "--max_size", "64")
+    import imageio.v3 as iio
+
+    frames = iio.imread(gif, index=None)
+    assert frames.shape[0] == 8 and frames.shape[2] == 3 * 64
