@@ -151,12 +151,17 @@ def carm_outline(drr, pose) -> CarmOutline:
 
 def register_layers(xray, volume, init_pose, labels=None, label_ids=None, intrinsics=None,
                     options=None, preprocessing=None, renderer="trilinear", device="cpu",
-                    orientation=None, stop=None):
-    """Register an X-ray layer/array to a volume layer/array; returns the RegistrationResult."""
+                    orientation=None, stop=None, affine=None):
+    """Register an X-ray layer/array to a volume layer/array; returns the RegistrationResult.
+
+    Arrays need their geometry: `intrinsics` for the X-ray, the voxel->world `affine` (mm, the
+    frame of :func:`napari_xvr.io.read_volume`) for the volume.
+    """
     from ..register import Preprocessing, register, run_to_end
 
     xr = xray_from_layer(xray, intrinsics, (preprocessing or Preprocessing()).reducefn)
-    drr = make_renderer(volume, xr.intrinsics, labels, label_ids, orientation, renderer, device)
+    drr = make_renderer(volume, xr.intrinsics, labels, label_ids, orientation, renderer, device,
+                        affine)
     return run_to_end(register(xr, drr, as_pose(init_pose), options, preprocessing, stop=stop,
                                keep_images=True))
 
