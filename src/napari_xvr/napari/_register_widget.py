@@ -24,6 +24,7 @@ import napari
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
 from ..register import Preprocessing, RegistrationOptions, Stage, StopToken
+from ..render import RENDERERS
 from ._common import (
     LivePlot,
     find_widget,
@@ -81,7 +82,7 @@ class RegisterWidget(Container):
         self.patience = SpinBox(label="patience", value=d.patience, min=1, max=1000)
         self.threshold = FloatSpinBox(label="threshold", value=d.threshold, min=0, max=1, step=1e-4)
         self.max_n_plateaus = SpinBox(label="max plateaus", value=d.max_n_plateaus, min=1, max=20)
-        self.renderer = ComboBox(label="renderer", choices=["trilinear", "siddon"], value="trilinear")
+        self.renderer = ComboBox(label="renderer", choices=RENDERERS, value="trilinear")  # not "fast" yet
         self.outdir = FileEdit(label="output folder", mode="d", value="")
         self.saveimg = CheckBox(label="save images", value=False)
         self.run_button = PushButton(text="Run")
