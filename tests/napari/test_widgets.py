@@ -124,3 +124,22 @@ def test_train_a_few_iterations_then_resume(make_napari_viewer, qtbot, tmp_path)
     tr.resume()
     qtbot.waitUntil(lambda: tr.worker is None, timeout=240_000)
     assert tr.done is not None, tr.status.value
+
+
+def test_register_from_a_model_checkpoint(sample_viewer, qtbot, tmp_path):
+    """The "model checkpoint" initialisation runs a (tiny, just trained) regressor in the worker."""
+    from napari_xvr.train import TrainConfig, run_training, train
+
+    ct = sample_viewer.layers["chest_ct_4x4x2"]
+    done = run_training(train(TrainConfig(
+        volpath=ct.metadata["path"], outpath=str(tmp_path / "m"), batch_size=2, height=32, delx=12.0,
+        n_total_itrs=1, n_warmup_itrs=1, n_grad_accum_itrs=1, n_save_every_itrs=1, num_workers=0,
+        device="cpu")))
+    _, reg = sample_viewer.window.add_plugin_dock_widget("napari-xvr", "Register")
+    reg.init.value = "model checkpoint"
+    reg.init_path.value = done.path
+    reg.scales.value, reg.n_itrs.value = "16", "2"
+    reg.run()
+    qtbot.waitUntil(lambda: not reg.running, timeout=120_000)
+    assert reg.result is not None, reg.status.value
+    assert reg.result.to_json()["initialization"]["type"] == "model"

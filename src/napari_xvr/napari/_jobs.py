@@ -142,17 +142,18 @@ def initial_pose(job: RegisterJob, xray):
 
 
 def checkpoint_pose(job: RegisterJob, xray):
-    """Pose predicted by a trained model checkpoint (napari_xvr.train's initialiser)."""
-    try:
-        from ..register.initializers import ModelInitializer
-    except ImportError as err:
-        raise XvrInputError(
-            "model checkpoints are not supported by this build yet (napari_xvr.register has no "
-            "ModelInitializer); choose another initialisation"
-        ) from err
-    if not job.init[1] or not Path(job.init[1]).is_file():
-        raise XvrInputError(f"checkpoint {job.init[1]!r}: choose a model checkpoint file (.pth)")
-    init = ModelInitializer(Path(job.init[1]))
+    """Pose predicted by a trained model checkpoint (napari_xvr.train's ModelInitializer)."""
+    from ..train.model_init import ModelInitializer
+
+    path = Path(str(job.init[1] or ""))
+    if not path.is_file():
+        raise XvrInputError(f"checkpoint {job.init[1]!r}: choose a model checkpoint file")
+    volume = job.inputs.get("volume")
+    init = ModelInitializer(
+        path, volume=Path(volume) if volume and Path(volume).exists() else None,
+        crop=job.options.crop, subtract_background=job.preprocessing.subtract_background,
+        linearize=job.preprocessing.linearize, device=job.device,
+    )
     return init(xray), init.describe()
 
 
