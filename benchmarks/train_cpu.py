@@ -60,7 +60,8 @@ def main() -> None:
     truth = json.loads((cases / "truth.json").read_text())
     fid = torch.tensor(truth["fiducials_mm"], dtype=torch.float32)
 
-    config = TrainConfig(volpath=str(ct), outpath=str(out / f"model_{args.itrs}"), **RANGES, batch_size=args.batch_size,
+    config = TrainConfig(volpath=str(ct), outpath=str(out / f"model_{args.itrs}"), **RANGES,
+                         batch_size=args.batch_size,
                          model_name=args.model_name, renderer=args.renderer,
                          sdd=1020.0, height=64, delx=6.4, n_points=128, lr=args.lr,
                          n_total_itrs=args.itrs, n_warmup_itrs=20, n_grad_accum_itrs=1,
