@@ -82,7 +82,7 @@ class RegisterWidget(Container):
         self.patience = SpinBox(label="patience", value=d.patience, min=1, max=1000)
         self.threshold = FloatSpinBox(label="threshold", value=d.threshold, min=0, max=1, step=1e-4)
         self.max_n_plateaus = SpinBox(label="max plateaus", value=d.max_n_plateaus, min=1, max=20)
-        self.renderer = ComboBox(label="renderer", choices=RENDERERS, value="trilinear")  # not "fast" yet
+        self.renderer = ComboBox(label="renderer", choices=RENDERERS, value="fast")
         self.outdir = FileEdit(label="output folder", mode="d", value="")
         self.saveimg = CheckBox(label="save images", value=False)
         self.run_button = PushButton(text="Run")
@@ -162,7 +162,7 @@ class RegisterWidget(Container):
                   "mask": None if self.labels_layer.value is None else
                   (self.labels_layer.value.metadata.get("path") or self.labels_layer.value.name),
                   "labels": self.label_ids.value or None, "orientation": self.orientation_choice.value,
-                  "renderer": self.renderer.value, "reverse_x_axis": True, "voxel_shift": 0.0}
+                  "renderer": self.renderer.value, "reverse_x_axis": True, "voxel_shift": 0.5}
         return RegisterJob(
             xray=LayerSnapshot.of(xray), volume=LayerSnapshot.of(volume),
             labels=LayerSnapshot.of(self.labels_layer.value), label_ids=self.label_ids.value,
