@@ -139,7 +139,7 @@ def register(
     similarity = Similarity(options.patch_size, options.sigma, options.beta).to(device)
     rot, xyz = _params(init_pose, options)
     best_pose, best_sim = init_pose, -np.inf
-    total_itr, step_scalar, last_sim = 0, 1.0, None
+    total_itr, step_scalar = 0, 1.0
 
     try:
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
@@ -179,7 +179,6 @@ def register(
                 _sync(device)
                 elapsed = time.perf_counter() - t0
                 lrs = [group["lr"] for group in optimizer.param_groups]
-                last_sim = sim
                 result.trajectory.append(_row(stage_idx, itr, pose, sim, elapsed, lrs))
                 show = options.drr_every > 0 and itr % options.drr_every == 0
                 yield Step(
@@ -211,7 +210,6 @@ def register(
         if keep_images:
             set_intrinsics(drr, full)
             result.images["final_drr"] = drr(final)[0, 0].float().cpu().numpy()
-    del last_sim
     yield Done(result)
 
 
