@@ -34,7 +34,7 @@ def test_drr_follows_pose_and_draws_carm(sample_viewer, qtbot, artifacts):
                     and not drr._pending, timeout=120_000)
     np.testing.assert_allclose(layer.metadata["pose"]["rotation_deg_zxy"][0], rot[0] + 7, atol=0.5)
     # the C-arm in 3D
-    for name in ("chest_labels_on_ct_grid", drr.drr_name, xray.name):
+    for name in ("chest_mask_4x4x2", drr.drr_name, xray.name):
         viewer.layers[name].visible = False
     drr.show_carm.value = True
     qtbot.waitUntil(lambda: "C-arm" in viewer.layers, timeout=120_000)

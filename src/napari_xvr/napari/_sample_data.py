@@ -23,25 +23,10 @@ def cache_dir() -> Path:
 
 
 def sample_files() -> tuple[Path, Path]:
-    """(ct, labelmap) paths of the downsampled chest CT (128 x 128 x 67 voxels).
+    """(ct, labelmap) paths of the downsampled chest CT (128 x 128 x 66 voxels), on one grid."""
+    from ..synthetic import example_volume
 
-    The labelmap is resampled (nearest neighbour) onto the CT's grid so both share one geometry.
-    """
-    from ..synthetic import example_mask, example_volume
-
-    folder = cache_dir()
-    ct, _ = example_volume(folder, FACTOR)
-    labels = folder / "chest_labels_on_ct_grid.nii.gz"
-    if not labels.is_file():
-        import SimpleITK as sitk
-
-        grid = sitk.ReadImage(str(ct))
-        mask = sitk.Resample(sitk.ReadImage(str(example_mask())), grid, sitk.Transform(),
-                             sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        tmp = labels.with_name(".tmp_" + labels.name)
-        sitk.WriteImage(mask, str(tmp), useCompression=True)
-        tmp.replace(labels)
-    return ct, labels
+    return example_volume(cache_dir(), FACTOR)
 
 
 def sample_xray_file() -> tuple[Path, dict]:
