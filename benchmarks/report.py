@@ -30,6 +30,9 @@ def summary(out: dict) -> dict:
                      "mtre_mean_mm": float(np.mean([r["mtre_mm"] for r in rs])),
                      "mtre_max_mm": float(np.max([r["mtre_mm"] for r in rs]))} for m, rs in by.items()}
         result["registration"] = stats
+        for st in stats.values():
+            if "xvr_reference" in stats:
+                st["speedup_vs_reference"] = _ratio(stats["xvr_reference"]["s_per_xray"], st["s_per_xray"])
         if "ours" in stats and "xvr_reference" in stats:
             result["registration_speedup"] = _ratio(stats["xvr_reference"]["s_per_xray"],
                                                     stats["ours"]["s_per_xray"])
@@ -78,6 +81,15 @@ def tables(out: dict) -> str:
             lines.append(f"| {r['case']} | {r['method']} | {r['renderer']} | {r['scales']} / {r['n_itrs']} | "
                          f"{r['iterations']} | {r['seconds']:.1f} | {r['mtre_init_mm']:.1f} | "
                          f"{r['mtre_mm']:.2f} |")
+        lines.append("")
+        stats = summary(out).get("registration", {})
+        ref = stats.get("xvr_reference", {}).get("s_per_xray")
+        lines += ["| method | s / X-ray | speed-up vs reference | mTRE mean mm | mTRE max mm |",
+                  "|---|---|---|---|---|"]
+        for method, st in sorted(stats.items()):
+            speedup = _ratio(ref, st["s_per_xray"]) if ref else float("nan")
+            lines.append(f"| {method} | {st['s_per_xray']:.2f} | {speedup:.1f}x | "
+                         f"{st['mtre_mean_mm']:.2f} | {st['mtre_max_mm']:.2f} |")
         lines.append("")
     train = out.get("training", [])
     if train:

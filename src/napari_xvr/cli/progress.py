@@ -35,7 +35,7 @@ def run_with_progress(events, verbose: int = 1) -> list:
                     r1, r2, r3, tx, ty, tz = event.params
                     tqdm.write(f"    itr {event.itr:4d} sim {event.similarity:.5f} "
                                f"rot {r1:7.2f} {r2:7.2f} {r3:7.2f} xyz {tx:7.1f} {ty:7.1f} "
-                               f"{tz:7.1f} lr {event.lr_rot:.1e}/{event.lr_xyz:.1e}")
+                               f"{tz:7.1f} {_rates(event)}")
             elif isinstance(event, Done):
                 if bar is not None:
                     bar.close()
@@ -51,3 +51,9 @@ def run_with_progress(events, verbose: int = 1) -> list:
         if bar is not None:
             bar.close()
     return written
+
+
+def _rates(event: Step) -> str:
+    if event.damping is not None:
+        return f"damping {event.damping:.1e}"
+    return f"lr {event.lr_rot:.1e}/{event.lr_xyz:.1e}"

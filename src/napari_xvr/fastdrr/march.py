@@ -15,6 +15,10 @@ from torch.nn.functional import grid_sample
 
 # samples per chunk: keeps the grid, the samples and their gradients (~ 5 floats each) in cache
 CHUNK_SAMPLES = 1 << 17
+# rays marched together: more (a batch of poses) would leave one slice per chunk, which
+# grid_sample runs on one thread, or chunks that no longer fit in cache
+RAY_BLOCK = 1 << 15
+MIN_CHUNK_SLICES = 2
 
 
 def _grid_grad(slices: torch.Tensor, grid: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -43,13 +47,25 @@ def _weights(s: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
 def _march(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor, with_grad: bool,
            offsets: tuple[float, ...] = (0.0,)):
     """(S, moments): S (R,) the slice sums; moments (2, R, 2) = (sum g, sum s g) or None."""
+    n_rays = coef.shape[0]
+    if n_rays <= RAY_BLOCK * 3 // 2:
+        return _march_block(slices, coef, bounds, with_grad, offsets)
+    parts = [_march_block(slices, coef[i:i + RAY_BLOCK], bounds[i:i + RAY_BLOCK], with_grad, offsets)
+             for i in range(0, n_rays, RAY_BLOCK)]
+    total = torch.cat([part[0] for part in parts])
+    moments = torch.cat([part[1] for part in parts], dim=1) if with_grad else None
+    return total, moments
+
+
+def _march_block(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor, with_grad: bool,
+                 offsets: tuple[float, ...]):
     n_slices, n_rays = slices.shape[0], coef.shape[0]
     lo_max, hi_min = (float(v) for v in torch.stack([bounds[:, 0].max(), bounds[:, 1].min()]))
     alpha = coef[:, 0::2].contiguous()  # (R, 2): x (width axis), y (height axis)
     beta = coef[:, 1::2].contiguous()
     total = coef.new_zeros(n_rays)
     moments = coef.new_zeros(2, n_rays * 2) if with_grad else None
-    step = max(1, min(n_slices, CHUNK_SAMPLES // max(n_rays, 1)))
+    step = max(MIN_CHUNK_SLICES, min(n_slices, CHUNK_SAMPLES // max(n_rays, 1)))
     share = 1.0 / len(offsets)
     for start in range(0, n_slices, step):
         k = min(step, n_slices - start)

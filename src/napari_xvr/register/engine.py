@@ -1,11 +1,14 @@
 """The registration engine: one generator of progress events for the CLI, napari and scripts.
 
-It is xvr's test-time optimisation: multiscale, Adam with separate step sizes for rotation and
-translation, ReduceLROnPlateau, and a plateau count that moves on to the next scale.
+Multiscale test-time optimisation as in xvr.  At each scale, either Levenberg-Marquardt on the
+six pose parameters (default, :mod:`.lm`: ~10 renders per scale) or xvr's Adam with separate
+step sizes for rotation and translation, ReduceLROnPlateau, and a plateau count that moves on
+to the next scale.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from ..geometry import Intrinsics, pose_to_zxy
 from ..io.xray import XRay, crop_intrinsics
 from ..render import set_intrinsics
 from .events import Done, Stage, Step
+from .lm import PoseLM
 from .options import RegistrationOptions
 from .result import RegistrationResult
 from .similarity import Similarity, soft_equalize, standardize
@@ -137,10 +141,9 @@ def register(
         return
 
     similarity = Similarity(options.patch_size, options.sigma, options.beta).to(device)
-    rot, xyz = _params(init_pose, options)
-    best_pose, best_sim = init_pose, -np.inf
-    total_itr, step_scalar = 0, 1.0
-
+    run = _Run(options, similarity, stop, result, init_pose)
+    fixed = prep = None
+    slab_before = _set_slab(drr, options.slab_mm)
     try:
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
             intr = stage_intrinsics(full, scale, options.crop)
@@ -148,69 +151,129 @@ def register(
             prep = _preparer((intr.height, intr.width), options.equalize)
             fixed = prep(img)
             yield Stage(stage_idx, len(stages), scale, intr.height, intr.width, n_itrs)
-
-            step_scalar *= 2 ** (stage_idx - 1)
-            optimizer = torch.optim.Adam(
-                [{"params": [rot], "lr": options.lr_rot / step_scalar},
-                 {"params": [xyz], "lr": options.lr_xyz / step_scalar}],
-                maximize=True,
-            )
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="max", factor=0.1, patience=options.patience,
-                threshold=options.threshold,
-            )
-            best_pose, best_sim = _pose(rot, xyz, options), -np.inf
-            n_levels, current_lr = 0, np.inf
-            for itr in range(n_itrs):
-                if stop.stopped:
-                    break
-                _sync(device)
-                t0 = time.perf_counter()
-                optimizer.zero_grad(set_to_none=True)
-                pose = _pose(rot, xyz, options)
-                moving = prep(drr(pose))
-                loss = similarity(fixed, moving).mean()
-                loss.backward()
-                sim = float(loss.detach())
-                if sim > best_sim:
-                    best_sim, best_pose = sim, RigidTransform(pose.matrix.detach().clone())
-                optimizer.step()
-                scheduler.step(sim)
-                _sync(device)
-                elapsed = time.perf_counter() - t0
-                lrs = [group["lr"] for group in optimizer.param_groups]
-                result.trajectory.append(_row(stage_idx, itr, pose, sim, elapsed, lrs))
-                show = options.drr_every > 0 and itr % options.drr_every == 0
-                yield Step(
-                    stage=stage_idx, itr=itr, total_itr=total_itr, similarity=sim,
-                    params=tuple(float(v) for v in np.concatenate(pose_to_zxy(pose))),
-                    matrix=pose.matrix[0].detach().cpu().double().numpy(),
-                    lr_rot=lrs[0], lr_xyz=lrs[1], time_s=elapsed,
-                    drr=moving[0, 0].detach().float().cpu().numpy() if show else None,
-                    fixed=fixed[0, 0].float().cpu().numpy() if itr == 0 else None,
-                )
-                total_itr += 1
-                # xvr's rule: a stage ends when it reaches its max_n_plateaus-th step size
-                if lrs[0] < current_lr:
-                    current_lr = lrs[0]
-                    n_levels += 1
-                if n_levels >= options.max_n_plateaus:
-                    break
+            stage = _lm_stage if options.optimizer == "lm" else _adam_stage
+            yield from stage(run, drr, fixed, prep, stage_idx, n_itrs, intr)
             if stop.stopped:
                 break
     finally:
-        final = best_pose if np.isfinite(best_sim) else _pose(rot, xyz, options)
+        final = run.best_pose or init_pose
         result.final_pose = final.matrix[0].detach().cpu().double().numpy()
         result.stopped = stop.stopped
-        result.iterations = total_itr
+        result.iterations = run.total_itr
         result.runtime_s = time.perf_counter() - t_start
+        _set_slab(drr, slab_before)
     with torch.no_grad():
-        moving = prep(drr(final))
-        result.similarity = float(similarity(fixed, moving).mean())
+        if run.best_similarity is None:  # stopped before the first iteration
+            run.best_similarity = float(similarity(fixed, prep(drr(final))).mean())
+        result.similarity = run.best_similarity
         if keep_images:
             set_intrinsics(drr, full)
             result.images["final_drr"] = drr(final)[0, 0].float().cpu().numpy()
     yield Done(result)
+
+
+def _set_slab(drr, slab_mm: float) -> float:
+    """Set the fast renderer's slab thickness; returns the previous one (0 for other renderers)."""
+    before = getattr(drr, "slab_mm", 0.0)
+    if hasattr(drr, "slab_mm"):
+        drr.slab_mm = slab_mm
+    return before
+
+
+@dataclass
+class _Run:
+    """State shared by the stages of one registration."""
+
+    options: RegistrationOptions
+    similarity: Similarity
+    stop: StopToken
+    result: RegistrationResult
+    init_pose: RigidTransform
+    best_pose: RigidTransform | None = None
+    best_similarity: float | None = None  # at best_pose, at the last scale that ran
+    hessian: tuple | None = None  # LM's last (J^T J, detector spacing)
+    total_itr: int = 0
+
+    def step(self, stage, itr, pose, sim, elapsed, lrs, moving, fixed, show, damping=None) -> Step:
+        self.result.trajectory.append(_row(stage, itr, pose, sim, elapsed, lrs))
+        event = Step(
+            stage=stage, itr=itr, total_itr=self.total_itr, similarity=sim,
+            params=tuple(float(v) for v in np.concatenate(pose_to_zxy(pose))),
+            matrix=pose.matrix[0].detach().cpu().double().numpy(),
+            lr_rot=lrs[0], lr_xyz=lrs[1], time_s=elapsed,
+            drr=moving[0, 0].detach().float().cpu().numpy() if show else None,
+            fixed=fixed[0, 0].float().cpu().numpy() if itr == 0 else None,
+            damping=damping,
+        )
+        self.total_itr += 1
+        return event
+
+
+# LM ends a scale when a step gains less than this share of (1 - similarity): coarse, last scale
+LM_RTOL = (0.02, 0.01)
+
+
+def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[Step]:
+    """Levenberg-Marquardt at one scale; finite-difference steps of 1/6 detector pixel."""
+    options = run.options
+    convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
+    solver = PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
+    start = run.best_pose or run.init_pose
+    hessian = None
+    if run.hessian is not None:  # the previous scale's, as curvature grows ~ resolution^2
+        hessian = run.hessian[0] * (run.hessian[1] / intr.delx) ** 2
+    for lm_step in solver.run(start, n_itrs, hessian=hessian,
+                              rtol=LM_RTOL[stage_idx == len(run.options.scale_list())],
+                              should_stop=lambda: run.stop.stopped):
+        ev = lm_step.evaluation
+        if lm_step.accepted:
+            run.best_pose, run.best_similarity = ev.pose, ev.similarity
+            run.hessian = (ev.hessian, intr.delx)
+        yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
+                       (math.nan, math.nan), ev.moving, fixed, show=lm_step.accepted,
+                       damping=lm_step.damping)
+
+
+def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[Step]:
+    """xvr's stage: Adam, ReduceLROnPlateau, and max_n_plateaus step-size levels."""
+    options, device = run.options, drr.device
+    rot, xyz = _params(run.best_pose or run.init_pose, options)
+    step_scalar = 2 ** ((stage_idx - 1) * stage_idx // 2)  # xvr halves the rates every stage
+    optimizer = torch.optim.Adam(
+        [{"params": [rot], "lr": options.lr_rot / step_scalar},
+         {"params": [xyz], "lr": options.lr_xyz / step_scalar}],
+        maximize=True,
+    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.1, patience=options.patience, threshold=options.threshold,
+    )
+    best_sim, n_levels, current_lr = -np.inf, 0, np.inf
+    for itr in range(n_itrs):
+        if run.stop.stopped:
+            break
+        _sync(device)
+        t0 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        pose = _pose(rot, xyz, options)
+        moving = prep(drr(pose))
+        loss = run.similarity(fixed, moving).mean()
+        loss.backward()
+        sim = float(loss.detach())
+        if sim > best_sim:
+            best_sim, run.best_pose = sim, RigidTransform(pose.matrix.detach().clone())
+            run.best_similarity = sim
+        optimizer.step()
+        scheduler.step(sim)
+        _sync(device)
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        show = options.drr_every > 0 and itr % options.drr_every == 0
+        yield run.step(stage_idx, itr, pose, sim, time.perf_counter() - t0, lrs, moving, fixed, show)
+        # xvr's rule: a stage ends when it reaches its max_n_plateaus-th step size
+        if lrs[0] < current_lr:
+            current_lr = lrs[0]
+            n_levels += 1
+        if n_levels >= options.max_n_plateaus:
+            break
 
 
 def run_to_end(events: Iterator) -> RegistrationResult:

@@ -34,6 +34,7 @@ class Step:
     time_s: float
     drr: np.ndarray | None = None  # (H, W) float32, every `drr_every` iterations
     fixed: np.ndarray | None = None  # the X-ray at this stage's size, with the first DRR
+    damping: float | None = None  # Levenberg-Marquardt's damping (lr_rot/lr_xyz are NaN then)
 
 
 @dataclass(frozen=True)

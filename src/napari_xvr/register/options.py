@@ -7,13 +7,25 @@ from dataclasses import asdict, dataclass
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
 
+OPTIMIZERS = ("lm", "adam")
+# maximum iterations per scale: LM stops on convergence long before; Adam on plateaus
+DEFAULT_ITRS = {"lm": "30,20,10", "adam": "500,250,100"}
+
 
 @dataclass
 class RegistrationOptions:
-    """Everything the optimiser needs besides images, volume and initial pose."""
+    """Everything the optimiser needs besides images, volume and initial pose.
+
+    ``optimizer="lm"`` (default) is Levenberg-Marquardt on the six pose parameters
+    (:mod:`.lm`); ``"adam"`` is xvr's Adam with ReduceLROnPlateau.  ``n_itrs=None`` takes
+    the optimiser's default.  ``slab_mm`` is the fast renderer's slab thickness while
+    optimising (0: off).
+    """
 
     scales: str = "8,4,2"
-    n_itrs: str = "500,250,100"
+    n_itrs: str | None = None
+    optimizer: str = "lm"
+    slab_mm: float = 6.0
     parameterization: str = "euler_angles"
     convention: str = "ZXY"
     lr_rot: float = 1e-2
@@ -29,6 +41,12 @@ class RegistrationOptions:
     drr_every: int = 10
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise XvrInputError(f"--optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        if self.n_itrs is None or not str(self.n_itrs).strip():
+            self.n_itrs = DEFAULT_ITRS[self.optimizer]
+        if not self.slab_mm >= 0:
+            raise XvrInputError(f"--slab_mm {self.slab_mm}: give a thickness >= 0 (0 turns slabs off)")
         self.scale_list()  # validate early
         if self.parameterization not in PARAMETERIZATIONS:
             raise XvrInputError(

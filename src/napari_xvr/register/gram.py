@@ -1,0 +1,62 @@
+"""Gram matrices of the similarity's normalised residuals, for a Gauss-Newton Hessian.
+
+xvr's similarity is a weighted sum of normalised cross-correlations (NCC).  For one window, with
+``z(x)`` the window's pixels minus their mean over their standard deviation, ``1 - NCC(a, b)`` is
+``|z(a) - z(b)|^2 / 2`` (inner products taken as means), so ``1 - similarity`` is half a squared
+residual norm and its Gauss-Newton Hessian is ``J^T J``.  The inner products that ``J^T J`` needs
+are NCCs between renders, computed here with the same box filters as the similarity itself: no
+residual vector (pixels x windows) is ever built.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.functional import avg_pool2d
+
+from .similarity import Similarity
+
+
+def _window_mean(x: torch.Tensor, patch: int | None) -> torch.Tensor:
+    """Mean over every patch x patch window (stride 1, valid), or over the whole image."""
+    if patch is None:
+        return x.mean(dim=(-1, -2), keepdim=True)
+    return avg_pool2d(avg_pool2d(x, (patch, 1), stride=1), (1, patch), stride=1)
+
+
+def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torch.Tensor:
+    """(n, n) matrix of NCCs between `images` (n, C, H, W), averaged over windows and channels.
+
+    Entry (i, j) equals :func:`~napari_xvr.register.similarity.local_ncc` of images i and j.
+    """
+    x = images.to(torch.float64)
+    n = x.shape[0]
+    rows, cols = torch.triu_indices(n, n, device=x.device)
+    mean = _window_mean(x, patch)
+    cov = _window_mean(x[rows] * x[cols], patch) - mean[rows] * mean[cols]
+    var = cov[rows == cols].clamp_min(0) + eps  # the diagonal pairs, in image order
+    ncc = (cov / (var[rows] * var[cols]).sqrt()).flatten(1).mean(dim=1)
+    gram = x.new_zeros(n, n)
+    gram[rows, cols] = ncc
+    gram[cols, rows] = ncc
+    return gram
+
+
+def similarity_gram(similarity: Similarity, images: torch.Tensor) -> torch.Tensor:
+    """(n, n): ``similarity`` between every pair of prepared images (n, 1, H, W)."""
+    beta, patch = similarity.beta, similarity.patch_size
+    gram = 0.5 * beta * (ncc_gram(images, None) + ncc_gram(images, patch))
+    if beta < 1:
+        gram = gram + (1 - beta) * ncc_gram(similarity.sobel(images), patch)
+    return gram
+
+
+def gauss_newton_hessian(gram: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """``J^T J`` (k, k) from the Gram matrix of [centre, centre + steps[0] e_0, ...] renders.
+
+    Column k of J is the finite difference (z(p + h_k e_k) - z(p)) / h_k, so
+    ``(J^T J)_kl = (G_kl - G_k0 - G_0l + G_00) / (h_k h_l)``.
+    """
+    g = gram.to(torch.float64)
+    inner = g[1:, 1:] - g[1:, :1] - g[:1, 1:] + g[0, 0]
+    h = steps.to(torch.float64)
+    return inner / (h[:, None] * h[None, :])

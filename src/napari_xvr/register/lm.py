@@ -1,0 +1,135 @@
+"""Levenberg-Marquardt on the six pose parameters: few renders per registration.
+
+Each iteration renders the DRR at the current pose with its exact gradient (the renderer's
+backward) and six more DRRs, one per parameter nudged by a small step, in one batch.  The
+similarity's gradient is exact, so the optimum is the similarity's own; the Gauss-Newton
+Hessian ``J^T J`` comes from the Gram matrix of the seven renders (:mod:`.gram`).  A damped
+Newton step (Marquardt's scaling) is accepted when the similarity rises, otherwise the damping
+grows.  Converges in ~5-15 iterations per scale where Adam takes 50-150.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from diffdrr.pose import RigidTransform, convert
+
+from .gram import gauss_newton_hessian, similarity_gram
+from .similarity import Similarity
+
+ROTATION_RADIUS_MM = 150.0  # lever arm that turns a rotation step into a displacement
+
+
+@dataclass
+class Evaluation:
+    """The similarity at a parameter vector, its gradient and the Gauss-Newton Hessian."""
+
+    params: torch.Tensor  # (6,) float64: 3 Euler angles (rad), 3 translations (mm)
+    pose: RigidTransform
+    similarity: float
+    gradient: torch.Tensor  # (6,) d similarity / d params
+    hessian: torch.Tensor  # (6, 6) J^T J of (1 - similarity)
+    moving: torch.Tensor  # (1, 1, H, W) the prepared DRR
+
+
+@dataclass
+class LMStep:
+    """One evaluated trial step (accepted or not)."""
+
+    itr: int
+    evaluation: Evaluation
+    accepted: bool
+    damping: float
+    seconds: float
+
+
+class PoseLM:
+    """Levenberg-Marquardt over ``convert(rot, xyz, 'euler_angles', convention)``."""
+
+    def __init__(self, drr, fixed: torch.Tensor, prep: Callable, similarity: Similarity,
+                 convention: str = "ZXY", step_mm: float = 1.0):
+        self.drr, self.fixed, self.prep, self.similarity = drr, fixed, prep, similarity
+        self.convention = convention
+        step_rad = step_mm / ROTATION_RADIUS_MM
+        self.steps = torch.tensor([step_rad] * 3 + [step_mm] * 3, dtype=torch.float64)
+
+    def params_of(self, pose: RigidTransform) -> torch.Tensor:
+        rot, xyz = pose.convert("euler_angles", self.convention)
+        return torch.cat([rot[0], xyz[0]]).detach().cpu().to(torch.float64)
+
+    def pose_of(self, params: torch.Tensor) -> RigidTransform:
+        p = params.reshape(-1, 6).to(self.fixed.device, torch.float32)
+        return convert(p[:, :3], p[:, 3:], parameterization="euler_angles", convention=self.convention)
+
+    def evaluate(self, params: torch.Tensor, hessian: torch.Tensor | None = None) -> Evaluation:
+        """One fwd+bwd render at `params`; six forward renders around it unless `hessian` is given."""
+        p = params.to(self.fixed.device, torch.float32).clone().requires_grad_(True)
+        pose = convert(p[None, :3], p[None, 3:], parameterization="euler_angles",
+                       convention=self.convention)
+        moving = self.prep(self.drr(pose))
+        sim = self.similarity(self.fixed, moving).mean()
+        (grad,) = torch.autograd.grad(sim, p)
+        if hessian is None:
+            with torch.no_grad():
+                nudged = self.prep(self.drr(self.pose_of(params[None] + torch.diag(self.steps))))
+                gram = similarity_gram(self.similarity, torch.cat([moving.detach(), nudged]))
+                hessian = gauss_newton_hessian(gram, self.steps).cpu()
+        return Evaluation(
+            params=params.clone(), pose=RigidTransform(pose.matrix.detach().clone()),
+            similarity=float(sim.detach()), gradient=grad.detach().cpu().to(torch.float64),
+            hessian=hessian, moving=moving.detach(),
+        )
+
+    def run(self, pose: RigidTransform, max_itrs: int, damping: float = 1e-3,
+            rtol: float = 1e-2, refresh: int = 4, hessian: torch.Tensor | None = None,
+            should_stop: Callable[[], bool] = lambda: False
+            ) -> Iterator[LMStep]:
+        """Yield every evaluated step; the last accepted evaluation is the best.
+
+        Ends after `max_itrs` evaluations; when an accepted step gains less than `rtol` of the
+        remaining dissimilarity (1 - similarity); or after two rejected steps in a row (the
+        similarity's noise floor).  The Hessian is recomputed every `refresh` accepted steps
+        and after a rejected step; a `hessian` from a previous stage starts it.
+        """
+        t0 = time.perf_counter()
+        current = self.evaluate(self.params_of(pose), hessian)
+        yield LMStep(0, current, True, damping, time.perf_counter() - t0)
+        growth, age, rejected = 2.0, int(hessian is not None), 0
+        for itr in range(1, max_itrs):
+            if should_stop():
+                return
+            t0 = time.perf_counter()
+            if rejected and age:  # a stale Hessian may be why: refresh it at the same point
+                current = self.evaluate(current.params)
+                age = 0
+            delta = self.solve(current, damping)
+            reuse = current.hessian if age + 1 < refresh else None
+            trial = self.evaluate(current.params + delta, reuse)
+            gain = trial.similarity - current.similarity
+            predicted = float(delta @ current.gradient - 0.5 * delta @ current.hessian @ delta)
+            if gain > 0:
+                rho = gain / max(predicted, 1e-30)
+                damping *= max(1 / 3, 1 - (2 * rho - 1) ** 3)
+                growth, rejected = 2.0, 0
+                age = age + 1 if reuse is not None else 0
+                converged = gain < rtol * (1 - current.similarity)
+                current = trial
+            else:
+                damping *= growth
+                growth *= 2
+                rejected += 1
+                converged = rejected >= 2
+            yield LMStep(itr, trial, gain > 0, damping, time.perf_counter() - t0)
+            if converged:
+                return
+
+    @staticmethod
+    def solve(current: Evaluation, damping: float) -> torch.Tensor:
+        """The damped Gauss-Newton step (H + damping diag(H)) delta = gradient."""
+        hessian = current.hessian
+        diag = hessian.diagonal().clamp_min(1e-12 * float(hessian.diagonal().max().clamp_min(1e-30)))
+        system = hessian + torch.diag(damping * diag + 1e-12 * diag.max())
+        return torch.linalg.solve(system, current.gradient)
