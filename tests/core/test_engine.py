@@ -18,7 +18,7 @@ from napari_xvr.register import (
 )
 from napari_xvr.render import make_drr
 
-SMALL = RegistrationOptions(scales="4,2,1", n_itrs="200,100,50")
+SMALL = RegistrationOptions(scales="4,2,1")
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +49,29 @@ def test_recovers_a_synthetic_xray_below_1mm(setup):
     assert result.similarity > steps[0].similarity
 
 
-def test_stop_token_ends_within_one_iteration_and_keeps_the_best(setup):
+@pytest.mark.parametrize("optimizer", ["lm", "adam"])
+def test_stop_token_ends_within_one_iteration_and_keeps_the_best(setup, optimizer):
     drr, xray, true, fiducials = setup
     stop = StopToken()
     steps = []
-    for event in register(xray, drr, DicomInitializer()(xray), SMALL, stop=stop):
+    options = RegistrationOptions(scales="4,2,1", optimizer=optimizer)
+    for event in register(xray, drr, DicomInitializer()(xray), options, stop=stop):
         if isinstance(event, Step):
             steps.append(event)
-            if len(steps) == 15:
+            if len(steps) == 5:
                 stop.stop()
         if isinstance(event, Done):
             result = event.result
-    assert len(steps) == 15 and result.stopped
+    assert len(steps) == 5 and result.stopped
+    assert all(s.stage == 1 for s in steps)
     best = max(steps, key=lambda s: s.similarity)
     assert np.allclose(result.final_pose, best.matrix, atol=1e-4)
+    assert result.similarity == pytest.approx(best.similarity)
+    assert best.similarity > steps[0].similarity
+    if optimizer == "lm":
+        assert all(s.damping is not None and np.isnan(s.lr_rot) for s in steps)
+    else:
+        assert all(s.damping is None and s.lr_rot > 0 for s in steps)
 
 
 def test_init_only_and_closing_the_generator(setup):

@@ -55,7 +55,7 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
             frames.append(viewer.screenshot(canvas_only=True)[::2, ::2, :3])
 
     reg.worker.yielded.connect(grab)
-    qtbot.waitUntil(lambda: len(reg.similarities) >= 25 and reg.overlay_name in viewer.layers,
+    qtbot.waitUntil(lambda: len(reg.similarities) >= 4 and reg.overlay_name in viewer.layers,
                     timeout=120_000)
     overlay = viewer.layers[reg.overlay_name]
     assert overlay.data.dtype == np.float32 and overlay.blending == "additive"
@@ -87,7 +87,7 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     np.testing.assert_allclose(drr_widget.pose_matrix(), result.final_pose, atol=1e-3)
     assert viewer.layers[reg.overlay_name].data.shape == xray.data.shape
     x, y = np.array(reg.similarities).T
-    assert len(x) == result.iterations and y[-20:].mean() > y[:5].mean()
+    assert len(x) == result.iterations and result.similarity > y[0]
     assert reg.run_button.enabled and not reg.stop_button.enabled
     viewer.screenshot(str(artifacts / "register_done.png"), canvas_only=False)
     import imageio.v3 as iio
@@ -114,6 +114,8 @@ def test_stop_midway_keeps_best_pose(make_napari_viewer_proxy, qtbot):
     reg = RegisterWidget(viewer)
     viewer.window.add_dock_widget(reg)
     reg.init.value = "pose in X-ray metadata"
+    reg.optimizer.value = "adam"  # xvr's optimiser runs long enough to be stopped midway
+    assert reg.n_itrs.value == RegistrationOptions(optimizer="adam").n_itrs and reg.patience.enabled
     reg.run()
     qtbot.waitUntil(lambda: len(reg.similarities) >= 8, timeout=120_000)
     reg.stop_button.native.click()

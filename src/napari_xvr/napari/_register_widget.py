@@ -24,6 +24,7 @@ import napari
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
 from ..register import Preprocessing, RegistrationOptions, Stage, StopToken
+from ..register.options import DEFAULT_ITRS, OPTIMIZERS
 from ..render import RENDERERS
 from ._common import (
     LivePlot,
@@ -74,6 +75,8 @@ class RegisterWidget(Container):
         self.equalize = CheckBox(label="equalize", value=d.equalize)
         self.reducefn = LineEdit(label="reduce frames", value="max")
         self.scales = LineEdit(label="scales", value=d.scales)
+        self.optimizer = ComboBox(label="optimizer", choices=OPTIMIZERS, value=d.optimizer,
+                                  tooltip="lm: Levenberg-Marquardt (fast); adam: xvr's optimiser")
         self.n_itrs = LineEdit(label="max iterations", value=d.n_itrs)
         self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
                                          value=d.parameterization)
@@ -95,13 +98,15 @@ class RegisterWidget(Container):
             _group("Initialisation", self.init, self.init_path),
             _group("Preprocessing", self.crop, self.subtract_background, self.linearize,
                    self.equalize, self.reducefn),
-            _group("Optimiser", self.scales, self.n_itrs, self.parameterization, self.lr_rot,
+            _group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.parameterization,
+                   self.lr_rot,
                    self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer),
             _group("Output", self.outdir, self.saveimg),
             Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                       labels=False),
             self.status, self.plot,
         ])
+        self.optimizer.changed.connect(self._optimizer_changed)
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self.worker = None
@@ -112,14 +117,23 @@ class RegisterWidget(Container):
         self._job: RegisterJob | None = None
         follow_layers(self, viewer)
         remember(self, "register")
+        self._optimizer_changed(self.optimizer.value)
 
     # ---------------------------------------------------------------- inputs
+    def _optimizer_changed(self, name: str) -> None:
+        """Swap in the optimiser's iteration caps unless the user typed their own."""
+        if self.n_itrs.value.strip() in ("", *DEFAULT_ITRS.values()):
+            self.n_itrs.value = DEFAULT_ITRS[name]
+        adam = name == "adam"
+        for widget in (self.lr_rot, self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus):
+            widget.enabled = adam
+
     def _options(self) -> tuple[RegistrationOptions, Preprocessing]:
         reducefn = self.reducefn.value.strip() or "max"
         if reducefn.lstrip("-").isdigit():
             reducefn = int(reducefn)
         options = RegistrationOptions(
-            scales=self.scales.value, n_itrs=self.n_itrs.value,
+            scales=self.scales.value, n_itrs=self.n_itrs.value, optimizer=self.optimizer.value,
             parameterization=self.parameterization.value, lr_rot=self.lr_rot.value,
             lr_xyz=self.lr_xyz.value, patience=self.patience.value, threshold=self.threshold.value,
             max_n_plateaus=self.max_n_plateaus.value, equalize=self.equalize.value,

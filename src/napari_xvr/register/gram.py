@@ -28,7 +28,8 @@ def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torc
 
     Entry (i, j) equals :func:`~napari_xvr.register.similarity.local_ncc` of images i and j.
     """
-    x = images.to(torch.float64)
+    exact = torch.float64 if images.device.type in ("cpu", "cuda") else torch.float32  # MPS: no f64
+    x = images.to(exact)
     n = x.shape[0]
     rows, cols = torch.triu_indices(n, n, device=x.device)
     mean = _window_mean(x, patch)
@@ -56,7 +57,7 @@ def gauss_newton_hessian(gram: torch.Tensor, steps: torch.Tensor) -> torch.Tenso
     Column k of J is the finite difference (z(p + h_k e_k) - z(p)) / h_k, so
     ``(J^T J)_kl = (G_kl - G_k0 - G_0l + G_00) / (h_k h_l)``.
     """
-    g = gram.to(torch.float64)
+    g = gram.detach().cpu().to(torch.float64)  # a 7x7 matrix: solved on the CPU in double
     inner = g[1:, 1:] - g[1:, :1] - g[:1, 1:] + g[0, 0]
-    h = steps.to(torch.float64)
+    h = steps.detach().cpu().to(torch.float64)
     return inner / (h[:, None] * h[None, :])

@@ -1,0 +1,93 @@
+"""Levenberg-Marquardt: the Gram-matrix Hessian against explicit Jacobians, and LM on the real CT."""
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.functional import unfold
+
+from napari_xvr.errors import XvrInputError
+from napari_xvr.geometry import pose_from_dict
+from napari_xvr.io import read_volume, read_xray
+from napari_xvr.register import DicomInitializer, RegistrationOptions
+from napari_xvr.register.engine import _preparer, stage_intrinsics
+from napari_xvr.register.gram import gauss_newton_hessian, ncc_gram, similarity_gram
+from napari_xvr.register.lm import PoseLM
+from napari_xvr.register.similarity import Similarity, local_ncc
+from napari_xvr.render import make_drr, set_intrinsics
+
+
+def smooth_images(n: int, size: int = 20, seed: int = 0) -> torch.Tensor:
+    torch.manual_seed(seed)
+    base = torch.randn(1, 1, size, size).cumsum(-1).cumsum(-2)
+    return base + 0.3 * torch.randn(n, 1, size, size).cumsum(-1)
+
+
+@pytest.mark.parametrize("patch", [None, 5])
+def test_gram_entries_are_the_similarity_ncc(patch):
+    images = smooth_images(4)
+    gram = ncc_gram(images, patch)
+    for i in range(4):
+        for j in range(4):
+            expected = local_ncc(images[i:i + 1].double(), images[j:j + 1].double(), patch)
+            assert gram[i, j].item() == pytest.approx(expected.item(), abs=1e-9)
+    sim = Similarity(patch_size=5, sigma=1.0, beta=0.4)
+    full = similarity_gram(sim, images)
+    values = sim(images[:1].expand(4, -1, -1, -1), images)
+    assert torch.allclose(full[0].float(), values, atol=1e-5)
+
+
+def _z_vectors(images: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torch.Tensor:
+    """Explicit normalised residual vectors, scaled so that <z_i, z_j> is the mean window NCC."""
+    x = images.double()
+    # (n, pixels per window, windows): the whole image, or every patch x patch window
+    windows = x.flatten(1).unsqueeze(-1) if patch is None else unfold(x, patch)
+    centred = windows - windows.mean(dim=1, keepdim=True)
+    z = centred / (centred.pow(2).mean(dim=1, keepdim=True) + eps).sqrt()
+    return z.flatten(1) / (windows.shape[1] * windows.shape[2]) ** 0.5
+
+
+@pytest.mark.parametrize("patch", [None, 5])
+def test_hessian_from_the_gram_matrix_equals_explicit_jacobian(patch):
+    images = smooth_images(7, seed=1)
+    steps = torch.tensor([0.5, 1.0, 2.0, 0.1, 3.0, 1.5], dtype=torch.float64)
+    z = _z_vectors(images, patch)
+    jacobian = (z[1:] - z[:1]) / steps[:, None]  # (6, residuals)
+    explicit = jacobian @ jacobian.T
+    ours = gauss_newton_hessian(ncc_gram(images, patch), steps)
+    assert torch.allclose(ours, explicit, rtol=1e-6, atol=1e-9 * float(explicit.abs().max()))
+
+
+@pytest.fixture(scope="module")
+def case(registration_volume, synthetic_cases):
+    folder, truth = synthetic_cases
+    xray = read_xray(folder / "xray_002.dcm")
+    drr = make_drr(read_volume(*registration_volume), xray.intrinsics, renderer="fast")
+    drr.slab_mm = 6.0
+    return drr, xray, pose_from_dict(truth["cases"]["xray_002"]["true_pose"])
+
+
+def test_lm_raises_the_similarity_monotonically_and_stops_by_itself(case):
+    drr, xray, _ = case
+    intr = stage_intrinsics(xray.intrinsics, 4, 0)
+    set_intrinsics(drr, intr)
+    prep = _preparer((intr.height, intr.width), True)
+    solver = PoseLM(drr, prep(xray.preprocessed().float()), prep, Similarity(9, 1.0, 0.5),
+                    step_mm=intr.delx / 6)
+    steps = list(solver.run(DicomInitializer()(xray), max_itrs=40))
+    accepted = [s.evaluation.similarity for s in steps if s.accepted]
+    assert len(steps) < 40  # converged before the cap
+    assert np.all(np.diff(accepted) > 0)
+    assert accepted[-1] > accepted[0] + 0.01
+    hessian = steps[-1].evaluation.hessian
+    assert torch.allclose(hessian, hessian.T) and (torch.linalg.eigvalsh(hessian) > -1e-9).all()
+
+
+def test_optimizer_option_and_its_iteration_defaults():
+    assert RegistrationOptions().optimizer == "lm"
+    assert RegistrationOptions().n_itrs == "30,20,10"
+    assert RegistrationOptions(optimizer="adam").n_itrs == "500,250,100"
+    assert RegistrationOptions(optimizer="adam", n_itrs="7").n_itrs == "7"
+    with pytest.raises(XvrInputError, match="--optimizer 'bfgs'"):
+        RegistrationOptions(optimizer="bfgs")
+    with pytest.raises(XvrInputError, match="--slab_mm"):
+        RegistrationOptions(slab_mm=-1)
