@@ -210,7 +210,7 @@ class _Run:
 
 
 # LM ends a scale when a step gains less than this share of (1 - similarity): coarse, last scale
-LM_RTOL = (0.02, 0.01)
+LM_RTOL = (0.01, 0.005)
 
 
 def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[Step]:
