@@ -133,4 +133,8 @@ class PoseLM:
         hessian = current.hessian
         diag = hessian.diagonal().clamp_min(1e-12 * float(hessian.diagonal().max().clamp_min(1e-30)))
         system = hessian + torch.diag(damping * diag + 1e-12 * diag.max())
-        return torch.linalg.solve(system, current.gradient)
+        try:
+            delta = torch.linalg.solve(system, current.gradient)
+        except torch.linalg.LinAlgError:  # a degenerate image (e.g. the DRR missed the volume)
+            return torch.zeros_like(current.gradient)
+        return torch.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0)
