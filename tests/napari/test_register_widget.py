@@ -44,7 +44,7 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     assert reg.renderer.value == "fast"
     reg.renderer.value = "trilinear"  # slower on purpose: the screenshots need a run in progress
     reg.outdir.value = tmp_path / "results"
-    qtbot.waitUntil(lambda: drr_widget.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: drr_widget.idle, timeout=60_000)
     qtbot.wait(300)  # let the docks settle so the view fits the final canvas
     reg.run_button.native.click()
     assert reg.running  # returned at once: the work is in a thread worker
@@ -98,7 +98,7 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     frames = [f[rows.min():rows.max() + 1, cols.min():cols.max() + 1] for f in frames]
     iio.imwrite(artifacts / "register_live.gif", np.stack(frames[::2] + [frames[-1]] * 5), duration=150,
                 loop=0)
-    qtbot.waitUntil(lambda: drr_widget.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: drr_widget.idle, timeout=60_000)
 
 
 @pytest.mark.filterwarnings("error::FutureWarning")  # private napari access through the proxy fails
@@ -153,3 +153,25 @@ def test_worker_error_is_a_notification(make_napari_viewer, qtbot, tmp_path):
     reg.run()
     assert not reg.running and any("--scales" in m for m in messages)
     assert reg.run_button.enabled
+
+
+def test_closing_the_dock_mid_run_stops_the_registration(make_napari_viewer, qtbot):
+    from napari_xvr.napari._register_widget import RegisterWidget
+
+    viewer = make_napari_viewer()
+    for key in ("chest_ct", "chest_xray"):
+        viewer.open_sample("napari-xvr", key)
+    xray = viewer.layers["chest X-ray (synthetic)"]
+    rot, xyz = pose_to_zxy(pose_from_dict(xray.metadata["true_pose"]))
+    xray.metadata["pose"] = {"matrix": pose_from_zxy(rot + PERTURB_ROT, xyz + PERTURB_XYZ).matrix[0].tolist()}
+    reg = RegisterWidget(viewer)
+    dock = viewer.window.add_dock_widget(reg)
+    reg.init.value = "pose in X-ray metadata"
+    reg.optimizer.value, reg.renderer.value = "adam", "trilinear"  # a long run
+    reg.run()
+    qtbot.waitUntil(lambda: len(reg.similarities) >= 3, timeout=120_000)
+    worker, token = reg.worker, reg.stop_token
+    viewer.window.remove_dock_widget(dock)
+    reg.native.deleteLater()
+    qtbot.waitUntil(lambda: token.stopped, timeout=10_000)
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)  # ends after one iteration

@@ -78,6 +78,14 @@ def follow_layers(container: Container, viewer) -> None:
     viewer.layers.events.changed.connect(reset)
 
 
+def while_alive(handler):
+    """Wrap a worker callback so that it does nothing once its dock widget has been closed."""
+    def call(*args):
+        with contextlib.suppress(RuntimeError):  # "wrapped C/C++ object ... has been deleted"
+            handler(*args)
+    return call
+
+
 def report_error(err: Exception, what: str) -> None:
     """An exception from a worker or a button, as a napari notification."""
     why = str(err) if isinstance(err, XvrInputError) else f"{type(err).__name__}: {err}"

@@ -135,6 +135,11 @@ class DrrPoseWidget(Container):
                           self.dely.value, self.x0.value, self.y0.value)
 
     # ---------------------------------------------------------------- rendering
+    @property
+    def idle(self) -> bool:
+        """No render running, queued or waiting for the live debounce: the layer shows the pose."""
+        return self.worker is None and not self._pending and not self._timer.isActive()
+
     def _request(self, *_args) -> None:
         if self.live.value:
             self._timer.start()

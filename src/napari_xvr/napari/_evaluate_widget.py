@@ -12,7 +12,7 @@ import napari
 
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix
-from ._common import find_widget, follow_layers, info, layer_combo, remember, report_error
+from ._common import find_widget, follow_layers, info, layer_combo, remember, report_error, while_alive
 from ._jobs import OVERLAY_CONTRAST, Evaluated, Failed, LayerSnapshot, Replayed, evaluation, replay
 from ._layers import KIND
 
@@ -103,8 +103,8 @@ class EvaluateWidget(Container):
         if self.worker is not None:
             return
         self.worker = create_worker(func, *args, _start_thread=False)
-        self.worker.yielded.connect(self._on_event)
-        self.worker.finished.connect(self._on_finished)
+        self.worker.yielded.connect(while_alive(self._on_event))
+        self.worker.finished.connect(while_alive(self._on_finished))
         self.evaluate_button.enabled = self.replay_button.enabled = False
         self.worker.start()
 

@@ -36,6 +36,7 @@ from ._common import (
     remember,
     report_error,
     upsert_image,
+    while_alive,
 )
 from ._jobs import OVERLAY_CONTRAST, Failed, Finished, LayerSnapshot, Progress, RegisterJob, registration
 from ._layers import KIND
@@ -111,6 +112,7 @@ class RegisterWidget(Container):
         self.stop_button.changed.connect(self.stop)
         self.worker = None
         self.stop_token: StopToken | None = None
+        self.native.destroyed.connect(self._stop_quietly)  # closing the dock ends its run
         self.result = None
         self.similarities: list[tuple[int, float]] = []
         self._pbar = None
@@ -208,8 +210,8 @@ class RegisterWidget(Container):
         total = sum(n for _, n in job.options.scale_list())
         self._pbar = progress(total=total, desc=f"registering {job.xray.name}")
         self.worker = create_worker(registration, job, self.stop_token, _start_thread=False)
-        self.worker.yielded.connect(self._on_event)
-        self.worker.finished.connect(self._on_finished)
+        self.worker.yielded.connect(while_alive(self._on_event))
+        self.worker.finished.connect(while_alive(self._on_finished))
         self.run_button.enabled, self.stop_button.enabled = False, True
         self.status.value = "starting: building the renderer"
         self.worker.start()
@@ -232,6 +234,10 @@ class RegisterWidget(Container):
             xray.colormap = "green"
         if fit:
             fit_2d(self.viewer, xray)
+
+    def _stop_quietly(self, *_args) -> None:
+        if self.stop_token is not None:
+            self.stop_token.stop()
 
     def stop(self) -> None:
         """Ask the engine to stop after the current iteration; the best pose so far is kept."""

@@ -24,7 +24,16 @@ import napari
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
 from ..register import StopToken
-from ._common import LivePlot, follow_layers, info, layer_combo, remember, report_error, upsert_image
+from ._common import (
+    LivePlot,
+    follow_layers,
+    info,
+    layer_combo,
+    remember,
+    report_error,
+    upsert_image,
+    while_alive,
+)
 from ._jobs import Failed, TrainProgress, training
 from ._layers import KIND
 
@@ -105,6 +114,7 @@ class TrainWidget(Container):
         self.resume_button.changed.connect(self.resume)
         self.worker = None
         self.stop_token: StopToken | None = None
+        self.native.destroyed.connect(self._stop_quietly)  # closing the dock ends its run
         self.losses: list[tuple[int, float]] = []
         self.done = None
         self.checkpoints: list[Path] = []
@@ -177,12 +187,16 @@ class TrainWidget(Container):
         self.losses, self.done, self.checkpoints = [], None, []
         self.plot.clear()
         self.worker = create_worker(training, config, self.stop_token, resume_from, _start_thread=False)
-        self.worker.yielded.connect(self._on_event)
-        self.worker.finished.connect(self._on_finished)
+        self.worker.yielded.connect(while_alive(self._on_event))
+        self.worker.finished.connect(while_alive(self._on_finished))
         self.start_button.enabled = self.resume_button.enabled = False
         self.stop_button.enabled = True
         self.status.value = "starting"
         self.worker.start()
+
+    def _stop_quietly(self, *_args) -> None:
+        if self.stop_token is not None:
+            self.stop_token.stop()
 
     def stop(self) -> None:
         if self.stop_token is not None:
