@@ -101,19 +101,25 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     qtbot.waitUntil(lambda: drr_widget.idle, timeout=60_000)
 
 
-@pytest.mark.filterwarnings("error::FutureWarning")  # private napari access through the proxy fails
-def test_stop_midway_keeps_best_pose(make_napari_viewer_proxy, qtbot):
+def _widget_on_samples(viewer):
+    """The samples, the X-ray's metadata pose perturbed from the truth, a docked Register widget."""
     from napari_xvr.napari._register_widget import RegisterWidget
 
-    viewer = make_napari_viewer_proxy()
     for key in ("chest_ct", "chest_xray"):
         viewer.open_sample("napari-xvr", key)
     xray = viewer.layers["chest X-ray (synthetic)"]
     rot, xyz = pose_to_zxy(pose_from_dict(xray.metadata["true_pose"]))
     xray.metadata["pose"] = {"matrix": pose_from_zxy(rot + PERTURB_ROT, xyz + PERTURB_XYZ).matrix[0].tolist()}
     reg = RegisterWidget(viewer)
-    viewer.window.add_dock_widget(reg)
+    dock = viewer.window.add_dock_widget(reg)
     reg.init.value = "pose in X-ray metadata"
+    return xray, reg, dock
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")  # private napari access through the proxy fails
+def test_stop_midway_keeps_best_pose(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    xray, reg, _ = _widget_on_samples(viewer)
     reg.optimizer.value = "adam"  # xvr's optimiser runs long enough to be stopped midway
     assert reg.n_itrs.value == RegistrationOptions(optimizer="adam").n_itrs and reg.patience.enabled
     reg.run()
@@ -156,17 +162,8 @@ def test_worker_error_is_a_notification(make_napari_viewer, qtbot, tmp_path):
 
 
 def test_closing_the_dock_mid_run_stops_the_registration(make_napari_viewer, qtbot):
-    from napari_xvr.napari._register_widget import RegisterWidget
-
-    viewer = make_napari_viewer()
-    for key in ("chest_ct", "chest_xray"):
-        viewer.open_sample("napari-xvr", key)
-    xray = viewer.layers["chest X-ray (synthetic)"]
-    rot, xyz = pose_to_zxy(pose_from_dict(xray.metadata["true_pose"]))
-    xray.metadata["pose"] = {"matrix": pose_from_zxy(rot + PERTURB_ROT, xyz + PERTURB_XYZ).matrix[0].tolist()}
-    reg = RegisterWidget(viewer)
-    dock = viewer.window.add_dock_widget(reg)
-    reg.init.value = "pose in X-ray metadata"
+    _, reg, dock = _widget_on_samples(make_napari_viewer())
+    viewer = reg.viewer
     reg.optimizer.value, reg.renderer.value = "adam", "trilinear"  # a long run
     reg.run()
     qtbot.waitUntil(lambda: len(reg.similarities) >= 3, timeout=120_000)
