@@ -209,10 +209,6 @@ class _Run:
         return event
 
 
-# LM ends a scale when a step gains less than this share of (1 - similarity): coarse, last scale
-LM_RTOL = (0.01, 0.005)
-
-
 def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[Step]:
     """Levenberg-Marquardt at one scale; finite-difference steps of 1/6 detector pixel."""
     options = run.options
@@ -222,9 +218,7 @@ def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[
     hessian = None
     if run.hessian is not None:  # the previous scale's, as curvature grows ~ resolution^2
         hessian = run.hessian[0] * (run.hessian[1] / intr.delx) ** 2
-    for lm_step in solver.run(start, n_itrs, hessian=hessian,
-                              rtol=LM_RTOL[stage_idx == len(run.options.scale_list())],
-                              should_stop=lambda: run.stop.stopped):
+    for lm_step in solver.run(start, n_itrs, hessian=hessian, should_stop=lambda: run.stop.stopped):
         ev = lm_step.evaluation
         if lm_step.accepted:
             run.best_pose, run.best_similarity = ev.pose, ev.similarity

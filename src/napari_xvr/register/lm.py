@@ -85,15 +85,18 @@ class PoseLM:
         )
 
     def run(self, pose: RigidTransform, max_itrs: int, damping: float = 1e-3,
-            rtol: float = 1e-2, refresh: int = 4, hessian: torch.Tensor | None = None,
+            tolerance: float = 0.1, refresh: int = 8, hessian: torch.Tensor | None = None,
             should_stop: Callable[[], bool] = lambda: False
             ) -> Iterator[LMStep]:
         """Yield every evaluated step; the last accepted evaluation is the best.
 
-        Ends after `max_itrs` evaluations; when an accepted step gains less than `rtol` of the
-        remaining dissimilarity (1 - similarity); or after two rejected steps in a row (the
-        similarity's noise floor).  The Hessian is recomputed every `refresh` accepted steps
-        and after a rejected step; a `hessian` from a previous stage starts it.
+        Ends after `max_itrs` evaluations; when, after an accepted step, the Gauss-Newton step
+        to the model's optimum moves every parameter by less than `tolerance` times its
+        finite-difference step (1/60 detector pixel with the engine's steps: a test in pose
+        space, so it holds for noisy images whose similarity stays far from 1 as for clean
+        ones); or after two rejected steps in a row (the similarity's noise floor).  The
+        Hessian is recomputed every `refresh` accepted steps and after a rejected step; a
+        `hessian` from a previous stage starts it.
         """
         t0 = time.perf_counter()
         current = self.evaluate(self.params_of(pose), hessian)
@@ -116,8 +119,9 @@ class PoseLM:
                 damping *= max(1 / 3, 1 - (2 * rho - 1) ** 3)
                 growth, rejected = 2.0, 0
                 age = age + 1 if reuse is not None else 0
-                converged = gain < rtol * (1 - current.similarity)
                 current = trial
+                remaining = self.solve(current, 0.0)  # to the Gauss-Newton model's optimum
+                converged = bool((remaining.abs() < tolerance * self.steps).all())
             else:
                 damping *= growth
                 growth *= 2
