@@ -69,7 +69,7 @@ OPTIMIZER = (
     click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_D.optimizer,
                  show_default=True,
                  help="lm: Levenberg-Marquardt on the 6 pose parameters (3-10 iterations per "
-                 "scale; on the benchmark 13x faster than xvr's defaults at lower mTRE); adam: "
+                 "scale; on the benchmark 13-15x faster than xvr's defaults at lower mTRE); adam: "
                  "xvr's Adam with ReduceLROnPlateau (uses --lr_rot, --lr_xyz, --patience, "
                  "--threshold, --max_n_plateaus): slower, but from starts more than ~15 deg / "
                  "50 mm off it finds the right pose more often"),
