@@ -8,21 +8,15 @@ registers it with both optimisers (our defaults otherwise); prints mTRE and succ
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from napari_xvr.geometry import pose_from_dict, pose_from_zxy, pose_to_zxy
-from napari_xvr.io.volume import read_volume
+from napari_xvr.geometry import pose_from_zxy, pose_to_zxy
 from napari_xvr.io.xray import read_xray
-from napari_xvr.register.engine import register, run_to_end
 from napari_xvr.register.options import DEFAULT_ITRS, RegistrationOptions
-from napari_xvr.render import make_drr
-from napari_xvr.synthetic import example_volume
 
-from .registration import make_benchmark_cases, mtre
+from .optimizers import CACHE, case_set, print_rows, run_both
 
 
 def _options(optimizer: str, scales: str | None) -> RegistrationOptions:
@@ -42,32 +36,19 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scales", default=None, help="registration scales (default: ours)")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "napari_xvr_bench")
+    parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args(argv)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    ct, mask = example_volume(args.cache, (2, 2, 1))
-    folder = args.cache / f"cases_{args.cases}"
-    truth = make_benchmark_cases(folder, args.cases, ct, mask)
-    subject = read_volume(ct, mask)
+    folder, truth, subject = case_set(args.cases, args.cache)
     rng = np.random.default_rng(args.seed)
-    rows = {"lm": [], "adam": []}
-    for name, case in truth["cases"].items():
-        xray = read_xray(folder / f"{name}.dcm")
-        drr = make_drr(subject, xray.intrinsics, renderer="fast")
-        true = pose_from_dict(case["true_pose"])
+
+    def prepare(name, true):
         rot, xyz = pose_to_zxy(true)
         start = pose_from_zxy(rot + args.rot * rng.uniform(-1, 1, 3), xyz + args.xyz * rng.uniform(-1, 1, 3))
-        before = mtre(start.matrix[0].numpy(), true, truth["fiducials_mm"])
-        for optimizer, out in rows.items():
-            result = run_to_end(register(xray, drr, start, _options(optimizer, args.scales)))
-            out.append((before, mtre(result.final_pose, true, truth["fiducials_mm"]), result.runtime_s))
+        return read_xray(folder / f"{name}.dcm"), start
+
+    rows = run_both(folder, truth, subject, prepare, lambda opt: _options(opt, args.scales))
     print(f"starts: truth + U(-{args.rot:g}, {args.rot:g}) deg, U(-{args.xyz:g}, {args.xyz:g}) mm per axis")
-    for optimizer, out in rows.items():
-        v = np.array(out)
-        success = int((v[:, 1] < 1).sum())
-        print(f"{optimizer:5s} initial mTRE mean {v[:, 0].mean():5.1f} mm | final median "
-              f"{np.median(v[:, 1]):.2f} max {v[:, 1].max():.2f} mm | under 1 mm {success}/{len(v)} | "
-              f"{v[:, 2].mean():.2f} s per X-ray")
+    print_rows(rows)
     return 0
 
 

@@ -9,21 +9,18 @@ matplotlib, which the ``napari`` extra installs).
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from napari_xvr.geometry import pose_from_dict, pose_from_zxy
-from napari_xvr.io.volume import read_volume
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer
 from napari_xvr.render import make_drr
-from napari_xvr.synthetic import example_volume
 
-from .registration import make_benchmark_cases, methods, mtre
+from .optimizers import CACHE, case_set
+from .registration import methods, mtre
 
 COLOURS = {"xvr_reference": "tab:grey", "ours_adam": "tab:blue", "ours": "tab:red"}
 
@@ -48,18 +45,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.convergence_plot", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("registration_convergence.png"))
     parser.add_argument("--cases", type=int, default=3, help="cases plotted (side by side)")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "napari_xvr_bench")
+    parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args(argv)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    ct, mask = example_volume(args.cache, (2, 2, 1))
-    folder = args.cache / f"cases_{args.cases}"
-    truth = make_benchmark_cases(folder, args.cases, ct, mask)
-    subject = read_volume(ct, mask)
+    folder, truth, subject = case_set(args.cases, args.cache)
     names = list(truth["cases"])[: args.cases]
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):

@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn.functional import interpolate
 
-from napari_xvr.geometry import pose_from_dict
-from napari_xvr.io.volume import read_volume
 from napari_xvr.io.xray import XRay, read_xray
-from napari_xvr.register.engine import register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer
-from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.render import make_drr
-from napari_xvr.synthetic import example_volume
 
-from .registration import make_benchmark_cases, mtre
+from .optimizers import CACHE, case_set, print_rows, run_both
 
 
 def degrade(xray: XRay, noise: float, rng: np.random.Generator) -> XRay:
@@ -44,30 +37,18 @@ def main(argv=None) -> int:
     parser.add_argument("--noise", type=float, default=0.5)
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "napari_xvr_bench")
+    parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args(argv)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    ct, mask = example_volume(args.cache, (2, 2, 1))
-    folder = args.cache / f"cases_{args.cases}"
-    truth = make_benchmark_cases(folder, args.cases, ct, mask)
-    subject = read_volume(ct, mask)
+    folder, truth, subject = case_set(args.cases, args.cache)
     rng = np.random.default_rng(args.seed)
-    rows = {"lm": [], "adam": []}
-    for name, case in truth["cases"].items():
+
+    def prepare(name, _true):
         xray = degrade(read_xray(folder / f"{name}.dcm"), args.noise, rng)
-        drr = make_drr(subject, xray.intrinsics, renderer="fast")
-        true = pose_from_dict(case["true_pose"])
-        for optimizer, out in rows.items():
-            result = run_to_end(register(xray, drr, DicomInitializer()(xray),
-                                         RegistrationOptions(optimizer=optimizer)))
-            out.append((mtre(result.final_pose, true, truth["fiducials_mm"]), result.similarity,
-                        result.runtime_s))
+        return xray, DicomInitializer()(xray)
+
+    rows = run_both(folder, truth, subject, prepare)
     print(f"X-rays + noise and haze at {args.noise:g} x their standard deviation")
-    for optimizer, out in rows.items():
-        v = np.array(out)
-        print(f"{optimizer:5s} similarity {v[:, 1].mean():.3f} | mTRE median {np.median(v[:, 0]):.2f} "
-              f"max {v[:, 0].max():.2f} mm | under 1 mm {int((v[:, 0] < 1).sum())}/{len(v)} | "
-              f"{v[:, 2].mean():.2f} s per X-ray")
+    print_rows(rows)
     return 0
 
 
