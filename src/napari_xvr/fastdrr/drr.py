@@ -35,6 +35,7 @@ class FastDRR(DRR):
         self.voxel_shift = float(voxel_shift)
         self.samples_per_slice = samples_per_slice
         self.slab_mm = slab_mm
+        self._spacing = [float(s) for s in self._affine[0, :3, :3].norm(dim=0)]  # mm per voxel axis
         self._slices: dict[tuple[int, int], tuple[tuple, torch.Tensor]] = {}
 
     @property
@@ -56,8 +57,7 @@ class FastDRR(DRR):
 
     def slab(self, axis: int) -> int:
         """Slices per slab along `axis` (1: every slice on its own)."""
-        spacing = float(self._affine[0, :3, axis].norm())
-        return max(1, int(self._slab_mm / spacing + 1e-6))
+        return max(1, int(self._slab_mm / self._spacing[axis] + 1e-6))
 
     def slices_along(self, axis: int, slab: int = 1) -> torch.Tensor:
         """The density as (n_axis / slab, 1, n_u, n_v) slices perpendicular to `axis` (cached)."""

@@ -11,16 +11,8 @@ residual vector (pixels x windows) is ever built.
 from __future__ import annotations
 
 import torch
-from torch.nn.functional import avg_pool2d
 
-from .similarity import Similarity
-
-
-def _window_mean(x: torch.Tensor, patch: int | None) -> torch.Tensor:
-    """Mean over every patch x patch window (stride 1, valid), or over the whole image."""
-    if patch is None:
-        return x.mean(dim=(-1, -2), keepdim=True)
-    return avg_pool2d(avg_pool2d(x, (patch, 1), stride=1), (1, patch), stride=1)
+from .similarity import Similarity, exact_dtype, window_mean
 
 
 def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torch.Tensor:
@@ -28,12 +20,11 @@ def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torc
 
     Entry (i, j) equals :func:`~napari_xvr.register.similarity.local_ncc` of images i and j.
     """
-    exact = torch.float64 if images.device.type in ("cpu", "cuda") else torch.float32  # MPS: no f64
-    x = images.to(exact)
+    x = images.to(exact_dtype(images.device))
     n = x.shape[0]
     rows, cols = torch.triu_indices(n, n, device=x.device)
-    mean = _window_mean(x, patch)
-    cov = _window_mean(x[rows] * x[cols], patch) - mean[rows] * mean[cols]
+    mean = window_mean(x, patch)
+    cov = window_mean(x[rows] * x[cols], patch) - mean[rows] * mean[cols]
     var = cov[rows == cols].clamp_min(0) + eps  # the diagonal pairs, in image order
     ncc = (cov / (var[rows] * var[cols]).sqrt()).flatten(1).mean(dim=1)
     gram = x.new_zeros(n, n)

@@ -6,7 +6,19 @@ import torch
 from diffdrr.metrics import (
     GradientNormalizedCrossCorrelation2d,
 )
-from torch.nn.functional import interpolate
+from torch.nn.functional import avg_pool2d, interpolate
+
+
+def exact_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device has it (the NCC sums cancel), else float32 (MPS)."""
+    return torch.float64 if device.type in ("cpu", "cuda") else torch.float32
+
+
+def window_mean(x: torch.Tensor, patch: int | None) -> torch.Tensor:
+    """Mean over every patch x patch window (stride 1, valid; separable box filter), or the image."""
+    if patch is None:
+        return x.mean(dim=(-1, -2), keepdim=True)
+    return avg_pool2d(avg_pool2d(x, (patch, 1), stride=1), (1, patch), stride=1)
 
 
 def local_ncc(x1: torch.Tensor, x2: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torch.Tensor:
@@ -15,16 +27,12 @@ def local_ncc(x1: torch.Tensor, x2: torch.Tensor, patch: int | None, eps: float 
     With a patch size p it is the NCC inside every p x p window (stride 1), averaged over windows
     and channels; with None, the NCC of the whole images.  Returns one value per batch item.
     """
-    exact = torch.float64 if x1.device.type in ("cpu", "cuda") else torch.float32
+    exact = exact_dtype(x1.device)
     a, b = x1.to(exact), x2.to(exact)
-    if patch is None:
-        mean = lambda z: z.mean(dim=(-1, -2), keepdim=True)  # noqa: E731
-    else:
-        mean = lambda z: torch.nn.functional.avg_pool2d(z, patch, stride=1)  # noqa: E731
-    mu1, mu2 = mean(a), mean(b)
-    var1 = (mean(a * a) - mu1 * mu1).clamp_min(0) + eps
-    var2 = (mean(b * b) - mu2 * mu2).clamp_min(0) + eps
-    cov = mean(a * b) - mu1 * mu2
+    mu1, mu2 = window_mean(a, patch), window_mean(b, patch)
+    var1 = (window_mean(a * a, patch) - mu1 * mu1).clamp_min(0) + eps
+    var2 = (window_mean(b * b, patch) - mu2 * mu2).clamp_min(0) + eps
+    cov = window_mean(a * b, patch) - mu1 * mu2
     return (cov / (var1 * var2).sqrt()).flatten(1).mean(dim=1).to(x1.dtype)
 
 
