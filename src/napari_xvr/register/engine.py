@@ -224,7 +224,8 @@ def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[
             run.best_pose, run.best_similarity = ev.pose, ev.similarity
             run.hessian = (ev.hessian, intr.delx)
         yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
-                       (math.nan, math.nan), ev.moving, fixed, show=lm_step.accepted,
+                       (math.nan, math.nan), ev.moving, fixed,
+                       show=lm_step.accepted and options.drr_every > 0,
                        damping=lm_step.damping)
 
 

@@ -32,7 +32,8 @@ class Step:
     lr_rot: float
     lr_xyz: float
     time_s: float
-    drr: np.ndarray | None = None  # (H, W) float32, every `drr_every` iterations
+    # (H, W) float32: adam every `drr_every` iterations, lm every accepted step; none if drr_every=0
+    drr: np.ndarray | None = None
     fixed: np.ndarray | None = None  # the X-ray at this stage's size, with the first DRR
     damping: float | None = None  # Levenberg-Marquardt's damping (lr_rot/lr_xyz are NaN then)
 
