@@ -12,7 +12,7 @@ from napari_xvr.io.dicom_write import write_xray_dicom
 
 def xvr(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+                          capture_output=True, encoding="utf-8", errors="replace", cwd=cwd, timeout=300)
 
 
 def assert_user_error(proc, *needles):

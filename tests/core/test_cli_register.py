@@ -11,7 +11,7 @@ import pytest
 
 def xvr(*args):
     proc = subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

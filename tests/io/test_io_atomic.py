@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import resource
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -83,3 +86,40 @@ def test_atomic_write_failure_leaves_no_temp(tmp_path):
     blocker.write_text("x")
     with pytest.raises(XvrInputError, match="is a file, not a folder; choose another output path"):
         atomic_write_text(blocker / "out.txt", "x")
+
+
+def _limited_python(code: str, max_file_bytes: int) -> subprocess.CompletedProcess:
+    """Run `code` in a Python whose files may not grow past `max_file_bytes` (a real EFBIG)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, resource.RLIM_INFINITY))
+    return subprocess.run([sys.executable, "-c", code], preexec_fn=limit, capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=120)
+
+
+def test_a_write_the_system_refuses_names_the_file_and_keeps_the_old_one(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    folder = tmp_path / "result"
+    code = f"""
+from pathlib import Path
+from napari_xvr.errors import XvrOutputError
+from napari_xvr.io import atomic_dir, atomic_write_bytes
+try:
+    atomic_write_bytes({str(target)!r}, bytes(1 << 20))
+except XvrOutputError as err:
+    print(err)
+try:
+    with atomic_dir({str(folder)!r}) as tmp:
+        (tmp / "small.json").write_text("{{}}")
+        with open(tmp / "big.bin", "wb") as handle:
+            handle.write(bytes(1 << 20))
+except XvrOutputError as err:
+    print(err)
+"""
+    run = _limited_python(code, 64 * 1024)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0 and len(lines) == 2, run.stderr
+    assert lines[0].startswith(f"could not write {target}: File too large. Free some disk space")
+    assert lines[1].startswith(f"could not write {folder}: File too large")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]  # no temporary file or folder

@@ -18,7 +18,8 @@ from napari_xvr.io.dicom_write import write_dicom_series
 def _xvr(*args) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("xvr")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_xvr.cli.main"]
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*command, *map(str, args)], capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=120)
 
 
 def _cli(*args):

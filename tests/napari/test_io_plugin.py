@@ -19,7 +19,7 @@ from napari_xvr.io.dicom_write import write_xray_dicom
 def test_manifest_validates():
     npe2 = shutil.which("npe2") or [sys.executable, "-m", "npe2"]
     cmd = [npe2, "validate", "napari-xvr"] if isinstance(npe2, str) else [*npe2, "validate", "napari-xvr"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "valid" in out.stdout
 

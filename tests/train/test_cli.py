@@ -32,14 +32,14 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)  # at any moment: mid-step or mid-write
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode("utf-8", "replace")[-2000:]
     for path in out.glob("*.pth"):  # every visible checkpoint is whole
         assert torch.load(path, weights_only=True)["itr"] % 2 == 0
     resumed_at = max(torch.load(p, weights_only=True)["itr"] for p in out.glob("*.pth"))
     assert 0 < resumed_at < 16
 
     run = subprocess.run([XVR, "restart", "-c", str(out), "--verbose", "0"], env=ENV, capture_output=True,
-                         text=True, timeout=300)
+                         encoding="utf-8", errors="replace", timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     with open(out / "losses.csv") as handle:
         assert [int(r["itr"]) for r in csv.DictReader(handle)] == list(range(16))
@@ -52,7 +52,7 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
     run = subprocess.run([XVR, "register", "model", str(cases / f"{first}.dcm"), "-c", str(final),
                           "-v", str(ct), "-o", str(reg), "--scales", "8", "--n_itrs", "5", "--verbose", "0",
                           "--antipodal"],
-                         env=ENV, capture_output=True, text=True, timeout=300)
+                         env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((reg / first / "result.json").read_text())
     assert result["initialization"]["type"] == "model"
@@ -65,12 +65,12 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
 def test_cli_errors_are_one_line(tmp_path, train_volume):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     run = subprocess.run([XVR, "restart", "-c", str(tmp_path / "bad.pth")], env=ENV, capture_output=True,
-                         text=True, timeout=120)
+                         encoding="utf-8", errors="replace", timeout=120)
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "not a readable" in run.stderr
     ct, _ = train_volume
     run = subprocess.run([XVR, "train", "-v", str(ct), "-o", str(tmp_path / "o"),
                           *cli_args({**TINY, "parameterization": "rotation_7d"})],
-                         env=ENV, capture_output=True, text=True, timeout=120)
+                         env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     assert run.returncode == 2 and "parameterization" in run.stderr
 
 
@@ -81,7 +81,7 @@ def test_torchrun_two_cpu_processes_gloo(train_volume, tmp_path):
     run = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", XVR, "train", "-v", str(ct),
                           "-o", str(out), "--n_total_itrs", "4", "--n_save_every_itrs", "10",
                           "--verbose", "0", "--device", "cpu", *cli_args(TINY)],
-                         env=ENV, capture_output=True, text=True, timeout=300)
+                         env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     ckpts = sorted(out.glob("*.pth"))
     assert [p.name for p in ckpts] == ["0000.pth", "0001.pth"]  # rank 0 alone writes

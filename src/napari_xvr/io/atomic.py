@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import XvrInputError
+from ..errors import XvrInputError, XvrOutputError
+
+# the errors a full, read-only or forbidden output location gives
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
 
 def _check_parent(path: Path) -> None:
     parent = path.parent
     if parent.exists() and not parent.is_dir():
         raise XvrInputError(f"{parent} is a file, not a folder; choose another output path")
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise output_error(parent, err) from err
+
+
+def output_error(path: Path, err: OSError) -> XvrOutputError:
+    reason = err.strerror or type(err).__name__
+    return XvrOutputError(f"could not write {path}: {reason}. Free some disk space or choose another "
+                          "output folder; nothing half-written was left behind")
+
+
+def _final_name(filename: str | None, tmp: Path, path: Path) -> Path:
+    """The path a user asked for, for a file that failed inside the temporary folder."""
+    try:
+        return path / Path(filename).relative_to(tmp)
+    except (TypeError, ValueError):
+        return path
 
 
 def _umask() -> int:
@@ -29,7 +50,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same folder and os.replace."""
     path = Path(path)
     _check_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise output_error(path, err) from err
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
@@ -37,9 +61,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise output_error(path, err) from err
         raise
     return path
 
@@ -69,6 +95,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+            raise output_error(_final_name(err.filename, tmp, path), err) from err
         raise

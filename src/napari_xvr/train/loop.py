@@ -26,6 +26,7 @@ from diffdrr.pose import RigidTransform
 from ..device import pick_device
 from ..errors import XvrInputError
 from ..geometry import Intrinsics
+from ..io.atomic import output_error
 from ..register.engine import StopToken
 from ..register.similarity import standardize
 from . import distributed as dist_utils
@@ -369,6 +370,13 @@ class Trainer:
         handle.flush()
         return handle, writer
 
+    def _log_row(self, handle, writer, row: dict) -> None:
+        try:
+            writer.writerow(row)
+            handle.flush()
+        except OSError as err:
+            raise output_error(self.outpath / "losses.csv", err) from err
+
     # ----------------------------------------------------------------- the generator
     def run(self, stop: StopToken | None = None) -> Iterator:
         cfg, stop = self.config, stop or StopToken()
@@ -395,8 +403,7 @@ class Trainer:
                 img, pred = log.pop("images")
                 log["time_s"] = time.perf_counter() - tic
                 if lead:
-                    writer.writerow({"itr": itr, **{k: log[k] for k in CSV_COLUMNS[1:]}})
-                    handle.flush()
+                    self._log_row(handle, writer, {"itr": itr, **{k: log[k] for k in CSV_COLUMNS[1:]}})
                     if wandb_run is not None:
                         wandb_run.log({**log, "itr": itr})
                 show = cfg.n_drr_every_itrs > 0 and itr % cfg.n_drr_every_itrs == 0
