@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.capture_range --rot 15 --xyz 50 [--cases 10]`` starts every case at its
 true pose plus uniform offsets of up to ``rot`` degrees and ``xyz`` mm per axis (seeded) and
-registers it with both optimisers (our defaults otherwise); prints mTRE and success (< 1 mm).
+registers it with LM, LM with ``--restarts`` (default 8) and Adam (our defaults otherwise);
+prints mTRE and success (< 1 mm).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from napari_xvr.register.options import DEFAULT_ITRS, RegistrationOptions
 from .optimizers import CACHE, case_set, print_rows, run_both
 
 
-def _options(optimizer: str, scales: str | None) -> RegistrationOptions:
-    """Our defaults; extra coarse `scales` get the optimiser's first-scale iteration cap."""
+def _options(method: str, scales: str | None) -> RegistrationOptions:
+    """Our defaults; extra coarse `scales` get the optimiser's first-scale iteration cap.
+
+    `method` is an optimiser name, or ``lm+N`` for LM with N restarts."""
+    optimizer, _, restarts = method.partition("+")
+    extra = {"restarts": int(restarts)} if restarts else {}
     if not scales:
-        return RegistrationOptions(optimizer=optimizer)
+        return RegistrationOptions(optimizer=optimizer, **extra)
     itrs = DEFAULT_ITRS[optimizer].split(",")
     n = len(scales.split(","))
     itrs = [itrs[0]] * max(0, n - len(itrs)) + itrs[-n:]
-    return RegistrationOptions(optimizer=optimizer, scales=scales, n_itrs=",".join(itrs))
+    return RegistrationOptions(optimizer=optimizer, scales=scales, n_itrs=",".join(itrs), **extra)
 
 
 def main(argv=None) -> int:
@@ -36,6 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scales", default=None, help="registration scales (default: ours)")
+    parser.add_argument("--restarts", type=int, default=8,
+                        help="also run LM with this many restarts (0: only lm and adam)")
     parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args(argv)
     folder, truth, subject = case_set(args.cases, args.cache)
@@ -46,7 +53,8 @@ def main(argv=None) -> int:
         start = pose_from_zxy(rot + args.rot * rng.uniform(-1, 1, 3), xyz + args.xyz * rng.uniform(-1, 1, 3))
         return read_xray(folder / f"{name}.dcm"), start
 
-    rows = run_both(folder, truth, subject, prepare, lambda opt: _options(opt, args.scales))
+    methods = ("lm", f"lm+{args.restarts}", "adam") if args.restarts else ("lm", "adam")
+    rows = run_both(folder, truth, subject, prepare, lambda m: _options(m, args.scales), methods)
     print(f"starts: truth + U(-{args.rot:g}, {args.rot:g}) deg, U(-{args.xyz:g}, {args.xyz:g}) mm per axis")
     print_rows(rows)
     return 0

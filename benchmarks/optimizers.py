@@ -34,12 +34,14 @@ def case_set(n: int, cache: Path = CACHE):
 def run_both(folder: Path, truth: dict, subject,
              prepare: Callable[[str, RigidTransform], tuple[XRay, RigidTransform]],
              options: Callable[[str], RegistrationOptions] = lambda opt: RegistrationOptions(optimizer=opt),
+             methods: tuple[str, ...] = ("lm", "adam"),
              ) -> dict:
-    """optimizer -> rows (initial mTRE, final mTRE, similarity, seconds), one per case.
+    """method -> rows (initial mTRE, final mTRE, similarity, seconds), one per case.
 
-    `prepare(name, true_pose)` gives the X-ray to register and the starting pose.
+    `prepare(name, true_pose)` gives the X-ray to register and the starting pose;
+    `options(method)` the registration options of each method.
     """
-    rows = {"lm": [], "adam": []}
+    rows = {method: [] for method in methods}
     for name, case in truth["cases"].items():
         true = pose_from_dict(case["true_pose"])
         xray, start = prepare(name, true)
@@ -56,6 +58,6 @@ def print_rows(rows: dict) -> None:
     for optimizer, out in rows.items():
         v = np.array(out)
         before, after, sim, seconds = v.T
-        print(f"{optimizer:5s} initial mTRE mean {before.mean():5.1f} mm | similarity {sim.mean():.3f} | "
+        print(f"{optimizer:12s} initial mTRE mean {before.mean():5.1f} mm | similarity {sim.mean():.3f} | "
               f"final mTRE median {np.median(after):.2f} max {after.max():.2f} mm | "
               f"under 1 mm {int((after < 1).sum())}/{len(v)} | {seconds.mean():.2f} s per X-ray")

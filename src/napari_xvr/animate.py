@@ -42,6 +42,14 @@ def pick_rows(rows: list[dict], max_frames: int) -> list[dict]:
     return [rows[i] for i in idx]
 
 
+def chosen_path(rows: list[dict], data: dict) -> list[dict]:
+    """The rows the final pose came from: a multi-start run's other starts are left out."""
+    chosen = (data.get("multistart") or {}).get("chosen")
+    if chosen is None:
+        return rows
+    return [row for row in rows if row.get("start", chosen) == chosen]
+
+
 def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None) -> Iterator[Frame]:
     """Render the DRR at each (sub-sampled) trajectory row of a result folder."""
     from .io.volume import read_volume
@@ -49,7 +57,7 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
     from .render import make_drr
 
     data = read_result(result_folder)
-    rows = pick_rows(read_trajectory(result_folder), max_frames)
+    rows = pick_rows(chosen_path(read_trajectory(result_folder), data), max_frames)
     if not rows:
         raise XvrInputError(f"{result_folder}: the trajectory is empty; nothing to animate")
     inputs, prep = data["inputs"], data.get("preprocessing", {})

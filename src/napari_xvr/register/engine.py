@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from diffdrr.pose import RigidTransform, convert
 
-from ..geometry import Intrinsics, pose_to_zxy
+from ..geometry import Intrinsics, pose_to_dict, pose_to_zxy
 from ..io.xray import XRay, crop_intrinsics
 from ..render import set_intrinsics
 from .events import Done, Stage, Step
 from .lm import PoseLM
+from .multistart import start_poses
 from .options import RegistrationOptions
 from .result import RegistrationResult
 from .similarity import Similarity, soft_equalize, standardize
@@ -80,12 +81,13 @@ def _preparer(size: tuple[int, int], equalize: bool):
     return lambda x: standardize(x, size)
 
 
-def _row(stage, itr, pose, similarity, elapsed, lrs) -> dict:
+def _row(stage, itr, pose, similarity, elapsed, lrs, start) -> dict:
     rot, xyz = pose_to_zxy(pose)
     return {
         "stage": stage, "itr": itr,
         "r1": rot[0], "r2": rot[1], "r3": rot[2], "tx": xyz[0], "ty": xyz[1], "tz": xyz[2],
         "similarity": similarity, "time": elapsed, "lr_rot": lrs[0], "lr_xyz": lrs[1],
+        "start": start,
     }
 
 
@@ -150,9 +152,17 @@ def register(
             set_intrinsics(drr, intr)
             prep = _preparer((intr.height, intr.width), options.equalize)
             fixed = prep(img)
-            yield Stage(stage_idx, len(stages), scale, intr.height, intr.width, n_itrs)
             stage = _lm_stage if options.optimizer == "lm" else _adam_stage
-            yield from stage(run, drr, fixed, prep, stage_idx, n_itrs, intr)
+            if stage_idx == 1 and options.restarts > 0:
+                starts = start_poses(init_pose, options.restarts, options.restart_rot,
+                                     options.restart_xyz)
+                yield Stage(stage_idx, len(stages), scale, intr.height, intr.width,
+                            n_itrs * len(starts), len(starts))
+                yield from _multistart(run, starts, stage, (drr, fixed, prep, stage_idx, n_itrs, intr))
+            else:
+                yield Stage(stage_idx, len(stages), scale, intr.height, intr.width, n_itrs)
+                yield from stage(run, drr, fixed, prep, stage_idx, n_itrs, intr,
+                                 run.best_pose or init_pose)
             if stop.stopped:
                 break
     finally:
@@ -170,6 +180,27 @@ def register(
             set_intrinsics(drr, full)
             result.images["final_drr"] = drr(final)[0, 0].float().cpu().numpy()
     yield Done(result)
+
+
+def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> Iterator[Step]:
+    """Run one stage from every start; the run goes on from the best similarity's end pose."""
+    ends = []
+    for index, start in enumerate(starts):
+        run.best_pose = run.best_similarity = run.hessian = None
+        run.start_index = index
+        yield from stage(run, *args, start)
+        ends.append((run.best_similarity, run.best_pose, run.hessian))
+        if run.stop.stopped:
+            break
+    scores = [-math.inf if sim is None else sim for sim, _, _ in ends]
+    chosen = int(np.argmax(scores))
+    run.best_similarity, run.best_pose, run.hessian = ends[chosen]
+    run.start_index = chosen
+    run.result.multistart = {
+        "chosen": chosen,
+        "similarities": [None if sim is None else float(sim) for sim, _, _ in ends],
+        "start_poses": [pose_to_dict(pose) for pose in starts],
+    }
 
 
 def _set_slab(drr, slab_mm: float) -> float:
@@ -193,9 +224,10 @@ class _Run:
     best_similarity: float | None = None  # at best_pose, at the last scale that ran
     hessian: tuple | None = None  # LM's last (J^T J, detector spacing)
     total_itr: int = 0
+    start_index: int = 0  # which start of a multi-start first scale is running (or was chosen)
 
     def step(self, stage, itr, pose, sim, elapsed, lrs, moving, fixed, show, damping=None) -> Step:
-        self.result.trajectory.append(_row(stage, itr, pose, sim, elapsed, lrs))
+        self.result.trajectory.append(_row(stage, itr, pose, sim, elapsed, lrs, self.start_index))
         event = Step(
             stage=stage, itr=itr, total_itr=self.total_itr, similarity=sim,
             params=tuple(float(v) for v in np.concatenate(pose_to_zxy(pose))),
@@ -203,18 +235,17 @@ class _Run:
             lr_rot=lrs[0], lr_xyz=lrs[1], time_s=elapsed,
             drr=moving[0, 0].detach().float().cpu().numpy() if show else None,
             fixed=fixed[0, 0].float().cpu().numpy() if itr == 0 else None,
-            damping=damping,
+            damping=damping, start=self.start_index,
         )
         self.total_itr += 1
         return event
 
 
-def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[Step]:
+def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> Iterator[Step]:
     """Levenberg-Marquardt at one scale; finite-difference steps of 1/6 detector pixel."""
     options = run.options
     convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
     solver = PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
-    start = run.best_pose or run.init_pose
     hessian = None
     if run.hessian is not None:  # the previous scale's, as curvature grows ~ resolution^2
         hessian = run.hessian[0] * (run.hessian[1] / intr.delx) ** 2
@@ -229,10 +260,10 @@ def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[
                        damping=lm_step.damping)
 
 
-def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr) -> Iterator[Step]:
+def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> Iterator[Step]:
     """xvr's stage: Adam, ReduceLROnPlateau, and max_n_plateaus step-size levels."""
     options, device = run.options, drr.device
-    rot, xyz = _params(run.best_pose or run.init_pose, options)
+    rot, xyz = _params(start, options)
     step_scalar = 2 ** ((stage_idx - 1) * stage_idx // 2)  # xvr halves the rates every stage
     optimizer = torch.optim.Adam(
         [{"params": [rot], "lr": options.lr_rot / step_scalar},

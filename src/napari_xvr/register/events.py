@@ -16,7 +16,8 @@ class Stage:
     scale: float  # detector downsampling factor relative to the X-ray (e.g. 8 means 1/8)
     height: int
     width: int
-    max_itrs: int
+    max_itrs: int  # over all starts when this scale runs from several
+    n_starts: int = 1  # > 1: a multi-start first scale (options.restarts + 1)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Step:
     drr: np.ndarray | None = None
     fixed: np.ndarray | None = None  # the X-ray at this stage's size, with the first DRR
     damping: float | None = None  # Levenberg-Marquardt's damping (lr_rot/lr_xyz are NaN then)
+    start: int = 0  # which starting pose of a multi-start first scale (0: the given one)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_to_dic
 from ..io.atomic import atomic_dir
 
 TRAJECTORY_COLUMNS = ("stage", "itr", "r1", "r2", "r3", "tx", "ty", "tz", "similarity", "time",
-                      "lr_rot", "lr_xyz")
+                      "lr_rot", "lr_xyz", "start")
 RESULT_VERSION = 1
 
 
@@ -36,6 +36,7 @@ class RegistrationResult:
     preprocessing: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     initialization: dict = field(default_factory=dict)
+    multistart: dict | None = None  # chosen start, each start's similarity and pose (restarts > 0)
     images: dict = field(default_factory=dict)  # name -> float32 array, saved as PNG with --saveimg
 
     @property
@@ -59,6 +60,7 @@ class RegistrationResult:
             "runtime_s": float(self.runtime_s),
             "iterations": int(self.iterations),
             "stopped_early": bool(self.stopped),
+            "multistart": self.multistart,
         }
 
     def trajectory_csv(self) -> str:
