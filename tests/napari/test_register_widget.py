@@ -134,11 +134,14 @@ def test_stop_midway_keeps_best_pose(make_napari_viewer_proxy, qtbot):
     np.testing.assert_allclose(xray.metadata["pose"]["matrix"], result.final_pose, atol=1e-6)
     assert viewer.layers[reg.overlay_name].data.shape == xray.data.shape
     assert reg.run_button.enabled and not reg.stop_button.enabled and reg._pbar is None
-    # still usable: a second run starts and finishes
-    reg.scales.value, reg.n_itrs.value = "8", "5"
+    # still usable: a second run starts and finishes, this one from three starts
+    reg.scales.value, reg.n_itrs.value, reg.restarts.value = "8", "5", 2
     reg.run()
+    assert reg._pbar.total == 15
     qtbot.waitUntil(lambda: not reg.running, timeout=120_000)
-    assert reg.result.iterations <= 5 and not reg.result.stopped
+    assert reg.result.iterations <= 15 and not reg.result.stopped
+    assert len(reg.result.multistart["similarities"]) == 3
+    assert xray.metadata["result"]["multistart"]["chosen"] == reg.result.multistart["chosen"]
 
 
 def test_worker_error_is_a_notification(make_napari_viewer, qtbot, tmp_path):

@@ -23,8 +23,9 @@ def run_with_progress(events, verbose: int = 1) -> list:
                 if bar is not None:
                     bar.close()
                 if verbose >= 2:
+                    starts = f", from {event.n_starts} starts" if event.n_starts > 1 else ""
                     tqdm.write(f"  stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
-                               f"detector ({event.height}x{event.width} px)")
+                               f"detector ({event.height}x{event.width} px{starts})")
                 bar = tqdm(total=event.max_itrs, desc=f"  stage {event.index}", ncols=90,
                            leave=verbose >= 2, disable=verbose < 1)
             elif isinstance(event, Step):

@@ -79,6 +79,10 @@ class RegisterWidget(Container):
         self.optimizer = ComboBox(label="optimizer", choices=OPTIMIZERS, value=d.optimizer,
                                   tooltip="lm: Levenberg-Marquardt (fast); adam: xvr's optimiser")
         self.n_itrs = LineEdit(label="max iterations", value=d.n_itrs)
+        self.restarts = SpinBox(label="restarts", value=d.restarts, min=0, max=64,
+                                tooltip="also run the first scale from this many poses up to "
+                                f"{d.restart_rot:g} deg / {d.restart_xyz:g} mm off the start and go "
+                                "on from the best: for starts more than ~15 deg / 50 mm off")
         self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
                                          value=d.parameterization)
         self.lr_rot = FloatSpinBox(label="lr rotation", value=d.lr_rot, min=0, max=10, step=1e-3)
@@ -99,7 +103,8 @@ class RegisterWidget(Container):
             _group("Initialisation", self.init, self.init_path),
             _group("Preprocessing", self.crop, self.subtract_background, self.linearize,
                    self.equalize, self.reducefn),
-            _group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.parameterization,
+            _group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.restarts,
+                   self.parameterization,
                    self.lr_rot,
                    self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer),
             _group("Output", self.outdir, self.saveimg),
@@ -136,6 +141,7 @@ class RegisterWidget(Container):
             reducefn = int(reducefn)
         options = RegistrationOptions(
             scales=self.scales.value, n_itrs=self.n_itrs.value, optimizer=self.optimizer.value,
+            restarts=self.restarts.value,
             parameterization=self.parameterization.value, lr_rot=self.lr_rot.value,
             lr_xyz=self.lr_xyz.value, patience=self.patience.value, threshold=self.threshold.value,
             max_n_plateaus=self.max_n_plateaus.value, equalize=self.equalize.value,
@@ -207,7 +213,7 @@ class RegisterWidget(Container):
         self.result = None
         self.plot.clear()
         self.stop_token = StopToken()
-        total = sum(n for _, n in job.options.scale_list())
+        total = job.options.max_iterations()
         self._pbar = progress(total=total, desc=f"registering {job.xray.name}")
         self.worker = create_worker(registration, job, self.stop_token, _start_thread=False)
         self.worker.yielded.connect(while_alive(self._on_event))
@@ -281,8 +287,9 @@ class RegisterWidget(Container):
     def _on_event(self, event) -> None:
         if isinstance(event, Stage):
             self.focus_xray(fit=event.index == 1)
+            starts = f", from {event.n_starts} starts" if event.n_starts > 1 else ""
             self.status.value = (f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
-                                 f"({event.height} x {event.width} px)")
+                                 f"({event.height} x {event.width} px{starts})")
         elif isinstance(event, Progress):
             self.similarities.extend(zip(event.itrs, event.similarities, strict=True))
             x, y = np.array(self.similarities).T

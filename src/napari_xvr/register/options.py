@@ -87,5 +87,10 @@ class RegistrationOptions:
             raise XvrInputError("--n_itrs values must be >= 0")
         return list(zip(scales, itrs, strict=True))
 
+    def max_iterations(self) -> int:
+        """The most iterations a run can take: every scale's cap, the first once per start."""
+        caps = [n for _, n in self.scale_list()]
+        return sum(caps) + self.restarts * caps[0]
+
     def to_dict(self) -> dict:
         return asdict(self)
