@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.capture_range --rot 15 --xyz 50 [--cases 10]`` starts every case at its
 true pose plus uniform offsets of up to ``rot`` degrees and ``xyz`` mm per axis (seeded) and
-registers it with LM, LM with ``--restarts`` (default 8) and Adam (our defaults otherwise);
+registers it with LM, LM with ``--multistart`` (default 8) and Adam (our defaults otherwise);
 prints mTRE and success (< 1 mm).
 """
 
@@ -23,9 +23,9 @@ from .optimizers import CACHE, case_set, print_rows, run_both
 def _options(method: str, scales: str | None) -> RegistrationOptions:
     """Our defaults; extra coarse `scales` get the optimiser's first-scale iteration cap.
 
-    `method` is an optimiser name, or ``lm+N`` for LM with N restarts."""
-    optimizer, _, restarts = method.partition("+")
-    extra = {"restarts": int(restarts)} if restarts else {}
+    `method` is an optimiser name, or ``lm+N`` for LM with ``multistart=N``."""
+    optimizer, _, n_more = method.partition("+")
+    extra = {"multistart": int(n_more)} if n_more else {}
     if not scales:
         return RegistrationOptions(optimizer=optimizer, **extra)
     itrs = DEFAULT_ITRS[optimizer].split(",")
@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scales", default=None, help="registration scales (default: ours)")
-    parser.add_argument("--restarts", type=int, default=8,
-                        help="also run LM with this many restarts (0: only lm and adam)")
+    parser.add_argument("--multistart", type=int, default=8,
+                        help="also run LM with --multistart N (0: only lm and adam)")
     parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args(argv)
     folder, truth, subject = case_set(args.cases, args.cache)
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         start = pose_from_zxy(rot + args.rot * rng.uniform(-1, 1, 3), xyz + args.xyz * rng.uniform(-1, 1, 3))
         return read_xray(folder / f"{name}.dcm"), start
 
-    methods = ("lm", f"lm+{args.restarts}", "adam") if args.restarts else ("lm", "adam")
+    methods = ("lm", f"lm+{args.multistart}", "adam") if args.multistart else ("lm", "adam")
     rows = run_both(folder, truth, subject, prepare, lambda m: _options(m, args.scales), methods)
     print(f"starts: truth + U(-{args.rot:g}, {args.rot:g}) deg, U(-{args.xyz:g}, {args.xyz:g}) mm per axis")
     print_rows(rows)

@@ -61,12 +61,12 @@ def test_restart_from_a_result_and_animate(registered, registration_volume, synt
     ct, _ = registration_volume
     out = tmp_path / "again"
     xvr("register", "restart", folder / "xray_000.dcm", "-v", ct, "-r", registered, "-o", out,
-        "--scales", "1", "--n_itrs", "5", "--restarts", "1", "--restart_rot", "2", "--restart_xyz", "5",
-        "--verbose", "0")
+        "--scales", "1", "--n_itrs", "5", "--multistart", "1", "--multistart_rot", "2",
+        "--multistart_xyz", "5", "--verbose", "0")
     first = json.loads((registered / "xray_000" / "result.json").read_text())
     again = json.loads((out / "xray_000" / "result.json").read_text())
     assert np.allclose(again["init_pose"]["matrix"], first["final_pose"]["matrix"], atol=1e-4)
-    assert again["options"]["restarts"] == 1 and len(again["multistart"]["similarities"]) == 2
+    assert again["options"]["multistart"] == 1 and len(again["multistart"]["similarities"]) == 2
     assert first["multistart"] is None
     gif = tmp_path / "replay.gif"
     xvr("animate", "-i", registered / "xray_000", "-o", gif, "--max_frames", "8", "--max_size", "64")

@@ -1,4 +1,4 @@
-"""Multi-start first scale (`restarts`): the spread of starts, and a far start plain LM misses."""
+"""Multi-start first scale (`multistart`): the spread of starts, and a far start plain LM misses."""
 
 import numpy as np
 import pytest
@@ -28,13 +28,14 @@ def test_start_poses_fill_the_box_around_the_start_reproducibly():
     assert all(np.allclose(a.matrix, b.matrix) for a, b in zip(poses, again, strict=True))
 
 
-@pytest.mark.parametrize("bad", [{"restarts": -1}, {"restart_rot": -5.0}, {"restart_xyz": float("nan")}])
-def test_bad_restart_options_are_named(bad):
-    with pytest.raises(XvrInputError, match="--restarts, --restart_rot and --restart_xyz must be >= 0"):
+@pytest.mark.parametrize("bad", [{"multistart": -1}, {"multistart_rot": -5.0},
+                                 {"multistart_xyz": float("nan")}])
+def test_bad_multistart_options_are_named(bad):
+    with pytest.raises(XvrInputError, match="--multistart, --multistart_rot and --multistart_xyz must be"):
         RegistrationOptions(**bad)
 
 
-def test_restarts_recover_a_far_start_that_plain_lm_misses(registration_volume, synthetic_cases, tmp_path):
+def test_multistart_recovers_a_far_start_that_plain_lm_misses(registration_volume, synthetic_cases, tmp_path):
     folder, truth = synthetic_cases
     xray = read_xray(folder / "xray_001.dcm")
     drr = make_drr(read_volume(*registration_volume), xray.intrinsics, renderer="fast")
@@ -50,7 +51,7 @@ def test_restarts_recover_a_far_start_that_plain_lm_misses(registration_volume, 
     plain = run_to_end(register(xray, drr, start, RegistrationOptions(scales="4,2,1")))
     assert mtre(plain) > 10 and plain.multistart is None
 
-    events = list(register(xray, drr, start, RegistrationOptions(scales="4,2,1", restarts=8)))
+    events = list(register(xray, drr, start, RegistrationOptions(scales="4,2,1", multistart=8)))
     result = events[-1].result
     assert mtre(result) < 1.0
     stages = [e for e in events if isinstance(e, Stage)]

@@ -135,7 +135,7 @@ def test_stop_midway_keeps_best_pose(make_napari_viewer_proxy, qtbot):
     assert viewer.layers[reg.overlay_name].data.shape == xray.data.shape
     assert reg.run_button.enabled and not reg.stop_button.enabled and reg._pbar is None
     # still usable: a second run starts and finishes, this one from three starts
-    reg.scales.value, reg.n_itrs.value, reg.restarts.value = "8", "5", 2
+    reg.scales.value, reg.n_itrs.value, reg.multistart.value = "8", "5", 2
     reg.run()
     assert reg._pbar.total == 15
     qtbot.waitUntil(lambda: not reg.running, timeout=120_000)

@@ -72,16 +72,16 @@ OPTIMIZER = (
                  "scale; on the benchmark 13-15x faster than xvr's defaults at lower mTRE); adam: "
                  "xvr's Adam with ReduceLROnPlateau (uses --lr_rot, --lr_xyz, --patience, "
                  "--threshold, --max_n_plateaus). From starts more than ~15 deg / 50 mm off, "
-                 "add --restarts 8"),
-    click.option("--restarts", type=click.IntRange(0), default=_D.restarts, show_default=True,
+                 "add --multistart 8"),
+    click.option("--multistart", type=click.IntRange(0), default=_D.multistart, show_default=True,
                  help="Also run the first scale from this many poses around the start (up to "
-                 "--restart_rot deg and --restart_xyz mm off) and go on from the best. For starts "
-                 "more than ~15 deg / 50 mm off: with 8, 10/10 cases under 1 mm from 25 deg / 80 mm "
+                 "--multistart_rot deg and --multistart_xyz mm off) and go on from the best. For "
+                 "starts more than ~15 deg / 50 mm off: with 8, 10/10 cases under 1 mm from 25 deg / 80 mm "
                  "(lm alone 3/10, adam 8/10), ~2 s more per X-ray on a 2-core CPU"),
-    click.option("--restart_rot", type=float, default=_D.restart_rot, show_default=True,
-                 help="Largest offset per rotation angle (deg) of the --restarts poses"),
-    click.option("--restart_xyz", type=float, default=_D.restart_xyz, show_default=True,
-                 help="Largest offset per translation axis (mm) of the --restarts poses"),
+    click.option("--multistart_rot", type=float, default=_D.multistart_rot, show_default=True,
+                 help="Largest offset per rotation angle (deg) of the --multistart poses"),
+    click.option("--multistart_xyz", type=float, default=_D.multistart_xyz, show_default=True,
+                 help="Largest offset per translation axis (mm) of the --multistart poses"),
     click.option("--n_itrs", type=str, default=None,
                  help="Maximum iterations at each scale (comma-separated). Default: "
                  f"{DEFAULT_ITRS['lm']} for lm (it stops on convergence), "
@@ -135,8 +135,8 @@ def _run(initializer, kw):
 
     options = RegistrationOptions(
         scales=kw["scales"], n_itrs=kw["n_itrs"], optimizer=kw["optimizer"],
-        slab_mm=kw["slab_mm"], restarts=kw["restarts"], restart_rot=kw["restart_rot"],
-        restart_xyz=kw["restart_xyz"], parameterization=kw["parameterization"],
+        slab_mm=kw["slab_mm"], multistart=kw["multistart"], multistart_rot=kw["multistart_rot"],
+        multistart_xyz=kw["multistart_xyz"], parameterization=kw["parameterization"],
         convention=kw["convention"], lr_rot=kw["lr_rot"], lr_xyz=kw["lr_xyz"],
         patience=kw["patience"], threshold=kw["threshold"], max_n_plateaus=kw["max_n_plateaus"],
         equalize=kw["equalize"], crop=kw["crop"], patch_size=kw["patch_size"],

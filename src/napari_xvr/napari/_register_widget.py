@@ -79,9 +79,9 @@ class RegisterWidget(Container):
         self.optimizer = ComboBox(label="optimizer", choices=OPTIMIZERS, value=d.optimizer,
                                   tooltip="lm: Levenberg-Marquardt (fast); adam: xvr's optimiser")
         self.n_itrs = LineEdit(label="max iterations", value=d.n_itrs)
-        self.restarts = SpinBox(label="restarts", value=d.restarts, min=0, max=64,
+        self.multistart = SpinBox(label="more starts", value=d.multistart, min=0, max=64,
                                 tooltip="also run the first scale from this many poses up to "
-                                f"{d.restart_rot:g} deg / {d.restart_xyz:g} mm off the start and go "
+                                f"{d.multistart_rot:g} deg / {d.multistart_xyz:g} mm off the start and go "
                                 "on from the best: for starts more than ~15 deg / 50 mm off")
         self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
                                          value=d.parameterization)
@@ -103,7 +103,7 @@ class RegisterWidget(Container):
             _group("Initialisation", self.init, self.init_path),
             _group("Preprocessing", self.crop, self.subtract_background, self.linearize,
                    self.equalize, self.reducefn),
-            _group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.restarts,
+            _group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.multistart,
                    self.parameterization,
                    self.lr_rot,
                    self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer),
@@ -141,7 +141,7 @@ class RegisterWidget(Container):
             reducefn = int(reducefn)
         options = RegistrationOptions(
             scales=self.scales.value, n_itrs=self.n_itrs.value, optimizer=self.optimizer.value,
-            restarts=self.restarts.value,
+            multistart=self.multistart.value,
             parameterization=self.parameterization.value, lr_rot=self.lr_rot.value,
             lr_xyz=self.lr_xyz.value, patience=self.patience.value, threshold=self.threshold.value,
             max_n_plateaus=self.max_n_plateaus.value, equalize=self.equalize.value,

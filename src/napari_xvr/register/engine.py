@@ -153,9 +153,9 @@ def register(
             prep = _preparer((intr.height, intr.width), options.equalize)
             fixed = prep(img)
             stage = _lm_stage if options.optimizer == "lm" else _adam_stage
-            if stage_idx == 1 and options.restarts > 0:
-                starts = start_poses(init_pose, options.restarts, options.restart_rot,
-                                     options.restart_xyz)
+            if stage_idx == 1 and options.multistart > 0:
+                starts = start_poses(init_pose, options.multistart, options.multistart_rot,
+                                     options.multistart_xyz)
                 yield Stage(stage_idx, len(stages), scale, intr.height, intr.width,
                             n_itrs * len(starts), len(starts))
                 yield from _multistart(run, starts, stage, (drr, fixed, prep, stage_idx, n_itrs, intr))

@@ -17,7 +17,7 @@ class Stage:
     height: int
     width: int
     max_itrs: int  # over all starts when this scale runs from several
-    n_starts: int = 1  # > 1: a multi-start first scale (options.restarts + 1)
+    n_starts: int = 1  # > 1: a multi-start first scale (options.multistart + 1)
 
 
 @dataclass(frozen=True)

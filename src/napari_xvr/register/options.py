@@ -19,8 +19,8 @@ class RegistrationOptions:
     ``optimizer="lm"`` (default) is Levenberg-Marquardt on the six pose parameters
     (:mod:`.lm`); ``"adam"`` is xvr's Adam with ReduceLROnPlateau.  ``n_itrs=None`` takes
     the optimiser's default.  ``slab_mm`` is the fast renderer's slab thickness while
-    optimising (0: off).  ``restarts > 0`` runs the first scale also from that many poses
-    up to ``restart_rot`` deg and ``restart_xyz`` mm off the start (:mod:`.multistart`) and
+    optimising (0: off).  ``multistart > 0`` runs the first scale also from that many poses
+    up to ``multistart_rot`` deg and ``multistart_xyz`` mm off the start (:mod:`.multistart`) and
     goes on from the one with the highest similarity.
     """
 
@@ -28,9 +28,9 @@ class RegistrationOptions:
     n_itrs: str | None = None
     optimizer: str = "lm"
     slab_mm: float = 6.0
-    restarts: int = 0
-    restart_rot: float = 20.0
-    restart_xyz: float = 60.0
+    multistart: int = 0
+    multistart_rot: float = 20.0
+    multistart_xyz: float = 60.0
     parameterization: str = "euler_angles"
     convention: str = "ZXY"
     lr_rot: float = 1e-2
@@ -52,9 +52,9 @@ class RegistrationOptions:
             self.n_itrs = DEFAULT_ITRS[self.optimizer]
         if not self.slab_mm >= 0:
             raise XvrInputError(f"--slab_mm {self.slab_mm}: give a thickness >= 0 (0 turns slabs off)")
-        if self.restarts < 0 or not self.restart_rot >= 0 or not self.restart_xyz >= 0:
-            raise XvrInputError("--restarts, --restart_rot and --restart_xyz must be >= 0 "
-                                "(e.g. --restarts 8 --restart_rot 20 --restart_xyz 60)")
+        if self.multistart < 0 or not self.multistart_rot >= 0 or not self.multistart_xyz >= 0:
+            raise XvrInputError("--multistart, --multistart_rot and --multistart_xyz must be >= 0 "
+                                "(e.g. --multistart 8 --multistart_rot 20 --multistart_xyz 60)")
         self.scale_list()  # validate early
         if self.parameterization not in PARAMETERIZATIONS:
             raise XvrInputError(
@@ -90,7 +90,7 @@ class RegistrationOptions:
     def max_iterations(self) -> int:
         """The most iterations a run can take: every scale's cap, the first once per start."""
         caps = [n for _, n in self.scale_list()]
-        return sum(caps) + self.restarts * caps[0]
+        return sum(caps) + self.multistart * caps[0]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,7 +36,7 @@ class RegistrationResult:
     preprocessing: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     initialization: dict = field(default_factory=dict)
-    multistart: dict | None = None  # chosen start, each start's similarity and pose (restarts > 0)
+    multistart: dict | None = None  # chosen start, each start's similarity and pose (multistart > 0)
     images: dict = field(default_factory=dict)  # name -> float32 array, saved as PNG with --saveimg
 
     @property
