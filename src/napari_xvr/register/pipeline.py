@@ -101,17 +101,27 @@ def register_files(
     if outpath.exists() and not outpath.is_dir():
         raise XvrInputError(f"-o {outpath}: is a file; give a folder for the results")
     paths = collect_xrays(xrays, pattern)
-    # read every header first so a bad file fails before any long work
-    loaded = [read_xray(p, preprocessing.reducefn, **(intrinsic_overrides or {})) for p in paths]
-    inits = [initializer(x) for x in loaded]
+
+    def load(path: Path) -> XRay:
+        return read_xray(path, preprocessing.reducefn, **(intrinsic_overrides or {}))
+
+    # every file and its initial pose first, so a bad one fails before any long work; only the
+    # poses are kept: images are read again one at a time, so memory does not grow with the count
+    inits, first = [], None
+    for path in paths:
+        xray = load(path)
+        inits.append(initializer(xray))
+        if first is None:
+            first = xray.intrinsics
     subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
-    drr = make_drr(subject, loaded[0].intrinsics, spec.renderer, spec.reverse_x_axis,
+    drr = make_drr(subject, first, spec.renderer, spec.reverse_x_axis,
                    spec.voxel_shift, spec.device, **spec.drr_kwargs)
     describe = getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})
-    for index, (xray, init) in enumerate(zip(loaded, inits, strict=True)):
+    for index, (path, init) in enumerate(zip(paths, inits, strict=True)):
         if stop.stopped:
             break
-        yield XrayStarted(index, len(loaded), xray.path)
+        xray = load(path)
+        yield XrayStarted(index, len(paths), xray.path)
         inputs = {"xray": str(xray.path.resolve()), **spec.describe(), "header": xray.header,
                   "pf_to_af": xray.pf_to_af, "device": str(drr.device)}
         result = None
