@@ -26,10 +26,12 @@ def _check_parent(path: Path) -> None:
         raise output_error(parent, err) from err
 
 
-def output_error(path: Path, err: OSError) -> XvrOutputError:
+def output_error(path: Path, err: OSError, atomic: bool = True) -> XvrOutputError:
+    """The user's message for an OSError while writing `path` (the system's reason, the fix)."""
     reason = err.strerror or type(err).__name__
+    tail = "; nothing half-written was left behind" if atomic else ""
     return XvrOutputError(f"could not write {path}: {reason}. Free some disk space or choose another "
-                          "output folder; nothing half-written was left behind")
+                          f"output folder{tail}")
 
 
 def _final_name(filename: str | None, tmp: Path, path: Path) -> Path:

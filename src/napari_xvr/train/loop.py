@@ -375,7 +375,7 @@ class Trainer:
             writer.writerow(row)
             handle.flush()
         except OSError as err:
-            raise output_error(self.outpath / "losses.csv", err) from err
+            raise output_error(self.outpath / "losses.csv", err, atomic=False) from err  # a log
 
     # ----------------------------------------------------------------- the generator
     def run(self, stop: StopToken | None = None) -> Iterator:
