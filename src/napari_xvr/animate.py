@@ -67,7 +67,7 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
     subject = read_volume(inputs["volume"], inputs.get("mask"), inputs.get("labels"),
                           inputs.get("orientation", "AP"))
     drr = make_drr(subject, small, inputs.get("renderer", "trilinear"),
-                   inputs.get("reverse_x_axis", True), inputs.get("voxel_shift", 0.5), device)
+                   inputs.get("reverse_x_axis", False), inputs.get("voxel_shift", 0.5), device)
     from .io.xray import preprocess_xray
 
     xray = read_xray(inputs["xray"], prep.get("reducefn", "max"))
@@ -115,3 +115,10 @@ def write_animation(frames: list[np.ndarray], path, fps: int = 10) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def animate_result(result_folder, path, fps: int = 10, max_frames: int = 60, max_size: int = 256,
+                   device=None) -> Path:
+    """Replay a result folder's optimisation into a GIF/MP4 at `path` (what `xvr animate` does)."""
+    frames = [compose(frame) for frame in replay(result_folder, max_frames, max_size, device)]
+    return write_animation(frames, path, fps)

@@ -23,9 +23,12 @@ PARAMETERIZATIONS = (
     "quaternion",
     "quaternion_adjugate",
     "rotation_6d",
+    "rotation_9d",
     "rotation_10d",
     "se3_log_map",
 )
+#: Euler-angle orders (three axes, the middle one differing from both outer ones), as xvr's CLI
+CONVENTIONS = ("XYX", "XYZ", "XZX", "XZY", "YXY", "YXZ", "YZX", "YZY", "ZXY", "ZXZ", "ZYX", "ZYZ")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from diffdrr.drr import DRR
 
+from . import defaults
 from .device import pick_device
 from .errors import XvrInputError
 from .geometry import Intrinsics
@@ -15,9 +16,9 @@ RENDERERS = ("trilinear", "siddon", "fast")
 def make_drr(
     subject,
     intrinsics: Intrinsics,
-    renderer: str = "trilinear",
-    reverse_x_axis: bool = True,
-    voxel_shift: float = 0.5,
+    renderer: str = defaults.reg("renderer"),
+    reverse_x_axis: bool = defaults.reg("reverse_x_axis"),
+    voxel_shift: float = defaults.reg("voxel_shift"),
     device=None,
     **drr_kwargs,
 ) -> DRR:

@@ -24,7 +24,7 @@ class FastDRR(DRR):
 
     def __init__(self, subject, sdd: float, height: int, delx: float, width: int | None = None,
                  dely: float | None = None, x0: float = 0.0, y0: float = 0.0,
-                 reverse_x_axis: bool = True, voxel_shift: float = 0.5,
+                 reverse_x_axis: bool = False, voxel_shift: float = 0.5,
                  samples_per_slice: int | str = "auto", slab_mm: float = 0.0, **kwargs):
         kwargs.pop("renderer", None)
         super().__init__(subject, sdd, height, delx, width, dely, x0, y0,

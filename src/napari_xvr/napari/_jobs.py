@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import defaults
 from ..errors import XvrInputError
 from . import api
 
@@ -115,8 +116,9 @@ class RegisterJob:
     init: tuple = ("pose", None)  # ("pose", 4x4) | ("dicom",) | ("result", path) | ("checkpoint", path)
     options: object = None  # RegistrationOptions
     preprocessing: object = None  # Preprocessing
-    renderer: str = "trilinear"
-    device: str = "cpu"
+    renderer: str = defaults.reg("renderer")
+    reverse_x_axis: bool = defaults.reg("reverse_x_axis")
+    device: str = defaults.reg("device")
     outdir: Path | None = None
     saveimg: bool = False
     min_interval_s: float = 0.2
@@ -165,7 +167,8 @@ def registration(job: RegisterJob, stop):
     xray = api.xray_from_layer(job.xray, None, job.preprocessing.reducefn)
     init, described = initial_pose(job, xray)
     drr = api.make_renderer(job.volume, xray.intrinsics, job.labels, job.label_ids or None,
-                            job.orientation, job.renderer, job.device)
+                            job.orientation, job.renderer, job.device,
+                            reverse_x_axis=job.reverse_x_axis)
     itrs, sims, latest, last = [], [], None, 0.0
     n_stages = len(job.options.scale_list())
     shape = (xray.intrinsics.height, xray.intrinsics.width)

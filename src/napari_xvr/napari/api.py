@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_from_zxy
 from ..io.xray import XRay
@@ -111,21 +112,24 @@ def as_pose(pose):
 
 
 def make_renderer(volume, intrinsics: Intrinsics, labels=None, label_ids=None, orientation=None,
-                  renderer: str = "trilinear", device="cpu", affine=None):
+                  renderer: str = defaults.reg("renderer"), device=defaults.reg("device"),
+                  affine=None, reverse_x_axis: bool = defaults.reg("reverse_x_axis")):
     """A DiffDRR DRR module for a volume layer/array (reuse it across renders)."""
     from ..render import make_drr
 
     subject = subject_from_layers(volume, labels, label_ids, orientation, affine)
-    return make_drr(subject, intrinsics, renderer=renderer, device=device)
+    return make_drr(subject, intrinsics, renderer=renderer, reverse_x_axis=reverse_x_axis,
+                    device=device)
 
 
 def render_drr(volume, pose, intrinsics: Intrinsics, labels=None, label_ids=None,
-               orientation=None, renderer="trilinear", affine=None, drr=None) -> np.ndarray:
+               orientation=None, renderer=defaults.reg("renderer"), affine=None, drr=None,
+               reverse_x_axis: bool = defaults.reg("reverse_x_axis")) -> np.ndarray:
     """The DRR (H, W float32) of a volume layer/array at `pose`."""
     from ..render import render
 
     drr = drr or make_renderer(volume, intrinsics, labels, label_ids, orientation, renderer,
-                               affine=affine)
+                               affine=affine, reverse_x_axis=reverse_x_axis)
     return render(drr, as_pose(pose))[0, 0].cpu().numpy().astype(np.float32)
 
 
@@ -150,8 +154,9 @@ def carm_outline(drr, pose) -> CarmOutline:
 
 
 def register_layers(xray, volume, init_pose, labels=None, label_ids=None, intrinsics=None,
-                    options=None, preprocessing=None, renderer="trilinear", device="cpu",
-                    orientation=None, stop=None, affine=None):
+                    options=None, preprocessing=None, renderer=defaults.reg("renderer"),
+                    device=defaults.reg("device"), orientation=None, stop=None, affine=None,
+                    reverse_x_axis: bool = defaults.reg("reverse_x_axis")):
     """Register an X-ray layer/array to a volume layer/array; returns the RegistrationResult.
 
     Arrays need their geometry: `intrinsics` for the X-ray, the voxel->world `affine` (mm, the
@@ -161,7 +166,7 @@ def register_layers(xray, volume, init_pose, labels=None, label_ids=None, intrin
 
     xr = xray_from_layer(xray, intrinsics, (preprocessing or Preprocessing()).reducefn)
     drr = make_renderer(volume, xr.intrinsics, labels, label_ids, orientation, renderer, device,
-                        affine)
+                        affine, reverse_x_axis)
     return run_to_end(register(xr, drr, as_pose(init_pose), options, preprocessing, stop=stop,
                                keep_images=True))
 

@@ -142,7 +142,7 @@ def register(
         yield Done(result)
         return
 
-    similarity = Similarity(options.patch_size, options.sigma, options.beta).to(device)
+    similarity = Similarity(options.patch_size, options.sigma, options.similarity_beta).to(device)
     run = _Run(options, similarity, stop, result, init_pose)
     fixed = prep = None
     slab_before = _set_slab(drr, options.slab_mm)
@@ -271,7 +271,7 @@ def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> 
         maximize=True,
     )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=0.1, patience=options.patience, threshold=options.threshold,
+        optimizer, mode="max", factor=options.lr_reduce_factor, patience=options.patience, threshold=options.threshold,
     )
     best_sim, n_levels, current_lr = -np.inf, 0, np.inf
     for itr in range(n_itrs):

@@ -4,45 +4,52 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
 
 OPTIMIZERS = ("lm", "adam")
+METRICS = ("gmncc", "mncc", "gncc")
 # maximum iterations per scale: LM stops on convergence long before; Adam on plateaus
-DEFAULT_ITRS = {"lm": "30,20,10", "adam": "500,250,100"}
+DEFAULT_ITRS = defaults.N_ITRS
+_R = defaults.reg
 
 
 @dataclass
 class RegistrationOptions:
     """Everything the optimiser needs besides images, volume and initial pose.
 
-    ``optimizer="lm"`` (default) is Levenberg-Marquardt on the six pose parameters
-    (:mod:`.lm`); ``"adam"`` is xvr's Adam with ReduceLROnPlateau.  ``n_itrs=None`` takes
-    the optimiser's default.  ``slab_mm`` is the fast renderer's slab thickness while
-    optimising (0: off).  ``multistart > 0`` runs the first scale also from that many poses
-    up to ``multistart_rot`` deg and ``multistart_xyz`` mm off the start (:mod:`.multistart`) and
-    goes on from the one with the highest similarity.
+    Defaults come from :data:`napari_xvr.defaults.REGISTER` (xvr's, except where the README's
+    table says why not).  ``optimizer="lm"`` is Levenberg-Marquardt on the six pose parameters
+    (:mod:`.lm`); ``"adam"`` is xvr's Adam with ReduceLROnPlateau (``lr_reduce_factor``).
+    ``n_itrs=None`` takes the optimiser's default.  ``metric`` is xvr's: ``gmncc`` blends mNCC
+    and gradient-NCC with ``beta``, ``mncc`` and ``gncc`` use one term alone.  ``slab_mm`` is the
+    fast renderer's slab thickness while optimising (0: off).  ``multistart > 0`` runs the first
+    scale also from that many poses up to ``multistart_rot`` deg and ``multistart_xyz`` mm off the
+    start (:mod:`.multistart`) and goes on from the one with the highest similarity.
     """
 
-    scales: str = "8,4,2"
-    n_itrs: str | None = None
-    optimizer: str = "lm"
-    slab_mm: float = 6.0
-    multistart: int = 0
+    scales: str = _R("scales")
+    n_itrs: str | None = _R("n_itrs")
+    optimizer: str = _R("optimizer")
+    slab_mm: float = _R("slab_mm")
+    multistart: int = _R("multistart")
     multistart_rot: float = 20.0
     multistart_xyz: float = 60.0
-    parameterization: str = "euler_angles"
-    convention: str = "ZXY"
-    lr_rot: float = 1e-2
-    lr_xyz: float = 1.0
-    patience: int = 10
-    threshold: float = 1e-4
-    max_n_plateaus: int = 3
-    patch_size: int = 9
-    sigma: float = 1.0
-    beta: float = 0.5
-    equalize: bool = True
-    crop: int = 0
+    parameterization: str = _R("parameterization")
+    convention: str = _R("convention")
+    lr_rot: float = _R("lr_rot")
+    lr_xyz: float = _R("lr_xyz")
+    lr_reduce_factor: float = _R("lr_reduce_factor")
+    patience: int = _R("patience")
+    threshold: float = _R("threshold")
+    max_n_plateaus: int = _R("max_n_plateaus")
+    metric: str = _R("metric")
+    patch_size: int = _R("patch_size")
+    sigma: float = _R("sigma")
+    beta: float = _R("beta")
+    equalize: bool = _R("equalize")
+    crop: int = _R("crop")
     drr_every: int = 10
 
     def __post_init__(self):
@@ -64,6 +71,15 @@ class RegistrationOptions:
             raise XvrInputError("--lr_rot and --lr_xyz must be >= 0")
         if self.max_n_plateaus < 1:
             raise XvrInputError("--max_n_plateaus must be >= 1")
+        if not 0 < self.lr_reduce_factor < 1:
+            raise XvrInputError(f"--lr_reduce_factor {self.lr_reduce_factor}: give a number in (0, 1)")
+        if self.metric not in METRICS:
+            raise XvrInputError(f"--metric {self.metric!r}: use one of {', '.join(METRICS)}")
+
+    @property
+    def similarity_beta(self) -> float:
+        """The mNCC weight of the similarity: `beta` for gmncc, 1 for mncc, 0 for gncc."""
+        return {"gmncc": self.beta, "mncc": 1.0, "gncc": 0.0}[self.metric]
 
     def scale_list(self) -> list[tuple[float, int]]:
         """[(scale, max iterations), ...] from the comma-separated strings."""

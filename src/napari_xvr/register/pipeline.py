@@ -12,6 +12,7 @@ from pathlib import Path
 
 from diffdrr.pose import RigidTransform
 
+from .. import defaults
 from ..errors import XvrInputError
 from ..io.volume import parse_labels, read_volume
 from ..io.xray import XRay, read_xray
@@ -42,10 +43,10 @@ class VolumeSpec:
     volume: Path
     mask: Path | None = None
     labels: str | list[int] | None = None
-    orientation: str = "AP"
-    renderer: str = "fast"
-    reverse_x_axis: bool = True
-    voxel_shift: float = 0.5
+    orientation: str = defaults.reg("orientation")
+    renderer: str = defaults.reg("renderer")
+    reverse_x_axis: bool = defaults.reg("reverse_x_axis")
+    voxel_shift: float = defaults.reg("voxel_shift")
     device: str | None = None
     drr_kwargs: dict = field(default_factory=dict)
 
@@ -92,8 +93,13 @@ def register_files(
     init_only: bool = False,
     saveimg: bool = False,
     stop: StopToken | None = None,
+    saveplot: bool = False,
 ) -> Iterator:
-    """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events."""
+    """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events.
+
+    With `saveplot`, each result folder also gets ``registration.gif`` (the optimisation replayed,
+    as ``xvr animate`` makes it).
+    """
     options = options or RegistrationOptions()
     preprocessing = preprocessing or Preprocessing()
     stop = stop or StopToken()
@@ -131,4 +137,8 @@ def register_files(
                 result = event.result
             yield event
         folder = write_result(result, outpath / xray.stem, saveimg=saveimg)
+        if saveplot and result.trajectory:
+            from ..animate import animate_result
+
+            animate_result(folder, folder / "registration.gif", device=drr.device)
         yield Written(folder, result)

@@ -49,10 +49,13 @@ class Similarity(torch.nn.Module):
         self.sobel = GradientNormalizedCrossCorrelation2d(patch_size, sigma).sobel
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
-        p = self.patch_size
-        mncc = 0.5 * local_ncc(fixed, moving, None) + 0.5 * local_ncc(fixed, moving, p)
-        gncc = local_ncc(self.sobel(fixed), self.sobel(moving), p)
-        return self.beta * mncc + (1 - self.beta) * gncc
+        p, total = self.patch_size, 0.0
+        if self.beta != 0:  # mncc, or gmncc
+            mncc = 0.5 * local_ncc(fixed, moving, None) + 0.5 * local_ncc(fixed, moving, p)
+            total = self.beta * mncc
+        if self.beta != 1:  # gncc, or gmncc
+            total = total + (1 - self.beta) * local_ncc(self.sobel(fixed), self.sobel(moving), p)
+        return total
 
 
 def standardize(img: torch.Tensor, size: tuple[int, int] | None = None, mean=0.15, std=0.1):
