@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from diffdrr.pose import RigidTransform
 
-from napari_xvr.geometry import Intrinsics, camera_points, pose_from_dict
+from napari_xvr import evaluate
+from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer
@@ -22,10 +22,8 @@ CASE_INTRINSICS = Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1
 
 
 def mtre(pred: np.ndarray, true: RigidTransform, fiducials) -> float:
-    pred_pose = RigidTransform(torch.as_tensor(pred, dtype=torch.float32)[None])
-    a = camera_points(pred_pose, torch.as_tensor(fiducials, dtype=torch.float32))
-    b = camera_points(true, torch.as_tensor(fiducials, dtype=torch.float32))
-    return float((a - b).norm(dim=-1).mean())
+    """xvr's mTRE (mm) of a 4x4 `pred` against `true` (:func:`napari_xvr.evaluate.mtre`)."""
+    return evaluate.mtre(true, pose_from_matrix(pred), fiducials)
 
 
 def make_benchmark_cases(folder: Path, n: int, ct, mask, intrinsics: Intrinsics = CASE_INTRINSICS) -> dict:

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_xvr.geometry import Intrinsics, camera_points, pose_from_dict, pose_from_matrix
+from napari_xvr import evaluate
+from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from napari_xvr.io import read_xray
 from napari_xvr.synthetic import example_volume, make_cases
 from napari_xvr.train import TrainConfig, TrainStep, train
@@ -33,8 +34,7 @@ RANGES = {"r1": (-30, 30), "r2": (-15, 15), "r3": (-2, 2), "tx": (-15, 15), "ty"
 
 
 def mtre(pred, true, fiducials) -> float:
-    a, b = camera_points(pred, fiducials), camera_points(true, fiducials)
-    return float((a - b).norm(dim=-1).mean())
+    return evaluate.mtre(true, pred, fiducials)
 
 
 def main() -> None:

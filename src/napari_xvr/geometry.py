@@ -157,9 +157,3 @@ def reorient_matrix(orientation: str | None = "AP") -> torch.Tensor:
         raise XvrInputError(f"orientation {orientation!r}: use AP or PA")
     return torch.tensor(rows[orientation], dtype=torch.float32)
 
-
-def camera_points(pose: RigidTransform, points_world: torch.Tensor) -> torch.Tensor:
-    """World points (N,3) expressed in the C-arm frame of each pose: (B,N,3)."""
-    pts = torch.as_tensor(points_world, dtype=pose.matrix.dtype, device=pose.matrix.device)
-    pts = pts.reshape(1, -1, 3).expand(len(pose), -1, -1)
-    return pose.inverse()(pts)

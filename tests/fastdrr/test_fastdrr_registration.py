@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffdrr.pose import RigidTransform
 
-from napari_xvr.geometry import camera_points, pose_from_dict
+from napari_xvr import evaluate
+from napari_xvr.geometry import pose_from_dict, pose_from_matrix
 from napari_xvr.io.volume import read_volume
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import register, run_to_end
@@ -27,8 +27,7 @@ def test_fast_renderer_registers_a_synthetic_case_below_1mm(synthetic_cases, reg
     true = pose_from_dict(truth["cases"]["xray_000"]["true_pose"])
 
     def mtre(matrix) -> float:
-        pose = RigidTransform(torch.as_tensor(matrix, dtype=torch.float32)[None])
-        return float((camera_points(pose, fiducials) - camera_points(true, fiducials)).norm(dim=-1).mean())
+        return evaluate.mtre(true, pose_from_matrix(matrix), fiducials)
 
     assert mtre(result.init_pose) > 5.0
     assert mtre(result.final_pose) < 1.0, (mtre(result.init_pose), mtre(result.final_pose))

@@ -271,7 +271,8 @@ def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> 
         maximize=True,
     )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=options.lr_reduce_factor, patience=options.patience, threshold=options.threshold,
+        optimizer, mode="max", factor=options.lr_reduce_factor, patience=options.patience,
+        threshold=options.threshold,
     )
     best_sim, n_levels, current_lr = -np.inf, 0, np.inf
     for itr in range(n_itrs):
