@@ -166,3 +166,14 @@ def test_metrics_are_upstreams_definitions(example_volume, reverse_x_axis):
     assert ours.mpe == pytest.approx(float(mpe), rel=1e-4)
     assert ours.mrpe == pytest.approx(float(mrpe), rel=1e-3)
     assert ours.geodesic_mm == pytest.approx(float(dgeo[0]), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_a_ct_or_mr_slice_is_refused_as_an_xray(name, tmp_path):
+    """Upstream reads pydicom's CT_small.dcm as an X-ray; napari-xvr says to pass it with -v."""
+    from pydicom.data import get_testdata_file
+
+    from napari_xvr.errors import XvrInputError
+
+    with pytest.raises(XvrInputError, match=r"not an X-ray projection; pass CT/MR volumes with -v"):
+        read_xray(get_testdata_file(name))

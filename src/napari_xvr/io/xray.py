@@ -14,6 +14,10 @@ from ..geometry import Intrinsics
 from ._messages import one_line
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg")
+#: modalities whose images are cross-sections of a volume, never projections
+CROSS_SECTIONAL = ("CT", "MR", "PT", "NM")
+#: projection radiography modalities (an image plane in their header does not make them slices)
+PROJECTION = ("XA", "RF", "DX", "CR", "MG", "RG", "PX", "IO")
 REDUCEFNS = ("max", "sum")
 
 
@@ -158,6 +162,19 @@ def _pixels(path: Path, ds) -> np.ndarray:
     return pixels
 
 
+def _refuse_slice(path: Path, ds) -> None:
+    """A CT/MR/PET slice passed as the X-ray: say to give volumes with -v."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    plane = "ImageOrientationPatient" in ds and "ImagePositionPatient" in ds
+    if modality in CROSS_SECTIONAL or (plane and modality not in PROJECTION):
+        kind = f"a {modality} slice" if modality else "a cross-sectional slice (it has an image plane)"
+        raise XvrInputError(
+            f"{path}: Modality {modality or '(none)'} is {kind}, not an X-ray projection; pass "
+            "CT/MR volumes with -v (a slice or its series folder) and X-ray images (XA, RF, DX, "
+            "CR...) as XRAY"
+        )
+
+
 def _read_dicom(path: Path, reducefn, overrides: dict) -> XRay:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -179,6 +196,7 @@ def _read_dicom(path: Path, reducefn, overrides: dict) -> XRay:
         raise XvrInputError(
             f"{path}: the DICOM file ends after its file meta header (truncated?); give the complete file"
         )
+    _refuse_slice(path, ds)
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise XvrInputError(
             f"{path}: the DICOM has no pixel data (PixelData (7FE0,0010) is missing: a truncated "
