@@ -13,15 +13,16 @@ from ._help import CONTEXT
 @click.command(context_settings=CONTEXT)
 @click.argument("result", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-t", "--true", "true_path", type=click.Path(exists=True), required=True,
-              help="True pose: a result folder/result.json, a JSON 4x4 matrix, a truth.json of "
-              "synthetic cases (matched by X-ray name), or a DICOM (header pose)")
+              help="True pose: a result folder/result.json or xvr .pth, a JSON 4x4 matrix, a "
+              "truth.json of synthetic cases (matched by X-ray name), or a DICOM (header pose)")
 @click.option("-f", "--fiducials", type=click.Path(exists=True), default=None,
               help="3D points in mm: CSV with x,y,z columns or JSON list (default: the truth.json's)")
 @click.option("--orientation", type=click.Choice(["AP", "PA"]), default=None,
               help="C-arm frame (default: the result's)")
 @click.option("--json", "json_out", type=click.Path(), default=None, help="Also write the table as JSON")
 def evaluate(result, true_path, fiducials, orientation, json_out):
-    """Registration errors (mm) of RESULT folders against a true pose."""
+    """Registration errors (mm) of RESULT folders (or upstream xvr <stem>.pth files) against a
+    true pose. An xvr .pth stores no orientation: pass --orientation PA for PA volumes."""
     from ..errors import XvrInputError
     from ..evaluate import evaluate_poses, read_fiducials, read_true_pose
     from ..geometry import Intrinsics
@@ -37,7 +38,7 @@ def evaluate(result, true_path, fiducials, orientation, json_out):
     rows = {}
     for item in result:
         data = read_result(item)
-        stem = Path(data["inputs"].get("xray", item)).name.rsplit(".", 1)[0]
+        stem = _stem(data, item)
         orient = orientation or data["inputs"].get("orientation", "AP")
         true = read_true_pose(true_path, stem, orient)
         intr = Intrinsics(**data["intrinsics"])
@@ -57,6 +58,14 @@ def evaluate(result, true_path, fiducials, orientation, json_out):
                    f"under 1 mm: {(final < 1).sum()}/{len(final)}")
     if json_out:
         atomic_write_text(json_out, json.dumps(rows, indent=2) + "\n")
+
+
+def _stem(data: dict, item) -> str:
+    """The X-ray's name: from the result's inputs, else the RESULT folder or .pth file name."""
+    path = Path(data.get("inputs", {}).get("xray") or item)
+    if path.name == "result.json":
+        path = path.parent
+    return path.name.rsplit(".", 1)[0] if path.suffix else path.name
 
 
 COMMANDS = [evaluate]

@@ -1,4 +1,5 @@
-"""npe2 readers: volumes, labelmaps, DICOM series folders, X-ray DICOMs and result folders.
+"""npe2 readers: volumes, labelmaps, DICOM series folders, X-ray DICOMs, result folders and
+upstream xvr's registration ``.pth`` files (other ``.pth`` files, e.g. checkpoints, are not ours).
 
 ``get_reader`` never raises: it returns None for paths that are not ours, and the reader it
 returns turns any failure into a napari notification that says why (and an empty result).
@@ -15,6 +16,7 @@ from ._layers import KIND, dicom_frames, drr_layer_kwargs, volume_layers, xray_l
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 XRAY_SUFFIXES = (".dcm", ".dicom")
+UPSTREAM_SUFFIX = ".pth"
 NULL_LAYER = [(None,)]  # napari's sentinel for "read fine, nothing to show"
 
 
@@ -62,7 +64,9 @@ def get_reader(path):
         return None
     if len(kinds) != 1 or None in kinds:
         return None
-    return {"volume": read_volumes, "xray": read_xrays, "folder": read_folders}[kinds.pop()]
+    readers = {"volume": read_volumes, "xray": read_xrays, "folder": read_folders,
+               "upstream": read_upstream_results}
+    return readers[kinds.pop()]
 
 
 def _kind(path: Path) -> str | None:
@@ -73,6 +77,10 @@ def _kind(path: Path) -> str | None:
         return "volume"
     if suffix in XRAY_SUFFIXES:
         return "xray"
+    if suffix == UPSTREAM_SUFFIX:
+        from ..io.upstream import looks_like_upstream_result
+
+        return "upstream" if looks_like_upstream_result(path) else None
     return None
 
 
@@ -108,6 +116,28 @@ def _read_folder(path: Path) -> list:
 read_volumes = _guarded(_read_volume)
 read_xrays = _guarded(_read_xray)
 read_folders = _guarded(_read_folder)
+
+
+def upstream_layers(path: Path) -> list:
+    """An upstream xvr ``<stem>.pth``: its X-ray (``gt``) with the pose and result in metadata."""
+    from ..geometry import Intrinsics
+    from ..io.upstream import load_upstream, upstream_image, upstream_to_json
+    from ..io.xray import XRay
+
+    raw = load_upstream(path)
+    data = upstream_to_json(raw, path)
+    image = upstream_image(raw)
+    if image is None:
+        raise XvrInputError(f"{path}: holds no X-ray image ('gt' is empty); the pose is in the file, "
+                            "read it with `xvr export` or open the X-ray itself")
+    xray = XRay(image=image, intrinsics=Intrinsics(**data["intrinsics"]))
+    layer = xray_layer(xray, name=f"{path.stem} X-ray")
+    layer[1]["metadata"].update({"pose": data["final_pose"], "result": data,
+                                 "result_path": str(path.resolve()), "trajectory": []})
+    return [layer]
+
+
+read_upstream_results = _guarded(upstream_layers)
 
 
 def result_layers(folder: Path) -> list:
@@ -163,4 +193,5 @@ def _result_drr(folder: Path, inputs: dict, intr, pose) -> np.ndarray | None:
     return None
 
 
-__all__ = ["KIND", "get_reader", "read_folders", "read_volumes", "read_xrays", "result_layers"]
+__all__ = ["KIND", "get_reader", "read_folders", "read_upstream_results", "read_volumes", "read_xrays",
+           "result_layers", "upstream_layers"]

@@ -88,7 +88,8 @@ class FixedInitializer:
 
 @dataclass
 class RestartInitializer:
-    """The final pose of a previous result (a result.json, its folder, or an OUTDIR of them)."""
+    """The final pose of a previous result: a result.json, its folder, an upstream xvr ``.pth``
+    (every X-ray restarts from it), or an OUTDIR of ``<stem>/result.json`` or ``<stem>.pth``."""
 
     previous: Path
     name = "restart"
@@ -96,7 +97,10 @@ class RestartInitializer:
     def __call__(self, xray: XRay) -> RigidTransform:
         path = Path(self.previous)
         if path.is_dir() and not (path / "result.json").exists():
-            path = path / xray.stem
+            folder, pth = path / xray.stem, path / f"{xray.stem}.pth"
+            if not (folder / "result.json").is_file() and pth.is_file():
+                folder = pth
+            path = folder
         return result_pose(read_result(path))
 
     def describe(self) -> dict:

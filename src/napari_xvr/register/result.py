@@ -112,8 +112,13 @@ def _overlay_png(path: Path, xray: np.ndarray, drr: np.ndarray) -> None:
 
 
 def read_result(path) -> dict:
-    """Load result.json from a result folder or the file itself, checked."""
+    """Load result.json from a result folder or the file itself, checked.
+
+    An upstream xvr ``<stem>.pth`` is read too (converted to the result.json form).
+    """
     path = Path(path)
+    if path.suffix.lower() == ".pth" and not path.is_dir():
+        return _read_upstream(path)
     file = path / "result.json" if path.is_dir() else path
     if not file.is_file():
         raise XvrInputError(f"{path}: no result.json here; give a result folder or its result.json")
@@ -124,6 +129,12 @@ def read_result(path) -> dict:
     if "init_pose" not in data:
         raise XvrInputError(f"{file}: not a napari-xvr result (no 'init_pose')")
     return data
+
+
+def _read_upstream(path: Path) -> dict:
+    from ..io.upstream import read_upstream_result
+
+    return read_upstream_result(path)
 
 
 def result_pose(data: dict):
