@@ -184,7 +184,7 @@ def _result_drr(folder: Path, inputs: dict, intr, pose) -> np.ndarray | None:
         subject = read_volume(volume, inputs.get("mask"), inputs.get("labels"),
                               inputs.get("orientation", "AP"))
         drr = make_drr(subject, intr, inputs.get("renderer", "trilinear"),
-                       inputs.get("reverse_x_axis", True), inputs.get("voxel_shift", 0.0), "cpu")
+                       inputs.get("reverse_x_axis", False), inputs.get("voxel_shift", 0.5), "cpu")
         return render(drr, pose)[0, 0].numpy().astype(np.float32)
     if png.is_file():
         import imageio.v3 as iio
