@@ -1,8 +1,8 @@
 """napari-xvr next to upstream xvr 0.1.0's own code: X-ray reading, DRRs, initial poses, metrics.
 
 Upstream's functions run on the CPU (its `device` arguments); nothing of upstream's is
-re-implemented here. X-rays are made with plain DiffDRR at DiffDRR's (and xvr's) defaults, the
-way xvr assumes, not with napari-xvr's own renderer.
+re-implemented here. X-rays are made with plain DiffDRR's DRR set up as xvr does
+(reverse_x_axis=False, where DiffDRR's own default is True), not with napari-xvr's renderer.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def upstream_drr_xrays(tmp_path_factory, example_volume):
-    """X-ray DICOMs rendered by DiffDRR's DRR with its defaults (reverse_x_axis=False)."""
+    """X-ray DICOMs rendered by DiffDRR's DRR with xvr's reverse_x_axis=False."""
     folder = tmp_path_factory.mktemp("upstream_xrays")
     subject = read(str(example_volume[0]), orientation="AP")
     drr = DRR(subject, sdd=INTR.sdd, height=INTR.height, width=INTR.width, delx=INTR.delx,
-              dely=INTR.dely, renderer="siddon")
+              dely=INTR.dely, renderer="siddon", reverse_x_axis=False)
     with torch.no_grad():
         img = drr(pose_from_zxy(POSE_ROT, POSE_XYZ))[0, 0].numpy()
     counts = (img / img.max() * 3000 + 100).astype(np.uint16)
