@@ -71,11 +71,14 @@ REGISTER: dict[str, Default] = {
     "reverse_x_axis": Default(False),
     "orientation": Default("AP"),
     "metric": Default("gmncc"),
-    "patch_size": Default(9, xvr_010="9 (mncc), 11 (gncc)"),
+    "patch_size": Default(
+        9, xvr_010="9 (mncc), 11 (gncc)",
+        why="one window for both terms, as the README's xvr; 0.1.0's 11 px gradient window was not "
+        "measured here"),
     "sigma": Default(
         1.0, 5.0, 0.0,
         why="gradient-NCC blur: a sharper gradient term locates edges, hence depth, ~3x more "
-        "precisely than sigma 5; 0.1.0's 0 (no blur) makes the similarity noisier at coarse scales"),
+        "precisely than sigma 5; 0.1.0's 0 (no blur) was not measured here"),
     "beta": Default(0.5),
     "equalize": Default(
         True, False,
@@ -136,7 +139,8 @@ TRAIN: dict[str, Default] = {
     "weight_ncc": Default(1.0),
     "weight_geo": Default(1e-2),
     "weight_dice": Default(1.0),
-    "weight_haus": Default(0.1, None, 0.1),
+    "weight_haus": Default(0.1, None, 0.1,
+                           why="new in 0.1.0 (the README's xvr has no Hausdorff term): 0.1.0's value"),
     "n_total_itrs": Default(1_000_000),
     "n_warmup_itrs": Default(1_000),
     "n_grad_accum_itrs": Default(4),

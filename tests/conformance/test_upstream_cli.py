@@ -95,3 +95,10 @@ def test_upstream_spellings_are_accepted(tmp_path):
     params = _parse("dicom", [str(xray), "-v", str(ct), "-o", "o", "--scales", "8,4,2",
                               "--n_itrs", "30,20,10", "--labels", "1,2", "--init_only"])
     assert params["scales"] == "8,4,2" and params["init_only"] and params["xray"] == (str(xray),)
+
+
+def test_the_readme_shows_the_table_of_differences():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert defaults.differences_markdown() in readme, "run python -m napari_xvr.defaults and paste it"
