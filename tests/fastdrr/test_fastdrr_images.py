@@ -78,7 +78,8 @@ def test_batch_with_different_marching_axes_matches_single_renders(subject):
         ref = DRR(subject, renderer="trilinear", sdd=1020.0, height=40, delx=10.0, voxel_shift=0.5)
         expected = torch.cat([ref(pose_from_zxy([r], [t])) for r, t in zip(
             [[10.0, 5.0, 0.0], [90.0, 0.0, 0.0], [0.0, 80.0, 0.0]], [[0.0, 850.0, 0.0]] * 3, strict=True)])
-    torch.testing.assert_close(batch, singles, rtol=1e-5, atol=1e-4)
+    # float32 sums in another order: relative differences up to 5e-5 seen on AMD EPYC
+    torch.testing.assert_close(batch, singles, rtol=2e-4, atol=1e-4)
     for i in range(3):
         assert rel_l2(batch[i], expected[i]) < 2e-3
 
@@ -167,4 +168,5 @@ def test_a_large_batch_is_marched_in_ray_blocks_like_single_renders(subject):
     with torch.no_grad():
         batch = fast(pose_from_zxy(rots, xyzs))
         singles = torch.cat([fast(pose_from_zxy([r], [t])) for r, t in zip(rots, xyzs, strict=True)])
-    torch.testing.assert_close(batch, singles, rtol=1e-5, atol=1e-4)
+    # float32 sums in another order: relative differences up to 5e-5 seen on AMD EPYC
+    torch.testing.assert_close(batch, singles, rtol=2e-4, atol=1e-4)

@@ -88,12 +88,14 @@ def test_evaluate_and_replay(sample_viewer, qtbot, artifacts):
     ev.pred_source.value = "result file (result.json)"
     ev.true_source.value = "X-ray metadata 'true_pose'"
     # the replay: a time axis of DRRs along the trajectory
+    frames = min(6, len(result.trajectory))  # LM may converge in fewer steps than 6
+    assert frames >= 3
     ev.n_frames.value = 6
     ev.replay_button.native.click()
     qtbot.waitUntil(lambda: f"{xray.name} replay" in viewer.layers, timeout=120_000)
     _settle(qtbot, ev)
     replay = viewer.layers[f"{xray.name} replay"]
-    assert replay.data.ndim == 3 and replay.data.shape[0] == 6 and replay.data.dtype == np.float32
+    assert replay.data.ndim == 3 and replay.data.shape[0] == frames and replay.data.dtype == np.float32
     assert not np.allclose(replay.data[0], replay.data[-1])
 
 

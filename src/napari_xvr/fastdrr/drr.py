@@ -19,12 +19,14 @@ class FastDRR(DRR):
     is analytic.  ``samples_per_slice="auto"`` samples each slice once when the rays cross it
     steeply (at most ``OBLIQUE`` voxels of in-slice travel per slice) and twice otherwise, which
     keeps the image within 1e-3 (relative L2) of DiffDRR's.  Channel masks (``mask_to_channels``)
-    and renderer keyword arguments fall back to DiffDRR's trilinear renderer.
+    and renderer keyword arguments fall back to DiffDRR's trilinear renderer.  Its arguments and
+    their defaults are DiffDRR's (``reverse_x_axis=True``); napari-xvr's own defaults (xvr's
+    ``reverse_x_axis=False``) come in through :func:`napari_xvr.render.make_drr`.
     """
 
     def __init__(self, subject, sdd: float, height: int, delx: float, width: int | None = None,
                  dely: float | None = None, x0: float = 0.0, y0: float = 0.0,
-                 reverse_x_axis: bool = False, voxel_shift: float = 0.5,
+                 reverse_x_axis: bool = True, voxel_shift: float = 0.5,
                  samples_per_slice: int | str = "auto", slab_mm: float = 0.0, **kwargs):
         kwargs.pop("renderer", None)
         super().__init__(subject, sdd, height, delx, width, dely, x0, y0,

@@ -299,17 +299,19 @@ class RegisterWidget(Container):
             self.status.value = (f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
                                  f"({event.height} x {event.width} px{starts})")
         elif isinstance(event, Progress):
+            if self.result is not None:
+                return  # a late progress event must not replace the final overlay and status
             self.similarities.extend(zip(event.itrs, event.similarities, strict=True))
             x, y = np.array(self.similarities).T
             self.plot.set_lines({"similarity": (x, y)})
-            if self._pbar is not None:
-                self._pbar.update(max(0, event.total_itr + 1 - self._pbar.n))
             if event.drr is not None:
                 self._show_overlay(event.drr, event.stage_shape)
             r = event.params
             self.status.value = (f"stage {event.stage}/{event.n_stages} itr {event.total_itr}: "
                                  f"sim {event.similarities[-1]:.4f}  rot ({r[0]:.1f}, {r[1]:.1f}, "
                                  f"{r[2]:.1f})  xyz ({r[3]:.1f}, {r[4]:.1f}, {r[5]:.1f})")
+            if self._pbar is not None:  # last: napari's progress bar processes pending events
+                self._pbar.update(max(0, event.total_itr + 1 - self._pbar.n))
         elif isinstance(event, Finished):
             self._on_result(event)
         elif isinstance(event, Failed):
