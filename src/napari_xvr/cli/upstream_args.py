@@ -1,6 +1,7 @@
 """Upstream xvr 0.1.0's command lines, accepted unchanged by `xvr register ...`.
 
-xvr 0.1.0 (cyclopts) spells options in kebab case (`--n-itrs`; see :func:`._help.option`), takes
+xvr 0.1.0 (cyclopts) spells options in kebab case (`--n-itrs`: hidden aliases, see
+:func:`.aliases.kebab_aliases`), takes
 the X-rays with `--files A B ...`, the volume with `--imagepath`, the mask with `--labelpath`, the
 output with `--savepath`, lists as separate words (`--scales 24 12 6`), and the checkpoint
 (`model`, `restart`) or the pose (`fixed`: rot then xyz) as positional arguments. This module
@@ -15,6 +16,7 @@ import click
 
 from ..errors import XvrInputError
 from ._help import SectionedCommand
+from .aliases import kebab_aliases
 
 RENAMES = {"--imagepath": "--volume", "--labelpath": "--mask", "--savepath": "--outpath"}
 LISTS = {"--scales", "--n-itrs", "--n_itrs", "--labels", "--patience"}
@@ -96,6 +98,10 @@ def translate(command: click.Command, args: list[str]) -> list[str]:
 
 class UpstreamCompatibleCommand(SectionedCommand):
     """A sectioned command that also parses xvr 0.1.0's spellings (see :func:`translate`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        kebab_aliases(self)
 
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, translate(self, list(args)))
