@@ -108,7 +108,8 @@ OPTIMIZER = (
     click.option("--n_itrs", type=str, default=None,
            help="Maximum iterations at each scale (comma-separated). Default: "
            f"{DEFAULT_ITRS['lm']} for lm (it stops on convergence), "
-           f"{DEFAULT_ITRS['adam']} for adam (xvr: 500 at its one scale)"),
+           f"{DEFAULT_ITRS['adam']} for adam (xvr: 500 at its one scale); with other --scales, "
+           "the first of these per scale (the last repeated)"),
     click.option("--metric", type=click.Choice(METRICS), default=D["metric"].ours, show_default=True,
            help="Image similarity, as xvr's: gmncc = beta x mNCC + (1 - beta) x gradient-NCC; "
            "mncc or gncc alone"),

@@ -150,6 +150,7 @@ def register(
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
             intr = stage_intrinsics(full, scale, options.crop)
             set_intrinsics(drr, intr)
+            _set_slab(drr, options.slab_mm if scale > 1 else 0.0)  # full resolution: every slice
             prep = _preparer((intr.height, intr.width), options.equalize)
             fixed = prep(img)
             stage = _lm_stage if options.optimizer == "lm" else _adam_stage

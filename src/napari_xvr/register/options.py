@@ -15,6 +15,13 @@ DEFAULT_ITRS = defaults.N_ITRS
 _R = defaults.reg
 
 
+def default_itrs(optimizer: str, scales: str) -> str:
+    """The optimiser's iteration caps, one per scale: the first ones, the last repeated if more."""
+    caps = DEFAULT_ITRS[optimizer].split(",")
+    n = max(1, len([s for s in str(scales).split(",") if s.strip()]))
+    return ",".join(caps[:n] + caps[-1:] * (n - len(caps)))
+
+
 @dataclass
 class RegistrationOptions:
     """Everything the optimiser needs besides images, volume and initial pose.
@@ -56,7 +63,7 @@ class RegistrationOptions:
         if self.optimizer not in OPTIMIZERS:
             raise XvrInputError(f"--optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
         if self.n_itrs is None or not str(self.n_itrs).strip():
-            self.n_itrs = DEFAULT_ITRS[self.optimizer]
+            self.n_itrs = default_itrs(self.optimizer, self.scales)
         if not self.slab_mm >= 0:
             raise XvrInputError(f"--slab_mm {self.slab_mm}: give a thickness >= 0 (0 turns slabs off)")
         if self.multistart < 0 or not self.multistart_rot >= 0 or not self.multistart_xyz >= 0:
