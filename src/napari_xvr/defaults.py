@@ -41,7 +41,7 @@ REGISTER: dict[str, Default] = {
     "optimizer": Default(
         "lm", "adam",
         why="Levenberg-Marquardt on the 6 pose parameters: 3-10 evaluations per scale instead of "
-        "40-150, 13-15x faster than xvr's defaults at lower mTRE (see *Performance*); "
+        "40-150, 7.6x faster than Adam at the same scales and accuracy (see *Performance*); "
         "`--optimizer adam` is xvr's, with its `--lr_rot --lr_xyz --patience --threshold "
         "--max_n_plateaus --lr_reduce_factor`"),
     "scales": Default(

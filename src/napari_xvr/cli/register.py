@@ -92,7 +92,7 @@ OPTIMIZER = (
     click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D["optimizer"].ours,
            show_default=True,
            help="lm: Levenberg-Marquardt on the 6 pose parameters (3-10 iterations per "
-           "scale; on the benchmark 13-15x faster than xvr's defaults at lower mTRE); adam: "
+           "scale; on the benchmark 7.6x faster than adam at the same accuracy); adam: "
            "xvr's Adam with ReduceLROnPlateau (uses --lr_rot, --lr_xyz, --lr_reduce_factor, "
            "--patience, --threshold, --max_n_plateaus). From starts more than ~15 deg / 50 mm "
            "off, add --multistart 8"),
