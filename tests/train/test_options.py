@@ -155,7 +155,7 @@ def test_cli_on_off_forms_and_kebab_aliases():
 def test_n_points_is_a_hidden_alias_of_n_samples(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_train(config):
+    def fake_train(config, overwrite=False):
         seen["config"] = config
         return iter(())
 

@@ -21,7 +21,8 @@ from ._help import CONTEXT
 @click.option("--renderer", type=str, default=None,
               help="Registration renderer (default: the register commands' default)")
 @click.option("--verbose", type=click.IntRange(0, 3), default=1, show_default=True)
-def demo(outpath, n_xrays, seed, device, renderer, verbose):
+@click.option("--overwrite/--no-overwrite", default=False, help="Replace the results of an earlier demo in -o")
+def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite):
     """Make synthetic X-ray DICOMs of the bundled chest CT, `register dicom` them, print errors.
 
     The X-rays are rendered with Siddon's method from the full-resolution CT at random C-arm
@@ -51,7 +52,7 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose):
     if renderer:
         spec.renderer = renderer
     events = register_files([cases], spec, DicomInitializer(), out / "results", RegistrationOptions(),
-                            Preprocessing())
+                            Preprocessing(), overwrite=overwrite)
     written = run_with_progress(events, verbose)
     fiducials = np.asarray(truth["fiducials_mm"])
     errors, seconds = [], []

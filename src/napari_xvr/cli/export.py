@@ -59,7 +59,7 @@ def _targets(results, outpath: Path, fmt: str, ext: str) -> list[tuple[str, dict
               ".pth lacks)")
 @click.option("--orientation", type=click.Choice(["AP", "PA"]), default=None,
               help="C-arm frame of the pose (itk; default: the result's, AP for an xvr .pth)")
-@click.option("--overwrite", is_flag=True, help="Replace existing output files")
+@click.option("--overwrite/--no-overwrite", default=False, help="Replace existing output files")
 def export(result, fmt, outpath, itk_ext, volume, orientation, overwrite):
     """Export registration RESULTs (folders, result.json or xvr .pth) for other tools."""
     from ..errors import XvrInputError

@@ -148,6 +148,9 @@ LOGGING = (
     click.option("--saveplot/--no-saveplot", default=D["saveplot"].ours,
            help="Also save the PNGs of --saveimg and registration.gif, the optimisation replayed "
            "(xvr: a plot and a GIF beside the result)"),
+    click.option("--overwrite/--no-overwrite", default=False,
+                 help="Replace existing results in -o (otherwise an X-ray whose result folder "
+                 "exists is refused before any work starts)"),
     click.option("--verbose", type=click.IntRange(0, 3), default=D["verbose"].ours, show_default=True,
            help="0 silent, 1 progress bars, 2 a line per stage, 3 a line per iteration"),
 )
@@ -188,6 +191,7 @@ def _run(initializer, kw):
         Preprocessing(kw["subtract_background"], kw["linearize"], reducefn),
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
         kw["pattern"], kw["init_only"], kw["saveimg"] or kw["saveplot"], saveplot=kw["saveplot"],
+        overwrite=kw["overwrite"],
     )
     run_with_progress(events, kw["verbose"])
 

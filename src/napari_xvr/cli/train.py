@@ -129,6 +129,9 @@ LOGGING = (
                  help="Iterations between sample DRR/prediction images in the event stream"),
     click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
                  help="0 silent, 1 a progress bar, 2 also a line per checkpoint"),
+    click.option("--overwrite/--no-overwrite", default=False,
+                 help="Start again in an -o folder that holds a run (its checkpoints and "
+                 "losses.csv are removed); without it such a folder is refused"),
 )
 
 
@@ -151,7 +154,7 @@ def _run(events, verbose: int) -> None:
 @section("Optimizer options", *OPTIMIZER)
 @section("Checkpoint options", *CHECKPOINT)
 @section("Logging options", *LOGGING)
-def train(verbose: int, n_points: int | None, **kw) -> None:
+def train(verbose: int, n_points: int | None, overwrite: bool, **kw) -> None:
     """Train a pose regression model.
 
     One volume trains a patient-specific model; a folder of volumes pretrains a patient-agnostic
@@ -168,7 +171,7 @@ def train(verbose: int, n_points: int | None, **kw) -> None:
         kw["n_samples"] = n_points
     dist_utils.init_from_env(kw["device"])
     config = TrainConfig(**kw)
-    _run(train_events(config), verbose)
+    _run(train_events(config, overwrite=overwrite), verbose)
 
 
 @click.command(cls=SectionedCommand, context_settings=CONTEXT)
@@ -179,18 +182,27 @@ def train(verbose: int, n_points: int | None, **kw) -> None:
 )
 @section(
     "Override options",
+    click.option("-o", "--outpath", type=click.Path(), default=None,
+                 help="Continue in this folder instead of the checkpoint's own (it must not hold "
+                 "another run unless --overwrite)"),
+    click.option("--overwrite/--no-overwrite", default=False, help="Replace a run that -o already holds"),
     click.option("--device", type=str, default=None, help="Compute device (default: as trained)"),
     click.option("--n_total_itrs", type=int, default=None, help="Extend or shorten the run"),
     click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
                  help="0 silent, 1 a progress bar, 2 also a line per checkpoint"),
 )
-def restart(ckptpath, device, n_total_itrs, verbose):
-    """Restart model training from a checkpoint, exactly where it stopped."""
+def restart(ckptpath, outpath, overwrite, device, n_total_itrs, verbose):
+    """Restart model training from a checkpoint, exactly where it stopped.
+
+    The run continues in the checkpoint's own folder (or -o), whatever folder its stored
+    configuration names.
+    """
     from ..train import distributed as dist_utils
     from ..train.loop import restart as restart_events
 
     dist_utils.init_from_env(device)
-    _run(restart_events(ckptpath, device=device, n_total_itrs=n_total_itrs), verbose)
+    _run(restart_events(ckptpath, outpath=outpath, overwrite=overwrite, device=device,
+                        n_total_itrs=n_total_itrs), verbose)
 
 
 kebab_aliases(train)

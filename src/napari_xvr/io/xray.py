@@ -50,13 +50,21 @@ class XRay:
 
     @property
     def stem(self) -> str:
-        if self.path is None:
-            return "xray"
-        name = self.path.name
-        for suffix in (".dcm", ".dicom", *IMAGE_SUFFIXES):
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return name
+        return "xray" if self.path is None else xray_stem(self.path)
+
+
+def xray_stem(path) -> str:
+    """The name of an X-ray's result: its file name without the image suffix, never empty.
+
+    A file named only by its suffix (``.dcm``) keeps its name with the dot spelled out
+    (``_dcm``), so that its result can never be the output folder itself.
+    """
+    name = Path(path).name
+    for suffix in (".dcm", ".dicom", *IMAGE_SUFFIXES):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)] or name.replace(".", "_")
+            break
+    return name if name not in ("", ".", "..") else name.replace(".", "_") or "xray"
 
 
 def check_reducefn(reducefn) -> str | int:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import glob
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from diffdrr.pose import RigidTransform
 from .. import defaults
 from ..errors import XvrInputError
 from ..io.volume import parse_labels, read_volume
-from ..io.xray import XRay, read_xray
+from ..io.xray import XRay, read_xray, xray_stem
 from ..render import make_drr
 from .engine import Preprocessing, StopToken, register
 from .events import Done
@@ -81,6 +83,36 @@ def collect_xrays(items: Sequence, pattern: str = "*.dcm") -> list[Path]:
     return paths
 
 
+def plan_outputs(paths: Sequence[Path], outpath: Path, overwrite: bool = False) -> list[Path]:
+    """One result folder per X-ray, decided before any work: distinct inputs never share one.
+
+    The folder is ``outpath/<stem>``; X-rays with the same stem from different folders get
+    ``<parent>_<stem>`` (then a number). An existing result is refused unless `overwrite`.
+    """
+    stems = [xray_stem(p) for p in paths]
+    names = []
+    for path, stem in zip(paths, stems, strict=True):
+        name = stem if stems.count(stem) == 1 else f"{path.resolve().parent.name}_{stem}"
+        base, n = name, 1
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.append(name)
+    folders = [outpath / name for name in names]
+    existing = [f for f in folders if f.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise XvrInputError(
+            f"-o {outpath}: {existing[0]}{more} already hold(s) a result; pass --overwrite to "
+            "replace them, or choose another -o"
+        )
+    clash = [f for f in folders if f.exists() and not f.is_dir()]
+    if clash:
+        raise XvrInputError(f"{clash[0]} is a file where a result folder would go; move it or "
+                            "choose another -o")
+    return folders
+
+
 def register_files(
     xrays: Sequence,
     spec: VolumeSpec,
@@ -94,6 +126,7 @@ def register_files(
     saveimg: bool = False,
     stop: StopToken | None = None,
     saveplot: bool = False,
+    overwrite: bool = False,
 ) -> Iterator:
     """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events.
 
@@ -107,6 +140,10 @@ def register_files(
     if outpath.exists() and not outpath.is_dir():
         raise XvrInputError(f"-o {outpath}: is a file; give a folder for the results")
     paths = collect_xrays(xrays, pattern)
+    folders = plan_outputs(paths, outpath, overwrite)
+    for folder in folders:  # what a killed earlier write of these results left behind
+        for stale in folder.parent.glob(f".{glob.escape(folder.name)}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def load(path: Path) -> XRay:
         return read_xray(path, preprocessing.reducefn, **(intrinsic_overrides or {}))
@@ -123,7 +160,7 @@ def register_files(
     drr = make_drr(subject, first, spec.renderer, spec.reverse_x_axis,
                    spec.voxel_shift, spec.device, **spec.drr_kwargs)
     describe = getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})
-    for index, (path, init) in enumerate(zip(paths, inits, strict=True)):
+    for index, (path, init, target) in enumerate(zip(paths, inits, folders, strict=True)):
         if stop.stopped:
             break
         xray = load(path)
@@ -136,7 +173,7 @@ def register_files(
             if isinstance(event, Done):
                 result = event.result
             yield event
-        folder = write_result(result, outpath / xray.stem, saveimg=saveimg)
+        folder = write_result(result, target, saveimg=saveimg)
         if saveplot and result.trajectory:
             from ..animate import animate_result
 

@@ -10,11 +10,14 @@ and adaptive gradient clipping.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
+import io
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from diffdrr.pose import RigidTransform
 from ..device import pick_device
 from ..errors import XvrInputError
 from ..geometry import Intrinsics
-from ..io.atomic import output_error
+from ..io.atomic import atomic_write_text, output_error
 from ..register.engine import StopToken
 from ..register.similarity import standardize
 from . import distributed as dist_utils
@@ -132,8 +135,10 @@ def _tuplify(value):
 class Trainer:
     """Everything one training run holds; :meth:`run` is the event generator."""
 
-    def __init__(self, config: TrainConfig, resume: dict | None = None, resume_path=None):
+    def __init__(self, config: TrainConfig, resume: dict | None = None, resume_path=None,
+                 overwrite: bool = False):
         self.config = config
+        self.overwrite = overwrite
         self.notes: list[str] = []
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.device = dist_utils.local_device(pick_device(config.device))
@@ -142,6 +147,17 @@ class Trainer:
         self.outpath = Path(config.outpath)
         if self.outpath.exists() and not self.outpath.is_dir():
             raise XvrInputError(f"-o {self.outpath}: is a file; give a folder for checkpoints")
+        self.previous_log = None if resume_path is None else Path(resume_path).parent / "losses.csv"
+        continuing = resume_path is not None and _same_folder(Path(resume_path).parent, self.outpath)
+        run_files = [] if continuing else run_files_in(self.outpath)
+        if run_files and not overwrite:
+            shown = ", ".join(p.name for p in run_files[:3]) + (" ..." if len(run_files) > 3 else "")
+            raise XvrInputError(
+                f"-o {self.outpath}: already holds a training run ({shown}); continue it with "
+                f"`xvr restart -c {self.outpath}`, pass --overwrite to start again there, or "
+                "choose another -o"
+            )
+        self._replaced = run_files
         self.volumes = VolumeSet(config.volpath, config.maskpath, config.orientation,
                                  config.patch_size, config.sample_weights)
         if config.frame_center_ras is None:
@@ -367,17 +383,28 @@ class Trainer:
         return path
 
     def _open_csv(self):
+        """losses.csv, kept up to the resumed iteration (rewritten atomically), then appended to.
+
+        A kill or a full disk at any moment leaves the rows up to the last flushed one; a restart
+        drops the rows of iterations after its checkpoint.
+        """
         path = self.outpath / "losses.csv"
+        source = self.previous_log if self.previous_log is not None else path
         rows = []
-        if self.start_itr > 0 and path.exists():
-            with path.open(newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["itr"]) < self.start_itr]
-        handle = path.open("w", newline="")
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        if self.start_itr > 0 and source.is_file():
+            with source.open(newline="") as handle:
+                rows = [r for r in csv.DictReader(handle)
+                        if r.get("itr", "").strip().isdigit() and int(r["itr"]) < self.start_itr]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        handle.flush()
-        return handle, writer
+        atomic_write_text(path, text.getvalue())
+        try:
+            handle = path.open("a", newline="")
+        except OSError as err:
+            raise output_error(path, err, atomic=False) from err
+        return handle, csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
 
     def _log_row(self, handle, writer, row: dict) -> None:
         try:
@@ -389,7 +416,14 @@ class Trainer:
     # ----------------------------------------------------------------- the generator
     def run(self, stop: StopToken | None = None) -> Iterator:
         cfg, stop = self.config, stop or StopToken()
-        self.outpath.mkdir(parents=True, exist_ok=True)
+        try:
+            self.outpath.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise output_error(self.outpath, err, atomic=False) from err
+        if self.rank == 0:
+            remove_stale_temporaries(self.outpath)
+            for old in self._replaced:  # --overwrite: the user asked to start this folder again
+                old.unlink(missing_ok=True)
         lead = self.rank == 0
         handle, writer = self._open_csv() if lead else (None, None)
         wandb_run = _wandb(cfg, self.notes) if lead else None
@@ -464,13 +498,23 @@ def _wandb(cfg: TrainConfig, notes: list[str]):
                       config=cfg.to_dict(), dir=str(cfg.outpath))
 
 
-def train(config: TrainConfig, stop: StopToken | None = None) -> Iterator:
-    """Event generator for a new run (or a finetune when ``config.ckptpath`` is set)."""
-    return Trainer(config).run(stop)
+def train(config: TrainConfig, stop: StopToken | None = None, overwrite: bool = False) -> Iterator:
+    """Event generator for a new run (or a finetune when ``config.ckptpath`` is set).
+
+    An output folder that already holds a run is refused unless `overwrite` (then its
+    checkpoints and losses.csv are removed when the run starts).
+    """
+    return Trainer(config, overwrite=overwrite).run(stop)
 
 
-def restart(ckptpath, stop: StopToken | None = None, **overrides) -> Iterator:
-    """Event generator continuing the run a checkpoint (file, or folder of them) came from."""
+def restart(ckptpath, stop: StopToken | None = None, outpath=None, overwrite: bool = False,
+            **overrides) -> Iterator:
+    """Event generator continuing the run a checkpoint (file, or folder of them) came from.
+
+    The run goes on in the checkpoint's own folder (never where its stored config points: a
+    copied run must not write into the original), or in `outpath`, which must not hold another
+    run unless `overwrite`.
+    """
     from .checkpoint import latest_checkpoint
 
     path = Path(ckptpath)
@@ -479,8 +523,35 @@ def restart(ckptpath, stop: StopToken | None = None, **overrides) -> Iterator:
     ckpt = load_checkpoint(path)
     data = dict(ckpt["config"])
     data.update({k: v for k, v in overrides.items() if v is not None})
+    data["outpath"] = str(outpath if outpath is not None else path.parent)
     config = TrainConfig.from_dict(data, source=str(path))
-    return Trainer(config, resume=ckpt, resume_path=path).run(stop)
+    return Trainer(config, resume=ckpt, resume_path=path, overwrite=overwrite).run(stop)
+
+
+RUN_FILE = re.compile(r"^\d{4,}\.pth$")
+
+
+def run_files_in(folder: Path) -> list[Path]:
+    """The files of a training run in `folder`: numbered checkpoints and losses.csv."""
+    if not folder.is_dir():
+        return []
+    found = sorted(p for p in folder.iterdir() if RUN_FILE.match(p.name))
+    return found + ([folder / "losses.csv"] if (folder / "losses.csv").is_file() else [])
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files that a killed atomic write left behind (`.<name>.<random>.tmp`)."""
+    for tmp in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if tmp.is_file():
+                tmp.unlink()
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def run_training(events: Iterator) -> TrainDone:
