@@ -21,7 +21,8 @@ from ._help import CONTEXT
 @click.option("--renderer", type=str, default=None,
               help="Registration renderer (default: the register commands' default)")
 @click.option("--verbose", type=click.IntRange(0, 3), default=1, show_default=True)
-@click.option("--overwrite/--no-overwrite", default=False, help="Replace the results of an earlier demo in -o")
+@click.option("--overwrite/--no-overwrite", default=False,
+              help="Replace the results of an earlier demo in -o")
 def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite):
     """Make synthetic X-ray DICOMs of the bundled chest CT, `register dicom` them, print errors.
 
