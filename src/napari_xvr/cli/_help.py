@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is a real number: `nan` and `inf` are refused with the option's name."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float | int) and math.isfinite(value):
+            return float(value)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; give a real value", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
 
 
 class SectionedCommand(click.Command):

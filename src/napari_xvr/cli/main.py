@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -10,6 +11,14 @@ from .. import __version__
 from ..errors import XvrInputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: atomic writes clean up, whole outputs only."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 class XvrGroup(click.Group):
@@ -21,9 +30,11 @@ class XvrGroup(click.Group):
         except XvrInputError as err:
             click.echo(f"Error: {err}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("Interrupted; nothing half-written was left behind.", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as err:
+            how = "Terminated" if isinstance(err, Terminated) else "Interrupted"
+            click.echo(f"{how}; finished results are kept whole and nothing half-written was left "
+                       "behind.", err=True)
+            sys.exit(143 if isinstance(err, Terminated) else 130)
 
 
 @click.group(cls=XvrGroup, context_settings=CONTEXT)
@@ -34,6 +45,7 @@ def main():
     Train patient-specific pose regression models from DRRs and register real X-rays with
     gradient-based multiscale optimisation on a differentiable renderer (DiffDRR).
     """
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def _attach() -> None:

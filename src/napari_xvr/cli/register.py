@@ -7,7 +7,7 @@ import click
 from .. import defaults
 from ..geometry import CONVENTIONS, PARAMETERIZATIONS
 from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, RegistrationOptions
-from ._help import CONTEXT, section
+from ._help import CONTEXT, FINITE, section
 from .progress import run_with_progress
 from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
 
@@ -49,10 +49,10 @@ RENDERER = (
            help="Renderer: fast (napari-xvr's slice-wise ray marcher, DiffDRR's geometry, images "
            "within 1e-3 of DiffDRR trilinear, ~8x quicker with gradients), or DiffDRR's "
            "trilinear or siddon" + _differs("renderer")),
-    click.option("--voxel_shift", type=float, default=D["voxel_shift"].ours, show_default=True,
+    click.option("--voxel_shift", type=FINITE, default=D["voxel_shift"].ours, show_default=True,
            help="Position of voxel: 0.5 samples voxel centres (DiffDRR's default); 0 shifts the "
            "DRR by half a voxel and biases the pose by as much" + _differs("voxel_shift")),
-    click.option("--slab_mm", type=float, default=D["slab_mm"].ours, show_default=True,
+    click.option("--slab_mm", type=FINITE, default=D["slab_mm"].ours, show_default=True,
            help="fast renderer: while optimising, average the CT along the rays' main axis "
            "over slabs this thick (mm) and march slab by slab (DRRs within ~3e-3 relative "
            "L2 at C-arm poses, 2-4x quicker); 0 turns it off. The final DRRs use every slice"),
@@ -61,12 +61,12 @@ RENDERER = (
            + _differs("device")),
 )
 INTRINSICS = (
-    click.option("--sdd", type=float, default=None,
+    click.option("--sdd", type=FINITE, default=None,
            help="Source-to-detector distance in mm (overrides/supplies the header's)"),
-    click.option("--delx", type=float, default=None, help="Column pixel spacing in mm"),
-    click.option("--dely", type=float, default=None, help="Row pixel spacing in mm (default: delx)"),
-    click.option("--x0", type=float, default=None, help="Principal point x-offset in mm"),
-    click.option("--y0", type=float, default=None, help="Principal point y-offset in mm"),
+    click.option("--delx", type=FINITE, default=None, help="Column pixel spacing in mm"),
+    click.option("--dely", type=FINITE, default=None, help="Row pixel spacing in mm (default: delx)"),
+    click.option("--x0", type=FINITE, default=None, help="Principal point x-offset in mm"),
+    click.option("--y0", type=FINITE, default=None, help="Principal point y-offset in mm"),
 )
 PREPROCESSING = (
     click.option("--crop", type=int, default=D["crop"].ours, show_default=True,
@@ -101,9 +101,9 @@ OPTIMIZER = (
            "--multistart_rot deg and --multistart_xyz mm off) and go on from the best. For "
            "starts more than ~15 deg / 50 mm off: with 8, 10/10 cases under 1 mm from 25 deg / "
            "80 mm (lm alone 3/10, adam 8/10), ~2 s more per X-ray on a 2-core CPU"),
-    click.option("--multistart_rot", type=float, default=_D.multistart_rot, show_default=True,
+    click.option("--multistart_rot", type=FINITE, default=_D.multistart_rot, show_default=True,
            help="Largest offset per rotation angle (deg) of the --multistart poses"),
-    click.option("--multistart_xyz", type=float, default=_D.multistart_xyz, show_default=True,
+    click.option("--multistart_xyz", type=FINITE, default=_D.multistart_xyz, show_default=True,
            help="Largest offset per translation axis (mm) of the --multistart poses"),
     click.option("--n_itrs", type=str, default=None,
            help="Maximum iterations at each scale (comma-separated). Default: "
@@ -118,26 +118,26 @@ OPTIMIZER = (
            help="Parameterization of SO(3) for optimization"),
     click.option("--convention", type=click.Choice(CONVENTIONS), default=D["convention"].ours,
            show_default=True, help="If parameterization is Euler angles, specify order"),
-    click.option("--lr_rot", type=float, default=D["lr_rot"].ours, show_default=True,
+    click.option("--lr_rot", type=FINITE, default=D["lr_rot"].ours, show_default=True,
            help="Initial step size for rotational parameters (adam)"),
-    click.option("--lr_xyz", type=float, default=D["lr_xyz"].ours, show_default=True,
+    click.option("--lr_xyz", type=FINITE, default=D["lr_xyz"].ours, show_default=True,
            help="Initial step size for translational parameters (adam)"),
-    click.option("--lr_reduce_factor", type=float, default=D["lr_reduce_factor"].ours, show_default=True,
+    click.option("--lr_reduce_factor", type=FINITE, default=D["lr_reduce_factor"].ours, show_default=True,
            help="Factor by which to reduce the learning rate on plateau (adam)"),
     click.option("--patience", type=int, default=D["patience"].ours, show_default=True,
            help="Number of itrs without improvement before decreasing the learning rate (adam)"
            + _differs("patience")),
-    click.option("--threshold", type=float, default=D["threshold"].ours, show_default=True,
+    click.option("--threshold", type=FINITE, default=D["threshold"].ours, show_default=True,
            help="Threshold for measuring the new optimum (adam)"),
     click.option("--max_n_plateaus", type=int, default=D["max_n_plateaus"].ours, show_default=True,
            help="Number of times loss can plateau before moving to next scale (adam)"
            + _differs("max_n_plateaus")),
     click.option("--patch_size", type=int, default=D["patch_size"].ours, show_default=True,
            help="Patch size (px) of the local NCC terms"),
-    click.option("--sigma", type=float, default=D["sigma"].ours, show_default=True,
+    click.option("--sigma", type=FINITE, default=D["sigma"].ours, show_default=True,
            help="Gaussian blur (px) before the gradient NCC: a sharper gradient term locates "
            "edges, hence depth, more precisely" + _differs("sigma")),
-    click.option("--beta", type=float, default=D["beta"].ours, show_default=True,
+    click.option("--beta", type=FINITE, default=D["beta"].ours, show_default=True,
            help="Weight of mNCC vs gradient-NCC in the gmncc similarity"),
 )
 LOGGING = (

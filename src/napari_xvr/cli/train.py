@@ -6,11 +6,11 @@ import click
 
 from ..errors import XvrInputError
 from ..train.config import TrainConfig
-from ._help import CONTEXT, SectionedCommand, section
+from ._help import CONTEXT, FINITE, SectionedCommand, section
 from .aliases import kebab_aliases
 
 _D = TrainConfig(volpath="", outpath="")
-PAIR = {"type": (float, float), "required": True}
+PAIR = {"type": (FINITE, FINITE), "required": True}
 
 REQUIRED = (
     click.option("-v", "--volpath", type=click.Path(exists=True), required=True,
@@ -39,9 +39,9 @@ SAMPLING = (
     click.option("--tz", **PAIR, help="Range for z-offset (in millimeters)"),
     click.option("--batch_size", type=int, default=_D.batch_size, show_default=True,
                  help="Number of DRRs per batch"),
-    click.option("--img_threshold", type=float, default=_D.img_threshold, show_default=True,
+    click.option("--img_threshold", type=FINITE, default=_D.img_threshold, show_default=True,
                  help="Minimum fraction of foreground pixels to keep a DRR (without labelmaps)"),
-    click.option("--mask_threshold", type=float, default=_D.mask_threshold, show_default=True,
+    click.option("--mask_threshold", type=FINITE, default=_D.mask_threshold, show_default=True,
                  help="Minimum fraction of mask pixels to keep a DRR (with labelmaps)"),
     click.option("--n_samples", type=int, default=_D.n_samples, show_default=True,
                  help="Number of points sampled along each ray when rendering DRRs (trilinear)"),
@@ -52,9 +52,9 @@ SAMPLING = (
                  "geodesic loss only (fast)"),
 )
 RENDERER = (
-    click.option("--sdd", type=float, required=True, help="Source-to-detector distance (in millimeters)"),
+    click.option("--sdd", type=FINITE, required=True, help="Source-to-detector distance (in millimeters)"),
     click.option("--height", type=int, required=True, help="DRR height (in pixels)"),
-    click.option("--delx", type=float, required=True, help="DRR pixel size (in millimeters / pixel)"),
+    click.option("--delx", type=FINITE, required=True, help="DRR pixel size (in millimeters / pixel)"),
     click.option("--orientation", type=click.Choice(["AP", "PA"]), default=_D.orientation,
                  show_default=True, help="Orientation of CT volumes"),
     click.option("--reverse_x_axis/--no-reverse_x_axis", default=_D.reverse_x_axis, show_default=True,
@@ -62,7 +62,7 @@ RENDERER = (
                  "which `xvr register model` follows"),
     click.option("--renderer", type=click.Choice(["trilinear", "siddon"]), default=_D.renderer,
                  show_default=True, help="Renderer equation"),
-    click.option("--voxel_shift", type=float, default=_D.voxel_shift, show_default=True,
+    click.option("--voxel_shift", type=FINITE, default=_D.voxel_shift, show_default=True,
                  help="Position of voxel (0.5: voxel centres, as `xvr register` here)"),
     click.option("--device", type=str, default=_D.device, show_default=True,
                  help="Compute device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"),
@@ -78,9 +78,9 @@ MODEL = (
                  help="Parameterization of SO(3) for regression"),
     click.option("--convention", type=str, default=_D.convention, show_default=True,
                  help="If `parameterization='euler_angles'`, specify order"),
-    click.option("--unit_conversion_factor", type=float, default=_D.unit_conversion_factor,
+    click.option("--unit_conversion_factor", type=FINITE, default=_D.unit_conversion_factor,
                  show_default=True, help="Scale factor for translation prediction (e.g., from m to mm)"),
-    click.option("--p_augmentation", type=float, default=_D.p_augmentation, show_default=True,
+    click.option("--p_augmentation", type=FINITE, default=_D.p_augmentation, show_default=True,
                  help="Base probability of image augmentations during training"),
     click.option("--use_compile/--no-use_compile", default=_D.use_compile, show_default=True,
                  help="Compile forward pass with `max-autotune-no-cudagraphs` (CUDA only)"),
@@ -88,14 +88,14 @@ MODEL = (
                  help="Run the network in bf16 (CUDA GPUs that support it)"),
 )
 OPTIMIZER = (
-    click.option("--lr", type=float, default=_D.lr, show_default=True, help="Maximum learning rate"),
-    click.option("--weight_ncc", type=float, default=_D.weight_ncc, show_default=True,
+    click.option("--lr", type=FINITE, default=_D.lr, show_default=True, help="Maximum learning rate"),
+    click.option("--weight_ncc", type=FINITE, default=_D.weight_ncc, show_default=True,
                  help="Weight on mNCC loss term"),
-    click.option("--weight_geo", type=float, default=_D.weight_geo, show_default=True,
+    click.option("--weight_geo", type=FINITE, default=_D.weight_geo, show_default=True,
                  help="Weight on geodesic loss term"),
-    click.option("--weight_dice", type=float, default=_D.weight_dice, show_default=True,
+    click.option("--weight_dice", type=FINITE, default=_D.weight_dice, show_default=True,
                  help="Weight on Dice loss term (needs masks)"),
-    click.option("--weight_haus", type=float, default=_D.weight_haus, show_default=True,
+    click.option("--weight_haus", type=FINITE, default=_D.weight_haus, show_default=True,
                  help="Weight on Hausdorff loss term (needs masks)"),
     click.option("--n_total_itrs", type=int, default=_D.n_total_itrs, show_default=True,
                  help="Number of iterations for training the model"),

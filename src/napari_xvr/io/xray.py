@@ -167,7 +167,15 @@ def _pixels(path: Path, ds) -> np.ndarray:
         pixels = pixels.max() - pixels
     if not np.isfinite(pixels).all():
         raise XvrInputError(f"{path}: the pixel data holds NaN or infinite values; fix the image")
+    _refuse_constant(path, pixels)
     return pixels
+
+
+def _refuse_constant(path: Path, pixels: np.ndarray) -> None:
+    """An image with one value everywhere (all zero, say) has nothing to register against."""
+    if pixels.size and float(pixels.max()) == float(pixels.min()):
+        raise XvrInputError(f"{path}: every pixel is {float(pixels.min()):g}; the image is blank, give "
+                            "the X-ray itself")
 
 
 def _refuse_slice(path: Path, ds) -> None:
@@ -291,6 +299,7 @@ def _read_plain(path: Path, reducefn, overrides: dict) -> XRay:
         raise XvrInputError(f"{path}: image of shape {pixels.shape}; expected a 2D image or frames")
     if not np.isfinite(pixels).all():
         raise XvrInputError(f"{path}: the image holds NaN or infinite values; fix the image")
+    _refuse_constant(path, pixels)
     image = _reduce(pixels, reducefn, path)
     values = {k: v for k, v in overrides.items() if v is not None}
     missing = [flag for key, flag in (("sdd", "--sdd"), ("delx", "--delx")) if key not in values]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from diffdrr.pose import RigidTransform, convert
 
+from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_to_dict, pose_to_zxy
 from ..io.xray import XRay, crop_intrinsics
 from ..render import set_intrinsics
@@ -52,10 +53,27 @@ class Preprocessing:
     reducefn: str | int = "max"
 
 
+MIN_STAGE_PX = 16  # the coarsest detector: below this the NCC patches see nothing
+
+
 def stage_intrinsics(full: Intrinsics, scale: float, crop: int) -> Intrinsics:
     """Detector of a stage: `scale` is relative to the uncropped X-ray, as in xvr."""
     factor = (full.height + crop) / (scale * full.height)
     return full.rescaled(factor)
+
+
+def check_stages(options: RegistrationOptions, intrinsics: Intrinsics, where="the X-ray") -> None:
+    """Refuse, before any work, scales that leave the coarsest detector under 16 pixels."""
+    full = crop_intrinsics(intrinsics, options.crop)
+    scale = max(s for s, _ in options.scale_list())
+    coarse = stage_intrinsics(full, scale, options.crop)
+    if min(coarse.height, coarse.width) < max(MIN_STAGE_PX, options.patch_size):
+        raise XvrInputError(
+            f"{where}: --scales {options.scales} shrinks its {full.height} x {full.width} px "
+            f"detector to {coarse.height} x {coarse.width} px at scale {scale:g}; the coarsest "
+            f"stage needs at least {max(MIN_STAGE_PX, options.patch_size)} px: give smaller "
+            "scales (e.g. --scales 4,2,1)"
+        )
 
 
 def _sync(device: torch.device) -> None:
@@ -120,6 +138,8 @@ def register(
         options.crop, preprocessing.subtract_background, preprocessing.linearize
     ).to(device, dtype)
     full = crop_intrinsics(xray.intrinsics, options.crop)
+    if not init_only:
+        check_stages(options, xray.intrinsics, xray.path or "the X-ray")
     init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
     result = RegistrationResult(
         init_pose=init_pose.matrix[0].detach().cpu().double().numpy(),

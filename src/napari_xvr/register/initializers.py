@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,13 @@ def parse_triple(text, name: str) -> list[float]:
             values = [float(v) for v in str(text).replace(" ", "").split(",") if v != ""]
         except ValueError as err:
             raise XvrInputError(f"{name} {text!r}: give comma-separated numbers, e.g. 0,850,0") from err
-    return [float(v) for v in values]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError) as err:
+        raise XvrInputError(f"{name} {text!r}: give comma-separated numbers, e.g. 0,850,0") from err
+    if not all(math.isfinite(v) for v in numbers):
+        raise XvrInputError(f"{name} {text!r}: every value must be a finite number")
+    return numbers
 
 
 @dataclass
@@ -45,8 +52,16 @@ class DicomInitializer:
                 f"{xray.path}: the header lacks {', '.join(missing)}; use `xvr register fixed` "
                 "with --rot/--xyz instead"
             )
-        return carm_pose(xray.primary_angle, xray.secondary_angle, xray.source_to_patient,
-                         self.orientation)
+        sid, sdd = xray.source_to_patient, xray.intrinsics.sdd
+        if not 0 < sid < sdd:
+            raise XvrInputError(
+                f"{xray.path}: DistanceSourceToPatient (0018,1111) {sid:g} mm must be between 0 and "
+                f"DistanceSourceToDetector {sdd:g} mm; fix the header or use `xvr register fixed`"
+            )
+        if not (abs(xray.primary_angle) <= 360 and abs(xray.secondary_angle) <= 360):
+            raise XvrInputError(f"{xray.path}: PositionerPrimary/SecondaryAngle {xray.primary_angle:g}, "
+                                f"{xray.secondary_angle:g} deg are out of range (-360..360)")
+        return carm_pose(xray.primary_angle, xray.secondary_angle, sid, self.orientation)
 
     def describe(self) -> dict:
         return {"type": "dicom", "orientation": self.orientation}

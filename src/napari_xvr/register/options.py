@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 from .. import defaults
 from ..errors import XvrInputError
@@ -60,6 +61,10 @@ class RegistrationOptions:
     drr_every: int = 10
 
     def __post_init__(self):
+        for f in fields(self):  # every number that enters: a real one (the CLI refuses nan too)
+            value = getattr(self, f.name)
+            if isinstance(value, float | int) and not isinstance(value, bool) and not math.isfinite(value):
+                raise XvrInputError(f"--{f.name} {value}: give a finite number")
         if self.optimizer not in OPTIMIZERS:
             raise XvrInputError(f"--optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
         if self.n_itrs is None or not str(self.n_itrs).strip():
@@ -82,6 +87,14 @@ class RegistrationOptions:
             raise XvrInputError(f"--lr_reduce_factor {self.lr_reduce_factor}: give a number in (0, 1)")
         if self.metric not in METRICS:
             raise XvrInputError(f"--metric {self.metric!r}: use one of {', '.join(METRICS)}")
+        if not 0 <= self.beta <= 1:
+            raise XvrInputError(f"--beta {self.beta}: the mNCC weight must be in [0, 1] (default 0.5)")
+        if self.sigma < 0 or self.threshold < 0:
+            raise XvrInputError("--sigma and --threshold must be >= 0")
+        if self.patch_size < 3:
+            raise XvrInputError(f"--patch_size {self.patch_size}: give at least 3 pixels (default 9)")
+        if self.crop < 0:
+            raise XvrInputError(f"--crop {self.crop}: give the pixels to remove, >= 0")
 
     @property
     def similarity_beta(self) -> float:
@@ -98,8 +111,9 @@ class RegistrationOptions:
             itrs = [int(n) for n in str(self.n_itrs).split(",") if n.strip()]
         except ValueError as err:
             raise XvrInputError(f"--n_itrs {self.n_itrs!r}: give integers, e.g. 500,250") from err
-        if not scales or any(s <= 0 for s in scales):
-            raise XvrInputError(f"--scales {self.scales!r}: give positive numbers, e.g. 8,4")
+        if not scales or not all(math.isfinite(s) and s >= 1 for s in scales):
+            raise XvrInputError(f"--scales {self.scales!r}: give downsampling factors >= 1 "
+                                "(1 is the X-ray's own resolution), e.g. 8,4,2,1")
         if len(itrs) == 1 and len(scales) > 1:
             itrs = itrs * len(scales)
         if len(itrs) != len(scales):

@@ -19,7 +19,7 @@ from ..errors import XvrInputError
 from ..io.volume import parse_labels, read_volume
 from ..io.xray import XRay, read_xray, xray_stem
 from ..render import make_drr
-from .engine import Preprocessing, StopToken, register
+from .engine import Preprocessing, StopToken, check_stages, register
 from .events import Done
 from .options import RegistrationOptions
 from .result import write_result
@@ -153,6 +153,8 @@ def register_files(
     inits, first = [], None
     for path in paths:
         xray = load(path)
+        if not init_only:
+            check_stages(options, xray.intrinsics, path)
         inits.append(initializer(xray))
         if first is None:
             first = xray.intrinsics

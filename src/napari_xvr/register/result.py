@@ -123,11 +123,42 @@ def read_result(path) -> dict:
     if not file.is_file():
         raise XvrInputError(f"{path}: no result.json here; give a result folder or its result.json")
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise XvrInputError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start}); the file "
+                            "is damaged, write the result again") from err
     except (OSError, json.JSONDecodeError) as err:
         raise XvrInputError(f"{file}: not valid JSON ({err})") from err
-    if "init_pose" not in data:
-        raise XvrInputError(f"{file}: not a napari-xvr result (no 'init_pose')")
+    if not isinstance(data, dict) or "init_pose" not in data:
+        raise XvrInputError(f"{file}: not a napari-xvr result (a JSON object with 'init_pose')")
+    return validate_result(data, file)
+
+
+def validate_result(data: dict, file) -> dict:
+    """The fields that other code trusts: poses (4x4 rigid, finite) and intrinsics (in range)."""
+    for key in ("init_pose", "final_pose"):
+        pose = data.get(key)
+        if pose is None and key == "final_pose":
+            continue
+        if not isinstance(pose, dict):
+            raise XvrInputError(f"{file}: {key!r} must be an object with a 'matrix'")
+        try:
+            pose_from_dict(pose)
+        except (XvrInputError, ValueError, TypeError) as err:
+            raise XvrInputError(f"{file}: {key}: {err}") from err
+    intrinsics = data.get("intrinsics")
+    if intrinsics is not None:
+        if not isinstance(intrinsics, dict):
+            raise XvrInputError(f"{file}: 'intrinsics' must be an object (sdd, height, width, ...)")
+        try:
+            Intrinsics(**intrinsics)
+        except (TypeError, ValueError) as err:
+            raise XvrInputError(f"{file}: intrinsics: {err}") from err
+        except XvrInputError as err:
+            raise XvrInputError(f"{file}: {err}") from err
+    for key in ("inputs", "preprocessing", "options"):
+        if not isinstance(data.get(key, {}), dict):
+            raise XvrInputError(f"{file}: {key!r} must be an object")
     return data
 
 

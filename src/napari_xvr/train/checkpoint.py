@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -83,7 +84,23 @@ def model_spec(config: dict, source="checkpoint") -> dict:
         spec[key] = config.get(key, default) if config.get(key) is not None else default
     if spec["parameterization"] != "euler_angles":
         spec["convention"] = config.get("convention")
-    spec["height"], spec["sdd"], spec["delx"] = int(spec["height"]), float(spec["sdd"]), float(spec["delx"])
+    for key, kind, low, high in (("height", int, 16, 4096), ("sdd", float, 1e-3, 1e5),
+                                 ("delx", float, 1e-4, 1e3), ("unit_conversion_factor", float, 1e-9, 1e9)):
+        try:
+            value = kind(spec[key])
+        except (TypeError, ValueError, OverflowError) as err:
+            raise XvrInputError(f"{source}: the checkpoint's config has {key}={spec[key]!r}, not a "
+                                "number; the file is damaged or not a pose regressor") from err
+        if not (math.isfinite(value) and low <= value <= high) or (kind is int and value != spec[key]):
+            raise XvrInputError(f"{source}: the checkpoint's config has {key}={spec[key]!r}, outside "
+                                f"{low:g}..{high:g}; the file is damaged or not a pose regressor")
+        spec[key] = value
+    from ..geometry import PARAMETERIZATIONS
+
+    if spec["parameterization"] not in PARAMETERIZATIONS or not isinstance(spec["model_name"], str):
+        raise XvrInputError(f"{source}: the checkpoint's config has parameterization "
+                            f"{spec['parameterization']!r} / model_name {spec['model_name']!r}; "
+                            "the file is damaged or not a pose regressor")
     spec["frame_center_ras"] = config.get("frame_center_ras")
     return spec
 
