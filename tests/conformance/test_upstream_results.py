@@ -129,7 +129,7 @@ def _bad_files(folder):
     pickled = folder / "pickled.pth"
     torch.save({"detector": {"sdd": 1.0}, "final_pose": torch.eye(4), "init_pose": torch.eye(4),
                 "extra": np.dtype("float32").type}, pickled)
-    return {garbage: "not a torch .pth archive", checkpoint: "not an xvr registration result",
+    return {garbage: "not a torch.save archive", checkpoint: "not an xvr registration result",
             pickled: "refused to load"}
 
 

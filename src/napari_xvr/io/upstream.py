@@ -10,8 +10,6 @@ tensors and plain Python values is ever unpickled.
 from __future__ import annotations
 
 import io
-import pickle
-import re
 import zipfile
 from pathlib import Path
 
@@ -20,11 +18,11 @@ import torch
 
 from ..errors import XvrInputError
 from .atomic import atomic_write_bytes
+from .torchfile import load_torch_file
 
 SOURCE = "xvr 0.1.0 .pth"
 DETECTOR_KEYS = ("sdd", "height", "width", "delx", "dely", "reverse_x_axis")
 REQUIRED_KEYS = ("detector", "init_pose", "final_pose")
-_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 def looks_like_upstream_result(path) -> bool:
@@ -43,22 +41,7 @@ def looks_like_upstream_result(path) -> bool:
 def load_upstream(path) -> dict:
     """The checked dict of an upstream .pth (poses as float32 1x4x4 tensors)."""
     path = Path(path)
-    if not path.is_file():
-        raise XvrInputError(f"{path}: no such file; give a .pth written by xvr register")
-    if not zipfile.is_zipfile(path):
-        raise XvrInputError(f"{path}: not a torch .pth archive (not a zip file); give the .pth "
-                            "that xvr register wrote")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = _GLOBAL.search(str(err))
-        what = f"the Python object {found.group(1)}" if found else "objects other than tensors"
-        raise XvrInputError(f"{path}: refused to load, it needs unpickling {what}; an xvr "
-                            "registration .pth holds only tensors and numbers (is it a model "
-                            "checkpoint?)") from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise XvrInputError(f"{path}: cannot read this .pth ({reason}); it may be truncated") from err
+    data = load_torch_file(path, str(path), "a registration result .pth that xvr register wrote")
     _check(path, data)
     return data
 

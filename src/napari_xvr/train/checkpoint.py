@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime
 import io
 import math
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 
 from ..errors import XvrInputError
 from ..io.atomic import atomic_write_bytes
+from ..io.torchfile import load_torch_file
 
 FORMAT = "napari-xvr-checkpoint/1"
 SAFE_GLOBALS = [datetime.datetime]
@@ -40,23 +39,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if path.is_dir():
         path = latest_checkpoint(path)
-    if not path.is_file():
+    if not path.exists():
         raise XvrInputError(f"-c {path}: no such checkpoint file or folder")
-    if not zipfile.is_zipfile(path):
-        raise XvrInputError(f"-c {path}: not a readable PyTorch checkpoint (not a torch.save zip file; "
-                            "truncated or another format)")
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if "global" in ln.lower()]
-        first = lines[0] if lines else str(err).strip().splitlines()[0]
-        raise XvrInputError(
-            f"-c {path}: refusing to unpickle objects outside the allow-list ({first}); "
-            "re-save the checkpoint with plain tensors, numbers, strings and dicts"
-        ) from err
-    except Exception as err:  # truncated, not a torch file, wrong zip, ...
-        raise XvrInputError(f"-c {path}: not a readable PyTorch checkpoint ({err})") from err
+    ckpt = load_torch_file(path, f"-c {path}", "a pose-regressor checkpoint (napari-xvr's or xvr's)",
+                           SAFE_GLOBALS)
     validate(ckpt, path)
     return ckpt
 
