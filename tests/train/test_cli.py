@@ -67,7 +67,8 @@ def test_cli_errors_are_one_line(tmp_path, train_volume):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     run = subprocess.run([XVR, "restart", "-c", str(tmp_path / "bad.pth")], env=ENV, capture_output=True,
                          encoding="utf-8", errors="replace", timeout=120)
-    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "not a torch.save archive" in run.stderr
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0
+    assert "not a torch.save archive" in run.stderr
     ct, _ = train_volume
     run = subprocess.run([XVR, "train", "-v", str(ct), "-o", str(tmp_path / "o"),
                           *cli_args({**TINY, "parameterization": "rotation_7d"})],
