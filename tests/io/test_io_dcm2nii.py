@@ -123,3 +123,33 @@ def test_errors_are_one_line_exit_2(ct_series, tmp_path, make_args, message):
 def test_missing_outpath_is_usage_error(ct_series):
     code, _, stderr = _cli("dcm2nii", ct_series)
     assert code == 2 and "Missing argument 'OUTPATH'" in stderr
+
+
+def test_a_full_disk_is_an_error_and_leaves_nothing(ct_series, tmp_path):
+    """RLIMIT_FSIZE makes every write past 100 kB fail, as a full disk does: ITK says so only on
+    stderr, so the written file is read back; exit 2, no output, no temporary."""
+    import resource
+
+    out = tmp_path / "ct.nii"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    exe = Path(sys.executable).with_name("xvr")
+    done = subprocess.run([str(exe), "dcm2nii", str(ct_series), str(out)], capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=120, preexec_fn=limit)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Wrote" not in done.stdout and "Traceback" not in done.stderr
+    assert "could not write" in done.stderr or "cannot write the volume" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_output_is_kept_unless_overwrite(ct_series, tmp_path):
+    out = tmp_path / "ct.nii.gz"
+    out.write_bytes(b"the user's earlier file")
+    code, _, err = _cli("dcm2nii", ct_series, out)
+    assert code == 2 and "already exists; pass --overwrite" in err
+    assert out.read_bytes() == b"the user's earlier file"
+    code, _, err = _cli("dcm2nii", ct_series, out, "--overwrite")
+    assert code == 0, err
+    _assert_same(sitk.ReadImage(str(out)), _series_image(ct_series))

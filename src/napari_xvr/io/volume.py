@@ -13,7 +13,7 @@ import torch
 import torchio as tio
 from diffdrr.data import read as diffdrr_read
 
-from ..errors import XvrInputError
+from ..errors import XvrInputError, XvrOutputError
 from ._messages import one_line
 from .atomic import _check_parent, _umask
 
@@ -425,6 +425,25 @@ def read_volume(
         raise XvrInputError(f"{where}: DiffDRR cannot use this volume ({one_line(err)})") from err
 
 
+def _verify_written(image, tmp: Path, path: Path) -> None:
+    """Read the written file back: the same size, spacing, origin and voxels, or an error."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    try:
+        back = sitk.ReadImage(str(tmp))
+        same = (back.GetSize() == image.GetSize()
+                and np.allclose(back.GetSpacing(), image.GetSpacing())
+                and np.allclose(back.GetOrigin(), image.GetOrigin())
+                and np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image)))
+    except RuntimeError:
+        same = False
+    if not same:
+        raise XvrOutputError(f"could not write {path}: the written file does not read back whole "
+                             "(disk full or a size limit?); free some space or choose another "
+                             "output; nothing half-written was left behind")
+
+
 def write_volume(image, path) -> Path:
     """Write a SimpleITK image to .nii/.nii.gz/.nrrd/.mha atomically (temp file + rename)."""
     import SimpleITK as sitk
@@ -442,6 +461,7 @@ def write_volume(image, path) -> Path:
     tmp = path.with_name(f".{path.name[: -len(suffix)]}.{os.getpid()}.tmp{suffix}")
     try:
         sitk.WriteImage(image, str(tmp), useCompression=suffix != ".nii")
+        _verify_written(image, tmp, path)  # ITK reports some failed writes only on stderr
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException as err:
