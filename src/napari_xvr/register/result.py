@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -45,7 +46,7 @@ class RegistrationResult:
 
     def to_json(self) -> dict:
         final = None if self.final_pose is None else pose_to_dict(pose_from_matrix(self.final_pose))
-        return {
+        data = {
             "napari_xvr_result": RESULT_VERSION,
             "pose_convention": "4x4 matrix rendered by diffdrr.drr.DRR (camera->world, mm); "
             "rotation_deg_zxy = ZXY Euler angles in degrees; translation_mm as in DiffDRR",
@@ -62,6 +63,8 @@ class RegistrationResult:
             "stopped_early": bool(self.stopped),
             "multistart": self.multistart,
         }
+        data["pose_sha256"] = pose_digest(data)
+        return data
 
     def trajectory_csv(self) -> str:
         out = io.StringIO()
@@ -134,6 +137,12 @@ def read_result(path) -> dict:
     return validate_result(data, file)
 
 
+def pose_digest(data: dict) -> str:
+    """SHA-256 of a result's two pose matrices as written in its JSON."""
+    matrices = [None if data.get(k) is None else data[k].get("matrix") for k in ("init_pose", "final_pose")]
+    return hashlib.sha256(json.dumps(matrices).encode()).hexdigest()
+
+
 def validate_result(data: dict, file) -> dict:
     """The fields that other code trusts: poses (4x4 rigid, finite) and intrinsics (in range)."""
     for key in ("init_pose", "final_pose"):
@@ -159,6 +168,10 @@ def validate_result(data: dict, file) -> dict:
     for key in ("inputs", "preprocessing", "options"):
         if not isinstance(data.get(key, {}), dict):
             raise XvrInputError(f"{file}: {key!r} must be an object")
+    recorded = data.get("pose_sha256")
+    if recorded is not None and recorded != pose_digest(data):
+        raise XvrInputError(f"{file}: its poses do not match the checksum written with them; the file "
+                            "is damaged (if you edited a pose on purpose, delete 'pose_sha256')")
     return data
 
 

@@ -8,6 +8,7 @@ and a config dict) load too: only ``datetime.datetime`` is allow-listed for unpi
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import math
 from pathlib import Path
@@ -27,10 +28,22 @@ MODEL_DEFAULTS = {"convention": "ZXY", "norm_layer": "groupnorm", "unit_conversi
                   "orientation": "AP", "reverse_x_axis": False}
 
 
+def weights_digest(state_dict: dict) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes (what the network computes with)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path, state: dict) -> Path:
-    """Serialise `state` in memory, then write it in one atomic replace."""
+    """Serialise `state` in memory with the weights' checksum, then write it in one atomic replace."""
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
+    digest = weights_digest(state["model_state_dict"]) if "model_state_dict" in state else None
+    torch.save({"format": FORMAT, **state, "weights_sha256": digest}, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -44,6 +57,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     ckpt = load_torch_file(path, f"-c {path}", "a pose-regressor checkpoint (napari-xvr's or xvr's)",
                            SAFE_GLOBALS)
     validate(ckpt, path)
+    recorded = ckpt.get("weights_sha256")
+    if recorded is not None and recorded != weights_digest(ckpt["model_state_dict"]):
+        raise XvrInputError(f"-c {path}: the weights do not match the checksum recorded when it was "
+                            "saved; the file is damaged (use an earlier checkpoint or copy it again)")
     return ckpt
 
 
