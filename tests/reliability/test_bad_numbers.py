@@ -13,6 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from napari_xvr.cli import main
+from napari_xvr.errors import XvrInputError
 
 REFUSED = "Error"
 
@@ -190,3 +191,25 @@ def test_a_copy_of_the_sample_folder_is_untouched(synthetic_cases, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
     assert sorted(p.name for p in copy.glob("*.dcm")) == sorted(f"{n}.dcm" for n in truth["cases"])
+
+
+@pytest.mark.parametrize("kw,words", [
+    ({"weight_ncc": float("nan")}, "--weight_ncc nan"),
+    ({"r1": (float("nan"), 1.0)}, "--r1 nan 1"),
+    ({"lr": float("inf")}, "--lr inf"),
+])
+def test_training_config_from_python_is_checked_too(kw, words):
+    from napari_xvr.train.config import TrainConfig
+
+    with pytest.raises(XvrInputError, match=words):
+        TrainConfig(volpath="ct.nii.gz", outpath="run", **kw)
+
+
+def test_unknown_norm_layer_and_a_short_warmup():
+    from napari_xvr.train.loop import lr_factor
+    from napari_xvr.train.network import PoseRegressor
+
+    with pytest.raises(XvrInputError, match="--norm_layer 'groupnorm7' is not a timm norm layer"):
+        PoseRegressor("test_resnet", "euler_angles", "ZXY", False, 32, "groupnorm7", 1000.0)
+    # n_warmup_itrs < n_grad_accum_itrs: a warm-up of half a step never goes above --lr
+    assert lr_factor(0, 0.5, 100) == 1.0 and lr_factor(0, 4, 100) == 0.25

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -18,6 +19,8 @@ def _pair(value, name: str) -> tuple[float, float]:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError) as err:
         raise XvrInputError(f"--{name} {value!r}: give two numbers, e.g. --{name} -30 30") from err
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise XvrInputError(f"--{name} {lo:g} {hi:g}: give two finite numbers")
     if hi < lo:
         raise XvrInputError(f"--{name} {lo:g} {hi:g}: the first value must be <= the second")
     return lo, hi
@@ -94,6 +97,10 @@ class TrainConfig:
     frame_center_ras: list[float] | None = field(default=None)
 
     def __post_init__(self):
+        for f in fields(self):  # every number that enters: a real one (the CLI refuses nan too)
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise XvrInputError(f"--{f.name} {value}: give a finite number")
         for name in RANGE_NAMES:
             setattr(self, name, _pair(getattr(self, name), name))
         if self.patch_size is not None:

@@ -96,7 +96,7 @@ class TrainDone:
 def lr_factor(step: int, warmup: float, total: float) -> float:
     """Linear warm-up to 1, then cosine decay to 0 (in optimiser steps)."""
     if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
+        return min(1.0, (step + 1) / warmup)  # a warm-up shorter than one step never exceeds --lr
     progress = (step - warmup) / max(1.0, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
@@ -336,6 +336,11 @@ class Trainer:
                 pred_img, pred_mask = self._render(drr, pred_pose, use_masks)
                 terms = self.lossfn(img, pose, pred_img, pred_pose, mask, pred_mask)
             loss = (terms.loss * keep).sum() / (keep.sum().clamp(min=1) * cfg.n_grad_accum_itrs)
+            if not torch.isfinite(loss):
+                raise XvrInputError(
+                    f"training stopped at iteration {itr}: the loss is {float(loss)} (not finite); "
+                    f"the weights were not updated with it and the checkpoints in {self.outpath} "
+                    "hold the last good ones; lower --lr, or check the volume's intensities")
             loss.backward()
         if boundary:
             from timm.utils.agc import adaptive_clip_grad
