@@ -22,7 +22,7 @@ from napari_xvr.io.dicom_write import write_xray_dicom
 from napari_xvr.synthetic import detector_counts, random_cases, structure_fiducials
 
 ENV_RUN = {"capture_output": True, "encoding": "utf-8", "errors": "replace", "timeout": 600}
-INTR = Intrinsics(sdd=1020.0, height=352, width=352, delx=1.2, dely=1.2)
+INTR = Intrinsics(sdd=1020.0, height=400, width=400, delx=1.056, dely=1.056)  # 16 px at 1/24
 
 
 def _xvr(*args) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ import pytest
 from napari_xvr.geometry import Intrinsics
 from napari_xvr.io.dicom_write import write_xray_dicom
 
+RAMP = np.arange(32 * 32).reshape(32, 32) % 97 + 100  # a non-blank 32 px image
 
 def xvr(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
@@ -75,7 +76,7 @@ def test_labels_absent_from_mask(tmp_path, good_xray, example_volume):
 
 def test_missing_header_angles_suggests_fixed(tmp_path, example_volume):
     path = tmp_path / "noangles.dcm"
-    write_xray_dicom(path, np.ones((32, 32)) * 100, Intrinsics(1020.0, 32, 32, 6.4, 6.4))
+    write_xray_dicom(path, RAMP, Intrinsics(1020.0, 32, 32, 6.4, 6.4))
     proc = xvr("register", "dicom", path, "-v", example_volume[0], "-o", tmp_path / "o")
     assert_user_error(proc, "PositionerPrimaryAngle", "register fixed")
 
@@ -84,7 +85,7 @@ def test_missing_sdd_names_the_option(tmp_path, example_volume):
     import pydicom
 
     path = tmp_path / "nosdd.dcm"
-    write_xray_dicom(path, np.ones((32, 32)) * 100, Intrinsics(1020.0, 32, 32, 6.4, 6.4), 0, 0, 850)
+    write_xray_dicom(path, RAMP, Intrinsics(1020.0, 32, 32, 6.4, 6.4), 0, 0, 850)
     ds = pydicom.dcmread(path)
     del ds.DistanceSourceToDetector
     ds.save_as(path)

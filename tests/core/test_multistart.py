@@ -31,7 +31,7 @@ def test_start_poses_fill_the_box_around_the_start_reproducibly():
 @pytest.mark.parametrize("bad", [{"multistart": -1}, {"multistart_rot": -5.0},
                                  {"multistart_xyz": float("nan")}])
 def test_bad_multistart_options_are_named(bad):
-    with pytest.raises(XvrInputError, match="--multistart, --multistart_rot and --multistart_xyz must be"):
+    with pytest.raises(XvrInputError, match="--multistart(_rot|_xyz)?"):
         RegistrationOptions(**bad)
 
 

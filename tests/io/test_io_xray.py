@@ -224,7 +224,8 @@ def test_plain_image_errors(tmp_path):
     import imageio.v3 as iio
 
     rgb = tmp_path / "rgb.png"
-    iio.imwrite(rgb, np.stack([np.full((20, 30), v, np.uint8) for v in (30, 60, 90)], -1))
+    ramp = np.arange(20 * 30, dtype=np.uint8).reshape(20, 30) % 50
+    iio.imwrite(rgb, np.stack([ramp + v for v in (30, 60, 90)], -1).astype(np.uint8))
     assert read_xray(rgb, sdd=1000.0, delx=1.0).image.shape == (20, 30)
     np.save(tmp_path / "nan.npy", np.full((20, 30), np.nan, np.float32))
     with pytest.raises(XvrInputError, match="NaN or infinite"):

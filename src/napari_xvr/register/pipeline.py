@@ -150,15 +150,16 @@ def register_files(
 
     # every file and its initial pose first, so a bad one fails before any long work; only the
     # poses are kept: images are read again one at a time, so memory does not grow with the count
-    inits, first = [], None
+    inits, detectors = [], []
     for path in paths:
         xray = load(path)
-        if not init_only:
-            check_stages(options, xray.intrinsics, path)
         inits.append(initializer(xray))
-        if first is None:
-            first = xray.intrinsics
+        detectors.append(xray.intrinsics)
+    first = detectors[0]
     subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
+    if not init_only:  # the scales must fit every detector: still before any registration
+        for path, detector in zip(paths, detectors, strict=True):
+            check_stages(options, detector, path)
     drr = make_drr(subject, first, spec.renderer, spec.reverse_x_axis,
                    spec.voxel_shift, spec.device, **spec.drr_kwargs)
     describe = getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})
