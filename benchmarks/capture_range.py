@@ -15,23 +15,20 @@ import numpy as np
 
 from napari_xvr.geometry import pose_from_zxy, pose_to_zxy
 from napari_xvr.io.xray import read_xray
-from napari_xvr.register.options import DEFAULT_ITRS, RegistrationOptions
+from napari_xvr.register.options import RegistrationOptions
 
 from .optimizers import CACHE, case_set, print_rows, run_both
 
 
 def _options(method: str, scales: str | None) -> RegistrationOptions:
-    """Our defaults; extra coarse `scales` get the optimiser's first-scale iteration cap.
+    """Our defaults (other `scales` get the optimiser's caps, as the CLI gives them).
 
     `method` is an optimiser name, or ``lm+N`` for LM with ``multistart=N``."""
     optimizer, _, n_more = method.partition("+")
     extra = {"multistart": int(n_more)} if n_more else {}
-    if not scales:
-        return RegistrationOptions(optimizer=optimizer, **extra)
-    itrs = DEFAULT_ITRS[optimizer].split(",")
-    n = len(scales.split(","))
-    itrs = [itrs[0]] * max(0, n - len(itrs)) + itrs[-n:]
-    return RegistrationOptions(optimizer=optimizer, scales=scales, n_itrs=",".join(itrs), **extra)
+    if scales:
+        extra["scales"] = scales
+    return RegistrationOptions(optimizer=optimizer, **extra)
 
 
 def main(argv=None) -> int:
