@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +11,91 @@ import numpy as np
 import torch
 
 from .errors import XvrInputError
-from .geometry import Intrinsics, pose_from_zxy
+from .geometry import MAX_DETECTOR_PX, Intrinsics, pose_from_zxy
 from .io.atomic import atomic_write_bytes
 from .io.xray import read_xray
 from .register.result import read_result, read_trajectory
+
+#: bytes a render needs per detector pixel (measured on CPU: trilinear ~18 kB with its 500 samples
+#: per ray; Siddon ~44 bytes per voxel plane crossed; the fast renderer works slab by slab)
+RENDER_BYTES_PER_PX = {"trilinear": 24_000, "fast": 1_024}
+SIDDON_BYTES_PER_PLANE = 64
+#: the largest share of the available memory one render or animation may plan to use
+MEMORY_SHARE = 0.5
+#: trajectory.csv files larger than this are refused before they are parsed
+MAX_TRAJECTORY_BYTES = 256 << 20
+MAX_FRAMES = 10_000
+MAX_PANEL_PX = 2048
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: free RAM, within a cgroup limit and RLIMIT_AS."""
+    import os
+    import resource
+
+    free = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = 4 << 30
+    try:  # a container's limit (cgroup v2)
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            free = min(free, max(int(limit) - used, 0))
+    except (OSError, ValueError):
+        pass
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            import psutil  # noqa: F401  (optional: the process's own size)
+
+            free = min(free, max(soft - psutil.Process().memory_info().vms, 0))
+    except (ImportError, OSError, ValueError, AttributeError):
+        pass
+    return int(free)
+
+
+def memory_budget() -> int:
+    """Bytes one render/animation may plan to allocate (``NAPARI_XVR_MAX_MEMORY_GB`` caps it)."""
+    import os
+
+    budget = int(available_memory() * MEMORY_SHARE)
+    cap = os.environ.get("NAPARI_XVR_MAX_MEMORY_GB")
+    if cap:
+        with contextlib.suppress(ValueError):
+            budget = min(budget, int(float(cap) * (1 << 30)))
+    return budget
+
+
+def gib(n: float) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 28 else f"{n / (1 << 20):.0f} MiB"
+
+
+def render_bytes(height: int, width: int, renderer: str = "trilinear", volume_shape=None) -> int:
+    """A render's peak memory, estimated from the detector size before anything is allocated."""
+    if renderer == "siddon":
+        planes = sum(int(s) for s in volume_shape) + 3 if volume_shape is not None else 3 * 512
+        per_px = SIDDON_BYTES_PER_PLANE * planes
+    else:
+        per_px = RENDER_BYTES_PER_PX.get(renderer, RENDER_BYTES_PER_PX["trilinear"])
+    return int(height) * int(width) * per_px
+
+
+def check_memory(needed: int, what: str, fix: str) -> None:
+    """Refuse (before allocating) work whose estimate exceeds the memory budget."""
+    budget = memory_budget()
+    if needed > budget:
+        raise XvrInputError(f"{what} would need about {gib(needed)} of memory, more than the "
+                            f"{gib(budget)} this machine can spare; {fix}")
 
 
 @dataclass(frozen=True)
@@ -56,17 +138,35 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
     from .register.similarity import standardize
     from .render import make_drr
 
+    max_frames, max_size = _check_limits(max_frames, max_size)
     data = read_result(result_folder)
-    rows = pick_rows(chosen_path(read_trajectory(result_folder), data), max_frames)
+    folder = Path(result_folder)
+    folder = folder if folder.is_dir() else folder.parent
+    csv = folder / "trajectory.csv"
+    if csv.is_file() and csv.stat().st_size > MAX_TRAJECTORY_BYTES:
+        raise XvrInputError(f"{csv}: {gib(csv.stat().st_size)} is far more than any registration "
+                            "writes; the file is damaged or not a trajectory")
+    rows = pick_rows(chosen_path(read_trajectory(folder), data), max_frames)
     if not rows:
         raise XvrInputError(f"{result_folder}: the trajectory is empty; nothing to animate")
-    inputs, prep = data["inputs"], data.get("preprocessing", {})
+    _check_rows(rows, csv)
+    inputs, prep = data.get("inputs") or {}, data.get("preprocessing") or {}
+    for key in ("volume", "xray"):
+        if not isinstance(inputs.get(key), str) or not inputs[key]:
+            raise XvrInputError(f"{folder / 'result.json'}: inputs.{key} names no file; this result "
+                                f"cannot be replayed (it needs the {key} it was registered with)")
+    if not isinstance(data.get("intrinsics"), dict):
+        raise XvrInputError(f"{folder / 'result.json'}: no intrinsics; this result cannot be replayed")
     intr = Intrinsics(**data["intrinsics"])
-    scale = min(1.0, max_size / max(intr.height, intr.width))
-    small = intr.rescaled(scale)
+    small = panel_intrinsics(intr, max_size)
+    renderer = inputs.get("renderer", "trilinear")
+    check_memory(render_bytes(small.height, small.width, renderer)
+                 + len(rows) * small.height * small.width * 3 * 3 * 3,
+                 f"animating {len(rows)} frames of {small.height}x{small.width} px",
+                 "lower --max_frames or --max_size")
     subject = read_volume(inputs["volume"], inputs.get("mask"), inputs.get("labels"),
                           inputs.get("orientation", "AP"))
-    drr = make_drr(subject, small, inputs.get("renderer", "trilinear"),
+    drr = make_drr(subject, small, renderer,
                    inputs.get("reverse_x_axis", False), inputs.get("voxel_shift", 0.5), device)
     from .io.xray import preprocess_xray
 
@@ -79,6 +179,37 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
         with torch.no_grad():
             image = _norm(drr(pose.to(drr.device))[0, 0].float().cpu().numpy())
         yield Frame(index, len(rows), row, fixed, image, fixed - image)
+
+
+def _check_limits(max_frames, max_size) -> tuple[int, int]:
+    for name, value, lo, hi in (("--max_frames", max_frames, 1, MAX_FRAMES),
+                                ("--max_size", max_size, 16, MAX_PANEL_PX)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise XvrInputError(f"{name} {value!r}: give a whole number between {lo} and {hi}")
+        if not lo <= int(value) <= hi:
+            raise XvrInputError(f"{name} {value}: must be between {lo} and {hi}")
+    return int(max_frames), int(max_size)
+
+
+def _check_rows(rows: list[dict], csv: Path) -> None:
+    for row in rows:
+        values = [row.get(k) for k in ("r1", "r2", "r3", "tx", "ty", "tz")]
+        if any(v is None or not np.isfinite(v) for v in values):
+            raise XvrInputError(f"{csv}: a row has a missing or non-finite pose ({values}); the "
+                                "trajectory is damaged, register again to replay it")
+
+
+def panel_intrinsics(intr: Intrinsics, max_size: int) -> Intrinsics:
+    """`intr` resampled so that its longer side is at most `max_size` (and each side >= 2 px)."""
+    scale = min(1.0, max_size / max(intr.height, intr.width))
+    if scale >= 1.0:
+        return intr
+    from dataclasses import replace
+
+    height = min(MAX_DETECTOR_PX, max(2, int(intr.height * scale)))
+    width = min(MAX_DETECTOR_PX, max(2, int(intr.width * scale)))
+    return replace(intr, height=height, width=width, delx=intr.delx * intr.width / width,
+                   dely=intr.dely * intr.height / height)
 
 
 def compose(frame: Frame) -> np.ndarray:
@@ -101,17 +232,35 @@ def write_animation(frames: list[np.ndarray], path, fps: int = 10) -> Path:
         raise XvrInputError(f"-o {path}: use a .gif or .mp4 file name")
     if not frames:
         raise XvrInputError("no frames to write")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) or not 0 < fps <= 120:
+        raise XvrInputError(f"--fps {fps!r}: give a number of frames per second between 1 and 120")
+    if path.is_dir():
+        raise XvrInputError(f"-o {path} is a folder; give a .gif or .mp4 file name")
     if suffix == ".gif":
         buffer = io.BytesIO()
         iio.imwrite(buffer, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
         return atomic_write_bytes(path, buffer.getvalue())
-    tmp = path.with_name(f".{path.stem}.tmp.mp4")
+    import os
+    import tempfile
+
+    from .io.atomic import _check_parent, output_error
+
+    _check_parent(path)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise output_error(path, err) from err
+    tmp = Path(name)
     try:
         stack = np.stack(frames)
         pad_h, pad_w = (-stack.shape[1]) % 16, (-stack.shape[2]) % 16
         stack = np.pad(stack, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
         iio.imwrite(tmp, stack, extension=".mp4", fps=fps, codec="libx264")
+        os.chmod(tmp, 0o644)
         tmp.replace(path)
+    except OSError as err:
+        raise output_error(path, err) from err
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import XvrInputError
 from ..geometry import Intrinsics
+
+_UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
 
 KIND = "napari_xvr"
 CT_CONTRAST = (-300.0, 1500.0)
@@ -37,6 +40,7 @@ def volume_layers(path, orientation: str = "AP", as_labels: bool | None = None) 
     from ..io.volume import read_image
 
     path = Path(path)
+    check_volume_memory(path)
     image = read_image(path, label=False)
     data = image.data[0].numpy()
     if as_labels is None:
@@ -52,6 +56,40 @@ def volume_layers(path, orientation: str = "AP", as_labels: bool | None = None) 
     kwargs = {"name": name, "affine": affine, "metadata": meta, "colormap": "gray",
               "contrast_limits": _ct_limits(data), "rendering": "mip"}
     return [(data.astype(np.float32), kwargs, "image")]
+
+
+def _header_voxels(path: Path) -> tuple[tuple[int, ...], int] | None:
+    """(size, bytes per voxel) from a volume file's header, without reading its voxels."""
+    import SimpleITK as sitk
+
+    if path.is_dir():
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None  # not readable by ITK: read_image names the problem
+    size = tuple(int(s) for s in reader.GetSize())
+    component = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    nbytes = {"8-bit": 1, "16-bit": 2, "32-bit": 4, "64-bit": 8}
+    itemsize = next((v for k, v in nbytes.items() if k in component), 8)
+    return size, itemsize * max(1, int(reader.GetNumberOfComponents()))
+
+
+def check_volume_memory(path: Path) -> None:
+    """Refuse a volume whose header claims more voxels than memory can hold, before reading it."""
+    from ..animate import check_memory
+
+    info = _header_voxels(Path(path))
+    if info is None:
+        return
+    size, itemsize = info
+    voxels = int(np.prod(size, dtype=np.float64))
+    # ITK's buffer, torchio's tensor and the layer's float32 copy
+    check_memory(voxels * (2 * itemsize + 4), f"{path}: its header claims "
+                 f"{' x '.join(map(str, size))} voxels, which", "the file is damaged or far larger "
+                 "than a CT/MR volume; downsample it (e.g. with SimpleITK) before opening it")
 
 
 def centred_affine(image) -> np.ndarray:
@@ -107,7 +145,21 @@ def dicom_frames(path, xray) -> np.ndarray | None:
         return None
     import pydicom
 
+    from ..animate import check_memory
+
     ds = pydicom.dcmread(path)
+    try:
+        count = int(ds.get("NumberOfFrames", 1)) * int(ds.Rows) * int(ds.Columns)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise XvrInputError(f"{path}: NumberOfFrames, Rows or Columns is missing or not a number; "
+                            "the DICOM header is damaged") from err
+    check_memory(count * 12, f"{path}: {ds.get('NumberOfFrames')} frames of {ds.Rows}x{ds.Columns} "
+                 "px", "open a single frame (xvr reads it with --reducefn) or split the file")
+    available = len(ds.PixelData or b"") if "PixelData" in ds else 0
+    needed = count * max(1, int(ds.get("BitsAllocated", 16)) // 8)
+    if ds.file_meta.get("TransferSyntaxUID", "") in _UNCOMPRESSED and available < needed:
+        raise XvrInputError(f"{path}: the pixel data holds {available} bytes, the header promises "
+                            f"{needed}; the file is truncated, copy it again")
     frames = np.asarray(ds.pixel_array, dtype=np.float32)
     if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
         frames = frames.max() - frames

@@ -1,23 +1,42 @@
-"""npe2 readers: volumes, labelmaps, DICOM series folders, X-ray DICOMs, result folders and
-upstream xvr's registration ``.pth`` files (other ``.pth`` files, e.g. checkpoints, are not ours).
+"""npe2 readers: volumes, labelmaps, DICOM series folders, X-ray DICOMs, result folders, the
+``name.json`` (+ ``name.csv``) results our writer saves and upstream xvr's registration ``.pth``
+files (other ``.pth`` files, e.g. checkpoints, are not ours).
 
-``get_reader`` never raises: it returns None for paths that are not ours, and the reader it
-returns turns any failure into a napari notification that says why (and an empty result).
+The npe2 contract, as napari-xvr keeps it:
+
+- ``get_reader`` never raises and reads nothing heavy: it returns None for paths that are not
+  ours (no such path, a broken symlink or a loop, an unknown suffix, a folder with neither a
+  result.json nor DICOM files, a ``.pth`` or ``.json`` that is not a registration result);
+- once a path is claimed, the reader either returns layers or raises
+  :class:`~napari_xvr.errors.XvrInputError` with one line that names the file, what is wrong and
+  the fix (napari shows it and offers another reader); never a library's exception, never an
+  allocation larger than the memory budget (checked from the headers first, see
+  :func:`napari_xvr.animate.check_memory`).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import XvrInputError
-from ._layers import KIND, dicom_frames, drr_layer_kwargs, volume_layers, xray_layer
+from ._layers import KIND, check_volume_memory, dicom_frames, drr_layer_kwargs, volume_layers, xray_layer
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 XRAY_SUFFIXES = (".dcm", ".dicom")
 UPSTREAM_SUFFIX = ".pth"
+RESULT_SUFFIX = ".json"
 NULL_LAYER = [(None,)]  # napari's sentinel for "read fine, nothing to show"
+#: result.json files larger than this are not results (ours are a few kB)
+MAX_RESULT_BYTES = 64 << 20
+#: the most detector pixels the reader renders a result's final DRR at (larger ones are resampled)
+MAX_DRR_PX = 1024 * 1024
+#: folder entries looked at when deciding whether a folder holds DICOM files
+MAX_SCAN = 4096
 
 
 def _suffix(path: Path) -> str:
@@ -25,26 +44,16 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _notify_error(path, err: Exception) -> None:
-    from napari.utils.notifications import show_error
-
-    why = str(err) if isinstance(err, XvrInputError) else f"{type(err).__name__}: {err}"
-    show_error(f"napari-xvr could not open {path}: {why}")
-
-
-def _guarded(read):
-    def reader(path):
-        paths = path if isinstance(path, list) else [path]
-        layers = []
-        for item in paths:
-            try:
-                layers.extend(read(Path(item)))
-            except Exception as err:  # every failure becomes a notification, never a crash
-                _notify_error(item, err)
-        return layers or NULL_LAYER
-
-    reader.__doc__ = read.__doc__
-    return reader
+def _paths(path) -> list[str] | None:
+    """`path` (str, os.PathLike or a list/tuple of them) as a list of str, else None."""
+    items = list(path) if isinstance(path, (list, tuple)) else [path]
+    if not items or not all(isinstance(p, (str, os.PathLike)) for p in items):
+        return None
+    try:
+        out = [os.fspath(p) for p in items]
+    except TypeError:
+        return None
+    return out if all(isinstance(p, str) and p for p in out) else None
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -55,23 +64,60 @@ def _is_dicom_file(path: Path) -> bool:
         return False
 
 
+def _dicom_files(folder: Path) -> list[Path]:
+    """The DICOM files directly in `folder` (by their 'DICM' preamble), sorted by name."""
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for index, entry in enumerate(entries):
+                if index >= MAX_SCAN and not found:
+                    break
+                try:
+                    if entry.is_file() and _is_dicom_file(Path(entry.path)):
+                        found.append(Path(entry.path))
+                except OSError:
+                    continue
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def _looks_like_result_json(path: Path) -> bool:
+    """A ``.json`` that is (or claims to be) a napari-xvr result, from its name or first bytes."""
+    if path.name.lower() == "result.json":
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return False
+    return b'"napari_xvr_result"' in head or b'"init_pose"' in head
+
+
 def get_reader(path):
     """Return a reader for `path` when it is something napari-xvr reads, else None."""
     try:
-        paths = path if isinstance(path, list) else [path]
-        kinds = {_kind(Path(p)) for p in paths}
-    except Exception:
+        paths = _paths(path)
+        if paths is None:
+            return None
+        if any(_kind(Path(p)) is None for p in paths):
+            return None
+    except Exception:  # get_reader must never raise
         return None
-    if len(kinds) != 1 or None in kinds:
-        return None
-    readers = {"volume": read_volumes, "xray": read_xrays, "folder": read_folders,
-               "upstream": read_upstream_results}
-    return readers[kinds.pop()]
+    return read_paths
 
 
 def _kind(path: Path) -> str | None:
+    try:
+        path.stat()  # follows symlinks: missing targets and loops are not ours
+    except (OSError, ValueError):
+        return None
     if path.is_dir():
-        return "folder"
+        if (path / "result.json").is_file() or _dicom_files(path):
+            return "folder"
+        return None
+    if not path.is_file():
+        return None
     suffix = _suffix(path)
     if suffix in VOLUME_SUFFIXES:
         return "volume"
@@ -81,7 +127,61 @@ def _kind(path: Path) -> str | None:
         from ..io.upstream import looks_like_upstream_result
 
         return "upstream" if looks_like_upstream_result(path) else None
+    if suffix == RESULT_SUFFIX:
+        return "result" if _looks_like_result_json(path) else None
     return None
+
+
+def read_paths(path) -> list:
+    """Read each of `path` (one path or a list) into layers; see the module's contract."""
+    paths = _paths(path)
+    if paths is None:
+        raise XvrInputError(f"{path!r}: not a file path; give a path (str or pathlib.Path)")
+    layers = []
+    for item in paths:
+        layers.extend(read_one(Path(item)))
+    return layers
+
+
+def _names(path: Path, message: str) -> bool:
+    return str(path) in message or path.name in message
+
+
+def read_one(path: Path) -> list:
+    """The layers of one claimed path; any failure is an XvrInputError that names `path`."""
+    kind = _kind(path)
+    if kind is None:
+        raise XvrInputError(f"{path}: napari-xvr does not read this (no such file, or not a volume, "
+                            "X-ray DICOM, result folder/.json or xvr .pth); check the path")
+    readers = {"volume": _read_volume, "xray": _read_xray, "folder": _read_folder,
+               "upstream": upstream_layers, "result": result_layers}
+    try:
+        if path.is_file():
+            if path.stat().st_size == 0:
+                raise XvrInputError(f"{path}: the file is empty (0 bytes); copy it again")
+            if not os.access(path, os.R_OK):
+                raise XvrInputError(f"{path}: no permission to read it; make it readable "
+                                    "(chmod +r) or copy it somewhere you can read")
+        layers = readers[kind](path)
+    except XvrInputError as err:
+        if _names(path, str(err)):
+            raise
+        raise XvrInputError(f"{path}: {err}") from err
+    except MemoryError as err:
+        raise XvrInputError(f"{path}: too large to open with the memory this machine has free; "
+                            "downsample it or close other programs") from err
+    except Exception as err:  # torchio, SimpleITK, pydicom, nibabel, imageio raise many kinds
+        from ..io._messages import one_line
+
+        raise XvrInputError(f"{path}: cannot read it ({type(err).__name__}: {one_line(err, 200)}); "
+                            "the file may be truncated or damaged, copy it again") from err
+    if not layers:
+        raise XvrInputError(f"{path}: holds nothing napari-xvr can show")
+    return layers
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)  # napari shows warnings as notifications
 
 
 def _read_volume(path: Path) -> list:
@@ -101,21 +201,26 @@ def _read_folder(path: Path) -> list:
     """A registration result folder, a DICOM series (volume) or a folder of X-ray DICOMs."""
     if (path / "result.json").is_file():
         return result_layers(path)
-    files = sorted(p for p in path.iterdir() if p.is_file() and _is_dicom_file(p))
+    files = _dicom_files(path)
     if not files:
-        raise XvrInputError(f"{path}: no result.json and no DICOM files in this folder")
+        raise XvrInputError(f"{path}: no result.json and no DICOM files in this folder; open the "
+                            "files themselves")
     try:
         return volume_layers(path)
-    except XvrInputError:
-        layers = []
+    except XvrInputError as series_error:
+        layers, failed = [], []
         for file in files:
-            layers.extend(_read_xray(file))
+            try:
+                layers.extend(read_one(file))
+            except XvrInputError as err:
+                failed.append(str(err))
+        if not layers:
+            raise XvrInputError(f"{path}: neither a DICOM series ({series_error}) nor a folder of "
+                                f"X-rays ({failed[0]})") from series_error
+        if failed:
+            _warn(f"napari-xvr opened {len(layers)} X-ray(s) of {path} and skipped "
+                  f"{len(failed)}: {'; '.join(failed[:3])}")
         return layers
-
-
-read_volumes = _guarded(_read_volume)
-read_xrays = _guarded(_read_xray)
-read_folders = _guarded(_read_folder)
 
 
 def upstream_layers(path: Path) -> list:
@@ -130,6 +235,9 @@ def upstream_layers(path: Path) -> list:
     if image is None:
         raise XvrInputError(f"{path}: holds no X-ray image ('gt' is empty); the pose is in the file, "
                             "read it with `xvr export` or open the X-ray itself")
+    if not np.isfinite(image).all():
+        raise XvrInputError(f"{path}: its X-ray ('gt') has NaN or infinite pixels; the file is "
+                            "damaged, save it again")
     xray = XRay(image=image, intrinsics=Intrinsics(**data["intrinsics"]))
     layer = xray_layer(xray, name=f"{path.stem} X-ray")
     layer[1]["metadata"].update({"pose": data["final_pose"], "result": data,
@@ -137,61 +245,162 @@ def upstream_layers(path: Path) -> list:
     return [layer]
 
 
-read_upstream_results = _guarded(upstream_layers)
+def read_trajectory_csv(file: Path) -> list[dict]:
+    """A trajectory CSV (trajectory.csv or the ``name.csv`` our writer saves) as dicts of floats."""
+    import csv
+
+    from ..register.result import TRAJECTORY_COLUMNS
+
+    if file.stat().st_size > MAX_RESULT_BYTES * 4:
+        raise XvrInputError(f"{file}: far larger than a trajectory; the file is damaged")
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not set(("r1", "tx")) <= set(reader.fieldnames):
+                raise XvrInputError(f"{file}: not a trajectory (its header is not "
+                                    f"{','.join(TRAJECTORY_COLUMNS)})")
+            return [{k: (float(v) if v not in ("", None) else math.nan)
+                     for k, v in row.items() if k is not None} for row in reader]
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
+        if isinstance(err, XvrInputError):
+            raise
+        raise XvrInputError(f"{file}: not a readable trajectory ({err}); the file is damaged") from err
+
+
+def _trajectory(file: Path) -> list[dict]:
+    """The trajectory saved beside a result file; [] (with a warning) when absent or damaged."""
+    csv = file.with_name("trajectory.csv") if file.name == "result.json" else file.with_suffix(".csv")
+    if not csv.is_file():
+        return []
+    try:
+        return read_trajectory_csv(csv)
+    except (XvrInputError, OSError) as err:
+        _warn(f"napari-xvr opened {file} without its trajectory: {err}")
+        return []
+
+
+def _input_file(inputs: dict, key: str) -> Path | None:
+    value = inputs.get(key)
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.exists() else None
 
 
 def result_layers(folder: Path) -> list:
-    """X-ray, final DRR (an overlay) and pose of a result folder written by `xvr register`."""
+    """X-ray, final DRR (an overlay) and pose of a result folder written by `xvr register`, or of
+    a ``name.json`` the writer saved (its trajectory in ``name.csv``)."""
     from ..geometry import Intrinsics
-    from ..register.result import read_result, read_trajectory, result_pose
+    from ..register.result import read_result, result_pose
 
-    data = read_result(folder)
+    folder = Path(folder)
+    file = folder / "result.json" if folder.is_dir() else folder
+    if file.stat().st_size > MAX_RESULT_BYTES:
+        raise XvrInputError(f"{file}: {file.stat().st_size} bytes is far more than a result.json; "
+                            "the file is damaged or not a result")
+    data = read_result(file)
+    if not isinstance(data.get("intrinsics"), dict):
+        raise XvrInputError(f"{file}: has no 'intrinsics' (sdd, height, width, delx, dely); write "
+                            "the result again with xvr register")
     pose = result_pose(data)
+    name = folder.name if folder.is_dir() else file.stem
     meta = {"pose": data.get("final_pose") or data["init_pose"], "result": data,
-            "result_path": str(folder.resolve())}
-    try:
-        meta["trajectory"] = read_trajectory(folder)
-    except XvrInputError:
-        meta["trajectory"] = []
+            "result_path": str(folder.resolve()), "trajectory": _trajectory(file)}
     layers = []
-    inputs = data.get("inputs", {})
-    xray_path = inputs.get("xray")
+    inputs = data.get("inputs") or {}
     intr = Intrinsics(**data["intrinsics"])
-    if xray_path and Path(xray_path).is_file():
-        layer = _read_xray(Path(xray_path))[0]
-        layer[1]["metadata"].update(meta)
-        layer[1]["name"] = f"{folder.name} X-ray"
-        layers.append(layer)
-    drr = _result_drr(folder, inputs, intr, pose)
+    xray_path = _input_file(inputs, "xray")
+    if xray_path is not None and xray_path.is_file():
+        try:
+            layer = _read_xray(xray_path)[0]
+        except XvrInputError as err:
+            _warn(f"napari-xvr opened {file} without its X-ray: {err}")
+        else:
+            layer[1]["metadata"].update(meta)
+            layer[1]["name"] = f"{name} X-ray"
+            layers.append(layer)
+    drr = _result_drr(file, inputs, intr, pose)
     if drr is not None:
-        kwargs = drr_layer_kwargs(f"{folder.name} final DRR", intr, meta, overlay=True)
-        layers.append((drr, kwargs, "image"))
+        image, shown = drr
+        kwargs = drr_layer_kwargs(f"{name} final DRR", shown, meta, overlay=True)
+        # a resampled DRR covers the same detector: its pixel centres shift by half a pixel
+        kwargs["translate"] = (0.5 * (shown.dely - intr.dely), 0.5 * (shown.delx - intr.delx))
+        layers.append((image, kwargs, "image"))
     if not layers:
         raise XvrInputError(
-            f"{folder}: neither the X-ray ({xray_path}) nor final_drr.png nor the volume "
-            f"({inputs.get('volume')}) can be found; the pose is in result.json"
+            f"{file}: neither the X-ray ({inputs.get('xray')}) nor final_drr.png nor the volume "
+            f"({inputs.get('volume')}) can be found; the pose is in the result's JSON"
         )
     return layers
 
 
-def _result_drr(folder: Path, inputs: dict, intr, pose) -> np.ndarray | None:
-    png = folder / "final_drr.png"
-    volume = inputs.get("volume")
-    if volume and Path(volume).exists():
+def _render_intrinsics(intr, renderer: str, volume_shape):
+    """`intr` resampled so that the render stays under MAX_DRR_PX and the memory budget."""
+    from ..animate import check_memory, memory_budget, panel_intrinsics, render_bytes
+
+    per_px = render_bytes(1, 1, renderer, volume_shape)
+    allowed = min(MAX_DRR_PX, memory_budget() // max(per_px, 1))
+    pixels = intr.height * intr.width
+    if pixels <= allowed:
+        return intr
+    side = max(intr.height, intr.width) * math.sqrt(allowed / pixels)
+    shown = panel_intrinsics(intr, max(16, int(side)))
+    check_memory(render_bytes(shown.height, shown.width, renderer, volume_shape),
+                 f"rendering the final DRR ({shown.height}x{shown.width} px)", "close other programs")
+    return shown
+
+
+def _result_drr(file: Path, inputs: dict, intr, pose):
+    """(image, the intrinsics it is drawn with) of the final DRR, or None without volume or PNG."""
+    from ..render import RENDERERS
+
+    png = file.with_name("final_drr.png") if file.name == "result.json" else None
+    volume = _input_file(inputs, "volume")
+    if volume is not None:
         from ..io.volume import read_volume
         from ..render import make_drr, render
 
-        subject = read_volume(volume, inputs.get("mask"), inputs.get("labels"),
-                              inputs.get("orientation", "AP"))
-        drr = make_drr(subject, intr, inputs.get("renderer", "trilinear"),
-                       inputs.get("reverse_x_axis", False), inputs.get("voxel_shift", 0.5), "cpu")
-        return render(drr, pose)[0, 0].numpy().astype(np.float32)
-    if png.is_file():
-        import imageio.v3 as iio
-
-        return np.asarray(iio.imread(png), dtype=np.float32)
+        renderer = inputs.get("renderer", "trilinear")
+        if renderer not in RENDERERS:
+            raise XvrInputError(f"{file}: inputs.renderer {renderer!r} is not one of "
+                                f"{', '.join(RENDERERS)}; fix it or delete it (trilinear is used)")
+        check_volume_memory(volume)
+        mask = _input_file(inputs, "mask")
+        subject = read_volume(volume, mask, inputs.get("labels") if mask else None,
+                              inputs.get("orientation") or "AP")
+        shown = _render_intrinsics(intr, renderer, tuple(subject.volume.shape[1:]))
+        drr = make_drr(subject, shown, renderer, bool(inputs.get("reverse_x_axis", False)),
+                       float(inputs.get("voxel_shift", 0.5)), "cpu")
+        return render(drr, pose)[0, 0].numpy().astype(np.float32), shown
+    if png is not None and png.is_file():
+        return _read_png(png, intr)
     return None
 
 
-__all__ = ["KIND", "get_reader", "read_folders", "read_upstream_results", "read_volumes", "read_xrays",
-           "result_layers", "upstream_layers"]
+def _read_png(png: Path, intr):
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from ..animate import check_memory
+
+    with Image.open(png) as img:
+        width, height = img.size
+    check_memory(width * height * 16, f"{png} ({height}x{width} px)", "the file is damaged or "
+                 "not the final_drr.png xvr writes; delete it")
+    import imageio.v3 as iio
+
+    image = np.asarray(iio.imread(png), dtype=np.float32)
+    if image.ndim == 3:
+        image = image[..., :3].mean(axis=-1)
+    shown = replace(intr, height=max(2, image.shape[0]), width=max(2, image.shape[1]),
+                    dely=intr.dely * intr.height / image.shape[0],
+                    delx=intr.delx * intr.width / image.shape[1])
+    return image, shown
+
+
+# the names earlier versions exported (one reader reads every kind now)
+read_volumes = read_xrays = read_folders = read_upstream_results = read_paths
+
+__all__ = ["KIND", "get_reader", "read_folders", "read_one", "read_paths", "read_trajectory_csv",
+           "read_upstream_results", "read_volumes", "read_xrays", "result_layers", "upstream_layers"]
