@@ -21,6 +21,12 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: formats `write_volume` can write as one file (so it can be replaced atomically)
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+#: the most voxels read from one volume (checked on the header, before any voxel is read)
+MAX_VOXELS = 1 << 29
+#: plausible voxel spacings (mm): CT/MR voxels are ~0.1-10 mm
+VOXEL_SPACING_MM = (1e-3, 100.0)
+#: the farthest a volume's origin may lie from the scanner's origin (mm)
+MAX_ORIGIN_MM = 1e6
 
 
 def _suffix(path: Path) -> str:
@@ -223,7 +229,148 @@ def _nifti_precheck(path: Path, what: str):
             f"{path}: the {what} is {len(shape)}D with shape {shape}; give a single 3D image "
             "(split the channels or time points first)"
         )
+    _check_voxel_count(path, what, shape, "dim")
+    header = img.header
+    try:
+        dtype = header.get_data_dtype()
+    except Exception as err:
+        raise XvrInputError(f"{path}: the {what}'s datatype is not readable ({one_line(err)})") from err
+    _check_dtype(path, what, dtype, "datatype")
+    pixdim = _raw_pixdim(path, header)[1 : 1 + min(len(img.shape), 3)]
+    bad = [(i + 1, v) for i, v in enumerate(pixdim) if not np.isfinite(v) or v == 0]
+    if bad:  # ITK silently makes such a spacing 1 mm, whatever the sform says
+        axis, value = bad[0]
+        raise XvrInputError(
+            f"{path}: the {what}'s header has pixdim[{axis}] = {value:g}, not a voxel size in mm; "
+            "fix the header's spacing (e.g. re-save it with the scanner's voxel size)"
+        )
+    for code, fields in (("qform_code", ("quatern_b", "quatern_c", "quatern_d", "qoffset_x",
+                                         "qoffset_y", "qoffset_z")),
+                         ("sform_code", ("srow_x", "srow_y", "srow_z"))):
+        values = np.concatenate([np.ravel(np.asarray(header[f], dtype=float)) for f in fields])
+        if int(header[code]) > 0 and not np.isfinite(values).all():
+            raise XvrInputError(
+                f"{path}: the {what}'s header {code.split('_')[0]} ({', '.join(fields)}) holds NaN "
+                "or infinite numbers; fix the header's orientation/origin"
+            )
+    if _suffix(path) == ".nii":
+        offset = int(header.get("vox_offset", 352) or 352)
+        expected = offset + int(np.prod(img.shape, dtype=np.int64)) * dtype.itemsize
+        size = path.stat().st_size
+        if size < expected:
+            raise XvrInputError(
+                f"{path}: the {what} file is truncated ({size} of {expected} bytes for its header's "
+                f"shape {shape}); give the complete file"
+            )
     return img
+
+
+def _raw_pixdim(path: Path, header) -> np.ndarray:
+    """pixdim as stored in the file (nibabel silently turns a 0 into 1 when it loads a header)."""
+    import gzip
+    import struct
+
+    try:
+        opener = gzip.open if _suffix(path) == ".nii.gz" else open
+        with opener(path, "rb") as handle:
+            head = handle.read(348)
+        for order in "<>":
+            if len(head) == 348 and struct.unpack(f"{order}i", head[:4])[0] == 348:
+                return np.asarray(struct.unpack(f"{order}8f", head[76:108]), dtype=float)
+    except (OSError, EOFError, struct.error):
+        pass
+    return np.asarray(header["pixdim"], dtype=float)  # NIfTI-2, or unreadable here (scanned later)
+
+
+def _check_voxel_count(path: Path, what: str, shape, field: str) -> None:
+    shape = tuple(int(s) for s in shape)
+    if any(s < 1 for s in shape):
+        raise XvrInputError(
+            f"{path}: the {what}'s header ({field}) gives shape {shape} with an empty axis; give a "
+            "complete 3D image"
+        )
+    count = int(np.prod(shape, dtype=np.float64))
+    if count > MAX_VOXELS:
+        raise XvrInputError(
+            f"{path}: the {what}'s header ({field}) claims {' x '.join(map(str, shape))} = {count} "
+            f"voxels, more than the {MAX_VOXELS} this reader loads; crop or downsample the "
+            "volume (or fix a damaged header)"
+        )
+
+
+def _check_dtype(path: Path, what: str, dtype, field: str) -> None:
+    dtype = np.dtype(dtype)
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        raise XvrInputError(
+            f"{path}: the {what}'s voxels are {dtype} ({field}); give a scalar (integer or "
+            "float) image, e.g. a CT in Hounsfield units"
+        )
+
+
+#: header fields of NRRD / MetaImage files that hold spacing, origin or direction numbers
+_TEXT_GEOMETRY = {
+    "nrrd": ("spacings", "space directions", "space origin", "thicknesses", "axis mins", "axis maxs"),
+    "meta": ("elementspacing", "elementsize", "offset", "origin", "position", "transformmatrix",
+             "orientation", "rotation", "centerofrotation"),
+}
+
+
+def _text_header_check(path: Path, what: str) -> None:
+    """NaN/inf in an NRRD or MetaImage header's geometry (ITK silently turns them into 1 or 0)."""
+    import re
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError as err:
+        raise XvrInputError(f"{path}: cannot open the {what} ({one_line(err)})") from err
+    kind = "nrrd" if _suffix(path) in (".nrrd", ".nhdr") else "meta"
+    text = head.split(b"\n\n", 1)[0] if kind == "nrrd" else head
+    for raw in text.decode("latin-1").splitlines():
+        if kind == "meta" and raw.strip().lower().startswith("elementdatafile"):
+            break
+        key, sep, value = raw.partition("=" if kind == "meta" else ":")
+        if not sep or key.strip().lower() not in _TEXT_GEOMETRY[kind]:
+            continue
+        if re.search(r"(?i)\b(nan|inf|infinity)\b", value):
+            raise XvrInputError(
+                f"{path}: the {what}'s header field '{key.strip()}' is {one_line(value.strip(), 80)!r}, "
+                "not finite numbers; fix the header"
+            )
+
+
+def _itk_precheck(path: Path, what: str) -> None:
+    """Header checks of an NRRD/MetaImage (size, type, components) before the voxels are read."""
+    import SimpleITK as sitk
+
+    _text_header_check(path, what)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with _quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise XvrInputError(
+            f"{path}: cannot read this {what}'s header, the file is damaged or its data file is "
+            f"missing ({one_line(lines[-1] if lines else err)}); give the complete file"
+        ) from err
+    size = tuple(int(v) for v in reader.GetSize())
+    while len(size) > 3 and size[-1] == 1:
+        size = size[:-1]
+    if len(size) > 3:
+        raise XvrInputError(
+            f"{path}: the {what} is {len(size)}D with shape {size}; give a single 3D image "
+            "(split the channels or time points first)"
+        )
+    _check_voxel_count(path, what, size, "sizes")
+    components = int(reader.GetNumberOfComponents())
+    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    if components != 1 or "complex" in pixel.lower():
+        raise XvrInputError(
+            f"{path}: the {what}'s voxels are {pixel} with {components} components; give a scalar "
+            "(single-component, real) 3D image"
+        )
 
 
 def _nifti_scan(path: Path, img, what: str) -> None:
@@ -289,7 +436,11 @@ def read_image(path, label: bool = False, series_uid: str | None = None) -> tio.
                 f"{path}: unsupported {what} format {suffix or '(no suffix)'!r}; give NIfTI "
                 "(.nii/.nii.gz), NRRD, MHA/MHD or a folder of DICOM slices"
             )
-        nifti = _nifti_precheck(path, what) if suffix in (".nii", ".nii.gz") else None
+        if suffix in (".nii", ".nii.gz"):
+            # the header, then every voxel byte streamed once, before anything is allocated
+            _nifti_scan(path, _nifti_precheck(path, what), what)
+        else:
+            _itk_precheck(path, what)
         try:
             img = kind(path)
             with _quiet_itk():
@@ -297,10 +448,8 @@ def read_image(path, label: bool = False, series_uid: str | None = None) -> tio.
         except Exception as err:  # torchio/SimpleITK/nibabel raise many kinds
             raise XvrInputError(
                 f"{path}: cannot read this {what}, the file may be truncated or corrupt "
-                f"({one_line(err)})"
+                f"({one_line(err) or type(err).__name__})"
             ) from err
-        if nifti is not None:
-            _nifti_scan(path, nifti, what)
     _validate(img, path, what)
     return img
 
@@ -317,6 +466,8 @@ def _validate(img: tio.Image, path: Path, what: str) -> None:
             "is needed (is this a single slice or a 2D image?)"
         )
     data = img.data
+    if data.is_complex() or data.dtype == torch.bool:
+        raise XvrInputError(f"{path}: the {what}'s voxels are {data.dtype}; give a real-valued 3D image")
     if data.is_floating_point() and not torch.isfinite(data).all():
         n = int((~torch.isfinite(data)).sum())
         raise XvrInputError(
@@ -327,6 +478,33 @@ def _validate(img: tio.Image, path: Path, what: str) -> None:
         raise XvrInputError(
             f"{path}: the {what}'s spacing/origin/direction is not finite or is singular; "
             "fix the header"
+        )
+    _check_grid(img, path, what)
+
+
+def _check_grid(img: tio.Image, path: Path, what: str) -> None:
+    """Plausible voxel spacing, axes at right angles (no shear) and an origin not light-years away."""
+    affine = np.asarray(img.affine, dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    lo, hi = VOXEL_SPACING_MM
+    if not ((spacing >= lo) & (spacing <= hi)).all():
+        shown = ", ".join(f"{v:.4g}" for v in spacing)
+        raise XvrInputError(
+            f"{path}: the {what}'s voxel spacing ({shown}) mm is outside the plausible range "
+            f"{lo:g}..{hi:g} mm; fix the header's spacing (pixdim / spacings / PixelSpacing)"
+        )
+    axes = affine[:3, :3] / spacing
+    shear = float(np.abs(axes.T @ axes - np.eye(3)).max())
+    if shear > 1e-3:
+        raise XvrInputError(
+            f"{path}: the {what}'s voxel axes are not at right angles (a sheared or skewed affine, "
+            f"|cos| up to {shear:.3g}); resample it onto an orthogonal grid first"
+        )
+    origin = float(np.abs(affine[:3, 3]).max())
+    if origin > MAX_ORIGIN_MM:
+        raise XvrInputError(
+            f"{path}: the {what}'s origin lies {origin:g} mm from the scanner's origin (more than "
+            f"{MAX_ORIGIN_MM:g} mm); fix the header's origin"
         )
 
 
@@ -375,6 +553,19 @@ def _check_mask_grid(vol: tio.Image, lab: tio.Image, mask) -> None:
         )
 
 
+def _check_label_values(lab: tio.Image, mask) -> None:
+    """A labelmap holds whole-number labels (a probability map or a CT given as -m does not)."""
+    data = lab.data
+    if data.is_floating_point():
+        fractional = data != torch.round(data)
+        if fractional.any():
+            example = float(data[fractional][0])
+            raise XvrInputError(
+                f"{mask}: the labelmap holds non-integer values (e.g. {example:g}); a labelmap "
+                "must hold whole-number labels: give the segmentation itself (or round it)"
+            )
+
+
 def read_volume(
     volume,
     mask=None,
@@ -399,6 +590,7 @@ def read_volume(
     if mask is not None:
         lab = mask if isinstance(mask, tio.LabelMap) else read_image(mask, True)
         _check_mask_grid(vol, lab, mask)
+        _check_label_values(lab, mask)
     if labels is not None:
         if lab is None:
             raise XvrInputError("--labels needs a labelmap: pass it with --mask")
