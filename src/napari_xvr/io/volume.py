@@ -99,7 +99,17 @@ def _choose_series(where: Path, series: dict[str, list[str]], series_uid: str | 
                 f"{where}: SeriesInstanceUID {series_uid} is not here; present: {listing}"
             )
         return series_uid
-    return max(series, key=lambda uid: len(series[uid]))  # the series with the most slices
+    ranked = sorted(series, key=lambda uid: len(series[uid]), reverse=True)
+    if len(ranked) > 1 and len(series[ranked[0]]) == len(series[ranked[1]]):
+        tied = [uid for uid in ranked if len(series[uid]) == len(series[ranked[0]])]
+        for uid in tied[:4]:  # an X-ray or a damaged file among them says so first
+            _check_slice(Path(series[uid][0]))
+        raise XvrInputError(
+            f"{where}: {len(tied)} DICOM series have {len(series[ranked[0]])} slices each "
+            f"({', '.join(tied[:4])}); which one is meant is unclear: give one slice file of the "
+            "series (its whole series is read) or its own folder (`xvr dcm2nii --list` lists them)"
+        )
+    return ranked[0]  # the series with the most slices
 
 
 def read_dicom_series(path, series_uid: str | None = None):
@@ -119,7 +129,9 @@ def read_dicom_series(path, series_uid: str | None = None):
         where = path if path.is_dir() else path.parent
         series = dicom_series(where)
     chosen = _choose_series(where, series, series_uid)
-    positions = [_check_slice(Path(file)) for file in series[chosen]]
+    slices = [_check_slice(Path(file)) for file in series[chosen]]
+    _check_consistent(where, chosen, series[chosen], slices)
+    positions = [info["position"] for info in slices]
     _check_gaps(where, chosen, series[chosen], positions, series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(series[chosen])
@@ -145,13 +157,20 @@ def _left_out(files: list[str], series: dict[str, list[str]]) -> list[str]:
 
 def _check_gaps(where: Path, uid: str, files: list[str], positions: list, series=None) -> None:
     """Fail when the slices are not evenly spaced (a missing or unreadable slice)."""
-    if len(files) < 3 or any(p is None for p in positions):
+    if len(files) < 2 or any(p is None for p in positions):
         return
     points = np.asarray(positions, dtype=float)
     steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    typical = float(np.median(steps))
-    if typical <= 0:
+    same = int(np.argmin(steps))
+    if steps[same] < 1e-3:
+        raise XvrInputError(
+            f"{where}: slices {Path(files[same]).name} and {Path(files[same + 1]).name} of series "
+            f"{uid} lie at the same ImagePositionPatient (0020,0032) {positions[same]}: duplicated "
+            "slices or two acquisitions in one series; remove the duplicates"
+        )
+    if len(files) < 3:
         return
+    typical = float(np.median(steps))
     worst = int(np.argmax(np.abs(steps - typical)))
     if abs(steps[worst] - typical) > 0.2 * typical:
         skipped = _left_out(files, series or {uid: files})
@@ -180,11 +199,10 @@ def _check_slice(path: Path):
         raise XvrInputError(
             f"{path}: this slice has no pixel data (truncated?); remove or replace it"
         )
-    position = ds.get("ImagePositionPatient")
-    position = [float(v) for v in position] if position is not None and len(position) == 3 else None
+    info = _slice_geometry(path, ds)
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is not None and syntax.is_compressed:
-        return position
+        return info
     try:
         expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
                     * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8)
@@ -197,7 +215,92 @@ def _check_slice(path: Path):
             f"{path}: the slice is truncated ({len(ds.PixelData)} of {expected} pixel bytes); "
             "remove or replace it"
         )
-    return position
+    return info
+
+
+#: projection radiography modalities: such a file is an X-ray, not a slice of a volume
+_PROJECTION = ("XA", "RF", "DX", "CR", "MG", "RG", "PX", "IO")
+
+
+def _slice_numbers(path: Path, ds, keyword: str, tag: str, count: int):
+    """`count` finite numbers from a slice's header, None when the field is absent."""
+    if keyword not in ds:
+        return None
+    try:
+        value = ds[keyword].value
+        items = [value] if isinstance(value, str) or not hasattr(value, "__iter__") else list(value)
+        numbers = [float(v) for v in items]
+    except (TypeError, ValueError, OverflowError):
+        numbers = None
+    if numbers is None or len(numbers) != count or not np.isfinite(numbers).all():
+        shown = one_line(str(ds.get_item(keyword).value), 80)
+        raise XvrInputError(
+            f"{path}: {keyword} {tag} is {shown!r}; it must be {count} finite numbers; fix the "
+            "header or remove this slice"
+        )
+    return numbers
+
+
+def _slice_geometry(path: Path, ds) -> dict:
+    """What must agree between the slices of one series (checked for each slice alone here)."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    plane = any(k in ds for k in ("ImageOrientationPatient", "ImagePositionPatient",
+                                  "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"))
+    if modality in _PROJECTION and not plane:
+        raise XvrInputError(
+            f"{path}: Modality {modality} is an X-ray projection, not a slice of a CT/MR volume; "
+            "pass it as the XRAY and the CT/MR with -v"
+        )
+    position = _slice_numbers(path, ds, "ImagePositionPatient", "(0020,0032)", 3)
+    orientation = _slice_numbers(path, ds, "ImageOrientationPatient", "(0020,0037)", 6)
+    if orientation is not None:
+        rows, cols = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+        if (abs(np.linalg.norm(rows) - 1) > 1e-2 or abs(np.linalg.norm(cols) - 1) > 1e-2
+                or abs(float(rows @ cols)) > 1e-2):
+            raise XvrInputError(
+                f"{path}: ImageOrientationPatient (0020,0037) {orientation} is not two orthogonal "
+                "unit vectors; fix the header or remove this slice"
+            )
+    spacing = _slice_numbers(path, ds, "PixelSpacing", "(0028,0030)", 2)
+    lo, hi = VOXEL_SPACING_MM
+    if spacing is not None and not all(lo <= v <= hi for v in spacing):
+        raise XvrInputError(
+            f"{path}: PixelSpacing (0028,0030) {spacing} mm is outside the plausible range "
+            f"{lo:g}..{hi:g} mm; fix the header"
+        )
+    return {"position": position, "orientation": orientation, "spacing": spacing,
+            "size": (ds.get("Rows"), ds.get("Columns"))}
+
+
+def _check_consistent(where: Path, uid: str, files: list[str], slices: list[dict]) -> None:
+    """The slices of a series share their size, pixel spacing and orientation, and each has a
+    position when there are several (ITK silently makes up a 1 mm spacing otherwise)."""
+    if len(files) < 2:
+        return
+    first = slices[0]
+    if first["spacing"] is None:
+        raise XvrInputError(
+            f"{files[0]}: PixelSpacing (0028,0030) is missing, so the voxel size of series {uid} "
+            "is unknown; give a series whose slices carry it"
+        )
+    for file, info in zip(files, slices, strict=True):
+        if info["position"] is None:
+            raise XvrInputError(
+                f"{file}: ImagePositionPatient (0020,0032) is missing, so the slice spacing of "
+                f"series {uid} is unknown; give a series whose slices carry their positions"
+            )
+        for key, keyword, close in (("size", "Rows/Columns", None),
+                                    ("spacing", "PixelSpacing (0028,0030)", 1e-3),
+                                    ("orientation", "ImageOrientationPatient (0020,0037)", 1e-3)):
+            a, b = first[key], info[key]
+            differs = (a != b) if close is None or a is None or b is None else (
+                not np.allclose(a, b, atol=close * max(1.0, float(np.abs(a).max()))))
+            if differs:
+                raise XvrInputError(
+                    f"{where}: series {uid} mixes slices of different {keyword}: "
+                    f"{Path(files[0]).name} has {a}, {Path(file).name} has {b}; give one "
+                    "consistent series (remove the odd slices)"
+                )
 
 
 def _file_series_uid(path: Path) -> str | None:
