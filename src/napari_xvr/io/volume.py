@@ -320,10 +320,15 @@ def _nifti_precheck(path: Path, what: str):
     """Header checks of a NIfTI (dimensions) before the data is read; returns the nibabel image."""
     import nibabel as nib
 
+    logger = nib.imageglobals.logger
+    quiet = logger.disabled
+    logger.disabled = True  # its header "fixes" would be printed to stderr (the CLI prints one line)
     try:
         img = nib.load(str(path))
     except Exception as err:
         raise XvrInputError(f"{path}: not a readable NIfTI {what} ({one_line(err)})") from err
+    finally:
+        logger.disabled = quiet
     shape = tuple(int(s) for s in img.shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
@@ -577,6 +582,8 @@ def _validate(img: tio.Image, path: Path, what: str) -> None:
             f"{path}: the {what} holds {n} NaN or infinite voxels; replace them "
             "(e.g. with the background value) before registering"
         )
+    if np.isfinite(img.affine).all():
+        _check_spacing(img, path, what)
     if not np.isfinite(img.affine).all() or abs(np.linalg.det(img.affine[:3, :3])) < 1e-12:
         raise XvrInputError(
             f"{path}: the {what}'s spacing/origin/direction is not finite or is singular; "
@@ -585,10 +592,8 @@ def _validate(img: tio.Image, path: Path, what: str) -> None:
     _check_grid(img, path, what)
 
 
-def _check_grid(img: tio.Image, path: Path, what: str) -> None:
-    """Plausible voxel spacing, axes at right angles (no shear) and an origin not light-years away."""
-    affine = np.asarray(img.affine, dtype=float)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+def _check_spacing(img: tio.Image, path: Path, what: str) -> None:
+    spacing = np.linalg.norm(np.asarray(img.affine, dtype=float)[:3, :3], axis=0)
     lo, hi = VOXEL_SPACING_MM
     if not ((spacing >= lo) & (spacing <= hi)).all():
         shown = ", ".join(f"{v:.4g}" for v in spacing)
@@ -596,6 +601,12 @@ def _check_grid(img: tio.Image, path: Path, what: str) -> None:
             f"{path}: the {what}'s voxel spacing ({shown}) mm is outside the plausible range "
             f"{lo:g}..{hi:g} mm; fix the header's spacing (pixdim / spacings / PixelSpacing)"
         )
+
+
+def _check_grid(img: tio.Image, path: Path, what: str) -> None:
+    """Voxel axes at right angles (no shear) and an origin not light-years away."""
+    affine = np.asarray(img.affine, dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
     axes = affine[:3, :3] / spacing
     shear = float(np.abs(axes.T @ axes - np.eye(3)).max())
     if shear > 1e-3:
