@@ -25,6 +25,9 @@ def make_drr(
     """A DiffDRR ``DRR`` for `subject` (from :func:`napari_xvr.io.read_volume`) on `device`."""
     if renderer not in RENDERERS:
         raise XvrInputError(f"--renderer {renderer!r}: use one of {', '.join(RENDERERS)}")
+    if not 0 <= voxel_shift <= 1:
+        raise XvrInputError(f"--voxel_shift {voxel_shift}: give a fraction of a voxel in [0, 1] "
+                            "(0.5 samples voxel centres, DiffDRR's default; 0 is xvr's)")
     if renderer == "fast":  # our slice-wise marcher (napari_xvr.fastdrr), DiffDRR's geometry and API
         from .fastdrr import FastDRR
 

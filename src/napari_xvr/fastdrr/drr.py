@@ -34,6 +34,8 @@ class FastDRR(DRR):
                          voxel_shift=voxel_shift, **kwargs)
         if samples_per_slice not in (1, 2, "auto"):
             raise ValueError(f"samples_per_slice must be 1, 2 or 'auto', not {samples_per_slice!r}")
+        if not 0 <= voxel_shift <= 1:
+            raise ValueError(f"voxel_shift must be in [0, 1] (a fraction of a voxel), not {voxel_shift!r}")
         self.voxel_shift = float(voxel_shift)
         self.samples_per_slice = samples_per_slice
         self.slab_mm = slab_mm
@@ -53,13 +55,14 @@ class FastDRR(DRR):
 
     @slab_mm.setter
     def slab_mm(self, value: float) -> None:
-        if not value >= 0:
-            raise ValueError(f"slab_mm must be >= 0, not {value!r}")
+        if not 0 <= value < float("inf"):
+            raise ValueError(f"slab_mm must be a finite number >= 0, not {value!r}")
         self._slab_mm = float(value)
 
     def slab(self, axis: int) -> int:
         """Slices per slab along `axis` (1: every slice on its own)."""
-        return max(1, int(self._slab_mm / self._spacing[axis] + 1e-6))
+        slab = max(1, int(min(self._slab_mm / self._spacing[axis], 1e9) + 1e-6))
+        return min(slab, self.density.shape[axis])  # one slab at most: no padding beyond the volume
 
     def slices_along(self, axis: int, slab: int = 1) -> torch.Tensor:
         """The density as (n_axis / slab, 1, n_u, n_v) slices perpendicular to `axis` (cached)."""

@@ -76,6 +76,35 @@ def check_stages(options: RegistrationOptions, intrinsics: Intrinsics, where="th
         )
 
 
+def check_view(drr, pose: RigidTransform, options: RegistrationOptions, intrinsics: Intrinsics,
+               where="the X-ray") -> None:
+    """Refuse a start whose DRR (at the coarsest scale) is blank or flat: the volume is not in view.
+
+    Such a start has nothing to register to, and the similarity of a flat image is noise.
+    """
+    full = crop_intrinsics(intrinsics, options.crop)
+    coarse = stage_intrinsics(full, max(s for s, _ in options.scale_list()), options.crop)
+    matrix = pose.matrix.to(drr.device, torch.float32)
+    set_intrinsics(drr, coarse)
+    with torch.no_grad():
+        image = drr(RigidTransform(matrix)).double()
+    peak = float(image.abs().max()) if image.numel() else 0.0
+    spread = float(image.std()) if image.numel() > 1 else 0.0
+    if not (math.isfinite(peak) and math.isfinite(spread)) or peak <= 0 or spread <= 1e-6 * peak:
+        rot, xyz = pose_to_zxy(pose)
+        what = "blank" if not peak > 0 else "flat"
+        raise XvrInputError(
+            f"{where}: the DRR at the initial pose (rot {_fmt(rot)} deg, xyz {_fmt(xyz)} mm) is "
+            f"{what}: the volume is not in this X-ray's field of view. Check the initial pose "
+            "(--rot/--xyz, the DICOM header or the model), --orientation and the intrinsics "
+            "(--sdd, --delx, --dely, --x0, --y0)"
+        )
+
+
+def _fmt(values) -> str:
+    return ",".join(f"{v + 0.0:.4g}" for v in values)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -141,6 +170,7 @@ def register(
     if not init_only:
         check_stages(options, xray.intrinsics, xray.path or "the X-ray")
     init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
+    check_view(drr, init_pose, options, xray.intrinsics, xray.path or "the X-ray")
     result = RegistrationResult(
         init_pose=init_pose.matrix[0].detach().cpu().double().numpy(),
         final_pose=None,

@@ -14,6 +14,9 @@ METRICS = ("gmncc", "mncc", "gncc")
 # maximum iterations per scale: LM stops on convergence long before; Adam on plateaus
 DEFAULT_ITRS = defaults.N_ITRS
 _R = defaults.reg
+MAX_SLAB_MM = 100.0  # thicker than this averages away the anatomy; it is not a speed-up any more
+MAX_STARTS = 1000
+MAX_ITRS = 100_000
 
 
 def default_itrs(optimizer: str, scales: str) -> str:
@@ -69,18 +72,23 @@ class RegistrationOptions:
             raise XvrInputError(f"--optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
         if self.n_itrs is None or not str(self.n_itrs).strip():
             self.n_itrs = default_itrs(self.optimizer, self.scales)
-        if not self.slab_mm >= 0:
-            raise XvrInputError(f"--slab_mm {self.slab_mm}: give a thickness >= 0 (0 turns slabs off)")
-        if self.multistart < 0 or not self.multistart_rot >= 0 or not self.multistart_xyz >= 0:
-            raise XvrInputError("--multistart, --multistart_rot and --multistart_xyz must be >= 0 "
-                                "(e.g. --multistart 8 --multistart_rot 20 --multistart_xyz 60)")
+        if not 0 <= self.slab_mm <= MAX_SLAB_MM:
+            raise XvrInputError(f"--slab_mm {self.slab_mm}: give a thickness from 0 (slabs off) to "
+                                f"{MAX_SLAB_MM:g} mm (default {_R('slab_mm')})")
+        if not (0 <= self.multistart <= MAX_STARTS and 0 <= self.multistart_rot <= 180
+                and 0 <= self.multistart_xyz <= 1000):
+            raise XvrInputError(
+                f"--multistart {self.multistart}, --multistart_rot {self.multistart_rot}, "
+                f"--multistart_xyz {self.multistart_xyz}: give 0-{MAX_STARTS} starts, 0-180 deg "
+                "and 0-1000 mm (e.g. --multistart 8 --multistart_rot 20 --multistart_xyz 60)")
         self.scale_list()  # validate early
         if self.parameterization not in PARAMETERIZATIONS:
             raise XvrInputError(
                 f"--parameterization {self.parameterization!r}: use one of {', '.join(PARAMETERIZATIONS)}"
             )
-        if self.lr_rot < 0 or self.lr_xyz < 0:
-            raise XvrInputError("--lr_rot and --lr_xyz must be >= 0")
+        if not (0 <= self.lr_rot <= 10 and 0 <= self.lr_xyz <= 1000):
+            raise XvrInputError(f"--lr_rot {self.lr_rot} / --lr_xyz {self.lr_xyz}: give step sizes "
+                                "in [0, 10] rad and [0, 1000] mm (defaults 0.01 and 1.0)")
         if self.max_n_plateaus < 1:
             raise XvrInputError("--max_n_plateaus must be >= 1")
         if not 0 < self.lr_reduce_factor < 1:
@@ -89,10 +97,19 @@ class RegistrationOptions:
             raise XvrInputError(f"--metric {self.metric!r}: use one of {', '.join(METRICS)}")
         if not 0 <= self.beta <= 1:
             raise XvrInputError(f"--beta {self.beta}: the mNCC weight must be in [0, 1] (default 0.5)")
-        if self.sigma < 0 or self.threshold < 0:
-            raise XvrInputError("--sigma and --threshold must be >= 0")
-        if self.patch_size < 3:
-            raise XvrInputError(f"--patch_size {self.patch_size}: give at least 3 pixels (default 9)")
+        if self.sigma < 0:
+            raise XvrInputError(f"--sigma {self.sigma}: give a blur of 0 to 100 pixels")
+        if not 0 <= self.threshold < 1:
+            raise XvrInputError(f"--threshold {self.threshold}: give a relative improvement in "
+                                f"[0, 1) (default {_R('threshold')})")
+        if not 3 <= self.patch_size <= 255:
+            raise XvrInputError(f"--patch_size {self.patch_size}: give 3 to 255 pixels (default 9)")
+        if self.sigma > 100:
+            raise XvrInputError(f"--sigma {self.sigma}: give a blur of 0 to 100 pixels (default "
+                                f"{_R('sigma')})")
+        if self.patience < 1:
+            raise XvrInputError(f"--patience {self.patience}: give at least 1 iteration (default "
+                                f"{_R('patience')})")
         if self.crop < 0:
             raise XvrInputError(f"--crop {self.crop}: give the pixels to remove, >= 0")
 
@@ -120,8 +137,8 @@ class RegistrationOptions:
             raise XvrInputError(
                 f"--n_itrs has {len(itrs)} values but --scales has {len(scales)}; give one per scale"
             )
-        if any(n < 0 for n in itrs):
-            raise XvrInputError("--n_itrs values must be >= 0")
+        if not all(0 <= n <= MAX_ITRS for n in itrs):
+            raise XvrInputError(f"--n_itrs {self.n_itrs!r}: give 0 to {MAX_ITRS} iterations per scale")
         return list(zip(scales, itrs, strict=True))
 
     def max_iterations(self) -> int:

@@ -19,7 +19,7 @@ from ..errors import XvrInputError
 from ..io.volume import parse_labels, read_volume
 from ..io.xray import XRay, read_xray, xray_stem
 from ..render import make_drr
-from .engine import Preprocessing, StopToken, check_stages, register
+from .engine import Preprocessing, StopToken, check_stages, check_view, register
 from .events import Done
 from .options import RegistrationOptions
 from .result import write_result
@@ -162,6 +162,8 @@ def register_files(
             check_stages(options, detector, path)
     drr = make_drr(subject, first, spec.renderer, spec.reverse_x_axis,
                    spec.voxel_shift, spec.device, **spec.drr_kwargs)
+    for path, init, detector in zip(paths, inits, detectors, strict=True):  # each start sees the CT
+        check_view(drr, init, options, detector, path)
     describe = getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})
     for index, (path, init, target) in enumerate(zip(paths, inits, folders, strict=True)):
         if stop.stopped:
