@@ -316,7 +316,12 @@ def _check_pixel_module(path: Path, ds) -> int:
         )
     float_data = next((k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
     bits = _header_int(path, ds, "BitsAllocated", "(0028,0100)")
-    allowed = (64,) if float_data == "DoubleFloatPixelData" else (32,) if float_data else (8, 16, 32)
+    allowed = (64,) if float_data == "DoubleFloatPixelData" else (32,) if float_data else (8, 16, 32, 64)
+    if bits == 1 and float_data is None:
+        raise XvrInputError(
+            f"{path}: BitsAllocated (0028,0100) is 1: the pixels are a binary mask (a segmentation or "
+            "overlay), not an X-ray; give the X-ray image itself"
+        )
     if bits not in allowed:
         raise XvrInputError(
             f"{path}: BitsAllocated (0028,0100) is {bits}; {float_data or 'PixelData'} needs "
@@ -348,7 +353,9 @@ def _check_pixel_module(path: Path, ds) -> int:
                     f"{'missing' if planar is None else planar} for a colour image; it must be "
                     "0 or 1, fix the header"
                 )
-        frame_bytes = rows * columns * samples * bits // 8
+        # YBR_FULL_422 stores two samples per pixel (the chroma is shared by pixel pairs)
+        stored = 2 if samples == 3 and photometric == "YBR_FULL_422" else samples
+        frame_bytes = rows * columns * stored * bits // 8
         try:
             length = len(ds[keyword].value)
         except Exception as err:
