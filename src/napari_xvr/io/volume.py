@@ -667,7 +667,7 @@ def _check_mask_grid(vol: tio.Image, lab: tio.Image, mask) -> None:
         )
 
 
-def _check_label_values(lab: tio.Image, mask) -> None:
+def _check_label_values(lab: tio.Image, mask, labels=None) -> None:
     """A labelmap holds whole-number labels (a probability map or a CT given as -m does not)."""
     data = lab.data
     if data.is_floating_point():
@@ -678,6 +678,17 @@ def _check_label_values(lab: tio.Image, mask) -> None:
                 f"{mask}: the labelmap holds non-integer values (e.g. {example:g}); a labelmap "
                 "must hold whole-number labels: give the segmentation itself (or round it)"
             )
+    lo, hi = (float(v) for v in torch.aminmax(data))
+    if lo < 0:
+        raise XvrInputError(
+            f"{mask}: the labelmap holds negative values (down to {lo:g}); labels are 0 (background) "
+            "or positive: is this a CT given as the labelmap? Give the segmentation with -m"
+        )
+    if hi == 0 and not labels:  # with --labels, the labels check below says it (and lists none)
+        raise XvrInputError(
+            f"{mask}: the labelmap is empty (every voxel is 0, no structure is labelled); give the "
+            "segmentation itself, or leave out -m"
+        )
 
 
 def read_volume(
@@ -704,7 +715,7 @@ def read_volume(
     if mask is not None:
         lab = mask if isinstance(mask, tio.LabelMap) else read_image(mask, True)
         _check_mask_grid(vol, lab, mask)
-        _check_label_values(lab, mask)
+        _check_label_values(lab, mask, labels)
     if labels is not None:
         if lab is None:
             raise XvrInputError("--labels needs a labelmap: pass it with --mask")
