@@ -290,6 +290,13 @@ MASKS = [
     ("empty_mask", lambda c: {"array": np.zeros_like(c[3])}, "1", ["the labelmap is empty"]),
     ("nan_mask", lambda c: {"array": np.where(c[3] > 0, np.nan, 0).astype(np.float32)}, None, ["NaN"]),
     ("4d_mask", lambda c: {"array": np.stack([c[3], c[3]], -1)}, None, ["4D"]),
+    ("ct_as_mask", lambda c: {"array": c[2]}, None, ["negative values", "CT given as the labelmap"]),
+    (
+        "empty_mask_without_labels",
+        lambda c: {"array": np.zeros_like(c[3])},
+        None,
+        ["labelmap is empty (every voxel is 0"],
+    ),
 ]
 
 

@@ -609,3 +609,29 @@ def test_cli_refuses_bad_xrays_with_exit_2(request, tmp_path, tiny_ct, source, m
     )
     assert isinstance(done.exception, SystemExit), done.exception
     _assert_refused_once(done.exit_code, done.output, "bad.dcm", words, out)
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("SC_ybr_full_422_uncompressed.dcm", None),  # subsampled colour: two samples per pixel
+        ("SC_rgb_rle_2frame.dcm", None),
+        ("examples_ybr_color.dcm", None),
+        ("examples_palette.dcm", ["'PALETTE COLOR'"]),
+        ("liver_1frame.dcm", ["BitsAllocated (0028,0100) is 1", "binary mask"]),
+        ("SC_rgb_small_odd.dcm", ["Rows (0028,0010) is 3"]),
+    ],
+)
+def test_pydicom_test_files(name, words):
+    """pydicom's own files with the geometry given: colour and compressed ones read, masks and
+    indexed-colour or thumbnail-sized ones are refused by name."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    geometry = {"sdd": 1000.0, "delx": 0.5, "dely": 0.5, "x0": 0.0, "y0": 0.0}
+    if words is None:
+        assert read_xray(path, **geometry).image.ndim == 2
+        return
+    with pytest.raises(XvrInputError) as err:
+        read_xray(path, **geometry)
+    assert name in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
