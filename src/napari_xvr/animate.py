@@ -220,22 +220,28 @@ def compose(frame: Frame) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
+def check_output(path, fps) -> Path:
+    """The animation's path and frame rate, checked before any rendering."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in (".gif", ".mp4"):
+        raise XvrInputError(f"-o {path}: use a .gif or .mp4 file name")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) or not 0 < fps <= 120:
+        raise XvrInputError(f"--fps {fps!r}: give a number of frames per second between 1 and 120")
+    if path.is_dir():
+        raise XvrInputError(f"-o {path} is a folder; give a .gif or .mp4 file name")
+    return path
+
+
 def write_animation(frames: list[np.ndarray], path, fps: int = 10) -> Path:
     """Write a GIF or MP4 atomically (format from the suffix)."""
     import io
 
     import imageio.v3 as iio
 
-    path = Path(path)
+    path = check_output(path, fps)
     suffix = path.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
-        raise XvrInputError(f"-o {path}: use a .gif or .mp4 file name")
     if not frames:
         raise XvrInputError("no frames to write")
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) or not 0 < fps <= 120:
-        raise XvrInputError(f"--fps {fps!r}: give a number of frames per second between 1 and 120")
-    if path.is_dir():
-        raise XvrInputError(f"-o {path} is a folder; give a .gif or .mp4 file name")
     if suffix == ".gif":
         buffer = io.BytesIO()
         iio.imwrite(buffer, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
@@ -269,5 +275,6 @@ def write_animation(frames: list[np.ndarray], path, fps: int = 10) -> Path:
 def animate_result(result_folder, path, fps: int = 10, max_frames: int = 60, max_size: int = 256,
                    device=None) -> Path:
     """Replay a result folder's optimisation into a GIF/MP4 at `path` (what `xvr animate` does)."""
+    check_output(path, fps)
     frames = [compose(frame) for frame in replay(result_folder, max_frames, max_size, device)]
     return write_animation(frames, path, fps)

@@ -108,6 +108,7 @@ def get_reader(path):
 
 
 def _kind(path: Path) -> str | None:
+    path = path.expanduser()
     try:
         path.stat()  # follows symlinks: missing targets and loops are not ours
     except (OSError, ValueError):
@@ -139,7 +140,7 @@ def read_paths(path) -> list:
         raise XvrInputError(f"{path!r}: not a file path; give a path (str or pathlib.Path)")
     layers = []
     for item in paths:
-        layers.extend(read_one(Path(item)))
+        layers.extend(read_one(Path(item).expanduser()))
     return layers
 
 

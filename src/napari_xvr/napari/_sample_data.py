@@ -16,9 +16,20 @@ FACTOR = (4, 4, 2)
 
 
 def cache_dir() -> Path:
+    """The sample cache folder, created; an unusable one is a one-line XvrOutputError."""
+    from ..errors import XvrOutputError
+
     root = os.environ.get("NAPARI_XVR_CACHE") or Path.home() / ".cache" / "napari-xvr"
-    path = Path(root) / "sample"
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(root).expanduser() / "sample"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise XvrOutputError(f"could not create the sample-data cache {path}: "
+                             f"{err.strerror or type(err).__name__}; set NAPARI_XVR_CACHE to a "
+                             "folder you can write") from err
+    if not os.access(path, os.W_OK):
+        raise XvrOutputError(f"the sample-data cache {path} is not writable; set NAPARI_XVR_CACHE "
+                             "to a folder you can write")
     return path
 
 
@@ -35,12 +46,23 @@ def sample_xray_file() -> tuple[Path, dict]:
     from ..synthetic import make_cases
 
     folder = cache_dir() / "xray"
-    truth = folder / "truth.json"
-    if not truth.is_file():
+    truth, xray = folder / "truth.json", folder / "xray_000.dcm"
+    data = _cached_truth(truth) if xray.is_file() else None
+    if data is None:  # first use, or an earlier run was interrupted: generate again
         ct, mask = sample_files()
         intr = Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6)
         make_cases(folder, n=1, seed=0, intrinsics=intr, volume=ct, mask=mask, renderer="trilinear")
-    return folder / "xray_000.dcm", json.loads(truth.read_text())
+        data = json.loads(truth.read_text(encoding="utf-8"))
+    return xray, data
+
+
+def _cached_truth(truth: Path) -> dict | None:
+    try:
+        data = json.loads(truth.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = isinstance(data, dict) and "xray_000" in (data.get("cases") or {})
+    return data if ok and "fiducials_mm" in data else None
 
 
 def chest_ct() -> list:
