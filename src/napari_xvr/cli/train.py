@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from ..errors import XvrInputError
@@ -135,6 +137,13 @@ LOGGING = (
 )
 
 
+def _writes_fail_cleanly() -> None:
+    """A file-size limit (ulimit -f) makes a write fail with EFBIG, named in one line, instead of
+    SIGXFSZ killing the process mid-write."""
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
 def _run(events, verbose: int) -> None:
     from ..train import distributed as dist_utils
     from .train_progress import show_training
@@ -169,6 +178,7 @@ def train(verbose: int, n_points: int | None, overwrite: bool, **kw) -> None:
             raise XvrInputError(f"--n_points {n_points} and --n_samples {kw['n_samples']}: give "
                                 "one (--n_points is the former name of --n_samples)")
         kw["n_samples"] = n_points
+    _writes_fail_cleanly()
     dist_utils.init_from_env(kw["device"])
     config = TrainConfig(**kw)
     _run(train_events(config, overwrite=overwrite), verbose)
@@ -200,6 +210,7 @@ def restart(ckptpath, outpath, overwrite, device, n_total_itrs, verbose):
     from ..train import distributed as dist_utils
     from ..train.loop import restart as restart_events
 
+    _writes_fail_cleanly()
     dist_utils.init_from_env(device)
     _run(restart_events(ckptpath, outpath=outpath, overwrite=overwrite, device=device,
                         n_total_itrs=n_total_itrs), verbose)

@@ -73,7 +73,49 @@ def validate(ckpt, path) -> None:
         raise XvrInputError(f"-c {path}: the checkpoint lacks {', '.join(missing)}")
     if not isinstance(ckpt["config"], dict):
         raise XvrInputError(f"-c {path}: 'config' must be a dict")
+    state = ckpt["model_state_dict"]
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise XvrInputError(f"-c {path}: 'model_state_dict' is not a set of named weight tensors; the "
+                            "file is damaged or not a pose-regressor checkpoint")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise XvrInputError(f"-c {path}: the weights hold NaN or infinite values ({bad[0]}); the run "
+                            "diverged before this checkpoint: use an earlier one")
     model_spec(ckpt["config"], path)
+
+
+def check_resumable(ckpt: dict, path) -> None:
+    """Our checkpoint holds what an exact restart needs, each of the right kind."""
+    problems = []
+    for key in ("optimizer_state_dict", "scheduler_state_dict"):
+        if not isinstance(ckpt.get(key), dict):
+            problems.append(f"{key} is missing or not a dict")
+    itr = ckpt.get("itr")
+    if isinstance(itr, bool) or not isinstance(itr, int) or itr < 0:
+        problems.append(f"itr={itr!r} is not an iteration number")
+    number = ckpt.get("model_number", 0)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        problems.append(f"model_number={number!r} is not a checkpoint number")
+    grads = ckpt.get("grads") or {}
+    if not isinstance(grads, dict) or not all(isinstance(v, torch.Tensor) for v in grads.values()):
+        problems.append("grads is not a set of tensors")
+    rng = ckpt.get("rng") or []
+    if not isinstance(rng, list | tuple) or not all(
+            isinstance(r, dict) and isinstance(r.get("torch"), torch.Tensor) and "python" in r
+            for r in rng):
+        problems.append("rng is not a list of RNG states")
+    centre = ckpt.get("template_centre")
+    if centre is not None:
+        try:
+            ok = len(centre) == 3 and all(math.isfinite(float(v)) for v in centre)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(f"template_centre={centre!r} is not 3 numbers")
+    if problems:
+        raise XvrInputError(f"-c {path}: the checkpoint's training state is damaged ({'; '.join(problems)}); "
+                            "restart from an earlier checkpoint, or finetune from it with `xvr train -c`")
 
 
 def model_spec(config: dict, source="checkpoint") -> dict:

@@ -16,6 +16,9 @@ from ..errors import XvrInputError
 from ..io.volume import VOLUME_SUFFIXES, _suffix, read_image, read_volume
 from .config import read_sample_weights
 
+#: the highest label a training mask may hold (each label value is one rendered channel)
+MAX_LABEL = 1024
+
 
 def _volume_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir()
@@ -89,12 +92,39 @@ class VolumeSet:
         vol = read_image(self.volumes[index])
         mask = None if self.masks[index] is None else read_image(self.masks[index], label=True)
         if mask is not None and tuple(mask.shape) != tuple(vol.shape):
-            raise XvrInputError(f"{self.masks[index]}: mask shape {tuple(mask.shape[1:])} differs from "
-                                f"the volume's {tuple(vol.shape[1:])}")
+            raise XvrInputError(f"-m {self.masks[index]}: mask shape {tuple(mask.shape[1:])} differs "
+                                f"from the volume's {tuple(vol.shape[1:])} ({self.volumes[index]}); "
+                                "resample it onto the volume grid")
         self.cache[index] = (vol, mask)
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
         return vol, mask
+
+    def validate(self) -> list[tuple[int, int, int]]:
+        """Read and check every volume and mask before any work; returns the volumes' shapes.
+
+        Each volume must be a readable 3D image with finite, non-constant voxels; each mask must
+        lie on its volume's grid and hold whole, non-negative labels, not all 0.
+        """
+        shapes = []
+        for index, (volume, mask) in enumerate(zip(self.volumes, self.masks, strict=True)):
+            read_volume(volume, mask, orientation=self.orientation)  # file-named messages
+            vol, lab = self.images(index)
+            shapes.append(tuple(int(n) for n in vol.shape[1:]))
+            if lab is None:
+                continue
+            low, high = (float(v) for v in torch.aminmax(lab.data))
+            if high <= 0 and low >= 0:
+                raise XvrInputError(f"-m {mask}: the labelmap is empty (every voxel is 0); give the "
+                                    "segmentation of this volume, or train without -m")
+            if low < 0:
+                raise XvrInputError(f"-m {mask}: the labelmap holds negative values (down to {low:g}); "
+                                    "labels are whole numbers >= 0 (is this a CT given as the mask?)")
+            if high > MAX_LABEL:
+                raise XvrInputError(f"-m {mask}: the labelmap holds a label {high:g}; labels above "
+                                    f"{MAX_LABEL} each cost a rendered channel (is this a CT given "
+                                    "as the mask?); renumber the labels")
+        return shapes
 
     def subject(self, index: int):
         """A DiffDRR Subject of volume `index` (a random crop if patch_size is set)."""

@@ -18,6 +18,7 @@ import math
 import os
 import random
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,14 +30,14 @@ from diffdrr.data import transform_hu_to_density
 from diffdrr.pose import RigidTransform
 
 from ..device import pick_device
-from ..errors import XvrInputError
+from ..errors import XvrInputError, XvrOutputError
 from ..geometry import Intrinsics
 from ..io.atomic import atomic_write_text, output_error
 from ..register.engine import StopToken
 from ..register.similarity import standardize
 from . import distributed as dist_utils
 from .augment import XrayAugmentations
-from .checkpoint import is_ours, load_checkpoint, model_spec, save_checkpoint
+from .checkpoint import check_resumable, is_ours, load_checkpoint, model_spec, save_checkpoint
 from .config import TrainConfig
 from .data import VolumeSet
 from .loss import PoseRegressionLoss, soft_masks
@@ -46,6 +47,9 @@ from .sampler import prior_centre, random_poses
 __all__ = ["Checkpointed", "StopToken", "TrainDone", "TrainStarted", "TrainStep", "Trainer",
            "run_training", "train"]
 
+#: memory one ray sample of a training step takes (float32 points, values and autograd's copies;
+#: measured ~18 bytes on the CPU, so a batch needing more than the device's memory cannot run)
+BYTES_PER_SAMPLE = 16
 CSV_COLUMNS = ("itr", "loss", "ncc", "geo", "rgeo", "tgeo", "dice", "haus", "lr", "kept", "time_s")
 
 
@@ -145,8 +149,7 @@ class Trainer:
         torch.manual_seed(config.seed + self.rank)
         random.seed(config.seed + self.rank)
         self.outpath = Path(config.outpath)
-        if self.outpath.exists() and not self.outpath.is_dir():
-            raise XvrInputError(f"-o {self.outpath}: is a file; give a folder for checkpoints")
+        check_output_folder(self.outpath)
         self.previous_log = None if resume_path is None else Path(resume_path).parent / "losses.csv"
         continuing = resume_path is not None and _same_folder(Path(resume_path).parent, self.outpath)
         run_files = [] if continuing else run_files_in(self.outpath)
@@ -158,16 +161,32 @@ class Trainer:
                 "choose another -o"
             )
         self._replaced = run_files
+        # every input is checked here, before the network is built and before any file is written
+        config.check_geometry()
+        finetune = None
+        if resume is not None:
+            self._check_resume(resume, resume_path)
+        elif config.ckptpath is not None:
+            finetune = self._check_finetune(config.ckptpath)
+        if config.warp is not None:
+            from .warp import read_itk_matrix
+
+            read_itk_matrix(config.warp, config.invert)
         self.volumes = VolumeSet(config.volpath, config.maskpath, config.orientation,
                                  config.patch_size, config.sample_weights)
+        shapes = self.volumes.validate()
+        self._check_memory(shapes)
         if config.frame_center_ras is None:
             config.frame_center_ras = self.volumes.frame_center_ras
         self.intrinsics = Intrinsics(config.sdd, config.height, config.height, config.delx, config.delx)
         self.ranges = {k: getattr(config, k) for k in ("r1", "r2", "r3", "tx", "ty", "tz")}
 
+        torch.manual_seed(config.seed + self.rank)  # the checks above draw nothing; be sure of it
+        random.seed(config.seed + self.rank)
         self.model = PoseRegressor(config.model_name, config.parameterization, config.convention,
                                    config.pretrained, config.height, config.norm_layer,
                                    config.unit_conversion_factor).to(self.device)
+        self._check_space()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         warmup = config.n_warmup_itrs / config.n_grad_accum_itrs
         total = config.n_total_itrs / config.n_grad_accum_itrs
@@ -183,8 +202,8 @@ class Trainer:
 
         if resume is not None:
             self._resume(resume, resume_path)
-        elif config.ckptpath is not None:
-            self._finetune(config.ckptpath)
+        elif finetune is not None:
+            self._finetune(finetune, config.ckptpath)
         else:  # a fresh model predicts the centre of the sampling box until it learns better
             self.model.start_at(prior_centre(self.ranges).to(self.device))
         self.lossfn = PoseRegressionLoss(config.sdd, config.weight_ncc, config.weight_geo,
@@ -202,7 +221,11 @@ class Trainer:
             self.raw = dist_utils.wrap(self.raw, self.device)
         self._drrs: dict = {}
         if self._rng:  # last, so nothing above draws from the restored streams
-            _set_rng_state(self._rng)
+            try:
+                _set_rng_state(self._rng)
+            except (TypeError, ValueError, RuntimeError, KeyError) as err:
+                raise XvrInputError(f"-c {resume_path}: the checkpoint's RNG state is damaged ({err}); "
+                                    "restart from an earlier checkpoint") from err
 
     # ----------------------------------------------------------------- setup helpers
     def _autocast(self):
@@ -217,38 +240,88 @@ class Trainer:
     def _load_weights(self, state: dict, source) -> None:
         try:
             self.model.load_state_dict(state)
-        except RuntimeError as err:
+        except (RuntimeError, TypeError, ValueError) as err:
             raise XvrInputError(
                 f"-c {source}: its weights do not fit --model_name {self.config.model_name} with "
                 f"--parameterization {self.config.parameterization} ({str(err).splitlines()[0]})"
             ) from err
 
-    def _finetune(self, path) -> None:
+    def _check_finetune(self, path) -> dict:
+        """The checkpoint to finetune, refused unless its network is the one configured."""
+        cfg = self.config
         ckpt = load_checkpoint(path)
+        spec = model_spec(ckpt["config"], path)
+        ours = {"model_name": cfg.model_name, "parameterization": cfg.parameterization,
+                "norm_layer": cfg.norm_layer, "unit_conversion_factor": cfg.unit_conversion_factor}
+        if cfg.parameterization == "euler_angles":
+            ours["convention"] = cfg.convention
+        differ = [k for k, v in ours.items()
+                  if (float(spec[k]) != float(v) if k == "unit_conversion_factor" else spec[k] != v)]
+        if differ:
+            theirs = " ".join(f"--{k} {spec[k]}" for k in differ)
+            given = " ".join(f"--{k} {ours[k]}" for k in differ)
+            raise XvrInputError(f"-c {path}: the checkpoint's network has {theirs}, not {given}; pass "
+                                f"{theirs} to finetune it")
+        for key in ("height", "sdd", "delx"):
+            if float(spec[key]) != float(getattr(cfg, key)):
+                self.notes.append(f"finetuning a model trained with --{key} {spec[key]:g} at --{key} "
+                                  f"{getattr(cfg, key):g}")
+        if cfg.reuse_optimizer:
+            if not isinstance(ckpt.get("optimizer_state_dict"), dict) or \
+                    not isinstance(ckpt.get("scheduler_state_dict"), dict):
+                raise XvrInputError(f"-c {path}: --reuse_optimizer needs optimizer and scheduler states")
+            itr, number = ckpt.get("itr", 0), ckpt.get("model_number", 0)
+            for name, value in (("itr", itr), ("model_number", number)):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise XvrInputError(f"-c {path}: the checkpoint's {name}={value!r} is not a count; "
+                                        "the file is damaged (finetune without --reuse_optimizer)")
+            if itr >= cfg.n_total_itrs:
+                raise XvrInputError(f"-c {path}: with --reuse_optimizer training goes on from iteration "
+                                    f"{itr}, which --n_total_itrs {cfg.n_total_itrs} has reached; pass "
+                                    f"--n_total_itrs above {itr}")
+        return ckpt
+
+    def _finetune(self, ckpt: dict, path) -> None:
         spec = model_spec(ckpt["config"], path)
         self.template_centre = spec["frame_center_ras"]
         self._load_weights(ckpt["model_state_dict"], path)
         if self.config.warp is None:
             self.config.frame_center_ras = self.template_centre or self.config.frame_center_ras
         if self.config.reuse_optimizer:
-            if "optimizer_state_dict" not in ckpt or "scheduler_state_dict" not in ckpt:
-                raise XvrInputError(f"-c {path}: --reuse_optimizer needs optimizer and scheduler states")
-            self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
-            self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+            try:
+                self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+                self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+            except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+                raise XvrInputError(f"-c {path}: its optimizer state does not fit this network "
+                                    f"({_one_line(err)}); finetune without --reuse_optimizer") from err
             self.start_itr = int(ckpt.get("itr", 0))
             self.model_number = int(ckpt.get("model_number", 0)) + 1
         self.notes.append(f"finetuning from {path}" + (" (optimizer reused)" if self.config.reuse_optimizer
                                                       else ""))
 
-    def _resume(self, ckpt: dict, path) -> None:
+    def _check_resume(self, ckpt: dict, path) -> None:
         if not is_ours(ckpt):
             raise XvrInputError(
                 f"-c {path}: not a napari-xvr training checkpoint (no RNG/progress state); "
                 "use `xvr train -c` with --reuse_optimizer to continue from it instead"
             )
+        check_resumable(ckpt, path)
+        itr, total = ckpt["itr"], self.config.n_total_itrs
+        if itr >= total:
+            raise XvrInputError(
+                f"-c {path}: the run is finished (this checkpoint is at iteration {itr} of "
+                f"--n_total_itrs {total}); pass --n_total_itrs above {itr} to train it further"
+            )
+
+    def _resume(self, ckpt: dict, path) -> None:
         self._load_weights(ckpt["model_state_dict"], path)
-        self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
-        self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+            self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+            raise XvrInputError(f"-c {path}: the checkpoint's optimizer state does not fit its network "
+                                f"({_one_line(err)}); the file is damaged: restart from an earlier "
+                                "checkpoint") from err
         self.start_itr = int(ckpt["itr"])
         self.model_number = int(ckpt.get("model_number", 0)) + 1
         self.template_centre = ckpt.get("template_centre")
@@ -262,9 +335,54 @@ class Trainer:
             self._rng = {}
             self.notes.append("RNG states do not match this world size; reseeded")
         if self._grads:
-            for name, p in self.model.named_parameters():
-                if name in self._grads:
-                    p.grad = self._grads[name].to(self.device).clone()
+            params = dict(self.model.named_parameters())
+            for name, grad in self._grads.items():
+                if name not in params or tuple(grad.shape) != tuple(params[name].shape):
+                    raise XvrInputError(f"-c {path}: the checkpoint's pending gradient {name} does not "
+                                        "fit its network; the file is damaged: restart from an "
+                                        "earlier checkpoint")
+                params[name].grad = grad.to(self.device, params[name].dtype).clone()
+
+    def _check_memory(self, shapes) -> None:
+        """Refuse a batch whose DRRs cannot fit in memory (measured: ~18 bytes per ray sample)."""
+        cfg = self.config
+        depth = max(max(shape) for shape in shapes)
+        samples = cfg.n_samples if cfg.renderer == "trilinear" else depth
+        need = cfg.batch_size * cfg.height * cfg.height * samples * BYTES_PER_SAMPLE
+        total = _memory_bytes(self.device)
+        if total and need > total:
+            raise XvrInputError(
+                f"--batch_size {cfg.batch_size} with --height {cfg.height} and {samples} samples per "
+                f"ray needs at least {need / 2**30:.1f} GiB for one batch of DRRs, more than the "
+                f"{total / 2**30:.1f} GiB of {self.device}; lower --batch_size, --height or --n_samples")
+
+    def _check_space(self) -> None:
+        """Refuse an output where not even one checkpoint fits (a file-size limit, a full disk)."""
+        import resource
+
+        # weights, Adam's two moments, pending gradients, and the zip container's padding
+        n_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        n_bytes += sum(b.numel() * b.element_size() for b in self.model.buffers())
+        need = 4 * n_bytes + 2**16
+        try:
+            soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        except (ValueError, OSError):
+            soft = resource.RLIM_INFINITY
+        if soft != resource.RLIM_INFINITY and soft < need:
+            raise XvrOutputError(
+                f"could not write {self.outpath / '0000.pth'}: a checkpoint takes about "
+                f"{need / 2**20:.1f} MiB, more than this process's file-size limit ({soft} bytes, "
+                "ulimit -f); raise the limit or train a smaller --model_name")
+        where = _existing_ancestor(self.outpath)
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            free = need
+        if free < need:
+            raise XvrOutputError(
+                f"could not write {self.outpath / '0000.pth'}: a checkpoint takes about "
+                f"{need / 2**20:.1f} MiB and {where} has {free / 2**20:.1f} MiB free; free some "
+                "disk space or choose another output folder")
 
     def _renderer(self, index: int):
         """(DRR, HU volume, template->volume warp or None) for volume `index`."""
@@ -346,6 +464,13 @@ class Trainer:
             from timm.utils.agc import adaptive_clip_grad
 
             adaptive_clip_grad(self.model.parameters())
+            bad = next((n for n, p in self.model.named_parameters()
+                        if p.grad is not None and not torch.isfinite(p.grad).all()), None)
+            if bad is not None:
+                raise XvrInputError(
+                    f"training stopped at iteration {itr}: the gradient of {bad} is not finite; the "
+                    f"weights were not updated with it and the checkpoints in {self.outpath} hold the "
+                    "last good ones; lower --lr, or check the volume's intensities")
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -379,6 +504,11 @@ class Trainer:
         }
 
     def checkpoint(self, itr: int) -> Path | None:
+        bad = next((n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:  # never let a diverged network replace the last good checkpoint
+            raise XvrInputError(
+                f"training stopped at iteration {itr}: the weights ({bad}) are not finite; the "
+                f"checkpoints in {self.outpath} hold the last good ones; lower --lr")
         state = self.state(itr)  # every rank joins the RNG gather
         path = None
         if self.rank == 0:
@@ -522,6 +652,9 @@ def restart(ckptpath, stop: StopToken | None = None, outpath=None, overwrite: bo
     """
     from .checkpoint import latest_checkpoint
 
+    total = overrides.get("n_total_itrs")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 1):
+        raise XvrInputError(f"--n_total_itrs {total!r}: must be a whole number >= 1")
     path = Path(ckptpath)
     if path.is_dir():
         path = latest_checkpoint(path)
@@ -530,6 +663,11 @@ def restart(ckptpath, stop: StopToken | None = None, outpath=None, overwrite: bo
     data.update({k: v for k, v in overrides.items() if v is not None})
     data["outpath"] = str(outpath if outpath is not None else path.parent)
     config = TrainConfig.from_dict(data, source=str(path))
+    try:
+        config.check_geometry()
+    except XvrInputError as err:
+        raise XvrInputError(f"{path}: the training config it holds is not valid ({err}); the file is "
+                            "damaged or was edited") from err
     return Trainer(config, resume=ckpt, resume_path=path, overwrite=overwrite).run(stop)
 
 
@@ -550,6 +688,40 @@ def remove_stale_temporaries(folder: Path) -> None:
         with contextlib.suppress(OSError):
             if tmp.is_file():
                 tmp.unlink()
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_folder(outpath: Path) -> None:
+    """-o must be a folder, or a path whose nearest existing ancestor is a folder we may write in."""
+    if outpath.exists() and not outpath.is_dir():
+        raise XvrInputError(f"-o {outpath}: is a file; give a folder for checkpoints")
+    where = _existing_ancestor(outpath)
+    if not where.is_dir():
+        raise XvrInputError(f"-o {outpath}: {where} is a file, not a folder; choose another -o")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise XvrOutputError(f"could not write {outpath}: no permission to write in {where}; choose "
+                             "another output folder")
+
+
+def _memory_bytes(device: torch.device) -> int:
+    """The device's memory: the GPU's, else this machine's physical memory (0 when unknown)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        return 0
 
 
 def _same_folder(a: Path, b: Path) -> bool:

@@ -30,27 +30,42 @@ def _translation(t) -> np.ndarray:
     return m
 
 
+def _last_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
 def read_itk_matrix(path, invert: bool = False) -> np.ndarray:
     """The 4x4 (LPS, fixed -> moving) of a rigid ITK transform file, made exactly rigid."""
     import SimpleITK as sitk
 
     path = Path(path)
+    if path.is_dir():
+        raise XvrInputError(f"--warp {path}: is a folder; give the transform file (.tfm/.mat/.h5)")
     if not path.is_file():
         raise XvrInputError(f"--warp {path}: no such transform file")
     try:
         xform = sitk.ReadTransform(str(path))
-    except RuntimeError as err:
+    except (RuntimeError, OSError, ValueError, TypeError) as err:
         raise XvrInputError(
-            f"--warp {path}: SimpleITK cannot read this transform ({str(err).strip().splitlines()[-1]}); "
+            f"--warp {path}: SimpleITK cannot read this transform ({_last_line(err)}); "
             "give an ITK .tfm/.txt, an ANTs .mat or an .h5 transform"
         ) from err
     if xform.GetDimension() != 3:
         raise XvrInputError(f"--warp {path}: a 3D transform is needed, got {xform.GetDimension()}D")
+    if not xform.IsLinear():
+        raise XvrInputError(f"--warp {path}: a {xform.GetName()} is not a rigid transform (it bends "
+                            "space); give the rigid (Euler/versor/affine) transform of the registration")
     origin = np.asarray(xform.TransformPoint((0.0, 0.0, 0.0)))
     columns = [np.asarray(xform.TransformPoint(tuple(e))) - origin for e in np.eye(3)]
     matrix = np.eye(4)
     matrix[:3, :3] = np.stack(columns, axis=1)
     matrix[:3, 3] = origin
+    if not np.isfinite(matrix).all():
+        raise XvrInputError(f"--warp {path}: the transform holds NaN or infinite parameters")
+    if np.abs(origin).max() > 1e5:
+        raise XvrInputError(f"--warp {path}: the transform moves points by {np.abs(origin).max():g} mm; "
+                            "a registration of two CTs moves them by far less (check the file)")
     u, s, vt = np.linalg.svd(matrix[:3, :3])
     if np.linalg.det(u @ vt) < 0:
         raise XvrInputError(f"--warp {path}: the transform flips handedness; a rigid one is needed")
