@@ -85,24 +85,24 @@ def test_dicom_series_folder_is_a_volume(make_napari_viewer, tmp_path, sample_ca
 
 
 @pytest.mark.parametrize("content", [b"", b"not a dicom at all" * 10, b"\0" * 128 + b"DICM" + b"\1" * 7])
-def test_corrupt_files_notify_and_never_raise(make_napari_viewer, tmp_path, content):
-    from napari.utils.notifications import notification_manager
-
+def test_corrupt_files_are_refused_by_name(make_napari_viewer, tmp_path, content):
+    """A damaged file the reader claimed is an XvrInputError naming it (napari shows it as an
+    error notification; a script gets the exception), never a traceback or an empty success."""
+    from napari_xvr.errors import XvrInputError
     from napari_xvr.napari._reader import get_reader
 
     viewer = make_napari_viewer()
-    messages = []
-    notification_manager.notification_ready.connect(lambda n: messages.append(str(n.message)))
     for name in ("broken.dcm", "broken.nii.gz"):
         path = tmp_path / name
         path.write_bytes(content)
         reader = get_reader(str(path))
         assert reader is not None
-        assert reader(str(path)) == [(None,)]
-        viewer.open(path, plugin="napari-xvr")
+        with pytest.raises(XvrInputError, match=name.replace(".", r"\.")):
+            reader(str(path))
+        with pytest.raises(Exception, match=name.replace(".", r"\.")) as info:
+            viewer.open(path, plugin="napari-xvr")
+        assert "Traceback" not in str(info.value)
     assert len(viewer.layers) == 0
-    assert any("broken.dcm" in m and "napari-xvr could not open" in m for m in messages), messages
-    assert any("broken.nii.gz" in m for m in messages), messages
     assert get_reader(str(tmp_path / "image.txt")) is None
     assert get_reader(12345) is None
 

@@ -298,8 +298,7 @@ def _write(path, layer):
 
 
 def test_the_written_result_reads_back(result_folder, tmp_path):
-    from napari_xvr.napari._reader import read_trajectory_csv
-    from napari_xvr.register.result import read_result
+    from napari_xvr.register.result import read_result, read_trajectory
 
     xray = read(result_folder)[0]
     target = tmp_path / "my result ü #%.json"
@@ -309,7 +308,7 @@ def test_the_written_result_reads_back(result_folder, tmp_path):
     back = read(target)
     assert back[0][1]["metadata"]["pose"] == xray[1]["metadata"]["pose"]
     assert back[0][1]["metadata"]["trajectory"] == xray[1]["metadata"]["trajectory"]
-    assert read_trajectory_csv(target.with_suffix(".csv")) == xray[1]["metadata"]["trajectory"]
+    assert read_trajectory(target) == xray[1]["metadata"]["trajectory"]  # the core reads it too
     # saved again over itself (napari's dialog asked): replaced, nothing else left
     _write(target, back[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my result ü #%.csv", "my result ü #%.json"]

@@ -246,35 +246,14 @@ def upstream_layers(path: Path) -> list:
     return [layer]
 
 
-def read_trajectory_csv(file: Path) -> list[dict]:
-    """A trajectory CSV (trajectory.csv or the ``name.csv`` our writer saves) as dicts of floats."""
-    import csv
-
-    from ..register.result import TRAJECTORY_COLUMNS
-
-    if file.stat().st_size > MAX_RESULT_BYTES * 4:
-        raise XvrInputError(f"{file}: far larger than a trajectory; the file is damaged")
-    try:
-        with file.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not set(("r1", "tx")) <= set(reader.fieldnames):
-                raise XvrInputError(f"{file}: not a trajectory (its header is not "
-                                    f"{','.join(TRAJECTORY_COLUMNS)})")
-            return [{k: (float(v) if v not in ("", None) else math.nan)
-                     for k, v in row.items() if k is not None} for row in reader]
-    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
-        if isinstance(err, XvrInputError):
-            raise
-        raise XvrInputError(f"{file}: not a readable trajectory ({err}); the file is damaged") from err
-
-
 def _trajectory(file: Path) -> list[dict]:
     """The trajectory saved beside a result file; [] (with a warning) when absent or damaged."""
-    csv = file.with_name("trajectory.csv") if file.name == "result.json" else file.with_suffix(".csv")
-    if not csv.is_file():
+    from ..register.result import read_trajectory, trajectory_file
+
+    if not trajectory_file(file).is_file():
         return []
     try:
-        return read_trajectory_csv(csv)
+        return read_trajectory(file)
     except (XvrInputError, OSError) as err:
         _warn(f"napari-xvr opened {file} without its trajectory: {err}")
         return []
@@ -403,5 +382,5 @@ def _read_png(png: Path, intr):
 # the names earlier versions exported (one reader reads every kind now)
 read_volumes = read_xrays = read_folders = read_upstream_results = read_paths
 
-__all__ = ["KIND", "get_reader", "read_folders", "read_one", "read_paths", "read_trajectory_csv",
+__all__ = ["KIND", "get_reader", "read_folders", "read_one", "read_paths",
            "read_upstream_results", "read_volumes", "read_xrays", "result_layers", "upstream_layers"]

@@ -1,7 +1,7 @@
 """npe2 writers: a registration result (``name.json`` + ``name.csv``) and DRR/overlay images.
 
 What they write, napari-xvr reads back: the reader opens ``name.json`` with its trajectory from
-``name.csv`` (:func:`napari_xvr.napari._reader.read_trajectory_csv`).
+``name.csv`` (:func:`napari_xvr.register.result.read_trajectory`).
 
 Overwriting: napari's save dialog has already asked about the file the user named, so that file
 is replaced (atomically: a failed write leaves the old one as it was). The ``name.csv`` beside a

@@ -156,15 +156,17 @@ def validate_result(data: dict, file) -> dict:
         except (XvrInputError, ValueError, TypeError) as err:
             raise XvrInputError(f"{file}: {key}: {err}") from err
     intrinsics = data.get("intrinsics")
-    if intrinsics is not None:
-        if not isinstance(intrinsics, dict):
-            raise XvrInputError(f"{file}: 'intrinsics' must be an object (sdd, height, width, ...)")
-        try:
-            Intrinsics(**intrinsics)
-        except (TypeError, ValueError) as err:
-            raise XvrInputError(f"{file}: intrinsics: {err}") from err
-        except XvrInputError as err:
-            raise XvrInputError(f"{file}: {err}") from err
+    if intrinsics is None:
+        raise XvrInputError(f"{file}: no 'intrinsics' (sdd, height, width, delx, dely, x0, y0); "
+                            "a result needs its detector, so this one cannot be used")
+    if not isinstance(intrinsics, dict):
+        raise XvrInputError(f"{file}: 'intrinsics' must be an object (sdd, height, width, ...)")
+    try:
+        Intrinsics(**intrinsics)
+    except XvrInputError as err:  # it names the field already
+        raise XvrInputError(f"{file}: {err}") from err
+    except (TypeError, ValueError) as err:
+        raise XvrInputError(f"{file}: intrinsics: {err}") from err
     for key in ("inputs", "preprocessing", "options"):
         if not isinstance(data.get(key, {}), dict):
             raise XvrInputError(f"{file}: {key!r} must be an object")
@@ -187,13 +189,36 @@ def result_pose(data: dict):
     return pose_from_dict(pose)
 
 
-def read_trajectory(folder) -> list[dict]:
-    """trajectory.csv as a list of dicts of floats."""
-    file = Path(folder) / "trajectory.csv"
+MAX_TRAJECTORY_BYTES = 256 << 20  # far more rows than any registration writes
+
+
+def trajectory_file(path) -> Path:
+    """Where a result's trajectory is: a folder's or result.json's ``trajectory.csv``, or the
+    ``name.csv`` beside a ``name.json`` (what the napari writer saves)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return path / "trajectory.csv"
+    if path.name == "result.json":
+        return path.with_name("trajectory.csv")
+    return path.with_suffix(".csv") if path.suffix.lower() == ".json" else path
+
+
+def read_trajectory(path) -> list[dict]:
+    """A result's trajectory (see :func:`trajectory_file`) as a list of dicts of floats."""
+    file = trajectory_file(path)
     if not file.is_file():
-        raise XvrInputError(f"{folder}: no trajectory.csv; was this registered with --init_only?")
-    with file.open() as handle:
-        return [
-            {k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]
+        raise XvrInputError(f"{path}: no {file.name}; was this registered with --init_only?")
+    if file.stat().st_size > MAX_TRAJECTORY_BYTES:
+        raise XvrInputError(f"{file}: far larger than a trajectory; the file is damaged")
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"r1", "tx"} <= set(reader.fieldnames):
+                raise XvrInputError(f"{file}: not a trajectory (its header is not "
+                                    f"{','.join(TRAJECTORY_COLUMNS)})")
+            return [{k: (float(v) if v not in ("", None) else math.nan)
+                     for k, v in row.items() if k is not None} for row in reader]
+    except XvrInputError:
+        raise
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
+        raise XvrInputError(f"{file}: not a readable trajectory ({err}); the file is damaged") from err
