@@ -73,6 +73,7 @@ def validate(ckpt, path) -> None:
         raise XvrInputError(f"-c {path}: the checkpoint lacks {', '.join(missing)}")
     if not isinstance(ckpt["config"], dict):
         raise XvrInputError(f"-c {path}: 'config' must be a dict")
+    model_spec(ckpt["config"], path)
     state = ckpt["model_state_dict"]
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
@@ -82,7 +83,6 @@ def validate(ckpt, path) -> None:
     if bad:
         raise XvrInputError(f"-c {path}: the weights hold NaN or infinite values ({bad[0]}); the run "
                             "diverged before this checkpoint: use an earlier one")
-    model_spec(ckpt["config"], path)
 
 
 def check_resumable(ckpt: dict, path) -> None:
