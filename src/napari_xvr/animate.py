@@ -220,8 +220,9 @@ def compose(frame: Frame) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def check_output(path, fps) -> Path:
-    """The animation's path and frame rate, checked before any rendering."""
+def check_output(path, fps, overwrite: bool = False) -> Path:
+    """The animation's path and frame rate, checked before any rendering; an existing file is
+    refused unless `overwrite`."""
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".gif", ".mp4"):
         raise XvrInputError(f"-o {path}: use a .gif or .mp4 file name")
@@ -229,16 +230,18 @@ def check_output(path, fps) -> Path:
         raise XvrInputError(f"--fps {fps!r}: give a number of frames per second between 1 and 120")
     if path.is_dir():
         raise XvrInputError(f"-o {path} is a folder; give a .gif or .mp4 file name")
+    if path.exists() and not overwrite:
+        raise XvrInputError(f"-o {path} exists; pass --overwrite to replace it, or choose another name")
     return path
 
 
-def write_animation(frames: list[np.ndarray], path, fps: int = 10) -> Path:
+def write_animation(frames: list[np.ndarray], path, fps: int = 10, overwrite: bool = False) -> Path:
     """Write a GIF or MP4 atomically (format from the suffix)."""
     import io
 
     import imageio.v3 as iio
 
-    path = check_output(path, fps)
+    path = check_output(path, fps, overwrite)
     suffix = path.suffix.lower()
     if not frames:
         raise XvrInputError("no frames to write")
@@ -273,8 +276,14 @@ def write_animation(frames: list[np.ndarray], path, fps: int = 10) -> Path:
 
 
 def animate_result(result_folder, path, fps: int = 10, max_frames: int = 60, max_size: int = 256,
-                   device=None) -> Path:
-    """Replay a result folder's optimisation into a GIF/MP4 at `path` (what `xvr animate` does)."""
-    check_output(path, fps)
-    frames = [compose(frame) for frame in replay(result_folder, max_frames, max_size, device)]
-    return write_animation(frames, path, fps)
+                   device=None, overwrite: bool = False, progress=None) -> Path:
+    """Replay a result folder's optimisation into a GIF/MP4 at `path` (what `xvr animate` does).
+
+    `progress(done, total)` is called after each frame (the CLI's bar)."""
+    check_output(path, fps, overwrite)
+    frames = []
+    for frame in replay(result_folder, max_frames, max_size, device):
+        frames.append(compose(frame))
+        if progress is not None:
+            progress(frame.index + 1, frame.total)
+    return write_animation(frames, path, fps, overwrite)

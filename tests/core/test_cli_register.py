@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -74,3 +75,20 @@ def test_restart_from_a_result_and_animate(registered, registration_volume, synt
 
     frames = iio.imread(gif, index=None)
     assert frames.shape[0] == 8 and frames.shape[2] == 3 * 64
+
+
+def test_animate_refuses_an_existing_output_and_expands_the_tilde(registered, tmp_path, monkeypatch):
+    gif = tmp_path / "replay.gif"
+    gif.write_bytes(b"the user's own file")
+    args = ["-m", "napari_xvr.cli", "animate", "-i", str(registered / "xray_000"), "--max_frames",
+            "2", "--max_size", "32"]
+    refused = subprocess.run([sys.executable, *args, "-o", str(gif)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "pass --overwrite" in refused.stderr, refused.stderr
+    assert gif.read_bytes() == b"the user's own file"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    done = subprocess.run([sys.executable, *args, "-o", "~/replay.gif"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (home / "replay.gif").is_file() and not (tmp_path / "~").exists()

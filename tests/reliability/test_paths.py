@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 
 def xvr(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)], cwd=cwd,
@@ -55,9 +53,6 @@ def test_an_output_that_is_a_file_is_refused(synthetic_cases, example_volume, tm
     assert blocker.read_text() == "my notes"
 
 
-@pytest.mark.xfail(reason="`-o '~/x'` (quoted, or from a script) makes a folder literally named '~' "
-                          "in the working folder: src/napari_xvr/cli does not expand it; reported",
-                   strict=False)
 def test_a_tilde_output_means_home(synthetic_cases, example_volume, tmp_path):
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()

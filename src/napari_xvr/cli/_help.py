@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import click
 
@@ -27,6 +28,16 @@ class FiniteFloat(click.ParamType):
 
 
 FINITE = FiniteFloat()
+
+
+class UserPath(click.Path):
+    """click.Path with ``~`` expanded first, also where no shell did it (quoted, from a script):
+    ``-o "~/res"`` never makes a folder literally named ``~``."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.startswith("~"):
+            value = os.path.expanduser(value)
+        return super().convert(value, param, ctx)
 
 
 class SectionedCommand(click.Command):

@@ -5,29 +5,36 @@ from __future__ import annotations
 import click
 from tqdm import tqdm
 
-from ._help import CONTEXT
+from ._help import CONTEXT, UserPath
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("-i", "--inpath", type=click.Path(exists=True), required=True,
+@click.option("-i", "--inpath", type=UserPath(exists=True), required=True,
               help="A registration result folder (OUTDIR/<stem>) with result.json and trajectory.csv")
-@click.option("-o", "--outpath", type=click.Path(), required=True, help="Output .gif or .mp4")
+@click.option("-o", "--outpath", type=UserPath(), required=True, help="Output .gif or .mp4")
 @click.option("--fps", type=int, default=10, show_default=True, help="Frames per second")
 @click.option("--max_frames", type=int, default=60, show_default=True,
               help="Iterations shown at most (evenly spaced, first and last kept)")
 @click.option("--max_size", type=int, default=256, show_default=True,
               help="Largest side of each panel in pixels")
 @click.option("--device", type=str, default="auto", show_default=True, help="Compute device")
-def animate(inpath, outpath, fps, max_frames, max_size, device):
+@click.option("--overwrite/--no-overwrite", default=False,
+              help="Replace -o if it exists (otherwise it is refused before any rendering)")
+def animate(inpath, outpath, fps, max_frames, max_size, device, overwrite):
     """Animate the trajectory of iterative optimization (X-ray | DRR | difference)."""
-    from ..animate import compose, replay, write_animation
+    from ..animate import animate_result
 
-    frames = []
-    for frame in tqdm(replay(inpath, max_frames, max_size, device), total=max_frames,
-                      desc="rendering", ncols=90):
-        frames.append(compose(frame))
-    path = write_animation(frames, outpath, fps)
-    click.echo(f"wrote {path} ({len(frames)} frames)")
+    bar = tqdm(desc="rendering", ncols=90, unit="frame")
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        path = animate_result(inpath, outpath, fps, max_frames, max_size, device, overwrite, progress)
+    finally:
+        bar.close()
+    click.echo(f"wrote {path} ({bar.n} frames)")
 
 
 COMMANDS = [animate]

@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from ..errors import XvrInputError
-from ._help import CONTEXT, SectionedCommand, section
+from ._help import CONTEXT, SectionedCommand, UserPath, section
 
 
 @click.command(cls=SectionedCommand, context_settings=CONTEXT)
-@click.argument("inpath", type=click.Path(exists=True, path_type=Path))
-@click.argument("outpath", type=click.Path(path_type=Path), required=False)
+@click.argument("inpath", type=UserPath(exists=True, path_type=Path))
+@click.argument("outpath", type=UserPath(path_type=Path), required=False)
 @section(
     "Series options",
     click.option("--series", "series_uid", type=str, default=None,

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ._help import CONTEXT
+from ._help import CONTEXT, UserPath
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("-o", "--outpath", type=click.Path(), default="demo-out", show_default=True,
+@click.option("-o", "--outpath", type=UserPath(), default="demo-out", show_default=True,
               help="Folder for the example volume, the synthetic X-rays and the results")
 @click.option("-n", "--n_xrays", type=int, default=3, show_default=True,
               help="How many synthetic X-rays to make and register")

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import click
 
-from ._help import CONTEXT
+from ._help import CONTEXT, UserPath
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("result", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("-t", "--true", "true_path", type=click.Path(exists=True), required=True,
+@click.argument("result", nargs=-1, required=True, type=UserPath(exists=True))
+@click.option("-t", "--true", "true_path", type=UserPath(exists=True), required=True,
               help="True pose: a result folder/result.json or xvr .pth, a JSON 4x4 matrix, a "
               "truth.json of synthetic cases (matched by X-ray name), or a DICOM (header pose)")
-@click.option("-f", "--fiducials", type=click.Path(exists=True), default=None,
+@click.option("-f", "--fiducials", type=UserPath(exists=True), default=None,
               help="3D points in mm: CSV with x,y,z columns or JSON list (default: the truth.json's)")
 @click.option("--orientation", type=click.Choice(["AP", "PA"]), default=None,
               help="C-arm frame (default: the result's)")
-@click.option("--json", "json_out", type=click.Path(), default=None, help="Also write the table as JSON")
+@click.option("--json", "json_out", type=UserPath(), default=None, help="Also write the table as JSON")
 def evaluate(result, true_path, fiducials, orientation, json_out):
     """Registration errors (mm) of RESULT folders (or upstream xvr <stem>.pth files) against a
     true pose. An xvr .pth stores no orientation: pass --orientation PA for PA volumes."""

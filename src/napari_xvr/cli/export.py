@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._help import CONTEXT
+from ._help import CONTEXT, UserPath
 
 
 def result_stem(data: dict, item) -> str:
@@ -46,15 +46,15 @@ def _targets(results, outpath: Path, fmt: str, ext: str) -> list[tuple[str, dict
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("result", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("result", nargs=-1, required=True, type=UserPath(exists=True))
 @click.option("--format", "fmt", type=click.Choice(["xvr", "itk"]), required=True,
               help="xvr: upstream xvr's <stem>.pth (its RestartPose and scripts read it); itk: the "
               "final pose as an ITK transform (volume LPS -> C-arm camera) + <stem>_intrinsics.json")
-@click.option("-o", "--outpath", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--outpath", type=UserPath(path_type=Path), required=True,
               help="Output folder (one file per RESULT), or a file name for a single RESULT")
 @click.option("--itk_ext", type=click.Choice(["tfm", "h5"]), default="tfm", show_default=True,
               help="ITK transform file type (text .tfm or HDF5 .h5)")
-@click.option("-v", "--volume", type=click.Path(exists=True), default=None,
+@click.option("-v", "--volume", type=UserPath(exists=True), default=None,
               help="CT the pose refers to (itk; default: the result's inputs.volume, which an xvr "
               ".pth lacks)")
 @click.option("--orientation", type=click.Choice(["AP", "PA"]), default=None,

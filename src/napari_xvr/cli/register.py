@@ -7,7 +7,7 @@ import click
 from .. import defaults
 from ..geometry import CONVENTIONS, PARAMETERIZATIONS
 from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, RegistrationOptions
-from ._help import CONTEXT, FINITE, section
+from ._help import CONTEXT, FINITE, UserPath, section
 from .progress import run_with_progress
 from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
 
@@ -26,14 +26,14 @@ def _differs(name: str) -> str:
 
 
 REQUIRED = (
-    click.option("-v", "--volume", type=click.Path(exists=True), required=True,
+    click.option("-v", "--volume", type=UserPath(exists=True), required=True,
            help="Input CT volume (NIfTI/NRRD/MHA or a DICOM series folder); xvr 0.1.0: --imagepath"),
-    click.option("-o", "--outpath", type=click.Path(), required=True,
+    click.option("-o", "--outpath", type=UserPath(), required=True,
            help="Directory for saving registration results (one folder per X-ray); xvr 0.1.0: "
            "--savepath"),
 )
 RENDERER = (
-    click.option("-m", "--mask", type=click.Path(exists=True), default=None,
+    click.option("-m", "--mask", type=UserPath(exists=True), default=None,
            help="Labelmap for the CT volume (xvr 0.1.0: --labelpath)"),
     click.option("--labels", type=str, default=None,
            help="Labels in mask to exclusively render (comma-separated)"),
@@ -154,7 +154,7 @@ LOGGING = (
     click.option("--verbose", type=click.IntRange(0, 3), default=D["verbose"].ours, show_default=True,
            help="0 silent, 1 progress bars, 2 a line per stage, 3 a line per iteration"),
 )
-XRAY_ARG = click.argument("xray", nargs=-1, required=True, type=click.Path(exists=True))
+XRAY_ARG = click.argument("xray", nargs=-1, required=True, type=UserPath(exists=True))
 
 
 def common(func):
@@ -235,7 +235,7 @@ def fixed(**kw):
 @section("Required options", *REQUIRED)
 @section(
     "Initial pose options",
-    click.option("-r", "--previous", type=click.Path(exists=True), required=True,
+    click.option("-r", "--previous", type=UserPath(exists=True), required=True,
                  help="A previous result: its folder, its result.json, or the OUTDIR holding "
                  "<stem>/result.json for each X-ray"),
 )

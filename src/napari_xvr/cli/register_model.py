@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
-from ._help import CONTEXT, section
+from ._help import CONTEXT, UserPath, section
 from .register import REQUIRED, XRAY_ARG, _run, common, register
 from .upstream_args import UpstreamCompatibleCommand
 
@@ -14,13 +14,13 @@ from .upstream_args import UpstreamCompatibleCommand
 @XRAY_ARG
 @section(
     "Required options",
-    click.option("-c", "--ckptpath", type=click.Path(exists=True), required=True,
+    click.option("-c", "--ckptpath", type=UserPath(exists=True), required=True,
                  help="Checkpoint of a pretrained pose regressor (napari-xvr's or xvr's)"),
     *REQUIRED,
 )
 @section(
     "Model options",
-    click.option("--warp", type=click.Path(exists=True), default=None,
+    click.option("--warp", type=UserPath(exists=True), default=None,
                  help="Rigid ITK transform (.tfm/.mat/.h5) mapping the CT to the model's template frame"),
     click.option("--invert/--no-invert", default=False, show_default=True,
                  help="Whether to invert the warp or not"),

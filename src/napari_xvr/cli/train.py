@@ -8,20 +8,20 @@ import click
 
 from ..errors import XvrInputError
 from ..train.config import TrainConfig
-from ._help import CONTEXT, FINITE, SectionedCommand, section
+from ._help import CONTEXT, FINITE, SectionedCommand, UserPath, section
 from .aliases import kebab_aliases
 
 _D = TrainConfig(volpath="", outpath="")
 PAIR = {"type": (FINITE, FINITE), "required": True}
 
 REQUIRED = (
-    click.option("-v", "--volpath", type=click.Path(exists=True), required=True,
+    click.option("-v", "--volpath", type=UserPath(exists=True), required=True,
                  help="A single CT or a directory with multiple volumes for pretraining"),
-    click.option("-o", "--outpath", type=click.Path(), required=True,
+    click.option("-o", "--outpath", type=UserPath(), required=True,
                  help="Directory in which to save model weights"),
 )
 DATA = (
-    click.option("-m", "--maskpath", type=click.Path(exists=True), default=None,
+    click.option("-m", "--maskpath", type=UserPath(exists=True), default=None,
                  help="Optional labelmaps corresponding to the CTs passed in `volpath` (matched by name)"),
     click.option("--patch_size", type=str, default=None,
                  help="Optional random crop size (e.g., 'h,w,d'); if None, return entire volume"),
@@ -29,7 +29,7 @@ DATA = (
                  help="Accepted for compatibility; volumes are read in the main process and cached"),
     click.option("--pin_memory/--no-pin_memory", default=_D.pin_memory, show_default=True,
                  help="Accepted for compatibility (volumes stay on the device once loaded)"),
-    click.option("--sample_weights", type=click.Path(exists=True), default=None,
+    click.option("--sample_weights", type=UserPath(exists=True), default=None,
                  help="Text file: probability for sampling each volume in `volpath`"),
 )
 SAMPLING = (
@@ -113,11 +113,11 @@ OPTIMIZER = (
                  help="Random seed (each torchrun rank adds its rank)"),
 )
 CHECKPOINT = (
-    click.option("-c", "--ckptpath", type=click.Path(exists=True), default=None,
+    click.option("-c", "--ckptpath", type=UserPath(exists=True), default=None,
                  help="Checkpoint of a pretrained pose regressor (finetune from it)"),
     click.option("--reuse_optimizer/--no-reuse_optimizer", default=_D.reuse_optimizer, show_default=True,
                  help="If ckptpath passed, initialize the previous optimizer's state"),
-    click.option("-w", "--warp", type=click.Path(exists=True), default=None,
+    click.option("-w", "--warp", type=UserPath(exists=True), default=None,
                  help="Rigid ITK transform (.tfm/.mat/.h5) mapping the CT into the checkpoint's frame"),
     click.option("--invert/--no-invert", default=_D.invert, show_default=True,
                  help="Whether to invert the warp or not"),
@@ -187,12 +187,12 @@ def train(verbose: int, n_points: int | None, overwrite: bool, **kw) -> None:
 @click.command(cls=SectionedCommand, context_settings=CONTEXT)
 @section(
     "Required options",
-    click.option("-c", "--ckptpath", type=click.Path(exists=True), required=True,
+    click.option("-c", "--ckptpath", type=UserPath(exists=True), required=True,
                  help="A checkpoint, or the output folder (its newest readable checkpoint is used)"),
 )
 @section(
     "Override options",
-    click.option("-o", "--outpath", type=click.Path(), default=None,
+    click.option("-o", "--outpath", type=UserPath(), default=None,
                  help="Continue in this folder instead of the checkpoint's own (it must not hold "
                  "another run unless --overwrite)"),
     click.option("--overwrite/--no-overwrite", default=False, help="Replace a run that -o already holds"),

@@ -170,7 +170,8 @@ def register(
     if not init_only:
         check_stages(options, xray.intrinsics, xray.path or "the X-ray")
     init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
-    check_view(drr, init_pose, options, xray.intrinsics, xray.path or "the X-ray")
+    if not init_only:  # --init_only reports the start itself, whatever it shows
+        check_view(drr, init_pose, options, xray.intrinsics, xray.path or "the X-ray")
     result = RegistrationResult(
         init_pose=init_pose.matrix[0].detach().cpu().double().numpy(),
         final_pose=None,

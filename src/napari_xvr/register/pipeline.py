@@ -162,8 +162,9 @@ def register_files(
             check_stages(options, detector, path)
     drr = make_drr(subject, first, spec.renderer, spec.reverse_x_axis,
                    spec.voxel_shift, spec.device, **spec.drr_kwargs)
-    for path, init, detector in zip(paths, inits, detectors, strict=True):  # each start sees the CT
-        check_view(drr, init, options, detector, path)
+    for path, init, detector in zip(paths, inits, detectors, strict=True):
+        if not init_only:  # each start must see the CT before any registration begins
+            check_view(drr, init, options, detector, path)
     describe = getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})
     for index, (path, init, target) in enumerate(zip(paths, inits, folders, strict=True)):
         if stop.stopped:
