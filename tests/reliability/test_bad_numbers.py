@@ -123,6 +123,13 @@ def previous(case):
     (lambda d: {**d, "intrinsics": {**d["intrinsics"], "sdd": -3}}, ["sdd=-3"]),
     (lambda d: {**d, "intrinsics": {**d["intrinsics"], "height": "abc"}}, ["height='abc'"]),
     (lambda d: {**d, "inputs": [1]}, ["'inputs' must be an object"]),
+    (lambda d: {**d, "inputs": {**d["inputs"], "volume": 5}}, ["inputs.volume is 5", "a file name"]),
+    (lambda d: {**d, "inputs": {**d["inputs"], "orientation": "LR"}}, ["inputs.orientation", "AP or PA"]),
+    (lambda d: {**d, "inputs": {**d["inputs"], "renderer": "raytrace"}}, ["inputs.renderer"]),
+    (lambda d: {**d, "inputs": {**d["inputs"], "reverse_x_axis": "yes"}}, ["inputs.reverse_x_axis"]),
+    (lambda d: {**d, "inputs": {**d["inputs"], "voxel_shift": 1e9}}, ["inputs.voxel_shift"]),
+    (lambda d: {**d, "inputs": {**d["inputs"], "labels": "abc"}}, ["inputs.labels"]),
+    (lambda d: {k: v for k, v in d.items() if k != "intrinsics"}, ["no 'intrinsics'"]),
 ])
 def test_edited_result_files_are_refused(case, previous, edit, words, tmp_path):
     xray, ct, _ = case

@@ -170,11 +170,33 @@ def validate_result(data: dict, file) -> dict:
     for key in ("inputs", "preprocessing", "options"):
         if not isinstance(data.get(key, {}), dict):
             raise XvrInputError(f"{file}: {key!r} must be an object")
+    _check_inputs(data.get("inputs") or {}, file)
     recorded = data.get("pose_sha256")
     if recorded is not None and recorded != pose_digest(data):
         raise XvrInputError(f"{file}: its poses do not match the checksum written with them; the file "
                             "is damaged (if you edited a pose on purpose, delete 'pose_sha256')")
     return data
+
+
+_INPUT_CHECKS = {  # what replaying, exporting and opening a result read from its 'inputs'
+    "xray": (lambda v: v is None or isinstance(v, str), "a file name"),
+    "volume": (lambda v: v is None or isinstance(v, str), "a file name"),
+    "mask": (lambda v: v is None or isinstance(v, str), "a file name or null"),
+    "orientation": (lambda v: v in ("AP", "PA"), "AP or PA"),
+    "renderer": (lambda v: v in ("fast", "trilinear", "siddon"), "fast, trilinear or siddon"),
+    "reverse_x_axis": (lambda v: isinstance(v, bool), "true or false"),
+    "voxel_shift": (lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+                    and 0 <= v <= 1, "a number in [0, 1]"),
+    "labels": (lambda v: v is None or (isinstance(v, list) and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in v)), "a list of whole numbers or null"),
+}
+
+
+def _check_inputs(inputs: dict, file) -> None:
+    for key, (ok, want) in _INPUT_CHECKS.items():
+        if key in inputs and not ok(inputs[key]):
+            raise XvrInputError(f"{file}: inputs.{key} is {inputs[key]!r}; it must be {want} (the file "
+                                "was edited or damaged: fix it, or register again)")
 
 
 def _read_upstream(path: Path) -> dict:
