@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
+import torch
 
 from napari_xvr.geometry import pose_from_dict, pose_to_zxy
 
@@ -121,11 +124,19 @@ def test_train_a_few_iterations_then_resume(make_napari_viewer, qtbot, tmp_path)
     mosaic = viewer.layers["training DRRs (top) / predicted (bottom)"]
     assert mosaic.data.dtype == np.float32 and mosaic.data.shape[0] == 64
     assert tr.checkpoints and all(p.is_file() for p in tr.checkpoints)
-    # resume continues from the last checkpoint (a longer run)
+    first_itr = tr.done.itr
+    # resume continues from the last checkpoint with the edited total: a longer run
     tr.n_total_itrs.value = 6
-    tr.resume()
+    tr.resume_button.native.click()
     qtbot.waitUntil(lambda: tr.worker is None, timeout=240_000)
-    assert tr.done is not None, tr.status.value
+    assert tr.done is not None and not tr.done.stopped, tr.status.value
+    assert tr.done.itr == 6 > first_itr, tr.status.value  # it ran up to the new total
+    assert [itr for itr, _ in tr.losses] == [4, 5]  # only the new iterations, from the checkpoint on
+    with (tmp_path / "model" / "losses.csv").open(newline="") as handle:
+        logged = [int(row["itr"]) for row in csv.DictReader(handle)]
+    assert logged == list(range(6))  # the first run's rows kept, the resumed rows appended
+    last = torch.load(tr.done.path, map_location="cpu", weights_only=False)
+    assert last["itr"] == 6 and last["config"]["n_total_itrs"] == 6
 
 
 def test_register_from_a_model_checkpoint(sample_viewer, qtbot, tmp_path):

@@ -326,11 +326,19 @@ def _unit(img: np.ndarray) -> np.ndarray:
 
 
 @guarded
-def training(config=None, stop=None, resume_from=None, min_interval_s: float = 0.3):
-    """Run (or resume) training; yields TrainStarted, TrainProgress, Checkpointed, TrainDone."""
+def training(config=None, stop=None, resume_from=None, min_interval_s: float = 0.3,
+             overrides: dict | None = None):
+    """Run (or resume) training; yields TrainStarted, TrainProgress, Checkpointed, TrainDone.
+
+    A resume continues the run in `resume_from` with `overrides` (e.g. a larger
+    ``n_total_itrs``) applied to its stored config, as ``xvr restart --n_total_itrs`` does.
+    """
     from ..train import Checkpointed, TrainDone, TrainStarted, TrainStep, restart, train
 
-    events = restart(resume_from, stop) if resume_from is not None else train(config, stop)
+    if resume_from is not None:
+        events = restart(resume_from, stop, **(overrides or {}))
+    else:
+        events = train(config, stop)
     itrs, losses, last, image, total = [], [], 0.0, None, 0
     times: list[float] = []
     for event in events:

@@ -176,17 +176,32 @@ class TrainWidget(Container):
             folder = self._path(None, self.outpath)
             if folder is None or not Path(folder).is_dir():
                 raise XvrInputError("choose the output folder of the run to resume")
-            self._launch(resume_from=Path(folder))
+            self._launch(resume_from=Path(folder), overrides=self.resume_overrides())
         except Exception as err:
             report_error(err, "Resume")
+            self.status.value = f"not resumed: {err}"
 
-    def _launch(self, config=None, resume_from=None) -> None:
+    def resume_overrides(self) -> dict:
+        """The edited fields a resume may change (the rest comes from the checkpoint's config).
+
+        The total iterations (extend or shorten the run, like ``xvr restart --n_total_itrs``),
+        the device, and how often checkpoints are saved and DRRs shown.
+        """
+        return {
+            "n_total_itrs": int(self.n_total_itrs.value),
+            "device": str(self.device.value).strip() or None,
+            "n_save_every_itrs": int(self.n_save_every_itrs.value),
+            "n_drr_every_itrs": int(self.n_drr_every_itrs.value),
+        }
+
+    def _launch(self, config=None, resume_from=None, overrides=None) -> None:
         if self.running:
             return
         self.stop_token = StopToken()
         self.losses, self.done, self.checkpoints = [], None, []
         self.plot.clear()
-        self.worker = create_worker(training, config, self.stop_token, resume_from, _start_thread=False)
+        self.worker = create_worker(training, config, self.stop_token, resume_from,
+                                    overrides=overrides, _start_thread=False)
         self.worker.yielded.connect(while_alive(self._on_event))
         self.worker.finished.connect(while_alive(self._on_finished))
         self.start_button.enabled = self.resume_button.enabled = False
