@@ -66,7 +66,7 @@ def test_crop_intrinsics_and_bounds(xray_dicom, image):
     cropped = crop_intrinsics(intr, 10)
     assert (cropped.height, cropped.width, cropped.delx, cropped.sdd) == (30, 40, intr.delx, intr.sdd)
     assert crop_intrinsics(intr, 0) == intr
-    with pytest.raises(XvrInputError, match=r"--crop 29: must be between 0 and 28"):
+    with pytest.raises(XvrInputError, match=r"--crop 29: this .* px X-ray allows 0 to 28 pixels"):
         preprocess_xray(image, 29)
     with pytest.raises(XvrInputError, match="expected a 2D image"):
         preprocess_xray(np.zeros((2, 3, 4, 5), np.float32))

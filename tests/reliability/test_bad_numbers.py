@@ -53,6 +53,7 @@ def case(synthetic_cases, example_volume, tmp_path):
     (["--scales", "8,4", "--n_itrs", "10,x"], ["--n_itrs"]),
     (["--patch_size", "1"], ["--patch_size"]),
     (["--crop", "-3"], ["--crop"]),
+    (["--crop", "100000"], ["--crop 100000", "allows 0 to 126 pixels"]),
     (["--convention", "XYZW"], ["--convention"]),
     (["--metric", "ssim"], ["--metric"]),
     (["--reducefn", "median"], ["--reducefn"]),

@@ -702,10 +702,18 @@ def read_xray(
     return _read_dicom(path, reducefn, overrides)
 
 
+def check_crop(crop: int, height: int, width: int) -> None:
+    """A centre crop must leave at least 2 pixels per axis."""
+    if crop < 0 or crop >= min(height, width) - 1:
+        raise XvrInputError(f"--crop {crop}: this {height} x {width} px X-ray allows 0 to "
+                            f"{min(height, width) - 2} pixels removed per axis")
+
+
 def crop_intrinsics(intrinsics: Intrinsics, crop: int) -> Intrinsics:
     """Intrinsics of the image after a centre crop of `crop` pixels per axis."""
     if crop <= 0:
         return intrinsics
+    check_crop(crop, intrinsics.height, intrinsics.width)
     return intrinsics.with_overrides(
         height=intrinsics.height - crop, width=intrinsics.width - crop
     )
@@ -731,8 +739,7 @@ def preprocess_xray(
         raise XvrInputError(f"preprocess: expected a 2D image or (F, H, W) frames, got {tuple(img.shape)}")
     height, width = img.shape[-2:]
     if crop:
-        if crop < 0 or crop >= min(height, width) - 1:
-            raise XvrInputError(f"--crop {crop}: must be between 0 and {min(height, width) - 2}")
+        check_crop(crop, height, width)
         # the same offsets as torchvision's center_crop, which xvr uses
         top, left = int(round(crop / 2.0)), int(round(crop / 2.0))
         img = img[..., top : top + height - crop, left : left + width - crop]
