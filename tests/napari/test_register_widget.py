@@ -177,3 +177,23 @@ def test_closing_the_dock_mid_run_stops_the_registration(make_napari_viewer, qtb
     reg.native.deleteLater()
     qtbot.waitUntil(lambda: token.stopped, timeout=10_000)
     qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)  # ends after one iteration
+
+
+def test_an_existing_result_is_refused_unless_replacing_is_ticked(sample_viewer, tmp_path):
+    """The CLI's rule in the widget: decided before any work, nothing replaced unless asked."""
+    from napari_xvr.errors import XvrInputError
+
+    drr_widget, reg = _open_widgets(sample_viewer)
+    xray = _perturbed_start(sample_viewer, drr_widget)
+    reg.outdir.value = tmp_path
+    earlier = tmp_path / xray.name
+    earlier.mkdir()
+    (earlier / "result.json").write_text("an earlier run")
+    with pytest.raises(XvrInputError, match="already hold.*tick 'replace an existing result'"):
+        reg.make_job()
+    reg.run()  # refused with a notification: no worker, the earlier result untouched
+    assert not reg.running and (earlier / "result.json").read_text() == "an earlier run"
+    reg.overwrite.value = True
+    assert reg.make_job().outdir == tmp_path
+    reg.outdir.line_edit.value = ""  # cleared: nothing is saved (never into the working folder)
+    assert reg.make_job().outdir is None

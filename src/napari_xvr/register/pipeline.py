@@ -83,7 +83,8 @@ def collect_xrays(items: Sequence, pattern: str = "*.dcm") -> list[Path]:
     return paths
 
 
-def plan_outputs(paths: Sequence[Path], outpath: Path, overwrite: bool = False) -> list[Path]:
+def plan_outputs(paths: Sequence[Path], outpath: Path, overwrite: bool = False,
+                 how_to_replace: str = "pass --overwrite") -> list[Path]:
     """One result folder per X-ray, decided before any work: distinct inputs never share one.
 
     The folder is ``outpath/<stem>``; X-rays with the same stem from different folders get
@@ -103,8 +104,8 @@ def plan_outputs(paths: Sequence[Path], outpath: Path, overwrite: bool = False) 
     if existing and not overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise XvrInputError(
-            f"-o {outpath}: {existing[0]}{more} already hold(s) a result; pass --overwrite to "
-            "replace them, or choose another -o"
+            f"-o {outpath}: {existing[0]}{more} already hold(s) a result; {how_to_replace} to "
+            "replace them, or choose another output folder"
         )
     clash = [f for f in folders if f.exists() and not f.is_dir()]
     if clash:
