@@ -109,3 +109,22 @@ def test_flat_volume(tmp_path, good_xray):
     vol = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 1), dtype=np.float32), np.eye(4)), vol)
     assert_user_error(xvr("register", "dicom", good_xray, "-v", vol, "-o", tmp_path / "o"), "3D")
+
+
+def test_help_imports_no_torch():
+    """`xvr --help` and every command's --help stay light: torch, diffdrr and napari load on use."""
+    code = """
+import sys
+from click.testing import CliRunner
+from napari_xvr.cli import main
+for args in (["--help"], ["register", "fixed", "--help"], ["register", "model", "--help"],
+             ["train", "--help"], ["restart", "--help"], ["animate", "--help"], ["export", "--help"],
+             ["evaluate", "--help"], ["dcm2nii", "--help"], ["demo", "--help"]):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, (args, result.output)
+heavy = sorted(m for m in ("torch", "diffdrr", "napari", "SimpleITK", "timm") if m in sys.modules)
+print("heavy:", heavy)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "heavy: []" in run.stdout, run.stdout

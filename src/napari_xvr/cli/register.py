@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import defaults
-from ..geometry import CONVENTIONS, PARAMETERIZATIONS
+from ..conventions import CONVENTIONS, PARAMETERIZATIONS
 from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, RegistrationOptions
 from ._help import CONTEXT, FINITE, UserPath, section
 from .progress import run_with_progress

@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .. import defaults
+from ..conventions import PARAMETERIZATIONS
 from ..errors import XvrInputError
-from ..geometry import PARAMETERIZATIONS
 
 OPTIMIZERS = ("lm", "adam")
 METRICS = ("gmncc", "mncc", "gncc")

@@ -9,9 +9,9 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..conventions import PARAMETERIZATIONS
 from ..defaults import train as _default
 from ..errors import XvrInputError
-from ..geometry import PARAMETERIZATIONS
 
 RANGE_NAMES = ("r1", "r2", "r3", "tx", "ty", "tz")
 MAX_ANGLE_DEG = 360.0

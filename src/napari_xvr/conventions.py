@@ -1,0 +1,18 @@
+"""Names and limits shared by the pose code, the options and the CLI (no torch: `xvr --help`
+imports only this)."""
+
+PARAMETERIZATIONS = (
+    "euler_angles",
+    "axis_angle",
+    "quaternion",
+    "quaternion_adjugate",
+    "rotation_6d",
+    "rotation_9d",
+    "rotation_10d",
+    "se3_log_map",
+)
+#: Euler-angle orders (three axes, the middle one differing from both outer ones), as xvr's CLI
+CONVENTIONS = ("XYX", "XYZ", "XZX", "XZY", "YXY", "YXZ", "YZX", "YZY", "ZXY", "ZXZ", "ZYX", "ZYZ")
+
+#: the largest detector side accepted from any file (a 16384^2 float32 image is 1 GiB)
+MAX_DETECTOR_PX = 16384
