@@ -62,6 +62,12 @@ def test_drr_follows_pose_and_draws_carm(sample_viewer, qtbot, artifacts):
     _settle(qtbot, drr)
 
 
+def _differ(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two screenshots on their common size (a dock may resize)."""
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    return float(np.abs(a[:h, :w] - b[:h, :w]).mean())
+
+
 def test_evaluate_and_replay(sample_viewer, qtbot, artifacts):
     from napari_xvr.geometry import pose_from_zxy
     from napari_xvr.napari.api import register_layers
@@ -98,8 +104,27 @@ def test_evaluate_and_replay(sample_viewer, qtbot, artifacts):
     qtbot.waitUntil(lambda: f"{xray.name} replay" in viewer.layers, timeout=120_000)
     _settle(qtbot, ev)
     replay = viewer.layers[f"{xray.name} replay"]
-    assert replay.data.ndim == 3 and replay.data.shape[0] == frames and replay.data.dtype == np.float32
-    assert not np.allclose(replay.data[0], replay.data[-1])
+    assert replay.data.ndim == 4 and replay.data.shape[:2] == (frames, 1)
+    assert replay.data.dtype == np.float32 and not np.allclose(replay.data[0], replay.data[-1])
+    # its own time axis: every frame shows, wherever the CT's slice slider is
+    time_axis = viewer.dims.ndim - 4
+    assert viewer.dims.axis_labels[time_axis] == "replay frame"
+    ct_axis = time_axis + 1
+    lo, hi, _ = viewer.dims.range[ct_axis]
+    shots = {}
+    for frame in (0, frames // 2, frames - 1):
+        for z in (lo, hi):
+            viewer.dims.set_current_step(time_axis, frame)
+            viewer.dims.set_point(ct_axis, z)
+            qtbot.wait(50)
+            replay.visible = True
+            shown = viewer.screenshot(canvas_only=True)[..., :3].astype(float)
+            replay.visible = False
+            hidden = viewer.screenshot(canvas_only=True)[..., :3].astype(float)
+            replay.visible = True
+            assert _differ(shown, hidden) > 1.0, (frame, z)  # the replay is on screen
+            shots[frame, z] = shown
+    assert _differ(shots[0, lo], shots[frames - 1, lo]) > 0.1  # and it moves with the slider
 
 
 def test_train_a_few_iterations_then_resume(make_napari_viewer, qtbot, tmp_path):

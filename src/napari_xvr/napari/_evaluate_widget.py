@@ -21,6 +21,9 @@ PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widge
                 "result file (result.json)")
 
 
+REPLAY_PLANE_MM = 1e5  # the replay's one plane covers any CT slice position (100 m)
+
+
 class EvaluateWidget(Container):
     """mTRE, mPE and mRPE from fiducials in a 3D Points layer (world mm); their projections are
     drawn on the X-ray; "Replay" renders the optimisation as a time axis of the overlay."""
@@ -156,12 +159,16 @@ class EvaluateWidget(Container):
         self._start(replay, *args)
 
     def _show_replay(self, event: Replayed) -> None:
+        """The frames as (frame, plane, row, col): a time axis of their own, and one plane that
+        spans every CT slice, so scrubbing the frames shows the replay wherever the CT slider is
+        (a 3D (frame, row, col) layer would share the CT's first axis)."""
         xray = self.xray.value
         intr = xray.metadata["intrinsics"]
-        frames = event.frames
-        s_row = intr["dely"] * intr["height"] / frames.shape[1]
-        s_col = intr["delx"] * intr["width"] / frames.shape[2]
-        translate = (0.0, 0.5 * (s_row - intr["dely"]), 0.5 * (s_col - intr["delx"]))
+        frames = event.frames[:, None]
+        s_row = intr["dely"] * intr["height"] / frames.shape[2]
+        s_col = intr["delx"] * intr["width"] / frames.shape[3]
+        scale = (1.0, REPLAY_PLANE_MM, s_row, s_col)
+        translate = (0.0, 0.0, 0.5 * (s_row - intr["dely"]), 0.5 * (s_col - intr["delx"]))
         name = f"{xray.name} replay"
         meta = {KIND: "replay", "iterations": list(event.itrs)}
         if name in self.viewer.layers:
@@ -169,7 +176,11 @@ class EvaluateWidget(Container):
             layer.data = frames
             layer.metadata.update(meta)
         else:
-            self.viewer.add_image(frames, name=name, scale=(1.0, s_row, s_col), translate=translate,
+            self.viewer.add_image(frames, name=name, scale=scale, translate=translate,
                                   colormap="magenta", blending="additive", opacity=0.6,
                                   contrast_limits=OVERLAY_CONTRAST, metadata=meta)
+            labels = list(self.viewer.dims.axis_labels)
+            labels[-4] = "replay frame"
+            self.viewer.dims.axis_labels = labels
+        self.viewer.dims.set_current_step(self.viewer.dims.ndim - 4, frames.shape[0] - 1)
         self.status.value = f"replay: {event.done}/{event.total} frames rendered"
