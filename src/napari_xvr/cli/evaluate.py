@@ -7,10 +7,14 @@ from pathlib import Path
 
 import click
 
+from ..conventions import METRIC_DEFINITIONS
 from ._help import CONTEXT, UserPath
 
+METRICS_EPILOG = "\b\nMetrics (xvr's definitions):\n" + "\n".join(
+    f"  {name}: {text}" for name, text in METRIC_DEFINITIONS.items())
 
-@click.command(context_settings=CONTEXT)
+
+@click.command(context_settings=CONTEXT, epilog=METRICS_EPILOG)
 @click.argument("result", nargs=-1, required=True, type=UserPath(exists=True))
 @click.option("-t", "--true", "true_path", type=UserPath(exists=True), required=True,
               help="True pose: a result folder/result.json or xvr .pth, a JSON 4x4 matrix, a "

@@ -21,6 +21,17 @@ PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widge
                 "result file (result.json)")
 
 
+def metrics_text(e) -> str:
+    """The errors, each with its definition (xvr's, from the core)."""
+    from ..conventions import METRIC_DEFINITIONS as D
+
+    return (f"mTRE {e.mtre:.2f} mm: {D['mTRE']}\n"
+            f"mPE {e.mpe:.2f} mm: {D['mPE']}\n"
+            f"mRPE {e.mrpe:.2f} mm: {D['mRPE']}\n"
+            f"geodesic {e.geodesic_mm:.2f} mm (rotation {e.rotation_error_deg:.2f} deg): "
+            f"{D['geodesic']}")
+
+
 REPLAY_PLANE_MM = 1e5  # the replay's one plane covers any CT slice position (100 m)
 
 
@@ -126,8 +137,7 @@ class EvaluateWidget(Container):
         elif isinstance(event, Evaluated):
             e = event.errors
             self.last_errors = e
-            self.errors.value = (f"mTRE {e.mtre:.2f} mm   mPE {e.mpe:.2f} mm   mRPE {e.mrpe:.2f} mm\n"
-                                 f"geodesic {e.geodesic_mm:.2f} mm, rotation {e.rotation_error_deg:.2f} deg")
+            self.errors.value = metrics_text(e)
             name = self.xray.value.name
             for label, data, color in (("true", event.true_mm, "lime"),
                                        ("estimated", event.pred_mm, "magenta")):
@@ -138,7 +148,7 @@ class EvaluateWidget(Container):
                 else:
                     self.viewer.add_points(coords, name=layer_name, size=6, face_color=color,
                                            border_color=color, metadata={KIND: "projections"})
-            info(f"Evaluate: {self.errors.value}")
+            info(f"Evaluate: mTRE {e.mtre:.2f} mm, mPE {e.mpe:.2f} mm, mRPE {e.mrpe:.2f} mm")
         elif isinstance(event, Replayed):
             self._show_replay(event)
 
