@@ -86,6 +86,57 @@ def while_alive(handler):
     return call
 
 
+class EventPump:
+    """Worker events to a widget's handler on the main thread, throttled and never re-entered.
+
+    Events are queued as they arrive and handled from a timer at most every `interval_ms`;
+    queued events that `merge` can fold into one (progress: new values appended, the latest
+    image wins) are folded, so a slow redraw never falls behind and never shows an older state
+    after a newer one. A handler that processes Qt events (napari's progress bar does) cannot
+    re-enter: a nested drain returns at once. `flush()` hands over what is left (at the end).
+    """
+
+    def __init__(self, handler: Callable, merge: Callable | None = None, interval_ms: int = 150):
+        from qtpy.QtCore import QTimer
+
+        self._handler, self._merge = handler, merge
+        self._queue: list = []
+        self._busy = False
+        self._timer = QTimer()
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.flush)
+        self._timer.start()
+        self.handled = 0  # handler calls, for tests and logs
+        self.nested = 0  # drains refused because one was running
+
+    def push(self, event) -> None:
+        if self._queue and self._merge is not None:
+            merged = self._merge(self._queue[-1], event)
+            if merged is not None:
+                self._queue[-1] = merged
+                return
+        self._queue.append(event)
+
+    def flush(self) -> None:
+        if self._busy:
+            self.nested += 1
+            return
+        self._busy = True
+        try:
+            while self._queue:
+                event = self._queue.pop(0)
+                self.handled += 1
+                with contextlib.suppress(RuntimeError):  # the dock was closed meanwhile
+                    self._handler(event)
+        finally:
+            self._busy = False
+
+    def close(self) -> None:
+        """Hand over what is queued, then stop the timer."""
+        self.flush()
+        self._timer.stop()
+
+
 def report_error(err: Exception, what: str) -> None:
     """An exception from a worker or a button, as a napari notification."""
     why = str(err) if isinstance(err, XvrInputError) else f"{type(err).__name__}: {err}"
@@ -113,41 +164,77 @@ def upsert_image(viewer, name: str, data: np.ndarray, **kwargs):
 
 
 class LivePlot(Container):
-    """A matplotlib line plot embedded in a magicgui container (updated from the main thread)."""
+    """A matplotlib line plot embedded in a magicgui container (updated from the main thread).
 
-    def __init__(self, title: str, ylabel: str, xlabel: str = "iteration", height: int = 180):
+    Lines are updated in place and redrawn at most every `min_redraw_s` (a full matplotlib draw
+    takes 50-200 ms on a software-GL machine: drawing every event stalled the UI)."""
+
+    def __init__(self, title: str, ylabel: str, xlabel: str = "iteration", height: int = 180,
+                 min_redraw_s: float = 0.5):
         super().__init__(labels=False)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(3.5, 1.9), dpi=90, tight_layout=True)
-        self.axes = self.figure.add_subplot(111)
+        self.figure = Figure(figsize=(3.5, 1.9), dpi=90)
+        self.figure.subplots_adjust(left=0.2, right=0.96, bottom=0.24, top=0.86)  # fixed: no
+        self.axes = self.figure.add_subplot(111)  # tight_layout pass on every draw
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(height)
         self.native.layout().addWidget(self.canvas)
-        self._title, self._xlabel, self._ylabel = title, xlabel, ylabel
-        self.clear()
+        self.axes.set_title(title, fontsize=9)
+        self.axes.set_xlabel(xlabel, fontsize=8)
+        self.axes.set_ylabel(ylabel, fontsize=8)
+        self.axes.tick_params(labelsize=7)
+        self._lines: dict = {}
+        self._min_redraw_s = min_redraw_s
+        self._last_draw = -1e9
+        self._draw_pending = False
+        self.draws = 0  # redraws so far (tests, logs)
+        self.canvas.draw_idle()
 
     def clear(self) -> None:
-        self.axes.clear()
-        self.axes.set_title(self._title, fontsize=9)
-        self.axes.set_xlabel(self._xlabel, fontsize=8)
-        self.axes.set_ylabel(self._ylabel, fontsize=8)
-        self.axes.tick_params(labelsize=7)
-        self.canvas.draw_idle()
+        for line in self._lines.values():
+            line.remove()
+        self._lines.clear()
+        if self.axes.get_legend() is not None:
+            self.axes.get_legend().remove()
+        self._request_draw()
 
     def set_lines(self, lines: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """Redraw with `lines` = {label: (x, y)}."""
-        self.axes.clear()
-        self.axes.set_title(self._title, fontsize=9)
-        self.axes.set_xlabel(self._xlabel, fontsize=8)
-        self.axes.set_ylabel(self._ylabel, fontsize=8)
-        self.axes.tick_params(labelsize=7)
+        """Show `lines` = {label: (x, y)} (the latest data wins; the redraw may come later)."""
+        for label in set(self._lines) - set(lines):
+            self._lines.pop(label).remove()
         for label, (x, y) in lines.items():
-            self.axes.plot(x, y, label=label, lw=1.2)
-        if len(lines) > 1:
-            self.axes.legend(fontsize=7)
-        self.canvas.draw_idle()
+            if label in self._lines:
+                self._lines[label].set_data(x, y)
+            else:
+                (self._lines[label],) = self.axes.plot(x, y, label=label, lw=1.2)
+                if len(self._lines) > 1:
+                    self.axes.legend(fontsize=7)
+        self.axes.relim()
+        self.axes.autoscale_view()
+        self._request_draw()
+
+    def _request_draw(self) -> None:
+        import time
+
+        from qtpy.QtCore import QTimer
+
+        wait = self._min_redraw_s - (time.perf_counter() - self._last_draw)
+        if wait <= 0:
+            self._draw()
+        elif not self._draw_pending:
+            self._draw_pending = True
+            QTimer.singleShot(int(wait * 1000) + 1, self._draw)
+
+    def _draw(self) -> None:
+        import time
+
+        self._draw_pending = False
+        self._last_draw = time.perf_counter()
+        self.draws += 1
+        with contextlib.suppress(RuntimeError):  # the dock was closed meanwhile
+            self.canvas.draw_idle()
 
 
 class Status(Label):

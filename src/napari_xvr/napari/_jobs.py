@@ -315,6 +315,23 @@ class TrainProgress:
     mosaic: np.ndarray | None  # (2H, N*W) float32: sampled DRRs on top, predicted poses below
 
 
+def merge_progress(earlier, later):
+    """Two queued progress events as one (values appended, the latest image kept), or None when
+    they are not both progress of the same kind: the GUI then handles them in order."""
+    from dataclasses import replace
+
+    if isinstance(earlier, Progress) and isinstance(later, Progress):
+        keep_new = later.drr is not None
+        return replace(later, itrs=earlier.itrs + later.itrs,
+                       similarities=earlier.similarities + later.similarities,
+                       drr=later.drr if keep_new else earlier.drr,
+                       stage_shape=later.stage_shape if keep_new else earlier.stage_shape)
+    if isinstance(earlier, TrainProgress) and isinstance(later, TrainProgress):
+        return replace(later, itrs=earlier.itrs + later.itrs, losses=earlier.losses + later.losses,
+                       mosaic=later.mosaic if later.mosaic is not None else earlier.mosaic)
+    return None
+
+
 def mosaic(drr: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Sample DRRs in the top row, the DRRs of the predicted poses below, each min-max scaled."""
     def row(images):

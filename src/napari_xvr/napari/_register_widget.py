@@ -29,6 +29,7 @@ from ..register.options import DEFAULT_ITRS, OPTIMIZERS
 from ..register.pipeline import plan_outputs
 from ..render import RENDERERS
 from ._common import (
+    EventPump,
     LivePlot,
     find_widget,
     fit_2d,
@@ -40,7 +41,16 @@ from ._common import (
     upsert_image,
     while_alive,
 )
-from ._jobs import OVERLAY_CONTRAST, Failed, Finished, LayerSnapshot, Progress, RegisterJob, registration
+from ._jobs import (
+    OVERLAY_CONTRAST,
+    Failed,
+    Finished,
+    LayerSnapshot,
+    Progress,
+    RegisterJob,
+    merge_progress,
+    registration,
+)
 from ._layers import KIND
 
 INITS = ("DRR and pose widget", "DICOM header", "model checkpoint", "previous result",
@@ -133,6 +143,7 @@ class RegisterWidget(Container):
         self.result = None
         self.similarities: list[tuple[int, float]] = []
         self._pbar = None
+        self._pump: EventPump | None = None
         self._job: RegisterJob | None = None
         follow_layers(self, viewer)
         remember(self, "register")
@@ -232,13 +243,15 @@ class RegisterWidget(Container):
         total = job.options.max_iterations()
         self._pbar = progress(total=total, desc=f"registering {job.xray.name}")
         self.worker = create_worker(registration, job, self.stop_token, _start_thread=False)
-        self.worker.yielded.connect(while_alive(self._on_event))
+        self._pump = EventPump(self._on_event, merge_progress)
+        self.worker.yielded.connect(self._pump.push)
         self.worker.finished.connect(while_alive(self._on_finished))
         self.run_button.enabled, self.stop_button.enabled = False, True
         self.status.value = "starting: building the renderer"
         self.worker.start()
         try:
             self.focus_xray()
+            self._blank_overlay()
         except Exception as err:  # the view is a nicety: never let it break a run
             report_error(err, "Register (view)")
 
@@ -291,6 +304,16 @@ class RegisterWidget(Container):
     def xray_layer(self):
         name = self._job.xray.name
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+
+    def _blank_overlay(self) -> None:
+        """Make the overlay layer now (empty), so the run's first DRR only updates its data:
+        adding a layer takes a few hundred ms of the main thread."""
+        xray = self.xray_layer
+        if xray is None or self.overlay_name in self.viewer.layers:
+            return
+        crop = self._job.options.crop
+        shape = (xray.metadata["intrinsics"]["height"] - crop, xray.metadata["intrinsics"]["width"] - crop)
+        self._show_overlay(np.zeros(shape, np.float32), shape)
 
     def _show_overlay(self, image: np.ndarray, shape: tuple[int, int], meta: dict | None = None):
         if self.xray_layer is None:
@@ -348,6 +371,8 @@ class RegisterWidget(Container):
         info(f"Register: {self.status.value}")
 
     def _on_finished(self) -> None:
+        if self._pump is not None:  # what is still queued comes first (the result among it)
+            self._pump.close()
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None

@@ -25,6 +25,7 @@ from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
 from ..register import StopToken
 from ._common import (
+    EventPump,
     LivePlot,
     follow_layers,
     info,
@@ -34,10 +35,11 @@ from ._common import (
     upsert_image,
     while_alive,
 )
-from ._jobs import Failed, TrainProgress, training
+from ._jobs import Failed, TrainProgress, merge_progress, training
 from ._layers import KIND
 
 RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
+MOSAIC = "training DRRs (top) / predicted (bottom)"
 
 
 def _group(title: str, *widgets) -> Container:
@@ -119,6 +121,7 @@ class TrainWidget(Container):
         self.done = None
         self.checkpoints: list[Path] = []
         self._pbar = None
+        self._pump: EventPump | None = None
         follow_layers(self, viewer)
         remember(self, "train")
 
@@ -202,12 +205,18 @@ class TrainWidget(Container):
         self.plot.clear()
         self.worker = create_worker(training, config, self.stop_token, resume_from,
                                     overrides=overrides, _start_thread=False)
-        self.worker.yielded.connect(while_alive(self._on_event))
+        self._pump = EventPump(self._on_event, merge_progress)
+        self.worker.yielded.connect(self._pump.push)
         self.worker.finished.connect(while_alive(self._on_finished))
         self.start_button.enabled = self.resume_button.enabled = False
         self.stop_button.enabled = True
         self.status.value = "starting"
         self.worker.start()
+        # what takes the main thread a few hundred ms is made now, at the click, not mid-run
+        self._pbar = progress(total=int(self.n_total_itrs.value), desc="training")
+        if MOSAIC not in self.viewer.layers:
+            upsert_image(self.viewer, MOSAIC, np.zeros((2, 2), np.float32), colormap="gray",
+                         contrast_limits=(0.0, 1.0), metadata={KIND: "training", "itr": None})
 
     def _stop_quietly(self, *_args) -> None:
         if self.stop_token is not None:
@@ -223,8 +232,10 @@ class TrainWidget(Container):
         from ..train import Checkpointed, TrainDone, TrainStarted
 
         if isinstance(event, TrainStarted):
-            self._pbar = progress(total=event.n_total_itrs, desc="training")
-            self._pbar.update(event.start_itr)
+            if self._pbar is None:
+                self._pbar = progress(total=event.n_total_itrs, desc="training")
+            self._pbar.total = event.n_total_itrs
+            self._pbar.update(max(0, event.start_itr - self._pbar.n))
             self._total = event.n_total_itrs
             notes = "; ".join(event.notes)
             self.status.value = (f"training on {event.device} from itr {event.start_itr} "
@@ -239,7 +250,7 @@ class TrainWidget(Container):
             self.status.value = (f"itr {event.itr + 1}/{self._total}  loss {event.losses[-1]:.4f}  "
                                  f"{event.step_time_s:.2f} s/itr  ETA {_duration(eta)}")
             if event.mosaic is not None:
-                upsert_image(self.viewer, "training DRRs (top) / predicted (bottom)", event.mosaic,
+                upsert_image(self.viewer, MOSAIC, event.mosaic,
                              colormap="gray", contrast_limits=(0.0, 1.0),
                              metadata={KIND: "training", "itr": event.itr})
         elif isinstance(event, Checkpointed):
@@ -255,6 +266,8 @@ class TrainWidget(Container):
             self.status.value = f"failed: {event.message}"
 
     def _on_finished(self) -> None:
+        if self._pump is not None:  # what is still queued comes first (the end of the run among it)
+            self._pump.close()
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
