@@ -20,7 +20,7 @@ from train_helpers import TINY, cli_args  # noqa: E402
 
 XVR = [sys.executable, "-m", "napari_xvr.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-N, EVERY = 16, 4
+N, EVERY = 40, 4  # room after the restart's first new checkpoint: the SIGTERM must land mid-run
 
 
 def _args(ct, out) -> list[str]:
