@@ -329,15 +329,7 @@ def _nifti_precheck(path: Path, what: str):
         raise XvrInputError(f"{path}: not a readable NIfTI {what} ({one_line(err)})") from err
     finally:
         logger.disabled = quiet
-    shape = tuple(int(s) for s in img.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) > 3:
-        raise XvrInputError(
-            f"{path}: the {what} is {len(shape)}D with shape {shape}; give a single 3D image "
-            "(split the channels or time points first)"
-        )
-    _check_voxel_count(path, what, shape, "dim")
+    shape = _check_header_shape(path, what, img.shape, "dim")
     header = img.header
     try:
         dtype = header.get_data_dtype()
@@ -388,6 +380,20 @@ def _raw_pixdim(path: Path, header) -> np.ndarray:
     except (OSError, EOFError, struct.error):
         pass
     return np.asarray(header["pixdim"], dtype=float)  # NIfTI-2, or unreadable here (scanned later)
+
+
+def _check_header_shape(path: Path, what: str, shape, field: str) -> tuple[int, ...]:
+    """A header's shape without trailing unit axes: 3D at most and of a size this reader loads."""
+    shape = tuple(int(s) for s in shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 3:
+        raise XvrInputError(
+            f"{path}: the {what} is {len(shape)}D with shape {shape}; give a single 3D image "
+            "(split the channels or time points first)"
+        )
+    _check_voxel_count(path, what, shape, field)
+    return shape
 
 
 def _check_voxel_count(path: Path, what: str, shape, field: str) -> None:
@@ -463,15 +469,7 @@ def _itk_precheck(path: Path, what: str) -> None:
             f"{path}: cannot read this {what}'s header, the file is damaged or its data file is "
             f"missing ({one_line(lines[-1] if lines else err)}); give the complete file"
         ) from err
-    size = tuple(int(v) for v in reader.GetSize())
-    while len(size) > 3 and size[-1] == 1:
-        size = size[:-1]
-    if len(size) > 3:
-        raise XvrInputError(
-            f"{path}: the {what} is {len(size)}D with shape {size}; give a single 3D image "
-            "(split the channels or time points first)"
-        )
-    _check_voxel_count(path, what, size, "sizes")
+    _check_header_shape(path, what, reader.GetSize(), "sizes")
     components = int(reader.GetNumberOfComponents())
     pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
     if components != 1 or "complex" in pixel.lower():

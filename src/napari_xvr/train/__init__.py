@@ -9,7 +9,7 @@ Training is a generator of events (:class:`TrainStarted`, :class:`TrainStep`,
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _WHERE = {  # name -> submodule: imported on first use, so `xvr --help` stays light
     "TrainConfig": ".config",
@@ -26,14 +26,4 @@ _WHERE = {  # name -> submodule: imported on first use, so `xvr --help` stays li
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
