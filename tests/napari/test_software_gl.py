@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gui
 README_SESSION = textwrap.dedent("""
     import sys
     import napari
-    from qtpy.QtCore import QCoreApplication
+    from qtpy.QtCore import QCoreApplication, QThreadPool
     from napari_xvr.napari import sample_files, sample_xray_file
 
     viewer = napari.Viewer()
@@ -33,6 +33,7 @@ README_SESSION = textwrap.dedent("""
     reg.run()
     while reg.running:
         QCoreApplication.processEvents()
+    QThreadPool.globalInstance().waitForDone(60_000)  # the worker's thread ends before the close
     print("triton:", sys.modules.get("triton", "absent"))
     viewer.close()
 """)
@@ -45,6 +46,8 @@ GUI_FIRST = textwrap.dedent("""
     viewer.window.add_plugin_dock_widget("napari-xvr", "Register")
     viewer.window.add_plugin_dock_widget("napari-xvr", "Train")
     import diffdrr.metrics, torch._dynamo, torch.optim  # what the workers import
+    from qtpy.QtCore import QThreadPool
+    QThreadPool.globalInstance().waitForDone(60_000)
     print("triton:", sys.modules.get("triton", "absent"))
     viewer.close()
 """)
