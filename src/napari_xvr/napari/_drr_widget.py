@@ -24,8 +24,9 @@ import napari
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from ._common import follow_layers, layer_combo, remember, report_error, upsert_image
-from ._jobs import Failed, LayerSnapshot, Rendered, RenderRequest, render_requests
+from ._jobs import Failed, LayerSnapshot
 from ._layers import KIND
+from ._render_job import Rendered, RenderRequest, render_requests
 
 POSE_RANGES = {"r1": (-180, 180, 0.0), "r2": (-90, 90, 0.0), "r3": (-180, 180, 0.0),
                "tx": (-400, 400, 0.0), "ty": (0, 2000, 850.0), "tz": (-400, 400, 0.0)}

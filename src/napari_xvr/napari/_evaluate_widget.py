@@ -13,8 +13,10 @@ import napari
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from ._common import find_widget, follow_layers, info, layer_combo, remember, report_error, while_alive
-from ._jobs import OVERLAY_CONTRAST, Evaluated, Failed, LayerSnapshot, Replayed, evaluation, replay
+from ._evaluate_job import Evaluated, Replayed, evaluation, replay
+from ._jobs import Failed, LayerSnapshot
 from ._layers import KIND
+from ._register_job import OVERLAY_CONTRAST
 
 TRUE_SOURCES = ("X-ray metadata 'true_pose'", "result file (result.json)")
 PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widget",

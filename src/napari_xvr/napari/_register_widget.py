@@ -42,17 +42,9 @@ from ._common import (
     upsert_image,
     while_alive,
 )
-from ._jobs import (
-    OVERLAY_CONTRAST,
-    Failed,
-    Finished,
-    LayerSnapshot,
-    Progress,
-    RegisterJob,
-    merge_progress,
-    registration,
-)
+from ._jobs import Failed, LayerSnapshot, merge_progress
 from ._layers import KIND
+from ._register_job import OVERLAY_CONTRAST, Finished, Progress, RegisterJob, registration
 
 INITS = ("DRR and pose widget", "DICOM header", "model checkpoint", "previous result",
          "pose in X-ray metadata")

@@ -35,8 +35,9 @@ from ._common import (
     upsert_image,
     while_alive,
 )
-from ._jobs import Failed, TrainProgress, merge_progress, training
+from ._jobs import Failed, merge_progress
 from ._layers import KIND
+from ._train_job import TrainProgress, training
 
 RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
 MOSAIC = "training DRRs (top) / predicted (bottom)"
