@@ -49,7 +49,7 @@ def test_drr_follows_pose_and_draws_carm(sample_viewer, qtbot, artifacts):
     sdd = np.linalg.norm(source - detector.mean(axis=0))
     np.testing.assert_allclose(sdd, 1020.0, rtol=1e-3)  # source to detector centre is the sdd
     viewer.reset_view()
-    viewer.camera.angles = (0, -35, 130)
+    viewer.scene.camera.angles = (0, -35, 130)
     qtbot.wait(300)
     shot = viewer.screenshot(str(artifacts / "carm_3d.png"), canvas_only=True)
     yellow = (shot[..., 0] > 180) & (shot[..., 1] > 180) & (shot[..., 2] < 100)

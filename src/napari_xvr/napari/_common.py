@@ -248,8 +248,9 @@ def fit_2d(viewer, layer, margin: float = 0.95) -> None:
     """Centre and zoom the 2D view on `layer` (napari's fit_to_view fails when a 2D layer
     shares the viewer with 3D ones)."""
     (r0, c0), (r1, c1) = np.asarray(layer.extent.world)[:, -2:]
-    center = list(viewer.camera.center)
+    camera = viewer.scene.camera
+    center = list(camera.center)
     center[-2:] = [0.5 * (r0 + r1), 0.5 * (c0 + c1)]
-    viewer.camera.center = tuple(center)
+    camera.center = tuple(center)
     height, width = viewer.canvas.size
-    viewer.camera.zoom = margin * min(height / max(r1 - r0, 1e-6), width / max(c1 - c0, 1e-6))
+    camera.zoom = margin * min(height / max(r1 - r0, 1e-6), width / max(c1 - c0, 1e-6))
