@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,90 +11,16 @@ import torch
 
 from .errors import XvrInputError
 from .geometry import MAX_DETECTOR_PX, Intrinsics, pose_from_zxy
+from .imaging import unit
 from .io.atomic import atomic_write_bytes
 from .io.xray import read_xray
+from .memory import check_memory, gib, render_bytes
 from .register.result import read_result, read_trajectory
 
-#: bytes a render needs per detector pixel (measured on CPU: trilinear ~18 kB with its 500 samples
-#: per ray; Siddon ~44 bytes per voxel plane crossed; the fast renderer works slab by slab)
-RENDER_BYTES_PER_PX = {"trilinear": 24_000, "fast": 1_024}
-SIDDON_BYTES_PER_PLANE = 64
-#: the largest share of the available memory one render or animation may plan to use
-MEMORY_SHARE = 0.5
 #: trajectory.csv files larger than this are refused before they are parsed
 MAX_TRAJECTORY_BYTES = 256 << 20
 MAX_FRAMES = 10_000
 MAX_PANEL_PX = 2048
-
-
-def available_memory() -> int:
-    """Bytes this process can still allocate: free RAM, within a cgroup limit and RLIMIT_AS."""
-    import os
-    import resource
-
-    free = None
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    free = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    if free is None:
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            free = 4 << 30
-    try:  # a container's limit (cgroup v2)
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        if limit != "max":
-            free = min(free, max(int(limit) - used, 0))
-    except (OSError, ValueError):
-        pass
-    try:
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY:
-            import psutil  # noqa: F401  (optional: the process's own size)
-
-            free = min(free, max(soft - psutil.Process().memory_info().vms, 0))
-    except (ImportError, OSError, ValueError, AttributeError):
-        pass
-    return int(free)
-
-
-def memory_budget() -> int:
-    """Bytes one render/animation may plan to allocate (``NAPARI_XVR_MAX_MEMORY_GB`` caps it)."""
-    import os
-
-    budget = int(available_memory() * MEMORY_SHARE)
-    cap = os.environ.get("NAPARI_XVR_MAX_MEMORY_GB")
-    if cap:
-        with contextlib.suppress(ValueError):
-            budget = min(budget, int(float(cap) * (1 << 30)))
-    return budget
-
-
-def gib(n: float) -> str:
-    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 28 else f"{n / (1 << 20):.0f} MiB"
-
-
-def render_bytes(height: int, width: int, renderer: str = "trilinear", volume_shape=None) -> int:
-    """A render's peak memory, estimated from the detector size before anything is allocated."""
-    if renderer == "siddon":
-        planes = sum(int(s) for s in volume_shape) + 3 if volume_shape is not None else 3 * 512
-        per_px = SIDDON_BYTES_PER_PLANE * planes
-    else:
-        per_px = RENDER_BYTES_PER_PX.get(renderer, RENDER_BYTES_PER_PX["trilinear"])
-    return int(height) * int(width) * per_px
-
-
-def check_memory(needed: int, what: str, fix: str) -> None:
-    """Refuse (before allocating) work whose estimate exceeds the memory budget."""
-    budget = memory_budget()
-    if needed > budget:
-        raise XvrInputError(f"{what} would need about {gib(needed)} of memory, more than the "
-                            f"{gib(budget)} this machine can spare; {fix}")
 
 
 @dataclass(frozen=True)
@@ -108,12 +33,6 @@ class Frame:
     xray: np.ndarray
     drr: np.ndarray
     difference: np.ndarray
-
-
-def _norm(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img, dtype=np.float32)
-    lo, hi = float(img.min()), float(img.max())
-    return (img - lo) / (hi - lo + 1e-8)
 
 
 def pick_rows(rows: list[dict], max_frames: int) -> list[dict]:
@@ -173,11 +92,11 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
     xray = read_xray(inputs["xray"], prep.get("reducefn", "max"))
     fixed = preprocess_xray(xray.image, prep.get("crop", 0), prep.get("subtract_background", False),
                             prep.get("linearize", False))
-    fixed = _norm(standardize(fixed, (small.height, small.width))[0, 0].numpy())
+    fixed = unit(standardize(fixed, (small.height, small.width))[0, 0].numpy())
     for index, row in enumerate(rows):
         pose = pose_from_zxy([row["r1"], row["r2"], row["r3"]], [row["tx"], row["ty"], row["tz"]])
         with torch.no_grad():
-            image = _norm(drr(pose.to(drr.device))[0, 0].float().cpu().numpy())
+            image = unit(drr(pose.to(drr.device))[0, 0].float().cpu().numpy())
         yield Frame(index, len(rows), row, fixed, image, fixed - image)
 
 

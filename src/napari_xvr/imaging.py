@@ -73,7 +73,11 @@ def from_unit(image):
     return (image - MEAN) / STD
 
 
-def display_range(image) -> tuple[float, float]:
-    """(min, max) of an image as floats, widened to (lo, lo + 1) when it is constant."""
-    lo, hi = float(image.min()), float(image.max())
+def display_range(image, percentiles: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Contrast limits: (min, max), or those `percentiles` of a NumPy image, as floats; widened
+    to (lo, lo + 1) when they are equal (napari refuses an empty range)."""
+    if percentiles is None:
+        lo, hi = float(image.min()), float(image.max())
+    else:
+        lo, hi = (float(v) for v in np.percentile(image, percentiles))
     return lo, hi if hi > lo else lo + 1

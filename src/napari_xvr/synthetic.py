@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .geometry import Intrinsics, pose_from_zxy, pose_to_dict
+from .imaging import unit
 from .io.atomic import atomic_write_text
 from .io.dicom_write import write_xray_dicom
 
@@ -122,7 +123,7 @@ def detector_counts(line_integral: torch.Tensor, rng: np.random.Generator, photo
     expected = photons * np.exp(-mu * li)
     counts = rng.poisson(expected).clip(1, None)
     processed = -np.log(counts / photons)
-    processed = (processed - processed.min()) / (processed.max() - processed.min())
+    processed = unit(processed, eps=0)  # counts are never all equal; eps 0 keeps the cases as before
     return (processed**0.9 * 4000 + 50).astype(np.uint16)
 
 

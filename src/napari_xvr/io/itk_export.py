@@ -47,9 +47,9 @@ def _itk_affine(volume: Path) -> np.ndarray:
     """Voxel index -> LPS physical point of `volume` as SimpleITK reads it (4x4)."""
     import SimpleITK as sitk
 
-    from .volume import VOLUME_SUFFIXES, _suffix, read_dicom_series
+    from .volume import VOLUME_SUFFIXES, file_suffix, read_dicom_series
 
-    if volume.is_dir() or _suffix(volume) not in VOLUME_SUFFIXES:
+    if volume.is_dir() or file_suffix(volume) not in VOLUME_SUFFIXES:
         image = read_dicom_series(volume)
         origin, spacing, direction = image.GetOrigin(), image.GetSpacing(), image.GetDirection()
     else:

@@ -29,14 +29,19 @@ VOXEL_SPACING_MM = (1e-3, 100.0)
 MAX_ORIGIN_MM = 1e6
 
 
-def _suffix(path: Path) -> str:
+def file_suffix(path: Path) -> str:
+    """The lower-case suffix of `path`, with ``.nii.gz`` as one."""
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _is_dicom_file(path: Path) -> bool:
-    """True when `path` has the DICM magic of a Part 10 file (or a DICOM suffix)."""
-    if _suffix(path) in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR":
+_suffix = file_suffix  # the earlier private name (train.data and cli.dcm2nii import it)
+
+
+def is_dicom_file(path: Path, by_name: bool = True) -> bool:
+    """True when `path` has the DICM magic of a Part 10 file; with `by_name`, a DICOM suffix
+    or the name DICOMDIR is enough (nothing is read)."""
+    if by_name and (file_suffix(path) in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR"):
         return True
     try:
         with open(path, "rb") as handle:
@@ -151,7 +156,7 @@ def _left_out(files: list[str], series: dict[str, list[str]]) -> list[str]:
     folders = {Path(f).parent for f in files}
     return sorted(
         p.name for folder in folders for p in folder.iterdir()
-        if p.is_file() and os.path.realpath(p) not in used and _is_dicom_file(p)
+        if p.is_file() and os.path.realpath(p) not in used and is_dicom_file(p)
     )
 
 
@@ -353,7 +358,7 @@ def _nifti_precheck(path: Path, what: str):
                 f"{path}: the {what}'s header {code.split('_')[0]} ({', '.join(fields)}) holds NaN "
                 "or infinite numbers; fix the header's orientation/origin"
             )
-    if _suffix(path) == ".nii":
+    if file_suffix(path) == ".nii":
         offset = int(header.get("vox_offset", 352) or 352)
         expected = offset + int(np.prod(img.shape, dtype=np.int64)) * dtype.itemsize
         size = path.stat().st_size
@@ -371,7 +376,7 @@ def _raw_pixdim(path: Path, header) -> np.ndarray:
     import struct
 
     try:
-        opener = gzip.open if _suffix(path) == ".nii.gz" else open
+        opener = gzip.open if file_suffix(path) == ".nii.gz" else open
         with opener(path, "rb") as handle:
             head = handle.read(348)
         for order in "<>":
@@ -438,7 +443,7 @@ def _text_header_check(path: Path, what: str) -> None:
             head = handle.read(1 << 16)
     except OSError as err:
         raise XvrInputError(f"{path}: cannot open the {what} ({one_line(err)})") from err
-    kind = "nrrd" if _suffix(path) in (".nrrd", ".nhdr") else "meta"
+    kind = "nrrd" if file_suffix(path) in (".nrrd", ".nhdr") else "meta"
     text = head.split(b"\n\n", 1)[0] if kind == "nrrd" else head
     for raw in text.decode("latin-1").splitlines():
         if kind == "meta" and raw.strip().lower().startswith("elementdatafile"):
@@ -490,7 +495,7 @@ def _nifti_scan(path: Path, img, what: str) -> None:
     offset = int(header.get("vox_offset", 352) or 352)
     expected = int(np.prod(img.shape, dtype=np.int64)) * dtype.itemsize
     floating = np.issubdtype(dtype, np.floating)
-    opener = gzip.open if _suffix(path) == ".nii.gz" else open
+    opener = gzip.open if file_suffix(path) == ".nii.gz" else open
     received, bad, chunk = 0, 0, (1 << 22) - (1 << 22) % dtype.itemsize
     try:
         with opener(path, "rb") as handle:
@@ -530,8 +535,8 @@ def read_image(path, label: bool = False, series_uid: str | None = None) -> tio.
     what = "labelmap" if label else "volume"
     if not path.exists():
         raise XvrInputError(f"{path}: no such {what} file or folder; check the path")
-    suffix = _suffix(path)
-    if path.is_dir() or (suffix not in VOLUME_SUFFIXES and _is_dicom_file(path)):
+    suffix = file_suffix(path)
+    if path.is_dir() or (suffix not in VOLUME_SUFFIXES and is_dicom_file(path)):
         image = read_dicom_series(path, series_uid)
         data, affine = tio.io.sitk_to_nib(image, keepdim=True)
         data = tio.data.io.check_uint_to_int(data)
@@ -764,7 +769,7 @@ def write_volume(image, path) -> Path:
     import SimpleITK as sitk
 
     path = Path(path).expanduser()
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
     if suffix not in WRITE_SUFFIXES:
         raise XvrInputError(
             f"{path}: cannot write {suffix or '(no suffix)'!r}; name the output .nii.gz, .nii, "

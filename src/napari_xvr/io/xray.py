@@ -11,6 +11,8 @@ import torch
 
 from ..errors import XvrInputError
 from ..geometry import MAX_DETECTOR_PX, Intrinsics
+from ..imaging import unit
+from ..memory import check_memory
 from ._messages import one_line
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg")
@@ -23,6 +25,8 @@ REDUCEFNS = ("max", "sum")
 MIN_SIDE_PX = 8
 #: the most pixels (all frames together) decoded from one file: 2 GiB as float32
 MAX_PIXELS = 1 << 29
+#: bytes decoding frames takes per pixel: the decoded array, its float32 copy and a flipped copy
+DECODE_BYTES_PER_PX = 12
 #: plausible source-to-detector distances (mm): clinical C-arms are ~900-1300 mm
 SDD_RANGE_MM = (10.0, 10000.0)
 #: plausible detector pixel spacings (mm per pixel)
@@ -84,8 +88,9 @@ def xray_stem(path) -> str:
 
 
 def check_reducefn(reducefn) -> str | int:
-    """'max', 'sum' or a frame index (an int or a string of one); None means 'max'."""
-    if reducefn is None:
+    """'max', 'sum' or a frame index (an int or a string of one, as typed in the CLI's option or
+    the widget's field); None or a blank string means 'max'."""
+    if reducefn is None or (isinstance(reducefn, str) and not reducefn.strip()):
         return "max"
     if isinstance(reducefn, str) and reducefn.strip().lower() in REDUCEFNS:
         return reducefn.strip().lower()
@@ -99,7 +104,7 @@ def check_reducefn(reducefn) -> str | int:
         ) from err
 
 
-def _reduce(frames, reducefn, path=None):
+def reduce_frames(frames, reducefn, path=None):
     """Collapse the leading frame axis of a (F, H, W) array or tensor; 2D passes through."""
     if frames.ndim == 2:
         return frames
@@ -381,6 +386,9 @@ def _check_pixel_module(path: Path, ds) -> int:
                 f"SamplesPerPixel {samples} x BitsAllocated {bits} x NumberOfFrames {frames} "
                 f"needs {expected} ({held:.3g} frame(s) held); {cause}"
             )
+    if frames > 1:
+        check_memory(total * DECODE_BYTES_PER_PX, f"{path}: {frames} frames of {rows}x{columns} px",
+                     "open a single frame (xvr reads it with --reducefn) or split the file")
     return frames
 
 
@@ -596,7 +604,7 @@ def _read_dicom(path: Path, reducefn, overrides: dict) -> XRay:
     if pf_to_af:
         pixels = pixels[..., ::-1]
     pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-    image = _reduce(pixels, reducefn, path)
+    image = reduce_frames(pixels, reducefn, path)
     height, width = image.shape
     intrinsics = Intrinsics(height=height, width=width, **values)
     header = {
@@ -652,7 +660,7 @@ def _read_plain(path: Path, reducefn, overrides: dict) -> XRay:
         raise XvrInputError(f"{path}: the image holds NaN or infinite values; fix the image")
     _refuse_constant(path, pixels)
     _check_frame_index(path, pixels, reducefn)
-    image = _reduce(pixels, reducefn, path)
+    image = reduce_frames(pixels, reducefn, path)
     values = {k: v for k, v in overrides.items() if v is not None}
     missing = [flag for key, flag in (("sdd", "--sdd"), ("delx", "--delx")) if key not in values]
     if missing:
@@ -743,7 +751,7 @@ def preprocess_xray(
         # the same offsets as torchvision's center_crop, which xvr uses
         top, left = int(round(crop / 2.0)), int(round(crop / 2.0))
         img = img[..., top : top + height - crop, left : left + width - crop]
-    img = (img - img.min()) / (img.max() - img.min() + 1e-6)
+    img = unit(img)
     if subtract_background:
         background = img.flatten().mode().values.item()
         img = torch.clamp(img - background, -1, 0) + 1
@@ -751,5 +759,5 @@ def preprocess_xray(
         img = img + 1
         img = img.max().log() - img.log()
     if img.ndim == 3:
-        img = _reduce(img, reducefn)
+        img = reduce_frames(img, reducefn)
     return img[None, None].contiguous()

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import XvrInputError
 from ..geometry import Intrinsics
-
-_UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+from ..imaging import display_range
 
 KIND = "napari_xvr"
 CT_CONTRAST = (-300.0, 1500.0)
@@ -79,7 +77,7 @@ def _header_voxels(path: Path) -> tuple[tuple[int, ...], int] | None:
 
 def check_volume_memory(path: Path) -> None:
     """Refuse a volume whose header claims more voxels than memory can hold, before reading it."""
-    from ..animate import check_memory
+    from ..memory import check_memory
 
     info = _header_voxels(Path(path))
     if info is None:
@@ -100,10 +98,10 @@ def centred_affine(image) -> np.ndarray:
 
 
 def _ct_limits(data: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(data.min()), float(data.max())
+    lo, hi = display_range(data)
     if lo < -500 and hi > 500:  # HU
         return max(lo, CT_CONTRAST[0]), min(hi, CT_CONTRAST[1])
-    return lo, hi if hi > lo else lo + 1
+    return lo, hi
 
 
 def _stem(path: Path) -> str:
@@ -133,39 +131,9 @@ def xray_layer(xray, name: str | None = None, frames: np.ndarray | None = None) 
     intr = xray.intrinsics
     data = xray.image if frames is None else frames
     scale = (intr.dely, intr.delx) if data.ndim == 2 else (1.0, intr.dely, intr.delx)
-    lo, hi = float(np.percentile(data, 0.5)), float(np.percentile(data, 99.5))
     kwargs = {"name": name or xray.stem, "scale": scale, "metadata": xray_meta(xray),
-              "colormap": "gray", "contrast_limits": (lo, hi if hi > lo else lo + 1)}
+              "colormap": "gray", "contrast_limits": display_range(data, (0.5, 99.5))}
     return (np.ascontiguousarray(data, dtype=np.float32), kwargs, "image")
-
-
-def dicom_frames(path, xray) -> np.ndarray | None:
-    """All frames of a multi-frame X-ray DICOM (flips as the reader applies), else None."""
-    if int(xray.header.get("NumberOfFrames", 1)) <= 1:
-        return None
-    import pydicom
-
-    from ..animate import check_memory
-
-    ds = pydicom.dcmread(path)
-    try:
-        count = int(ds.get("NumberOfFrames", 1)) * int(ds.Rows) * int(ds.Columns)
-    except (AttributeError, TypeError, ValueError) as err:
-        raise XvrInputError(f"{path}: NumberOfFrames, Rows or Columns is missing or not a number; "
-                            "the DICOM header is damaged") from err
-    check_memory(count * 12, f"{path}: {ds.get('NumberOfFrames')} frames of {ds.Rows}x{ds.Columns} "
-                 "px", "open a single frame (xvr reads it with --reducefn) or split the file")
-    available = len(ds.PixelData or b"") if "PixelData" in ds else 0
-    needed = count * max(1, int(ds.get("BitsAllocated", 16)) // 8)
-    if ds.file_meta.get("TransferSyntaxUID", "") in _UNCOMPRESSED and available < needed:
-        raise XvrInputError(f"{path}: the pixel data holds {available} bytes, the header promises "
-                            f"{needed}; the file is truncated, copy it again")
-    frames = np.asarray(ds.pixel_array, dtype=np.float32)
-    if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
-        frames = frames.max() - frames
-    if xray.pf_to_af:
-        frames = frames[..., ::-1]
-    return np.ascontiguousarray(frames)
 
 
 def intrinsics_from_meta(meta: dict) -> Intrinsics | None:

@@ -11,7 +11,7 @@ The npe2 contract, as napari-xvr keeps it:
   :class:`~napari_xvr.errors.XvrInputError` with one line that names the file, what is wrong and
   the fix (napari shows it and offers another reader); never a library's exception, never an
   allocation larger than the memory budget (checked from the headers first, see
-  :func:`napari_xvr.animate.check_memory`).
+  :func:`napari_xvr.memory.check_memory`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XvrInputError
-from ._layers import KIND, check_volume_memory, dicom_frames, drr_layer_kwargs, volume_layers, xray_layer
+from ..io.volume import VOLUME_SUFFIXES, file_suffix, is_dicom_file
+from ._layers import KIND, check_volume_memory, drr_layer_kwargs, volume_layers, xray_layer
 
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 XRAY_SUFFIXES = (".dcm", ".dicom")
 UPSTREAM_SUFFIX = ".pth"
 RESULT_SUFFIX = ".json"
@@ -37,11 +37,6 @@ MAX_RESULT_BYTES = 64 << 20
 MAX_DRR_PX = 1024 * 1024
 #: folder entries looked at when deciding whether a folder holds DICOM files
 MAX_SCAN = 4096
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
 def _paths(path) -> list[str] | None:
@@ -56,14 +51,6 @@ def _paths(path) -> list[str] | None:
     return out if all(isinstance(p, str) and p for p in out) else None
 
 
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
-
-
 def _dicom_files(folder: Path) -> list[Path]:
     """The DICOM files directly in `folder` (by their 'DICM' preamble), sorted by name."""
     found = []
@@ -73,7 +60,7 @@ def _dicom_files(folder: Path) -> list[Path]:
                 if index >= MAX_SCAN and not found:
                     break
                 try:
-                    if entry.is_file() and _is_dicom_file(Path(entry.path)):
+                    if entry.is_file() and is_dicom_file(Path(entry.path), by_name=False):
                         found.append(Path(entry.path))
                 except OSError:
                     continue
@@ -119,7 +106,7 @@ def _kind(path: Path) -> str | None:
         return None
     if not path.is_file():
         return None
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
     if suffix in VOLUME_SUFFIXES:
         return "volume"
     if suffix in XRAY_SUFFIXES:
@@ -195,7 +182,7 @@ def _read_xray(path: Path) -> list:
     from ..io.xray import read_xray
 
     xray = read_xray(path)
-    return [xray_layer(xray, frames=dicom_frames(path, xray))]
+    return [xray_layer(xray, frames=xray.frames)]
 
 
 def _read_folder(path: Path) -> list:
@@ -316,7 +303,8 @@ def result_layers(folder: Path) -> list:
 
 def _render_intrinsics(intr, renderer: str, volume_shape):
     """`intr` resampled so that the render stays under MAX_DRR_PX and the memory budget."""
-    from ..animate import check_memory, memory_budget, panel_intrinsics, render_bytes
+    from ..animate import panel_intrinsics
+    from ..memory import check_memory, memory_budget, render_bytes
 
     per_px = render_bytes(1, 1, renderer, volume_shape)
     allowed = min(MAX_DRR_PX, memory_budget() // max(per_px, 1))
@@ -362,7 +350,7 @@ def _read_png(png: Path, intr):
 
     from PIL import Image
 
-    from ..animate import check_memory
+    from ..memory import check_memory
 
     with Image.open(png) as img:
         width, height = img.size

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XvrInputError, XvrOutputError
+from ..imaging import unit_finite
 
 
 def _target(path, suffix: str, allowed: tuple[str, ...]) -> Path:
@@ -159,11 +160,7 @@ def write_image(path: str, data, meta: dict) -> list[str]:
     elif suffix in (".tif", ".tiff"):
         payload = iio.imwrite("<bytes>", array.astype(np.float32), extension=".tif")
     else:
-        img = array.astype(np.float64)
-        finite = np.isfinite(img)
-        lo, hi = (float(img[finite].min()), float(img[finite].max())) if finite.any() else (0.0, 1.0)
-        img = np.where(finite, (img - lo) / (hi - lo + 1e-12), 0.0)
-        payload = iio.imwrite("<bytes>", (np.clip(img, 0, 1) * 255).round().astype(np.uint8),
-                              extension=".png")
+        img = unit_finite(array.astype(np.float64))
+        payload = iio.imwrite("<bytes>", (img * 255).round().astype(np.uint8), extension=".png")
     atomic_write_bytes(target, payload)
     return [str(target)]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_to_dict
+from ..imaging import unit_finite
 from ..io.atomic import atomic_dir
 
 TRAJECTORY_COLUMNS = ("stage", "itr", "r1", "r2", "r3", "tx", "ty", "tz", "similarity", "time",
@@ -78,9 +79,7 @@ class RegistrationResult:
 def _png(path: Path, image: np.ndarray) -> None:
     import imageio.v3 as iio
 
-    img = np.asarray(image, dtype=np.float64)
-    lo, hi = np.nanmin(img), np.nanmax(img)
-    img = (img - lo) / (hi - lo + 1e-12)
+    img = unit_finite(np.asarray(image, dtype=np.float64))
     iio.imwrite(path, (img * 255).round().astype(np.uint8))
 
 
@@ -103,11 +102,7 @@ def _overlay_png(path: Path, xray: np.ndarray, drr: np.ndarray) -> None:
     """X-ray in grey with the DRR's edges in colour (magenta/green blend)."""
     import imageio.v3 as iio
 
-    def norm(x):
-        x = np.asarray(x, dtype=np.float64)
-        return (x - x.min()) / (x.max() - x.min() + 1e-12)
-
-    a, b = norm(xray), norm(drr)
+    a, b = unit_finite(np.asarray(xray, np.float64)), unit_finite(np.asarray(drr, np.float64))
     if a.shape != b.shape:
         return
     rgb = np.stack([a, b, a], axis=-1)

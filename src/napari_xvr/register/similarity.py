@@ -8,6 +8,8 @@ from diffdrr.metrics import (
 )
 from torch.nn.functional import avg_pool2d, interpolate
 
+from ..imaging import IMAGE_AXES, from_unit, unit
+
 
 def exact_dtype(device: torch.device) -> torch.dtype:
     """float64 where the device has it (the NCC sums cancel), else float32 (MPS)."""
@@ -58,14 +60,12 @@ class Similarity(torch.nn.Module):
         return total
 
 
-def standardize(img: torch.Tensor, size: tuple[int, int] | None = None, mean=0.15, std=0.1):
-    """xvr's X-ray/DRR transform: per-image min-max, optional resize, then (x - mean) / std."""
-    lo = img.amin(dim=(-1, -2), keepdim=True)
-    hi = img.amax(dim=(-1, -2), keepdim=True)
-    img = (img - lo) / (hi - lo + 1e-6)
+def standardize(img: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """xvr's X-ray/DRR transform: per-image min-max, optional resize, then (x - 0.15) / 0.1."""
+    img = unit(img, IMAGE_AXES)
     if size is not None and tuple(img.shape[-2:]) != tuple(size):
         img = interpolate(img, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return (img - mean) / std
+    return from_unit(img)
 
 
 def soft_equalize(img: torch.Tensor, n_bins: int = 64, temperature: float = 0.02,
@@ -76,10 +76,7 @@ def soft_equalize(img: torch.Tensor, n_bins: int = 64, temperature: float = 0.02
     points of [0, 1] and interpolated linearly (error < 1e-5), so the cost per pixel does not
     grow with `n_bins`.
     """
-    flat = img.flatten(1)
-    lo = flat.amin(dim=1, keepdim=True).detach()
-    hi = flat.amax(dim=1, keepdim=True).detach()
-    x = (flat - lo) / (hi - lo + 1e-6)
+    x = unit(img.flatten(1), 1, detach=True)
     levels = torch.linspace(0, 1, n_bins, device=img.device, dtype=img.dtype)
     qs = torch.quantile(x.detach(), levels, dim=1).T  # (B, n_bins)
     grid = torch.linspace(0, 1, knots, device=img.device, dtype=img.dtype)

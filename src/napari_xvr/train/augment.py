@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import torch
 
-
-def minmax(img: torch.Tensor) -> torch.Tensor:
-    """Per-image rescale to [0, 1]."""
-    lo = img.amin(dim=(-1, -2), keepdim=True)
-    hi = img.amax(dim=(-1, -2), keepdim=True)
-    return (img - lo) / (hi - lo + 1e-6)
+from ..imaging import IMAGE_AXES, unit
 
 
 class Collimation(torch.nn.Module):
@@ -60,9 +55,9 @@ class XrayAugmentations(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = minmax(x.float())
+        x = unit(x.float(), IMAGE_AXES)
         if self.p <= 0:
             return x
         for op in self.ops:
-            x = minmax(op(x.clamp(0, 1)))
+            x = unit(op(x.clamp(0, 1)), IMAGE_AXES)
         return self.collimation(x)

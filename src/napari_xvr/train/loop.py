@@ -33,6 +33,7 @@ from ..device import pick_device
 from ..errors import XvrInputError, XvrOutputError
 from ..geometry import Intrinsics
 from ..io.atomic import atomic_write_text, output_error
+from ..memory import device_memory
 from ..register.engine import StopToken
 from ..register.similarity import standardize
 from . import distributed as dist_utils
@@ -349,7 +350,7 @@ class Trainer:
         depth = max(max(shape) for shape in shapes)
         samples = cfg.n_samples if cfg.renderer == "trilinear" else depth
         need = cfg.batch_size * cfg.height * cfg.height * samples * BYTES_PER_SAMPLE
-        total = _memory_bytes(self.device)
+        total = device_memory(self.device)
         if total and need > total:
             raise XvrInputError(
                 f"--batch_size {cfg.batch_size} with --height {cfg.height} and {samples} samples per "
@@ -712,16 +713,6 @@ def check_output_folder(outpath: Path) -> None:
     if not os.access(where, os.W_OK | os.X_OK):
         raise XvrOutputError(f"could not write {outpath}: no permission to write in {where}; choose "
                              "another output folder")
-
-
-def _memory_bytes(device: torch.device) -> int:
-    """The device's memory: the GPU's, else this machine's physical memory (0 when unknown)."""
-    try:
-        if device.type == "cuda":
-            return int(torch.cuda.get_device_properties(device).total_memory)
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError, RuntimeError):
-        return 0
 
 
 def _same_folder(a: Path, b: Path) -> bool:
