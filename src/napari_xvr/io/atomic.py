@@ -48,27 +48,50 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
+def _temp_beside(path: Path, data: bytes) -> str:
+    """A temporary file in `path`'s folder holding `data` (synced, permissions from the umask)."""
     _check_parent(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise output_error(path, err) from err
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(err, OSError):
             raise output_error(path, err) from err
         raise
+    return tmp
+
+
+def atomic_write_files(files: dict) -> None:
+    """Write each path -> bytes of `files` through a temporary beside it, then rename them
+    all: every file is written whole, or none is (a failure leaves no temporary behind)."""
+    temps: dict[Path, str] = {}
+    try:
+        for path, data in files.items():
+            temps[Path(path)] = _temp_beside(Path(path), data)
+        for path, tmp in temps.items():
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise output_error(path, err) from err
+    finally:
+        for tmp in temps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    atomic_write_files({path: data})
     return path
 
 

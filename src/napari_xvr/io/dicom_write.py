@@ -11,6 +11,37 @@ from ..geometry import Intrinsics
 from .atomic import atomic_write_bytes
 
 
+def _grey16_dataset(name: str, sop_class, modality: str, shape, signed: bool):
+    """A new DICOM dataset (uncompressed, fresh SOP instance UID) for 16-bit grey pixels of
+    (rows, cols) `shape`, with the synthetic patient; the caller adds the rest."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(name, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientName, ds.PatientID = "Synthetic^Phantom", "napari-xvr"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = int(signed)
+    return ds
+
+
+def _file_bytes(ds) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def write_xray_dicom(
     path,
     image: np.ndarray,
@@ -27,38 +58,19 @@ def write_xray_dicom(
     Geometry tags follow what :func:`napari_xvr.io.read_xray` reads back: the DICOM
     DetectorActiveOrigin column offset is ``-intrinsics.x0`` (xvr's sign convention).
     """
-    import io
-
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, generate_uid
+    from pydicom.uid import XRayAngiographicImageStorage, generate_uid
 
     pixels = np.asarray(image)
     if pixels.dtype != np.uint16:
         pixels = np.clip(np.round(pixels), 0, 65535).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = XRayAngiographicImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds = _grey16_dataset(str(path), XRayAngiographicImageStorage, modality, pixels.shape[-2:], False)
     now = _dt.datetime.now()
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = modality
-    ds.PatientName = "Synthetic^Phantom"
-    ds.PatientID = "napari-xvr"
     ds.StudyDate = ds.ContentDate = now.strftime("%Y%m%d")
     ds.StudyTime = ds.ContentTime = now.strftime("%H%M%S")
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
     if pixels.ndim == 3:
         ds.NumberOfFrames = pixels.shape[0]
-    ds.Rows, ds.Columns = pixels.shape[-2:]
     ds.ImagerPixelSpacing = [f"{intrinsics.dely:.6g}", f"{intrinsics.delx:.6g}"]
     ds.DistanceSourceToDetector = f"{intrinsics.sdd:.6g}"
     ds.DetectorActiveOrigin = [f"{intrinsics.y0:.6g}", f"{-intrinsics.x0:.6g}"]
@@ -73,9 +85,7 @@ def write_xray_dicom(
     for key, value in (extra or {}).items():
         setattr(ds, key, value)
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, _file_bytes(ds))
 
 
 def write_dicom_series(
@@ -92,11 +102,8 @@ def write_dicom_series(
     RescaleIntercept/Slope), with ImagePositionPatient/ImageOrientationPatient/PixelSpacing
     carrying the volume's origin, direction and spacing.  The folder appears atomically.
     """
-    import io
-
     import SimpleITK as sitk
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, generate_uid
 
     from .atomic import atomic_dir
 
@@ -118,17 +125,9 @@ def write_dicom_series(
     orientation = [f"{v:.10g}" for v in (*direction[:, 0], *direction[:, 1])]
     with atomic_dir(folder) as tmp:
         for k in range(stored.shape[0]):
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = CTImageStorage
-            meta.MediaStorageSOPInstanceUID = generate_uid()
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds = FileDataset(f"slice_{k:04d}.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-            ds.SOPClassUID = CTImageStorage
-            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            ds = _grey16_dataset(f"slice_{k:04d}.dcm", CTImageStorage, "CT", stored.shape[1:], True)
             ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
             ds.FrameOfReferenceUID = frame_uid
-            ds.Modality = "CT"
-            ds.PatientName, ds.PatientID = "Synthetic^Phantom", "napari-xvr"
             ds.StudyDate = ds.SeriesDate = now.strftime("%Y%m%d")
             ds.StudyTime = ds.SeriesTime = now.strftime("%H%M%S")
             ds.SeriesNumber, ds.InstanceNumber = series_number, k + 1
@@ -139,14 +138,7 @@ def write_dicom_series(
             ds.ImageOrientationPatient = orientation
             ds.PixelSpacing = [f"{spacing[1]:.10g}", f"{spacing[0]:.10g}"]
             ds.SliceThickness = f"{spacing[2]:.10g}"
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows, ds.Columns = stored.shape[1:]
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-            ds.PixelRepresentation = 1
             ds.RescaleIntercept, ds.RescaleSlope = f"{intercept:.10g}", f"{slope:.10g}"
             ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
-            buffer = io.BytesIO()
-            ds.save_as(buffer, enforce_file_format=True)
-            (tmp / f"slice_{k:04d}.dcm").write_bytes(buffer.getvalue())
+            (tmp / f"slice_{k:04d}.dcm").write_bytes(_file_bytes(ds))
     return Path(folder)

@@ -16,6 +16,7 @@ from diffdrr.data import read as diffdrr_read
 from ..errors import XvrInputError, XvrOutputError
 from ._messages import one_line
 from .atomic import _check_parent, _umask
+from .xray import PROJECTION
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: formats `write_volume` can write as one file (so it can be replaced atomically)
@@ -223,10 +224,6 @@ def _check_slice(path: Path):
     return info
 
 
-#: projection radiography modalities: such a file is an X-ray, not a slice of a volume
-_PROJECTION = ("XA", "RF", "DX", "CR", "MG", "RG", "PX", "IO")
-
-
 def _slice_numbers(path: Path, ds, keyword: str, tag: str, count: int):
     """`count` finite numbers from a slice's header, None when the field is absent."""
     if keyword not in ds:
@@ -251,7 +248,7 @@ def _slice_geometry(path: Path, ds) -> dict:
     modality = str(ds.get("Modality", "") or "").strip().upper()
     plane = any(k in ds for k in ("ImageOrientationPatient", "ImagePositionPatient",
                                   "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"))
-    if modality in _PROJECTION and not plane:
+    if modality in PROJECTION and not plane:
         raise XvrInputError(
             f"{path}: Modality {modality} is an X-ray projection, not a slice of a CT/MR volume; "
             "pass it as the XRAY and the CT/MR with -v"

@@ -11,17 +11,16 @@ napari-xvr wrote, never another file that happens to have the name.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import XvrInputError, XvrOutputError
 from ..imaging import unit_finite
+from ..io.atomic import atomic_write_bytes, atomic_write_files
 
 
 def _target(path, suffix: str, allowed: tuple[str, ...]) -> Path:
@@ -46,40 +45,6 @@ def _is_our_trajectory(csv: Path) -> bool:
     except OSError:
         return False
     return first == ",".join(TRAJECTORY_COLUMNS)
-
-
-def _write_all(files: dict[Path, bytes]) -> None:
-    """Write every file through a temporary beside it, then rename them all: all or nothing."""
-    from ..io.atomic import _check_parent, output_error
-
-    temps: dict[Path, str] = {}
-    try:
-        for path, data in files.items():
-            _check_parent(path)
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            except OSError as err:
-                raise output_error(path, err) from err
-            temps[path] = tmp
-            try:
-                mask = os.umask(0)
-                os.umask(mask)
-                os.chmod(tmp, 0o666 & ~mask)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except OSError as err:
-                raise output_error(path, err) from err
-        for path, tmp in temps.items():
-            try:
-                os.replace(tmp, path)
-            except OSError as err:
-                raise output_error(path, err) from err
-    finally:
-        for tmp in temps.values():
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def write_result(path: str, data, meta: dict) -> list[str]:
@@ -118,8 +83,8 @@ def write_result(path: str, data, meta: dict) -> list[str]:
     if csv.exists() and (csv.is_dir() or not _is_our_trajectory(csv)):
         raise XvrOutputError(f"could not write {csv}: a file of that name exists and is not a "
                              "napari-xvr trajectory; it was kept, save under another name")
-    _write_all({csv: ("\n".join(lines) + "\n").encode("utf-8"),
-                target: text.encode("utf-8")})
+    atomic_write_files({csv: ("\n".join(lines) + "\n").encode("utf-8"),
+                        target: text.encode("utf-8")})
     return [str(target), str(csv)]
 
 
@@ -147,8 +112,6 @@ def _image(data, target: Path) -> np.ndarray:
 def write_image(path: str, data, meta: dict) -> list[str]:
     """Write a DRR/overlay layer as an 8-bit PNG (min-max scaled) or a float32 .npy/.tif."""
     import imageio.v3 as iio
-
-    from ..io.atomic import atomic_write_bytes
 
     target = _target(path, ".png", (".png", ".npy", ".tif", ".tiff"))
     array = _image(data, target)
