@@ -194,9 +194,9 @@ def test_an_existing_result_is_refused_unless_replacing_is_ticked(sample_viewer,
     reg.run()  # refused with a notification: no worker, the earlier result untouched
     assert not reg.running and (earlier / "result.json").read_text() == "an earlier run"
     reg.overwrite.value = True
-    assert reg.make_job().outdir == tmp_path
+    assert reg.make_job().target == tmp_path / xray.name
     reg.outdir.line_edit.value = ""  # cleared: nothing is saved (never into the working folder)
-    assert reg.make_job().outdir is None
+    assert reg.make_job().target is None
 
 
 def test_the_device_is_chosen_in_the_widget(sample_viewer):
@@ -205,9 +205,9 @@ def test_the_device_is_chosen_in_the_widget(sample_viewer):
     drr_widget, reg = _open_widgets(sample_viewer)
     _perturbed_start(sample_viewer, drr_widget)
     assert reg.device.value == "auto"  # the CLI's default
-    assert reg.make_job().device == "auto"
+    assert reg.make_job().spec.device == "auto"
     reg.device.value = "cpu"
-    assert reg.make_job().device == "cpu"
+    assert reg.make_job().spec.device == "cpu"
     reg.device.value = "gpu"
     with pytest.raises(XvrInputError, match="--device 'gpu'"):
         reg.make_job()

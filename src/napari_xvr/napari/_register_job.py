@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .. import defaults
-from ..errors import XvrInputError
+from ..imaging import STANDARD_RANGE, standardize
+from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
+from ..register.pipeline import VolumeSpec, Written, describe, register_xray
 from . import api
 from ._jobs import LayerSnapshot, f32, guarded
 
@@ -44,86 +46,56 @@ class Finished:
     folder: Path | None
     init_pose: np.ndarray
 
+
 def standardized(image: np.ndarray) -> np.ndarray:
-    """Min-max then (x - 0.15) / 0.1: the engine's DRR scale, so overlays share one contrast."""
-    img = np.asarray(image, dtype=np.float32)
-    img = (img - img.min()) / (img.max() - img.min() + 1e-6)
-    return ((img - 0.15) / 0.1).astype(np.float32)
+    """The engine's DRR scale (xvr's standardisation), so overlays share one contrast."""
+    return np.asarray(standardize(np.asarray(image, dtype=np.float32)), dtype=np.float32)
 
 
-OVERLAY_CONTRAST = (-1.5, 8.5)
+OVERLAY_CONTRAST = tuple(round(v, 6) for v in STANDARD_RANGE)  # (-1.5, 8.5)
 
 
 @dataclass
 class RegisterJob:
-    """Everything one registration needs, captured on the main thread."""
+    """Everything one registration needs, captured on the main thread: layer snapshots and the
+    core's own option objects (the widget only maps its controls to them)."""
 
     xray: LayerSnapshot
     volume: LayerSnapshot
-    labels: LayerSnapshot | None = None
-    label_ids: str = ""
-    orientation: str = "AP"
-    init: tuple = ("pose", None)  # ("pose", 4x4) | ("dicom",) | ("result", path) | ("checkpoint", path)
-    options: object = None  # RegistrationOptions
-    preprocessing: object = None  # Preprocessing
-    renderer: str = defaults.reg("renderer")
-    reverse_x_axis: bool = defaults.reg("reverse_x_axis")
-    device: str = defaults.reg("device")
-    outdir: Path | None = None
+    labels: LayerSnapshot | None
+    spec: VolumeSpec  # volume, labels, orientation and renderer options as the CLI's
+    make_initializer: Callable[[], object]  # called in the worker: a model loads there
+    options: RegistrationOptions
+    preprocessing: Preprocessing
+    target: Path | None = None  # the result folder (decided at the click), None: not saved
     saveimg: bool = False
     min_interval_s: float = 0.2
-    inputs: dict = field(default_factory=dict)
 
-
-def initial_pose(job: RegisterJob, xray):
-    """The initial pose the job asks for (may run a model: call from the worker)."""
-    from ..register import DicomInitializer, PoseInitializer, RestartInitializer
-
-    kind = job.init[0]
-    if kind == "pose":
-        return PoseInitializer(job.init[1])(xray), {"type": "pose"}
-    if kind == "dicom":
-        init = DicomInitializer(job.orientation)
-        return init(xray), init.describe()
-    if kind == "result":
-        init = RestartInitializer(Path(job.init[1]))
-        return init(xray), init.describe()
-    if kind == "checkpoint":
-        return checkpoint_pose(job, xray)
-    raise XvrInputError(f"unknown initialisation {kind!r}")
-
-
-def checkpoint_pose(job: RegisterJob, xray):
-    """Pose predicted by a trained model checkpoint (napari_xvr.train's ModelInitializer)."""
-    from ..train.model_init import ModelInitializer
-
-    path = Path(str(job.init[1] or ""))
-    if not path.is_file():
-        raise XvrInputError(f"checkpoint {job.init[1]!r}: choose a model checkpoint file")
-    volume = job.inputs.get("volume")
-    init = ModelInitializer(
-        path, volume=Path(volume) if volume and Path(volume).exists() else None,
-        crop=job.options.crop, subtract_background=job.preprocessing.subtract_background,
-        linearize=job.preprocessing.linearize, device=job.device,
-    )
-    return init(xray), init.describe()
+    @property
+    def xray_name(self) -> str:
+        return str(self.xray.metadata.get("path") or self.xray.name)
 
 
 @guarded
 def registration(job: RegisterJob, stop):
-    """Run the engine for `job`; yields Stage, Progress, Finished (or Failed)."""
-    from ..register import Done, Stage, Step, register, write_result
-
+    """Register the job's X-ray with the core's :func:`register_xray`; yields Stage, Progress,
+    Finished (or Failed)."""
     xray = api.xray_from_layer(job.xray, None, job.preprocessing.reducefn)
-    init, described = initial_pose(job, xray)
-    drr = api.make_renderer(job.volume, xray.intrinsics, job.labels, job.label_ids or None,
-                            job.orientation, job.renderer, job.device,
-                            reverse_x_axis=job.reverse_x_axis)
+    initializer = job.make_initializer()
+    spec = job.spec
+    flip = getattr(initializer, "reverse_x_axis", None)  # a model's convention, when it has one
+    if flip is not None and bool(flip) != spec.reverse_x_axis:
+        spec = replace(spec, reverse_x_axis=bool(flip))
+    init = initializer(xray)
+    subject = api.subject_from_layers(job.volume, job.labels, spec.labels, spec.orientation)
+    drr = spec.make_renderer(subject, xray.intrinsics)
     itrs, sims, latest, last = [], [], None, 0.0
     n_stages = len(job.options.scale_list())
     shape = (xray.intrinsics.height, xray.intrinsics.width)
-    for event in register(xray, drr, init, job.options, job.preprocessing, keep_images=True,
-                          stop=stop, inputs=job.inputs, initialization=described):
+    result, folder = None, None
+    for event in register_xray(xray, drr, init, spec, describe(initializer), job.options,
+                               job.preprocessing, job.target, keep_images=True,
+                               saveimg=job.saveimg, stop=stop, xray_name=job.xray_name):
         if isinstance(event, Stage):
             shape = (event.height, event.width)
             yield event
@@ -137,20 +109,15 @@ def registration(job: RegisterJob, stop):
                                event.params, event.matrix, f32(latest), shape)
                 itrs, sims, latest, last = [], [], None, now
         elif isinstance(event, Done):
-            if itrs:  # flush what the throttle held back
-                yield Progress(n_stages, n_stages, itrs[-1], tuple(itrs),
-                               tuple(sims), tuple(result_params(event.result)), event.result.pose,
-                               f32(latest), shape)
             result = event.result
-            final = result.images.get("final_drr")
-            folder = None
-            if job.outdir is not None:
-                from ..register.pipeline import plan_outputs
-
-                target = plan_outputs([Path(job.xray.name)], Path(job.outdir), overwrite=True)[0]
-                folder = write_result(result, target, job.saveimg)
-            overlay = standardized(final) if final is not None else None
-            yield Finished(result, overlay, folder, result.init_pose)
+            if itrs:  # flush what the throttle held back
+                yield Progress(n_stages, n_stages, itrs[-1], tuple(itrs), tuple(sims),
+                               tuple(result_params(result)), result.pose, f32(latest), shape)
+        elif isinstance(event, Written):
+            folder = event.path
+    final = result.images.get("final_drr")
+    overlay = standardized(final) if final is not None else None
+    yield Finished(result, overlay, folder, result.init_pose)
 
 
 def result_params(result) -> tuple[float, ...]:

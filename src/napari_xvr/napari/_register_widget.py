@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,18 @@ from .. import defaults
 from ..device import pick_device
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
-from ..register import Preprocessing, RegistrationOptions, Stage, StopToken
+from ..io.xray import check_reducefn
+from ..register import (
+    DicomInitializer,
+    PoseInitializer,
+    Preprocessing,
+    RegistrationOptions,
+    RestartInitializer,
+    Stage,
+    StopToken,
+)
 from ..register.options import DEFAULT_ITRS, OPTIMIZERS
-from ..register.pipeline import plan_outputs
+from ..register.pipeline import VolumeSpec, plan_outputs
 from ..render import RENDERERS
 from ._common import (
     EventPump,
@@ -155,9 +166,7 @@ class RegisterWidget(Container):
             widget.enabled = adam
 
     def _options(self) -> tuple[RegistrationOptions, Preprocessing]:
-        reducefn = self.reducefn.value.strip() or "max"
-        if reducefn.lstrip("-").isdigit():
-            reducefn = int(reducefn)
+        """The controls as the core's option objects (their checks are the CLI's)."""
         options = RegistrationOptions(
             scales=self.scales.value, n_itrs=self.n_itrs.value, optimizer=self.optimizer.value,
             multistart=self.multistart.value,
@@ -166,28 +175,52 @@ class RegisterWidget(Container):
             max_n_plateaus=self.max_n_plateaus.value, equalize=self.equalize.value,
             crop=self.crop.value, drr_every=5,
         )
+        reducefn = check_reducefn(self.reducefn.value.strip() or None)
         prep = Preprocessing(self.subtract_background.value, self.linearize.value, reducefn)
         return options, prep
 
-    def _init(self, xray_layer) -> tuple:
+    def _spec(self, volume, device: str) -> VolumeSpec:
+        labels = self.labels_layer.value
+        return VolumeSpec(
+            volume=volume.metadata.get("path") or volume.name,
+            mask=None if labels is None else (labels.metadata.get("path") or labels.name),
+            labels=self.label_ids.value.strip() or None,
+            orientation=self.orientation_choice.value, renderer=self.renderer.value,
+            reverse_x_axis=self.reverse_x_axis.value, device=device,
+        )
+
+    def _initializer(self, xray_layer, spec: VolumeSpec, options: RegistrationOptions,
+                     prep: Preprocessing) -> Callable[[], object]:
+        """The core initializer the chosen initialisation stands for, made in the worker."""
         choice = self.init.value
         if choice == INITS[0]:
             drr_widget = find_widget("drr", self.viewer)
             if drr_widget is None:
                 raise XvrInputError("open the 'DRR and pose' widget to set the initial pose, or "
                                     "choose another initialisation")
-            return ("pose", drr_widget.pose_matrix())
+            return partial(PoseInitializer, drr_widget.pose_matrix())
         if choice == INITS[1]:
-            return ("dicom",)
+            return partial(DicomInitializer, spec.orientation)
         if choice == INITS[4]:
             pose = xray_layer.metadata.get("pose") or xray_layer.metadata.get("init_pose")
             if not pose:
                 raise XvrInputError(f"layer {xray_layer.name!r} carries no 'pose' in its metadata")
-            return ("pose", np.asarray(pose["matrix"]))
+            return partial(PoseInitializer, np.asarray(pose["matrix"]))
         path = str(self.init_path.value or "")
-        if not path or path == ".":
+        if not path or path == ".":  # a missing file is named by the core's initializer
             raise XvrInputError(f"initialisation '{choice}': choose the file in 'checkpoint / result'")
-        return ("checkpoint" if choice == INITS[2] else "result", path)
+        path = Path(path).expanduser()
+        if choice == INITS[3]:
+            return partial(RestartInitializer, path)
+        from ..train.model_init import ModelInitializer
+
+        volume = Path(spec.volume)
+        return partial(ModelInitializer, path, volume=volume if volume.exists() else None,
+                       crop=options.crop, subtract_background=prep.subtract_background,
+                       linearize=prep.linearize,
+                       # unticked: the renderer follows the checkpoint, as the CLI without the flag
+                       reverse_x_axis=True if spec.reverse_x_axis else None,
+                       device=spec.device)
 
     def make_job(self) -> RegisterJob:
         """Snapshot the inputs (main thread) into a job the worker can run."""
@@ -199,25 +232,18 @@ class RegisterWidget(Container):
         options, prep = self._options()
         device = self.device.value.strip() or defaults.reg("device")
         pick_device(device)  # a device that is not here is refused before the run
+        spec = self._spec(volume, device)
+        target = None
         outdir = self.outdir.line_edit.value.strip()  # what the user sees: "" means do not save
         if outdir not in ("", "."):  # decided before any work, by the CLI's rule
-            plan_outputs([Path(xray.name)], Path(outdir).expanduser(), self.overwrite.value,
-                         how_to_replace="tick 'replace an existing result'")
-        inputs = {"xray": xray.metadata.get("path") or xray.name,
-                  "volume": volume.metadata.get("path") or volume.name,
-                  "mask": None if self.labels_layer.value is None else
-                  (self.labels_layer.value.metadata.get("path") or self.labels_layer.value.name),
-                  "labels": self.label_ids.value or None, "orientation": self.orientation_choice.value,
-                  "renderer": self.renderer.value, "reverse_x_axis": self.reverse_x_axis.value,
-                  "voxel_shift": defaults.reg("voxel_shift")}
+            target = plan_outputs([Path(xray.name)], Path(outdir).expanduser(),
+                                  self.overwrite.value,
+                                  how_to_replace="tick 'replace an existing result'")[0]
         return RegisterJob(
             xray=LayerSnapshot.of(xray), volume=LayerSnapshot.of(volume),
-            labels=LayerSnapshot.of(self.labels_layer.value), label_ids=self.label_ids.value,
-            orientation=self.orientation_choice.value, init=self._init(xray), options=options,
-            preprocessing=prep, renderer=self.renderer.value, reverse_x_axis=self.reverse_x_axis.value,
-            device=device,
-            outdir=Path(outdir).expanduser() if outdir not in ("", ".") else None, saveimg=self.saveimg.value,
-            inputs=inputs,
+            labels=LayerSnapshot.of(self.labels_layer.value), spec=spec,
+            make_initializer=self._initializer(xray, spec, options, prep), options=options,
+            preprocessing=prep, target=target, saveimg=self.saveimg.value,
         )
 
     # ---------------------------------------------------------------- run / stop

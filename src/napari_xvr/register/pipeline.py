@@ -53,15 +53,27 @@ class VolumeSpec:
     drr_kwargs: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
+        """What result.json's ``inputs`` records of the volume and the renderer."""
         return {
-            "volume": str(Path(self.volume).resolve()),
-            "mask": None if self.mask is None else str(Path(self.mask).resolve()),
+            "volume": _named(self.volume),
+            "mask": None if self.mask is None else _named(self.mask),
             "labels": parse_labels(self.labels),
             "orientation": self.orientation,
             "renderer": self.renderer,
             "reverse_x_axis": self.reverse_x_axis,
             "voxel_shift": self.voxel_shift,
         }
+
+    def make_renderer(self, subject, intrinsics):
+        """The DRR module for `subject` with this spec's renderer options."""
+        return make_drr(subject, intrinsics, self.renderer, self.reverse_x_axis, self.voxel_shift,
+                        self.device, **self.drr_kwargs)
+
+
+def _named(path) -> str:
+    """A file's absolute path; a name that is no file (a napari layer's) as it is."""
+    path = Path(path)
+    return str(path.resolve()) if path.exists() else str(path)
 
 
 def collect_xrays(items: Sequence, pattern: str = "*.dcm") -> list[Path]:
@@ -142,9 +154,6 @@ def register_files(
         raise XvrInputError(f"-o {outpath}: is a file; give a folder for the results")
     paths = collect_xrays(xrays, pattern)
     folders = plan_outputs(paths, outpath, overwrite)
-    for folder in folders:  # what a killed earlier write of these results left behind
-        for stale in folder.parent.glob(f".{glob.escape(folder.name)}.*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
 
     def load(path: Path) -> XRay:
         return read_xray(path, preprocessing.reducefn, **(intrinsic_overrides or {}))
@@ -156,33 +165,70 @@ def register_files(
         xray = load(path)
         inits.append(initializer(xray))
         detectors.append(xray.intrinsics)
-    first = detectors[0]
     subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
     if not init_only:  # the scales must fit every detector: still before any registration
         for path, detector in zip(paths, detectors, strict=True):
             check_stages(options, detector, path)
-    drr = make_drr(subject, first, spec.renderer, spec.reverse_x_axis,
-                   spec.voxel_shift, spec.device, **spec.drr_kwargs)
+    drr = spec.make_renderer(subject, detectors[0])
     for path, init, detector in zip(paths, inits, detectors, strict=True):
         if not init_only:  # each start must see the CT before any registration begins
             check_view(drr, init, options, detector, path)
-    describe = getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})
     for index, (path, init, target) in enumerate(zip(paths, inits, folders, strict=True)):
         if stop.stopped:
             break
         xray = load(path)
         yield XrayStarted(index, len(paths), xray.path)
-        inputs = {"xray": str(xray.path.resolve()), **spec.describe(), "header": xray.header,
-                  "pf_to_af": xray.pf_to_af, "device": str(drr.device)}
-        result = None
-        for event in register(xray, drr, init, options, preprocessing, init_only, saveimg, stop,
-                              inputs, describe()):
-            if isinstance(event, Done):
-                result = event.result
-            yield event
-        folder = write_result(result, target, saveimg=saveimg)
-        if saveplot and result.trajectory:
-            from ..animate import animate_result
+        yield from register_xray(xray, drr, init, spec, describe(initializer), options,
+                                 preprocessing, target, init_only=init_only, keep_images=saveimg,
+                                 saveimg=saveimg, saveplot=saveplot, stop=stop)
 
-            animate_result(folder, folder / "registration.gif", device=drr.device)
-        yield Written(folder, result)
+
+def describe(initializer) -> dict:
+    """What result.json's ``initialization`` records of an initializer."""
+    return getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})()
+
+
+def register_xray(
+    xray: XRay,
+    drr,
+    init_pose: RigidTransform,
+    spec: VolumeSpec,
+    initialization: dict,
+    options: RegistrationOptions,
+    preprocessing: Preprocessing,
+    target: Path | None = None,
+    *,
+    init_only: bool = False,
+    keep_images: bool = False,
+    saveimg: bool = False,
+    saveplot: bool = False,
+    stop: StopToken | None = None,
+    xray_name: str | None = None,
+) -> Iterator:
+    """Register one X-ray against `drr` (built by ``spec.make_renderer``) from `init_pose`.
+
+    Yields the engine's events (:class:`Stage`, :class:`Step`, :class:`Done`); with a `target`
+    folder it then writes the result there, as ``xvr register`` does, and yields
+    :class:`Written`. The CLI loops over this for each X-ray; the napari Register widget runs
+    it in a worker. `xray_name` is what ``inputs.xray`` records when the X-ray has no file.
+    """
+    named = xray_name or (str(Path(xray.path).resolve()) if xray.path else "X-ray")
+    inputs = {"xray": named, **spec.describe(), "header": xray.header,
+              "pf_to_af": xray.pf_to_af, "device": str(drr.device)}
+    result = None
+    for event in register(xray, drr, init_pose, options, preprocessing, init_only, keep_images,
+                          stop, inputs, initialization):
+        if isinstance(event, Done):
+            result = event.result
+        yield event
+    if target is None or result is None:
+        return
+    target = Path(target)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)  # what a killed earlier write left behind
+    folder = write_result(result, target, saveimg=saveimg)
+    if saveplot and result.trajectory:
+        from ..animate import animate_result
+
+        animate_result(folder, folder / "registration.gif", device=drr.device)
+    yield Written(folder, result)
