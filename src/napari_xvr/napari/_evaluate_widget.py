@@ -13,14 +13,22 @@ import napari
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from ._common import find_widget, follow_layers, info, layer_combo, remember, report_error, while_alive
+from ._dock import StatusLine, lock_options
 from ._evaluate_job import Evaluated, Replayed, evaluation, replay
 from ._jobs import Failed, LayerSnapshot
 from ._layers import KIND
 from ._register_job import OVERLAY_CONTRAST
+from ._train_widget import scrolled
 
-TRUE_SOURCES = ("X-ray metadata 'true_pose'", "result file (result.json)")
+TRUE_SOURCES = ("X-ray metadata 'true_pose'",
+                "pose file (result.json, pose JSON, truth.json, xvr .pth, DICOM)")
 PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widget",
                 "result file (result.json)")
+#: apart from the registration overlay's green X-ray and magenta DRR
+TRUE_COLOR, PRED_COLOR, ERROR_COLOR = "cyan", "yellow", "orange"
+LEGEND = (f'<span style="color:{TRUE_COLOR}">&#9679;</span> true projection &nbsp; '
+          f'<span style="color:{PRED_COLOR}">&#9679;</span> estimated &nbsp; '
+          f'<span style="color:{ERROR_COLOR}">&#10230;</span> error (true to estimated)')
 
 
 def metrics_text(e) -> str:
@@ -37,36 +45,75 @@ def metrics_text(e) -> str:
 REPLAY_PLANE_MM = 1e5  # the replay's one plane covers any CT slice position (100 m)
 
 
+def _group(title: str, *widgets) -> Container:
+    box = Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
+    box.margins = (0, 4, 0, 0)
+    return box
+
+
+def _wrapped(text: str = "") -> Label:
+    label = Label(value=text)
+    label.native.setWordWrap(True)
+    return label
+
+
+def _file(value) -> Path | None:
+    text = str(value or "")
+    return None if text in ("", ".") else Path(text)
+
+
 class EvaluateWidget(Container):
-    """mTRE, mPE and mRPE from fiducials in a 3D Points layer (world mm); their projections are
-    drawn on the X-ray; "Replay" renders the optimisation as a time axis of the overlay."""
+    """mTRE, mPE and mRPE from fiducials in a 3D Points layer (world mm) or a file; their
+    projections under both poses and the error between them are drawn on the X-ray; "Replay"
+    renders the optimisation as a time axis of the overlay."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self.viewer = viewer
         self.xray = layer_combo(viewer, "xray", "X-ray")
         self.fiducials = layer_combo(viewer, "points", "fiducials (3D points)")
-        self.true_source = ComboBox(label="true pose", choices=TRUE_SOURCES, value=TRUE_SOURCES[0])
-        self.true_file = FileEdit(label="true result", mode="r", value="")
-        self.pred_source = ComboBox(label="estimated pose", choices=PRED_SOURCES, value=PRED_SOURCES[0])
-        self.pred_file = FileEdit(label="estimated result", mode="r", value="")
-        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
+        self.fiducials_file = FileEdit(
+            label="fiducials file", mode="r", value="", filter="*.csv *.json",
+            tooltip="3D points in world mm: a CSV with x,y,z columns, a JSON list of [x, y, z] or "
+            "a truth.json with fiducials_mm (as `xvr evaluate -f` reads them)")
+        self.fiducials_file_button = PushButton(text="Load fiducials file")
         self.fiducials_button = PushButton(text="Fiducials from X-ray metadata")
+        self.true_source = ComboBox(label="true pose", choices=TRUE_SOURCES, value=TRUE_SOURCES[0])
+        self.true_file = FileEdit(
+            label="true pose file", mode="r", value="",
+            tooltip="as `xvr evaluate --true`: a result folder/result.json or xvr .pth, a JSON 4x4 "
+            "matrix, a truth.json of synthetic cases (matched by the X-ray's file name), or a "
+            "DICOM (its header's pose)")
+        self.pred_source = ComboBox(label="estimated pose", choices=PRED_SOURCES, value=PRED_SOURCES[0])
+        self.pred_file = FileEdit(label="estimated result", mode="r", value="",
+                                  tooltip="a result folder, its result.json, or an xvr .pth")
+        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
         self.evaluate_button = PushButton(text="Evaluate")
-        self.errors = Label(value="")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.errors = _wrapped()
+        self.legend = _wrapped(LEGEND)
         self.volume = layer_combo(viewer, "volume", "volume (replay)")
         self.labels_layer = layer_combo(viewer, "labels", "labels (replay)", optional=True)
         self.label_ids = LineEdit(label="render labels", value="")
         self.n_frames = SpinBox(label="frames", value=30, min=2, max=500)
-        self.replay_button = PushButton(text="Replay optimisation")
-        self.status = Label(value="")
-        self.extend([self.xray, self.fiducials, self.fiducials_button, self.true_source,
-                     self.true_file, self.pred_source, self.pred_file, self.orientation_choice,
-                     self.evaluate_button, self.errors, self.volume, self.labels_layer, self.label_ids,
-                     self.n_frames, self.replay_button, self.status])
+        self.replay_button = PushButton(text="Replay")
+        self.status = StatusLine("")
+        self.body = Container(labels=False, widgets=[
+            _group("Fiducials", self.xray, self.fiducials, self.fiducials_button,
+                   self.fiducials_file, self.fiducials_file_button),
+            _group("Poses", self.true_source, self.true_file, self.pred_source, self.pred_file,
+                   self.orientation_choice),
+            self.legend, self.errors,
+            _group("Replay", self.volume, self.labels_layer, self.label_ids, self.n_frames),
+        ])
+        buttons = Container(widgets=[self.evaluate_button, self.replay_button, self.stop_button],
+                            layout="horizontal", labels=False)
+        self.scroll = scrolled(self, self.body, pinned=(buttons, self.status))
         self.evaluate_button.changed.connect(self.evaluate)
         self.replay_button.changed.connect(self.replay)
+        self.stop_button.changed.connect(self.stop)
         self.fiducials_button.changed.connect(self.fiducials_from_metadata)
+        self.fiducials_file_button.changed.connect(self.fiducials_from_file)
         self.worker = None
         self.last_errors = None
         follow_layers(self, viewer)
@@ -84,11 +131,35 @@ class EvaluateWidget(Container):
             if widget is None:
                 raise XvrInputError("open the 'DRR and pose' widget first")
             return pose_from_matrix(widget.pose_matrix())
+        path = _file(file)
+        if source == TRUE_SOURCES[1]:
+            from ..evaluate import read_true_pose
+
+            if path is None:
+                raise XvrInputError("choose the true pose file (result.json, pose JSON, truth.json, "
+                                    "xvr .pth or DICOM)")
+            return read_true_pose(path, self._xray_stem(), self.orientation_choice.value)
         from ..register.result import read_result, result_pose
 
-        if not str(file) or str(file) == ".":
+        if path is None:
             raise XvrInputError("choose a result.json (or its folder)")
-        return result_pose(read_result(Path(file)))
+        return result_pose(read_result(path))
+
+    def _xray_stem(self) -> str | None:
+        """The X-ray's file name without suffix: its case in a truth.json (as the CLI matches)."""
+        xray = self.xray.value
+        if xray is None:
+            return None
+        path = xray.metadata.get("path")
+        return Path(path).name.split(".", 1)[0] if path else xray.name
+
+    def _add_fiducials(self, points: np.ndarray, name: str) -> None:
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = points
+        else:
+            self.viewer.add_points(points, name=name, size=8, face_color=TRUE_COLOR,
+                                   metadata={KIND: "fiducials"})
+        self.fiducials.value = self.viewer.layers[name]
 
     def fiducials_from_metadata(self) -> None:
         """Add the X-ray's ``fiducials_mm`` (e.g. the sample data's) as a 3D Points layer."""
@@ -97,21 +168,37 @@ class EvaluateWidget(Container):
             report_error(XvrInputError("the X-ray layer has no 'fiducials_mm' in its metadata"),
                          "Fiducials")
             return
-        self.viewer.add_points(np.asarray(xray.metadata["fiducials_mm"]), name="fiducials",
-                               size=8, face_color="cyan", metadata={KIND: "fiducials"})
-        self.fiducials.value = self.viewer.layers["fiducials"]
+        self._add_fiducials(np.asarray(xray.metadata["fiducials_mm"]), "fiducials")
+
+    def fiducials_from_file(self) -> None:
+        """Add the fiducials of a CSV/JSON file (the core's reader, as ``xvr evaluate -f``)."""
+        from ..evaluate import read_fiducials
+
+        try:
+            path = _file(self.fiducials_file.value)
+            if path is None:
+                raise XvrInputError("choose a fiducials file (CSV with x,y,z columns or JSON)")
+            points = read_fiducials(path)
+        except Exception as err:
+            report_error(err, "Fiducials")
+            self.status.value = f"fiducials not loaded: {err}"
+            return
+        self._add_fiducials(points, f"fiducials ({path.name})")
+        self.status.value = f"{len(points)} fiducials from {path.name}"
 
     def evaluate(self) -> None:
         try:
             xray, points = self.xray.value, self.fiducials.value
             if xray is None or points is None:
-                raise XvrInputError("choose an X-ray layer and a 3D Points layer of fiducials (mm)")
+                raise XvrInputError("choose an X-ray layer and a 3D Points layer of fiducials (mm), "
+                                    "or load them from a file")
             true = self._pose(self.true_source.value, self.true_file.value)
             pred = self._pose(self.pred_source.value, self.pred_file.value)
             intr = Intrinsics(**xray.metadata["intrinsics"])
             fiducials = np.asarray(points.data, dtype=np.float64)
         except Exception as err:
             report_error(err, "Evaluate")
+            self.status.value = f"not evaluated: {err}"
             return
         self._start(evaluation, true, pred, fiducials, intr, self.orientation_choice.value)
 
@@ -121,12 +208,21 @@ class EvaluateWidget(Container):
         self.worker = create_worker(func, *args, _start_thread=False)
         self.worker.yielded.connect(while_alive(self._on_event))
         self.worker.finished.connect(while_alive(self._on_finished))
-        self.evaluate_button.enabled = self.replay_button.enabled = False
+        lock_options(self, True, keep=(self.stop_button,))
+        self.stop_button.enabled = True
+        self.status.value = "running"
         self.worker.start()
+
+    def stop(self) -> None:
+        """End the run at its next step (a replay keeps the frames made so far)."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.value = "stopping"
 
     def _on_finished(self) -> None:
         self.worker = None
-        self.evaluate_button.enabled = self.replay_button.enabled = True
+        lock_options(self, False)
+        self.stop_button.enabled = False
 
     def _xray_coords(self, rows_cols_mm: np.ndarray) -> np.ndarray:
         xray = self.xray.value
@@ -137,22 +233,36 @@ class EvaluateWidget(Container):
             report_error(XvrInputError(event.message), "Evaluate")
             self.status.value = f"failed: {event.message}"
         elif isinstance(event, Evaluated):
-            e = event.errors
-            self.last_errors = e
-            self.errors.value = metrics_text(e)
-            name = self.xray.value.name
-            for label, data, color in (("true", event.true_mm, "lime"),
-                                       ("estimated", event.pred_mm, "magenta")):
-                layer_name = f"{name} fiducials ({label})"
-                coords = self._xray_coords(data)
-                if layer_name in self.viewer.layers:
-                    self.viewer.layers[layer_name].data = coords
-                else:
-                    self.viewer.add_points(coords, name=layer_name, size=6, face_color=color,
-                                           border_color=color, metadata={KIND: "projections"})
-            info(f"Evaluate: mTRE {e.mtre:.2f} mm, mPE {e.mpe:.2f} mm, mRPE {e.mrpe:.2f} mm")
+            self._show_errors(event)
         elif isinstance(event, Replayed):
             self._show_replay(event)
+
+    def _show_errors(self, event: Evaluated) -> None:
+        """The metrics; the projections under both poses and an arrow from each true one to its
+        estimate, in colours apart from the overlay's."""
+        e = event.errors
+        self.last_errors = e
+        self.errors.value = metrics_text(e)
+        name = self.xray.value.name
+        true, pred = self._xray_coords(event.true_mm), self._xray_coords(event.pred_mm)
+        for label, coords, color in (("true", true, TRUE_COLOR), ("estimated", pred, PRED_COLOR)):
+            layer_name = f"{name} fiducials ({label})"
+            if layer_name in self.viewer.layers:
+                self.viewer.layers[layer_name].data = coords
+            else:
+                self.viewer.add_points(coords, name=layer_name, size=6, face_color=color,
+                                       border_color=color, metadata={KIND: "projections"})
+        vectors = np.stack([true, pred - true], axis=1)
+        layer_name = f"{name} errors (true to estimated)"
+        if layer_name in self.viewer.layers:
+            self.viewer.layers[layer_name].data = vectors
+        else:
+            self.viewer.add_vectors(vectors, name=layer_name, edge_color=ERROR_COLOR, edge_width=1.5,
+                                    length=1.0, vector_style="arrow",
+                                    metadata={KIND: "projections"})
+        self.status.value = (f"mTRE {e.mtre:.2f} mm, mPE {e.mpe:.2f} mm, mRPE {e.mrpe:.2f} mm "
+                             f"over {e.n_fiducials} fiducials")
+        info(f"Evaluate: {self.status.value}")
 
     # ---------------------------------------------------------------- replay
     def replay(self) -> None:

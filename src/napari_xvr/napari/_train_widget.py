@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import create_worker
 from napari.utils import progress
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QScrollArea
 
 import napari
 
@@ -35,16 +38,86 @@ from ._common import (
     upsert_image,
     while_alive,
 )
+from ._dock import StatusLine, lock_options
+from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP, POSE_LABELS
 from ._jobs import Failed, merge_progress
 from ._layers import KIND
 from ._train_job import TrainProgress, training
 
 RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
 MOSAIC = "training DRRs (top) / predicted (bottom)"
+MOSAIC_TEXT = "training DRRs: row labels"
+ROW_NAMES = ("sampled poses (training DRRs)", "predicted poses (the network's)")
+DRR_EVERY = 25  # the widget shows DRRs more often than the CLI's 250: they are the live view
+
+#: what a CPU trains in minutes instead of days (used when "auto" finds no GPU); xvr's own
+#: defaults (napari_xvr.defaults / TrainConfig) stay in force on a GPU. The field of view
+#: (height x delx = 512 mm) is xvr's; only the sampling of it is coarser.
+CPU_PRESET = {"height": 64, "delx": 8.0, "batch_size": 4, "n_total_itrs": 300,
+              "n_warmup_itrs": 20, "n_save_every_itrs": 100}
+CPU_DRR_EVERY = 10
+
+#: timm backbones the regressor builds from offline (no weights needed) with the default
+#: group norm at any square image size; pretrained weights are fetched only with "ImageNet
+#: weights" ticked
+MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet18d", "resnet34d",
+          "resnet50d", "resnext50_32x4d", "wide_resnet50_2")
+
+
+def device_choices() -> list[str]:
+    """The devices here: auto, cpu, cuda and cuda:N for each visible GPU, mps where available."""
+    import torch
+
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def model_choices(current: str) -> list[str]:
+    """The backbones offered, the configured one first among them if it is not listed."""
+    return list(MODELS) if current in MODELS else [current, *MODELS]
+
+
+def on_cpu() -> bool:
+    """Whether "auto" would train on the CPU (no CUDA or MPS device here)."""
+    from ..device import pick_device
+
+    return pick_device("auto").type == "cpu"
+
+
+def scrolled(outer: Container, body: Container, pinned=()) -> QScrollArea:
+    """`body` in a vertical scroll area, `pinned` (Run/Stop, status) below it, always in view.
+
+    napari docks a magicgui widget's ``native``, the widget inside magicgui's own scroll area
+    (``scrollable=True``), so that scroll area never reaches the dock: this one is the dock's.
+    """
+    outer.extend([body, *pinned])
+    outer.margins = (0, 0, 0, 0)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(body.native)  # out of the outer layout, into the scroll area
+    scroll.setMinimumWidth(body.native.minimumSizeHint().width()
+                           + scroll.verticalScrollBar().sizeHint().width())
+    outer.native.layout().insertWidget(0, scroll, 1)
+    return scroll
 
 
 def _group(title: str, *widgets) -> Container:
-    return Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
+    box = Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
+    box.margins = (0, 4, 0, 0)
+    return box
+
+
+def _range_label(name: str) -> str:
+    """'primary (deg)' -> 'primary range (deg)': the DRR widget's name and unit."""
+    what, unit = POSE_LABELS[name].rsplit(" ", 1)
+    return f"{what} range {unit}"
 
 
 class TrainWidget(Container):
@@ -58,24 +131,41 @@ class TrainWidget(Container):
         super().__init__(labels=False)
         from ..train import TrainConfig
 
-        d = TrainConfig(volpath="", outpath="")
+        core = d = TrainConfig(volpath="", outpath="")
+        self.cpu_preset = on_cpu()
+        if self.cpu_preset:
+            d = replace(core, **CPU_PRESET)
         self.viewer = viewer
         self.volume = layer_combo(viewer, "volume", "volume layer")
         self.volpath = FileEdit(label="or volume file", mode="r", value="")
         self.labels_layer = layer_combo(viewer, "labels", "labels layer", optional=True)
-        self.ranges = {name: LineEdit(label=f"{name} range", value=f"{getattr(d, name)[0]:g},"
-                                      f"{getattr(d, name)[1]:g}") for name in RANGES}
+        self.ranges = {name: LineEdit(
+            label=_range_label(name), value=f"{getattr(d, name)[0]:g},{getattr(d, name)[1]:g}",
+            tooltip=f"low,high: poses are drawn uniformly in this range (xvr's --{name})")
+            for name in RANGES}
         self.batch_size = SpinBox(label="batch size", value=d.batch_size, min=1, max=4096)
         self.sdd = FloatSpinBox(label="sdd (mm)", value=d.sdd, min=1, max=5000)
         self.det_height = SpinBox(label="height (px)", value=d.height, min=8, max=2048)
+        self.det_width = SpinBox(label="width (px)", value=d.height, min=8, max=2048, enabled=False,
+                                 tooltip="training DRRs are square: the width follows the height")
         self.delx = FloatSpinBox(label="delx (mm)", value=d.delx, min=0.01, max=50, step=0.1)
+        self.dely = FloatSpinBox(label="dely (mm)", value=d.delx, min=0.01, max=50, step=0.1,
+                                 enabled=False,
+                                 tooltip="training pixels are square: dely follows delx")
+        self.det_height.changed.connect(lambda v: setattr(self.det_width, "value", v))
+        self.delx.changed.connect(lambda v: setattr(self.dely, "value", v))
         self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value=d.orientation)
-        self.reverse_x_axis = CheckBox(label="reverse x axis", value=d.reverse_x_axis)
+        self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=d.reverse_x_axis,
+                                       tooltip=FLIP_TOOLTIP)
         self.renderer = ComboBox(label="renderer", choices=["trilinear", "siddon"], value=d.renderer)
-        self.model_name = LineEdit(label="model", value=d.model_name)
+        self.model_name = ComboBox(
+            label="model", choices=model_choices(d.model_name), value=d.model_name,
+            tooltip="the timm backbone of the pose regressor (xvr's --model_name)")
         self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
                                          value=d.parameterization)
-        self.pretrained = CheckBox(label="ImageNet weights", value=d.pretrained)
+        self.pretrained = CheckBox(label="ImageNet weights", value=d.pretrained,
+                                   tooltip="start from timm's ImageNet weights (downloaded once; "
+                                   "offline they must be in the Hugging Face cache)")
         self.p_augmentation = FloatSpinBox(label="p augmentation", value=d.p_augmentation, min=0, max=1,
                                            step=0.05)
         self.lr = FloatSpinBox(label="lr", value=d.lr, min=1e-7, max=1, step=1e-5)
@@ -89,29 +179,39 @@ class TrainWidget(Container):
                                          max=1000)
         self.n_save_every_itrs = SpinBox(label="save every", value=d.n_save_every_itrs, min=1,
                                          max=1_000_000)
-        self.n_drr_every_itrs = SpinBox(label="show DRRs every", value=25, min=1, max=100_000)
-        self.device = LineEdit(label="device", value=d.device)
+        self.n_drr_every_itrs = SpinBox(label="show DRRs every",
+                                        value=CPU_DRR_EVERY if self.cpu_preset else DRR_EVERY,
+                                        min=1, max=100_000)
+        self.device = ComboBox(
+            label="device", choices=device_choices(), value=d.device,
+            tooltip="auto: cuda, then mps, then cpu (the CLI's --device)")
         self.outpath = FileEdit(label="output folder", mode="d", value="")
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume")
-        self.status = Label(value="idle")
+        self.status = StatusLine("idle")
         self.plot = LivePlot("training loss", "loss")
-        self.extend([
+        preset = Label(value=_preset_note(core) if self.cpu_preset else "")
+        preset.native.setWordWrap(True)
+        preset.visible = self.cpu_preset
+        self.preset_note = preset
+        self.body = Container(labels=False, widgets=[
+            preset,
             _group("Data", self.volume, self.volpath, self.labels_layer),
             _group("Sampling", *self.ranges.values(), self.batch_size),
-            _group("Renderer", self.sdd, self.det_height, self.delx, self.orientation_choice,
-                   self.reverse_x_axis, self.renderer),
+            _group("Detector and renderer", self.sdd, self.det_height, self.det_width, self.delx,
+                   self.dely, self.orientation_choice, self.reverse_x_axis, self.renderer),
             _group("Model", self.model_name, self.parameterization, self.pretrained,
                    self.p_augmentation),
             _group("Optimiser", self.lr, self.weight_ncc, self.weight_geo, self.weight_dice,
                    self.n_total_itrs, self.n_warmup_itrs, self.n_grad_accum_itrs,
                    self.n_save_every_itrs),
             _group("Output", self.outpath, self.n_drr_every_itrs, self.device),
-            Container(widgets=[self.start_button, self.stop_button, self.resume_button],
-                      layout="horizontal", labels=False),
-            self.status, self.plot,
+            self.plot,
         ])
+        buttons = Container(widgets=[self.start_button, self.stop_button, self.resume_button],
+                            layout="horizontal", labels=False)
+        self.scroll = scrolled(self, self.body, pinned=(buttons, self.status))
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.resume_button.changed.connect(self.resume)
@@ -123,6 +223,7 @@ class TrainWidget(Container):
         self.checkpoints: list[Path] = []
         self._pbar = None
         self._pump: EventPump | None = None
+        self._shown_mosaic = False
         follow_layers(self, viewer)
         remember(self, "train")
 
@@ -209,15 +310,14 @@ class TrainWidget(Container):
         self._pump = EventPump(self._on_event, merge_progress)
         self.worker.yielded.connect(self._pump.push)
         self.worker.finished.connect(while_alive(self._on_finished))
-        self.start_button.enabled = self.resume_button.enabled = False
+        lock_options(self, True, keep=(self.stop_button,))
         self.stop_button.enabled = True
         self.status.value = "starting"
         self.worker.start()
         # what takes the main thread a few hundred ms is made now, at the click, not mid-run
         self._pbar = progress(total=int(self.n_total_itrs.value), desc="training")
         if MOSAIC not in self.viewer.layers:
-            upsert_image(self.viewer, MOSAIC, np.zeros((2, 2), np.float32), colormap="gray",
-                         contrast_limits=(0.0, 1.0), metadata={KIND: "training", "itr": None})
+            self._show_mosaic(np.zeros((2, 2), np.float32), None)
 
     def _stop_quietly(self, *_args) -> None:
         if self.stop_token is not None:
@@ -227,6 +327,32 @@ class TrainWidget(Container):
         if self.stop_token is not None:
             self.stop_token.stop()
             self.status.value = "stopping after this iteration (a checkpoint is written)"
+
+    # ---------------------------------------------------------------- the mosaic, in its own place
+    def _show_mosaic(self, image: np.ndarray, itr: int | None) -> None:
+        """The mosaic beside every other layer (never over the CT or X-ray), scaled to their
+        height, with a label at the left of each row."""
+        top, left, height = _free_place(self.viewer, exclude=(MOSAIC, MOSAIC_TEXT))
+        scale = height / image.shape[0]
+        upsert_image(self.viewer, MOSAIC, image, colormap="gray", contrast_limits=(0.0, 1.0),
+                     scale=(scale, scale), translate=(top, left),
+                     metadata={KIND: "training", "itr": itr})
+        if itr is None:
+            return
+        row = image.shape[0] / 2 * scale
+        where = np.array([[top + 0.5 * row, left], [top + 1.5 * row, left]])
+        if MOSAIC_TEXT in self.viewer.layers:
+            self.viewer.layers[MOSAIC_TEXT].data = where
+        else:
+            self.viewer.add_points(
+                where, name=MOSAIC_TEXT, size=0, face_color="transparent", border_width=0,
+                features={"row": list(ROW_NAMES)},
+                text={"string": "{row}", "color": "yellow", "size": 11, "anchor": "center",
+                      "translation": [0, -0.02 * height * len(ROW_NAMES[0])]},
+                metadata={KIND: "training"})
+        if not self._shown_mosaic:  # the first images of a session: bring them into view
+            self._shown_mosaic = True
+            self.viewer.reset_view()
 
     # ---------------------------------------------------------------- events (main thread)
     def _on_event(self, event) -> None:
@@ -251,9 +377,7 @@ class TrainWidget(Container):
             self.status.value = (f"itr {event.itr + 1}/{self._total}  loss {event.losses[-1]:.4f}  "
                                  f"{event.step_time_s:.2f} s/itr  ETA {_duration(eta)}")
             if event.mosaic is not None:
-                upsert_image(self.viewer, MOSAIC, event.mosaic,
-                             colormap="gray", contrast_limits=(0.0, 1.0),
-                             metadata={KIND: "training", "itr": event.itr})
+                self._show_mosaic(event.mosaic, event.itr)
         elif isinstance(event, Checkpointed):
             self.checkpoints.append(Path(event.path))
         elif isinstance(event, TrainDone):
@@ -273,8 +397,29 @@ class TrainWidget(Container):
             self._pbar.close()
             self._pbar = None
         self.worker = None
-        self.start_button.enabled = self.resume_button.enabled = True
+        lock_options(self, False)
         self.stop_button.enabled = False
+
+
+def _free_place(viewer, exclude: tuple[str, ...]) -> tuple[float, float, float]:
+    """(top, left, height) in world units of a place right of every other layer's extent
+    (rows and columns: the last two world axes), as tall as they are."""
+    boxes = [np.asarray(layer.extent.world)[:, -2:] for layer in viewer.layers
+             if layer.name not in exclude]
+    if not boxes:
+        return 0.0, 0.0, 256.0
+    lo = np.min([b[0] for b in boxes], axis=0)
+    hi = np.max([b[1] for b in boxes], axis=0)
+    height = float(max(hi[0] - lo[0], 1e-6))
+    gap = 0.25 * height  # room for the row labels
+    return float(lo[0]), float(hi[1] + gap), height
+
+
+def _preset_note(core) -> str:
+    """What the CPU preset changed, against the core's (xvr's) defaults in `core`."""
+    return (f"No GPU found: CPU-sized defaults ({CPU_PRESET['height']} px, batch "
+            f"{CPU_PRESET['batch_size']}, {CPU_PRESET['n_total_itrs']} iterations); xvr's are "
+            f"{core.height} px, batch {core.batch_size}, {core.n_total_itrs:,} iterations.")
 
 
 def _range(name: str, text: str) -> tuple[float, float]:
@@ -282,7 +427,7 @@ def _range(name: str, text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.replace(" ", "").split(","))
     except ValueError as err:
-        raise XvrInputError(f"{name} range {text!r}: give two numbers, e.g. -30,30") from err
+        raise XvrInputError(f"{_range_label(name)} {text!r}: give two numbers, e.g. -30,30") from err
     return lo, hi
 
 
