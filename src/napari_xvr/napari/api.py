@@ -135,22 +135,49 @@ def render_drr(volume, pose, intrinsics: Intrinsics, labels=None, label_ids=None
 
 @dataclass(frozen=True)
 class CarmOutline:
-    """World coordinates (mm) of the C-arm for a pose: source, detector corners, central ray."""
+    """World coordinates (mm) of the C-arm for a pose: source, detector rectangle, central ray.
+
+    ``corners`` are the detector's outer corners (pixel edges, not centres), in order top-left,
+    top-right, bottom-right, bottom-left of the DRR; ``row_step`` and ``col_step`` are the world
+    vectors from one pixel to the next down a column and along a row of the DRR.
+    """
 
     source: np.ndarray  # (3,)
-    corners: np.ndarray  # (4, 3), in order top-left, top-right, bottom-right, bottom-left
+    corners: np.ndarray  # (4, 3)
     center: np.ndarray  # (3,) where the central ray meets the detector
+    row_step: np.ndarray  # (3,) mm per DRR row
+    col_step: np.ndarray  # (3,) mm per DRR column
+    shape: tuple[int, int]  # (height, width) of the DRR the outline was made for
+
+    def image_affine(self, shape: tuple[int, int], thickness: float = 1.0) -> np.ndarray:
+        """The 4x4 affine that lays an image of `shape` (as a (1, H, W) volume) onto the
+        detector in world mm: its pixels tile the detector rectangle whatever their number."""
+        rows, cols = self.shape
+        step_r = self.row_step * rows / shape[0]
+        step_c = self.col_step * cols / shape[1]
+        normal = np.cross(step_r, step_c)
+        affine = np.eye(4)
+        affine[:3, 0] = thickness * normal / np.linalg.norm(normal)
+        affine[:3, 1], affine[:3, 2] = step_r, step_c
+        affine[:3, 3] = self.corners[0] + 0.5 * (step_r + step_c)
+        return affine
 
 
 def carm_outline(drr, pose) -> CarmOutline:
     """Where DiffDRR puts the source and detector for `pose` (uses the DRR's own detector)."""
+    h, w = drr.detector.height, drr.detector.width
+    if h < 2 or w < 2:
+        raise XvrInputError(f"the C-arm outline needs a detector of 2 x 2 pixels or more, not {h} x {w}")
     with torch.no_grad():
         source, target = drr.detector(as_pose(pose).to(drr.device), None)
-    h, w = drr.detector.height, drr.detector.width
-    grid = target[0].reshape(h, w, 3).double().cpu().numpy()
-    corners = np.stack([grid[0, 0], grid[0, -1], grid[-1, -1], grid[-1, 0]])
+    grid = target[0].reshape(h, w, 3).double().cpu().numpy()  # pixel centres
+    row = (grid[-1, 0] - grid[0, 0]) / (h - 1)
+    col = (grid[0, -1] - grid[0, 0]) / (w - 1)
+    half_r, half_c = 0.5 * row, 0.5 * col
+    corners = np.stack([grid[0, 0] - half_r - half_c, grid[0, -1] - half_r + half_c,
+                        grid[-1, -1] + half_r + half_c, grid[-1, 0] + half_r - half_c])
     return CarmOutline(source=source[0, 0].double().cpu().numpy(), corners=corners,
-                       center=corners.mean(axis=0))
+                       center=corners.mean(axis=0), row_step=row, col_step=col, shape=(h, w))
 
 
 def register_layers(xray, volume, init_pose, labels=None, label_ids=None, intrinsics=None,
