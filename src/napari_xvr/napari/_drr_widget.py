@@ -83,23 +83,19 @@ def _is_flat(layer) -> bool:
     return kind != "carm" and (layer.ndim < 3 or kind in FLAT_KINDS)
 
 
-def _mount_scrolling(outer: Container, body: Container) -> None:
-    """Put scrollable `body`'s scroll area in `outer`, as wide as body's widest row.
+def _keep_wide(scroll) -> None:
+    """Keep `scroll` as wide as its widest row: napari's theme widens rows after construction,
+    and a row wider than the scroll area would be cut off (it never scrolls sideways)."""
+    inner = scroll.widget()
 
-    napari docks a container's ``.native``, which for a scrollable one is the widget inside
-    the scroll area: the scroll area would be left out and nothing would scroll."""
-    scroll, inner = body.root_native_widget, body.native
-    outer.native.layout().addWidget(scroll)
-    scroll.setMinimumHeight(MIN_ROWS_PX)
-    outer.margins = (0, 0, 0, 0)
-
-    def fit_width() -> None:  # styles (napari's theme) widen rows after construction
-        with contextlib.suppress(RuntimeError):
+    def fit_width() -> None:
+        with contextlib.suppress(RuntimeError):  # the dock was closed
             scroll.setMinimumWidth(inner.minimumSizeHint().width() + 2 * scroll.frameWidth()
                                    + scroll.verticalScrollBar().sizeHint().width())
 
-    scroll._xvr_fit = _OnResize(fit_width)  # kept alive with the scroll area
+    scroll._xvr_fit = _OnResize(fit_width)  # lives as long as the scroll area
     inner.installEventFilter(scroll._xvr_fit)
+    scroll.setMinimumHeight(MIN_ROWS_PX)
     fit_width()
 
 
@@ -152,15 +148,18 @@ class DrrPoseWidget(Container):
         self.live = CheckBox(label="live", value=True)
         self.render_button = PushButton(text="Render")
         self.status = StatusLine("choose a volume layer")
-        self.body = Container(scrollable=True, labels=False, widgets=[
+        self.body = Container(labels=False, widgets=[
             _group("Volume", self.volume, self.labels_layer, self.label_ids, self.orientation_choice),
             _group("Detector", self.intrinsics_from, self.sdd, self.det_height, self.det_width,
                    self.delx, self.dely, self.x0, self.y0, self.reverse_x_axis),
             _group("Pose", *self.controls.values(), self.from_header),
             _group("View", self.show_carm, self.live),
-            self.render_button, self.status,
         ])
-        _mount_scrolling(self, self.body)
+        from ._train_widget import scrolled  # here: _train_widget imports this module
+
+        self.scroll = scrolled(self, self.body, pinned=(self.render_button, self.status))
+        self.body.native.layout().addStretch(1)  # rows packed at the top when there is room
+        _keep_wide(self.scroll)
         self._debounce_ms, self._settle_ms = debounce_ms, settle_ms
         self._timer = QTimer(self.native)  # the next full-resolution render; dies with the widget
         self._timer.setSingleShot(True)
@@ -182,18 +181,16 @@ class DrrPoseWidget(Container):
                        self.det_height, self.det_width, self.delx, self.dely, self.x0, self.y0,
                        self.reverse_x_axis, self.volume, self.labels_layer, self.intrinsics_from]:
             widget.changed.connect(self._on_control_changed)
-        for control in self.controls.values():
-            for slider in control.native.findChildren(QAbstractSlider):
-                slider.sliderReleased.connect(self._on_released)
+        self._sliders = [slider for control in self.controls.values()
+                         for slider in control.native.findChildren(QAbstractSlider)]
+        for slider in self._sliders:
+            slider.sliderReleased.connect(self._on_released)
         self.show_carm.changed.connect(self._on_show_carm)
         self.render_button.changed.connect(lambda *_: self.render())
         self.from_header.changed.connect(self.pose_from_header)
         viewer.layers.events.inserted.connect(while_alive(self._on_layer_inserted))
         follow_layers(self, viewer)
         remember(self, "drr")
-
-    def reset_choices(self, *_args) -> None:
-        self.body.reset_choices()
 
     # ---------------------------------------------------------------- pose and intrinsics
     def pose_params(self) -> tuple[list[float], list[float]]:
@@ -246,8 +243,7 @@ class DrrPoseWidget(Container):
         return self.worker is None and not self._pending and not self._timer.isActive()
 
     def _dragging(self) -> bool:
-        return any(slider.isSliderDown() for control in self.controls.values()
-                   for slider in control.native.findChildren(QAbstractSlider))
+        return any(slider.isSliderDown() for slider in self._sliders)
 
     def _on_control_changed(self, *_args) -> None:
         now = time.perf_counter()
