@@ -105,11 +105,12 @@ def _ct_limits(data: np.ndarray) -> tuple[float, float]:
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".dicom"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    """A volume's layer name: its file name without a volume or DICOM suffix."""
+    from ..io.volume import DICOM_SUFFIXES, VOLUME_SUFFIXES, file_suffix
+
+    suffix = file_suffix(path)
+    known = suffix in VOLUME_SUFFIXES + DICOM_SUFFIXES and len(suffix) < len(path.name)
+    return path.name[: -len(suffix)] if known else path.name
 
 
 def xray_meta(xray) -> dict:
