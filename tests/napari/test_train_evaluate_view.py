@@ -84,8 +84,8 @@ def test_train_locks_options_and_shows_a_labelled_mosaic_apart(sample_viewer, qt
     tr.start_button.native.click()
     assert tr.running
     locked = (tr.batch_size, tr.device, tr.model_name, tr.ranges["r1"], tr.start_button,
-              tr.resume_button, tr.outpath)
-    assert not any(w.enabled for w in locked) and tr.stop_button.enabled
+              tr.resume_button, tr.outpath, tr.volpath)
+    assert not [w.name for w in locked if w.enabled] and tr.stop_button.enabled
     _idle(qtbot, tr)
     assert tr.done is not None and tr.done.itr == 3, tr.status.value
     assert all(w.enabled for w in locked) and not tr.stop_button.enabled
@@ -98,9 +98,11 @@ def test_train_locks_options_and_shows_a_labelled_mosaic_apart(sample_viewer, qt
         if layer.name not in (MOSAIC, MOSAIC_TEXT):
             assert not _overlap(box, _extent_2d(layer)), layer.name  # its own place
     assert list(text.features["row"]) == list(ROW_NAMES)
-    rows = text.data[:, 0]
-    assert box[0, 0] < rows[0] < (box[0, 0] + box[1, 0]) / 2 < rows[1] < box[1, 0]
+    (top_row, top_col), (bottom_row, bottom_col) = text.data  # above and below the mosaic
+    assert top_row < box[0, 0] and bottom_row > box[1, 0]
+    assert box[0, 1] < top_col < box[1, 1] and box[0, 1] < bottom_col < box[1, 1]
     qtbot.wait(500)
+    assert tr.body.native.width() <= tr.scroll.viewport().width()  # nothing cut off at the right
     viewer.screenshot("/tmp/train_view.png", canvas_only=False)
     # a failure in the worker (ty beyond sdd) unlocks the options too
     tr.outpath.value = tmp_path / "model2"
@@ -168,15 +170,18 @@ def test_evaluate_vectors_legend_and_files(sample_viewer, qtbot, tmp_path, sampl
 
     fit_2d(viewer, xray)
     qtbot.wait(500)
+    assert ev.body.native.width() <= ev.scroll.viewport().width()  # nothing cut off at the right
     viewer.screenshot("/tmp/evaluate_view.png", canvas_only=False)
     # a failing run (no trajectory to replay) locks, then unlocks the options
     ev.volume.value = viewer.layers["chest_ct_4x4x2"]
     xray.metadata.pop("trajectory", None)
     ev.replay_button.native.click()
-    assert not ev.evaluate_button.enabled and not ev.xray.enabled and ev.stop_button.enabled
+    assert not ev.evaluate_button.enabled and not ev.xray.enabled and not ev.true_file.enabled
+    assert ev.stop_button.enabled
     _idle(qtbot, ev, 60_000)
     assert ev.status.value.startswith("failed") and "trajectory" in ev.status.value
-    assert ev.evaluate_button.enabled and ev.xray.enabled and not ev.stop_button.enabled
+    assert ev.evaluate_button.enabled and ev.xray.enabled and ev.true_file.enabled
+    assert not ev.stop_button.enabled
 
 
 def test_docks_scroll_so_run_and_stop_stay_reachable(make_napari_viewer, qtbot):

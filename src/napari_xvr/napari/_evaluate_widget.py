@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
 from napari.qt.threading import create_worker
+from qtpy.QtWidgets import QSizePolicy
 
 import napari
 
@@ -20,15 +21,15 @@ from ._layers import KIND
 from ._register_job import OVERLAY_CONTRAST
 from ._train_widget import scrolled
 
-TRUE_SOURCES = ("X-ray metadata 'true_pose'",
-                "pose file (result.json, pose JSON, truth.json, xvr .pth, DICOM)")
+TRUE_SOURCES = ("X-ray metadata 'true_pose'", "pose file")
 PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widget",
                 "result file (result.json)")
 #: apart from the registration overlay's green X-ray and magenta DRR
 TRUE_COLOR, PRED_COLOR, ERROR_COLOR = "cyan", "yellow", "orange"
 LEGEND = (f'<span style="color:{TRUE_COLOR}">&#9679;</span> true projection &nbsp; '
-          f'<span style="color:{PRED_COLOR}">&#9679;</span> estimated &nbsp; '
-          f'<span style="color:{ERROR_COLOR}">&#10230;</span> error (true to estimated)')
+          f'<span style="color:{PRED_COLOR}">&#9679;</span> estimated projection<br>'
+          f'<span style="color:{ERROR_COLOR}">&#10230;</span> error, from the true projection to '
+          'the estimated one')
 
 
 def metrics_text(e) -> str:
@@ -52,8 +53,11 @@ def _group(title: str, *widgets) -> Container:
 
 
 def _wrapped(text: str = "") -> Label:
+    """A label that wraps to the dock's width (never widens it)."""
     label = Label(value=text)
     label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(10)
     return label
 
 
@@ -78,7 +82,10 @@ class EvaluateWidget(Container):
             "a truth.json with fiducials_mm (as `xvr evaluate -f` reads them)")
         self.fiducials_file_button = PushButton(text="Load fiducials file")
         self.fiducials_button = PushButton(text="Fiducials from X-ray metadata")
-        self.true_source = ComboBox(label="true pose", choices=TRUE_SOURCES, value=TRUE_SOURCES[0])
+        self.true_source = ComboBox(
+            label="true pose", choices=TRUE_SOURCES, value=TRUE_SOURCES[0],
+            tooltip="the X-ray's metadata (e.g. the sample's), or a file: result.json, pose JSON, "
+            "truth.json, xvr .pth or DICOM")
         self.true_file = FileEdit(
             label="true pose file", mode="r", value="",
             tooltip="as `xvr evaluate --true`: a result folder/result.json or xvr .pth, a JSON 4x4 "
@@ -208,8 +215,7 @@ class EvaluateWidget(Container):
         self.worker = create_worker(func, *args, _start_thread=False)
         self.worker.yielded.connect(while_alive(self._on_event))
         self.worker.finished.connect(while_alive(self._on_finished))
-        lock_options(self, True, keep=(self.stop_button,))
-        self.stop_button.enabled = True
+        self._lock(True)
         self.status.value = "running"
         self.worker.start()
 
@@ -221,8 +227,14 @@ class EvaluateWidget(Container):
 
     def _on_finished(self) -> None:
         self.worker = None
-        lock_options(self, False)
-        self.stop_button.enabled = False
+        self._lock(False)
+
+    def _lock(self, running: bool) -> None:
+        """Options off while a run goes (Stop on), back as they were after."""
+        lock_options(self, running, keep=(self.stop_button,))
+        for edit in (self.fiducials_file, self.true_file, self.pred_file):  # FileEdits:
+            edit.enabled = not running  # lock_options passes them by
+        self.stop_button.enabled = running
 
     def _xray_coords(self, rows_cols_mm: np.ndarray) -> np.ndarray:
         xray = self.xray.value

@@ -19,8 +19,7 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFrame, QScrollArea
+from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea
 
 import napari
 
@@ -47,21 +46,22 @@ from ._train_job import TrainProgress, training
 RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
 MOSAIC = "training DRRs (top) / predicted (bottom)"
 MOSAIC_TEXT = "training DRRs: row labels"
-ROW_NAMES = ("sampled poses (training DRRs)", "predicted poses (the network's)")
+ROW_NAMES = ("top row: DRRs at sampled poses", "bottom row: DRRs at the predicted poses")
 DRR_EVERY = 25  # the widget shows DRRs more often than the CLI's 250: they are the live view
 
-#: what a CPU trains in minutes instead of days (used when "auto" finds no GPU); xvr's own
+#: what a CPU trains in minutes instead of days (used when "auto" finds no GPU: ~6 CPU-seconds
+#: an iteration at 64 px, batch 4, on a 2-core machine, so ~10 minutes in all); xvr's own
 #: defaults (napari_xvr.defaults / TrainConfig) stay in force on a GPU. The field of view
 #: (height x delx = 512 mm) is xvr's; only the sampling of it is coarser.
-CPU_PRESET = {"height": 64, "delx": 8.0, "batch_size": 4, "n_total_itrs": 300,
-              "n_warmup_itrs": 20, "n_save_every_itrs": 100}
+CPU_PRESET = {"height": 64, "delx": 8.0, "batch_size": 4, "n_total_itrs": 150,
+              "n_warmup_itrs": 10, "n_save_every_itrs": 50}
 CPU_DRR_EVERY = 10
 
 #: timm backbones the regressor builds from offline (no weights needed) with the default
 #: group norm at any square image size; pretrained weights are fetched only with "ImageNet
 #: weights" ticked
 MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet18d", "resnet34d",
-          "resnet50d", "resnext50_32x4d", "wide_resnet50_2")
+          "resnet50d", "resnext50_32x4d", "wide_resnet50_2", "densenet121")
 
 
 def device_choices() -> list[str]:
@@ -97,15 +97,27 @@ def scrolled(outer: Container, body: Container, pinned=()) -> QScrollArea:
     """
     outer.extend([body, *pinned])
     outer.margins = (0, 0, 0, 0)
-    scroll = QScrollArea()
+    scroll = _Scroll()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    for combo in body.native.findChildren(QComboBox):  # long layer names do not widen the dock
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(12)
     scroll.setWidget(body.native)  # out of the outer layout, into the scroll area
-    scroll.setMinimumWidth(body.native.minimumSizeHint().width()
-                           + scroll.verticalScrollBar().sizeHint().width())
     outer.native.layout().insertWidget(0, scroll, 1)
     return scroll
+
+
+class _Scroll(QScrollArea):
+    """A vertical scroll area as wide as its content needs (never cutting it off), of any height."""
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt's name)
+        hint = super().minimumSizeHint()
+        body = self.widget()
+        if body is not None:
+            hint.setWidth(body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                          + 2 * self.frameWidth())
+        return hint
 
 
 def _group(title: str, *widgets) -> Container:
@@ -310,8 +322,7 @@ class TrainWidget(Container):
         self._pump = EventPump(self._on_event, merge_progress)
         self.worker.yielded.connect(self._pump.push)
         self.worker.finished.connect(while_alive(self._on_finished))
-        lock_options(self, True, keep=(self.stop_button,))
-        self.stop_button.enabled = True
+        self._lock(True)
         self.status.value = "starting"
         self.worker.start()
         # what takes the main thread a few hundred ms is made now, at the click, not mid-run
@@ -331,7 +342,7 @@ class TrainWidget(Container):
     # ---------------------------------------------------------------- the mosaic, in its own place
     def _show_mosaic(self, image: np.ndarray, itr: int | None) -> None:
         """The mosaic beside every other layer (never over the CT or X-ray), scaled to their
-        height, with a label at the left of each row."""
+        height, with a label above it and one below it naming the rows."""
         top, left, height = _free_place(self.viewer, exclude=(MOSAIC, MOSAIC_TEXT))
         scale = height / image.shape[0]
         upsert_image(self.viewer, MOSAIC, image, colormap="gray", contrast_limits=(0.0, 1.0),
@@ -339,16 +350,16 @@ class TrainWidget(Container):
                      metadata={KIND: "training", "itr": itr})
         if itr is None:
             return
-        row = image.shape[0] / 2 * scale
-        where = np.array([[top + 0.5 * row, left], [top + 1.5 * row, left]])
+        tall, wide = image.shape[0] * scale, image.shape[1] * scale
+        middle = left + 0.5 * wide  # one label above the top row, one below the bottom row
+        where = np.array([[top - 0.04 * tall, middle], [top + 1.04 * tall, middle]])
         if MOSAIC_TEXT in self.viewer.layers:
             self.viewer.layers[MOSAIC_TEXT].data = where
         else:
             self.viewer.add_points(
                 where, name=MOSAIC_TEXT, size=0, face_color="transparent", border_width=0,
                 features={"row": list(ROW_NAMES)},
-                text={"string": "{row}", "color": "yellow", "size": 11, "anchor": "center",
-                      "translation": [0, -0.02 * height * len(ROW_NAMES[0])]},
+                text={"string": "{row}", "color": "yellow", "size": 11, "anchor": "center"},
                 metadata={KIND: "training"})
         if not self._shown_mosaic:  # the first images of a session: bring them into view
             self._shown_mosaic = True
@@ -397,8 +408,14 @@ class TrainWidget(Container):
             self._pbar.close()
             self._pbar = None
         self.worker = None
-        lock_options(self, False)
-        self.stop_button.enabled = False
+        self._lock(False)
+
+    def _lock(self, running: bool) -> None:
+        """Options off while a run goes (Stop on), back as they were after."""
+        lock_options(self, running, keep=(self.stop_button,))
+        for edit in (self.volpath, self.outpath):  # FileEdits: lock_options passes them by
+            edit.enabled = not running
+        self.stop_button.enabled = running
 
 
 def _free_place(viewer, exclude: tuple[str, ...]) -> tuple[float, float, float]:
@@ -411,7 +428,7 @@ def _free_place(viewer, exclude: tuple[str, ...]) -> tuple[float, float, float]:
     lo = np.min([b[0] for b in boxes], axis=0)
     hi = np.max([b[1] for b in boxes], axis=0)
     height = float(max(hi[0] - lo[0], 1e-6))
-    gap = 0.25 * height  # room for the row labels
+    gap = 0.1 * height
     return float(lo[0]), float(hi[1] + gap), height
 
 
