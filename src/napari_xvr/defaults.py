@@ -111,6 +111,11 @@ REGISTER: dict[str, Default] = {
     "device": Default(
         "auto", "cuda",
         why="cuda, then mps, then cpu: xvr's `cuda` fails on a machine without a GPU"),
+    "mirror_check": Default(
+        True, None,
+        why="napari-xvr's own check (xvr has none): the first scale again on the X-ray flipped "
+        "left-right; a warning, in result.json's `checks`, when the flipped image matches clearly "
+        "better (an X-ray of the other flip convention). `--no-mirror_check` skips it"),
     "init_only": Default(False),
     "saveimg": Default(False),
     "saveplot": Default(False),

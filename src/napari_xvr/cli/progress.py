@@ -6,6 +6,7 @@ import click
 from tqdm import tqdm
 
 from ..register.events import Done, Stage, Step
+from ..register.mirror import MirrorCheck
 
 
 def run_with_progress(events, verbose: int = 1) -> list:
@@ -41,6 +42,10 @@ def run_with_progress(events, verbose: int = 1) -> list:
                 if bar is not None:
                     bar.close()
                     bar = None
+            elif isinstance(event, MirrorCheck):
+                if event.mirrored_better:  # shown whatever the verbosity: the result is suspect
+                    click.echo(f"  Warning: {event.message(prefix.split('] ')[-1] or 'the X-ray')}",
+                               err=True)
             elif isinstance(event, Written):
                 written.append(event)
                 if verbose >= 1:

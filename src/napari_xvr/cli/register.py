@@ -143,6 +143,11 @@ OPTIMIZER = (
 LOGGING = (
     click.option("--init_only/--no-init_only", default=D["init_only"].ours,
            help="Directly return the initial pose estimate (no iterative pose refinement)"),
+    click.option("--mirror_check/--no-mirror_check", default=D["mirror_check"].ours,
+           show_default=True,
+           help="After each registration, run the first scale again on the X-ray flipped "
+           "left-right and warn when it matches clearly better (the other flip convention); "
+           "recorded in result.json's checks"),
     click.option("--saveimg/--no-saveimg", default=D["saveimg"].ours,
            help="Save the X-ray, initial and final DRRs and an overlay as PNGs"),
     click.option("--saveplot/--no-saveplot", default=D["saveplot"].ours,
@@ -191,7 +196,7 @@ def _run(initializer, kw):
         Preprocessing(kw["subtract_background"], kw["linearize"], reducefn),
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
         kw["pattern"], kw["init_only"], kw["saveimg"] or kw["saveplot"], saveplot=kw["saveplot"],
-        overwrite=kw["overwrite"],
+        overwrite=kw["overwrite"], mirror_check=kw["mirror_check"],
     )
     run_with_progress(events, kw["verbose"])
 

@@ -7,7 +7,7 @@ import weakref
 from collections.abc import Callable
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label
+from magicgui.widgets import ComboBox, Container
 from napari.layers import Image, Labels, Points
 from napari.utils.notifications import show_error, show_info
 
@@ -163,39 +163,81 @@ def upsert_image(viewer, name: str, data: np.ndarray, **kwargs):
     return viewer.add_image(data, name=name, **kwargs)
 
 
+PLOT_COLOURS = {  # napari's dark and light themes: the plot reads like the rest of the window
+    "dark": {"face": "#262930", "axes": "#1f2126", "text": "#f0f1f2", "grid": "#5a626c",
+             "line": "#ffb000", "marker": "#7fb2ff"},
+    "light": {"face": "#efebe9", "axes": "#ffffff", "text": "#3b3a39", "grid": "#a8a8a8",
+              "line": "#c05800", "marker": "#1f5fbf"},
+}
+
+
+def napari_theme() -> str:
+    """'dark' or 'light': napari's appearance setting ('system' and custom themes read as dark)."""
+    try:
+        from napari.settings import get_settings
+
+        theme = str(get_settings().appearance.theme)
+    except Exception:  # settings unavailable (e.g. a read-only config): napari's default
+        return "dark"
+    return "light" if theme == "light" else "dark"
+
+
 class LivePlot(Container):
-    """A matplotlib line plot embedded in a magicgui container (updated from the main thread).
+    """A matplotlib line plot embedded in a magicgui container (updated from the main thread),
+    coloured for napari's theme, with optional stage markers.
 
     Lines are updated in place and redrawn at most every `min_redraw_s` (a full matplotlib draw
     takes 50-200 ms on a software-GL machine: drawing every event stalled the UI)."""
 
     def __init__(self, title: str, ylabel: str, xlabel: str = "iteration", height: int = 180,
-                 min_redraw_s: float = 0.5):
+                 min_redraw_s: float = 0.5, theme: str | None = None):
         super().__init__(labels=False)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(3.5, 1.9), dpi=90)
+        self.colours = PLOT_COLOURS[theme or napari_theme()]
+        c = self.colours
+        self.figure = Figure(figsize=(3.5, 1.9), dpi=90, facecolor=c["face"])
         self.figure.subplots_adjust(left=0.2, right=0.96, bottom=0.24, top=0.86)  # fixed: no
-        self.axes = self.figure.add_subplot(111)  # tight_layout pass on every draw
+        self.axes = self.figure.add_subplot(111, facecolor=c["axes"])  # tight_layout per draw
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(height)
         self.native.layout().addWidget(self.canvas)
-        self.axes.set_title(title, fontsize=9)
-        self.axes.set_xlabel(xlabel, fontsize=8)
-        self.axes.set_ylabel(ylabel, fontsize=8)
-        self.axes.tick_params(labelsize=7)
+        self.axes.set_title(title, fontsize=9, color=c["text"])
+        self.axes.set_xlabel(xlabel, fontsize=8, color=c["text"])
+        self.axes.set_ylabel(ylabel, fontsize=8, color=c["text"])
+        self.axes.tick_params(labelsize=7, colors=c["text"])
+        for spine in self.axes.spines.values():
+            spine.set_color(c["grid"])
+        self.axes.grid(True, color=c["grid"], lw=0.4, alpha=0.6)
         self._lines: dict = {}
+        self._markers: list = []
         self._min_redraw_s = min_redraw_s
         self._last_draw = -1e9
         self._draw_pending = False
         self.draws = 0  # redraws so far (tests, logs)
         self.canvas.draw_idle()
 
+    def mark(self, x: float, label: str) -> None:
+        """A dotted vertical line at `x` with `label` at its top (e.g. where a stage begins)."""
+        line = self.axes.axvline(x, color=self.colours["marker"], ls=":", lw=1.0)
+        text = self.axes.text(x, 1.0, f" {label}", transform=self.axes.get_xaxis_transform(),
+                              color=self.colours["marker"], fontsize=7, va="bottom", ha="left")
+        self._markers.append((x, label, line, text))
+        self._request_draw()
+
+    @property
+    def markers(self) -> list[tuple[float, str]]:
+        return [(x, label) for x, label, _, _ in self._markers]
+
     def clear(self) -> None:
         for line in self._lines.values():
             line.remove()
         self._lines.clear()
+        for _, _, line, text in self._markers:
+            line.remove()
+            text.remove()
+        self._markers.clear()
         if self.axes.get_legend() is not None:
             self.axes.get_legend().remove()
         self._request_draw()
@@ -208,9 +250,11 @@ class LivePlot(Container):
             if label in self._lines:
                 self._lines[label].set_data(x, y)
             else:
-                (self._lines[label],) = self.axes.plot(x, y, label=label, lw=1.2)
+                colour = self.colours["line"] if not self._lines else None
+                (self._lines[label],) = self.axes.plot(x, y, label=label, lw=1.2, color=colour)
                 if len(self._lines) > 1:
-                    self.axes.legend(fontsize=7)
+                    self.axes.legend(fontsize=7, facecolor=self.colours["axes"],
+                                     labelcolor=self.colours["text"])
         self.axes.relim()
         self.axes.autoscale_view()
         self._request_draw()
@@ -235,13 +279,6 @@ class LivePlot(Container):
         self.draws += 1
         with contextlib.suppress(RuntimeError):  # the dock was closed meanwhile
             self.canvas.draw_idle()
-
-
-class Status(Label):
-    """A one-line status text."""
-
-    def __init__(self, text: str = "idle"):
-        super().__init__(value=text)
 
 
 def fit_2d(viewer, layer, margin: float = 0.95) -> None:

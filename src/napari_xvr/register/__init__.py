@@ -10,6 +10,7 @@ _WHERE = {  # name -> submodule: imported on first use, so `xvr --help` stays li
     "register": ".engine",
     "run_to_end": ".engine",
     "Done": ".events",
+    "MirrorCheck": ".mirror",
     "Stage": ".events",
     "Step": ".events",
     "DicomInitializer": ".initializers",

