@@ -29,3 +29,16 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise XvrInputError(f"--device {name}: MPS is not available here; use --device cpu or auto")
     return device
+
+
+def device_choices() -> list[str]:
+    """The devices here: auto, cpu, cuda and cuda:N for each visible GPU, mps where available."""
+    import torch
+
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names

@@ -33,9 +33,9 @@ def dcm2nii(inpath: Path, outpath: Path | None, series_uid: str | None, list_onl
     """
     from ..io.volume import (
         WRITE_SUFFIXES,
-        _suffix,
         _validate,
         dicom_series,
+        file_suffix,
         read_dicom_series,
         write_volume,
     )
@@ -52,9 +52,9 @@ def dcm2nii(inpath: Path, outpath: Path | None, series_uid: str | None, list_onl
         raise click.UsageError("Missing argument 'OUTPATH' (e.g. ct.nii.gz), or pass --list")
     if outpath.is_dir():
         raise XvrInputError(f"{outpath} is a folder; give a file name such as {outpath / 'ct.nii.gz'}")
-    if _suffix(outpath) not in WRITE_SUFFIXES:
+    if file_suffix(outpath) not in WRITE_SUFFIXES:
         raise XvrInputError(
-            f"{outpath}: cannot write {_suffix(outpath) or '(no suffix)'!r}; name the output "
+            f"{outpath}: cannot write {file_suffix(outpath) or '(no suffix)'!r}; name the output "
             ".nii.gz, .nii, .nrrd or .mha"
         )
     if outpath.exists() and not overwrite:

@@ -36,7 +36,6 @@ def file_suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-_suffix = file_suffix  # the earlier private name (train.data and cli.dcm2nii import it)
 
 
 def is_dicom_file(path: Path, by_name: bool = True) -> bool:

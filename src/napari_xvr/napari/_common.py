@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from magicgui.widgets import ComboBox, Container
 from napari.layers import Image, Labels, Points
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import XvrInputError
 from ._layers import KIND
@@ -145,6 +145,10 @@ def report_error(err: Exception, what: str) -> None:
 
 def info(message: str) -> None:
     show_info(message)
+
+
+def warn(message: str) -> None:
+    show_warning(message)
 
 
 def upsert_image(viewer, name: str, data: np.ndarray, **kwargs):

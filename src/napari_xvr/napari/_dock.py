@@ -3,12 +3,13 @@ while a run goes, and a Run/Stop row."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from magicgui.widgets import Container, Label, PushButton
-from magicgui.widgets.bases import ButtonWidget, ValueWidget
+from magicgui.widgets.bases import BaseValueWidget, ButtonWidget
 from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import QSizePolicy
+from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QSizePolicy
 
 
 class StatusLine(Label):
@@ -80,7 +81,7 @@ def _leaves(container: Container):
     for widget in container:
         if isinstance(widget, Container):
             yield from _leaves(widget)
-        elif isinstance(widget, ValueWidget | ButtonWidget):
+        elif isinstance(widget, BaseValueWidget | ButtonWidget):  # FileEdit too
             yield widget
 
 
@@ -89,3 +90,69 @@ def run_stop_row(run: PushButton, stop: PushButton) -> Container:
     row = Container(widgets=[run, stop], layout="horizontal", labels=False)
     row.margins = (0, 4, 0, 4)
     return row
+
+
+MIN_ROWS_PX = 160  # a dock never shrinks below a few rows of options (the rest scroll)
+
+
+def scrolled(outer: Container, body: Container, pinned=()) -> QScrollArea:
+    """`body` in a vertical scroll area, `pinned` (Run/Stop, status) below it, always in view.
+
+    napari docks a magicgui widget's ``native``, the widget inside magicgui's own scroll area
+    (``scrollable=True``), so that scroll area never reaches the dock: this one is the dock's.
+    """
+    outer.extend([body, *pinned])
+    outer.margins = (0, 0, 0, 0)
+    scroll = _Scroll()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    for combo in body.native.findChildren(QComboBox):  # long layer names do not widen the dock
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(12)
+    scroll.setWidget(body.native)  # out of the outer layout, into the scroll area
+    outer.native.layout().insertWidget(0, scroll, 1)
+    _keep_wide(scroll)
+    return scroll
+
+
+class _Scroll(QScrollArea):
+    """A vertical scroll area as wide as its content needs (never cutting it off), of any height."""
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt's name)
+        hint = super().minimumSizeHint()
+        body = self.widget()
+        if body is not None:
+            hint.setWidth(body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                          + 2 * self.frameWidth())
+        return hint
+
+
+def group(title: str, *widgets) -> Container:
+    box = Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
+    box.margins = (0, 4, 0, 0)
+    return box
+
+
+def _keep_wide(scroll) -> None:
+    """Keep `scroll` as wide as its widest row: napari's theme widens rows after construction,
+    and a row wider than the scroll area would be cut off (it never scrolls sideways)."""
+    inner = scroll.widget()
+
+    def fit_width() -> None:
+        with contextlib.suppress(RuntimeError):  # the dock was closed
+            scroll.setMinimumWidth(inner.minimumSizeHint().width() + 2 * scroll.frameWidth()
+                                   + scroll.verticalScrollBar().sizeHint().width())
+
+    scroll._xvr_fit = _OnResize(fit_width)  # lives as long as the scroll area
+    inner.installEventFilter(scroll._xvr_fit)
+    scroll.setMinimumHeight(MIN_ROWS_PX)
+    fit_width()
+
+
+def wrapped_label(text: str = "") -> Label:
+    """A label that wraps to the dock's width (never widens it)."""
+    label = Label(value=text)
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(10)
+    return label

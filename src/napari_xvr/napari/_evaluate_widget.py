@@ -5,21 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 from napari.qt.threading import create_worker
-from qtpy.QtWidgets import QSizePolicy
 
 import napari
 
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from ._common import find_widget, follow_layers, info, layer_combo, remember, report_error, while_alive
-from ._dock import StatusLine, lock_options
+from ._dock import StatusLine, group, lock_options, scrolled, wrapped_label
 from ._evaluate_job import Evaluated, Replayed, evaluation, replay
 from ._jobs import Failed, LayerSnapshot
 from ._layers import KIND
 from ._register_job import OVERLAY_CONTRAST
-from ._train_widget import scrolled
 
 TRUE_SOURCES = ("X-ray metadata 'true_pose'", "pose file")
 PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widget",
@@ -44,21 +42,6 @@ def metrics_text(e) -> str:
 
 
 REPLAY_PLANE_MM = 1e5  # the replay's one plane covers any CT slice position (100 m)
-
-
-def _group(title: str, *widgets) -> Container:
-    box = Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
-    box.margins = (0, 4, 0, 0)
-    return box
-
-
-def _wrapped(text: str = "") -> Label:
-    """A label that wraps to the dock's width (never widens it)."""
-    label = Label(value=text)
-    label.native.setWordWrap(True)
-    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-    label.native.setMinimumWidth(10)
-    return label
 
 
 def _file(value) -> Path | None:
@@ -97,8 +80,8 @@ class EvaluateWidget(Container):
         self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
         self.evaluate_button = PushButton(text="Evaluate")
         self.stop_button = PushButton(text="Stop", enabled=False)
-        self.errors = _wrapped()
-        self.legend = _wrapped(LEGEND)
+        self.errors = wrapped_label()
+        self.legend = wrapped_label(LEGEND)
         self.volume = layer_combo(viewer, "volume", "volume (replay)")
         self.labels_layer = layer_combo(viewer, "labels", "labels (replay)", optional=True)
         self.label_ids = LineEdit(label="render labels", value="")
@@ -106,12 +89,12 @@ class EvaluateWidget(Container):
         self.replay_button = PushButton(text="Replay")
         self.status = StatusLine("")
         self.body = Container(labels=False, widgets=[
-            _group("Fiducials", self.xray, self.fiducials, self.fiducials_button,
+            group("Fiducials", self.xray, self.fiducials, self.fiducials_button,
                    self.fiducials_file, self.fiducials_file_button),
-            _group("Poses", self.true_source, self.true_file, self.pred_source, self.pred_file,
+            group("Poses", self.true_source, self.true_file, self.pred_source, self.pred_file,
                    self.orientation_choice),
             self.legend, self.errors,
-            _group("Replay", self.volume, self.labels_layer, self.label_ids, self.n_frames),
+            group("Replay", self.volume, self.labels_layer, self.label_ids, self.n_frames),
         ])
         buttons = Container(widgets=[self.evaluate_button, self.replay_button, self.stop_button],
                             layout="horizontal", labels=False)
@@ -232,8 +215,6 @@ class EvaluateWidget(Container):
     def _lock(self, running: bool) -> None:
         """Options off while a run goes (Stop on), back as they were after."""
         lock_options(self, running, keep=(self.stop_button,))
-        for edit in (self.fiducials_file, self.true_file, self.pred_file):  # FileEdits:
-            edit.enabled = not running  # lock_options passes them by
         self.stop_button.enabled = running
 
     def _xray_coords(self, rows_cols_mm: np.ndarray) -> np.ndarray:

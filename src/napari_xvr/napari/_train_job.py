@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..imaging import unit
 from ._jobs import guarded
 
 
@@ -29,14 +30,9 @@ class TrainProgress:
 def mosaic(drr: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Sample DRRs in the top row, the DRRs of the predicted poses below, each min-max scaled."""
     def row(images):
-        return np.concatenate([_unit(img) for img in images], axis=1)
+        return np.concatenate([unit(np.asarray(img, dtype=np.float32)) for img in images], axis=1)
 
     return np.concatenate([row(drr), row(pred)], axis=0).astype(np.float32)
-
-
-def _unit(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img, dtype=np.float32)
-    return (img - img.min()) / (img.max() - img.min() + 1e-6)
 
 
 @guarded

@@ -19,10 +19,10 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea
 
 import napari
 
+from ..device import device_choices
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
 from ..register import StopToken
@@ -37,7 +37,7 @@ from ._common import (
     upsert_image,
     while_alive,
 )
-from ._dock import StatusLine, lock_options
+from ._dock import StatusLine, group, lock_options, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP, POSE_LABELS
 from ._jobs import Failed, merge_progress
 from ._layers import KIND
@@ -64,19 +64,6 @@ MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet1
           "resnet50d", "resnext50_32x4d", "wide_resnet50_2", "densenet121")
 
 
-def device_choices() -> list[str]:
-    """The devices here: auto, cpu, cuda and cuda:N for each visible GPU, mps where available."""
-    import torch
-
-    names = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        names += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        names.append("mps")
-    return names
-
-
 def model_choices(current: str) -> list[str]:
     """The backbones offered, the configured one first among them if it is not listed."""
     return list(MODELS) if current in MODELS else [current, *MODELS]
@@ -87,43 +74,6 @@ def on_cpu() -> bool:
     from ..device import pick_device
 
     return pick_device("auto").type == "cpu"
-
-
-def scrolled(outer: Container, body: Container, pinned=()) -> QScrollArea:
-    """`body` in a vertical scroll area, `pinned` (Run/Stop, status) below it, always in view.
-
-    napari docks a magicgui widget's ``native``, the widget inside magicgui's own scroll area
-    (``scrollable=True``), so that scroll area never reaches the dock: this one is the dock's.
-    """
-    outer.extend([body, *pinned])
-    outer.margins = (0, 0, 0, 0)
-    scroll = _Scroll()
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QFrame.Shape.NoFrame)
-    for combo in body.native.findChildren(QComboBox):  # long layer names do not widen the dock
-        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        combo.setMinimumContentsLength(12)
-    scroll.setWidget(body.native)  # out of the outer layout, into the scroll area
-    outer.native.layout().insertWidget(0, scroll, 1)
-    return scroll
-
-
-class _Scroll(QScrollArea):
-    """A vertical scroll area as wide as its content needs (never cutting it off), of any height."""
-
-    def minimumSizeHint(self):  # noqa: N802 (Qt's name)
-        hint = super().minimumSizeHint()
-        body = self.widget()
-        if body is not None:
-            hint.setWidth(body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
-                          + 2 * self.frameWidth())
-        return hint
-
-
-def _group(title: str, *widgets) -> Container:
-    box = Container(widgets=[Label(value=f"<b>{title}</b>"), *widgets], labels=True)
-    box.margins = (0, 4, 0, 0)
-    return box
 
 
 def _range_label(name: str) -> str:
@@ -209,16 +159,16 @@ class TrainWidget(Container):
         self.preset_note = preset
         self.body = Container(labels=False, widgets=[
             preset,
-            _group("Data", self.volume, self.volpath, self.labels_layer),
-            _group("Sampling", *self.ranges.values(), self.batch_size),
-            _group("Detector and renderer", self.sdd, self.det_height, self.det_width, self.delx,
+            group("Data", self.volume, self.volpath, self.labels_layer),
+            group("Sampling", *self.ranges.values(), self.batch_size),
+            group("Detector and renderer", self.sdd, self.det_height, self.det_width, self.delx,
                    self.dely, self.orientation_choice, self.reverse_x_axis, self.renderer),
-            _group("Model", self.model_name, self.parameterization, self.pretrained,
+            group("Model", self.model_name, self.parameterization, self.pretrained,
                    self.p_augmentation),
-            _group("Optimiser", self.lr, self.weight_ncc, self.weight_geo, self.weight_dice,
+            group("Optimiser", self.lr, self.weight_ncc, self.weight_geo, self.weight_dice,
                    self.n_total_itrs, self.n_warmup_itrs, self.n_grad_accum_itrs,
                    self.n_save_every_itrs),
-            _group("Output", self.outpath, self.n_drr_every_itrs, self.device),
+            group("Output", self.outpath, self.n_drr_every_itrs, self.device),
             self.plot,
         ])
         buttons = Container(widgets=[self.start_button, self.stop_button, self.resume_button],
@@ -413,8 +363,6 @@ class TrainWidget(Container):
     def _lock(self, running: bool) -> None:
         """Options off while a run goes (Stop on), back as they were after."""
         lock_options(self, running, keep=(self.stop_button,))
-        for edit in (self.volpath, self.outpath):  # FileEdits: lock_options passes them by
-            edit.enabled = not running
         self.stop_button.enabled = running
 
 

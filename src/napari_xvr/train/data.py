@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import XvrInputError
-from ..io.volume import VOLUME_SUFFIXES, _suffix, read_image, read_volume
+from ..io.volume import VOLUME_SUFFIXES, file_suffix, read_image, read_volume
 from .config import read_sample_weights
 
 #: the highest label a training mask may hold (each label value is one rendered channel)
@@ -22,14 +22,14 @@ MAX_LABEL = 1024
 
 def _volume_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir()
-                   if not p.name.startswith(".") and p.is_file() and _suffix(p) in VOLUME_SUFFIXES)
+                   if not p.name.startswith(".") and p.is_file() and file_suffix(p) in VOLUME_SUFFIXES)
     if not files:
         raise XvrInputError(f"-v {folder}: no NIfTI/NRRD/MHA volumes in this folder")
     return files
 
 
 def _stem(path: Path) -> str:
-    return path.name[: -len(_suffix(path))]
+    return path.name[: -len(file_suffix(path))]
 
 
 def match_masks(volumes: list[Path], maskpath) -> list[Path | None]:
