@@ -322,13 +322,15 @@ class RegisterWidget(Container):
         self._hidden.clear()
 
     def _show_orientation(self, matrix) -> None:
-        """Patient-direction letters at the X-ray's edges for the DRR at pose `matrix`."""
+        """Patient-direction letters at the X-ray's edges for the DRR at pose `matrix` (None:
+        the layer without letters yet, made at the click)."""
         xray = self.xray_layer
         if xray is None:
             return
         spec = self._job.spec
-        letters = edge_labels(pose_from_matrix(matrix), intrinsics_of(xray), spec.orientation,
-                              spec.reverse_x_axis)
+        letters = dict.fromkeys(("left", "right", "top", "bottom"), "") if matrix is None else \
+            edge_labels(pose_from_matrix(matrix), intrinsics_of(xray), spec.orientation,
+                        spec.reverse_x_axis)
         (r0, c0), (r1, c1) = np.asarray(xray.extent.world)[:, -2:]
         inset_r, inset_c = 0.04 * (r1 - r0), 0.04 * (c1 - c0)
         rm, cm = 0.5 * (r0 + r1), 0.5 * (c0 + c1)
@@ -393,6 +395,7 @@ class RegisterWidget(Container):
         crop = self._job.options.crop
         shape = (xray.metadata["intrinsics"]["height"] - crop, xray.metadata["intrinsics"]["width"] - crop)
         self._show_overlay(np.zeros(shape, np.float32), shape)
+        self._show_orientation(None)
 
     def _show_overlay(self, image: np.ndarray, shape: tuple[int, int], meta: dict | None = None):
         if self.xray_layer is None:

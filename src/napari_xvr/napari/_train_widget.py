@@ -298,8 +298,6 @@ class TrainWidget(Container):
         upsert_image(self.viewer, MOSAIC, image, colormap="gray", contrast_limits=(0.0, 1.0),
                      scale=(scale, scale), translate=(top, left),
                      metadata={KIND: "training", "itr": itr})
-        if itr is None:
-            return
         tall, wide = image.shape[0] * scale, image.shape[1] * scale
         middle = left + 0.5 * wide  # one label above the top row, one below the bottom row
         where = np.array([[top - 0.04 * tall, middle], [top + 1.04 * tall, middle]])
@@ -311,6 +309,8 @@ class TrainWidget(Container):
                 features={"row": list(ROW_NAMES)},
                 text={"string": "{row}", "color": "yellow", "size": 11, "anchor": "center"},
                 metadata={KIND: "training"})
+        if itr is None:  # the placeholder made at the click (adding layers mid-run stalls)
+            return
         if not self._shown_mosaic:  # the first images of a session: bring them into view
             self._shown_mosaic = True
             self.viewer.reset_view()
