@@ -345,7 +345,7 @@ class RegisterWidget(Container):
             layer.text.refresh(layer.features)
             return
         self.viewer.add_points(
-            points, name=name, features=features, size=1, face_color="transparent",
+            points, name=name, features=features, size=0, face_color="transparent",
             border_width=0, opacity=1.0,
             text={"string": "{label}", "color": "yellow", "size": 14, "anchor": "center"},
             metadata={KIND: "orientation"})
