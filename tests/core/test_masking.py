@@ -1,0 +1,100 @@
+"""valid_mask leaves out collimator shadows and burned-in text, and almost nothing of clean X-rays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_xvr import degrade
+from napari_xvr.io import read_xray
+from napari_xvr.register.masking import fill_masked, masked_fraction, stage_mask, valid_mask
+from napari_xvr.register.similarity import local_ncc
+
+
+@pytest.fixture(scope="module")
+def xrays(synthetic_cases):
+    folder, truth = synthetic_cases
+    return [read_xray(folder / f"{name}.dcm").image for name in truth["cases"]]
+
+
+def _collimated_text(image, rng):
+    collimated, shadow = degrade.collimate(image, rng)
+    out, text = degrade.burn_in_text(collimated, rng, glyph_px=1, within=~shadow)
+    return out, shadow | text
+
+
+DEGRADED = {
+    "rect": lambda im, rng: degrade.collimate(im, rng, "rect"),
+    "circle": lambda im, rng: degrade.collimate(im, rng, "circle"),
+    "text": lambda im, rng: degrade.burn_in_text(im, rng, glyph_px=1),
+    "collimated+text": _collimated_text,
+}
+
+
+def test_clean_xrays_are_almost_all_valid(xrays):
+    for image in xrays:
+        assert masked_fraction(valid_mask(image)) < 0.02
+
+
+@pytest.mark.parametrize("name", DEGRADED)
+def test_mask_covers_the_degradation_and_spares_anatomy(xrays, name):
+    for seed, image in enumerate(xrays):
+        out, changed = DEGRADED[name](image, np.random.default_rng(seed))
+        valid = valid_mask(out)
+        assert (~valid)[changed].mean() >= 0.9, f"case {seed}"
+        assert valid[~changed].mean() >= 0.95, f"case {seed}"
+
+
+def test_a_noisy_collimator_shadow_is_masked_as_a_flat_border(xrays):
+    """Scatter: the shadow is not exactly constant any more, only flat and near the bright end."""
+    image = xrays[0]
+    out, shadow = degrade.collimate(image, np.random.default_rng(2), "rect")
+    noise = np.random.default_rng(3).normal(0, 3e-4 * np.ptp(image), image.shape)
+    noisy = np.where(shadow, out - np.abs(noise), out).astype(np.float32)
+    assert (noisy == noisy.max()).sum() < 0.05 * shadow.sum()  # rule 1 alone would miss it
+    valid = valid_mask(noisy)
+    assert (~valid)[shadow].mean() >= 0.9 and valid[~shadow].mean() >= 0.95
+
+
+def test_either_polarity(xrays):
+    out, changed = degrade.collimate(-xrays[1], np.random.default_rng(4), bone_bright=False)
+    valid = valid_mask(out, bone_bright=False)
+    assert (~valid)[changed].mean() >= 0.9 and valid[~changed].mean() >= 0.95
+
+
+def test_instruments_are_not_masked(xrays):
+    """They do not saturate: the similarity has to live with them (or the verdict flag them)."""
+    out, _ = degrade.add_instrument(xrays[0], np.random.default_rng(0), "plate")
+    assert masked_fraction(valid_mask(out)) < 0.02
+
+
+def test_flat_and_non_finite_images():
+    assert not valid_mask(np.full((16, 16), 7.0)).any()
+    image = np.random.default_rng(0).normal(size=(16, 16))
+    image[3, 4] = np.nan
+    valid = valid_mask(image)
+    assert not valid[3, 4] and valid.sum() >= 16 * 16 - 12
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        valid_mask(np.zeros((2, 4, 4)))
+
+
+def test_stage_mask_leaves_out_every_pixel_touching_the_mask():
+    valid = np.ones((64, 64), bool)
+    valid[:10] = False
+    small = stage_mask(valid, (16, 16))
+    assert small.shape == (1, 1, 16, 16) and small.dtype == torch.bool
+    assert not small[0, 0, :3].any() and small[0, 0, 3:].all()
+
+
+def test_filled_pixels_drop_out_of_the_global_ncc():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 1, 32, 32, generator=gen), torch.rand(1, 1, 32, 32, generator=gen)
+    b = 0.5 * a + b
+    valid = torch.ones(1, 1, 32, 32, dtype=torch.bool)
+    valid[..., :, :8] = False
+    a_bad, b_bad = a.clone(), b.clone()
+    a_bad[~valid], b_bad[~valid] = 9.0, -3.0  # what the masked pixels held does not matter
+    filled = local_ncc(fill_masked(a_bad, valid), fill_masked(b_bad, valid), None)
+    only_valid = local_ncc(a[..., :, 8:], b[..., :, 8:], None)
+    assert torch.allclose(filled, only_valid, atol=1e-4)  # up to local_ncc's eps
