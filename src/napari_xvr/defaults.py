@@ -111,6 +111,14 @@ REGISTER: dict[str, Default] = {
     "device": Default(
         "auto", "cuda",
         why="cuda, then mps, then cpu: xvr's `cuda` fails on a machine without a GPU"),
+    "trust_mm": Default(
+        1.0, None,
+        why="napari-xvr's own verdict (xvr has none): a predicted mTRE above 1 mm is 'suspect', "
+        "above 10 mm 'failed' (register/trust.py)"),
+    "exit_on": Default(
+        "failed", None,
+        why="exit status 3 when a result's verdict is this bad or worse, after every result is "
+        "written (`never`: always 0, as xvr)"),
     "mirror_check": Default(
         True, None,
         why="napari-xvr's own check (xvr has none): the first scale again on the X-ray flipped "

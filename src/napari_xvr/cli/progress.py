@@ -52,11 +52,36 @@ def run_with_progress(events, verbose: int = 1) -> list:
                     res = event.result
                     sim = "n/a" if res.similarity is None else f"{res.similarity:.4f}"
                     click.echo(f"  -> {event.path}  similarity {sim}, {res.iterations} itrs, "
-                               f"{res.runtime_s:.1f} s")
+                               f"{res.runtime_s:.1f} s; {verdict_text(res)}")
     finally:
         if bar is not None:
             bar.close()
+    if verbose >= 1 and written:
+        click.echo(summary(written))
     return written
+
+
+def verdict_text(result) -> str:
+    """'ok (predicted mTRE 0.57 mm)' or 'SUSPECT: reason; reason'."""
+    verdict = result.verdict or {"status": "n/a", "reasons": []}
+    predicted = (result.checks.get("uncertainty") or {}).get("predicted_mtre_mm")
+    what = "n/a" if predicted is None else f"{predicted:.2f} mm"
+    if verdict["status"] == "ok":
+        return f"ok (predicted mTRE {what})"
+    return f"{verdict['status'].upper()}: " + "; ".join(verdict["reasons"])
+
+
+def summary(written) -> str:
+    """One line: how many results are ok, suspect and failed."""
+    from ..register.trust import SEVERITY
+
+    counts = dict.fromkeys(SEVERITY, 0)
+    for item in written:
+        status = (item.result.verdict or {}).get("status")
+        if status in counts:
+            counts[status] += 1
+    return (f"{len(written)} result(s): {counts['ok']} ok, {counts['suspect']} suspect, "
+            f"{counts['failed']} failed")
 
 
 def _rates(event: Step) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import defaults
@@ -143,6 +145,14 @@ OPTIMIZER = (
 LOGGING = (
     click.option("--init_only/--no-init_only", default=D["init_only"].ours,
            help="Directly return the initial pose estimate (no iterative pose refinement)"),
+    click.option("--trust_mm", type=click.FloatRange(0, 1000, min_open=True),
+           default=D["trust_mm"].ours, show_default=True,
+           help="A result whose predicted mTRE is above this is 'suspect' (10x: 'failed'); "
+           "every result.json has a verdict"),
+    click.option("--exit_on", type=click.Choice(["never", "failed", "suspect"]),
+           default=D["exit_on"].ours, show_default=True,
+           help="Exit with status 3 (after writing every result) when a verdict is this bad or "
+           "worse: scripts can test it"),
     click.option("--mirror_check/--no-mirror_check", default=D["mirror_check"].ours,
            show_default=True,
            help="After each registration, run the first scale again on the X-ray flipped "
@@ -196,9 +206,23 @@ def _run(initializer, kw):
         Preprocessing(kw["subtract_background"], kw["linearize"], reducefn),
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
         kw["pattern"], kw["init_only"], kw["saveimg"] or kw["saveplot"], saveplot=kw["saveplot"],
-        overwrite=kw["overwrite"], mirror_check=kw["mirror_check"],
+        overwrite=kw["overwrite"], mirror_check=kw["mirror_check"], trust_mm=kw["trust_mm"],
     )
-    run_with_progress(events, kw["verbose"])
+    written = run_with_progress(events, kw["verbose"])
+    exit_on_verdicts(written, kw["exit_on"])
+
+
+def exit_on_verdicts(written, exit_on: str) -> None:
+    """Exit status 3 when a result's verdict is `exit_on` or worse (results are all written)."""
+    from ..register.trust import SEVERITY, worst
+
+    if exit_on == "never" or not written:
+        return
+    status = worst((w.result.verdict or {}).get("status", "ok") for w in written)
+    if SEVERITY[status] >= SEVERITY[exit_on]:
+        click.echo(f"Exit status 3: a result is {status} (--exit_on {exit_on}); see the "
+                   "verdicts in the result.json files", err=True)
+        sys.exit(3)
 
 
 @click.group(context_settings=CONTEXT)

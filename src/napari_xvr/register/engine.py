@@ -28,6 +28,7 @@ from .multistart import start_poses
 from .options import RegistrationOptions
 from .result import RegistrationResult
 from .similarity import Similarity, soft_equalize, standardize
+from .uncertainty import pose_uncertainty, volume_points
 
 
 class StopToken:
@@ -217,6 +218,9 @@ def register(
                                  run.best_pose or init_pose)
             if stop.stopped:
                 break
+        if not stop.stopped and run.best_pose is not None:  # at the last scale, as it ran
+            result.checks["uncertainty"] = _uncertainty(run, drr, fixed, prep, intr,
+                                                        result.inputs).to_json()
     finally:
         final = run.best_pose or init_pose
         result.final_pose = final.matrix[0].detach().cpu().double().numpy()
@@ -232,6 +236,16 @@ def register(
             set_intrinsics(drr, full)
             result.images["final_drr"] = drr(final)[0, 0].float().cpu().numpy()
     yield Done(result)
+
+
+def _uncertainty(run: _Run, drr, fixed, prep, intr, inputs: dict):
+    """The pose's uncertainty from one Gauss-Newton evaluation at the best pose."""
+    options = run.options
+    convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
+    solver = PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
+    fit = solver.evaluate(solver.params_of(run.best_pose))
+    return pose_uncertainty(fit.hessian, fit.similarity, intr.height * intr.width, run.best_pose,
+                            volume_points(drr), inputs.get("orientation") or "AP", convention)
 
 
 def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> Iterator[Step]:

@@ -25,6 +25,7 @@ from .events import Done, Step
 from .mirror import check_mirror
 from .options import RegistrationOptions
 from .result import write_result
+from .trust import TRUST_MM, assess
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def register_files(
     saveplot: bool = False,
     overwrite: bool = False,
     mirror_check: bool = defaults.reg("mirror_check"),
+    trust_mm: float = TRUST_MM,
 ) -> Iterator:
     """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events.
 
@@ -184,7 +186,7 @@ def register_files(
         yield from register_xray(xray, drr, init, spec, describe(initializer), options,
                                  preprocessing, target, init_only=init_only, keep_images=saveimg,
                                  saveimg=saveimg, saveplot=saveplot, stop=stop,
-                                 mirror_check=mirror_check)
+                                 mirror_check=mirror_check, trust_mm=trust_mm)
 
 
 def describe(initializer) -> dict:
@@ -209,6 +211,7 @@ def register_xray(
     stop: StopToken | None = None,
     xray_name: str | None = None,
     mirror_check: bool = defaults.reg("mirror_check"),
+    trust_mm: float = TRUST_MM,
 ) -> Iterator:
     """Register one X-ray against `drr` (built by ``spec.make_renderer``) from `init_pose`.
 
@@ -218,6 +221,7 @@ def register_xray(
     it in a worker. `xray_name` is what ``inputs.xray`` records when the X-ray has no file.
     With `mirror_check`, a finished run is followed by the mirrored-input check
     (:mod:`.mirror`): a :class:`MirrorCheck` event, also kept in ``result.checks["mirror"]``.
+    Every result gets a verdict (:mod:`.trust`; suspect above a predicted mTRE of `trust_mm`).
     """
     named = xray_name or (str(Path(xray.path).resolve()) if xray.path else "X-ray")
     inputs = {"xray": named, **spec.describe(), "header": xray.header,
@@ -235,6 +239,7 @@ def register_xray(
                 if check is not None:
                     result.checks["mirror"] = check.to_json()
                     yield check
+            result.verdict = assess(result, trust_mm).to_json()
         yield event
     if target is None or result is None:
         return

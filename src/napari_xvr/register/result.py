@@ -41,6 +41,7 @@ class RegistrationResult:
     multistart: dict | None = None  # chosen start, each start's similarity and pose (multistart > 0)
     images: dict = field(default_factory=dict)  # name -> float32 array, saved as PNG with --saveimg
     checks: dict = field(default_factory=dict)  # name -> what a check found (e.g. 'mirror')
+    verdict: dict | None = None  # {'status': ok|suspect|failed, 'reasons': [...]} (trust.py)
 
     @property
     def pose(self) -> np.ndarray:
@@ -65,6 +66,7 @@ class RegistrationResult:
             "stopped_early": bool(self.stopped),
             "multistart": self.multistart,
             "checks": self.checks,
+            "verdict": self.verdict,
         }
         data["pose_sha256"] = pose_digest(data)
         return data

@@ -1,0 +1,92 @@
+"""The verdict on one registration: ``ok``, ``suspect`` or ``failed``, with the reasons.
+
+It reads what the run recorded (``result.checks``: the uncertainty, the mirror check; the
+multi-start's end similarities) and applies thresholds calibrated on generated cases
+(``python -m benchmarks.trust``). A verdict is never ``ok`` without an uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .. import defaults
+
+OK, SUSPECT, FAILED = "ok", "suspect", "failed"
+SEVERITY = {OK: 0, SUSPECT: 1, FAILED: 2}
+
+TRUST_MM: float = defaults.reg("trust_mm")
+"""A predicted mTRE above this is suspect (the accuracy this tool is built to reach)."""
+FAILED_FACTOR = 10.0
+"""A predicted mTRE above FAILED_FACTOR x TRUST_MM is a failure."""
+STARTS_AGREE = 0.01
+"""Multi-start ends within this similarity of the best are rivals; rivals far apart disagree."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    reasons: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "reasons": list(self.reasons)}
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
+    """The verdict for a :class:`~napari_xvr.register.result.RegistrationResult`."""
+    failed, suspect = [], []
+    if result.final_pose is None:
+        return Verdict(SUSPECT, ["no registration ran (--init_only): the pose is the start's"])
+    if result.similarity is None or not math.isfinite(result.similarity):
+        failed.append("the final similarity is not a number")
+    u = result.checks.get("uncertainty")
+    if result.stopped:
+        suspect.append("stopped before it converged")
+    if u is None:
+        suspect.append("no uncertainty was computed")
+    else:
+        predicted = u.get("predicted_mtre_mm")
+        condition = u.get("condition")
+        if condition is None or not condition < 1e10:
+            failed.append("the image does not determine the pose (degenerate Hessian)")
+        elif predicted is None or not math.isfinite(predicted):
+            failed.append("the predicted error is not finite")
+        elif predicted > FAILED_FACTOR * trust_mm:
+            failed.append(f"predicted mTRE {predicted:.1f} mm (> {FAILED_FACTOR * trust_mm:g} mm)")
+        elif predicted > trust_mm:
+            suspect.append(f"predicted mTRE {predicted:.2f} mm (> {trust_mm:g} mm)")
+    mirror = result.checks.get("mirror")
+    if mirror and mirror.get("mirrored_better"):
+        suspect.append(
+            f"matches better mirrored left-right ({mirror['mirrored_similarity']:.3f} vs "
+            f"{mirror['similarity']:.3f}): the other flip convention?")
+    rivals = _rival_starts(result)
+    if rivals:
+        suspect.append(rivals)
+    if failed:
+        return Verdict(FAILED, failed + suspect)
+    return Verdict(SUSPECT if suspect else OK, suspect)
+
+
+def _rival_starts(result) -> str | None:
+    """A reason when another start of a multi-start ended almost as well far from the chosen."""
+    ms = result.multistart
+    if not ms or not ms.get("similarities"):
+        return None
+    sims = [s for s in ms["similarities"] if s is not None]
+    if len(sims) < 2:
+        return None
+    ranked = sorted(sims, reverse=True)
+    if ranked[0] - ranked[1] < STARTS_AGREE and ranked[0] < 0.9:
+        return (f"two starts ended nearly as well (similarity {ranked[0]:.3f} and {ranked[1]:.3f}) "
+                "at a low similarity: the optimum is ambiguous")
+    return None
+
+
+def worst(statuses) -> str:
+    """The most severe of `statuses` (ok when there are none)."""
+    return max(statuses, key=SEVERITY.__getitem__, default=OK)

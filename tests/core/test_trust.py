@@ -1,0 +1,122 @@
+"""Every result says how sure it is: the predicted error against the true one on a real CT, the
+verdict's rules, and the CLI's summary and exit status."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_xvr.evaluate import mtre
+from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_from_zxy, pose_to_zxy
+from napari_xvr.io import read_volume, read_xray
+from napari_xvr.register import Done, Preprocessing, RegistrationOptions, RegistrationResult
+from napari_xvr.register.pipeline import VolumeSpec, register_xray
+from napari_xvr.register.trust import FAILED, OK, SUSPECT, assess
+from napari_xvr.register.uncertainty import volume_points
+
+QUICK = RegistrationOptions()  # 8,4,2,1 of a 128 px detector
+
+
+@pytest.fixture(scope="module")
+def case(registration_volume, synthetic_cases):
+    folder, truth = synthetic_cases
+    ct, _ = registration_volume
+    xray = read_xray(folder / "xray_001.dcm")
+    spec = VolumeSpec(ct)
+    drr = spec.make_renderer(read_volume(ct), xray.intrinsics)
+    return xray, drr, spec, pose_from_dict(truth["cases"]["xray_001"]["true_pose"])
+
+
+def _run(case, d_rot, d_xyz):
+    xray, drr, spec, true = case
+    rot, xyz = pose_to_zxy(true)
+    start = pose_from_zxy(rot + np.asarray(d_rot), xyz + np.asarray(d_xyz))
+    events = register_xray(xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing(),
+                           mirror_check=False)
+    result = next(e.result for e in events if isinstance(e, Done))
+    return result, mtre(true, pose_from_matrix(result.final_pose), volume_points(drr))
+
+
+def test_a_good_result_is_ok_and_its_predicted_error_is_the_true_ones_order(case):
+    result, true_error = _run(case, (3.0, -2.0, 2.0), (6.0, -8.0, 5.0))
+    predicted = result.checks["uncertainty"]["predicted_mtre_mm"]
+    # this 128 px detector pins the depth to about a millimetre (mTRE over the volume's grid)
+    assert true_error < 2.0, (true_error, predicted)
+    assert true_error / 3 < predicted < 3 * true_error, (predicted, true_error)
+    assert result.verdict["status"] == (OK if predicted <= 1.0 else SUSPECT), result.verdict
+    assert assess(result, trust_mm=2.0 * max(true_error, predicted)).status == OK
+    unc = result.to_json()["checks"]["uncertainty"]
+    assert unc["depth_sd_mm"] > 0 and unc["condition"] < 1e10
+    assert result.to_json()["verdict"] == result.verdict
+
+
+def test_a_wrong_result_is_never_ok(case):
+    """Beyond the capture range plain LM ends in a wrong optimum: it must not read as ok."""
+    result, true_error = _run(case, (35.0, -20.0, 25.0), (90.0, -60.0, 80.0))
+    assert true_error > 10.0, ("this start should be beyond LM's capture range", true_error,
+                               result.verdict)
+    assert result.verdict["status"] in (SUSPECT, FAILED), (result.verdict, true_error)
+
+
+def _result(**checks) -> RegistrationResult:
+    eye = np.eye(4)
+    result = RegistrationResult(init_pose=eye, final_pose=eye, similarity=0.99,
+                                intrinsics=Intrinsics(sdd=1000.0, height=8, width=8, delx=1.0,
+                                                      dely=1.0))
+    result.checks.update(checks)
+    return result
+
+
+@pytest.mark.parametrize(("checks", "status", "words"), [
+    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0}}, OK, []),
+    ({"uncertainty": {"predicted_mtre_mm": 2.5, "condition": 3.0}}, SUSPECT, ["2.50 mm"]),
+    ({"uncertainty": {"predicted_mtre_mm": 40.0, "condition": 3.0}}, FAILED, ["40.0 mm"]),
+    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": None}}, FAILED, ["degenerate"]),
+    ({}, SUSPECT, ["no uncertainty"]),
+    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+      "mirror": {"similarity": 0.8, "mirrored_similarity": 0.99, "mirrored_better": True}},
+     SUSPECT, ["mirrored"]),
+])
+def test_the_verdicts_rules(checks, status, words):
+    verdict = assess(_result(**checks))
+    assert verdict.status == status, verdict
+    for word in words:
+        assert any(word in reason for reason in verdict.reasons), verdict.reasons
+
+
+def test_stopped_and_init_only_runs_are_not_ok():
+    stopped = _result(uncertainty={"predicted_mtre_mm": 0.4, "condition": 3.0})
+    stopped.stopped = True
+    assert assess(stopped).status == SUSPECT
+    start_only = _result()
+    start_only.final_pose = None
+    assert assess(start_only).status == SUSPECT
+
+
+def test_the_cli_counts_verdicts_and_its_exit_status_says_so(tmp_path, registration_volume,
+                                                            synthetic_cases):
+    """Two iterations at 1/8 resolution cannot reach a millimetre: the verdict says so."""
+    folder, _ = synthetic_cases
+    ct, _ = registration_volume
+    args = [sys.executable, "-m", "napari_xvr.cli", "register", "dicom", folder / "xray_001.dcm",
+            "-v", ct, "--scales", "8", "--n_itrs", "2", "--no-mirror_check"]
+
+    def run(out, *more):
+        return subprocess.run([*map(str, args), "-o", str(tmp_path / out), *more],
+                              capture_output=True, text=True, timeout=600)
+
+    first = run("a")
+    saved = json.loads((tmp_path / "a" / "xray_001" / "result.json").read_text())
+    status = saved["verdict"]["status"]
+    assert status in (SUSPECT, FAILED) and saved["verdict"]["reasons"], saved["verdict"]
+    assert first.returncode == (3 if status == FAILED else 0), first.stderr[-2000:]  # --exit_on failed
+    counts = {OK: 0, SUSPECT: 0, FAILED: 0, status: 1}
+    assert (f"1 result(s): {counts[OK]} ok, {counts[SUSPECT]} suspect, {counts[FAILED]} failed"
+            in first.stdout), first.stdout
+    assert status.upper() in first.stdout  # the result's line names its verdict and reasons
+    strict = run("b", "--exit_on", "suspect")
+    assert strict.returncode == 3 and "Exit status 3" in strict.stderr, strict.stderr[-2000:]
+    assert (tmp_path / "b" / "xray_001" / "result.json").is_file()  # written before exiting
+    assert run("c", "--exit_on", "never").returncode == 0
