@@ -8,6 +8,7 @@ import numpy as np
 from napari_xvr.geometry import pose_from_dict, pose_from_matrix, pose_to_zxy
 from napari_xvr.napari.api import intrinsics_of
 from napari_xvr.orientation import edge_labels
+from napari_xvr.register.trust import verdict_text
 
 XRAY = "chest X-ray (synthetic)"
 
@@ -50,6 +51,11 @@ def test_the_registration_view(sample_viewer, qtbot, artifacts):
     assert [label for _, label in reg.plot.markers] == ["1/8", "1/4", "1/2"]
     assert reg.mirror is not None and not reg.mirror.mirrored_better
     assert reg.result.checks["mirror"]["mirrored_better"] is False
+    verdict = reg.result.verdict  # shown in the status line, coloured unless ok
+    predicted = reg.result.checks["uncertainty"]["predicted_mtre_mm"]
+    assert reg.status.value.startswith(f"done [{verdict_text(reg.result)}]")
+    assert (verdict["status"] == "ok") == (predicted <= 1.0)
+    assert ("color" in reg.status.native.styleSheet()) == (verdict["status"] != "ok")
     viewer.screenshot(str(artifacts / "registration_view.png"), canvas_only=False)
 
     hidden = [layer for layer in viewer.layers if not layer.visible]

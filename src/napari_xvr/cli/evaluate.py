@@ -49,10 +49,16 @@ def evaluate(result, true_path, fiducials, orientation, json_out):
         row = {"init": evaluate_poses(true, result_pose({"init_pose": data["init_pose"]}), points, intr,
                                       orient).to_dict(),
                "final": evaluate_poses(true, result_pose(data), points, intr, orient).to_dict()}
+        predicted = ((data.get("checks") or {}).get("uncertainty") or {}).get("predicted_mtre_mm")
+        row["predicted_mtre_mm"] = predicted
+        row["verdict"] = data.get("verdict")
         rows[stem] = row
         f = row["final"]
-        click.echo(f"{stem}: mTRE {f['mtre']:.3f} mm  mPE {f['mpe']:.3f} mm  mRPE {f['mrpe']:.3f} mm  "
-                   f"geodesic {f['geodesic_mm']:.3f} mm  rotation {f['rotation_error_deg']:.3f} deg  "
+        told = "" if predicted is None else f" [predicted {predicted:.3f} mm over the volume, " + \
+            f"{(row['verdict'] or {}).get('status', 'no verdict')}]"
+        click.echo(f"{stem}: mTRE {f['mtre']:.3f} mm{told}  mPE {f['mpe']:.3f} mm  "
+                   f"mRPE {f['mrpe']:.3f} mm  geodesic {f['geodesic_mm']:.3f} mm  "
+                   f"rotation {f['rotation_error_deg']:.3f} deg  "
                    f"(initial mTRE {row['init']['mtre']:.2f} mm)")
     if len(rows) > 1:
         import numpy as np

@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from ..register.events import Done, Stage, Step
 from ..register.mirror import MirrorCheck
+from ..register.trust import verdict_text
 
 
 def run_with_progress(events, verbose: int = 1) -> list:
@@ -59,16 +60,6 @@ def run_with_progress(events, verbose: int = 1) -> list:
     if verbose >= 1 and written:
         click.echo(summary(written))
     return written
-
-
-def verdict_text(result) -> str:
-    """'ok (predicted mTRE 0.57 mm)' or 'SUSPECT: reason; reason'."""
-    verdict = result.verdict or {"status": "n/a", "reasons": []}
-    predicted = (result.checks.get("uncertainty") or {}).get("predicted_mtre_mm")
-    what = "n/a" if predicted is None else f"{predicted:.2f} mm"
-    if verdict["status"] == "ok":
-        return f"ok (predicted mTRE {what})"
-    return f"{verdict['status'].upper()}: " + "; ".join(verdict["reasons"])
 
 
 def summary(written) -> str:

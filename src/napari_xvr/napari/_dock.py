@@ -37,6 +37,12 @@ class StatusLine(Label):
         self._show()
         self.changed.emit(self._full)
 
+    TONES = {"ok": "", "suspect": "color: #ffb000;", "failed": "color: #ff5f5f;"}
+
+    def set_tone(self, tone: str = "ok") -> None:
+        """Colour the line for a verdict: ok (the theme's), suspect (amber), failed (red)."""
+        self.native.setStyleSheet(self.TONES.get(tone, ""))
+
     def _show(self) -> None:
         native = self.native
         width = max(10, native.width() - 4)

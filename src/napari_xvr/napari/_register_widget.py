@@ -40,6 +40,7 @@ from ..register import (
 from ..register.mirror import MirrorCheck
 from ..register.options import DEFAULT_ITRS, OPTIMIZERS
 from ..register.pipeline import VolumeSpec, plan_outputs
+from ..register.trust import verdict_text
 from ..render import RENDERERS
 from ._common import (
     EventPump,
@@ -273,6 +274,7 @@ class RegisterWidget(Container):
         self._job = job
         self.similarities = []
         self.result = None
+        self.status.set_tone("ok")
         self.mirror = None
         self._stage_labelled = False
         self.plot.clear()
@@ -460,8 +462,9 @@ class RegisterWidget(Container):
         self._show_orientation(result.pose)
         how = "stopped early" if result.stopped else "done"
         where = f"; saved to {event.folder}" if event.folder else ""
-        self.status.value = (f"{how}: {result.iterations} iterations in {result.runtime_s:.1f} s, "
-                             f"similarity {result.similarity:.4f}{where}")
+        self.status.value = (f"{how} [{verdict_text(result)}]: {result.iterations} iterations in "
+                             f"{result.runtime_s:.1f} s, similarity {result.similarity:.4f}{where}")
+        self.status.set_tone((result.verdict or {}).get("status", "ok"))
         if self.mirror is not None and self.mirror.mirrored_better:
             self.status.value = f"check the flip: {self.mirror.message()}; {self.status.value}"
         info(f"Register: {self.status.value}")

@@ -90,3 +90,13 @@ def _rival_starts(result) -> str | None:
 def worst(statuses) -> str:
     """The most severe of `statuses` (ok when there are none)."""
     return max(statuses, key=SEVERITY.__getitem__, default=OK)
+
+
+def verdict_text(result) -> str:
+    """'ok (predicted mTRE 0.57 mm)' or 'SUSPECT: reason; reason'."""
+    verdict = result.verdict or {"status": "n/a", "reasons": []}
+    predicted = (result.checks.get("uncertainty") or {}).get("predicted_mtre_mm")
+    what = "n/a" if predicted is None else f"{predicted:.2f} mm"
+    if verdict["status"] == "ok":
+        return f"ok (predicted mTRE {what})"
+    return f"{verdict['status'].upper()}: " + "; ".join(verdict["reasons"])
