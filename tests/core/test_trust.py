@@ -12,7 +12,7 @@ from napari_xvr.evaluate import mtre
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from napari_xvr.io import read_volume, read_xray
 from napari_xvr.register import Done, Preprocessing, RegistrationOptions, RegistrationResult
-from napari_xvr.register.pipeline import VolumeSpec, register_xray
+from napari_xvr.register.pipeline import AUTO_STARTS, Retrying, VolumeSpec, register_xray
 from napari_xvr.register.trust import FAILED, OK, SUSPECT, assess
 from napari_xvr.register.uncertainty import volume_points
 
@@ -120,3 +120,30 @@ def test_the_cli_counts_verdicts_and_its_exit_status_says_so(tmp_path, registrat
     assert strict.returncode == 3 and "Exit status 3" in strict.stderr, strict.stderr[-2000:]
     assert (tmp_path / "b" / "xray_001" / "result.json").is_file()  # written before exiting
     assert run("c", "--exit_on", "never").returncode == 0
+
+
+def _auto(case, d_rot, d_xyz, trust_mm):
+    xray, drr, spec, true = case
+    rot, xyz = pose_to_zxy(true)
+    start = pose_from_zxy(rot + np.asarray(d_rot), xyz + np.asarray(d_xyz))
+    events = list(register_xray(xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing(),
+                                mirror_check=False, trust_mm=trust_mm, retry_starts=AUTO_STARTS))
+    result = next(e.result for e in events if isinstance(e, Done))
+    retried = [e for e in events if isinstance(e, Retrying)]
+    return result, retried, mtre(true, pose_from_matrix(result.final_pose), volume_points(drr))
+
+
+def test_auto_recovery_retries_a_wrong_result_from_more_starts(case):
+    """25 deg / 80 mm off (the capture benchmark's hard case: plain LM solves 3 of 10)."""
+    result, retried, true_error = _auto(case, (-22.9, -2.6, -9.8), (79.4, 5.4, -8.4), 3.0)
+    assert len(retried) == 1 and retried[0].verdict["status"] != OK
+    recovery = result.checks["recovery"]
+    assert recovery["kept"] == "retry" and recovery["retried_with_starts"] == AUTO_STARTS
+    assert true_error < 3.0, (true_error, recovery)
+    assert result.verdict["status"] == OK, result.verdict
+    assert result.to_json()["checks"]["recovery"]["first_verdict"]["status"] != OK
+
+
+def test_auto_recovery_leaves_an_ok_result_alone(case):
+    result, retried, _ = _auto(case, (3.0, -2.0, 2.0), (6.0, -8.0, 5.0), 3.0)
+    assert result.verdict["status"] == OK and not retried and "recovery" not in result.checks

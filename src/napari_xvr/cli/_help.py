@@ -30,6 +30,26 @@ class FiniteFloat(click.ParamType):
 FINITE = FiniteFloat()
 
 
+class Starts(click.ParamType):
+    """A count of more starts (0 or more), or 'auto'."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        try:
+            count = int(str(value).strip())
+        except ValueError:
+            count = -1
+        if count < 0:
+            self.fail(f"{value!r}: give a number of starts (0 or more) or 'auto'", param, ctx)
+        return count
+
+
+STARTS = Starts()
+
+
 class UserPath(click.Path):
     """click.Path with ``~`` expanded first, also where no shell did it (quoted, from a script):
     ``-o "~/res"`` never makes a folder literally named ``~``."""

@@ -7,12 +7,12 @@ from tqdm import tqdm
 
 from ..register.events import Done, Stage, Step
 from ..register.mirror import MirrorCheck
-from ..register.trust import verdict_text
+from ..register.trust import verdict_text, verdict_text_of
 
 
 def run_with_progress(events, verbose: int = 1) -> list:
     """Consume a `register_files` generator; return the results written."""
-    from ..register.pipeline import Written, XrayStarted
+    from ..register.pipeline import Retrying, Written, XrayStarted
 
     bar, written, prefix = None, [], ""
     try:
@@ -43,6 +43,10 @@ def run_with_progress(events, verbose: int = 1) -> list:
                 if bar is not None:
                     bar.close()
                     bar = None
+            elif isinstance(event, Retrying):
+                if verbose >= 1:
+                    tqdm.write(f"  {verdict_text_of(event.verdict)}: retrying from "
+                               f"{event.starts} more starts (--multistart auto)")
             elif isinstance(event, MirrorCheck):
                 if event.mirrored_better:  # shown whatever the verbosity: the result is suspect
                     click.echo(f"  Warning: {event.message(prefix.split('] ')[-1] or 'the X-ray')}",

@@ -9,7 +9,7 @@ import click
 from .. import defaults
 from ..conventions import CONVENTIONS, PARAMETERIZATIONS
 from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, RegistrationOptions
-from ._help import CONTEXT, FINITE, UserPath, section
+from ._help import CONTEXT, FINITE, STARTS, UserPath, section
 from .progress import run_with_progress
 from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
 
@@ -98,11 +98,12 @@ OPTIMIZER = (
            "xvr's Adam with ReduceLROnPlateau (uses --lr_rot, --lr_xyz, --lr_reduce_factor, "
            "--patience, --threshold, --max_n_plateaus). From starts more than ~15 deg / 50 mm "
            "off, add --multistart 8"),
-    click.option("--multistart", type=click.IntRange(0), default=D["multistart"].ours, show_default=True,
+    click.option("--multistart", type=STARTS, default=D["multistart"].ours, show_default=True,
            help="Also run the first scale from this many poses around the start (up to "
            "--multistart_rot deg and --multistart_xyz mm off) and go on from the best. For "
            "starts more than ~15 deg / 50 mm off: with 8, 10/10 cases under 1 mm from 25 deg / "
-           "80 mm (lm alone 3/10, adam 8/10), ~2 s more per X-ray on a 2-core CPU"),
+           "80 mm (lm alone 3/10, adam 8/10), ~2 s more per X-ray on a 2-core CPU. 'auto': a "
+           "plain run first, retried from 8 more starts only when its verdict is not ok"),
     click.option("--multistart_rot", type=FINITE, default=_D.multistart_rot, show_default=True,
            help="Largest offset per rotation angle (deg) of the --multistart poses"),
     click.option("--multistart_xyz", type=FINITE, default=_D.multistart_xyz, show_default=True,
@@ -185,11 +186,14 @@ def common(func):
 def _run(initializer, kw):
     from ..io.xray import check_reducefn
     from ..register.engine import Preprocessing
-    from ..register.pipeline import VolumeSpec, register_files
+    from ..register.pipeline import AUTO_STARTS, VolumeSpec, register_files
+
+    auto = kw["multistart"] == "auto"
 
     options = RegistrationOptions(
         scales=kw["scales"], n_itrs=kw["n_itrs"], optimizer=kw["optimizer"],
-        slab_mm=kw["slab_mm"], multistart=kw["multistart"], multistart_rot=kw["multistart_rot"],
+        slab_mm=kw["slab_mm"], multistart=0 if auto else kw["multistart"],
+        multistart_rot=kw["multistart_rot"],
         multistart_xyz=kw["multistart_xyz"], parameterization=kw["parameterization"],
         convention=kw["convention"], lr_rot=kw["lr_rot"], lr_xyz=kw["lr_xyz"],
         lr_reduce_factor=kw["lr_reduce_factor"], patience=kw["patience"],
@@ -207,6 +211,7 @@ def _run(initializer, kw):
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
         kw["pattern"], kw["init_only"], kw["saveimg"] or kw["saveplot"], saveplot=kw["saveplot"],
         overwrite=kw["overwrite"], mirror_check=kw["mirror_check"], trust_mm=kw["trust_mm"],
+        retry_starts=AUTO_STARTS if auto else 0,
     )
     written = run_with_progress(events, kw["verbose"])
     exit_on_verdicts(written, kw["exit_on"])

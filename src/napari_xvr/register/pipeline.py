@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import math
 import shutil
@@ -25,7 +26,7 @@ from .events import Done, Step
 from .mirror import check_mirror
 from .options import RegistrationOptions
 from .result import write_result
-from .trust import TRUST_MM, assess
+from .trust import OK, SEVERITY, TRUST_MM, assess
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ def register_files(
     overwrite: bool = False,
     mirror_check: bool = defaults.reg("mirror_check"),
     trust_mm: float = TRUST_MM,
+    retry_starts: int = 0,
 ) -> Iterator:
     """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events.
 
@@ -186,12 +188,54 @@ def register_files(
         yield from register_xray(xray, drr, init, spec, describe(initializer), options,
                                  preprocessing, target, init_only=init_only, keep_images=saveimg,
                                  saveimg=saveimg, saveplot=saveplot, stop=stop,
-                                 mirror_check=mirror_check, trust_mm=trust_mm)
+                                 mirror_check=mirror_check, trust_mm=trust_mm,
+                                 retry_starts=retry_starts)
 
 
 def describe(initializer) -> dict:
     """What result.json's ``initialization`` records of an initializer."""
     return getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})()
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """Automatic recovery: the first run's verdict was not ok; the X-ray is registered again
+    from `starts` more starts (``--multistart auto``)."""
+
+    starts: int
+    verdict: dict
+
+
+AUTO_STARTS = 8
+"""More starts of ``--multistart auto``'s retry (the capture-range benchmark's 10/10 setting)."""
+
+
+def stop_requested(stop: StopToken | None) -> bool:
+    return stop is not None and stop.stopped
+
+
+def _attempt(xray, drr, init_pose, options, preprocessing, init_only, keep_images, stop, inputs,
+             initialization, mirror_check, trust_mm):
+    """One engine run, its mirror check and verdict: yields every event but Done; returns the
+    result."""
+    result, coarse_best = None, -math.inf
+    for event in register(xray, drr, init_pose, options, preprocessing, init_only, keep_images,
+                          stop, inputs, initialization):
+        if isinstance(event, Step) and event.stage == 1 and math.isfinite(event.similarity):
+            coarse_best = max(coarse_best, event.similarity)
+        if isinstance(event, Done):
+            result = event.result
+            continue
+        yield event
+    if result is None:
+        return None
+    if mirror_check and not init_only and not result.stopped:
+        check = check_mirror(xray, drr, init_pose, options, preprocessing, coarse_best, stop)
+        if check is not None:
+            result.checks["mirror"] = check.to_json()
+            yield check
+    result.verdict = assess(result, trust_mm).to_json()
+    return result
 
 
 def register_xray(
@@ -212,6 +256,7 @@ def register_xray(
     xray_name: str | None = None,
     mirror_check: bool = defaults.reg("mirror_check"),
     trust_mm: float = TRUST_MM,
+    retry_starts: int = 0,
 ) -> Iterator:
     """Register one X-ray against `drr` (built by ``spec.make_renderer``) from `init_pose`.
 
@@ -222,25 +267,34 @@ def register_xray(
     With `mirror_check`, a finished run is followed by the mirrored-input check
     (:mod:`.mirror`): a :class:`MirrorCheck` event, also kept in ``result.checks["mirror"]``.
     Every result gets a verdict (:mod:`.trust`; suspect above a predicted mTRE of `trust_mm`).
+    With `retry_starts` (``--multistart auto``), a result that is not ok is registered again from
+    that many more starts (a :class:`Retrying` event) and the better verdict is kept, so easy
+    cases cost one plain run (``result.checks["recovery"]`` says what happened).
     """
     named = xray_name or (str(Path(xray.path).resolve()) if xray.path else "X-ray")
     inputs = {"xray": named, **spec.describe(), "header": xray.header,
               "pf_to_af": xray.pf_to_af, "device": str(drr.device)}
-    result, coarse_best = None, -math.inf
-    for event in register(xray, drr, init_pose, options, preprocessing, init_only, keep_images,
-                          stop, inputs, initialization):
-        if isinstance(event, Step) and event.stage == 1 and math.isfinite(event.similarity):
-            coarse_best = max(coarse_best, event.similarity)
-        if isinstance(event, Done):
-            result = event.result
-            if mirror_check and not init_only and not result.stopped:
-                check = check_mirror(xray, drr, init_pose, options, preprocessing, coarse_best,
-                                     stop)
-                if check is not None:
-                    result.checks["mirror"] = check.to_json()
-                    yield check
-            result.verdict = assess(result, trust_mm).to_json()
-        yield event
+    def attempt(opts):
+        return _attempt(xray, drr, init_pose, opts, preprocessing, init_only, keep_images, stop,
+                        inputs, initialization, mirror_check, trust_mm)
+
+    result = yield from attempt(options)
+    if (retry_starts > options.multistart and result is not None and not init_only
+            and not result.stopped and result.verdict["status"] != OK and not stop_requested(stop)):
+        first = result
+        yield Retrying(retry_starts, first.verdict)
+        retry = yield from attempt(dataclasses.replace(options, multistart=retry_starts))
+        if retry is not None:
+            better = (SEVERITY[retry.verdict["status"]], -(retry.similarity or -math.inf)) < \
+                (SEVERITY[first.verdict["status"]], -(first.similarity or -math.inf))
+            result = retry if better else first
+            result.checks["recovery"] = {
+                "first_verdict": first.verdict, "first_similarity": first.similarity,
+                "retried_with_starts": retry_starts, "retry_verdict": retry.verdict,
+                "retry_similarity": retry.similarity, "kept": "retry" if better else "first",
+                "seconds": first.runtime_s + retry.runtime_s}
+    if result is not None:
+        yield Done(result)
     if target is None or result is None:
         return
     target = Path(target)

@@ -94,9 +94,13 @@ def worst(statuses) -> str:
 
 def verdict_text(result) -> str:
     """'ok (predicted mTRE 0.57 mm)' or 'SUSPECT: reason; reason'."""
-    verdict = result.verdict or {"status": "n/a", "reasons": []}
     predicted = (result.checks.get("uncertainty") or {}).get("predicted_mtre_mm")
-    what = "n/a" if predicted is None else f"{predicted:.2f} mm"
-    if verdict["status"] == "ok":
+    return verdict_text_of(result.verdict, predicted)
+
+
+def verdict_text_of(verdict: dict | None, predicted: float | None = None) -> str:
+    verdict = verdict or {"status": "n/a", "reasons": []}
+    if verdict["status"] == OK:
+        what = "n/a" if predicted is None else f"{predicted:.2f} mm"
         return f"ok (predicted mTRE {what})"
     return f"{verdict['status'].upper()}: " + "; ".join(verdict["reasons"])
