@@ -82,3 +82,12 @@ def test_a_mirrored_xray_is_warned_about(sample_viewer, qtbot):
     assert reg.mirror is not None and reg.mirror.mirrored_better, reg.mirror
     assert reg.status.value.startswith("check the flip")
     assert any("mirrored left-right" in m for m in messages), messages
+
+
+def test_retry_when_not_ok_is_the_clis_multistart_auto(sample_viewer):
+    from napari_xvr.register.pipeline import AUTO_STARTS
+
+    _, reg, _ = _setup(sample_viewer)
+    assert reg.make_job().retry_starts == 0  # the CLI's default: no retry
+    reg.auto_retry.value = True
+    assert reg.make_job().retry_starts == AUTO_STARTS

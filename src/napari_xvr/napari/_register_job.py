@@ -12,7 +12,7 @@ import numpy as np
 from ..imaging import STANDARD_RANGE, standardize
 from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
 from ..register.mirror import MirrorCheck
-from ..register.pipeline import VolumeSpec, Written, describe, register_xray
+from ..register.pipeline import Retrying, VolumeSpec, Written, describe, register_xray
 from . import api
 from ._jobs import LayerSnapshot, f32, guarded
 
@@ -71,6 +71,7 @@ class RegisterJob:
     target: Path | None = None  # the result folder (decided at the click), None: not saved
     saveimg: bool = False
     mirror_check: bool = True
+    retry_starts: int = 0  # --multistart auto's retry
     min_interval_s: float = 0.2
 
     @property
@@ -98,7 +99,7 @@ def registration(job: RegisterJob, stop):
     for event in register_xray(xray, drr, init, spec, describe(initializer), job.options,
                                job.preprocessing, job.target, keep_images=True,
                                saveimg=job.saveimg, stop=stop, xray_name=job.xray_name,
-                               mirror_check=job.mirror_check):
+                               mirror_check=job.mirror_check, retry_starts=job.retry_starts):
         if isinstance(event, Stage):
             shape = (event.height, event.width)
             yield event
@@ -118,7 +119,7 @@ def registration(job: RegisterJob, stop):
                                tuple(result_params(result)), result.pose, f32(latest), shape)
         elif isinstance(event, Written):
             folder = event.path
-        elif isinstance(event, MirrorCheck):
+        elif isinstance(event, MirrorCheck | Retrying):
             yield event
     final = result.images.get("final_drr")
     overlay = standardized(final) if final is not None else None

@@ -39,8 +39,8 @@ from ..register import (
 )
 from ..register.mirror import MirrorCheck
 from ..register.options import DEFAULT_ITRS, OPTIMIZERS
-from ..register.pipeline import VolumeSpec, plan_outputs
-from ..register.trust import verdict_text
+from ..register.pipeline import AUTO_STARTS, Retrying, VolumeSpec, plan_outputs
+from ..register.trust import verdict_text, verdict_text_of
 from ..render import RENDERERS
 from ._common import (
     EventPump,
@@ -100,6 +100,10 @@ class RegisterWidget(Container):
                                 tooltip="also run the first scale from this many poses up to "
                                 f"{d.multistart_rot:g} deg / {d.multistart_xyz:g} mm off the start and go "
                                 "on from the best: for starts more than ~15 deg / 50 mm off")
+        self.auto_retry = CheckBox(
+            label="retry when not ok", value=False,
+            tooltip=f"--multistart auto: when the verdict is not ok, register again from "
+            f"{AUTO_STARTS} more starts and keep the better result")
         self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
                                          value=d.parameterization)
         self.lr_rot = FloatSpinBox(label="lr rotation", value=d.lr_rot, min=0, max=10, step=1e-3)
@@ -139,6 +143,7 @@ class RegisterWidget(Container):
             group("Preprocessing", self.crop, self.subtract_background, self.linearize,
                   self.equalize, self.reducefn),
             group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.multistart,
+                  self.auto_retry,
                   self.parameterization, self.lr_rot, self.lr_xyz, self.patience,
                   self.threshold, self.max_n_plateaus, self.renderer, self.device),
             group("Output", self.outdir, self.saveimg, self.overwrite, self.mirror_check),
@@ -255,6 +260,7 @@ class RegisterWidget(Container):
             make_initializer=self._initializer(xray, spec, options, prep), options=options,
             preprocessing=prep, target=target, saveimg=self.saveimg.value,
             mirror_check=self.mirror_check.value,
+            retry_starts=AUTO_STARTS if self.auto_retry.value else 0,
         )
 
     # ---------------------------------------------------------------- run / stop
@@ -434,6 +440,8 @@ class RegisterWidget(Container):
                                  f"{r[2]:.1f})  xyz ({r[3]:.1f}, {r[4]:.1f}, {r[5]:.1f})")
             if self._pbar is not None:  # last: napari's progress bar processes pending events
                 self._pbar.update(max(0, event.total_itr + 1 - self._pbar.n))
+        elif isinstance(event, Retrying):
+            self.status.value = f"{verdict_text_of(event.verdict)}: retrying from {event.starts} starts"
         elif isinstance(event, MirrorCheck):
             self.mirror = event
             if event.mirrored_better:
