@@ -38,6 +38,7 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite):
     from ..register.options import RegistrationOptions
     from ..register.pipeline import VolumeSpec, register_files
     from ..register.result import result_pose
+    from ..register.trust import verdict_text
     from ..synthetic import example_volume, make_cases
     from .progress import run_with_progress
 
@@ -68,7 +69,7 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite):
         seconds.append(res.runtime_s)
         click.echo(f"{stem}: mTRE {init.mtre:6.2f} -> {final.mtre:.3f} mm  "
                    f"(mPE {final.mpe:.3f} mm, rotation {final.rotation_error_deg:.3f} deg) "
-                   f"in {res.runtime_s:.1f} s")
+                   f"in {res.runtime_s:.1f} s; {verdict_text(res)}")
     errors = np.asarray(errors)
     click.echo(f"mTRE median {np.median(errors):.3f} mm, max {errors.max():.3f} mm, under 1 mm: "
                f"{int((errors < 1).sum())}/{len(errors)}; {np.mean(seconds):.1f} s per X-ray")

@@ -274,6 +274,7 @@ def register_xray(
     named = xray_name or (str(Path(xray.path).resolve()) if xray.path else "X-ray")
     inputs = {"xray": named, **spec.describe(), "header": xray.header,
               "pf_to_af": xray.pf_to_af, "device": str(drr.device)}
+
     def attempt(opts):
         return _attempt(xray, drr, init_pose, opts, preprocessing, init_only, keep_images, stop,
                         inputs, initialization, mirror_check, trust_mm)
