@@ -116,9 +116,10 @@ REGISTER: dict[str, Default] = {
         why="napari-xvr's own verdict (xvr has none): a predicted mTRE above 1 mm is 'suspect', "
         "above 10 mm 'failed' (register/trust.py)"),
     "exit_on": Default(
-        "failed", None,
-        why="exit status 3 when a result's verdict is this bad or worse, after every result is "
-        "written (`never`: always 0, as xvr)"),
+        "never", None,
+        why="`failed` or `suspect`: exit status 3 when a result's verdict is this bad or worse, "
+        "after every result is written; `never` keeps xvr's exit status 0, so upstream's "
+        "command lines and scripts behave as before"),
     "mirror_check": Default(
         True, None,
         why="napari-xvr's own check (xvr has none): the first scale again on the X-ray flipped "
