@@ -148,3 +148,20 @@ def test_auto_recovery_retries_a_wrong_result_from_more_starts(case):
 def test_auto_recovery_leaves_an_ok_result_alone(case):
     result, retried, _ = _auto(case, (3.0, -2.0, 2.0), (6.0, -8.0, 5.0), 3.0)
     assert result.verdict["status"] == OK and not retried and "recovery" not in result.checks
+
+
+def test_the_batched_mtre_is_xvrs_mtre():
+    import torch
+    from diffdrr.pose import RigidTransform, convert
+
+    from napari_xvr.register.uncertainty import batched_mtre
+
+    base = pose_from_zxy([5.0, -3.0, 2.0], [10.0, 850.0, -4.0])
+    params = torch.randn(7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    poses = convert(params[:, :3] * 0.1, params[:, 3:] * 5 + torch.tensor([10.0, 850.0, -4.0]),
+                    parameterization="euler_angles", convention="ZXY")
+    points = np.random.default_rng(0).normal(size=(20, 3)) * 80
+    one_by_one = [mtre(RigidTransform(base.matrix.double()), RigidTransform(poses.matrix[k:k + 1]),
+                       points) for k in range(7)]
+    np.testing.assert_allclose(batched_mtre(RigidTransform(base.matrix.double()), poses, points),
+                               one_by_one, rtol=1e-10)

@@ -80,7 +80,6 @@ def pose_uncertainty(hessian, similarity: float, pixels: int, pose: RigidTransfo
                      kappa: float = KAPPA, n_samples: int = 256, seed: int = 0) -> Uncertainty:
     """The uncertainty of `pose` from the Hessian of ``1 - similarity`` in (rad, mm) of
     ``convert(rot, xyz, 'euler_angles', convention)`` at the optimum."""
-    from ..evaluate import mtre
     from ..geometry import reorient_matrix
 
     h = torch.as_tensor(hessian, dtype=torch.float64).cpu()
@@ -107,7 +106,7 @@ def pose_uncertainty(hessian, similarity: float, pixels: int, pose: RigidTransfo
     samples = centre + draws @ chol.T
     poses = convert(samples[:, :3], samples[:, 3:], parameterization="euler_angles",
                     convention=convention)
-    errors = [mtre(base, RigidTransform(poses.matrix[k:k + 1]), points) for k in range(n_samples)]
+    errors = batched_mtre(base, poses, points)
     # the volume centre in the camera frame (as evaluate.project sees it): z is along the ray
     reorient = RigidTransform(reorient_matrix(orientation).to(torch.float64))
     mid = torch.as_tensor(np.asarray(points, dtype=np.float64).mean(axis=0))[None, None]
@@ -121,3 +120,13 @@ def pose_uncertainty(hessian, similarity: float, pixels: int, pose: RigidTransfo
         translation_sd_mm=tuple(float(v) for v in sd[3:]),
         condition=condition, similarity=float(similarity), pixels=int(pixels), kappa=kappa,
     )
+
+
+def batched_mtre(base: RigidTransform, poses: RigidTransform, points) -> np.ndarray:
+    """xvr's mTRE (:func:`napari_xvr.evaluate.mtre`) of each of `poses` against `base`, in one
+    batched computation: a few tensors instead of thousands (no garbage-collector pauses that
+    hold the interpreter while a GUI waits)."""
+    pts = torch.as_tensor(np.asarray(points, dtype=np.float64))
+    ref = base(pts[None])  # (1, P, 3)
+    moved = poses(pts[None].expand(poses.matrix.shape[0], -1, -1))  # (N, P, 3)
+    return (moved - ref).norm(dim=-1).mean(dim=1).numpy()
