@@ -4,6 +4,7 @@ order, and their handlers never re-enter (napari's progress bar processes Qt eve
 
 from __future__ import annotations
 
+import gc
 import time
 
 import numpy as np
@@ -60,6 +61,7 @@ def test_registering_keeps_the_ui_responsive(make_napari_viewer, qtbot):
 
     spy.depth = 0
     reg._on_event = spy
+    gc.collect()  # the suite's heap, not the session's: no full collection mid-run
     reg.run()  # the click itself (snapshot of the inputs, the view, the overlay layer) is one
     with GapMeter() as meter:  # UI action; then the run goes on in its worker
         qtbot.waitUntil(lambda: not reg.running, timeout=300_000)
@@ -93,6 +95,7 @@ def test_training_keeps_the_ui_responsive(make_napari_viewer, qtbot, tmp_path):
         original(event)
 
     tr._on_event = spy
+    gc.collect()  # as for the registration
     tr.start_button.native.click()
     with GapMeter() as meter:
         qtbot.waitUntil(lambda: tr.worker is None, timeout=300_000)
