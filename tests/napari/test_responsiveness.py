@@ -18,23 +18,45 @@ P95_MS, MAX_MS = 100.0, 250.0  # the issue's targets for the main thread's longe
 
 
 class GapMeter:
-    """Ticks every 10 ms on the main thread and records the time between ticks."""
+    """Ticks every 10 ms on the main thread and records the time between ticks, and the
+    interpreter's full garbage collections meanwhile (any thread's holds the GIL)."""
 
     def __init__(self):
         self.times: list[float] = []
+        self.full_collections: list[tuple[float, float]] = []
+        self._gc_start = 0.0
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
 
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                self._gc_start = time.perf_counter()
+            else:
+                self.full_collections.append((self._gc_start, time.perf_counter()))
+
     def __enter__(self):
+        gc.callbacks.append(self._on_gc)
         self.timer.start()
         return self
 
     def __exit__(self, *exc):
         self.timer.stop()
+        gc.callbacks.remove(self._on_gc)
 
     def gaps_ms(self) -> np.ndarray:
         return np.diff(self.times) * 1e3
+
+    def worst_gap(self) -> str:
+        """Where the longest gap was, and any full collection inside it (for a failure)."""
+        gaps = self.gaps_ms()
+        i = int(np.argmax(gaps))
+        start, end = self.times[i], self.times[i + 1]
+        inside = [f"{(e - s) * 1e3:.0f} ms" for s, e in self.full_collections
+                  if e >= start and s <= end]
+        return (f"longest gap {gaps[i]:.0f} ms at {start - self.times[0]:.1f} s; full garbage "
+                f"collections in it: {', '.join(inside) or 'none'}")
 
 
 def _report(what: str, gaps: np.ndarray) -> tuple[float, float]:
@@ -72,7 +94,7 @@ def test_registering_keeps_the_ui_responsive(make_napari_viewer, qtbot):
     assert handled[-1][0] == "Finished"
     assert reg.status.value.startswith("done [")
     p95, worst = _report("registration", meter.gaps_ms())
-    assert p95 < P95_MS and worst < MAX_MS, (p95, worst)
+    assert p95 < P95_MS and worst < MAX_MS, (p95, worst, meter.worst_gap())
 
 
 def test_training_keeps_the_ui_responsive(make_napari_viewer, qtbot, tmp_path):
@@ -108,4 +130,4 @@ def test_training_keeps_the_ui_responsive(make_napari_viewer, qtbot, tmp_path):
     if len(setup):
         _report("training set-up", setup)
         assert setup.max() < 1000.0, setup.max()
-    assert p95 < P95_MS and worst < MAX_MS, (p95, worst)
+    assert p95 < P95_MS and worst < MAX_MS, (p95, worst, meter.worst_gap())

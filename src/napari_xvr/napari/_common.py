@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
 from collections.abc import Callable
 
@@ -137,6 +138,37 @@ class EventPump:
         self._timer.stop()
 
 
+class Deferred:
+    """Calls `apply(value)` with the latest value given to `set`, from a short real timer.
+
+    Qt runs posted events (worker events, plot draws, canvas paints) back to back; work handed
+    to a timer runs in a later pass of the event loop, after the input and timers that are due,
+    so one event never becomes one long stall. A newer value replaces a pending one."""
+
+    def __init__(self, apply: Callable, delay_ms: int = 1):
+        self._apply, self._delay_ms = apply, delay_ms
+        self._value = None
+        self._armed = False
+
+    def set(self, value) -> None:
+        from qtpy.QtCore import QTimer
+
+        self._value = value
+        if not self._armed:
+            self._armed = True
+            QTimer.singleShot(self._delay_ms, self._fire)
+
+    def cancel(self) -> None:
+        self._value = None
+
+    def _fire(self) -> None:
+        self._armed = False
+        value, self._value = self._value, None
+        if value is not None:
+            with contextlib.suppress(RuntimeError):  # the dock was closed meanwhile
+                self._apply(value)
+
+
 def report_error(err: Exception, what: str) -> None:
     """An exception from a worker or a button, as a napari notification."""
     why = str(err) if isinstance(err, XvrInputError) else f"{type(err).__name__}: {err}"
@@ -151,17 +183,31 @@ def warn(message: str) -> None:
     show_warning(message)
 
 
+def _same(current, wanted) -> bool:
+    """Whether a layer's attribute already has the wanted value (arrays, tuples, affines)."""
+    current = getattr(current, "affine_matrix", current)
+    wanted = getattr(wanted, "affine_matrix", wanted)
+    try:
+        a, b = np.asarray(current, dtype=float), np.asarray(wanted, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return a.shape == b.shape and np.allclose(a, b, rtol=0.0, atol=1e-12)
+
+
 def upsert_image(viewer, name: str, data: np.ndarray, **kwargs):
-    """Update the image layer called `name` in place (data + given attributes) or add it."""
+    """Update the image layer called `name` in place (data + given attributes) or add it.
+
+    Only what changed is set: each setter refreshes the layer and its extent, which mid-run
+    (a live DRR several times a second) cost the main thread tens of ms per update."""
     if name in viewer.layers:
         layer = viewer.layers[name]
         for key in ("scale", "translate", "affine"):
-            if key in kwargs:
+            if key in kwargs and not _same(getattr(layer, key), kwargs[key]):
                 setattr(layer, key, kwargs[key])
         if "metadata" in kwargs:
             layer.metadata.update(kwargs["metadata"])
         layer.data = data
-        if "contrast_limits" in kwargs:
+        if "contrast_limits" in kwargs and not _same(layer.contrast_limits, kwargs["contrast_limits"]):
             layer.contrast_limits = kwargs["contrast_limits"]
         return layer
     return viewer.add_image(data, name=name, **kwargs)
@@ -184,6 +230,40 @@ def napari_theme() -> str:
     except Exception:  # settings unavailable (e.g. a read-only config): napari's default
         return "dark"
     return "light" if theme == "light" else "dark"
+
+
+class ActivityBar:
+    """napari's activity-dock progress bar, moved at most every `every_s` seconds.
+
+    Each update of napari's bar processes all pending Qt events (canvas paints, plot draws)
+    inside the caller: updated per progress event, it made one 100-250 ms stall of the main
+    thread per event under software GL."""
+
+    def __init__(self, total: int, desc: str, every_s: float = 5.0):
+        from napari.utils import progress
+
+        self._bar = progress(total=total, desc=desc)
+        self._every_s = every_s
+        self._shown_at = time.perf_counter()
+        self.n = 0
+
+    @property
+    def total(self) -> int:
+        return self._bar.total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._bar.total = value
+
+    def reach(self, n: int) -> None:
+        """Record that `n` steps are done; napari's bar shows it if it was not moved lately."""
+        self.n = max(self.n, n)
+        if time.perf_counter() - self._shown_at >= self._every_s:
+            self._bar.update(self.n - self._bar.n)
+            self._shown_at = time.perf_counter()
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 class LivePlot(Container):

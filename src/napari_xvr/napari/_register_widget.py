@@ -18,7 +18,6 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import create_worker
-from napari.utils import progress
 
 import napari
 
@@ -43,6 +42,8 @@ from ..register.pipeline import AUTO_STARTS, Retrying, VolumeSpec, plan_outputs
 from ..register.trust import verdict_text, verdict_text_of
 from ..render import RENDERERS
 from ._common import (
+    ActivityBar,
+    Deferred,
     EventPump,
     LivePlot,
     find_widget,
@@ -162,6 +163,7 @@ class RegisterWidget(Container):
         self.result = None
         self.mirror = None
         self._stage_labelled = False
+        self._live_view = Deferred(self._show_live_view)  # the overlay: in its own loop pass
         self.similarities: list[tuple[int, float]] = []
         self._pbar = None
         self._pump: EventPump | None = None
@@ -286,7 +288,7 @@ class RegisterWidget(Container):
         self.plot.clear()
         self.stop_token = StopToken()
         total = job.options.max_iterations()
-        self._pbar = progress(total=total, desc=f"registering {job.xray.name}")
+        self._pbar = ActivityBar(total, f"registering {job.xray.name}")
         self.worker = create_worker(registration, job, self.stop_token, _start_thread=False)
         self._pump = EventPump(self._on_event, merge_progress)
         self.worker.yielded.connect(self._pump.push)
@@ -349,6 +351,9 @@ class RegisterWidget(Container):
         name = f"{xray.name} orientation"
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
+            if np.array_equal(layer.data, points) and \
+                    list(layer.features["label"]) == features["label"]:
+                return  # unchanged: a points layer's refresh costs the main thread ~20 ms
             layer.data, layer.features = points, features
             layer.text.refresh(layer.features)
             return
@@ -429,17 +434,16 @@ class RegisterWidget(Container):
             self.similarities.extend(zip(event.itrs, event.similarities, strict=True))
             x, y = np.array(self.similarities).T
             self.plot.set_lines({"similarity": (x, y)})
-            if event.drr is not None:
-                self._show_overlay(event.drr, event.stage_shape)
-            if not self._stage_labelled:
-                self._stage_labelled = True
-                self._show_orientation(event.matrix)
+            label = not self._stage_labelled
+            self._stage_labelled = True
+            if event.drr is not None or label:
+                self._live_view.set((event, label or self._live_view_labels()))
             r = event.params
             self.status.value = (f"stage {event.stage}/{event.n_stages} itr {event.total_itr}: "
                                  f"sim {event.similarities[-1]:.4f}  rot ({r[0]:.1f}, {r[1]:.1f}, "
                                  f"{r[2]:.1f})  xyz ({r[3]:.1f}, {r[4]:.1f}, {r[5]:.1f})")
-            if self._pbar is not None:  # last: napari's progress bar processes pending events
-                self._pbar.update(max(0, event.total_itr + 1 - self._pbar.n))
+            if self._pbar is not None:
+                self._pbar.reach(event.total_itr + 1)
         elif isinstance(event, Retrying):
             self.status.value = f"{verdict_text_of(event.verdict)}: retrying from {event.starts} starts"
         elif isinstance(event, MirrorCheck):
@@ -452,9 +456,25 @@ class RegisterWidget(Container):
             report_error(XvrInputError(event.message), "Register")
             self.status.value = f"failed: {event.message}"
 
+    def _live_view_labels(self) -> bool:
+        """Whether the pending live view (if any) still has to relabel the orientation."""
+        pending = self._live_view._value
+        return pending is not None and pending[1]
+
+    def _show_live_view(self, pending: tuple[Progress, bool]) -> None:
+        """The latest live DRR on the X-ray (and, at a stage's start, the orientation letters)."""
+        event, label = pending
+        if self.result is not None:
+            return  # the final overlay is shown: a live one must not replace it
+        if event.drr is not None:
+            self._show_overlay(event.drr, event.stage_shape)
+        if label:
+            self._show_orientation(event.matrix)
+
     def _on_result(self, event: Finished) -> None:
         result = event.result
         self.result = result
+        self._live_view.cancel()
         meta = {"pose": pose_to_dict(pose_from_matrix(result.pose)), "result": result.to_json(),
                 "trajectory": list(result.trajectory)}
         if event.folder is not None:

@@ -18,7 +18,6 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import create_worker
-from napari.utils import progress
 
 import napari
 
@@ -27,6 +26,7 @@ from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
 from ..register import StopToken
 from ._common import (
+    ActivityBar,
     EventPump,
     LivePlot,
     follow_layers,
@@ -276,7 +276,7 @@ class TrainWidget(Container):
         self.status.value = "starting"
         self.worker.start()
         # what takes the main thread a few hundred ms is made now, at the click, not mid-run
-        self._pbar = progress(total=int(self.n_total_itrs.value), desc="training")
+        self._pbar = ActivityBar(int(self.n_total_itrs.value), "training")
         if MOSAIC not in self.viewer.layers:
             self._show_mosaic(np.zeros((2, 2), np.float32), None)
 
@@ -321,9 +321,9 @@ class TrainWidget(Container):
 
         if isinstance(event, TrainStarted):
             if self._pbar is None:
-                self._pbar = progress(total=event.n_total_itrs, desc="training")
+                self._pbar = ActivityBar(event.n_total_itrs, "training")
             self._pbar.total = event.n_total_itrs
-            self._pbar.update(max(0, event.start_itr - self._pbar.n))
+            self._pbar.reach(event.start_itr)
             self._total = event.n_total_itrs
             notes = "; ".join(event.notes)
             self.status.value = (f"training on {event.device} from itr {event.start_itr} "
@@ -333,7 +333,7 @@ class TrainWidget(Container):
             x, y = np.array(self.losses).T
             self.plot.set_lines({"loss": (x, y)})
             if self._pbar is not None:
-                self._pbar.update(max(0, event.itr + 1 - self._pbar.n))
+                self._pbar.reach(event.itr + 1)
             eta = (self._total - event.itr - 1) * event.step_time_s
             self.status.value = (f"itr {event.itr + 1}/{self._total}  loss {event.losses[-1]:.4f}  "
                                  f"{event.step_time_s:.2f} s/itr  ETA {_duration(eta)}")
