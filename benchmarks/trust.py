@@ -307,6 +307,8 @@ def main(argv=None) -> int:
     parser.add_argument("--xrays", type=int, default=10, help="synthetic X-rays the cases share")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--multistart", default=None, help="as xvr register --multistart")
+    parser.add_argument("--xray_mask", default="off", choices=("off", "auto"),
+                        help="as xvr register --xray_mask")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("trust"), help="folder for csv and png")
     parser.add_argument("--cache", type=Path, default=CACHE)
@@ -317,12 +319,12 @@ def main(argv=None) -> int:
     extra = {}
     if args.multistart is not None:
         extra["multistart"] = int(args.multistart) if args.multistart.isdigit() else args.multistart
-    options = RegistrationOptions(**extra)
+    options = RegistrationOptions(**extra, xray_mask=args.xray_mask)
     plan = make_plan(n_clean, n_degraded, sorted(truth["cases"]), args.seed)
     vols = volumes(args.cache, subject)
     print(f"{len(plan)} cases ({n_clean} clean, {len(plan) - n_clean} degraded) on {args.xrays} "
           f"synthetic X-rays, {torch.get_num_threads()} threads, scales {options.scales}, "
-          f"multistart {options.multistart}")
+          f"multistart {options.multistart}, xray_mask {options.xray_mask}")
     rows = []
     for case in plan:
         rows.append(run_case(case, folder, truth, vols, options, args.seed))

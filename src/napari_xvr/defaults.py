@@ -125,6 +125,11 @@ REGISTER: dict[str, Default] = {
         why="napari-xvr's own check (xvr has none): the first scale again on the X-ray flipped "
         "left-right; a warning, in result.json's `checks`, when the flipped image matches clearly "
         "better (an X-ray of the other flip convention). `--no-mirror_check` skips it"),
+    "xray_mask": Default(
+        "off", None,
+        why="napari-xvr's own option (xvr has none): `auto` leaves saturated plateaus (burned-in "
+        "text, markers, a clipped detector) and flat collimator borders out of the similarity "
+        "(register/masking.py); `off` compares every pixel, as xvr"),
     "init_only": Default(False),
     "saveimg": Default(False),
     "saveplot": Default(False),

@@ -22,6 +22,7 @@ SHARED = {
     "lr_rot": "lr_rot", "lr_xyz": "lr_xyz", "patience": "patience", "threshold": "threshold",
     "max_n_plateaus": "max_n_plateaus", "renderer": "renderer",
     "reverse_x_axis": "reverse_x_axis", "device": "device", "orientation_choice": "orientation",
+    "xray_mask": "xray_mask",
 }
 
 

@@ -82,6 +82,10 @@ PREPROCESSING = (
            help="Apply (differentiable) histogram equalization to X-rays/DRRs during "
            "optimization: it makes the similarity blind to the detector's intensity curve, which "
            "otherwise biases depth by ~1 mm" + _differs("equalize")),
+    click.option("--xray_mask", type=click.Choice(["off", "auto"]), default=D["xray_mask"].ours,
+           show_default=True,
+           help="auto: leave saturated plateaus (burned-in text, markers, a clipped detector) and "
+           "flat collimator borders out of the similarity; off: every pixel counts, as xvr"),
     click.option("--reducefn", type=str, default=D["reducefn"].ours, show_default=True,
            help="If DICOM is multiframe: max, sum, or a frame index"),
     click.option("--pattern", type=str, default=D["pattern"].ours, show_default=True,
@@ -199,7 +203,7 @@ def _run(initializer, kw):
         lr_reduce_factor=kw["lr_reduce_factor"], patience=kw["patience"],
         threshold=kw["threshold"], max_n_plateaus=kw["max_n_plateaus"], metric=kw["metric"],
         equalize=kw["equalize"], crop=kw["crop"], patch_size=kw["patch_size"],
-        sigma=kw["sigma"], beta=kw["beta"],
+        sigma=kw["sigma"], beta=kw["beta"], xray_mask=kw["xray_mask"],
         drr_every=0,
     )
     reducefn = check_reducefn(kw["reducefn"])

@@ -37,7 +37,7 @@ from ..register import (
     StopToken,
 )
 from ..register.mirror import MirrorCheck
-from ..register.options import DEFAULT_ITRS, OPTIMIZERS
+from ..register.options import DEFAULT_ITRS, OPTIMIZERS, XRAY_MASKS
 from ..register.pipeline import AUTO_STARTS, Retrying, VolumeSpec, plan_outputs
 from ..register.trust import verdict_text, verdict_text_of
 from ..render import RENDERERS
@@ -92,6 +92,9 @@ class RegisterWidget(Container):
                                             value=defaults.reg("subtract_background"))
         self.linearize = CheckBox(label="linearize", value=defaults.reg("linearize"))
         self.equalize = CheckBox(label="equalize", value=d.equalize)
+        self.xray_mask = ComboBox(label="mask X-ray", choices=XRAY_MASKS, value=d.xray_mask,
+                                  tooltip="auto: leave burned-in text, markers and collimator "
+                                  "borders out of the similarity")
         self.reducefn = LineEdit(label="reduce frames", value=defaults.reg("reducefn"))
         self.scales = LineEdit(label="scales", value=d.scales)
         self.optimizer = ComboBox(label="optimizer", choices=OPTIMIZERS, value=d.optimizer,
@@ -142,7 +145,7 @@ class RegisterWidget(Container):
                   self.orientation_choice, self.reverse_x_axis),
             group("Initialisation", self.init, self.init_path),
             group("Preprocessing", self.crop, self.subtract_background, self.linearize,
-                  self.equalize, self.reducefn),
+                  self.equalize, self.xray_mask, self.reducefn),
             group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.multistart,
                   self.auto_retry,
                   self.parameterization, self.lr_rot, self.lr_xyz, self.patience,
@@ -190,7 +193,7 @@ class RegisterWidget(Container):
             parameterization=self.parameterization.value, lr_rot=self.lr_rot.value,
             lr_xyz=self.lr_xyz.value, patience=self.patience.value, threshold=self.threshold.value,
             max_n_plateaus=self.max_n_plateaus.value, equalize=self.equalize.value,
-            crop=self.crop.value, drr_every=5,
+            crop=self.crop.value, xray_mask=self.xray_mask.value, drr_every=5,
         )
         reducefn = check_reducefn(self.reducefn.value.strip() or None)
         prep = Preprocessing(self.subtract_background.value, self.linearize.value, reducefn)

@@ -24,6 +24,7 @@ from ..io.xray import XRay, crop_intrinsics
 from ..render import set_intrinsics
 from .events import Done, Stage, Step
 from .lm import PoseLM
+from .masking import masked_fraction, stage_mask, valid_mask
 from .multistart import start_poses
 from .options import RegistrationOptions
 from .result import RegistrationResult
@@ -129,6 +130,35 @@ def _preparer(size: tuple[int, int], equalize: bool):
     return lambda x: standardize(x, size)
 
 
+def _leave_out(similarity: Similarity, valid: np.ndarray | None, intr: Intrinsics, scale: float,
+               device) -> int:
+    """Set the stage's mask on `similarity`; returns the stage's pixels that count."""
+    if valid is None:
+        similarity.leave_out(None)
+        return intr.height * intr.width
+    stage_valid = stage_mask(valid, (intr.height, intr.width)).to(device)
+    similarity.leave_out(stage_valid)
+    if not similarity.weight("windows").any():
+        raise XvrInputError(
+            f"--xray_mask auto: at scale {scale:g} ({intr.height} x {intr.width} px) every "
+            f"{similarity.patch_size} x {similarity.patch_size} window touches a left-out pixel "
+            f"({100 * masked_fraction(valid):.0f} % of the X-ray is left out): give smaller "
+            "scales (e.g. --scales 4,2,1) or pass --xray_mask off")
+    return int(stage_valid.sum())
+
+
+def _xray_mask(img: torch.Tensor, options: RegistrationOptions) -> np.ndarray | None:
+    """The X-ray's valid pixels under `options.xray_mask` (None: every pixel counts)."""
+    if options.xray_mask == "off":
+        return None
+    valid = valid_mask(img[0, 0].detach().cpu().double().numpy())
+    if not valid.any():
+        raise XvrInputError("--xray_mask auto leaves no pixel of the X-ray to compare (it is "
+                            "constant or saturated everywhere): check the image, or pass "
+                            "--xray_mask off")
+    return valid
+
+
 def _row(stage, itr, pose, similarity, elapsed, lrs, start) -> dict:
     rot, xyz = pose_to_zxy(pose)
     return {
@@ -173,6 +203,7 @@ def register(
     init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
     if not init_only:  # --init_only reports the start itself, whatever it shows
         check_view(drr, init_pose, options, xray.intrinsics, xray.path or "the X-ray")
+    valid = None if init_only else _xray_mask(img, options)
     result = RegistrationResult(
         init_pose=init_pose.matrix[0].detach().cpu().double().numpy(),
         final_pose=None,
@@ -182,6 +213,9 @@ def register(
         options={**options.to_dict(), "init_only": init_only},
         initialization=dict(initialization or {}),
     )
+    if valid is not None:
+        result.checks["xray_mask"] = {"rule": options.xray_mask,
+                                      "masked_fraction": masked_fraction(valid)}
     stages = options.scale_list()
     if keep_images:
         result.images["xray"] = img[0, 0].cpu().numpy()
@@ -204,6 +238,7 @@ def register(
             set_intrinsics(drr, intr)
             _set_slab(drr, options.slab_mm if scale > 1 else 0.0)  # full resolution: every slice
             prep = _preparer((intr.height, intr.width), options.equalize)
+            pixels = _leave_out(similarity, valid, intr, scale, device)
             fixed = prep(img)
             stage = _lm_stage if options.optimizer == "lm" else _adam_stage
             if stage_idx == 1 and options.multistart > 0:
@@ -219,7 +254,7 @@ def register(
             if stop.stopped:
                 break
         if not stop.stopped and run.best_pose is not None:  # at the last scale, as it ran
-            result.checks["uncertainty"] = _uncertainty(run, drr, fixed, prep, intr,
+            result.checks["uncertainty"] = _uncertainty(run, drr, fixed, prep, intr, pixels,
                                                         result.inputs).to_json()
     finally:
         final = run.best_pose or init_pose
@@ -238,13 +273,14 @@ def register(
     yield Done(result)
 
 
-def _uncertainty(run: _Run, drr, fixed, prep, intr, inputs: dict):
-    """The pose's uncertainty from one Gauss-Newton evaluation at the best pose."""
+def _uncertainty(run: _Run, drr, fixed, prep, intr, pixels: int, inputs: dict):
+    """The pose's uncertainty from one Gauss-Newton evaluation at the best pose (`pixels`: the
+    stage's pixels that enter the similarity)."""
     options = run.options
     convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
     solver = PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
     fit = solver.evaluate(solver.params_of(run.best_pose))
-    return pose_uncertainty(fit.hessian, fit.similarity, intr.height * intr.width, run.best_pose,
+    return pose_uncertainty(fit.hessian, fit.similarity, pixels, run.best_pose,
                             volume_points(drr), inputs.get("orientation") or "AP", convention)
 
 

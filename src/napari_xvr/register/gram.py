@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import torch
 
-from .similarity import Similarity, exact_dtype, window_mean
+from .similarity import Similarity, exact_dtype, masked_mean, window_average
 
 
-def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torch.Tensor:
+def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
     """(n, n) matrix of NCCs between `images` (n, C, H, W), averaged over windows and channels.
 
-    Entry (i, j) equals :func:`~napari_xvr.register.similarity.local_ncc` of images i and j.
+    Entry (i, j) equals :func:`~napari_xvr.register.similarity.local_ncc` of images i and j
+    (with the same `weight`).
     """
     x = images.to(exact_dtype(images.device))
     n = x.shape[0]
     rows, cols = torch.triu_indices(n, n, device=x.device)
-    mean = window_mean(x, patch)
-    cov = window_mean(x[rows] * x[cols], patch) - mean[rows] * mean[cols]
+    mean = masked_mean(x, patch, weight)
+    cov = masked_mean(x[rows] * x[cols], patch, weight) - mean[rows] * mean[cols]
     var = cov[rows == cols].clamp_min(0) + eps  # the diagonal pairs, in image order
-    ncc = (cov / (var[rows] * var[cols]).sqrt()).flatten(1).mean(dim=1)
+    ncc = window_average(cov / (var[rows] * var[cols]).sqrt(), None if patch is None else weight)
     gram = x.new_zeros(n, n)
     gram[rows, cols] = ncc
     gram[cols, rows] = ncc
@@ -35,10 +37,12 @@ def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torc
 
 def similarity_gram(similarity: Similarity, images: torch.Tensor) -> torch.Tensor:
     """(n, n): ``similarity`` between every pair of prepared images (n, 1, H, W)."""
-    beta, patch = similarity.beta, similarity.patch_size
-    gram = 0.5 * beta * (ncc_gram(images, None) + ncc_gram(images, patch))
+    beta, patch, w = similarity.beta, similarity.patch_size, similarity.weight
+    gram = 0.5 * beta * (ncc_gram(images, None, weight=w("pixels"))
+                         + ncc_gram(images, patch, weight=w("windows")))
     if beta < 1:
-        gram = gram + (1 - beta) * ncc_gram(similarity.sobel(images), patch)
+        gram = gram + (1 - beta) * ncc_gram(similarity.sobel(images), patch,
+                                            weight=w("gradients"))
     return gram
 
 

@@ -14,6 +14,7 @@ METRICS = ("gmncc", "mncc", "gncc")
 # maximum iterations per scale: LM stops on convergence long before; Adam on plateaus
 DEFAULT_ITRS = defaults.N_ITRS
 _R = defaults.reg
+XRAY_MASKS = ("off", "auto")  # auto: register/masking.valid_mask
 MAX_SLAB_MM = 100.0  # thicker than this averages away the anatomy; it is not a speed-up any more
 MAX_STARTS = 1000
 MAX_ITRS = 100_000
@@ -61,6 +62,7 @@ class RegistrationOptions:
     beta: float = _R("beta")
     equalize: bool = _R("equalize")
     crop: int = _R("crop")
+    xray_mask: str = _R("xray_mask")
     drr_every: int = 10
 
     def __post_init__(self):
@@ -112,6 +114,9 @@ class RegistrationOptions:
                                 f"{_R('patience')})")
         if self.crop < 0:
             raise XvrInputError(f"--crop {self.crop}: give the pixels to remove, >= 0")
+        if self.xray_mask not in XRAY_MASKS:
+            raise XvrInputError(f"--xray_mask {self.xray_mask!r}: use one of "
+                                f"{', '.join(XRAY_MASKS)} (default {_R('xray_mask')})")
 
     @property
     def similarity_beta(self) -> float:

@@ -6,7 +6,7 @@ import torch
 from diffdrr.metrics import (
     GradientNormalizedCrossCorrelation2d,
 )
-from torch.nn.functional import avg_pool2d, interpolate
+from torch.nn.functional import avg_pool2d, interpolate, max_pool2d
 
 from ..imaging import IMAGE_AXES, from_unit, unit
 
@@ -23,19 +23,50 @@ def window_mean(x: torch.Tensor, patch: int | None) -> torch.Tensor:
     return avg_pool2d(avg_pool2d(x, (patch, 1), stride=1), (1, patch), stride=1)
 
 
-def local_ncc(x1: torch.Tensor, x2: torch.Tensor, patch: int | None, eps: float = 1e-5) -> torch.Tensor:
+def masked_mean(x: torch.Tensor, patch: int | None, weight: torch.Tensor | None) -> torch.Tensor:
+    """:func:`window_mean`; with a pixel `weight` and no patch, the weighted mean of the image."""
+    if weight is None or patch is not None:
+        return window_mean(x, patch)
+    w = weight.to(x.dtype)
+    return (x * w).sum(dim=(-1, -2), keepdim=True) / w.sum(dim=(-1, -2), keepdim=True).clamp_min(1)
+
+
+def window_average(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Per batch item, the mean of `values` (n, C, h, w) over windows and channels; with a
+    window `weight` (1, 1, h, w) of 0s and 1s, over the windows it keeps."""
+    if weight is None:
+        return values.flatten(1).mean(dim=1)
+    w = weight.to(values.dtype)
+    return (values * w).sum(dim=(-1, -2)).mean(dim=1) / w.sum().clamp_min(1)
+
+
+def valid_windows(valid: torch.Tensor, patch: int | None, shrink: int = 0) -> torch.Tensor:
+    """1 for each stride-1 `patch` window (each pixel, with None) that sees valid pixels only,
+    `valid` first shrunk by `shrink` pixels (what a blur and a gradient filter spread), else 0."""
+    v = valid.to(exact_dtype(valid.device))
+    if shrink > 0:  # erosion; outside the image counts as valid (the filters pad it)
+        v = -max_pool2d(-v, 2 * shrink + 1, stride=1, padding=shrink)
+    if patch is None:
+        return v
+    return (window_mean(v, patch) > 1 - 1e-9).to(v.dtype)
+
+
+def local_ncc(x1: torch.Tensor, x2: torch.Tensor, patch: int | None, eps: float = 1e-5,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
     """DiffDRR's NormalizedCrossCorrelation2d(patch) computed with box filters: same value, less work.
 
     With a patch size p it is the NCC inside every p x p window (stride 1), averaged over windows
     and channels; with None, the NCC of the whole images.  Returns one value per batch item.
+    With a `weight` from :func:`valid_windows` only the windows (pixels, for None) it keeps count.
     """
     exact = exact_dtype(x1.device)
     a, b = x1.to(exact), x2.to(exact)
-    mu1, mu2 = window_mean(a, patch), window_mean(b, patch)
-    var1 = (window_mean(a * a, patch) - mu1 * mu1).clamp_min(0) + eps
-    var2 = (window_mean(b * b, patch) - mu2 * mu2).clamp_min(0) + eps
-    cov = window_mean(a * b, patch) - mu1 * mu2
-    return (cov / (var1 * var2).sqrt()).flatten(1).mean(dim=1).to(x1.dtype)
+    mean = lambda x: masked_mean(x, patch, weight)  # noqa: E731
+    mu1, mu2 = mean(a), mean(b)
+    var1 = (mean(a * a) - mu1 * mu1).clamp_min(0) + eps
+    var2 = (mean(b * b) - mu2 * mu2).clamp_min(0) + eps
+    cov = mean(a * b) - mu1 * mu2
+    return window_average(cov / (var1 * var2).sqrt(), None if patch is None else weight).to(x1.dtype)
 
 
 class Similarity(torch.nn.Module):
@@ -47,16 +78,33 @@ class Similarity(torch.nn.Module):
 
     def __init__(self, patch_size: int = 9, sigma: float = 5.0, beta: float = 0.5):
         super().__init__()
-        self.beta, self.patch_size = beta, patch_size
+        self.beta, self.patch_size, self.sigma = beta, patch_size, sigma
         self.sobel = GradientNormalizedCrossCorrelation2d(patch_size, sigma).sobel
+        self.weights: dict | None = None  # see `leave_out`
+
+    def leave_out(self, valid: torch.Tensor | None) -> None:
+        """Compare only the pixels where `valid` (1, 1, H, W; None: all) is true: the global
+        NCC over them, and the windows (of the images, of their gradients) that see only them."""
+        if valid is None:
+            self.weights = None
+            return
+        reach = 1 + (int(6 * self.sigma + 1) | 1) // 2 if self.sigma > 0 else 1  # blur + Sobel
+        self.weights = {"pixels": valid_windows(valid, None),
+                        "windows": valid_windows(valid, self.patch_size),
+                        "gradients": valid_windows(valid, self.patch_size, shrink=reach)}
+
+    def weight(self, which: str) -> torch.Tensor | None:
+        return None if self.weights is None else self.weights[which]
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
-        p, total = self.patch_size, 0.0
+        p, total, w = self.patch_size, 0.0, self.weight
         if self.beta != 0:  # mncc, or gmncc
-            mncc = 0.5 * local_ncc(fixed, moving, None) + 0.5 * local_ncc(fixed, moving, p)
+            mncc = 0.5 * local_ncc(fixed, moving, None, weight=w("pixels")) + \
+                0.5 * local_ncc(fixed, moving, p, weight=w("windows"))
             total = self.beta * mncc
         if self.beta != 1:  # gncc, or gmncc
-            total = total + (1 - self.beta) * local_ncc(self.sobel(fixed), self.sobel(moving), p)
+            total = total + (1 - self.beta) * local_ncc(self.sobel(fixed), self.sobel(moving), p,
+                                                        weight=w("gradients"))
         return total
 
 
