@@ -31,3 +31,32 @@ def test_identical_images_score_one_and_equalize_is_monotone():
     # nearly blind to a monotone intensity curve (what makes it robust to detector processing)
     curved = soft_equalize(img**2 + 3)
     assert Similarity(patch_size=5, sigma=1.0, beta=1.0)(eq, curved).item() > 0.99
+
+
+def test_the_masked_similarity_is_blind_to_left_out_pixels_and_its_gram_agrees():
+    """With `leave_out`, pixels outside the mask change nothing (in the value and in the
+    Gauss-Newton Gram); with an all-true mask it is the plain similarity."""
+    import torch
+
+    from napari_xvr.register.gram import similarity_gram
+    from napari_xvr.register.similarity import Similarity
+
+    torch.manual_seed(0)
+    base = torch.randn(1, 1, 48, 40).cumsum(-1).cumsum(-2)
+    images = base + 0.5 * torch.randn(4, 1, 48, 40).cumsum(-2)
+    valid = torch.ones(1, 1, 48, 40, dtype=torch.bool)
+    valid[..., :12, :15] = False  # a corner of burned-in text
+    sim = Similarity(9, 1.0, 0.5)
+    plain = sim(images[:1], images)
+    sim.leave_out(torch.ones_like(valid))
+    assert torch.allclose(sim(images[:1], images), plain, atol=1e-6)
+    sim.leave_out(valid)
+    changed = images.clone()
+    changed[..., :12, :15] = 100 * torch.rand(4, 1, 12, 15)
+    # the global term sees only valid pixels; windows and gradients near the mask drop out
+    assert torch.allclose(sim(changed[:1], changed), sim(images[:1], images), atol=1e-6)
+    assert not torch.allclose(sim(images[:1], images), plain, atol=1e-4)
+    gram = similarity_gram(sim, images)
+    assert torch.allclose(gram[0].float(), sim(images[:1], images), atol=1e-5)
+    sim.leave_out(None)
+    assert torch.allclose(sim(images[:1], images), plain, atol=1e-7)

@@ -50,6 +50,9 @@ def test_a_good_result_is_ok_and_its_predicted_error_is_the_true_ones_order(case
     unc = result.to_json()["checks"]["uncertainty"]
     assert unc["depth_sd_mm"] > 0 and unc["condition"] < 1e10
     assert result.to_json()["verdict"] == result.verdict
+    fit = result.checks["fit"]
+    assert fit["similarity"] == pytest.approx(result.similarity)
+    assert fit["ratio"] > 0.8, fit  # a clean X-ray at the right pose: near its own ceiling
 
 
 def test_a_wrong_result_is_never_ok(case):
@@ -58,6 +61,7 @@ def test_a_wrong_result_is_never_ok(case):
     assert true_error > 10.0, ("this start should be beyond LM's capture range", true_error,
                                result.verdict)
     assert result.verdict["status"] in (SUSPECT, FAILED), (result.verdict, true_error)
+    assert result.checks["fit"]["ratio"] < 0.45, result.checks["fit"]  # its DRR matches badly
 
 
 def _result(**checks) -> RegistrationResult:
@@ -78,6 +82,11 @@ def _result(**checks) -> RegistrationResult:
     ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
       "mirror": {"similarity": 0.8, "mirrored_similarity": 0.99, "mirrored_better": True}},
      SUSPECT, ["mirrored"]),
+    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+      "fit": {"similarity": 0.25, "ceiling": 0.9, "ratio": 0.25 / 0.9}},
+     SUSPECT, ["explains little", "0.28 of"]),
+    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+      "fit": {"similarity": 0.6, "ceiling": 0.9, "ratio": 0.6 / 0.9}}, OK, []),
 ])
 def test_the_verdicts_rules(checks, status, words):
     verdict = assess(_result(**checks))

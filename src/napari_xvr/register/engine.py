@@ -23,6 +23,7 @@ from ..geometry import Intrinsics, pose_to_dict, pose_to_zxy
 from ..io.xray import XRay, crop_intrinsics
 from ..render import set_intrinsics
 from .events import Done, Stage, Step
+from .fit import Fit, similarity_ceiling
 from .lm import PoseLM
 from .masking import masked_fraction, stage_mask, valid_mask
 from .multistart import start_poses
@@ -256,6 +257,8 @@ def register(
         if not stop.stopped and run.best_pose is not None:  # at the last scale, as it ran
             result.checks["uncertainty"] = _uncertainty(run, drr, fixed, prep, intr, pixels,
                                                         result.inputs).to_json()
+            result.checks["fit"] = Fit(float(run.best_similarity),
+                                       similarity_ceiling(similarity, fixed, prep)).to_json()
     finally:
         final = run.best_pose or init_pose
         result.final_pose = final.matrix[0].detach().cpu().double().numpy()
@@ -285,15 +288,44 @@ def _uncertainty(run: _Run, drr, fixed, prep, intr, pixels: int, inputs: dict):
 
 
 def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> Iterator[Step]:
-    """Run one stage from every start; the run goes on from the best similarity's end pose."""
-    ends = []
-    for index, start in enumerate(starts):
-        run.best_pose = run.best_similarity = run.hessian = None
+    """Run one stage from every start; the run goes on from the best similarity's end pose.
+    LM runs the starts in lockstep, each round's renders of all of them in one batch."""
+    if stage is _lm_stage:
+        ends = yield from _lm_starts(run, starts, *args)
+    else:
+        ends = []
+        for index, start in enumerate(starts):
+            run.best_pose = run.best_similarity = run.hessian = None
+            run.start_index = index
+            yield from stage(run, *args, start)
+            ends.append((run.best_similarity, run.best_pose, run.hessian))
+            if run.stop.stopped:
+                break
+    _choose_start(run, starts, ends)
+
+
+def _lm_starts(run: _Run, starts: list[RigidTransform], drr, fixed, prep, stage_idx, n_itrs,
+               intr) -> Iterator[Step]:
+    """:func:`_lm_stage` from every start at once (:meth:`PoseLM.run_many`); returns each
+    start's (best similarity, best pose, Hessian)."""
+    options = run.options
+    convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
+    solver = PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
+    ends: list[tuple] = [(None, None, None)] * len(starts)
+    for index, lm_step in solver.run_many(starts, n_itrs, should_stop=lambda: run.stop.stopped):
+        ev = lm_step.evaluation
+        if lm_step.accepted:
+            ends[index] = (ev.similarity, ev.pose, (ev.hessian, intr.delx))
         run.start_index = index
-        yield from stage(run, *args, start)
-        ends.append((run.best_similarity, run.best_pose, run.hessian))
-        if run.stop.stopped:
-            break
+        yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
+                       (math.nan, math.nan), ev.moving, fixed,
+                       show=lm_step.accepted and options.drr_every > 0,
+                       damping=lm_step.damping)
+    return ends
+
+
+def _choose_start(run: _Run, starts: list[RigidTransform], ends: list[tuple]) -> None:
+    """Go on from the start whose stage ended at the highest similarity."""
     scores = [-math.inf if sim is None else sim for sim, _, _ in ends]
     chosen = int(np.argmax(scores))
     run.best_similarity, run.best_pose, run.hessian = ends[chosen]

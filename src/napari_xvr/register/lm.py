@@ -37,6 +37,14 @@ class Evaluation:
 
 
 @dataclass
+class _Ask:
+    """What a run needs evaluated next: the parameters, and the Hessian to reuse (None: new)."""
+
+    params: torch.Tensor
+    hessian: torch.Tensor | None
+
+
+@dataclass
 class LMStep:
     """One evaluated trial step (accepted or not)."""
 
@@ -84,6 +92,37 @@ class PoseLM:
             hessian=hessian, moving=moving.detach(),
         )
 
+    def evaluate_many(self, asks: list[_Ask]) -> list[Evaluation]:
+        """:meth:`evaluate` for several parameter vectors at once: one batched fwd+bwd render of
+        every centre, one batched forward render of the nudges of those without a Hessian."""
+        if len(asks) == 1:  # one run: exactly the single evaluation
+            return [self.evaluate(asks[0].params, asks[0].hessian)]
+        params = torch.stack([a.params for a in asks])
+        p = params.to(self.fixed.device, torch.float32).clone().requires_grad_(True)
+        pose = convert(p[:, :3], p[:, 3:], parameterization="euler_angles",
+                       convention=self.convention)
+        moving = self.prep(self.drr(pose))
+        sims = self.similarity(self.fixed, moving)
+        (grads,) = torch.autograd.grad(sims.sum(), p)  # the runs are independent: row i is run i's
+        hessians = [a.hessian for a in asks]
+        need = [i for i, h in enumerate(hessians) if h is None]
+        if need:
+            with torch.no_grad():
+                nudges = torch.cat([params[i][None] + torch.diag(self.steps) for i in need])
+                nudged = self.prep(self.drr(self.pose_of(nudges))).reshape(len(need), 6,
+                                                                           *moving.shape[1:])
+                for k, i in enumerate(need):
+                    gram = similarity_gram(self.similarity,
+                                           torch.cat([moving[i:i + 1].detach(), nudged[k]]))
+                    hessians[i] = gauss_newton_hessian(gram, self.steps)
+        matrices = pose.matrix.detach()
+        return [Evaluation(params=params[i].clone(),
+                           pose=RigidTransform(matrices[i:i + 1].clone()),
+                           similarity=float(sims[i].detach()),
+                           gradient=grads[i].detach().cpu().to(torch.float64),
+                           hessian=hessians[i], moving=moving[i:i + 1].detach())
+                for i in range(len(asks))]
+
     def run(self, pose: RigidTransform, max_itrs: int, damping: float = 1e-3,
             tolerance: float = 0.1, refresh: int = 8, hessian: torch.Tensor | None = None,
             should_stop: Callable[[], bool] = lambda: False
@@ -98,8 +137,39 @@ class PoseLM:
         Hessian is recomputed every `refresh` accepted steps and after a rejected step; a
         `hessian` from a previous stage starts it.
         """
+        for _, step in self.run_many([pose], max_itrs, damping, tolerance, refresh, hessian,
+                                     should_stop):
+            yield step
+
+    def run_many(self, poses: list[RigidTransform], max_itrs: int, damping: float = 1e-3,
+                 tolerance: float = 0.1, refresh: int = 8, hessian: torch.Tensor | None = None,
+                 should_stop: Callable[[], bool] = lambda: False
+                 ) -> Iterator[tuple[int, LMStep]]:
+        """:meth:`run` from every pose at once, in lockstep: each round, what all the runs
+        still going need rendered is rendered in one batch. Yields (run index, step)."""
+        runs = {i: self._steps(self.params_of(pose), max_itrs, damping, tolerance, refresh,
+                               hessian, should_stop) for i, pose in enumerate(poses)}
+        answers: dict[int, Evaluation | None] = dict.fromkeys(runs)
+        while runs:
+            asks: dict[int, _Ask] = {}
+            for i in list(runs):
+                try:
+                    item = runs[i].send(answers.pop(i, None))
+                    while isinstance(item, LMStep):
+                        yield i, item
+                        item = next(runs[i])
+                    asks[i] = item
+                except StopIteration:
+                    del runs[i]
+            if asks:
+                answers = dict(zip(asks, self.evaluate_many(list(asks.values())), strict=True))
+
+    def _steps(self, params: torch.Tensor, max_itrs: int, damping: float, tolerance: float,
+               refresh: int, hessian: torch.Tensor | None, should_stop: Callable[[], bool]):
+        """One run of :meth:`run` as a coroutine: it yields an :class:`_Ask` when it needs an
+        evaluation (sent back to it) and an :class:`LMStep` for every evaluated step."""
         t0 = time.perf_counter()
-        current = self.evaluate(self.params_of(pose), hessian)
+        current = yield _Ask(params, hessian)
         yield LMStep(0, current, True, damping, time.perf_counter() - t0)
         growth, age, rejected = 2.0, int(hessian is not None), 0
         for itr in range(1, max_itrs):
@@ -107,11 +177,11 @@ class PoseLM:
                 return
             t0 = time.perf_counter()
             if rejected and age:  # a stale Hessian may be why: refresh it at the same point
-                current = self.evaluate(current.params)
+                current = yield _Ask(current.params, None)
                 age = 0
             delta = self.solve(current, damping)
             reuse = current.hessian if age + 1 < refresh else None
-            trial = self.evaluate(current.params + delta, reuse)
+            trial = yield _Ask(current.params + delta, reuse)
             gain = trial.similarity - current.similarity
             predicted = float(delta @ current.gradient - 0.5 * delta @ current.hessian @ delta)
             if gain > 0:

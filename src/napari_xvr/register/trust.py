@@ -1,8 +1,9 @@
 """The verdict on one registration: ``ok``, ``suspect`` or ``failed``, with the reasons.
 
-It reads what the run recorded (``result.checks``: the uncertainty, the mirror check; the
-multi-start's end similarities) and applies thresholds calibrated on generated cases
-(``python -m benchmarks.trust``). A verdict is never ``ok`` without an uncertainty.
+It reads what the run recorded (``result.checks``: the uncertainty, the fit against the X-ray's
+own noise (:mod:`.fit`), the mirror check; the multi-start's end similarities) and applies
+thresholds calibrated on generated cases (``python -m benchmarks.trust``). A verdict is never
+``ok`` without an uncertainty.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from .. import defaults
+from .fit import FIT_RATIO
 
 OK, SUSPECT, FAILED = "ok", "suspect", "failed"
 SEVERITY = {OK: 0, SUSPECT: 1, FAILED: 2}
@@ -59,6 +61,12 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
             failed.append(f"predicted mTRE {predicted:.1f} mm (> {FAILED_FACTOR * trust_mm:g} mm)")
         elif predicted > trust_mm:
             suspect.append(f"predicted mTRE {predicted:.2f} mm (> {trust_mm:g} mm)")
+    fit = result.checks.get("fit")
+    if fit and math.isfinite(fit.get("ratio", math.nan)) and fit["ratio"] < FIT_RATIO:
+        suspect.append(
+            f"the DRR explains little of this X-ray: similarity {fit['similarity']:.3f} is "
+            f"{fit['ratio']:.2f} of what its own noise allows ({fit['ceiling']:.3f}): a wrong "
+            "optimum?")
     mirror = result.checks.get("mirror")
     if mirror and mirror.get("mirrored_better"):
         suspect.append(
