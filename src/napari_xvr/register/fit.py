@@ -13,9 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torchvision.transforms.functional import gaussian_blur
-
 BLUR_PX = 2.0
 """The denoising blur (stage pixels)."""
 FIT_RATIO = 0.4
@@ -36,8 +33,13 @@ class Fit:
                 "blur_px": BLUR_PX, "suspect_below": FIT_RATIO}
 
 
-def similarity_ceiling(similarity, fixed: torch.Tensor, prep) -> float:
-    """The similarity of the prepared X-ray `fixed` with its own blurred copy, prepared alike."""
+def similarity_ceiling(similarity, fixed, prep) -> float:
+    """The similarity of the prepared X-ray `fixed` (a tensor) with its own blurred copy,
+    prepared alike (torch is imported here: the verdict's rules, which the CLI's help reads,
+    stay light)."""
+    import torch
+    from torchvision.transforms.functional import gaussian_blur
+
     kernel = int(6 * BLUR_PX + 1) | 1
     with torch.no_grad():
         denoised = prep(gaussian_blur(fixed, [kernel, kernel], [BLUR_PX, BLUR_PX]))
