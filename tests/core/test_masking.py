@@ -8,8 +8,8 @@ import torch
 
 from napari_xvr import degrade
 from napari_xvr.io import read_xray
-from napari_xvr.register.masking import fill_masked, masked_fraction, stage_mask, valid_mask
-from napari_xvr.register.similarity import local_ncc
+from napari_xvr.register.masking import masked_fraction, stage_mask, valid_mask
+from napari_xvr.register.similarity import local_ncc, valid_windows
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_stage_mask_leaves_out_every_pixel_touching_the_mask():
     assert not small[0, 0, :3].any() and small[0, 0, 3:].all()
 
 
-def test_filled_pixels_drop_out_of_the_global_ncc():
+def test_left_out_pixels_drop_out_of_the_global_ncc():
     gen = torch.Generator().manual_seed(0)
     a, b = torch.rand(1, 1, 32, 32, generator=gen), torch.rand(1, 1, 32, 32, generator=gen)
     b = 0.5 * a + b
@@ -95,9 +95,9 @@ def test_filled_pixels_drop_out_of_the_global_ncc():
     valid[..., :, :8] = False
     a_bad, b_bad = a.clone(), b.clone()
     a_bad[~valid], b_bad[~valid] = 9.0, -3.0  # what the masked pixels held does not matter
-    filled = local_ncc(fill_masked(a_bad, valid), fill_masked(b_bad, valid), None)
+    masked = local_ncc(a_bad, b_bad, None, weight=valid_windows(valid, None))
     only_valid = local_ncc(a[..., :, 8:], b[..., :, 8:], None)
-    assert torch.allclose(filled, only_valid, atol=1e-4)  # up to local_ncc's eps
+    assert torch.allclose(masked, only_valid, atol=1e-4)  # up to local_ncc's eps
 
 
 # --- the mask in the engine (`--xray_mask auto`) ---------------------------------------------

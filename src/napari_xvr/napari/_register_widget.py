@@ -165,7 +165,7 @@ class RegisterWidget(Container):
         self.native.destroyed.connect(self._stop_quietly)  # closing the dock ends its run
         self.result = None
         self.mirror = None
-        self._stage_labelled = False
+        self._relabel = True  # the orientation letters are due (a stage began)
         self._live_view = Deferred(self._show_live_view)  # the overlay: in its own loop pass
         self.similarities: list[tuple[int, float]] = []
         self._pbar = None
@@ -287,7 +287,7 @@ class RegisterWidget(Container):
         self.result = None
         self.status.set_tone("ok")
         self.mirror = None
-        self._stage_labelled = False
+        self._relabel = True
         self.plot.clear()
         self.stop_token = StopToken()
         total = job.options.max_iterations()
@@ -427,7 +427,7 @@ class RegisterWidget(Container):
             self.focus_xray(fit=event.index == 1)
             self.plot.mark(self.similarities[-1][0] + 1 if self.similarities else 0,
                            f"1/{event.scale:g}")
-            self._stage_labelled = False
+            self._relabel = True
             starts = f", from {event.n_starts} starts" if event.n_starts > 1 else ""
             self.status.value = (f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
                                  f"({event.height} x {event.width} px{starts})")
@@ -437,10 +437,8 @@ class RegisterWidget(Container):
             self.similarities.extend(zip(event.itrs, event.similarities, strict=True))
             x, y = np.array(self.similarities).T
             self.plot.set_lines({"similarity": (x, y)})
-            label = not self._stage_labelled
-            self._stage_labelled = True
-            if event.drr is not None or label:
-                self._live_view.set((event, label or self._live_view_labels()))
+            if event.drr is not None or self._relabel:
+                self._live_view.set(event)
             r = event.params
             self.status.value = (f"stage {event.stage}/{event.n_stages} itr {event.total_itr}: "
                                  f"sim {event.similarities[-1]:.4f}  rot ({r[0]:.1f}, {r[1]:.1f}, "
@@ -459,19 +457,14 @@ class RegisterWidget(Container):
             report_error(XvrInputError(event.message), "Register")
             self.status.value = f"failed: {event.message}"
 
-    def _live_view_labels(self) -> bool:
-        """Whether the pending live view (if any) still has to relabel the orientation."""
-        pending = self._live_view._value
-        return pending is not None and pending[1]
-
-    def _show_live_view(self, pending: tuple[Progress, bool]) -> None:
+    def _show_live_view(self, event: Progress) -> None:
         """The latest live DRR on the X-ray (and, at a stage's start, the orientation letters)."""
-        event, label = pending
         if self.result is not None:
             return  # the final overlay is shown: a live one must not replace it
         if event.drr is not None:
             self._show_overlay(event.drr, event.stage_shape)
-        if label:
+        if self._relabel:
+            self._relabel = False
             self._show_orientation(event.matrix)
 
     def _on_result(self, event: Finished) -> None:

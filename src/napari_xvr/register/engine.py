@@ -279,12 +279,18 @@ def register(
 def _uncertainty(run: _Run, drr, fixed, prep, intr, pixels: int, inputs: dict):
     """The pose's uncertainty from one Gauss-Newton evaluation at the best pose (`pixels`: the
     stage's pixels that enter the similarity)."""
-    options = run.options
-    convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
-    solver = PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
+    solver = _lm_solver(run, drr, fixed, prep, intr)
     fit = solver.evaluate(solver.params_of(run.best_pose))
     return pose_uncertainty(fit.hessian, fit.similarity, pixels, run.best_pose,
-                            volume_points(drr), inputs.get("orientation") or "AP", convention)
+                            volume_points(drr), inputs.get("orientation") or "AP",
+                            solver.convention)
+
+
+def _lm_solver(run: _Run, drr, fixed, prep, intr) -> PoseLM:
+    """LM at one stage: finite-difference steps of 1/6 detector pixel."""
+    options = run.options
+    convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
+    return PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
 
 
 def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> Iterator[Step]:
@@ -305,21 +311,24 @@ def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> 
 
 
 def _lm_starts(run: _Run, starts: list[RigidTransform], drr, fixed, prep, stage_idx, n_itrs,
-               intr) -> Iterator[Step]:
-    """:func:`_lm_stage` from every start at once (:meth:`PoseLM.run_many`); returns each
-    start's (best similarity, best pose, Hessian)."""
-    options = run.options
-    convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
-    solver = PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
+               intr, hessian=None, track: bool = False) -> Iterator[Step]:
+    """LM at one stage from every start at once (:meth:`PoseLM.run_many`); returns each start's
+    (best similarity, best pose, Hessian). With `track`, the run's best follows every accepted
+    step (one start: a stop or a closed generator keeps the stage's progress)."""
+    solver = _lm_solver(run, drr, fixed, prep, intr)
     ends: list[tuple] = [(None, None, None)] * len(starts)
-    for index, lm_step in solver.run_many(starts, n_itrs, should_stop=lambda: run.stop.stopped):
+    for index, lm_step in solver.run_many(starts, n_itrs, hessian=hessian,
+                                          should_stop=lambda: run.stop.stopped):
         ev = lm_step.evaluation
         if lm_step.accepted:
             ends[index] = (ev.similarity, ev.pose, (ev.hessian, intr.delx))
-        run.start_index = index
+            if track:
+                run.best_similarity, run.best_pose, run.hessian = ends[index]
+        if len(starts) > 1:  # one start: a later stage keeps the index of the chosen start
+            run.start_index = index
         yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
                        (math.nan, math.nan), ev.moving, fixed,
-                       show=lm_step.accepted and options.drr_every > 0,
+                       show=lm_step.accepted and run.options.drr_every > 0,
                        damping=lm_step.damping)
     return ends
 
@@ -376,22 +385,12 @@ class _Run:
 
 
 def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> Iterator[Step]:
-    """Levenberg-Marquardt at one scale; finite-difference steps of 1/6 detector pixel."""
-    options = run.options
-    convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
-    solver = PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
+    """Levenberg-Marquardt at one scale from `start`, from the previous scale's Hessian."""
     hessian = None
     if run.hessian is not None:  # the previous scale's, as curvature grows ~ resolution^2
         hessian = run.hessian[0] * (run.hessian[1] / intr.delx) ** 2
-    for lm_step in solver.run(start, n_itrs, hessian=hessian, should_stop=lambda: run.stop.stopped):
-        ev = lm_step.evaluation
-        if lm_step.accepted:
-            run.best_pose, run.best_similarity = ev.pose, ev.similarity
-            run.hessian = (ev.hessian, intr.delx)
-        yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
-                       (math.nan, math.nan), ev.moving, fixed,
-                       show=lm_step.accepted and options.drr_every > 0,
-                       damping=lm_step.damping)
+    yield from _lm_starts(run, [start], drr, fixed, prep, stage_idx, n_itrs, intr, hessian,
+                          track=True)
 
 
 def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> Iterator[Step]:

@@ -75,28 +75,11 @@ class PoseLM:
 
     def evaluate(self, params: torch.Tensor, hessian: torch.Tensor | None = None) -> Evaluation:
         """One fwd+bwd render at `params`; six forward renders around it unless `hessian` is given."""
-        p = params.to(self.fixed.device, torch.float32).clone().requires_grad_(True)
-        pose = convert(p[None, :3], p[None, 3:], parameterization="euler_angles",
-                       convention=self.convention)
-        moving = self.prep(self.drr(pose))
-        sim = self.similarity(self.fixed, moving).mean()
-        (grad,) = torch.autograd.grad(sim, p)
-        if hessian is None:
-            with torch.no_grad():
-                nudged = self.prep(self.drr(self.pose_of(params[None] + torch.diag(self.steps))))
-                gram = similarity_gram(self.similarity, torch.cat([moving.detach(), nudged]))
-                hessian = gauss_newton_hessian(gram, self.steps)
-        return Evaluation(
-            params=params.clone(), pose=RigidTransform(pose.matrix.detach().clone()),
-            similarity=float(sim.detach()), gradient=grad.detach().cpu().to(torch.float64),
-            hessian=hessian, moving=moving.detach(),
-        )
+        return self.evaluate_many([_Ask(params, hessian)])[0]
 
     def evaluate_many(self, asks: list[_Ask]) -> list[Evaluation]:
         """:meth:`evaluate` for several parameter vectors at once: one batched fwd+bwd render of
         every centre, one batched forward render of the nudges of those without a Hessian."""
-        if len(asks) == 1:  # one run: exactly the single evaluation
-            return [self.evaluate(asks[0].params, asks[0].hessian)]
         params = torch.stack([a.params for a in asks])
         p = params.to(self.fixed.device, torch.float32).clone().requires_grad_(True)
         pose = convert(p[:, :3], p[:, 3:], parameterization="euler_angles",

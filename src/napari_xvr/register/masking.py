@@ -14,9 +14,9 @@ attenuation, i.e. no dose, is the bright end):
    end such regions are air around the patient, which the DRR shows too.
 3. Both grown by ``margin`` pixels, for the soft edge of a blade and the edges of glyphs.
 
-Everything else is valid.  :func:`fill_masked` and :func:`stage_mask` show how a stage of the
-registration could use the mask (fill the left-out pixels of the prepared X-ray and DRR with
-the mean of their valid ones, so that they add nothing to any cross-correlation).
+Everything else is valid.  With ``--xray_mask auto`` the engine takes the mask to each stage's
+size (:func:`stage_mask`) and the similarity compares only the pixels and windows it keeps
+(:meth:`~napari_xvr.register.similarity.Similarity.leave_out`).
 """
 
 from __future__ import annotations
@@ -84,16 +84,3 @@ def stage_mask(valid: np.ndarray, size: tuple[int, int]):
 
     left_out = torch.as_tensor(~np.asarray(valid, bool), dtype=torch.float32)[None, None]
     return interpolate(left_out, size=tuple(size), mode="area") <= 0
-
-
-def fill_masked(images, valid):
-    """`images` (B, C, H, W tensor) with the pixels outside `valid` (bool, broadcastable) set
-    to each image's mean over its valid pixels: they then add nothing to a global NCC and make
-    the windows they fill constant, in the X-ray and the DRR alike."""
-    import torch
-
-    valid = torch.as_tensor(valid, device=images.device).expand_as(images)
-    weight = valid.to(images.dtype)
-    count = weight.sum(dim=(-2, -1), keepdim=True).clamp_min(1)
-    mean = (images * weight).sum(dim=(-2, -1), keepdim=True) / count
-    return torch.where(valid, images, mean)
