@@ -10,8 +10,12 @@ from ..register.mirror import MirrorCheck
 from ..register.trust import verdict_text, verdict_text_of
 
 
-def run_with_progress(events, verbose: int = 1) -> list:
-    """Consume a `register_files` generator; return the results written."""
+def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
+    """Consume a `register_files` generator; return the results written.
+
+    With a `tag` (a rank of a sharded run, :func:`run_sharded`), every line starts with it, and
+    there are no bars (several processes' bars garble one terminal) and no summary.
+    """
     from ..register.pipeline import Retrying, Written, XrayStarted
 
     bar, written, prefix = None, [], ""
@@ -20,49 +24,70 @@ def run_with_progress(events, verbose: int = 1) -> list:
             if isinstance(event, XrayStarted):
                 prefix = f"[{event.index + 1}/{event.total}] {event.path.name}"
                 if verbose >= 1:
-                    tqdm.write(f"{prefix}")
+                    _line(tag, prefix)
             elif isinstance(event, Stage):
                 if bar is not None:
                     bar.close()
                 if verbose >= 2:
                     starts = f", from {event.n_starts} starts" if event.n_starts > 1 else ""
-                    tqdm.write(f"  stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
-                               f"detector ({event.height}x{event.width} px{starts})")
+                    _line(tag, f"  stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
+                          f"detector ({event.height}x{event.width} px{starts})")
                 bar = tqdm(total=event.max_itrs, desc=f"  stage {event.index}", ncols=90,
-                           leave=verbose >= 2, disable=verbose < 1)
+                           leave=verbose >= 2, disable=verbose < 1 or bool(tag))
             elif isinstance(event, Step):
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"sim={event.similarity:.4f}")
                 if verbose >= 3:
                     r1, r2, r3, tx, ty, tz = event.params
-                    tqdm.write(f"    itr {event.itr:4d} sim {event.similarity:.5f} "
-                               f"rot {r1:7.2f} {r2:7.2f} {r3:7.2f} xyz {tx:7.1f} {ty:7.1f} "
-                               f"{tz:7.1f} {_rates(event)}")
+                    _line(tag, f"    itr {event.itr:4d} sim {event.similarity:.5f} "
+                          f"rot {r1:7.2f} {r2:7.2f} {r3:7.2f} xyz {tx:7.1f} {ty:7.1f} "
+                          f"{tz:7.1f} {_rates(event)}")
             elif isinstance(event, Done):
                 if bar is not None:
                     bar.close()
                     bar = None
             elif isinstance(event, Retrying):
                 if verbose >= 1:
-                    tqdm.write(f"  {verdict_text_of(event.verdict)}: retrying from "
-                               f"{event.starts} more starts (--multistart auto)")
+                    _line(tag, f"  {verdict_text_of(event.verdict)}: retrying from "
+                          f"{event.starts} more starts (--multistart auto)")
             elif isinstance(event, MirrorCheck):
                 if event.mirrored_better:  # shown whatever the verbosity: the result is suspect
-                    click.echo(f"  Warning: {event.message(prefix.split('] ')[-1] or 'the X-ray')}",
+                    click.echo(f"{tag}  Warning: {event.message(prefix.split('] ')[-1] or 'the X-ray')}",
                                err=True)
             elif isinstance(event, Written):
                 written.append(event)
                 if verbose >= 1:
                     res = event.result
                     sim = "n/a" if res.similarity is None else f"{res.similarity:.4f}"
-                    click.echo(f"  -> {event.path}  similarity {sim}, {res.iterations} itrs, "
+                    click.echo(f"{tag}  -> {event.path}  similarity {sim}, {res.iterations} itrs, "
                                f"{res.runtime_s:.1f} s; {verdict_text(res)}")
     finally:
         if bar is not None:
             bar.close()
-    if verbose >= 1 and written:
+    if verbose >= 1 and written and not tag:
         click.echo(summary(written))
+    return written
+
+
+def run_sharded(events, verbose: int, shard) -> list:
+    """`run_with_progress` on this rank of a :class:`~napari_xvr.register.shard.Shard`, then every
+    rank's results gathered (on every rank, for ``--exit_on``); rank 0 prints the one summary.
+
+    In a single process this is `run_with_progress`.
+    """
+    from ..distributed import barrier
+    from ..register.shard import gather_written, leave
+
+    if shard.world == 1:
+        return run_with_progress(events, verbose)
+    try:
+        written = gather_written(run_with_progress(events, verbose, shard.tag))
+        if verbose >= 1 and written and shard.rank == 0:
+            click.echo(summary(written))
+        barrier()  # torchrun stops every rank when one exits non-zero: not before the summary
+    finally:
+        leave()
     return written
 
 
@@ -77,6 +102,14 @@ def summary(written) -> str:
             counts[status] += 1
     return (f"{len(written)} result(s): {counts['ok']} ok, {counts['suspect']} suspect, "
             f"{counts['failed']} failed")
+
+
+def _line(tag: str, text: str) -> None:
+    """A line above the bar; a rank's (`tag`) in one write, so ranks' lines never mix."""
+    if tag:
+        click.echo(f"{tag}{text}")
+    else:
+        tqdm.write(text)
 
 
 def _rates(event: Step) -> str:

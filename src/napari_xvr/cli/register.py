@@ -10,7 +10,7 @@ from .. import defaults
 from ..conventions import CONVENTIONS, PARAMETERIZATIONS
 from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, RegistrationOptions
 from ._help import CONTEXT, FINITE, STARTS, UserPath, section
-from .progress import run_with_progress
+from .progress import run_sharded
 from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
 
 _D = RegistrationOptions()
@@ -191,6 +191,7 @@ def _run(initializer, kw):
     from ..io.xray import check_reducefn
     from ..register.engine import Preprocessing
     from ..register.pipeline import AUTO_STARTS, VolumeSpec, register_files
+    from ..register.shard import join
 
     auto = kw["multistart"] == "auto"
 
@@ -209,15 +210,17 @@ def _run(initializer, kw):
     reducefn = check_reducefn(kw["reducefn"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
                       kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
+    shard = join(kw["device"])  # under torchrun: this rank's device and share of the X-rays
+    spec.device = shard.device
     events = register_files(
         kw["xray"], spec, initializer, kw["outpath"], options,
         Preprocessing(kw["subtract_background"], kw["linearize"], reducefn),
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
         kw["pattern"], kw["init_only"], kw["saveimg"] or kw["saveplot"], saveplot=kw["saveplot"],
         overwrite=kw["overwrite"], mirror_check=kw["mirror_check"], trust_mm=kw["trust_mm"],
-        retry_starts=AUTO_STARTS if auto else 0,
+        retry_starts=AUTO_STARTS if auto else 0, shard=shard.part,
     )
-    written = run_with_progress(events, kw["verbose"])
+    written = run_sharded(events, kw["verbose"], shard)
     exit_on_verdicts(written, kw["exit_on"])
 
 

@@ -26,6 +26,7 @@ from .events import Done, Step
 from .mirror import check_mirror
 from .options import RegistrationOptions
 from .result import write_result
+from .shard import ready_share
 from .trust import OK, SEVERITY, TRUST_MM, assess
 
 
@@ -147,11 +148,13 @@ def register_files(
     mirror_check: bool = defaults.reg("mirror_check"),
     trust_mm: float = TRUST_MM,
     retry_starts: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator:
     """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events.
 
     With `saveplot`, each result folder also gets ``registration.gif`` (the optimisation replayed,
-    as ``xvr animate`` makes it).
+    as ``xvr animate`` makes it). With `shard` ``(rank, world)`` (``torchrun``, :mod:`.shard`),
+    every X-ray is still planned and checked, but only this rank's share is registered.
     """
     options = options or RegistrationOptions()
     preprocessing = preprocessing or Preprocessing()
@@ -180,9 +183,12 @@ def register_files(
     for path, init, detector in zip(paths, inits, detectors, strict=True):
         if not init_only:  # each start must see the CT before any registration begins
             check_view(drr, init, options, detector, path)
+    mine = ready_share(len(paths), shard)
     for index, (path, init, target) in enumerate(zip(paths, inits, folders, strict=True)):
         if stop.stopped:
             break
+        if index not in mine:
+            continue
         xray = load(path)
         yield XrayStarted(index, len(paths), xray.path)
         yield from register_xray(xray, drr, init, spec, describe(initializer), options,

@@ -1,51 +1,31 @@
 """Several processes (``torchrun``): DistributedDataParallel, gloo on CPUs, nccl on GPUs.
 
 Each rank renders its own batch from its own RNG stream; DDP all-reduces the gradients; rank 0
-writes checkpoints and logs. Everything here is a no-op in a single process.
+writes checkpoints and logs. Everything here is a no-op in a single process; the helpers that
+are not about DDP live in :mod:`napari_xvr.distributed` (named here too, as training uses them).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
-import torch.distributed as dist
 
+from ..distributed import (
+    active,
+    any_rank,
+    barrier,
+    gather_objects,
+    init_from_env,
+    launched,
+    local_device,
+    rank,
+    shutdown,
+    world_size,
+)
 
-def launched() -> bool:
-    """True when started by torchrun (or another launcher setting WORLD_SIZE > 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def init_from_env(device_name: str | None = None) -> bool:
-    """Join the process group torchrun describes; returns whether distributed is on."""
-    if not launched() or dist.is_initialized():
-        return dist.is_initialized()
-    use_cuda = torch.cuda.is_available() and str(device_name or "auto") not in ("cpu",)
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return True
-
-
-def active() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    return dist.get_rank() if active() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if active() else 1
-
-
-def local_device(device: torch.device) -> torch.device:
-    """On CUDA under torchrun, each rank takes the GPU LOCAL_RANK names."""
-    if active() and device.type == "cuda":
-        index = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return device
+__all__ = ["active", "any_rank", "barrier", "gather_objects", "init_from_env", "launched",
+           "local_device", "no_sync", "rank", "shutdown", "world_size", "wrap"]
 
 
 def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -58,31 +38,3 @@ def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 def no_sync(module):
     """Skip the all-reduce on accumulation steps that do not end in an optimiser step."""
     return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
-
-
-def gather_objects(obj) -> list:
-    """Every rank's `obj`, in rank order (a one-item list in a single process)."""
-    if not active():
-        return [obj]
-    out = [None] * world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def any_rank(flag: bool) -> bool:
-    """True on every rank if `flag` is true on any (so all ranks stop together)."""
-    if not active():
-        return bool(flag)
-    t = torch.tensor([1.0 if flag else 0.0])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def barrier() -> None:
-    if active():
-        dist.barrier()
-
-
-def shutdown() -> None:
-    if active():
-        dist.destroy_process_group()
