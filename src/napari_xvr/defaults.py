@@ -130,6 +130,19 @@ REGISTER: dict[str, Default] = {
         why="napari-xvr's own option (xvr has none): `auto` leaves saturated plateaus (burned-in "
         "text, markers, a clipped detector) and flat collimator borders out of the similarity "
         "(register/masking.py); `off` compares every pixel, as xvr"),
+    "joint": Default(
+        False, None,
+        why="napari-xvr's own option (xvr registers each X-ray alone): `--joint` registers all "
+        "the X-rays given as views of one patient position, one pose against every view "
+        "(register/joint.py)"),
+    "geometry": Default(
+        "dicom", None,
+        why="with `--joint`: each view's camera relative to the first, from the DICOM headers' "
+        "C-arm angles and distances, or a JSON file of the views' poses"),
+    "init_view": Default(
+        0, None,
+        why="with `--joint`: which X-ray the initial pose (header, fixed, model, previous "
+        "result) is for; the others follow from the geometry"),
     "init_only": Default(False),
     "saveimg": Default(False),
     "saveplot": Default(False),

@@ -91,6 +91,31 @@ def _source_and_pixel_world(pose, pixels, intrinsics, orientation, reverse_x_axi
     return source, extrinsic(cam[None])[0]
 
 
+def anatomy_tre(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials) -> float:
+    """Mean distance (mm) between where the two poses put the anatomy's `fiducials` (world mm)
+    in the camera frame: the 3D error of the anatomy. xvr's :func:`mtre` moves the fiducials
+    with the camera-to-world pose instead, which measures the camera's error around its source
+    (a rotation counts with the ~source distance as lever); for the views of a joint result
+    this one is the same for every view."""
+    true_pose = RigidTransform(true_pose.matrix.double())
+    pts = _points(fiducials, true_pose)
+    moved = [RigidTransform(p.matrix.double()).inverse()(pts)[0] for p in (true_pose, pred_pose)]
+    return float((moved[1] - moved[0]).norm(dim=-1).mean())
+
+
+def ray_errors(true_pose: RigidTransform, pred_pose: RigidTransform, point,
+               orientation: str = "AP") -> tuple[float, float]:
+    """Where `pred_pose` puts a world `point` (mm) against `true_pose`, in the true camera's
+    frame: (along the central ray: depth, the error one view pins worst; across it)."""
+    reorient = RigidTransform(reorient_matrix(orientation).to(torch.float64))
+    pts = _points(np.asarray(point, dtype=np.float64).reshape(1, 3),
+                  RigidTransform(true_pose.matrix.double()))
+    cams = [reorient.compose(RigidTransform(p.matrix.double())).inverse()(pts)[0, 0]
+            for p in (true_pose, pred_pose)]
+    diff = cams[1] - cams[0]
+    return float(diff[2].abs()), float(diff[:2].norm())
+
+
 def mtre(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials) -> float:
     """xvr's mTRE (mm): mean distance between ``pred_pose(fiducials)`` and ``true_pose(fiducials)``."""
     true_pose = RigidTransform(true_pose.matrix.double())

@@ -174,12 +174,27 @@ LOGGING = (
     click.option("--verbose", type=click.IntRange(0, 3), default=D["verbose"].ours, show_default=True,
            help="0 silent, 1 progress bars, 2 a line per stage, 3 a line per iteration"),
 )
+MULTIVIEW = (
+    click.option("--joint/--no-joint", default=D["joint"].ours,
+                 help="Register all the X-rays given as views of one patient position (biplane, "
+                 "or a rotated C-arm): one pose against every view, one result folder "
+                 "<stem>_joint<N> with each view's pose, similarity and images in views/"),
+    click.option("--geometry", type=str, default=D["geometry"].ours, show_default=True,
+                 help="With --joint: 'dicom' (each view's C-arm angles and source-to-patient "
+                 "distance from its header) or a JSON file of each view's pose in any common "
+                 "frame: {\"views\": [{\"xray\": NAME, \"pose\": {\"matrix\": 4x4}}, ...]}"),
+    click.option("--init_view", type=click.IntRange(0, None), default=D["init_view"].ours,
+                 show_default=True,
+                 help="With --joint: the X-ray (0-based, in the order given) that the initial "
+                 "pose is for"),
+)
 XRAY_ARG = click.argument("xray", nargs=-1, required=True, type=UserPath(exists=True))
 
 
 def common(func):
     """The option groups every `register` subcommand shares."""
     func = section("Logging options", *LOGGING)(func)
+    func = section("Multi-view options", *MULTIVIEW)(func)
     func = section("Optimizer options", *OPTIMIZER)(func)
     func = section("Preprocessing options", *PREPROCESSING)(func)
     func = section("Intrinsics options", *INTRINSICS)(func)
@@ -210,11 +225,15 @@ def _run(initializer, kw):
     reducefn = check_reducefn(kw["reducefn"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
                       kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
+    preprocessing = Preprocessing(kw["subtract_background"], kw["linearize"], reducefn)
+    if kw["joint"]:
+        _run_joint(initializer, kw, spec, options, preprocessing, AUTO_STARTS if auto else 0)
+        return
     shard = join(kw["device"])  # under torchrun: this rank's device and share of the X-rays
     spec.device = shard.device
     events = register_files(
         kw["xray"], spec, initializer, kw["outpath"], options,
-        Preprocessing(kw["subtract_background"], kw["linearize"], reducefn),
+        preprocessing,
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
         kw["pattern"], kw["init_only"], kw["saveimg"] or kw["saveplot"], saveplot=kw["saveplot"],
         overwrite=kw["overwrite"], mirror_check=kw["mirror_check"], trust_mm=kw["trust_mm"],
@@ -222,6 +241,26 @@ def _run(initializer, kw):
     )
     written = run_sharded(events, kw["verbose"], shard)
     exit_on_verdicts(written, kw["exit_on"])
+
+
+def _run_joint(initializer, kw, spec, options, preprocessing, retry_starts: int) -> None:
+    """``--joint``: every X-ray given is a view of one registration."""
+    from ..distributed import launched
+    from ..errors import XvrInputError
+    from ..register.joint import register_joint_files
+    from .progress import run_with_progress
+
+    if launched():
+        raise XvrInputError("--joint registers one set of views in one process; run it without "
+                            "torchrun (torchrun shards many X-rays registered one by one)")
+
+    events = register_joint_files(
+        kw["xray"], spec, initializer, kw["outpath"], options, preprocessing,
+        {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")}, kw["pattern"],
+        geometry=kw["geometry"], init_view=kw["init_view"], init_only=kw["init_only"],
+        saveimg=kw["saveimg"] or kw["saveplot"], saveplot=kw["saveplot"],
+        overwrite=kw["overwrite"], trust_mm=kw["trust_mm"], retry_starts=retry_starts)
+    exit_on_verdicts(run_with_progress(events, kw["verbose"]), kw["exit_on"])
 
 
 def exit_on_verdicts(written, exit_on: str) -> None:

@@ -24,7 +24,7 @@ from ..io.xray import XRay, crop_intrinsics
 from ..render import set_intrinsics
 from .events import Done, Stage, Step
 from .fit import Fit, similarity_ceiling
-from .lm import PoseLM
+from .lm import LMView, PoseLM
 from .masking import masked_fraction, stage_mask, valid_mask
 from .multistart import start_poses
 from .options import RegistrationOptions
@@ -170,8 +170,56 @@ def _row(stage, itr, pose, similarity, elapsed, lrs, start) -> dict:
     }
 
 
+@dataclass
+class _View:
+    """One X-ray of a registration: its preprocessed image, detector, valid pixels, similarity
+    and, in a joint registration, where its camera sits relative to the optimised (first) one."""
+
+    xray: XRay
+    img: torch.Tensor
+    full: Intrinsics
+    valid: np.ndarray | None
+    similarity: Similarity
+    relative: torch.Tensor | None = None  # (4, 4): this view's pose = pose @ relative
+
+    def pose(self, pose: RigidTransform) -> RigidTransform:
+        if self.relative is None:
+            return pose
+        return RigidTransform(pose.matrix @ self.relative.to(pose.matrix))
+
+
+def _views(xrays: list[XRay], relatives, options, preprocessing, device, init_only) -> list[_View]:
+    views = []
+    for index, xray in enumerate(xrays):
+        img = xray.preprocessed(options.crop, preprocessing.subtract_background,
+                                preprocessing.linearize).to(device, torch.float32)
+        relative = None
+        if index and relatives is not None:
+            relative = torch.as_tensor(np.asarray(relatives[index]), dtype=torch.float32,
+                                       device=device)
+        views.append(_View(xray, img, crop_intrinsics(xray.intrinsics, options.crop),
+                           None if init_only else _xray_mask(img, options),
+                           Similarity(options.patch_size, options.sigma,
+                                      options.similarity_beta).to(device), relative))
+    return views
+
+
+def _stage_views(views: list[_View], drr, scale: float, options, device) -> tuple[list, int]:
+    """Every view's :class:`LMView` at one scale, and the pixels that enter the similarity.
+    One view renders with the detector set on `drr` here; several set their own per render."""
+    stage, pixels = [], 0
+    for view in views:
+        intr = stage_intrinsics(view.full, scale, options.crop)
+        prep = _preparer((intr.height, intr.width), options.equalize)
+        pixels += _leave_out(view.similarity, view.valid, intr, scale, device)
+        stage.append(LMView(prep(view.img), prep, view.similarity,
+                            intr if len(views) > 1 else None, view.relative))
+    set_intrinsics(drr, stage_intrinsics(views[0].full, scale, options.crop))
+    return stage, pixels
+
+
 def register(
-    xray: XRay,
+    xray: XRay | list[XRay],
     drr,
     init_pose: RigidTransform,
     options: RegistrationOptions | None = None,
@@ -181,12 +229,21 @@ def register(
     stop: StopToken | None = None,
     inputs: dict | None = None,
     initialization: dict | None = None,
+    hessian: tuple | None = None,
+    relatives: list | None = None,
 ) -> Iterator[Stage | Step | Done]:
     """Register `xray` to the volume inside `drr`, starting at `init_pose`.
 
     Yields :class:`Stage` when a resolution begins, :class:`Step` every iteration and finally
     :class:`Done` with the :class:`RegistrationResult`.  ``stop.stop()`` (from another thread)
     or closing the generator ends it early; a stopped run still yields Done with its best pose.
+    `hessian` (LM) starts the first scale from an earlier run's ``result.hessian`` instead of six
+    nudged renders (tracking: the previous frame's); the result keeps its last one.
+
+    Joint registration: `xray` a list of X-rays of one patient position and `relatives` each
+    one's 4x4 camera pose relative to the first (``pose_k = pose @ relatives[k]``; the first is
+    the identity). One pose (the first view's) is optimised against all of them, the
+    similarity the mean of theirs; ``result.views`` holds each view's pose and similarity.
     """
     options = options or RegistrationOptions()
     preprocessing = preprocessing or Preprocessing()
@@ -194,103 +251,168 @@ def register(
     device = drr.device
     dtype = torch.float32
     t_start = time.perf_counter()
-
-    img = xray.preprocessed(
-        options.crop, preprocessing.subtract_background, preprocessing.linearize
-    ).to(device, dtype)
-    full = crop_intrinsics(xray.intrinsics, options.crop)
-    if not init_only:
-        check_stages(options, xray.intrinsics, xray.path or "the X-ray")
+    xrays = list(xray) if isinstance(xray, list | tuple) else [xray]
+    if relatives is not None and len(relatives) != len(xrays):
+        raise XvrInputError(f"{len(xrays)} X-rays but {len(relatives)} relative poses: give one "
+                            "per X-ray (the first the identity)")
+    for view_xray in xrays if not init_only else ():
+        check_stages(options, view_xray.intrinsics, view_xray.path or "the X-ray")
+    views = _views(xrays, relatives, options, preprocessing, device, init_only)
     init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
     if not init_only:  # --init_only reports the start itself, whatever it shows
-        check_view(drr, init_pose, options, xray.intrinsics, xray.path or "the X-ray")
-    valid = None if init_only else _xray_mask(img, options)
+        for view in views:
+            check_view(drr, view.pose(init_pose), options, view.xray.intrinsics,
+                       view.xray.path or "the X-ray")
+    first = views[0]
     result = RegistrationResult(
         init_pose=init_pose.matrix[0].detach().cpu().double().numpy(),
         final_pose=None,
-        intrinsics=full,
+        intrinsics=first.full,
         inputs=dict(inputs or {}),
         preprocessing={"crop": options.crop, **preprocessing.__dict__},
         options={**options.to_dict(), "init_only": init_only},
         initialization=dict(initialization or {}),
     )
-    if valid is not None:
-        result.checks["xray_mask"] = {"rule": options.xray_mask,
-                                      "masked_fraction": masked_fraction(valid)}
+    if first.valid is not None:
+        fractions = [masked_fraction(view.valid) for view in views]
+        result.checks["xray_mask"] = {"rule": options.xray_mask, "masked_fraction": fractions[0]}
+        if len(views) > 1:
+            result.checks["xray_mask"]["view_masked_fractions"] = fractions
     stages = options.scale_list()
     if keep_images:
-        result.images["xray"] = img[0, 0].cpu().numpy()
-        set_intrinsics(drr, full)
+        result.images["xray"] = first.img[0, 0].cpu().numpy()
+        set_intrinsics(drr, first.full)
         with torch.no_grad():
             result.images["init_drr"] = drr(init_pose)[0, 0].float().cpu().numpy()
 
     if init_only or not stages:
         result.runtime_s = time.perf_counter() - t_start
+        _joint_views(result, views, drr, init_pose, init_pose, None, keep_images)
         yield Done(result)
         return
 
-    similarity = Similarity(options.patch_size, options.sigma, options.similarity_beta).to(device)
-    run = _Run(options, similarity, stop, result, init_pose)
-    fixed = prep = None
+    run = _Run(options, first.similarity, stop, result, init_pose, hessian=hessian)
+    lm_views = None
     slab_before = _set_slab(drr, options.slab_mm)
     try:
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
-            intr = stage_intrinsics(full, scale, options.crop)
-            set_intrinsics(drr, intr)
             _set_slab(drr, options.slab_mm if scale > 1 else 0.0)  # full resolution: every slice
-            prep = _preparer((intr.height, intr.width), options.equalize)
-            pixels = _leave_out(similarity, valid, intr, scale, device)
-            fixed = prep(img)
+            lm_views, pixels = _stage_views(views, drr, scale, options, device)
+            if len(views) > 1 and run.best_pose is not None:
+                _weigh(drr, lm_views, run.best_pose)
+            intr = stage_intrinsics(first.full, scale, options.crop)
             stage = _lm_stage if options.optimizer == "lm" else _adam_stage
             if stage_idx == 1 and options.multistart > 0:
                 starts = start_poses(init_pose, options.multistart, options.multistart_rot,
                                      options.multistart_xyz)
                 yield Stage(stage_idx, len(stages), scale, intr.height, intr.width,
                             n_itrs * len(starts), len(starts))
-                yield from _multistart(run, starts, stage, (drr, fixed, prep, stage_idx, n_itrs, intr))
+                yield from _multistart(run, starts, stage, (drr, lm_views, stage_idx, n_itrs, intr))
             else:
                 yield Stage(stage_idx, len(stages), scale, intr.height, intr.width, n_itrs)
-                yield from stage(run, drr, fixed, prep, stage_idx, n_itrs, intr,
+                yield from stage(run, drr, lm_views, stage_idx, n_itrs, intr,
                                  run.best_pose or init_pose)
             if stop.stopped:
                 break
         if not stop.stopped and run.best_pose is not None:  # at the last scale, as it ran
-            result.checks["uncertainty"] = _uncertainty(run, drr, fixed, prep, intr, pixels,
+            if len(views) > 1:  # the weights at the optimum, for the covariance
+                _weigh(drr, lm_views, run.best_pose)
+            result.checks["uncertainty"] = _uncertainty(run, drr, lm_views, intr, pixels,
                                                         result.inputs).to_json()
-            result.checks["fit"] = Fit(float(run.best_similarity),
-                                       similarity_ceiling(similarity, fixed, prep)).to_json()
+            weights = _lm_solver(run, drr, lm_views, intr).weights().numpy()
+            ceiling = float(np.dot(weights, [similarity_ceiling(v.similarity, v.fixed, v.prep)
+                                             for v in lm_views]))
+            result.checks["fit"] = Fit(float(run.best_similarity), ceiling).to_json()
+            if len(views) > 1:
+                result.checks["joint_weights"] = [float(w) for w in weights]
     finally:
         final = run.best_pose or init_pose
         result.final_pose = final.matrix[0].detach().cpu().double().numpy()
         result.stopped = stop.stopped
         result.iterations = run.total_itr
         result.runtime_s = time.perf_counter() - t_start
+        result.hessian = run.hessian
         _set_slab(drr, slab_before)
     with torch.no_grad():
+        view_sims = None
+        if len(views) > 1 or run.best_similarity is None:
+            view_sims = _view_similarities(drr, lm_views, final)
         if run.best_similarity is None:  # stopped before the first iteration
-            run.best_similarity = float(similarity(fixed, prep(drr(final))).mean())
+            run.best_similarity = float(np.mean(view_sims))
         result.similarity = run.best_similarity
         if keep_images:
-            set_intrinsics(drr, full)
+            set_intrinsics(drr, first.full)
             result.images["final_drr"] = drr(final)[0, 0].float().cpu().numpy()
+    _joint_views(result, views, drr, init_pose, final, view_sims, keep_images)
     yield Done(result)
 
 
-def _uncertainty(run: _Run, drr, fixed, prep, intr, pixels: int, inputs: dict):
+MIN_RESIDUAL = 1e-3  # 1 - similarity below this is not a noise level a weight can trust
+
+
+@torch.no_grad()
+def _weigh(drr, lm_views: list[LMView], pose: RigidTransform) -> None:
+    """Weigh each view by the inverse of its residual ``1 - similarity`` at `pose`: the maximum
+    likelihood weights of views with different noise levels (a noisier or less telling view,
+    e.g. a lateral chest, counts less), the same ``sigma^2`` the uncertainty uses."""
+    for view, sim in zip(lm_views, _view_similarities(drr, lm_views, pose), strict=True):
+        view.weight = 1.0 / max(1.0 - sim, MIN_RESIDUAL)
+
+
+def _view_similarities(drr, lm_views: list[LMView], pose: RigidTransform) -> list[float]:
+    """Each view's similarity at `pose`, at the last stage that ran."""
+    return [float(view.similarity(view.fixed, view.render(drr, pose)).mean()) for view in lm_views]
+
+
+@torch.no_grad()
+def _joint_views(result: RegistrationResult, views: list[_View], drr, init_pose, final,
+                 similarities: list[float] | None, keep_images: bool) -> None:
+    """A joint registration's per-view record: ``result.views`` (each view's X-ray, relative
+    pose, pose and similarity) and, with `keep_images`, each view's X-ray and DRRs."""
+    if len(views) < 2:
+        return
+    result.views = []
+    for index, view in enumerate(views):
+        pose = view.pose(final)
+        entry = {
+            "xray": str(view.xray.path) if view.xray.path else f"view {index}",
+            "relative_pose": pose_to_dict(RigidTransform(
+                torch.eye(4, dtype=torch.float64)[None] if view.relative is None
+                else view.relative.double().cpu()[None])),
+            "init_pose": pose_to_dict(view.pose(init_pose)),
+            "final_pose": pose_to_dict(pose),
+            "intrinsics": view.full.to_dict(),
+            "similarity": None if similarities is None else similarities[index],
+        }
+        if keep_images:
+            set_intrinsics(drr, view.full)
+            entry["images"] = {"xray": view.img[0, 0].cpu().numpy(),
+                               "init_drr": drr(view.pose(init_pose))[0, 0].float().cpu().numpy(),
+                               "final_drr": drr(pose)[0, 0].float().cpu().numpy()}
+        result.views.append(entry)
+
+
+def _uncertainty(run: _Run, drr, lm_views, intr, pixels: int, inputs: dict):
     """The pose's uncertainty from one Gauss-Newton evaluation at the best pose (`pixels`: the
-    stage's pixels that enter the similarity)."""
-    solver = _lm_solver(run, drr, fixed, prep, intr)
+    stage's pixels that enter the similarity, over every view)."""
+    solver = _lm_solver(run, drr, lm_views, intr)
     fit = solver.evaluate(solver.params_of(run.best_pose))
-    return pose_uncertainty(fit.hessian, fit.similarity, pixels, run.best_pose,
+    similarity = fit.similarity
+    if len(lm_views) > 1:  # sigma^2 whose inverse is the views' mean inverse (see _weigh)
+        residuals = [max(1.0 - s, MIN_RESIDUAL) for s in fit.view_similarities]
+        similarity = 1.0 - len(residuals) / sum(1.0 / r for r in residuals)
+    return pose_uncertainty(fit.hessian, similarity, pixels, run.best_pose,
                             volume_points(drr), inputs.get("orientation") or "AP",
                             solver.convention)
 
 
-def _lm_solver(run: _Run, drr, fixed, prep, intr) -> PoseLM:
+def _lm_solver(run: _Run, drr, lm_views: list[LMView], intr) -> PoseLM:
     """LM at one stage: finite-difference steps of 1/6 detector pixel."""
     options = run.options
     convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
-    return PoseLM(drr, fixed, prep, run.similarity, convention, step_mm=intr.delx / 6)
+    first = lm_views[0]
+    return PoseLM(drr, first.fixed, first.prep, first.similarity, convention,
+                  step_mm=intr.delx / 6, views=lm_views)
 
 
 def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> Iterator[Step]:
@@ -310,12 +432,12 @@ def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> 
     _choose_start(run, starts, ends)
 
 
-def _lm_starts(run: _Run, starts: list[RigidTransform], drr, fixed, prep, stage_idx, n_itrs,
+def _lm_starts(run: _Run, starts: list[RigidTransform], drr, lm_views, stage_idx, n_itrs,
                intr, hessian=None, track: bool = False) -> Iterator[Step]:
     """LM at one stage from every start at once (:meth:`PoseLM.run_many`); returns each start's
     (best similarity, best pose, Hessian). With `track`, the run's best follows every accepted
     step (one start: a stop or a closed generator keeps the stage's progress)."""
-    solver = _lm_solver(run, drr, fixed, prep, intr)
+    solver = _lm_solver(run, drr, lm_views, intr)
     ends: list[tuple] = [(None, None, None)] * len(starts)
     for index, lm_step in solver.run_many(starts, n_itrs, hessian=hessian,
                                           should_stop=lambda: run.stop.stopped):
@@ -327,7 +449,7 @@ def _lm_starts(run: _Run, starts: list[RigidTransform], drr, fixed, prep, stage_
         if len(starts) > 1:  # one start: a later stage keeps the index of the chosen start
             run.start_index = index
         yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
-                       (math.nan, math.nan), ev.moving, fixed,
+                       (math.nan, math.nan), ev.views_moving, lm_views,
                        show=lm_step.accepted and run.options.drr_every > 0,
                        damping=lm_step.damping)
     return ends
@@ -369,8 +491,12 @@ class _Run:
     total_itr: int = 0
     start_index: int = 0  # which start of a multi-start first scale is running (or was chosen)
 
-    def step(self, stage, itr, pose, sim, elapsed, lrs, moving, fixed, show, damping=None) -> Step:
+    def step(self, stage, itr, pose, sim, elapsed, lrs, movings, lm_views, show,
+             damping=None) -> Step:
+        """The event of one iteration (`movings`: each view's prepared DRR)."""
         self.result.trajectory.append(_row(stage, itr, pose, sim, elapsed, lrs, self.start_index))
+        moving, fixed = movings[0], lm_views[0].fixed
+        joint = len(lm_views) > 1
         event = Step(
             stage=stage, itr=itr, total_itr=self.total_itr, similarity=sim,
             params=tuple(float(v) for v in np.concatenate(pose_to_zxy(pose))),
@@ -379,21 +505,27 @@ class _Run:
             drr=moving[0, 0].detach().float().cpu().numpy() if show else None,
             fixed=fixed[0, 0].float().cpu().numpy() if itr == 0 else None,
             damping=damping, start=self.start_index,
+            view_drrs=tuple(_image(m) for m in movings) if show and joint else (),
+            view_fixed=tuple(_image(v.fixed) for v in lm_views) if itr == 0 and joint else (),
         )
         self.total_itr += 1
         return event
 
 
-def _lm_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> Iterator[Step]:
+def _image(tensor: torch.Tensor) -> np.ndarray:
+    return tensor[0, 0].detach().float().cpu().numpy()
+
+
+def _lm_stage(run: _Run, drr, lm_views, stage_idx, n_itrs, intr, start) -> Iterator[Step]:
     """Levenberg-Marquardt at one scale from `start`, from the previous scale's Hessian."""
     hessian = None
     if run.hessian is not None:  # the previous scale's, as curvature grows ~ resolution^2
         hessian = run.hessian[0] * (run.hessian[1] / intr.delx) ** 2
-    yield from _lm_starts(run, [start], drr, fixed, prep, stage_idx, n_itrs, intr, hessian,
+    yield from _lm_starts(run, [start], drr, lm_views, stage_idx, n_itrs, intr, hessian,
                           track=True)
 
 
-def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> Iterator[Step]:
+def _adam_stage(run: _Run, drr, lm_views, stage_idx, n_itrs, intr, start) -> Iterator[Step]:
     """xvr's stage: Adam, ReduceLROnPlateau, and max_n_plateaus step-size levels."""
     options, device = run.options, drr.device
     rot, xyz = _params(start, options)
@@ -415,8 +547,9 @@ def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> 
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         pose = _pose(rot, xyz, options)
-        moving = prep(drr(pose))
-        loss = run.similarity(fixed, moving).mean()
+        movings = [view.render(drr, pose) for view in lm_views]
+        loss = torch.stack([view.similarity(view.fixed, moving).mean()
+                            for view, moving in zip(lm_views, movings, strict=True)]).mean()
         loss.backward()
         sim = float(loss.detach())
         if sim > best_sim:
@@ -427,7 +560,8 @@ def _adam_stage(run: _Run, drr, fixed, prep, stage_idx, n_itrs, intr, start) -> 
         _sync(device)
         lrs = [group["lr"] for group in optimizer.param_groups]
         show = options.drr_every > 0 and itr % options.drr_every == 0
-        yield run.step(stage_idx, itr, pose, sim, time.perf_counter() - t0, lrs, moving, fixed, show)
+        yield run.step(stage_idx, itr, pose, sim, time.perf_counter() - t0, lrs,
+                       [m.detach() for m in movings], lm_views, show)
         # xvr's rule: a stage ends when it reaches its max_n_plateaus-th step size
         if lrs[0] < current_lr:
             current_lr = lrs[0]

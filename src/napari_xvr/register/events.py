@@ -38,6 +38,8 @@ class Step:
     fixed: np.ndarray | None = None  # the X-ray at this stage's size, with the first DRR
     damping: float | None = None  # Levenberg-Marquardt's damping (lr_rot/lr_xyz are NaN then)
     start: int = 0  # which starting pose of a multi-start first scale (0: the given one)
+    view_drrs: tuple = ()  # joint registration: every view's DRR when `drr` is shown
+    view_fixed: tuple = ()  # joint registration: every view's X-ray with the first DRR
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,35 @@ class Evaluation:
 
     params: torch.Tensor  # (6,) float64: 3 Euler angles (rad), 3 translations (mm)
     pose: RigidTransform
-    similarity: float
+    similarity: float  # the mean over the views
     gradient: torch.Tensor  # (6,) d similarity / d params
     hessian: torch.Tensor  # (6, 6) J^T J of (1 - similarity)
-    moving: torch.Tensor  # (1, 1, H, W) the prepared DRR
+    moving: torch.Tensor  # (1, 1, H, W) the prepared DRR (the first view's)
+    views_moving: tuple = ()  # every view's prepared DRR (joint registration)
+    view_similarities: tuple = ()  # every view's similarity
+
+
+@dataclass
+class LMView:
+    """One X-ray of a (joint) registration at one stage: its prepared image and similarity, the
+    detector to render it with, and where its camera sits relative to the optimised pose."""
+
+    fixed: torch.Tensor
+    prep: Callable
+    similarity: Similarity
+    intrinsics: object | None = None  # set on the renderer before this view's renders (None: as is)
+    relative: torch.Tensor | None = None  # (4, 4): this view's pose = pose @ relative (None: same)
+    weight: float = 1.0  # its share of the joint similarity (the views' weights are normalised)
+
+    def render(self, drr, pose: RigidTransform) -> torch.Tensor:
+        """This view's prepared DRR(s) of the optimised `pose` (B, 1, H, W)."""
+        if self.intrinsics is not None:
+            from ..render import set_intrinsics
+
+            set_intrinsics(drr, self.intrinsics)
+        if self.relative is not None:
+            pose = RigidTransform(pose.matrix @ self.relative.to(pose.matrix))
+        return self.prep(drr(pose))
 
 
 @dataclass
@@ -59,8 +84,12 @@ class PoseLM:
     """Levenberg-Marquardt over ``convert(rot, xyz, 'euler_angles', convention)``."""
 
     def __init__(self, drr, fixed: torch.Tensor, prep: Callable, similarity: Similarity,
-                 convention: str = "ZXY", step_mm: float = 1.0):
-        self.drr, self.fixed, self.prep, self.similarity = drr, fixed, prep, similarity
+                 convention: str = "ZXY", step_mm: float = 1.0, views: list[LMView] | None = None):
+        """`views` (joint registration): every X-ray's :class:`LMView`; the similarity is their
+        weighted mean, and so are the gradient and Gauss-Newton Hessian. Without it, the one view
+        (`fixed`, `prep`, `similarity`) with the renderer as it is."""
+        self.views = views or [LMView(fixed, prep, similarity)]
+        self.drr, self.fixed = drr, self.views[0].fixed
         self.convention = convention
         step_rad = step_mm / ROTATION_RADIUS_MM
         self.steps = torch.tensor([step_rad] * 3 + [step_mm] * 3, dtype=torch.float64)
@@ -79,32 +108,50 @@ class PoseLM:
 
     def evaluate_many(self, asks: list[_Ask]) -> list[Evaluation]:
         """:meth:`evaluate` for several parameter vectors at once: one batched fwd+bwd render of
-        every centre, one batched forward render of the nudges of those without a Hessian."""
+        every centre, one batched forward render of the nudges of those without a Hessian (per
+        view, the views' similarities and Hessians averaged)."""
         params = torch.stack([a.params for a in asks])
         p = params.to(self.fixed.device, torch.float32).clone().requires_grad_(True)
         pose = convert(p[:, :3], p[:, 3:], parameterization="euler_angles",
                        convention=self.convention)
-        moving = self.prep(self.drr(pose))
-        sims = self.similarity(self.fixed, moving)
+        movings = [view.render(self.drr, pose) for view in self.views]
+        view_sims = torch.stack([view.similarity(view.fixed, moving)
+                                 for view, moving in zip(self.views, movings, strict=True)])
+        weights = self.weights()
+        sims = (weights.to(view_sims)[:, None] * view_sims).sum(dim=0)
         (grads,) = torch.autograd.grad(sims.sum(), p)  # the runs are independent: row i is run i's
         hessians = [a.hessian for a in asks]
         need = [i for i, h in enumerate(hessians) if h is None]
         if need:
-            with torch.no_grad():
-                nudges = torch.cat([params[i][None] + torch.diag(self.steps) for i in need])
-                nudged = self.prep(self.drr(self.pose_of(nudges))).reshape(len(need), 6,
-                                                                           *moving.shape[1:])
-                for k, i in enumerate(need):
-                    gram = similarity_gram(self.similarity,
-                                           torch.cat([moving[i:i + 1].detach(), nudged[k]]))
-                    hessians[i] = gauss_newton_hessian(gram, self.steps)
+            nudges = torch.cat([params[i][None] + torch.diag(self.steps) for i in need])
+            found = [self._view_hessians(view, moving, need, nudges)
+                     for view, moving in zip(self.views, movings, strict=True)]
+            for k, i in enumerate(need):
+                hessians[i] = sum(float(w) * h[k] for w, h in zip(weights, found, strict=True))
         matrices = pose.matrix.detach()
         return [Evaluation(params=params[i].clone(),
                            pose=RigidTransform(matrices[i:i + 1].clone()),
                            similarity=float(sims[i].detach()),
                            gradient=grads[i].detach().cpu().to(torch.float64),
-                           hessian=hessians[i], moving=moving[i:i + 1].detach())
+                           hessian=hessians[i], moving=movings[0][i:i + 1].detach(),
+                           views_moving=tuple(m[i:i + 1].detach() for m in movings),
+                           view_similarities=tuple(float(v) for v in view_sims[:, i].detach()))
                 for i in range(len(asks))]
+
+    def weights(self) -> torch.Tensor:
+        """The views' normalised weights (float64, summing to 1)."""
+        w = torch.tensor([view.weight for view in self.views], dtype=torch.float64)
+        return w / w.sum()
+
+    @torch.no_grad()
+    def _view_hessians(self, view: LMView, moving: torch.Tensor, need: list[int],
+                       nudges: torch.Tensor) -> list[torch.Tensor]:
+        """One view's Gauss-Newton Hessian at each centre in `need` from its six nudged renders."""
+        nudged = view.render(self.drr, self.pose_of(nudges)).reshape(len(need), 6, *moving.shape[1:])
+        return [gauss_newton_hessian(similarity_gram(view.similarity,
+                                                     torch.cat([moving[i:i + 1].detach(), nudged[k]])),
+                                     self.steps)
+                for k, i in enumerate(need)]
 
     def run(self, pose: RigidTransform, max_itrs: int, damping: float = 1e-3,
             tolerance: float = 0.1, refresh: int = 8, hessian: torch.Tensor | None = None,
@@ -116,7 +163,9 @@ class PoseLM:
         to the model's optimum moves every parameter by less than `tolerance` times its
         finite-difference step (1/60 detector pixel with the engine's steps: a test in pose
         space, so it holds for noisy images whose similarity stays far from 1 as for clean
-        ones); or after two rejected steps in a row (the similarity's noise floor).  The
+        ones), judged with a fresh Hessian (a reused one that claims convergence is recomputed
+        first: a previous scale's, rescaled, can be too stiff and stop a climb that goes on);
+        or after two rejected steps in a row (the similarity's noise floor).  The
         Hessian is recomputed every `refresh` accepted steps and after a rejected step; a
         `hessian` from a previous stage starts it.
         """
@@ -173,8 +222,11 @@ class PoseLM:
                 growth, rejected = 2.0, 0
                 age = age + 1 if reuse is not None else 0
                 current = trial
-                remaining = self.solve(current, 0.0)  # to the Gauss-Newton model's optimum
-                converged = bool((remaining.abs() < tolerance * self.steps).all())
+                converged = self._near_optimum(current, tolerance)
+                if converged and age:  # a reused Hessian's verdict: check it with a fresh one
+                    current = trial = yield _Ask(current.params, None)
+                    age = 0
+                    converged = self._near_optimum(current, tolerance)
             else:
                 damping *= growth
                 growth *= 2
@@ -183,6 +235,11 @@ class PoseLM:
             yield LMStep(itr, trial, gain > 0, damping, time.perf_counter() - t0)
             if converged:
                 return
+
+    def _near_optimum(self, current: Evaluation, tolerance: float) -> bool:
+        """Whether the Gauss-Newton step to the model's optimum moves every parameter by less
+        than `tolerance` times its finite-difference step."""
+        return bool((self.solve(current, 0.0).abs() < tolerance * self.steps).all())
 
     @staticmethod
     def solve(current: Evaluation, damping: float) -> torch.Tensor:

@@ -198,6 +198,10 @@ def register_files(
                                  retry_starts=retry_starts)
 
 
+def _xray_name(xray: XRay) -> str:
+    return str(Path(xray.path).resolve()) if xray.path else "X-ray"
+
+
 def describe(initializer) -> dict:
     """What result.json's ``initialization`` records of an initializer."""
     return getattr(initializer, "describe", lambda: {"type": type(initializer).__name__})()
@@ -221,12 +225,14 @@ def stop_requested(stop: StopToken | None) -> bool:
 
 
 def _attempt(xray, drr, init_pose, options, preprocessing, init_only, keep_images, stop, inputs,
-             initialization, mirror_check, trust_mm):
+             initialization, mirror_check, trust_mm, relatives=None):
     """One engine run, its mirror check and verdict: yields every event but Done; returns the
-    result."""
+    result. A joint registration (`relatives`) has no mirror check: flipping every view does
+    not mirror their geometry."""
     result, coarse_best = None, -math.inf
+    mirror_check = mirror_check and relatives is None
     for event in register(xray, drr, init_pose, options, preprocessing, init_only, keep_images,
-                          stop, inputs, initialization):
+                          stop, inputs, initialization, relatives=relatives):
         if isinstance(event, Step) and event.stage == 1 and math.isfinite(event.similarity):
             coarse_best = max(coarse_best, event.similarity)
         if isinstance(event, Done):
@@ -263,6 +269,7 @@ def register_xray(
     mirror_check: bool = defaults.reg("mirror_check"),
     trust_mm: float = TRUST_MM,
     retry_starts: int = 0,
+    relatives: list | None = None,
 ) -> Iterator:
     """Register one X-ray against `drr` (built by ``spec.make_renderer``) from `init_pose`.
 
@@ -276,14 +283,20 @@ def register_xray(
     With `retry_starts` (``--multistart auto``), a result that is not ok is registered again from
     that many more starts (a :class:`Retrying` event) and the better verdict is kept, so easy
     cases cost one plain run (``result.checks["recovery"]`` says what happened).
+    A joint registration passes a list of X-rays as `xray` and their `relatives` (see
+    :func:`.engine.register`); `init_pose` is then the first view's.
     """
-    named = xray_name or (str(Path(xray.path).resolve()) if xray.path else "X-ray")
-    inputs = {"xray": named, **spec.describe(), "header": xray.header,
-              "pf_to_af": xray.pf_to_af, "device": str(drr.device)}
+    views = list(xray) if isinstance(xray, list | tuple) else [xray]
+    named = xray_name or _xray_name(views[0])
+    inputs = {"xray": named, **spec.describe(), "header": views[0].header,
+              "pf_to_af": views[0].pf_to_af, "device": str(drr.device)}
+    if len(views) > 1:
+        inputs |= {"xrays": [_xray_name(v) for v in views],
+                   "headers": [v.header for v in views]}
 
     def attempt(opts):
         return _attempt(xray, drr, init_pose, opts, preprocessing, init_only, keep_images, stop,
-                        inputs, initialization, mirror_check, trust_mm)
+                        inputs, initialization, mirror_check, trust_mm, relatives)
 
     result = yield from attempt(options)
     if (retry_starts > options.multistart and result is not None and not init_only
@@ -305,8 +318,10 @@ def register_xray(
     if target is None or result is None:
         return
     target = Path(target)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)  # what a killed earlier write left behind
+    # what a killed earlier write left behind: atomic_dir's ".<name>.<8 random chars>.tmp", the
+    # 8 chars exact so that another target's ("<name>.1") temporary folder is never taken
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.{'[!.]' * 8}.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     folder = write_result(result, target, saveimg=saveimg)
     if saveplot and result.trajectory:
         from ..animate import animate_result

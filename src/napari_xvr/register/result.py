@@ -42,6 +42,8 @@ class RegistrationResult:
     images: dict = field(default_factory=dict)  # name -> float32 array, saved as PNG with --saveimg
     checks: dict = field(default_factory=dict)  # name -> what a check found (e.g. 'mirror')
     verdict: dict | None = None  # {'status': ok|suspect|failed, 'reasons': [...]} (trust.py)
+    hessian: tuple | None = None  # LM's last (J^T J, detector spacing); not written
+    views: list | None = None  # joint registration: each view's X-ray, poses, similarity (images)
 
     @property
     def pose(self) -> np.ndarray:
@@ -68,8 +70,29 @@ class RegistrationResult:
             "checks": self.checks,
             "verdict": self.verdict,
         }
+        if self.views is not None:
+            data["views"] = [{k: v for k, v in view.items() if k != "images"}
+                             for view in self.views]
         data["pose_sha256"] = pose_digest(data)
         return data
+
+    def view_result(self, index: int) -> RegistrationResult:
+        """One view of a joint registration as a single-view result: its own poses, detector,
+        similarity and images; the joint verdict (the pose is the joint one)."""
+        view = self.views[index]
+        return RegistrationResult(
+            init_pose=pose_from_dict(view["init_pose"]).matrix[0].double().numpy(),
+            final_pose=pose_from_dict(view["final_pose"]).matrix[0].double().numpy(),
+            intrinsics=Intrinsics(**view["intrinsics"]), similarity=view["similarity"],
+            runtime_s=self.runtime_s, iterations=self.iterations, stopped=self.stopped,
+            inputs={**self.inputs, "xray": view["xray"],
+                    "header": (self.inputs.get("headers") or [None] * (index + 1))[index]},
+            preprocessing=self.preprocessing, options=self.options,
+            initialization=self.initialization, images=dict(view.get("images") or {}),
+            checks={"joint": {"view": index, "views": len(self.views),
+                              "relative_pose": view["relative_pose"],
+                              "joint_similarity": self.similarity}},
+            verdict=self.verdict)
 
     def trajectory_csv(self) -> str:
         out = io.StringIO()
@@ -88,18 +111,35 @@ def _png(path: Path, image: np.ndarray) -> None:
 
 
 def write_result(result: RegistrationResult, folder, saveimg: bool = False) -> Path:
-    """Write `folder`/result.json, trajectory.csv and (with `saveimg`) PNGs, all or nothing."""
+    """Write `folder`/result.json, trajectory.csv and (with `saveimg`) PNGs, all or nothing.
+
+    A joint registration also gets ``views/<k>_<stem>/``: each view as a single-view result
+    (its own pose, similarity and, with `saveimg`, X-ray, DRR and overlay)."""
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        (tmp / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
-        (tmp / "trajectory.csv").write_text(result.trajectory_csv())
-        if saveimg:
-            for name, image in result.images.items():
-                if image is not None:
-                    _png(tmp / f"{name}.png", image)
-            if "final_drr" in result.images and "xray" in result.images:
-                _overlay_png(tmp / "overlay.png", result.images["xray"], result.images["final_drr"])
+        _write_files(result, tmp, saveimg)
+        for index, name in enumerate(view_folders(result)):
+            (tmp / "views" / name).mkdir(parents=True)
+            _write_files(result.view_result(index), tmp / "views" / name, saveimg)
     return folder
+
+
+def view_folders(result: RegistrationResult) -> list[str]:
+    """The folder names of a joint result's views: ``<k>_<stem>``."""
+    from ..io.xray import xray_stem
+
+    return [f"{k}_{xray_stem(view['xray'])}" for k, view in enumerate(result.views or [])]
+
+
+def _write_files(result: RegistrationResult, tmp: Path, saveimg: bool) -> None:
+    (tmp / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    (tmp / "trajectory.csv").write_text(result.trajectory_csv())
+    if saveimg:
+        for name, image in result.images.items():
+            if image is not None:
+                _png(tmp / f"{name}.png", image)
+        if "final_drr" in result.images and "xray" in result.images:
+            _overlay_png(tmp / "overlay.png", result.images["xray"], result.images["final_drr"])
 
 
 def _overlay_png(path: Path, xray: np.ndarray, drr: np.ndarray) -> None:
