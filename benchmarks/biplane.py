@@ -106,9 +106,10 @@ def main(argv=None) -> int:
           f"{'across':>7} {'s':>6}  verdict")
     for separation in (float(s) for s in args.separations.split(",")):
         folder = args.cache / f"biplane_{separation:g}deg_{args.size}px_seed{args.seed}"
-        if not (folder / "truth.json").is_file():
+        made = folder / "truth.json"
+        if not made.is_file() or len(json.loads(made.read_text())["cases"]) < args.cases:
             make_view_cases(folder, (separation,), args.cases, args.seed, intrinsics, ct, mask)
-        truth = json.loads((folder / "truth.json").read_text())
+        truth = json.loads(made.read_text())
         for name, case in list(truth["cases"].items())[:args.cases]:
             key = f"{separation:g} deg {name}"
             cases[key] = case_rows(folder / name, case, truth, drr, spec)

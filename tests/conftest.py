@@ -41,3 +41,18 @@ def synthetic_cases(tmp_path_factory):
     intrinsics = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
     truth = make_cases(folder, n=3, seed=0, intrinsics=intrinsics)
     return folder, json.loads(truth.read_text())
+
+
+@pytest.fixture(scope="session")
+def biplane_cases(tmp_path_factory, registration_volume):
+    """(folder, truth): one AP + lateral case, case_000/view_0.dcm and view_1.dcm (128 px at
+    3.2 mm, DiffDRR's Siddon), the patient displaced by up to 8 deg / 15 mm."""
+    from napari_xvr.geometry import Intrinsics
+    from napari_xvr.synthetic_views import make_view_cases
+
+    folder = tmp_path_factory.mktemp("biplane")
+    ct, mask = registration_volume
+    intrinsics = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
+    truth = make_view_cases(folder, (90.0,), n=1, seed=3, intrinsics=intrinsics, volume=ct,
+                            mask=mask)
+    return folder, json.loads(truth.read_text())

@@ -12,7 +12,7 @@ import torch
 
 from napari_xvr.errors import XvrInputError
 from napari_xvr.evaluate import anatomy_tre, mtre
-from napari_xvr.geometry import Intrinsics, pose_from_dict
+from napari_xvr.geometry import pose_from_dict
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing, register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer, FixedInitializer
@@ -26,15 +26,8 @@ FAST = RegistrationOptions(scales="4,2,1", n_itrs="30,20,10")
 
 
 @pytest.fixture(scope="module")
-def biplane(tmp_path_factory, registration_volume):
-    """One AP + lateral case (128 px at 3.2 mm), the patient displaced by up to 8 deg / 15 mm."""
-    from napari_xvr.synthetic_views import make_view_cases
-
-    folder = tmp_path_factory.mktemp("biplane")
-    ct, mask = registration_volume
-    intrinsics = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
-    truth = json.loads(make_view_cases(folder, (90.0,), n=1, seed=3, intrinsics=intrinsics,
-                                       volume=ct, mask=mask).read_text())
+def biplane(biplane_cases):
+    folder, truth = biplane_cases
     case = folder / "case_000"
     xrays = [read_xray(case / "view_0.dcm"), read_xray(case / "view_1.dcm")]
     trues = [pose_from_dict(v["true_pose"]) for v in truth["cases"]["case_000"]["views"].values()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..imaging import STANDARD_RANGE, standardize
 from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
+from ..register.joint import joint_init, relative_poses
 from ..register.mirror import MirrorCheck
 from ..register.pipeline import Retrying, VolumeSpec, Written, describe, register_xray
 from . import api
@@ -30,14 +32,16 @@ class Progress:
     matrix: np.ndarray
     drr: np.ndarray | None  # standardized float32 at the stage's resolution
     stage_shape: tuple[int, int]
+    view_drrs: tuple = ()  # a joint registration: every view's latest DRR (the first is `drr`)
 
     def merged(self, later: Progress) -> Progress:
-        """This and a later event as one: values appended, the latest image kept."""
+        """This and a later event as one: values appended, the latest images kept."""
         keep_new = later.drr is not None
         return replace(later, itrs=self.itrs + later.itrs,
                        similarities=self.similarities + later.similarities,
                        drr=later.drr if keep_new else self.drr,
-                       stage_shape=later.stage_shape if keep_new else self.stage_shape)
+                       stage_shape=later.stage_shape if keep_new else self.stage_shape,
+                       view_drrs=later.view_drrs if keep_new else self.view_drrs)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Finished:
     final_overlay: np.ndarray  # float32, full resolution, standardized like the live DRRs
     folder: Path | None
     init_pose: np.ndarray
+    view_overlays: tuple = ()  # a joint registration: every view's final overlay
 
 
 def standardized(image: np.ndarray) -> np.ndarray:
@@ -73,33 +78,55 @@ class RegisterJob:
     mirror_check: bool = True
     retry_starts: int = 0  # --multistart auto's retry
     min_interval_s: float = 0.2
+    views: tuple[LayerSnapshot, ...] = ()  # more X-rays: a joint registration with them
 
     @property
     def xray_name(self) -> str:
         return str(self.xray.metadata.get("path") or self.xray.name)
 
 
+def _xrays(job: RegisterJob) -> list:
+    """The job's X-ray(s) from their snapshots; views of a joint run named by their layers."""
+    xray = api.xray_from_layer(job.xray, None, job.preprocessing.reducefn)
+    if not job.views:
+        return [xray]
+    snapshots = (job.xray, *job.views)
+    return [dataclasses.replace(api.xray_from_layer(s, None, job.preprocessing.reducefn),
+                                path=Path(str(s.metadata.get("path") or s.name)))
+            for s in snapshots]
+
+
 @guarded
 def registration(job: RegisterJob, stop):
-    """Register the job's X-ray with the core's :func:`register_xray`; yields Stage, Progress,
-    Finished (or Failed)."""
-    xray = api.xray_from_layer(job.xray, None, job.preprocessing.reducefn)
+    """Register the job's X-ray (with its views: jointly) with the core's :func:`register_xray`;
+    yields Stage, Progress, Finished (or Failed)."""
+    xrays = _xrays(job)
+    xray = xrays[0]
     initializer = job.make_initializer()
     spec = job.spec
     flip = getattr(initializer, "reverse_x_axis", None)  # a model's convention, when it has one
     if flip is not None and bool(flip) != spec.reverse_x_axis:
         spec = replace(spec, reverse_x_axis=bool(flip))
-    init = initializer(xray)
+    relatives = None
+    if job.views:  # the views' geometry from their headers, as `xvr register --joint`
+        relatives = relative_poses(xrays, "dicom", spec.orientation)
+        init = joint_init(initializer, xrays, relatives)
+    else:
+        init = initializer(xray)
     subject = api.subject_from_layers(job.volume, job.labels, spec.labels, spec.orientation)
     drr = spec.make_renderer(subject, xray.intrinsics)
-    itrs, sims, latest, last = [], [], None, 0.0
+    itrs, sims, latest, latest_views, last = [], [], None, (), 0.0
     n_stages = len(job.options.scale_list())
     shape = (xray.intrinsics.height, xray.intrinsics.width)
     result, folder = None, None
-    for event in register_xray(xray, drr, init, spec, describe(initializer), job.options,
-                               job.preprocessing, job.target, keep_images=True,
+    initialization = describe(initializer)
+    if job.views:
+        initialization |= {"init_view": 0, "geometry": "dicom"}
+    for event in register_xray(xrays if job.views else xray, drr, init, spec, initialization,
+                               job.options, job.preprocessing, job.target, keep_images=True,
                                saveimg=job.saveimg, stop=stop, xray_name=job.xray_name,
-                               mirror_check=job.mirror_check, retry_starts=job.retry_starts):
+                               mirror_check=job.mirror_check, retry_starts=job.retry_starts,
+                               relatives=relatives):
         if isinstance(event, Stage):
             shape = (event.height, event.width)
             yield event
@@ -107,23 +134,28 @@ def registration(job: RegisterJob, stop):
             itrs.append(event.total_itr)
             sims.append(event.similarity)
             latest = event.drr if event.drr is not None else latest
+            latest_views = event.view_drrs or latest_views
             now = time.perf_counter()
             if now - last >= job.min_interval_s:
                 yield Progress(event.stage, n_stages, event.total_itr, tuple(itrs), tuple(sims),
-                               event.params, event.matrix, f32(latest), shape)
-                itrs, sims, latest, last = [], [], None, now
+                               event.params, event.matrix, f32(latest), shape,
+                               tuple(f32(d) for d in latest_views) if latest is not None else ())
+                itrs, sims, latest, latest_views, last = [], [], None, (), now
         elif isinstance(event, Done):
             result = event.result
             if itrs:  # flush what the throttle held back
                 yield Progress(n_stages, n_stages, itrs[-1], tuple(itrs), tuple(sims),
-                               tuple(result_params(result)), result.pose, f32(latest), shape)
+                               tuple(result_params(result)), result.pose, f32(latest), shape,
+                               tuple(f32(d) for d in latest_views) if latest is not None else ())
         elif isinstance(event, Written):
             folder = event.path
         elif isinstance(event, MirrorCheck | Retrying):
             yield event
     final = result.images.get("final_drr")
     overlay = standardized(final) if final is not None else None
-    yield Finished(result, overlay, folder, result.init_pose)
+    views = tuple(standardized(v["images"]["final_drr"]) for v in result.views or ()
+                  if v.get("images", {}).get("final_drr") is not None)
+    yield Finished(result, overlay, folder, result.init_pose, views)
 
 
 def result_params(result) -> tuple[float, ...]:

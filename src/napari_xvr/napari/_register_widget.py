@@ -15,6 +15,7 @@ from magicgui.widgets import (
     FloatSpinBox,
     LineEdit,
     PushButton,
+    Select,
     SpinBox,
 )
 from napari.qt.threading import create_worker
@@ -36,12 +37,14 @@ from ..register import (
     Stage,
     StopToken,
 )
+from ..register.joint import joint_name
 from ..register.mirror import MirrorCheck
 from ..register.options import DEFAULT_ITRS, OPTIMIZERS, XRAY_MASKS
 from ..register.pipeline import AUTO_STARTS, Retrying, VolumeSpec, plan_outputs
 from ..register.trust import verdict_text, verdict_text_of
 from ..render import RENDERERS
 from ._common import (
+    PREDICATES,
     ActivityBar,
     Deferred,
     EventPump,
@@ -81,6 +84,11 @@ class RegisterWidget(Container):
         self.viewer = viewer
         d = RegistrationOptions()
         self.xray = layer_combo(viewer, "xray", "X-ray")
+        self.views = Select(
+            label="joint with", choices=self._view_choices,
+            tooltip="more X-rays of the same patient position (a biplane pair, a rotated C-arm): "
+            "one pose registered against every view (as xvr register --joint), each view's "
+            "geometry from its DICOM header's C-arm angles and distances")
         self.volume = layer_combo(viewer, "volume", "volume")
         self.labels_layer = layer_combo(viewer, "labels", "labels", optional=True)
         self.label_ids = LineEdit(label="render labels", value="", tooltip="e.g. 1,2,3; empty: all")
@@ -141,7 +149,7 @@ class RegisterWidget(Container):
         self.status = StatusLine("idle")
         self.plot = LivePlot("similarity", "similarity")
         self.body = Container(labels=False, widgets=[
-            group("Inputs", self.xray, self.volume, self.labels_layer, self.label_ids,
+            group("Inputs", self.xray, self.views, self.volume, self.labels_layer, self.label_ids,
                   self.orientation_choice, self.reverse_x_axis),
             group("Initialisation", self.init, self.init_path),
             group("Preprocessing", self.crop, self.subtract_background, self.linearize,
@@ -177,6 +185,10 @@ class RegisterWidget(Container):
         self._optimizer_changed(self.optimizer.value)
 
     # ---------------------------------------------------------------- inputs
+    def _view_choices(self, _widget=None) -> list:
+        test = PREDICATES["xray"]
+        return [(layer.name, layer) for layer in self.viewer.layers if test(layer)]
+
     def _optimizer_changed(self, name: str) -> None:
         """Swap in the optimiser's iteration caps unless the user typed their own."""
         if self.n_itrs.value.strip() in ("", *DEFAULT_ITRS.values()):
@@ -255,8 +267,10 @@ class RegisterWidget(Container):
         spec = self._spec(volume, device)
         target = None
         outdir = self.outdir.line_edit.value.strip()  # what the user sees: "" means do not save
+        views = [v for v in self.views.value if v is not xray]
         if outdir not in ("", "."):  # decided before any work, by the CLI's rule
-            target = plan_outputs([Path(xray.name)], Path(outdir).expanduser(),
+            name = joint_name([Path(xray.name)] * (1 + len(views))) if views else xray.name
+            target = plan_outputs([Path(name)], Path(outdir).expanduser(),
                                   self.overwrite.value,
                                   how_to_replace="tick 'replace an existing result'")[0]
         return RegisterJob(
@@ -266,6 +280,7 @@ class RegisterWidget(Container):
             preprocessing=prep, target=target, saveimg=self.saveimg.value,
             mirror_check=self.mirror_check.value,
             retry_starts=AUTO_STARTS if self.auto_retry.value else 0,
+            views=tuple(LayerSnapshot.of(v) for v in views),
         )
 
     # ---------------------------------------------------------------- run / stop
@@ -320,8 +335,9 @@ class RegisterWidget(Container):
                     self._hidden.setdefault(layer.name, True)
                     layer.visible = False
         xray.visible = True
-        if xray.colormap.name == "gray":  # green X-ray + magenta DRR: aligned parts turn grey/white
-            xray.colormap = "green"
+        for layer in (xray, *self.view_layers):  # the other views: shown when the user picks them
+            if layer.colormap.name == "gray":  # green X-ray + magenta DRR: aligned parts turn grey
+                layer.colormap = "green"
         if fit:
             fit_2d(self.viewer, xray)
 
@@ -382,9 +398,9 @@ class RegisterWidget(Container):
     def overlay_name(self) -> str:
         return f"{self._job.xray.name} DRR overlay" if self._job else "DRR overlay"
 
-    def _overlay_geometry(self, shape: tuple[int, int]) -> dict:
-        """scale/translate that lay an (h, w) DRR over the (cropped) X-ray."""
-        xray = self.xray_layer
+    def _overlay_geometry(self, shape: tuple[int, int], xray=None) -> dict:
+        """scale/translate that lay an (h, w) DRR over the (cropped) X-ray layer `xray`."""
+        xray = xray or self.xray_layer
         intr = xray.metadata["intrinsics"]
         crop = self._job.options.crop
         height, width = intr["height"] - crop, intr["width"] - crop
@@ -411,16 +427,30 @@ class RegisterWidget(Container):
         crop = self._job.options.crop
         shape = (xray.metadata["intrinsics"]["height"] - crop, xray.metadata["intrinsics"]["width"] - crop)
         self._show_overlay(np.zeros(shape, np.float32), shape)
+        for view in self.view_layers:
+            intr = view.metadata["intrinsics"]
+            blank = (intr["height"] - crop, intr["width"] - crop)
+            self._show_overlay(np.zeros(blank, np.float32), blank, xray=view)
         self._show_orientation(None)
 
-    def _show_overlay(self, image: np.ndarray, shape: tuple[int, int], meta: dict | None = None):
-        if self.xray_layer is None:
+    @property
+    def view_layers(self) -> list:
+        """The other views' X-ray layers of a joint run (those still in the viewer)."""
+        names = [v.name for v in self._job.views] if self._job else []
+        return [self.viewer.layers[n] for n in names if n in self.viewer.layers]
+
+    def _show_overlay(self, image: np.ndarray, shape: tuple[int, int], meta: dict | None = None,
+                      xray=None):
+        """The DRR `image` over the X-ray layer `xray` (default: the registered one)."""
+        xray = xray or self.xray_layer
+        if xray is None:
             return
-        kwargs = {**self._overlay_geometry(shape), "colormap": "magenta", "blending": "additive",
+        name = self.overlay_name if xray is self.xray_layer else f"{xray.name} DRR overlay"
+        kwargs = {**self._overlay_geometry(shape, xray), "colormap": "magenta", "blending": "additive",
                   "interpolation2d": "linear",  # coarse stages: smooth, not blocky
                   "opacity": 0.8, "contrast_limits": OVERLAY_CONTRAST,
                   "metadata": {KIND: "overlay", **(meta or {})}}
-        upsert_image(self.viewer, self.overlay_name, image, **kwargs)
+        upsert_image(self.viewer, name, image, **kwargs)
 
     def _on_event(self, event) -> None:
         if isinstance(event, Stage):
@@ -463,6 +493,8 @@ class RegisterWidget(Container):
             return  # the final overlay is shown: a live one must not replace it
         if event.drr is not None:
             self._show_overlay(event.drr, event.stage_shape)
+            for view, image in zip(self.view_layers, event.view_drrs[1:], strict=False):
+                self._show_overlay(image, image.shape, xray=view)
         if self._relabel:
             self._relabel = False
             self._show_orientation(event.matrix)
@@ -480,6 +512,13 @@ class RegisterWidget(Container):
             xray.metadata.update(meta)
             if event.final_overlay is not None:
                 self._show_overlay(event.final_overlay, event.final_overlay.shape, meta)
+        for k, (view, image) in enumerate(zip(self.view_layers, event.view_overlays[1:],
+                                              strict=False), start=1):
+            single = result.view_result(k)
+            view_meta = {"pose": pose_to_dict(pose_from_matrix(single.pose)),
+                         "result": single.to_json()}
+            view.metadata.update(view_meta)
+            self._show_overlay(image, image.shape, view_meta, xray=view)
         drr_widget = find_widget("drr", self.viewer)
         if drr_widget is not None:
             drr_widget.set_pose_matrix(result.pose)

@@ -199,7 +199,7 @@ def register_files(
 
 
 def _xray_name(xray: XRay) -> str:
-    return str(Path(xray.path).resolve()) if xray.path else "X-ray"
+    return _named(xray.path) if xray.path else "X-ray"
 
 
 def describe(initializer) -> dict:
