@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .errors import XvrInputError
-from .geometry import MAX_DETECTOR_PX, Intrinsics, pose_from_zxy
+from .geometry import MAX_DETECTOR_PX, Intrinsics, pose_from_matrix, pose_from_zxy
 from .imaging import unit
 from .io.atomic import atomic_write_bytes
 from .io.xray import read_xray
@@ -203,6 +203,100 @@ def animate_result(result_folder, path, fps: int = 10, max_frames: int = 60, max
     frames = []
     for frame in replay(result_folder, max_frames, max_size, device):
         frames.append(compose(frame))
+        if progress is not None:
+            progress(frame.index + 1, frame.total)
+    return write_animation(frames, path, fps, overwrite)
+
+
+def is_track(folder) -> bool:
+    """Whether `folder` is an ``xvr track`` output (it has track.json)."""
+    return (Path(folder).expanduser() / "track.json").is_file()
+
+
+def replay_track(track_folder, max_frames: int = 60, max_size: int = 256,
+                 device=None) -> Iterator[Frame]:
+    """Each (sub-sampled) frame of a tracked sequence: its X-ray and the DRR at its tracked pose."""
+    from .register.track_io import read_track, row_matrix
+
+    max_frames, max_size = _check_limits(max_frames, max_size)
+    data = read_track(track_folder)
+    rows = pick_rows(data["rows"], max_frames)
+    if not rows:
+        raise XvrInputError(f"{track_folder}: the track has no frames; nothing to animate")
+    frames, intr = _track_frames(track_folder, data)
+    small = panel_intrinsics(intr, max_size)
+    inputs = data.get("inputs") or {}
+    drr = _track_renderer(inputs, small, len(rows), device)
+    for index, row in enumerate(rows):
+        pose = pose_from_matrix(row_matrix(row))
+        with torch.no_grad():
+            image = unit(drr(pose.to(drr.device))[0, 0].float().cpu().numpy())
+        fixed = _frame_panel(frames.frame(int(row["frame"])), data.get("preprocessing") or {},
+                             small)
+        yield Frame(index, len(rows), row, fixed, image, fixed - image)
+
+
+def _track_frames(folder, data: dict):
+    """The tracked sequence's frames (read as recorded: its files and detector)."""
+    from .register.sequence import read_frames
+
+    sequence = (data.get("inputs") or {}).get("sequence") or {}
+    paths, intrinsics = sequence.get("paths"), sequence.get("intrinsics")
+    if not isinstance(paths, list) or not paths or not isinstance(intrinsics, dict):
+        raise XvrInputError(f"{Path(folder) / 'track.json'}: inputs.sequence names no frames; "
+                            "this track cannot be replayed")
+    intr = Intrinsics(**intrinsics)
+    overrides = {k: getattr(intr, k) for k in ("sdd", "delx", "dely", "x0", "y0")}
+    return read_frames(paths, **overrides), intr
+
+
+def _track_renderer(inputs: dict, small: Intrinsics, n_frames: int, device):
+    """The DRR module a track was registered with, at the panel's size."""
+    from .io.volume import read_volume
+    from .render import make_drr
+
+    if not isinstance(inputs.get("volume"), str) or not inputs["volume"]:
+        raise XvrInputError("track.json: inputs.volume names no file; this track cannot be replayed")
+    renderer = inputs.get("renderer", "fast")
+    check_memory(render_bytes(small.height, small.width, renderer)
+                 + n_frames * small.height * small.width * 3 * 4 * 3,
+                 f"animating {n_frames} frames of {small.height}x{small.width} px",
+                 "lower --max_frames or --max_size")
+    subject = read_volume(inputs["volume"], inputs.get("mask"), inputs.get("labels"),
+                          inputs.get("orientation", "AP"))
+    return make_drr(subject, small, renderer, inputs.get("reverse_x_axis", False),
+                    inputs.get("voxel_shift", 0.5), device)
+
+
+def _frame_panel(xray, prep: dict, small: Intrinsics) -> np.ndarray:
+    """One frame's X-ray preprocessed as it was registered, at the panel's size, in [0, 1]."""
+    from .io.xray import preprocess_xray
+    from .register.similarity import standardize
+
+    fixed = preprocess_xray(xray.image, prep.get("crop", 0), prep.get("subtract_background", False),
+                            prep.get("linearize", False))
+    return unit(standardize(fixed, (small.height, small.width))[0, 0].numpy())
+
+
+def overlay(frame: Frame) -> np.ndarray:
+    """The X-ray in grey with the DRR blended in green (magenta where the X-ray is brighter)."""
+    rgb = np.stack([frame.xray, frame.drr, frame.xray], axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def compose_track(frame: Frame) -> np.ndarray:
+    """X-ray | DRR | difference | overlay, side by side as uint8 RGB."""
+    return np.concatenate([compose(frame), overlay(frame)], axis=1)
+
+
+def animate_track(track_folder, path, fps: int = 10, max_frames: int = 60, max_size: int = 256,
+                  device=None, overwrite: bool = False, progress=None) -> Path:
+    """A GIF/MP4 of a tracked sequence (what `xvr animate -i TRACKDIR` does): one frame of the
+    animation per tracked frame, the DRR at its tracked pose over its X-ray."""
+    check_output(path, fps, overwrite)
+    frames = []
+    for frame in replay_track(track_folder, max_frames, max_size, device):
+        frames.append(compose_track(frame))
         if progress is not None:
             progress(frame.index + 1, frame.total)
     return write_animation(frames, path, fps, overwrite)

@@ -152,6 +152,23 @@ REGISTER: dict[str, Default] = {
 #: `--n_itrs` when not given, per optimiser
 N_ITRS = {"lm": "30,20,10,10", "adam": "500,250,100,50"}
 
+#: tracking (`xvr track`, TrackOptions): napari-xvr's own (xvr has no tracking)
+TRACK: dict[str, Default] = {
+    "track_scales": Default(
+        "1", None,
+        why="each frame after the first starts from the previous pose, within a few mm: the "
+        "frame's own resolution alone (the scale that sets the accuracy) is enough"),
+    "track_itrs": Default(
+        "10", None, why="a cap: LM stops on convergence, after 2-4 iterations on smooth motion"),
+    "predict": Default(
+        "velocity", None,
+        why="start each frame from the last relative motion applied once more (constant "
+        "velocity); `none` starts it at the previous frame's pose"),
+}
+
+#: where a tracked frame starts (`--predict`)
+PREDICTS = ("none", "velocity")
+
 #: training (`xvr train`, TrainConfig, the Train widget)
 TRAIN: dict[str, Default] = {
     "batch_size": Default(116),
@@ -189,6 +206,11 @@ TRAIN: dict[str, Default] = {
 def reg(name: str):
     """Our registration default for option `name`."""
     return REGISTER[name].ours
+
+
+def track(name: str):
+    """Our tracking default for option `name`."""
+    return TRACK[name].ours
 
 
 def train(name: str):

@@ -49,9 +49,10 @@ def main():
 
 
 def _attach() -> None:
-    from . import animate, dcm2nii, demo, evaluate, export, register, register_model, train
+    from . import animate, dcm2nii, demo, evaluate, export, register, register_model, track, train
 
-    for module in (train, register, register_model, animate, dcm2nii, evaluate, export, demo):
+    for module in (train, register, register_model, track, animate, dcm2nii, evaluate, export,
+                   demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -1,0 +1,221 @@
+"""`xvr track {dicom,fixed,restart}`: register frame 0 of a sequence, then track every frame."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+from click.core import ParameterSource
+from tqdm import tqdm
+
+from .. import defaults
+from ..defaults import PREDICTS
+from ._help import CONTEXT, SectionedCommand, UserPath, section
+from .register import INTRINSICS, LOGGING, OPTIMIZER, PREPROCESSING, RENDERER, REQUIRED
+
+T = defaults.TRACK
+_NOT_FOR_TRACK = {  # options of `xvr register` that a tracked sequence cannot take, and why
+    "init_only": "every frame is registered (use `xvr register ... --init_only` for one X-ray)",
+    "saveplot": "use `xvr animate -i OUTDIR` for the tracked sequence",
+    "reducefn": "every frame of a multi-frame X-ray is tracked",
+}
+
+
+def tracking_options():
+    return (
+        click.option("--track_scales", type=str, default=T["track_scales"].ours, show_default=True,
+                     help="Scales of each frame after the first (the first uses --scales): the "
+                     "previous pose is close, so the frame's own resolution alone is enough"),
+        click.option("--track_itrs", type=str, default=T["track_itrs"].ours, show_default=True,
+                     help="Maximum LM iterations per scale of each frame after the first (it "
+                     "stops on convergence, after 2-4 on smooth motion)"),
+        click.option("--predict", type=click.Choice(PREDICTS), default=T["predict"].ours,
+                     show_default=True,
+                     help="Where a frame starts: 'none' the previous frame's pose, 'velocity' the "
+                     "previous frame's motion applied once more (constant velocity)"),
+        click.option("--start_frame", type=click.IntRange(0, None), default=0, show_default=True,
+                     help="The first frame to register (0-based); with `restart -r TRACKDIR` the "
+                     "run resumes there from that track's state after the frame before"),
+        click.option("--end_frame", type=click.IntRange(1, None), default=None,
+                     help="Stop before this frame (default: the last frame)"),
+    )
+
+
+def command(func):
+    """The options of every `track` subcommand: `xvr register`'s groups and the tracking ones."""
+    func = section("Tracking options", *tracking_options())(func)
+    func = section("Logging options", *LOGGING)(func)
+    func = section("Optimizer options", *OPTIMIZER)(func)
+    func = section("Preprocessing options", *PREPROCESSING)(func)
+    func = section("Intrinsics options", *INTRINSICS)(func)
+    func = section("Renderer options", *RENDERER)(func)
+    func = section("Required options", *REQUIRED)(func)
+    func = click.argument("sequence", nargs=-1, required=True, type=UserPath(exists=True))(func)
+    return track.command(cls=SectionedCommand, context_settings=CONTEXT)(func)
+
+
+def _refuse_register_only(ctx: click.Context) -> None:
+    from ..errors import XvrInputError
+
+    for name, why in _NOT_FOR_TRACK.items():
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            raise XvrInputError(f"--{name} does not apply to `xvr track`: {why}")
+
+
+def registration_options(kw: dict):
+    """RegistrationOptions from the command line's values of its fields (`--multistart auto`:
+    a plain first frame, retried from more starts when its verdict is not ok)."""
+    from ..register.options import RegistrationOptions
+
+    names = {f.name for f in dataclasses.fields(RegistrationOptions)} & set(kw)
+    values = {name: kw[name] for name in names}
+    values["multistart"] = 0 if kw["multistart"] == "auto" else kw["multistart"]
+    return RegistrationOptions(**values, drr_every=0)
+
+
+def _run(initializer, kw, state=None) -> None:
+    from ..register.engine import Preprocessing
+    from ..register.pipeline import AUTO_STARTS, VolumeSpec
+    from ..register.track import TrackOptions
+    from ..register.track_io import track_files
+    from .register import exit_on_verdicts
+
+    _refuse_register_only(click.get_current_context())
+    options = registration_options(kw)
+    track_options = TrackOptions(kw["track_scales"], kw["track_itrs"], kw["predict"],
+                                 kw["start_frame"], kw["end_frame"])
+    spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
+                      kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
+    events = track_files(
+        kw["sequence"], spec, initializer, kw["outpath"], options, track_options,
+        Preprocessing(kw["subtract_background"], kw["linearize"]),
+        {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")}, kw["pattern"],
+        overwrite=kw["overwrite"], saveimg=kw["saveimg"], mirror_check=kw["mirror_check"],
+        trust_mm=kw["trust_mm"], retry_starts=AUTO_STARTS if kw["multistart"] == "auto" else 0,
+        state=state)
+    written = run_track_with_progress(events, kw["verbose"])
+    exit_on_verdicts(written, kw["exit_on"])
+
+
+def run_track_with_progress(events, verbose: int = 1) -> list:
+    """Consume a `track_files` generator: a bar over the frames, a line per frame with
+    ``--verbose 2``; returns the frames written."""
+    from ..register.mirror import MirrorCheck
+    from ..register.track import FrameDone, TrackStarted
+    from ..register.track_io import TrackWritten
+
+    bar, written = None, []
+    try:
+        for event in events:
+            if isinstance(event, TrackStarted):
+                bar = tqdm(total=event.end - event.first, desc="frames", ncols=90, unit="frame",
+                           disable=verbose < 1)
+            elif isinstance(event, FrameDone):
+                bar.update(1)
+                bar.set_postfix_str(_frame_text(event.result, short=True))
+                if verbose >= 2:
+                    tqdm.write(f"  frame {event.index}: {_frame_text(event.result)}, "
+                               f"{event.result.iterations} itrs, {event.seconds:.2f} s")
+            elif isinstance(event, MirrorCheck) and event.mirrored_better:
+                click.echo(f"  Warning: {event.message('frame 0')}", err=True)
+            elif isinstance(event, TrackWritten):
+                written = event.frames
+                if bar is not None:
+                    bar.close()
+                if verbose >= 1:
+                    click.echo(_summary(event))
+    finally:
+        if bar is not None:
+            bar.close()
+    return written
+
+
+def _frame_text(result, short: bool = False) -> str:
+    from ..register.trust import verdict_text
+
+    sim = "n/a" if result.similarity is None else f"{result.similarity:.4f}"
+    if short:
+        return f"sim={sim} {(result.verdict or {}).get('status', 'n/a')}"
+    return f"similarity {sim}; {verdict_text(result)}"
+
+
+def _summary(event) -> str:
+    from ..register.trust import SEVERITY
+
+    counts = dict.fromkeys(SEVERITY, 0)
+    for frame in event.frames:
+        status = (frame.result.verdict or {}).get("status")
+        if status in counts:
+            counts[status] += 1
+    tail = "" if event.next_frame is None else \
+        f"; stopped: resume with --start_frame {event.next_frame}"
+    return (f"-> {event.path}: {len(event.frames)} frame(s), {counts['ok']} ok, "
+            f"{counts['suspect']} suspect, {counts['failed']} failed{tail}")
+
+
+@click.group(context_settings=CONTEXT)
+def track():
+    """Track a fluoroscopy sequence: frame 0 registered as `xvr register`, then each frame
+    from the one before.
+
+    SEQUENCE is a multi-frame X-ray DICOM (cine), a folder of single-frame files (sorted,
+    --pattern) or frame files in order. Writes OUTDIR/poses.csv, OUTDIR/track.json and a result
+    folder per frame, OUTDIR/frames/<NNNN>/.
+    """
+
+
+@command
+def dicom(**kw):
+    """Initialize frame 0 from the DICOM header (C-arm angles and source-to-patient distance)."""
+    from ..register.initializers import DicomInitializer
+
+    _run(DicomInitializer(kw["orientation"]), kw)
+
+
+@command
+@section(
+    "Initial pose options",
+    click.option("--rot", type=str, required=True,
+                 help="Rotation, comma-separated (degrees for euler_angles), e.g. 0,0,0"),
+    click.option("--xyz", type=str, required=True,
+                 help="Translation in mm, comma-separated, e.g. 0,850,0"),
+)
+def fixed(**kw):
+    """Initialize frame 0 from a fixed pose (--rot, --xyz)."""
+    from ..register.initializers import FixedInitializer
+
+    _run(FixedInitializer(kw["rot"], kw["xyz"], kw["parameterization"], kw["convention"]), kw)
+
+
+@command
+@section(
+    "Initial pose options",
+    click.option("-r", "--previous", type=UserPath(exists=True), required=True,
+                 help="A previous result (its folder or result.json): frame --start_frame is "
+                 "registered in full from its pose; or a track folder (OUTDIR of `xvr track`): "
+                 "the run resumes at --start_frame from the state it recorded after the frame "
+                 "before, with the same poses"),
+)
+def restart(**kw):
+    """Initialize from a previous result, or resume a tracked sequence."""
+    from pathlib import Path
+
+    from ..errors import XvrInputError
+    from ..register.initializers import RestartInitializer
+    from ..register.track_io import resume_state
+    from .register import _previous_flag
+
+    previous = Path(kw["previous"])
+    if (previous / "track.json").is_file():
+        if kw["start_frame"] < 1:
+            raise XvrInputError(f"-r {previous} is a track: give --start_frame (>= 1), the frame "
+                                "to resume at")
+        _run(RestartInitializer(previous), kw, resume_state(previous, kw["start_frame"] - 1))
+        return
+    source = click.get_current_context().get_parameter_source("reverse_x_axis")
+    if source != ParameterSource.COMMANDLINE:
+        kw["reverse_x_axis"] = _previous_flag(previous, kw["reverse_x_axis"])
+    _run(RestartInitializer(previous), kw)
+
+
+COMMANDS = [track]

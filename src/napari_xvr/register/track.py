@@ -1,0 +1,275 @@
+"""Fluoroscopy tracking: frame 0 registered in full, each later frame from the one before.
+
+:func:`track` is a generator of small typed events, as the engine is: :class:`TrackStarted`,
+then per frame :class:`FrameStarted`, the engine's :class:`Stage` and :class:`Step` (and, on a
+fully registered frame, the pipeline's mirror check) and :class:`FrameDone` with the frame's
+result, and finally :class:`TrackDone`. The CLI (``xvr track``), napari (through a thread
+worker) and scripts consume the same events.
+
+The first frame of a run is registered as ``xvr register`` does (the given options, the mirror
+check, ``--multistart auto``). Each later frame starts from the previous frame's final pose, or
+with ``predict="velocity"`` from the last relative motion composed once more, and runs a small
+budget (:class:`TrackOptions`: scales and iterations per frame) from the previous frame's
+Levenberg-Marquardt Hessian, so it needs no nudged renders to begin. Every frame gets the
+engine's uncertainty and the trust verdict. A :class:`TrackState` (the last two poses and the
+Hessian, :meth:`TrackState.after`) resumes a run at any frame with the same poses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffdrr.pose import RigidTransform
+
+from .. import defaults
+from ..defaults import PREDICTS
+from ..errors import XvrInputError
+from ..geometry import pose_from_matrix
+from .engine import Preprocessing, StopToken, register
+from .events import Done
+from .options import RegistrationOptions
+from .pipeline import VolumeSpec, register_xray
+from .trust import TRUST_MM, assess
+
+TRACK_SCALES: str = defaults.track("track_scales")
+"""Scales of a tracked frame: its own resolution only (the previous pose is close)."""
+TRACK_ITRS: str = defaults.track("track_itrs")
+"""Iteration cap per scale of a tracked frame: LM stops on convergence, after 2-4 here."""
+
+
+@dataclass
+class TrackOptions:
+    """What each frame after the first does: `scales` and `n_itrs` as RegistrationOptions'
+    (one cap per scale), `predict` its start (``none``: the previous frame's final pose;
+    ``velocity``: the previous relative motion once more), and which frames run
+    (`start_frame` to `end_frame`, exclusive; None: to the last)."""
+
+    scales: str = TRACK_SCALES
+    n_itrs: str = TRACK_ITRS
+    predict: str = defaults.track("predict")
+    start_frame: int = 0
+    end_frame: int | None = None
+
+    def __post_init__(self):
+        if self.predict not in PREDICTS:
+            raise XvrInputError(f"--predict {self.predict!r}: use one of {', '.join(PREDICTS)}")
+        if isinstance(self.start_frame, bool) or not isinstance(self.start_frame, int) \
+                or self.start_frame < 0:
+            raise XvrInputError(f"--start_frame {self.start_frame!r}: give a frame index >= 0")
+        if self.end_frame is not None and (isinstance(self.end_frame, bool)
+                                           or not isinstance(self.end_frame, int)
+                                           or self.end_frame <= self.start_frame):
+            raise XvrInputError(f"--end_frame {self.end_frame!r}: give a frame index after "
+                                f"--start_frame {self.start_frame}")
+        try:
+            RegistrationOptions(scales=self.scales, n_itrs=self.n_itrs)
+        except XvrInputError as err:
+            raise XvrInputError(f"--track_scales/--track_itrs: {err}") from err
+
+    def frame_options(self, options: RegistrationOptions) -> RegistrationOptions:
+        """`options` with the per-frame budget (one start: the previous pose is close)."""
+        return dataclasses.replace(options, scales=self.scales, n_itrs=self.n_itrs, multistart=0)
+
+    def frame_range(self, count: int) -> range:
+        """The frames a run over a sequence of `count` frames visits."""
+        if self.start_frame >= count:
+            raise XvrInputError(f"--start_frame {self.start_frame}: the sequence has {count} "
+                                f"frames (0..{count - 1})")
+        end = count if self.end_frame is None else min(self.end_frame, count)
+        return range(self.start_frame, end)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrackStarted:
+    first: int  # the run's frames: first .. end - 1
+    end: int
+    total: int  # frames in the sequence
+    resumed: bool  # True: the first frame is tracked from a given state
+
+
+@dataclass(frozen=True)
+class FrameStarted:
+    index: int  # the frame, 0-based in the sequence
+    total: int  # frames in the sequence
+    name: str
+    tracked: bool  # False: registered in full (the run's first frame)
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    index: int
+    total: int
+    result: object  # RegistrationResult, with its verdict
+    seconds: float  # wall time of the frame (reading, registering, the checks)
+    state: TrackState  # what the next frame starts from (resume a run after this frame)
+
+
+@dataclass(frozen=True)
+class TrackDone:
+    results: list  # [(frame index, RegistrationResult)] in order
+    stopped: bool
+    next_frame: int | None  # the first frame not done (None: the range is complete)
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrackState:
+    """What the next frame starts from: the last frame's final pose, the one before it (for
+    the velocity prediction) and the last LM Hessian ``(J^T J, detector spacing)``."""
+
+    pose: np.ndarray  # 4x4
+    before: np.ndarray | None = None
+    hessian: tuple | None = None
+
+    def start(self, predict: str) -> np.ndarray:
+        """The next frame's starting pose (4x4)."""
+        if predict == "velocity" and self.before is not None:
+            return predict_pose(self.pose, self.before)
+        return self.pose
+
+    def after(self, result) -> TrackState:
+        """The state once `result` (the next frame's) is done."""
+        return TrackState(np.asarray(result.pose, dtype=np.float64), self.pose,
+                          result.hessian or self.hessian)
+
+    @classmethod
+    def of(cls, results: list) -> TrackState:
+        """The state after the last of `results` (RegistrationResults in frame order)."""
+        state = cls(np.asarray(results[0].pose, dtype=np.float64), None, results[0].hessian)
+        for result in results[1:]:
+            state = state.after(result)
+        return state
+
+    def to_json(self) -> dict:
+        hessian = None
+        if self.hessian is not None:
+            hessian = {"jtj": torch.as_tensor(self.hessian[0]).double().tolist(),
+                       "delx": float(self.hessian[1])}
+        return {"pose": np.asarray(self.pose).tolist(),
+                "before": None if self.before is None else np.asarray(self.before).tolist(),
+                "hessian": hessian}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrackState:
+        hessian = data.get("hessian")
+        if hessian is not None:
+            hessian = (torch.tensor(hessian["jtj"], dtype=torch.float64), float(hessian["delx"]))
+        before = data.get("before")
+        return cls(np.asarray(data["pose"], dtype=np.float64),
+                   None if before is None else np.asarray(before, dtype=np.float64), hessian)
+
+
+def predict_pose(pose: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Constant velocity: the motion from `before` to `pose` applied once more (4x4 poses,
+    camera to world; the motion composed on the world side)."""
+    pose, before = np.asarray(pose, np.float64), np.asarray(before, np.float64)
+    motion = pose @ np.linalg.inv(before)
+    predicted = motion @ pose
+    u, _, vt = np.linalg.svd(predicted[:3, :3])  # keep it exactly rigid
+    predicted[:3, :3] = u @ vt
+    return predicted
+
+
+def _frame_inputs(frames, index: int, xray, spec: VolumeSpec, drr) -> dict:
+    """result.json's ``inputs`` for a tracked frame (what register_xray records, and the frame)."""
+    return {"xray": str(frames.path(index).resolve()), **spec.describe(), "header": xray.header,
+            "pf_to_af": xray.pf_to_af, "device": str(drr.device), "frame": index}
+
+
+def _register_first(frames, index, drr, init_pose, spec, options, preprocessing, initialization,
+                    stop, checks: dict):
+    """The run's first frame, registered as ``xvr register`` does; returns its result."""
+    result = None
+    for event in register_xray(frames.frame(index), drr, init_pose, spec, initialization,
+                               options, preprocessing, stop=stop, **checks):
+        if isinstance(event, Done):
+            result = event.result
+        else:
+            yield event
+    if result is not None:
+        result.inputs["frame"] = index
+    return result
+
+
+def _register_tracked(frames, index, drr, state: TrackState, spec, options, track_options,
+                      preprocessing, stop, trust_mm):
+    """A later frame: the per-frame budget from the state's (predicted) pose and Hessian."""
+    xray = frames.frame(index)
+    start = pose_from_matrix(state.start(track_options.predict))
+    initialization = {"type": "track", "predict": track_options.predict,
+                      "previous_frame": index - 1}
+    result = None
+    for event in register(xray, drr, start, track_options.frame_options(options), preprocessing,
+                          stop=stop, inputs=_frame_inputs(frames, index, xray, spec, drr),
+                          initialization=initialization, hessian=state.hessian):
+        if isinstance(event, Done):
+            result = event.result
+        else:
+            yield event
+    if result is not None:
+        result.verdict = assess(result, trust_mm).to_json()
+    return result
+
+
+def track(
+    frames,
+    drr,
+    init_pose: RigidTransform | None,
+    spec: VolumeSpec,
+    options: RegistrationOptions | None = None,
+    track_options: TrackOptions | None = None,
+    preprocessing: Preprocessing | None = None,
+    initialization: dict | None = None,
+    stop: StopToken | None = None,
+    state: TrackState | None = None,
+    trust_mm: float = TRUST_MM,
+    mirror_check: bool = True,
+    retry_starts: int = 0,
+) -> Iterator:
+    """Track `frames` (a :class:`~napari_xvr.register.sequence.Frames`: ``len``, ``frame(i)``,
+    ``path(i)``, ``name(i)``, ``reducefn(i)``) against the volume in `drr`.
+
+    Without `state`, frame ``track_options.start_frame`` is registered in full from
+    `init_pose`; with a `state` (a resumed run) it is tracked from the state. ``stop.stop()``
+    ends the run after the current iteration: the frame in progress is reported stopped, the
+    frames before it are kept, and :class:`TrackDone` names the frame to resume from.
+    """
+    options = options or RegistrationOptions()
+    track_options = track_options or TrackOptions()
+    preprocessing = preprocessing or Preprocessing()
+    stop = stop or StopToken()
+    if state is None and init_pose is None:
+        raise XvrInputError("track: give the first frame's initial pose or a state to resume from")
+    t_start, done, next_frame = time.perf_counter(), [], None
+    checks = {"trust_mm": trust_mm, "mirror_check": mirror_check, "retry_starts": retry_starts}
+    visit = track_options.frame_range(len(frames))
+    yield TrackStarted(visit.start, visit.stop, len(frames), state is not None)
+    for index in visit:
+        if stop.stopped:
+            next_frame = index
+            break
+        t0 = time.perf_counter()
+        yield FrameStarted(index, len(frames), frames.name(index), state is not None)
+        prep = dataclasses.replace(preprocessing, reducefn=frames.reducefn(index))
+        if state is None:
+            result = yield from _register_first(frames, index, drr, init_pose, spec, options,
+                                                prep, initialization, stop, checks)
+            state = TrackState(np.asarray(result.pose, np.float64), None, result.hessian)
+        else:
+            result = yield from _register_tracked(frames, index, drr, state, spec, options,
+                                                  track_options, prep, stop, trust_mm)
+            state = state.after(result)
+        done.append((index, result))
+        yield FrameDone(index, len(frames), result, time.perf_counter() - t0, state)
+        if result.stopped:
+            next_frame = index
+            break
+    yield TrackDone(done, stop.stopped, next_frame, time.perf_counter() - t_start)

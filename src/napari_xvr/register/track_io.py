@@ -1,0 +1,285 @@
+"""A tracked sequence on disk: ``poses.csv``, ``track.json`` and ``frames/<NNNN>/`` results.
+
+:func:`track_files` reads the sequence and the volume, runs :func:`.track.track` and writes the
+output folder; it yields the tracker's events plus :class:`FrameWritten` and :class:`TrackWritten`.
+The folder is built beside its final place and appears in one rename when the run ends, whole:
+finished, stopped, or interrupted (Ctrl-C keeps the frames done). An existing track folder is
+replaced only with `overwrite`; a folder that holds anything else is never touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import XvrInputError
+from ..geometry import pose_from_matrix, pose_to_dict, pose_to_zxy
+from ..io.atomic import atomic_dir, atomic_write_files
+from ..io.volume import read_volume
+from .engine import Preprocessing, StopToken, check_stages, check_view
+from .options import RegistrationOptions
+from .pipeline import VolumeSpec, describe
+from .result import read_result, write_result
+from .sequence import Frames, read_frames
+from .track import FrameDone, TrackDone, TrackOptions, TrackState, track
+from .trust import SEVERITY, TRUST_MM
+
+TRACK_VERSION = 1
+MATRIX_COLUMNS = tuple(f"m{i}{j}" for i in range(3) for j in range(4))
+POSE_COLUMNS = ("frame", "name", "r1", "r2", "r3", "tx", "ty", "tz", *MATRIX_COLUMNS,
+                "similarity", "verdict", "predicted_mtre_mm", "iterations", "seconds")
+TRACK_FILES = ("track.json", "poses.csv", "frames")
+
+
+@dataclass(frozen=True)
+class FrameWritten:
+    path: Path  # frames/<NNNN> (inside the folder being built; it moves with it)
+    index: int
+    result: object
+
+
+@dataclass(frozen=True)
+class TrackWritten:
+    path: Path  # the output folder, in its final place
+    frames: list  # FrameWritten of every frame, in order
+    stopped: bool
+    next_frame: int | None
+
+
+def frame_folder(root, index: int) -> Path:
+    return Path(root) / "frames" / f"{index:04d}"
+
+
+def check_output(outpath, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output that holds a track (without `overwrite`) or anything
+    else (always: nothing but a track folder is ever replaced)."""
+    path = Path(outpath).expanduser()
+    if path.exists() and not path.is_dir():
+        raise XvrInputError(f"-o {path}: is a file; give a folder for the tracked sequence")
+    if path.is_dir() and any(path.iterdir()):
+        if not any((path / name).exists() for name in TRACK_FILES):
+            raise XvrInputError(f"-o {path}: the folder holds other files; give a new or empty "
+                                "folder for the tracked sequence")
+        if not overwrite:
+            raise XvrInputError(f"-o {path}: already holds a tracked sequence; pass --overwrite "
+                                "to replace it, or choose another output folder")
+    return path
+
+
+def pose_row(index: int, name: str, result, seconds: float) -> dict:
+    """One line of poses.csv: the final pose as ZXY degrees + mm and as the 3x4 matrix."""
+    pose = np.asarray(result.pose, dtype=np.float64)
+    rot, xyz = pose_to_zxy(pose_from_matrix(pose))
+    verdict = (result.verdict or {}).get("status", "")
+    predicted = (result.checks.get("uncertainty") or {}).get("predicted_mtre_mm")
+    row = {"frame": index, "name": name, **dict(zip(("r1", "r2", "r3"), rot.tolist(), strict=True)),
+           **dict(zip(("tx", "ty", "tz"), xyz.tolist(), strict=True)),
+           **{col: float(pose[int(col[1]), int(col[2])]) for col in MATRIX_COLUMNS},
+           "similarity": math.nan if result.similarity is None else float(result.similarity),
+           "verdict": verdict, "predicted_mtre_mm": math.nan if predicted is None else predicted,
+           "iterations": int(result.iterations), "seconds": float(seconds)}
+    return row
+
+
+def poses_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=POSE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+    return out.getvalue()
+
+
+class TrackWriter:
+    """Writes a tracked sequence into `folder` (the one being built): a result folder per
+    frame, then poses.csv and track.json rewritten together, so they always agree."""
+
+    def __init__(self, folder: Path, header: dict, saveimg: bool = False):
+        self.folder, self.header, self.saveimg = Path(folder), header, saveimg
+        self.rows: list[dict] = []
+        self.summaries: list[dict] = []
+        self.written: list[FrameWritten] = []
+
+    def frame(self, event: FrameDone, name: str) -> FrameWritten:
+        target = frame_folder(self.folder, event.index)
+        write_result(event.result, target, saveimg=self.saveimg)
+        row = pose_row(event.index, name, event.result, event.seconds)
+        self.rows.append(row)
+        self.summaries.append({
+            "frame": event.index, "name": name, "folder": str(target.relative_to(self.folder)),
+            "final_pose": pose_to_dict(pose_from_matrix(event.result.pose)),
+            "similarity": event.result.similarity, "verdict": event.result.verdict,
+            "iterations": event.result.iterations, "seconds": event.seconds,
+            "stopped": bool(event.result.stopped), "state": event.state.to_json()})
+        self.save("running")
+        self.written.append(FrameWritten(target, event.index, event.result))
+        return self.written[-1]
+
+    def save(self, status: str, done: TrackDone | None = None) -> None:
+        data = {"napari_xvr_track": TRACK_VERSION, "status": status, **self.header,
+                "summary": self.summary(done), "frames": self.summaries}
+        atomic_write_files({self.folder / "poses.csv": poses_csv(self.rows).encode(),
+                            self.folder / "track.json": (json.dumps(data, indent=2) + "\n").encode()})
+
+    def drop_unlisted(self) -> None:
+        """Remove a frame folder that an interruption left without its row."""
+        listed = {frame_folder(self.folder, int(row["frame"])) for row in self.rows}
+        for folder in (self.folder / "frames").glob("*"):
+            if folder not in listed:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def summary(self, done: TrackDone | None) -> dict:
+        verdicts = dict.fromkeys(SEVERITY, 0)
+        for row in self.rows:
+            if row["verdict"] in verdicts:
+                verdicts[row["verdict"]] += 1
+        tracked = [row["seconds"] for row in self.rows[1:]]
+        return {"frames": len(self.rows), "verdicts": verdicts,
+                "seconds": None if done is None else done.seconds,
+                "tracked_frames_per_s": len(tracked) / sum(tracked) if tracked else None,
+                "next_frame": None if done is None else done.next_frame,
+                "stopped": None if done is None else done.stopped}
+
+
+def track_files(
+    sequence: Sequence,
+    spec: VolumeSpec,
+    initializer: Callable,
+    outpath,
+    options: RegistrationOptions | None = None,
+    track_options: TrackOptions | None = None,
+    preprocessing: Preprocessing | None = None,
+    intrinsic_overrides: dict | None = None,
+    pattern: str = "*.dcm",
+    stop: StopToken | None = None,
+    overwrite: bool = False,
+    saveimg: bool = False,
+    mirror_check: bool = True,
+    trust_mm: float = TRUST_MM,
+    retry_starts: int = 0,
+    state: TrackState | None = None,
+) -> Iterator:
+    """Track the frames in `sequence` (a multi-frame file, a folder, or frame files) and write
+    `outpath` (see the module docstring); yields progress events, last :class:`TrackWritten`."""
+    options = options or RegistrationOptions()
+    track_options = track_options or TrackOptions()
+    outpath = check_output(outpath, overwrite)
+    frames = read_frames(sequence, pattern, **(intrinsic_overrides or {}))
+    first = track_options.frame_range(len(frames))[0]
+    start = None if state is not None else initializer(frames.frame(first))
+    subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
+    where = frames.name(first)
+    check_stages(options, frames.intrinsics, where)
+    check_stages(track_options.frame_options(options), frames.intrinsics, f"{where} (--track_scales)")
+    drr = spec.make_renderer(subject, frames.intrinsics)
+    check_view(drr, start if state is None else pose_from_matrix(state.start(track_options.predict)),
+               options, frames.intrinsics, where)
+    header = {"inputs": {"sequence": frames.describe(), **spec.describe()},
+              "options": options.to_dict(), "track_options": track_options.to_dict(),
+              "initialization": describe(initializer) if state is None else {"type": "resume"},
+              "preprocessing": {k: v for k, v in vars(preprocessing or Preprocessing()).items()
+                                if k != "reducefn"}, "trust_mm": trust_mm}
+    events = track(frames, drr, start, spec, options, track_options, preprocessing, header["initialization"],
+                   stop, state, trust_mm, mirror_check, retry_starts)
+    yield from _write(events, outpath, frames, header, saveimg)
+
+
+def _write(events: Iterator, outpath: Path, frames: Frames, header: dict, saveimg: bool) -> Iterator:
+    """Consume the tracker's events into a folder built beside `outpath` (see the module)."""
+    interrupted, done = None, None
+    with atomic_dir(outpath) as tmp:
+        writer = TrackWriter(tmp, header, saveimg)
+        try:
+            for event in events:
+                yield event
+                if isinstance(event, FrameDone):
+                    yield writer.frame(event, frames.name(event.index))
+                elif isinstance(event, TrackDone):
+                    done = event
+                    writer.save("stopped" if event.next_frame is not None else "complete", event)
+        except (KeyboardInterrupt, GeneratorExit) as err:
+            if not writer.rows:
+                raise
+            interrupted = err
+            writer.save("interrupted")
+            writer.drop_unlisted()
+    if interrupted is not None:
+        raise interrupted
+    yield TrackWritten(outpath, [FrameWritten(frame_folder(outpath, w.index), w.index, w.result)
+                                 for w in writer.written],
+                       done.stopped if done else True, done.next_frame if done else None)
+
+
+def read_track(folder) -> dict:
+    """A track folder's track.json, with ``rows``: poses.csv as dicts (numbers as floats)."""
+    folder = Path(folder).expanduser()
+    file = folder / "track.json"
+    if not file.is_file():
+        raise XvrInputError(f"{folder}: no track.json here; give a folder written by `xvr track`")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise XvrInputError(f"{file}: not readable JSON ({err}); the file is damaged") from err
+    if not isinstance(data, dict) or "napari_xvr_track" not in data or \
+            not isinstance(data.get("frames"), list):
+        raise XvrInputError(f"{file}: not a napari-xvr track (no 'napari_xvr_track' and 'frames')")
+    data["rows"] = read_poses(folder / "poses.csv")
+    if [int(r["frame"]) for r in data["rows"]] != [f.get("frame") for f in data["frames"]]:
+        raise XvrInputError(f"{folder}: poses.csv and track.json list different frames; the folder "
+                            "is damaged (track the sequence again)")
+    return data
+
+
+def read_poses(file) -> list[dict]:
+    """poses.csv as a list of dicts: name and verdict as text, the rest as numbers."""
+    file = Path(file)
+    if not file.is_file():
+        raise XvrInputError(f"{file.parent}: no poses.csv; give a folder written by `xvr track`")
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not set(POSE_COLUMNS) <= set(reader.fieldnames):
+                raise XvrInputError(f"{file}: not a poses table (its header is not "
+                                    f"{','.join(POSE_COLUMNS)})")
+            return [{k: (v if k in ("name", "verdict") else float(v)) for k, v in row.items()}
+                    for row in reader]
+    except XvrInputError:
+        raise
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
+        raise XvrInputError(f"{file}: not a readable poses table ({err}); the file is damaged") from err
+
+
+def row_matrix(row: dict) -> np.ndarray:
+    """The 4x4 pose of a poses.csv row."""
+    matrix = np.eye(4)
+    for col in MATRIX_COLUMNS:
+        matrix[int(col[1]), int(col[2])] = row[col]
+    return matrix
+
+
+def resume_state(folder, frame: int) -> TrackState:
+    """The state a track folder recorded after `frame` (to resume at ``frame + 1``)."""
+    data = read_track(folder)
+    for summary in data["frames"]:
+        if summary.get("frame") == frame:
+            if summary.get("stopped"):
+                raise XvrInputError(f"{folder}: frame {frame} was stopped before it converged; "
+                                    f"resume from an earlier frame")
+            return TrackState.from_json(summary["state"])
+    done = [f.get("frame") for f in data["frames"]]
+    raise XvrInputError(f"{folder}: frame {frame} is not in this track (it has frames "
+                        f"{done[0] if done else '-'}..{done[-1] if done else '-'}); resume after one "
+                        "of them")
+
+
+def frame_result(folder, index: int) -> dict:
+    """The result.json of one tracked frame."""
+    return read_result(frame_folder(folder, index))
