@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.biplane", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--separations", default="90,30,45,60", help="deg between the views")
-    parser.add_argument("--cases", type=int, default=2, help="cases per separation")
+    parser.add_argument("--cases", type=int, default=3, help="cases per separation")
     parser.add_argument("--size", type=int, default=256, help="detector pixels (409.6 mm wide)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=CACHE)
@@ -105,10 +105,11 @@ def main(argv=None) -> int:
     print(f"{'case':<22} {'method':<13} {'view':>4} {'mTRE':>7} {'TRE':>7} {'depth':>7} "
           f"{'across':>7} {'s':>6}  verdict")
     for separation in (float(s) for s in args.separations.split(",")):
-        folder = args.cache / f"biplane_{separation:g}deg_{args.size}px_seed{args.seed}"
+        seed = args.seed + int(separation)  # other patients at each separation
+        folder = args.cache / f"biplane_{separation:g}deg_{args.size}px_seed{seed}"
         made = folder / "truth.json"
         if not made.is_file() or len(json.loads(made.read_text())["cases"]) < args.cases:
-            make_view_cases(folder, (separation,), args.cases, args.seed, intrinsics, ct, mask)
+            make_view_cases(folder, (separation,), args.cases, seed, intrinsics, ct, mask)
         truth = json.loads(made.read_text())
         for name, case in list(truth["cases"].items())[:args.cases]:
             key = f"{separation:g} deg {name}"
