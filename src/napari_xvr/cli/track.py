@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import click
 from click.core import ParameterSource
@@ -42,8 +43,15 @@ def tracking_options():
 
 
 def command(func):
-    """The options of every `track` subcommand: `xvr register`'s groups and the tracking ones."""
-    func = section("Tracking options", *tracking_options())(func)
+    """The options of every `track` subcommand: `xvr register`'s groups and the tracking ones;
+    the options that only `xvr register` takes are refused before anything heavy loads."""
+
+    @functools.wraps(func)
+    def checked(**kw):
+        _refuse_register_only(click.get_current_context())
+        return func(**kw)
+
+    func = section("Tracking options", *tracking_options())(checked)
     func = section("Logging options", *LOGGING)(func)
     func = section("Optimizer options", *OPTIMIZER)(func)
     func = section("Preprocessing options", *PREPROCESSING)(func)
@@ -80,7 +88,6 @@ def _run(initializer, kw, state=None) -> None:
     from ..register.track_io import track_files
     from .register import exit_on_verdicts
 
-    _refuse_register_only(click.get_current_context())
     options = registration_options(kw)
     track_options = TrackOptions(kw["track_scales"], kw["track_itrs"], kw["predict"],
                                  kw["start_frame"], kw["end_frame"])

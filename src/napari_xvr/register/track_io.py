@@ -177,7 +177,8 @@ def track_files(
     start = None if state is not None else initializer(frames.frame(first))
     subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
     where = frames.name(first)
-    check_stages(options, frames.intrinsics, where)
+    if state is None:  # the first frame registered in full; a resumed run tracks it
+        check_stages(options, frames.intrinsics, where)
     check_stages(track_options.frame_options(options), frames.intrinsics, f"{where} (--track_scales)")
     drr = spec.make_renderer(subject, frames.intrinsics)
     check_view(drr, start if state is None else pose_from_matrix(state.start(track_options.predict)),
