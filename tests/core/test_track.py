@@ -23,6 +23,7 @@ from napari_xvr.register.track import (
     FrameStarted,
     TrackDone,
     TrackOptions,
+    TrackState,
     predict_pose,
     track,
 )
@@ -85,6 +86,9 @@ def test_every_frame_is_tracked_under_1mm(tracked, sequence):
     # a tracked frame: the frame's own scale only, a few iterations from the previous pose
     assert all(e.result.options["scales"] == "1" for e in done[1:])
     assert max(e.result.iterations for e in done[1:]) <= 5 < done[0].result.iterations
+    assert all(e.result.checks["tracking"] == {"iterations": [e.result.iterations],
+                                               "budget": [10], "exhausted": False}
+               for e in done[1:])
     starts = [e for e in events if isinstance(e, FrameStarted)]
     assert [s.tracked for s in starts] == [False] + [True] * (N_FRAMES - 1)
     assert isinstance(events[-1], TrackWritten) and events[-1].next_frame is None
@@ -139,6 +143,21 @@ def test_stop_keeps_the_frames_done(sequence, registration_volume, tmp_path):
     assert [r["verdict"] for r in data["rows"]] == ["ok", "ok", "suspect"]
     with pytest.raises(XvrInputError, match="stopped before it converged"):
         resume_state(out, 2)
+
+
+def test_a_frame_that_runs_out_of_its_budget_is_suspect(sequence, registration_volume):
+    ct = registration_volume[0]
+    frames = read_frames([sequence[0]])
+    spec = VolumeSpec(ct)
+    drr = spec.make_renderer(read_volume(ct), frames.intrinsics)
+    state = TrackState(pose_from_dict(sequence[1]["frames"][0]).matrix[0].double().numpy())
+    tight = TrackOptions(n_itrs="2", predict="none", start_frame=1, end_frame=3)
+    done = [e for e in track(frames, drr, None, spec, FIRST, tight, state=state)
+            if isinstance(e, FrameDone)]
+    for event in done:
+        assert event.result.checks["tracking"]["exhausted"]
+        assert event.result.verdict["status"] == "suspect"
+        assert "ran out of the frame's iterations (--track_itrs 2)" in event.result.verdict["reasons"][-1]
 
 
 def test_cli_tracks_resumes_and_animates(tracked, sequence, registration_volume, tmp_path):

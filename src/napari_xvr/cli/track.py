@@ -51,15 +51,15 @@ def command(func):
         _refuse_register_only(click.get_current_context())
         return func(**kw)
 
-    func = section("Tracking options", *tracking_options())(checked)
-    func = section("Logging options", *LOGGING)(func)
-    func = section("Optimizer options", *OPTIMIZER)(func)
-    func = section("Preprocessing options", *PREPROCESSING)(func)
-    func = section("Intrinsics options", *INTRINSICS)(func)
-    func = section("Renderer options", *RENDERER)(func)
-    func = section("Required options", *REQUIRED)(func)
-    func = click.argument("sequence", nargs=-1, required=True, type=UserPath(exists=True))(func)
-    return track.command(cls=SectionedCommand, context_settings=CONTEXT)(func)
+    decorated = section("Tracking options", *tracking_options())(checked)
+    for name, group in (("Logging options", LOGGING), ("Optimizer options", OPTIMIZER),
+                        ("Preprocessing options", PREPROCESSING),
+                        ("Intrinsics options", INTRINSICS), ("Renderer options", RENDERER),
+                        ("Required options", REQUIRED)):
+        decorated = section(name, *group)(decorated)
+    decorated = click.argument("sequence", nargs=-1, required=True,
+                               type=UserPath(exists=True))(decorated)
+    return track.command(cls=SectionedCommand, context_settings=CONTEXT)(decorated)
 
 
 def _refuse_register_only(ctx: click.Context) -> None:

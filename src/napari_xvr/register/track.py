@@ -34,7 +34,7 @@ from .engine import Preprocessing, StopToken, register
 from .events import Done
 from .options import RegistrationOptions
 from .pipeline import VolumeSpec, register_xray
-from .trust import TRUST_MM, assess
+from .trust import SUSPECT, TRUST_MM, assess, worst
 
 TRACK_SCALES: str = defaults.track("track_scales")
 """Scales of a tracked frame: its own resolution only (the previous pose is close)."""
@@ -215,8 +215,35 @@ def _register_tracked(frames, index, drr, state: TrackState, spec, options, trac
         else:
             yield event
     if result is not None:
-        result.verdict = assess(result, trust_mm).to_json()
+        result.checks["tracking"] = budget_check(result, track_options.frame_options(options))
+        result.verdict = tracked_verdict(result, trust_mm)
     return result
+
+
+def budget_check(result, options: RegistrationOptions) -> dict:
+    """How much of its per-frame budget a tracked frame used, per scale: a scale that ran all
+    its iterations did not converge within them."""
+    caps = [n for _, n in options.scale_list()]
+    used = [sum(1 for row in result.trajectory if row["stage"] == stage)
+            for stage in range(1, len(caps) + 1)]
+    exhausted = not result.stopped and any(u >= c for u, c in zip(used, caps, strict=True))
+    return {"iterations": used, "budget": caps, "exhausted": exhausted}
+
+
+def tracked_verdict(result, trust_mm: float = TRUST_MM) -> dict:
+    """The trust verdict (:func:`.trust.assess`), suspect also when the frame ran out of its
+    budget: its pose is where the iterations ended, not an optimum, and the uncertainty (the
+    curvature there) does not see that."""
+    verdict = assess(result, trust_mm).to_json()
+    check = result.checks.get("tracking") or {}
+    if check.get("exhausted"):
+        verdict["status"] = worst([verdict["status"], SUSPECT])
+        budget = ",".join(str(n) for n in check["budget"])
+        verdict["reasons"].append(
+            f"ran out of the frame's iterations (--track_itrs {budget}) before converging: "
+            "motion too fast for the budget, or tracking lost (register this frame in full with "
+            "`xvr track restart --start_frame`)")
+    return verdict
 
 
 def track(

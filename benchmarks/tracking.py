@@ -1,0 +1,186 @@
+"""Fluoroscopy tracking: ``xvr track`` against registering every frame from scratch.
+
+``python -m benchmarks.tracking [--frames 60] [--motions sweep,breathing] [--json out.json]``
+renders two synthetic sequences of the chest CT (:mod:`napari_xvr.synthetic_motion`: 128 px
+frames of 3.2 mm, DiffDRR's Siddon renderer on the full-resolution CT, quantum noise; cached):
+a C-arm sweep of 30 deg over the frames, and breathing (4 mm cranio-caudal and 2 mm front-back,
+sinusoidal with a 15-frame period, 1 deg of tilt). Each is tracked (:func:`track`, the CT
+downsampled 2x2x1, ``xvr track`` defaults) with and without the velocity prediction, and, as
+the baseline in the same run, every frame is registered from scratch with ``xvr register``'s
+defaults (:func:`register_xray`) from its own header pose (frame 0's header error, 3 deg and the
+source distance, at every frame). Prints per sequence and method the per-frame mTRE (max,
+median), the frames under 1 mm, the verdicts, seconds per frame and frames per second of the
+frames after the first, and the ratio to the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_xvr.evaluate import mtre
+from napari_xvr.geometry import pose_from_dict, pose_from_matrix, pose_from_zxy, pose_to_zxy
+from napari_xvr.io.volume import read_volume
+from napari_xvr.register.engine import Preprocessing, run_to_end
+from napari_xvr.register.initializers import DicomInitializer
+from napari_xvr.register.options import RegistrationOptions
+from napari_xvr.register.pipeline import VolumeSpec, register_xray
+from napari_xvr.register.sequence import read_frames
+from napari_xvr.register.track import TRACK_ITRS, TRACK_SCALES, FrameDone, TrackOptions, track
+from napari_xvr.synthetic import example_volume
+from napari_xvr.synthetic_motion import breathing, make_sequence, sweep
+
+from .measure import environment
+from .optimizers import CACHE
+
+MOTIONS = {"sweep": lambda n: sweep(n, 30.0), "breathing": breathing}
+
+
+def sequence(name: str, frames: int, cache: Path) -> tuple[Path, dict]:
+    """The sequence's DICOM and truth (rendered once into the cache)."""
+    folder = cache / "tracking"
+    truth = folder / f"{name}_{frames}.json"
+    if not truth.exists():
+        print(f"rendering the {name} sequence ({frames} frames, Siddon, full CT) ...", flush=True)
+        make_sequence(folder, MOTIONS[name](frames), name=f"{name}_{frames}")
+    return folder / f"{name}_{frames}.dcm", json.loads(truth.read_text())
+
+
+def errors(poses: dict, truth: dict) -> list[float]:
+    return [mtre(pose_from_dict(truth["frames"][i]), pose_from_matrix(pose), truth["fiducials_mm"])
+            for i, pose in sorted(poses.items())]
+
+
+def run_track(frames, drr, spec, options: TrackOptions) -> list[dict]:
+    """One row per frame: pose, seconds, iterations, verdict."""
+    init = DicomInitializer()(frames.frame(0))
+    rows = []
+    for event in track(frames, drr, init, spec, RegistrationOptions(), options):
+        if isinstance(event, FrameDone):
+            rows.append(_row(event.index, event.result, event.seconds))
+    return rows
+
+
+def run_scratch(frames, drr, spec, truth: dict) -> list[dict]:
+    """Every frame registered alone with `xvr register dicom`'s defaults from its header pose."""
+    header = DicomInitializer()(frames.frame(0))
+    rot0, xyz0 = pose_to_zxy(header)
+    rows = []
+    for index in range(len(frames)):
+        start = _header_pose(truth["frames"][index], truth["frames"][0], rot0, xyz0)
+        t0 = time.perf_counter()
+        result = run_to_end(register_xray(frames.frame(index), drr, start, spec, {"type": "header"},
+                                          RegistrationOptions(), Preprocessing(reducefn=index)))
+        rows.append(_row(index, result, time.perf_counter() - t0))
+    return rows
+
+
+def _header_pose(true: dict, true0: dict, rot0, xyz0):
+    """Frame `true`'s header pose: frame 0's header error (angles, source distance) carried over."""
+    rot, _ = pose_to_zxy(pose_from_dict(true))
+    first, _ = pose_to_zxy(pose_from_dict(true0))
+    return pose_from_zxy(rot0 + (rot - first), xyz0)
+
+
+def _row(index: int, result, seconds: float) -> dict:
+    return {"frame": index, "pose": np.asarray(result.final_pose), "seconds": seconds,
+            "iterations": result.iterations, "verdict": result.verdict["status"]}
+
+
+def summarise(rows: list[dict], truth: dict) -> dict:
+    err = np.array(errors({r["frame"]: r["pose"] for r in rows}, truth))
+    later = [r["seconds"] for r in rows[1:]]
+    verdicts = [r["verdict"] for r in rows]
+    return {"mtre_max": float(err.max()), "mtre_median": float(np.median(err)),
+            "under_1mm": int((err < 1).sum()), "frames": len(rows),
+            "first_s": rows[0]["seconds"], "s_per_frame": float(np.mean(later)),
+            "frames_per_s": len(later) / float(np.sum(later)),
+            "iterations": float(np.mean([r["iterations"] for r in rows[1:]])),
+            "ok": verdicts.count("ok"), "suspect": verdicts.count("suspect"),
+            "failed": verdicts.count("failed"), "mtre": err.round(4).tolist()}
+
+
+def bench_sequence(name: str, frames, drr, spec, truth: dict, baseline: bool,
+                   budget: dict) -> dict:
+    """method -> summary for one sequence; the tracker with and without prediction, then the
+    baseline, all in this process. `budget`: TrackOptions' scales and n_itrs."""
+    results = {}
+    for method, predict in (("track (velocity)", "velocity"), ("track (none)", "none")):
+        options = TrackOptions(predict=predict, **budget)
+        results[method] = summarise(run_track(frames, drr, spec, options), truth)
+        print_line(name, method, results[method])
+    if baseline:
+        method = "register each frame"
+        results[method] = summarise(run_scratch(frames, drr, spec, truth), truth)
+        print_line(name, method, results[method])
+        for tracked in ("track (velocity)", "track (none)"):
+            ratio = results[tracked]["frames_per_s"] / results[method]["frames_per_s"]
+            print(f"  {name}: {tracked} is {ratio:.1f}x the baseline's frames/s")
+            results[tracked]["speedup_vs_baseline"] = ratio
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tracking", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--motions", default="sweep,breathing")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="skip registering every frame from scratch")
+    parser.add_argument("--track_scales", default=TRACK_SCALES, help="per-frame scales")
+    parser.add_argument("--track_itrs", default=TRACK_ITRS, help="per-frame iteration caps")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ct, _ = example_volume(args.cache, (2, 2, 1))
+    spec = VolumeSpec(ct)
+    subject = read_volume(ct)
+    report = {"environment": environment(torch.device("cpu")), "sequences": {},
+              "track_scales": args.track_scales, "track_itrs": args.track_itrs}
+    for name in args.motions.split(","):
+        path, truth = sequence(name, args.frames, args.cache)
+        frames = read_frames([path])
+        drr = spec.make_renderer(subject, frames.intrinsics)
+        report["sequences"][name] = bench_sequence(name, frames, drr, spec, truth, args.baseline,
+                                                    {"scales": args.track_scales,
+                                                     "n_itrs": args.track_itrs})
+    report["environment"]["loadavg_end"] = list(os.getloadavg())
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def print_line(name: str, method: str, s: dict) -> None:
+    print(f"{name:9s} {method:20s} mTRE max {s['mtre_max']:.2f} median {s['mtre_median']:.2f} mm | "
+          f"under 1 mm {s['under_1mm']}/{s['frames']} | {1000 * s['s_per_frame']:.0f} ms/frame, "
+          f"{s['frames_per_s']:.2f} frames/s (frame 0: {s['first_s']:.1f} s) | "
+          f"{s['iterations']:.1f} itrs | verdicts {s['ok']} ok {s['suspect']} suspect "
+          f"{s['failed']} failed", flush=True)
+
+
+def print_table(report: dict) -> None:
+    env = report["environment"]
+    print(f"\n{env['device_name']}, {env['torch_threads']} torch threads, torch {env['torch']}, "
+          f"load average {env['loadavg'][0]:.2f} at start, {env['loadavg_end'][0]:.2f} at end\n")
+    print("| sequence | method | mTRE max mm | mTRE median mm | under 1 mm | ms / frame | "
+          "frames / s | iterations | verdicts ok/suspect/failed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, results in report["sequences"].items():
+        for method, s in results.items():
+            print(f"| {name} | {method} | {s['mtre_max']:.2f} | {s['mtre_median']:.2f} | "
+                  f"{s['under_1mm']}/{s['frames']} | {1000 * s['s_per_frame']:.0f} | "
+                  f"{s['frames_per_s']:.2f} | {s['iterations']:.1f} | "
+                  f"{s['ok']}/{s['suspect']}/{s['failed']} |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
