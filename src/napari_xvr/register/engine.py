@@ -394,9 +394,12 @@ def _joint_views(result: RegistrationResult, views: list[_View], drr, init_pose,
 
 def _uncertainty(run: _Run, drr, lm_views, intr, pixels: int, inputs: dict):
     """The pose's uncertainty from one Gauss-Newton evaluation at the best pose (`pixels`: the
-    stage's pixels that enter the similarity, over every view)."""
+    stage's pixels that enter the similarity, over every view): the last step's own when its
+    Hessian was computed there (a converged LM stage ends so), otherwise a new one."""
     solver = _lm_solver(run, drr, lm_views, intr)
-    fit = solver.evaluate(solver.params_of(run.best_pose))
+    fit = run.evaluation
+    if not (len(lm_views) == 1 and fit is not None and fit.fresh and fit.pose is run.best_pose):
+        fit = solver.evaluate(solver.params_of(run.best_pose))  # (the weights may have moved)
     similarity = fit.similarity
     if len(lm_views) > 1:  # sigma^2 whose inverse is the views' mean inverse (see _weigh)
         residuals = [max(1.0 - s, MIN_RESIDUAL) for s in fit.view_similarities]
@@ -446,6 +449,7 @@ def _lm_starts(run: _Run, starts: list[RigidTransform], drr, lm_views, stage_idx
             ends[index] = (ev.similarity, ev.pose, (ev.hessian, intr.delx))
             if track:
                 run.best_similarity, run.best_pose, run.hessian = ends[index]
+                run.evaluation = ev
         if len(starts) > 1:  # one start: a later stage keeps the index of the chosen start
             run.start_index = index
         yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
@@ -488,6 +492,7 @@ class _Run:
     best_pose: RigidTransform | None = None
     best_similarity: float | None = None  # at best_pose, at the last scale that ran
     hessian: tuple | None = None  # LM's last (J^T J, detector spacing)
+    evaluation: object = None  # LM's evaluation at best_pose (a fresh Hessian there is reused)
     total_itr: int = 0
     start_index: int = 0  # which start of a multi-start first scale is running (or was chosen)
 

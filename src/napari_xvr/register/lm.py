@@ -36,6 +36,7 @@ class Evaluation:
     moving: torch.Tensor  # (1, 1, H, W) the prepared DRR (the first view's)
     views_moving: tuple = ()  # every view's prepared DRR (joint registration)
     view_similarities: tuple = ()  # every view's similarity
+    fresh: bool = False  # the Hessian was computed here (not reused from another point)
 
 
 @dataclass
@@ -135,7 +136,8 @@ class PoseLM:
                            gradient=grads[i].detach().cpu().to(torch.float64),
                            hessian=hessians[i], moving=movings[0][i:i + 1].detach(),
                            views_moving=tuple(m[i:i + 1].detach() for m in movings),
-                           view_similarities=tuple(float(v) for v in view_sims[:, i].detach()))
+                           view_similarities=tuple(float(v) for v in view_sims[:, i].detach()),
+                           fresh=asks[i].hessian is None)
                 for i in range(len(asks))]
 
     def weights(self) -> torch.Tensor:
