@@ -28,6 +28,7 @@ from napari_xvr.register.track import (
     track,
 )
 from napari_xvr.register.track_io import (
+    FrameWritten,
     TrackWritten,
     check_output,
     frame_result,
@@ -160,6 +161,20 @@ def test_a_frame_that_runs_out_of_its_budget_is_suspect(sequence, registration_v
         assert "ran out of the frame's iterations (--track_itrs 2)" in event.result.verdict["reasons"][-1]
 
 
+def test_an_interrupted_run_keeps_the_frames_written(sequence, registration_volume, tmp_path):
+    out = tmp_path / "interrupted"
+    events = track_files([sequence[0]], VolumeSpec(registration_volume[0]), DicomInitializer(),
+                         out, FIRST, mirror_check=False)
+    for event in events:
+        if isinstance(event, FrameWritten) and event.index == 1:
+            events.close()  # what Ctrl-C in the CLI does to the generator
+            break
+    data = read_track(out)
+    assert data["status"] == "interrupted" and [int(r["frame"]) for r in data["rows"]] == [0, 1]
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["0000", "0001"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_cli_tracks_resumes_and_animates(tracked, sequence, registration_volume, tmp_path):
     ct = registration_volume[0]
     out, resumed = tmp_path / "cli", tmp_path / "resumed"
@@ -173,7 +188,8 @@ def test_cli_tracks_resumes_and_animates(tracked, sequence, registration_volume,
     xvr("track", "restart", sequence[0], "-v", ct, "-r", tracked[0], "--start_frame", "5",
         "--end_frame", "7", "-o", resumed, "--verbose", "0")
     again = read_track(resumed)
-    assert again["initialization"] == {"type": "resume"}
+    assert again["initialization"]["type"] == "resume"
+    assert again["initialization"]["from"]["previous"] == str(tracked[0].resolve())
     original = {int(r["frame"]): row_matrix(r) for r in read_track(tracked[0])["rows"]}
     assert [int(r["frame"]) for r in again["rows"]] == [5, 6]
     for row in again["rows"]:

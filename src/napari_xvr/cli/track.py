@@ -134,6 +134,8 @@ def run_track_with_progress(events, verbose: int = 1) -> list:
     finally:
         if bar is not None:
             bar.close()
+        if hasattr(events, "close"):  # Ctrl-C in this loop: the frames done are still written
+            events.close()
     return written
 
 

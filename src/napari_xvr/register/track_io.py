@@ -10,6 +10,7 @@ replaced only with `overwrite`; a folder that holds anything else is never touch
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import math
@@ -185,7 +186,8 @@ def track_files(
                options, frames.intrinsics, where)
     header = {"inputs": {"sequence": frames.describe(), **spec.describe()},
               "options": options.to_dict(), "track_options": track_options.to_dict(),
-              "initialization": describe(initializer) if state is None else {"type": "resume"},
+              "initialization": describe(initializer) if state is None else
+              {"type": "resume", "from": describe(initializer)},
               "preprocessing": {k: v for k, v in vars(preprocessing or Preprocessing()).items()
                                 if k != "reducefn"}, "trust_mm": trust_mm}
     events = track(frames, drr, start, spec, options, track_options, preprocessing, header["initialization"],
@@ -196,6 +198,8 @@ def track_files(
 def _write(events: Iterator, outpath: Path, frames: Frames, header: dict, saveimg: bool) -> Iterator:
     """Consume the tracker's events into a folder built beside `outpath` (see the module)."""
     interrupted, done = None, None
+    for stale in outpath.parent.glob(f".{glob.escape(outpath.name)}.{'[!.]' * 8}.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)  # what a killed earlier run left behind
     with atomic_dir(outpath) as tmp:
         writer = TrackWriter(tmp, header, saveimg)
         try:
