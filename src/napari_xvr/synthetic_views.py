@@ -61,7 +61,7 @@ def make_view_cases(
         views = {}
         for k, angle in enumerate((0.0, *separations_deg)):
             header = (float(primary + angle), float(secondary))
-            pose = _times(shift, carm_pose(*header, sid))
+            pose = carm_pose(*header, sid).compose(shift)  # shift @ carm: the patient moved
             with torch.no_grad():
                 line_integral = drr(pose.to(drr.device))[0, 0]
             name = f"view_{k}"
@@ -72,9 +72,3 @@ def make_view_cases(
         truth["cases"][folder.name] = {"displacement": pose_to_dict(shift), "views": views}
     return atomic_write_text(out_dir / "truth.json", json.dumps(truth, indent=2) + "\n")
 
-
-def _times(a, b):
-    """The pose whose matrix is ``a.matrix @ b.matrix``."""
-    from diffdrr.pose import RigidTransform
-
-    return RigidTransform(a.matrix @ b.matrix)

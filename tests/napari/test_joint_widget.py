@@ -45,3 +45,17 @@ def test_register_two_views_jointly(make_napari_viewer, qtbot, biplane_cases, re
     viewer.layers["view_0 orientation"].visible = False
     viewer.layers[live].visible = True
     viewer.screenshot(str(artifacts / "register_joint_lateral.png"), canvas_only=True)
+
+
+def test_the_joint_control_in_the_register_dock(make_napari_viewer, biplane_cases, artifacts):
+    """The 'joint with' list sits in the Inputs group, lists the X-ray layers, and starts empty."""
+    folder, _ = biplane_cases
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1500, 950)
+    for name in ("view_0", "view_1"):
+        viewer.open(str(folder / "case_000" / f"{name}.dcm"), plugin="napari-xvr")
+    _, reg = viewer.window.add_plugin_dock_widget("napari-xvr", "Register")
+    assert list(reg.views.value) == []
+    assert [layer.name for layer in reg.views.choices] == ["view_0", "view_1"]
+    reg.views.value = [viewer.layers["view_1"]]
+    reg.native.grab().save(str(artifacts / "register_dock_joint_with.png"))

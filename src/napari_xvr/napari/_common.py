@@ -169,6 +169,24 @@ class Deferred:
                 self._apply(value)
 
 
+class Stoppable:
+    """A dock widget whose runs take a ``stop_token``: Stop ends a run after the current
+    iteration; closing the dock ends it quietly."""
+
+    stop_token = None
+    stop_message = "stopping after this iteration"
+
+    def _stop_quietly(self, *_args) -> None:
+        if self.stop_token is not None:
+            self.stop_token.stop()
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current iteration (what it did so far is kept)."""
+        if self.stop_token is not None:
+            self.stop_token.stop()
+            self.status.value = self.stop_message
+
+
 def report_error(err: Exception, what: str) -> None:
     """An exception from a worker or a button, as a napari notification."""
     why = str(err) if isinstance(err, XvrInputError) else f"{type(err).__name__}: {err}"

@@ -87,13 +87,12 @@ class RegisterJob:
 
 def _xrays(job: RegisterJob) -> list:
     """The job's X-ray(s) from their snapshots; views of a joint run named by their layers."""
-    xray = api.xray_from_layer(job.xray, None, job.preprocessing.reducefn)
+    xrays = [api.xray_from_layer(s, None, job.preprocessing.reducefn)
+             for s in (job.xray, *job.views)]
     if not job.views:
-        return [xray]
-    snapshots = (job.xray, *job.views)
-    return [dataclasses.replace(api.xray_from_layer(s, None, job.preprocessing.reducefn),
-                                path=Path(str(s.metadata.get("path") or s.name)))
-            for s in snapshots]
+        return xrays
+    return [dataclasses.replace(x, path=Path(str(s.metadata.get("path") or s.name)))
+            for x, s in zip(xrays, (job.xray, *job.views), strict=True)]
 
 
 @guarded

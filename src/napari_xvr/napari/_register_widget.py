@@ -49,6 +49,7 @@ from ._common import (
     Deferred,
     EventPump,
     LivePlot,
+    Stoppable,
     find_widget,
     fit_2d,
     follow_layers,
@@ -71,7 +72,7 @@ INITS = ("DRR and pose widget", "DICOM header", "model checkpoint", "previous re
          "pose in X-ray metadata")
 
 
-class RegisterWidget(Container):
+class RegisterWidget(Stoppable, Container):
     """X-ray, volume, labels, initialisation, preprocessing and optimiser options; Run and Stop.
 
     While it runs, a DRR overlay on the X-ray and a similarity plot update live; progress shows
@@ -382,16 +383,6 @@ class RegisterWidget(Container):
             text={"string": "{label}", "color": "yellow", "size": 14, "anchor": "center"},
             metadata={KIND: "orientation"})
         self.viewer.layers.selection.active = xray
-
-    def _stop_quietly(self, *_args) -> None:
-        if self.stop_token is not None:
-            self.stop_token.stop()
-
-    def stop(self) -> None:
-        """Ask the engine to stop after the current iteration; the best pose so far is kept."""
-        if self.stop_token is not None:
-            self.stop_token.stop()
-            self.status.value = "stopping after this iteration"
 
     # ---------------------------------------------------------------- events (main thread)
     @property

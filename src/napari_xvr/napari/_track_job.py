@@ -64,7 +64,6 @@ class TrackJob:
 class FrameProgress:
     """Throttled progress inside a frame."""
 
-    index: int
     similarity: float
     itr: int
 
@@ -88,12 +87,13 @@ def tracking(job: TrackJob, stop):
 
     frames = LayerFrames(job.sequence)
     start = job.track_options.start_frame
+    first = frames.frame(start)
     init, initialization = None, None
     if job.state is None:
         initializer = job.make_initializer()
-        init, initialization = initializer(frames.frame(start)), describe(initializer)
+        init, initialization = initializer(first), describe(initializer)
     subject = api.subject_from_layers(job.volume, None, job.spec.labels, job.spec.orientation)
-    full = frames.frame(start).intrinsics
+    full = first.intrinsics
     drr = job.spec.make_renderer(subject, full)
     last = 0.0
     for event in track(frames, drr, init, job.spec, job.options, job.track_options,
@@ -102,7 +102,7 @@ def tracking(job: TrackJob, stop):
             yield event
         elif isinstance(event, Step) and time.perf_counter() - last >= job.min_interval_s:
             last = time.perf_counter()
-            yield FrameProgress(-1, event.similarity, event.total_itr)
+            yield FrameProgress(event.similarity, event.total_itr)
         elif isinstance(event, FrameDone):
             set_intrinsics(drr, full)
             image = render(drr, api.as_pose(event.result.pose))[0, 0].cpu().numpy()

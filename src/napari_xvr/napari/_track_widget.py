@@ -23,11 +23,12 @@ from ..errors import XvrInputError
 from ..geometry import pose_from_matrix, pose_to_dict
 from ..register import DicomInitializer, PoseInitializer, RegistrationOptions, StopToken
 from ..register.pipeline import VolumeSpec
-from ..register.track import TrackDone, TrackOptions, TrackState
+from ..register.track import FrameStarted, TrackDone, TrackOptions, TrackState
 from ..register.trust import verdict_text
 from ._common import (
     EventPump,
     LivePlot,
+    Stoppable,
     find_widget,
     fit_2d,
     follow_layers,
@@ -49,7 +50,7 @@ INITS = ("DICOM header", "DRR and pose widget")
 TRACK_KEY = "track"  # the sequence layer's metadata: {"poses": {frame: 4x4}, "states": {...}}
 
 
-class TrackWidget(Container):
+class TrackWidget(Stoppable, Container):
     """Track an X-ray sequence against a volume: frame by frame from the previous pose."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -193,16 +194,6 @@ class TrackWidget(Container):
         if self.viewer.dims.ndisplay == 2:
             fit_2d(self.viewer, sequence)
 
-    def _stop_quietly(self, *_args) -> None:
-        if self.stop_token is not None:
-            self.stop_token.stop()
-
-    def stop(self) -> None:
-        """Stop after the current iteration; every frame done is kept."""
-        if self.stop_token is not None:
-            self.stop_token.stop()
-            self.status.value = "stopping after this iteration"
-
     def _layer(self, name: str):
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
 
@@ -222,7 +213,7 @@ class TrackWidget(Container):
         elif isinstance(event, Failed):
             report_error(XvrInputError(event.message), "Track")
             self.status.value = f"failed: {event.message}"
-        elif hasattr(event, "index") and hasattr(event, "tracked"):  # FrameStarted
+        elif isinstance(event, FrameStarted):
             self.status.value = f"frame {event.index + 1}/{event.total}"
 
     def _on_tracked(self, event: Tracked) -> None:

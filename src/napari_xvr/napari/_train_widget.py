@@ -29,6 +29,7 @@ from ._common import (
     ActivityBar,
     EventPump,
     LivePlot,
+    Stoppable,
     follow_layers,
     info,
     layer_combo,
@@ -82,12 +83,14 @@ def _range_label(name: str) -> str:
     return f"{what} range {unit}"
 
 
-class TrainWidget(Container):
+class TrainWidget(Stoppable, Container):
     """The options of ``xvr train`` in groups, an output folder, Start, Stop and Resume.
 
     A live loss plot, a layer of sampled DRRs (top) beside the DRRs of the predicted poses
     (bottom), and progress with an ETA in the activity dock and the status line.
     """
+
+    stop_message = "stopping after this iteration (a checkpoint is written)"
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
@@ -279,15 +282,6 @@ class TrainWidget(Container):
         self._pbar = ActivityBar(int(self.n_total_itrs.value), "training")
         if MOSAIC not in self.viewer.layers:
             self._show_mosaic(np.zeros((2, 2), np.float32), None)
-
-    def _stop_quietly(self, *_args) -> None:
-        if self.stop_token is not None:
-            self.stop_token.stop()
-
-    def stop(self) -> None:
-        if self.stop_token is not None:
-            self.stop_token.stop()
-            self.status.value = "stopping after this iteration (a checkpoint is written)"
 
     # ---------------------------------------------------------------- the mosaic, in its own place
     def _show_mosaic(self, image: np.ndarray, itr: int | None) -> None:

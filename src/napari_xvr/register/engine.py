@@ -292,7 +292,7 @@ def register(
         return
 
     run = _Run(options, first.similarity, stop, result, init_pose, hessian=hessian)
-    lm_views = None
+    lm_views = at_optimum = None  # at_optimum: the views' similarities at the final pose
     slab_before = _set_slab(drr, options.slab_mm)
     try:
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
@@ -316,7 +316,7 @@ def register(
                 break
         if not stop.stopped and run.best_pose is not None:  # at the last scale, as it ran
             if len(views) > 1:  # the weights at the optimum, for the covariance
-                _weigh(drr, lm_views, run.best_pose)
+                at_optimum = _weigh(drr, lm_views, run.best_pose)
             result.checks["uncertainty"] = _uncertainty(run, drr, lm_views, intr, pixels,
                                                         result.inputs).to_json()
             weights = _lm_solver(run, drr, lm_views, intr).weights().numpy()
@@ -334,8 +334,8 @@ def register(
         result.hessian = run.hessian
         _set_slab(drr, slab_before)
     with torch.no_grad():
-        view_sims = None
-        if len(views) > 1 or run.best_similarity is None:
+        view_sims = at_optimum
+        if view_sims is None and (len(views) > 1 or run.best_similarity is None):
             view_sims = _view_similarities(drr, lm_views, final)
         if run.best_similarity is None:  # stopped before the first iteration
             run.best_similarity = float(np.mean(view_sims))
@@ -351,12 +351,15 @@ MIN_RESIDUAL = 1e-3  # 1 - similarity below this is not a noise level a weight c
 
 
 @torch.no_grad()
-def _weigh(drr, lm_views: list[LMView], pose: RigidTransform) -> None:
+def _weigh(drr, lm_views: list[LMView], pose: RigidTransform) -> list[float]:
     """Weigh each view by the inverse of its residual ``1 - similarity`` at `pose`: the maximum
     likelihood weights of views with different noise levels (a noisier or less telling view,
-    e.g. a lateral chest, counts less), the same ``sigma^2`` the uncertainty uses."""
-    for view, sim in zip(lm_views, _view_similarities(drr, lm_views, pose), strict=True):
+    e.g. a lateral chest, counts less), the same ``sigma^2`` the uncertainty uses. Returns the
+    views' similarities there."""
+    sims = _view_similarities(drr, lm_views, pose)
+    for view, sim in zip(lm_views, sims, strict=True):
         view.weight = 1.0 / max(1.0 - sim, MIN_RESIDUAL)
+    return sims
 
 
 def _view_similarities(drr, lm_views: list[LMView], pose: RigidTransform) -> list[float]:

@@ -9,7 +9,6 @@ against all of them (:func:`.engine.register` with `relatives`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from diffdrr.pose import RigidTransform
 from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import pose_from_dict, pose_from_matrix
+from ..io.jsonfile import read_json
 from ..io.volume import read_volume
 from ..io.xray import XRay, read_xray, xray_stem
 from .engine import Preprocessing, StopToken, check_stages
@@ -51,10 +51,7 @@ def _file_poses(path: Path, xrays: Sequence[XRay]) -> list[np.ndarray]:
     """Each X-ray's pose from a geometry file: matched by X-ray file name, or in order."""
     if not path.is_file():
         raise XvrInputError(f"--geometry {path}: no such file; give 'dicom' or {GEOMETRY_HELP}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise XvrInputError(f"--geometry {path}: not readable JSON ({err})") from err
+    data = read_json(path, "--geometry")
     entries = data.get("views") if isinstance(data, dict) else data
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise XvrInputError(f"--geometry {path}: expected {GEOMETRY_HELP}")

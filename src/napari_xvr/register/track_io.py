@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import XvrInputError
 from ..geometry import pose_from_matrix, pose_to_dict, pose_to_zxy
 from ..io.atomic import atomic_dir, atomic_write_files
+from ..io.jsonfile import read_json
 from ..io.volume import read_volume
 from .engine import Preprocessing, StopToken, check_stages, check_view
 from .options import RegistrationOptions
@@ -229,10 +230,7 @@ def read_track(folder) -> dict:
     file = folder / "track.json"
     if not file.is_file():
         raise XvrInputError(f"{folder}: no track.json here; give a folder written by `xvr track`")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise XvrInputError(f"{file}: not readable JSON ({err}); the file is damaged") from err
+    data = read_json(file, hint="; the file is damaged")
     if not isinstance(data, dict) or "napari_xvr_track" not in data or \
             not isinstance(data.get("frames"), list):
         raise XvrInputError(f"{file}: not a napari-xvr track (no 'napari_xvr_track' and 'frames')")
