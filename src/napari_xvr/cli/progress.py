@@ -70,29 +70,33 @@ def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
     return written
 
 
-def run_sharded(events, verbose: int, shard) -> list:
-    """`run_with_progress` on this rank of a :class:`~napari_xvr.register.shard.Shard`, then every
-    rank's results gathered (on every rank, for ``--exit_on``); rank 0 prints the one summary.
+def run_sharded(events, verbose: int, shard, progress=None, gather=None, summarize=None) -> list:
+    """`progress` on this rank of a :class:`~napari_xvr.register.shard.Shard`, then every rank's
+    results gathered (on every rank, for ``--exit_on``) by `gather`; rank 0 prints the one
+    summary, `summarize` of them all. By default `xvr register`'s: :func:`run_with_progress`,
+    :func:`~napari_xvr.register.shard.gather_written` and :func:`summary`.
 
-    In a single process this is `run_with_progress`.
+    In a single process this is `progress` (which prints its own summary).
     """
     from ..distributed import barrier
     from ..register.shard import gather_written, leave
 
+    progress, gather = progress or run_with_progress, gather or gather_written
+    summarize = summarize or summary
     if shard.world == 1:
-        return run_with_progress(events, verbose)
+        return progress(events, verbose)
     try:
-        written = gather_written(run_with_progress(events, verbose, shard.tag))
+        written = gather(progress(events, verbose, shard.tag))
         if verbose >= 1 and written and shard.rank == 0:
-            click.echo(summary(written))
+            click.echo(summarize(written))
         barrier()  # torchrun stops every rank when one exits non-zero: not before the summary
     finally:
         leave()
     return written
 
 
-def summary(written) -> str:
-    """One line: how many results are ok, suspect and failed."""
+def verdict_counts(written) -> dict:
+    """How many of `written` (each with a ``result.verdict``) are ok, suspect and failed."""
     from ..register.trust import SEVERITY
 
     counts = dict.fromkeys(SEVERITY, 0)
@@ -100,7 +104,13 @@ def summary(written) -> str:
         status = (item.result.verdict or {}).get("status")
         if status in counts:
             counts[status] += 1
-    return (f"{len(written)} result(s): {counts['ok']} ok, {counts['suspect']} suspect, "
+    return counts
+
+
+def summary(written, noun: str = "result") -> str:
+    """One line: how many results (or frames, ...) are ok, suspect and failed."""
+    counts = verdict_counts(written)
+    return (f"{len(written)} {noun}(s): {counts['ok']} ok, {counts['suspect']} suspect, "
             f"{counts['failed']} failed")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 
 import click
 from click.core import ParameterSource
@@ -12,9 +13,20 @@ from tqdm import tqdm
 from .. import defaults
 from ..defaults import PREDICTS
 from ._help import CONTEXT, SectionedCommand, UserPath, section
+from .progress import _line, run_sharded, summary, verdict_counts
 from .register import INTRINSICS, LOGGING, OPTIMIZER, PREPROCESSING, RENDERER, REQUIRED
 
 T = defaults.TRACK
+SEQUENCES_HELP = (
+    "SEQUENCE... is one sequence: a multi-frame X-ray (cine), a folder of single-frame files "
+    "(sorted, --pattern) or single-frame files in order; OUTDIR gets poses.csv, track.json and "
+    "frames/<NNNN>/. Or several sequences, each a folder or a multi-frame X-ray (single-frame "
+    "files cannot be mixed with them): all are read and checked before any work, then each is "
+    "tracked in turn into OUTDIR/<name>/ (the folder's or file's name; names that clash get "
+    "their parent folder's), with a line per sequence and a total; --exit_on judges every frame "
+    "of every sequence. Under torchrun the ranks share the sequences (each rank its own device) "
+    "and rank 0 prints the total. `restart -r TRACKDIR` resumes one sequence."
+)
 _NOT_FOR_TRACK = {  # options of `xvr register` that a tracked sequence cannot take, and why
     "init_only": "every frame is registered (use `xvr register ... --init_only` for one X-ray)",
     "saveplot": "use `xvr animate -i OUTDIR` for the tracked sequence",
@@ -59,7 +71,8 @@ def command(func):
         decorated = section(name, *group)(decorated)
     decorated = click.argument("sequence", nargs=-1, required=True,
                                type=UserPath(exists=True))(decorated)
-    return track.command(cls=SectionedCommand, context_settings=CONTEXT)(decorated)
+    return track.command(cls=SectionedCommand, context_settings=CONTEXT,
+                         help=f"{inspect.getdoc(func)}\n\n{SEQUENCES_HELP}")(decorated)
 
 
 def _refuse_register_only(ctx: click.Context) -> None:
@@ -84,8 +97,9 @@ def registration_options(kw: dict):
 def _run(initializer, kw, state=None) -> None:
     from ..register.engine import Preprocessing
     from ..register.pipeline import AUTO_STARTS, VolumeSpec
+    from ..register.shard import join
     from ..register.track import TrackOptions
-    from ..register.track_io import track_files
+    from ..register.track_io import gather_tracks, track_sequences
     from .register import exit_on_verdicts
 
     options = registration_options(kw)
@@ -93,50 +107,71 @@ def _run(initializer, kw, state=None) -> None:
                                  kw["start_frame"], kw["end_frame"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
                       kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
-    events = track_files(
+    shard = join(kw["device"])  # under torchrun: this rank's device and share of the sequences
+    spec.device = shard.device
+    events = track_sequences(
         kw["sequence"], spec, initializer, kw["outpath"], options, track_options,
         Preprocessing(kw["subtract_background"], kw["linearize"]),
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")}, kw["pattern"],
         overwrite=kw["overwrite"], saveimg=kw["saveimg"], mirror_check=kw["mirror_check"],
         trust_mm=kw["trust_mm"], retry_starts=AUTO_STARTS if kw["multistart"] == "auto" else 0,
-        state=state)
-    written = run_track_with_progress(events, kw["verbose"])
-    exit_on_verdicts(written, kw["exit_on"])
+        state=state, shard=shard.part)
+    tracks = run_sharded(events, kw["verbose"], shard, run_track_with_progress, gather_tracks,
+                         tracks_summary)
+    exit_on_verdicts([frame for written in tracks for frame in written.frames], kw["exit_on"])
 
 
-def run_track_with_progress(events, verbose: int = 1) -> list:
-    """Consume a `track_files` generator: a bar over the frames, a line per frame with
-    ``--verbose 2``; returns the frames written."""
+def run_track_with_progress(events, verbose: int = 1, tag: str = "") -> list:
+    """Consume a `track_sequences` (or `track_files`) generator: per sequence a bar over the
+    frames, a line per frame with ``--verbose 2`` and its summary line; with several sequences
+    a line as each begins and a total at the end. Returns the tracks written (`TrackWritten`).
+
+    With a `tag` (a rank of a sharded run, :func:`.progress.run_sharded`) every line starts with
+    it, and there are no bars and no total."""
     from ..register.mirror import MirrorCheck
     from ..register.track import FrameDone, TrackStarted
-    from ..register.track_io import TrackWritten
+    from ..register.track_io import SequenceStarted, TrackWritten
 
-    bar, written = None, []
+    bar, tracks = None, []
     try:
         for event in events:
-            if isinstance(event, TrackStarted):
+            if isinstance(event, SequenceStarted):
+                if verbose >= 1 and (event.total > 1 or tag):
+                    _line(tag, f"[{event.index + 1}/{event.total}] {event.name} -> {event.path}")
+            elif isinstance(event, TrackStarted):
                 bar = tqdm(total=event.end - event.first, desc="frames", ncols=90, unit="frame",
-                           disable=verbose < 1)
+                           disable=verbose < 1 or bool(tag))
             elif isinstance(event, FrameDone):
                 bar.update(1)
                 bar.set_postfix_str(_frame_text(event.result, short=True))
                 if verbose >= 2:
-                    tqdm.write(f"  frame {event.index}: {_frame_text(event.result)}, "
-                               f"{event.result.iterations} itrs, {event.seconds:.2f} s")
+                    _line(tag, f"  frame {event.index}: {_frame_text(event.result)}, "
+                          f"{event.result.iterations} itrs, {event.seconds:.2f} s")
             elif isinstance(event, MirrorCheck) and event.mirrored_better:
-                click.echo(f"  Warning: {event.message('frame 0')}", err=True)
+                click.echo(f"{tag}  Warning: {event.message('frame 0')}", err=True)
             elif isinstance(event, TrackWritten):
-                written = event.frames
+                tracks.append(event)
                 if bar is not None:
                     bar.close()
+                    bar = None
                 if verbose >= 1:
-                    click.echo(_summary(event))
+                    click.echo(f"{tag}{_summary(event)}")
     finally:
         if bar is not None:
             bar.close()
         if hasattr(events, "close"):  # Ctrl-C in this loop: the frames done are still written
             events.close()
-    return written
+    if verbose >= 1 and len(tracks) > 1 and not tag:
+        click.echo(tracks_summary(tracks))
+    return tracks
+
+
+def tracks_summary(tracks) -> str:
+    """The total of several tracks: '3 sequence(s), 24 frame(s): 24 ok, 0 suspect, 0 failed'."""
+    stopped = sum(written.next_frame is not None for written in tracks)
+    tail = f"; {stopped} stopped (see their lines for --start_frame)" if stopped else ""
+    return (f"{len(tracks)} sequence(s), "
+            f"{summary([frame for written in tracks for frame in written.frames], 'frame')}{tail}")
 
 
 def _frame_text(result, short: bool = False) -> str:
@@ -149,13 +184,7 @@ def _frame_text(result, short: bool = False) -> str:
 
 
 def _summary(event) -> str:
-    from ..register.trust import SEVERITY
-
-    counts = dict.fromkeys(SEVERITY, 0)
-    for frame in event.frames:
-        status = (frame.result.verdict or {}).get("status")
-        if status in counts:
-            counts[status] += 1
+    counts = verdict_counts(event.frames)
     tail = "" if event.next_frame is None else \
         f"; stopped: resume with --start_frame {event.next_frame}"
     return (f"-> {event.path}: {len(event.frames)} frame(s), {counts['ok']} ok, "
@@ -169,7 +198,8 @@ def track():
 
     SEQUENCE is a multi-frame X-ray DICOM (cine), a folder of single-frame files (sorted,
     --pattern) or frame files in order. Writes OUTDIR/poses.csv, OUTDIR/track.json and a result
-    folder per frame, OUTDIR/frames/<NNNN>/.
+    folder per frame, OUTDIR/frames/<NNNN>/. Several folders or multi-frame X-rays are tracked
+    in turn, each into OUTDIR/<name>/, and shared among the ranks under torchrun.
     """
 
 

@@ -82,6 +82,37 @@ def read_frames(items: Sequence, pattern: str = "*.dcm", **overrides) -> Frames:
     return Frames(paths, first.intrinsics, len(paths), overrides)
 
 
+def split_sequences(items: Sequence, **overrides) -> list[list[Path]]:
+    """The sequences in `items`, as ``xvr track`` takes its SEQUENCE arguments: a lone argument
+    is one sequence (as :func:`read_frames` reads it); among several, each folder and each
+    multi-frame X-ray is a sequence of its own, and single-frame files given together are the
+    frames of one sequence, in order. A mix of the two is refused by name (it is ambiguous:
+    which sequence would the single frames belong to?). `overrides` are :func:`read_frames`'
+    (plain images need them to be read at all)."""
+    paths = [Path(item).expanduser() for item in items]
+    if len(paths) <= 1:
+        return [paths]
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    whole, frames = [], []  # arguments that are sequences themselves, and single frames
+    for path in paths:
+        if path.is_dir():
+            whole.append(path)
+        elif not path.is_file():
+            raise XvrInputError(f"{path}: no such X-ray file or folder")
+        elif read_xray(path, 0, **overrides).frames is not None:
+            whole.append(path)
+        else:
+            frames.append(path)
+    if whole and frames:
+        what = "a folder" if whole[0].is_dir() else "a multi-frame X-ray"
+        raise XvrInputError(
+            f"{frames[0]} is a single frame, but {whole[0]} is {what} (a sequence of its own): "
+            "several SEQUENCE arguments are either the frame files of one sequence or one "
+            "sequence each (folders, multi-frame X-rays); put the single frames in a folder of "
+            "their own and give that folder, or track them in a separate command")
+    return [[path] for path in whole] if whole else [frames]
+
+
 def _check_frame(path: Path, xray: XRay, first: Path, intrinsics: Intrinsics) -> None:
     """Refuse a file that is not one more frame of the sequence that `first` began."""
     if xray.frames is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -120,10 +120,20 @@ def gather_written(written: Sequence) -> list:
     """Every rank's written results (:class:`Written`-like: ``path`` and ``result.verdict``), in
     the planned order, on every rank; under torchrun each comes with an :class:`Outcome` as its
     result (a result's images and tensors stay on its rank)."""
+    return gather_brief(written, outcome)
+
+
+def outcome(written: T) -> T:
+    """`written` (a dataclass with a ``result``) with its result reduced to an :class:`Outcome`."""
+    return dataclasses.replace(written, result=Outcome(written.result.verdict))
+
+
+def gather_brief(items: Sequence[T], brief: Callable[[T], T]) -> list[T]:
+    """Every rank's `items`, in the planned order, on every rank, each made small by `brief`
+    to travel (e.g. :func:`outcome`); in a single process the items themselves."""
     if not distributed.active():
-        return list(written)
-    brief = [dataclasses.replace(w, result=Outcome(w.result.verdict)) for w in written]
-    return merge(distributed.gather_objects(brief))
+        return list(items)
+    return merge(distributed.gather_objects([brief(item) for item in items]))
 
 
 def leave() -> None:
