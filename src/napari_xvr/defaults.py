@@ -160,6 +160,11 @@ TRACK: dict[str, Default] = {
         "frame's own resolution alone (the scale that sets the accuracy) is enough"),
     "track_itrs": Default(
         "10", None, why="a cap: LM stops on convergence, after 2-4 iterations on smooth motion"),
+    "hessian_every": Default(
+        5, None,
+        why="a tracked frame reuses a recent frame's Levenberg-Marquardt Hessian for its "
+        "convergence test and uncertainty, and computes a new one (six renders) at least every "
+        "5 frames: see the README's *Tracking* for what it saves and costs"),
     "predict": Default(
         "velocity", None,
         why="start each frame from the last relative motion applied once more (constant "

@@ -95,6 +95,30 @@ def test_every_frame_is_tracked_under_1mm(tracked, sequence):
     assert isinstance(events[-1], TrackWritten) and events[-1].next_frame is None
 
 
+def test_recent_hessians_are_trusted_and_renewed(tracked, sequence, registration_volume):
+    """By default a frame trusts a Hessian computed up to 4 frames before (no six-render check
+    at convergence) and renews it every 5th frame; --hessian_every 1 checks every frame: the
+    poses agree to well under the frames' own error."""
+    _, events = tracked
+    done = [e for e in events if isinstance(e, FrameDone)]
+    ages = [e.state.hessian_age for e in done]
+    assert ages == [0, 1, 2, 3, 4, 0, 1, 2], ages
+    frames = read_frames([sequence[0]])
+    spec = VolumeSpec(registration_volume[0])
+    drr = spec.make_renderer(read_volume(registration_volume[0]), frames.intrinsics)
+    checked = [e for e in track(frames, drr, DicomInitializer()(frames.frame(0)), spec, FIRST,
+                                TrackOptions(hessian_every=1), mirror_check=False)
+               if isinstance(e, FrameDone)]
+    assert [e.state.hessian_age for e in checked] == [0] * N_FRAMES
+    truth = sequence[1]
+    for trusted, fresh in zip(done, checked, strict=True):
+        gap = mtre(pose_from_matrix(fresh.result.final_pose),
+                   pose_from_matrix(trusted.result.final_pose), truth["fiducials_mm"])
+        assert gap < 0.3, (trusted.index, gap)
+    with pytest.raises(XvrInputError, match="--hessian_every"):
+        TrackOptions(hessian_every=0)
+
+
 def test_poses_csv_matches_the_frame_results(tracked):
     out, _ = tracked
     data = read_track(out)

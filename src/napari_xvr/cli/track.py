@@ -46,6 +46,12 @@ def tracking_options():
                      show_default=True,
                      help="Where a frame starts: 'none' the previous frame's pose, 'velocity' the "
                      "previous frame's motion applied once more (constant velocity)"),
+        click.option("--hessian_every", type=click.IntRange(1, None),
+                     default=T["hessian_every"].ours, show_default=True,
+                     help="Each frame after the first reuses a recent frame's LM Hessian for its "
+                     "convergence test and uncertainty, and computes a new one (six renders) at "
+                     "least every this many frames; 1: every frame checks its convergence with a "
+                     "new one (slower)"),
         click.option("--start_frame", type=click.IntRange(0, None), default=0, show_default=True,
                      help="The first frame to register (0-based); with `restart -r TRACKDIR` the "
                      "run resumes there from that track's state after the frame before"),
@@ -104,7 +110,7 @@ def _run(initializer, kw, state=None) -> None:
 
     options = registration_options(kw)
     track_options = TrackOptions(kw["track_scales"], kw["track_itrs"], kw["predict"],
-                                 kw["start_frame"], kw["end_frame"])
+                                 kw["start_frame"], kw["end_frame"], kw["hessian_every"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
                       kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
     shard = join(kw["device"])  # under torchrun: this rank's device and share of the sequences

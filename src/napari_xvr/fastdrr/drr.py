@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffdrr.drr import DRR
 
-from .march import march_slices
+from .march import march_slices, occupied
 
 OBLIQUE = 0.5  # in-slice voxels per slice above which "auto" samples each slice twice
 
@@ -40,7 +40,7 @@ class FastDRR(DRR):
         self.samples_per_slice = samples_per_slice
         self.slab_mm = slab_mm
         self._spacing = [float(s) for s in self._affine[0, :3, :3].norm(dim=0)]  # mm per voxel axis
-        self._slices: dict[tuple[int, int], tuple[tuple, torch.Tensor]] = {}
+        self._slices: dict[tuple[int, int], tuple[tuple, torch.Tensor, tuple[int, int]]] = {}
 
     @property
     def slab_mm(self) -> float:
@@ -77,8 +77,14 @@ class FastDRR(DRR):
                 volume = torch.nn.functional.pad(volume, (0, 0, 0, 0, 0, pad))
                 volume = volume.reshape(-1, slab, *volume.shape[1:]).mean(dim=1)
             volume = volume.contiguous().unsqueeze(1)
-            self._slices[(axis, slab)] = cached = (key, volume)
+            self._slices[(axis, slab)] = cached = (key, volume, occupied(volume))
         return cached[1]
+
+    def occupied_along(self, axis: int, slab: int = 1) -> tuple[int, int]:
+        """``(first, end)`` of :meth:`slices_along`: the slices outside it hold only zeros
+        (air around the patient), which the marcher skips."""
+        self.slices_along(axis, slab)
+        return self._slices[(axis, slab)][2]
 
     def render(self, density, source, target, mask_to_channels: bool = False, **kwargs):
         if mask_to_channels or kwargs or density is not self.density:
@@ -134,5 +140,5 @@ class FastDRR(DRR):
             travel = float(torch.maximum(r_u.detach().abs().max(), r_v.detach().abs().max()))
             samples = 2 if travel > OBLIQUE else 1
         total = march_slices(slices, coef.reshape(-1, 4), bounds.reshape(-1, 2),
-                             samples).view(step.shape)
+                             samples, self.occupied_along(axis, slab)).view(step.shape)
         return total * length / step.abs()

@@ -10,6 +10,8 @@ backward pass is a few multiplications per ray.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn.functional import grid_sample
 
@@ -45,12 +47,15 @@ def _weights(s: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
 
 
 def _march(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor, with_grad: bool,
-           offsets: tuple[float, ...] = (0.0,)):
-    """(S, moments): S (R,) the slice sums; moments (2, R, 2) = (sum g, sum s g) or None."""
+           offsets: tuple[float, ...] = (0.0,), span: tuple[int, int] | None = None):
+    """(S, moments): S (R,) the slice sums; moments (2, R, 2) = (sum g, sum s g) or None.
+    `span` ``(first, end)``: only those slices can be non-zero (the rest are skipped)."""
     n_rays = coef.shape[0]
+    span = span or (0, slices.shape[0])
     if n_rays <= RAY_BLOCK * 3 // 2:
-        return _march_block(slices, coef, bounds, with_grad, offsets)
-    parts = [_march_block(slices, coef[i:i + RAY_BLOCK], bounds[i:i + RAY_BLOCK], with_grad, offsets)
+        return _march_block(slices, coef, bounds, with_grad, offsets, span)
+    parts = [_march_block(slices, coef[i:i + RAY_BLOCK], bounds[i:i + RAY_BLOCK], with_grad,
+                          offsets, span)
              for i in range(0, n_rays, RAY_BLOCK)]
     total = torch.cat([part[0] for part in parts])
     moments = torch.cat([part[1] for part in parts], dim=1) if with_grad else None
@@ -58,17 +63,21 @@ def _march(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor, with_
 
 
 def _march_block(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor, with_grad: bool,
-                 offsets: tuple[float, ...]):
+                 offsets: tuple[float, ...], span: tuple[int, int]):
     n_slices, n_rays = slices.shape[0], coef.shape[0]
-    lo_max, hi_min = (float(v) for v in torch.stack([bounds[:, 0].max(), bounds[:, 1].min()]))
+    lo_min, lo_max, hi_min, hi_max = (float(v) for v in torch.stack(
+        [bounds[:, 0].min(), bounds[:, 0].max(), bounds[:, 1].min(), bounds[:, 1].max()]))
+    # the slices any ray's hat weights reach (s in (lo - 1, hi + 1)), of those that hold anything
+    first = max(span[0], math.floor(lo_min))
+    end = min(span[1], n_slices, math.ceil(hi_max) + 1)
     alpha = coef[:, 0::2].contiguous()  # (R, 2): x (width axis), y (height axis)
     beta = coef[:, 1::2].contiguous()
     total = coef.new_zeros(n_rays)
     moments = coef.new_zeros(2, n_rays * 2) if with_grad else None
     step = max(MIN_CHUNK_SLICES, min(n_slices, CHUNK_SAMPLES // max(n_rays, 1)))
     share = 1.0 / len(offsets)
-    for start in range(0, n_slices, step):
-        k = min(step, n_slices - start)
+    for start in range(first, end, step):
+        k = min(step, end - start)
         s = torch.arange(start, start + k, dtype=coef.dtype, device=coef.device)
         chunk = slices[start:start + k]
         clipped = start - 1 < lo_max or start + k > hi_min  # a ray starts or ends in this chunk
@@ -97,9 +106,9 @@ def _march_block(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor,
 class _SliceSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, coef: torch.Tensor, bounds: torch.Tensor, slices: torch.Tensor,
-                offsets: tuple[float, ...]) -> torch.Tensor:
+                offsets: tuple[float, ...], span: tuple[int, int] | None) -> torch.Tensor:
         with_grad = ctx.needs_input_grad[0]
-        total, moments = _march(slices, coef.detach(), bounds.detach(), with_grad, offsets)
+        total, moments = _march(slices, coef.detach(), bounds.detach(), with_grad, offsets, span)
         if with_grad:
             ctx.save_for_backward(moments)
         return total
@@ -111,7 +120,7 @@ class _SliceSum(torch.autograd.Function):
         grad = torch.stack(
             [moments[0, :, 0], moments[1, :, 0], moments[0, :, 1], moments[1, :, 1]], dim=-1
         )
-        return grad * grad_total.unsqueeze(-1), None, None, None
+        return grad * grad_total.unsqueeze(-1), None, None, None, None
 
 
 # where to sample a slice's hat-weighted segment: 1 point, or 2 (exact for quadratics: c^2 = 1/6)
@@ -119,7 +128,7 @@ RULES = {1: (0.0,), 2: (-(1 / 6) ** 0.5, (1 / 6) ** 0.5)}
 
 
 def march_slices(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor,
-                 samples_per_slice: int = 1) -> torch.Tensor:
+                 samples_per_slice: int = 1, span: tuple[int, int] | None = None) -> torch.Tensor:
     """Sum over slices of bilinear samples along each ray, differentiable w.r.t. `coef`.
 
     `slices`: (n_slices, 1, H, W) volume, contiguous per slice; `coef`: (R, 4) rays as
@@ -128,6 +137,15 @@ def march_slices(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor,
     slice counts with the part of its linear-interpolation hat inside [lo, hi].  With
     ``samples_per_slice=2`` each slice is sampled twice along the ray, at ``s +- 1/sqrt(6)`` (the
     line integral of the trilinear interpolant then holds for oblique rays on coarse volumes too).
+    `span` ``(first, end)``: the slices outside it are all zero (:func:`occupied`), and skipped.
     Returns (R,).
     """
-    return _SliceSum.apply(coef, bounds, slices, RULES[samples_per_slice])
+    return _SliceSum.apply(coef, bounds, slices, RULES[samples_per_slice], span)
+
+
+def occupied(slices: torch.Tensor) -> tuple[int, int]:
+    """``(first, end)``: the slices of `slices` (n, 1, H, W) outside which every voxel is zero."""
+    nonzero = (slices != 0).flatten(1).any(dim=1).nonzero().flatten()
+    if not len(nonzero):
+        return 0, 0
+    return int(nonzero[0]), int(nonzero[-1]) + 1

@@ -231,6 +231,8 @@ def register(
     initialization: dict | None = None,
     hessian: tuple | None = None,
     relatives: list | None = None,
+    trust_hessian: bool = False,
+    check_start: bool = True,
 ) -> Iterator[Stage | Step | Done]:
     """Register `xray` to the volume inside `drr`, starting at `init_pose`.
 
@@ -238,7 +240,11 @@ def register(
     :class:`Done` with the :class:`RegistrationResult`.  ``stop.stop()`` (from another thread)
     or closing the generator ends it early; a stopped run still yields Done with its best pose.
     `hessian` (LM) starts the first scale from an earlier run's ``result.hessian`` instead of six
-    nudged renders (tracking: the previous frame's); the result keeps its last one.
+    nudged renders (tracking: the previous frame's); the result keeps its last one, and
+    ``result.hessian_fresh`` says whether it was computed in this run. With `trust_hessian`
+    (tracking, from a recent frame's Hessian at the same scale) LM's convergence test and the
+    uncertainty use that Hessian without six new renders. ``check_start=False`` skips the
+    blank-view check of the start (tracking: the previous frame's pose, checked, is close).
 
     Joint registration: `xray` a list of X-rays of one patient position and `relatives` each
     one's 4x4 camera pose relative to the first (``pose_k = pose @ relatives[k]``; the first is
@@ -259,7 +265,7 @@ def register(
         check_stages(options, view_xray.intrinsics, view_xray.path or "the X-ray")
     views = _views(xrays, relatives, options, preprocessing, device, init_only)
     init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
-    if not init_only:  # --init_only reports the start itself, whatever it shows
+    if check_start and not init_only:  # --init_only reports the start itself, whatever it shows
         for view in views:
             check_view(drr, view.pose(init_pose), options, view.xray.intrinsics,
                        view.xray.path or "the X-ray")
@@ -291,7 +297,8 @@ def register(
         yield Done(result)
         return
 
-    run = _Run(options, first.similarity, stop, result, init_pose, hessian=hessian)
+    run = _Run(options, first.similarity, stop, result, init_pose, hessian=hessian,
+               trust_hessian=trust_hessian)
     lm_views = at_optimum = None  # at_optimum: the views' similarities at the final pose
     slab_before = _set_slab(drr, options.slab_mm)
     try:
@@ -332,6 +339,7 @@ def register(
         result.iterations = run.total_itr
         result.runtime_s = time.perf_counter() - t_start
         result.hessian = run.hessian
+        result.hessian_fresh = run.hessian_fresh
         _set_slab(drr, slab_before)
     with torch.no_grad():
         view_sims = at_optimum
@@ -401,7 +409,8 @@ def _uncertainty(run: _Run, drr, lm_views, intr, pixels: int, inputs: dict):
     Hessian was computed there (a converged LM stage ends so), otherwise a new one."""
     solver = _lm_solver(run, drr, lm_views, intr)
     fit = run.evaluation
-    if not (len(lm_views) == 1 and fit is not None and fit.fresh and fit.pose is run.best_pose):
+    usable = fit is not None and (fit.fresh or run.trust_hessian) and fit.pose is run.best_pose
+    if not (len(lm_views) == 1 and usable):
         fit = solver.evaluate(solver.params_of(run.best_pose))  # (the weights may have moved)
     similarity = fit.similarity
     if len(lm_views) > 1:  # sigma^2 whose inverse is the views' mean inverse (see _weigh)
@@ -446,9 +455,12 @@ def _lm_starts(run: _Run, starts: list[RigidTransform], drr, lm_views, stage_idx
     solver = _lm_solver(run, drr, lm_views, intr)
     ends: list[tuple] = [(None, None, None)] * len(starts)
     for index, lm_step in solver.run_many(starts, n_itrs, hessian=hessian,
-                                          should_stop=lambda: run.stop.stopped):
+                                          should_stop=lambda: run.stop.stopped,
+                                          trust_hessian=run.trust_hessian):
         ev = lm_step.evaluation
         if lm_step.accepted:
+            if ev.fresh:
+                run.hessian_fresh = True
             ends[index] = (ev.similarity, ev.pose, (ev.hessian, intr.delx))
             if track:
                 run.best_similarity, run.best_pose, run.hessian = ends[index]
@@ -495,6 +507,8 @@ class _Run:
     best_pose: RigidTransform | None = None
     best_similarity: float | None = None  # at best_pose, at the last scale that ran
     hessian: tuple | None = None  # LM's last (J^T J, detector spacing)
+    trust_hessian: bool = False  # a reused Hessian's convergence verdict stands (tracking)
+    hessian_fresh: bool = False  # a Hessian was computed in this run (not only reused)
     evaluation: object = None  # LM's evaluation at best_pose (a fresh Hessian there is reused)
     total_itr: int = 0
     start_index: int = 0  # which start of a multi-start first scale is running (or was chosen)

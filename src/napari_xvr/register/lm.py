@@ -11,6 +11,7 @@ otherwise the damping grows.  Converges in ~3-10 iterations per scale where Adam
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class _Ask:
 
     params: torch.Tensor
     hessian: torch.Tensor | None
+    known: Evaluation | None = None  # already rendered here: only the Hessian is new
 
 
 @dataclass
@@ -109,8 +111,28 @@ class PoseLM:
 
     def evaluate_many(self, asks: list[_Ask]) -> list[Evaluation]:
         """:meth:`evaluate` for several parameter vectors at once: one batched fwd+bwd render of
-        every centre, one batched forward render of the nudges of those without a Hessian (per
-        view, the views' similarities and Hessians averaged)."""
+        every centre not rendered before (an ask's `known` evaluation is reused), one batched
+        forward render of the nudges of those without a Hessian (per view, the views'
+        similarities and Hessians averaged)."""
+        out: list[Evaluation | None] = [a.known for a in asks]
+        todo = [i for i, a in enumerate(asks) if a.known is None]
+        if todo:
+            for i, evaluation in zip(todo, self._centres([asks[i] for i in todo]), strict=True):
+                out[i] = evaluation
+        need = [i for i, a in enumerate(asks) if a.hessian is None]
+        if need:
+            weights = self.weights()
+            nudges = torch.cat([out[i].params[None] + torch.diag(self.steps) for i in need])
+            found = [self._view_hessians(view, [out[i].views_moving[k] for i in need], nudges)
+                     for k, view in enumerate(self.views)]
+            for j, i in enumerate(need):
+                hessian = sum(float(w) * h[j] for w, h in zip(weights, found, strict=True))
+                out[i] = dataclasses.replace(out[i], hessian=hessian, fresh=True)
+        return out
+
+    def _centres(self, asks: list[_Ask]) -> list[Evaluation]:
+        """The similarity and its exact gradient at every ask's parameters (one batched fwd+bwd
+        render per view); each keeps its ask's Hessian (None: still to find)."""
         params = torch.stack([a.params for a in asks])
         p = params.to(self.fixed.device, torch.float32).clone().requires_grad_(True)
         pose = convert(p[:, :3], p[:, 3:], parameterization="euler_angles",
@@ -118,26 +140,16 @@ class PoseLM:
         movings = [view.render(self.drr, pose) for view in self.views]
         view_sims = torch.stack([view.similarity(view.fixed, moving)
                                  for view, moving in zip(self.views, movings, strict=True)])
-        weights = self.weights()
-        sims = (weights.to(view_sims)[:, None] * view_sims).sum(dim=0)
+        sims = (self.weights().to(view_sims)[:, None] * view_sims).sum(dim=0)
         (grads,) = torch.autograd.grad(sims.sum(), p)  # the runs are independent: row i is run i's
-        hessians = [a.hessian for a in asks]
-        need = [i for i, h in enumerate(hessians) if h is None]
-        if need:
-            nudges = torch.cat([params[i][None] + torch.diag(self.steps) for i in need])
-            found = [self._view_hessians(view, moving, need, nudges)
-                     for view, moving in zip(self.views, movings, strict=True)]
-            for k, i in enumerate(need):
-                hessians[i] = sum(float(w) * h[k] for w, h in zip(weights, found, strict=True))
         matrices = pose.matrix.detach()
         return [Evaluation(params=params[i].clone(),
                            pose=RigidTransform(matrices[i:i + 1].clone()),
                            similarity=float(sims[i].detach()),
                            gradient=grads[i].detach().cpu().to(torch.float64),
-                           hessian=hessians[i], moving=movings[0][i:i + 1].detach(),
+                           hessian=asks[i].hessian, moving=movings[0][i:i + 1].detach(),
                            views_moving=tuple(m[i:i + 1].detach() for m in movings),
-                           view_similarities=tuple(float(v) for v in view_sims[:, i].detach()),
-                           fresh=asks[i].hessian is None)
+                           view_similarities=tuple(float(v) for v in view_sims[:, i].detach()))
                 for i in range(len(asks))]
 
     def weights(self) -> torch.Tensor:
@@ -146,18 +158,20 @@ class PoseLM:
         return w / w.sum()
 
     @torch.no_grad()
-    def _view_hessians(self, view: LMView, moving: torch.Tensor, need: list[int],
+    def _view_hessians(self, view: LMView, centres: list[torch.Tensor],
                        nudges: torch.Tensor) -> list[torch.Tensor]:
-        """One view's Gauss-Newton Hessian at each centre in `need` from its six nudged renders."""
-        nudged = view.render(self.drr, self.pose_of(nudges)).reshape(len(need), 6, *moving.shape[1:])
+        """One view's Gauss-Newton Hessian at each centre (its prepared DRR, 1x1xHxW) from its six
+        nudged renders (`nudges`: six parameter rows per centre)."""
+        nudged = view.render(self.drr, self.pose_of(nudges)).reshape(len(centres), 6,
+                                                                      *centres[0].shape[1:])
         return [gauss_newton_hessian(similarity_gram(view.similarity,
-                                                     torch.cat([moving[i:i + 1].detach(), nudged[k]])),
+                                                     torch.cat([centre, nudged[k]])),
                                      self.steps)
-                for k, i in enumerate(need)]
+                for k, centre in enumerate(centres)]
 
     def run(self, pose: RigidTransform, max_itrs: int, damping: float = 1e-3,
             tolerance: float = 0.1, refresh: int = 8, hessian: torch.Tensor | None = None,
-            should_stop: Callable[[], bool] = lambda: False
+            should_stop: Callable[[], bool] = lambda: False, trust_hessian: bool = False
             ) -> Iterator[LMStep]:
         """Yield every evaluated step; the last accepted evaluation is the best.
 
@@ -169,20 +183,23 @@ class PoseLM:
         first: a previous scale's, rescaled, can be too stiff and stop a climb that goes on);
         or after two rejected steps in a row (the similarity's noise floor).  The
         Hessian is recomputed every `refresh` accepted steps and after a rejected step; a
-        `hessian` from a previous stage starts it.
+        `hessian` from a previous stage starts it. With `trust_hessian` (tracking: the previous
+        frame's Hessian, at the same scale and a nearby pose) a reused Hessian's convergence
+        verdict stands.
         """
         for _, step in self.run_many([pose], max_itrs, damping, tolerance, refresh, hessian,
-                                     should_stop):
+                                     should_stop, trust_hessian):
             yield step
 
     def run_many(self, poses: list[RigidTransform], max_itrs: int, damping: float = 1e-3,
                  tolerance: float = 0.1, refresh: int = 8, hessian: torch.Tensor | None = None,
-                 should_stop: Callable[[], bool] = lambda: False
+                 should_stop: Callable[[], bool] = lambda: False, trust_hessian: bool = False
                  ) -> Iterator[tuple[int, LMStep]]:
         """:meth:`run` from every pose at once, in lockstep: each round, what all the runs
         still going need rendered is rendered in one batch. Yields (run index, step)."""
         runs = {i: self._steps(self.params_of(pose), max_itrs, damping, tolerance, refresh,
-                               hessian, should_stop) for i, pose in enumerate(poses)}
+                               hessian, should_stop, trust_hessian)
+                for i, pose in enumerate(poses)}
         answers: dict[int, Evaluation | None] = dict.fromkeys(runs)
         while runs:
             asks: dict[int, _Ask] = {}
@@ -199,7 +216,8 @@ class PoseLM:
                 answers = dict(zip(asks, self.evaluate_many(list(asks.values())), strict=True))
 
     def _steps(self, params: torch.Tensor, max_itrs: int, damping: float, tolerance: float,
-               refresh: int, hessian: torch.Tensor | None, should_stop: Callable[[], bool]):
+               refresh: int, hessian: torch.Tensor | None, should_stop: Callable[[], bool],
+               trust_hessian: bool = False):
         """One run of :meth:`run` as a coroutine: it yields an :class:`_Ask` when it needs an
         evaluation (sent back to it) and an :class:`LMStep` for every evaluated step."""
         t0 = time.perf_counter()
@@ -211,7 +229,7 @@ class PoseLM:
                 return
             t0 = time.perf_counter()
             if rejected and age:  # a stale Hessian may be why: refresh it at the same point
-                current = yield _Ask(current.params, None)
+                current = yield _Ask(current.params, None, current)
                 age = 0
             delta = self.solve(current, damping)
             reuse = current.hessian if age + 1 < refresh else None
@@ -225,8 +243,8 @@ class PoseLM:
                 age = age + 1 if reuse is not None else 0
                 current = trial
                 converged = self._near_optimum(current, tolerance)
-                if converged and age:  # a reused Hessian's verdict: check it with a fresh one
-                    current = trial = yield _Ask(current.params, None)
+                if converged and age and not trust_hessian:  # check a reused one's verdict
+                    current = trial = yield _Ask(current.params, None, current)
                     age = 0
                     converged = self._near_optimum(current, tolerance)
             else:

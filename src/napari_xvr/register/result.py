@@ -43,6 +43,7 @@ class RegistrationResult:
     checks: dict = field(default_factory=dict)  # name -> what a check found (e.g. 'mirror')
     verdict: dict | None = None  # {'status': ok|suspect|failed, 'reasons': [...]} (trust.py)
     hessian: tuple | None = None  # LM's last (J^T J, detector spacing); not written
+    hessian_fresh: bool = False  # that Hessian was computed in the run; not written
     views: list | None = None  # joint registration: each view's X-ray, poses, similarity (images)
 
     @property

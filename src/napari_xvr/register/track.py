@@ -40,20 +40,25 @@ TRACK_SCALES: str = defaults.track("track_scales")
 """Scales of a tracked frame: its own resolution only (the previous pose is close)."""
 TRACK_ITRS: str = defaults.track("track_itrs")
 """Iteration cap per scale of a tracked frame: LM stops on convergence, after 2-4 here."""
+HESSIAN_EVERY: int = defaults.track("hessian_every")
+"""A tracked frame computes a new LM Hessian at least every this many frames."""
 
 
 @dataclass
 class TrackOptions:
     """What each frame after the first does: `scales` and `n_itrs` as RegistrationOptions'
     (one cap per scale), `predict` its start (``none``: the previous frame's final pose;
-    ``velocity``: the previous relative motion once more), and which frames run
-    (`start_frame` to `end_frame`, exclusive; None: to the last)."""
+    ``velocity``: the previous relative motion once more), which frames run
+    (`start_frame` to `end_frame`, exclusive; None: to the last), and how often a frame
+    computes a new Levenberg-Marquardt Hessian rather than trusting a recent frame's
+    (`hessian_every` frames; 1: every frame checks its convergence with a new one)."""
 
     scales: str = TRACK_SCALES
     n_itrs: str = TRACK_ITRS
     predict: str = defaults.track("predict")
     start_frame: int = 0
     end_frame: int | None = None
+    hessian_every: int = HESSIAN_EVERY
 
     def __post_init__(self):
         if self.predict not in PREDICTS:
@@ -66,6 +71,10 @@ class TrackOptions:
                                            or self.end_frame <= self.start_frame):
             raise XvrInputError(f"--end_frame {self.end_frame!r}: give a frame index after "
                                 f"--start_frame {self.start_frame}")
+        if isinstance(self.hessian_every, bool) or not isinstance(self.hessian_every, int) \
+                or self.hessian_every < 1:
+            raise XvrInputError(f"--hessian_every {self.hessian_every!r}: give a number of "
+                                "frames >= 1")
         try:
             RegistrationOptions(scales=self.scales, n_itrs=self.n_itrs)
         except XvrInputError as err:
@@ -123,11 +132,13 @@ class TrackDone:
 @dataclass(frozen=True)
 class TrackState:
     """What the next frame starts from: the last frame's final pose, the one before it (for
-    the velocity prediction) and the last LM Hessian ``(J^T J, detector spacing)``."""
+    the velocity prediction), the last LM Hessian ``(J^T J, detector spacing)`` and its age
+    (frames since it was computed; 0: by the last frame)."""
 
     pose: np.ndarray  # 4x4
     before: np.ndarray | None = None
     hessian: tuple | None = None
+    hessian_age: int = 0
 
     def start(self, predict: str) -> np.ndarray:
         """The next frame's starting pose (4x4)."""
@@ -137,8 +148,13 @@ class TrackState:
 
     def after(self, result) -> TrackState:
         """The state once `result` (the next frame's) is done."""
+        fresh = result.hessian is not None and result.hessian_fresh
         return TrackState(np.asarray(result.pose, dtype=np.float64), self.pose,
-                          result.hessian or self.hessian)
+                          result.hessian or self.hessian, 0 if fresh else self.hessian_age + 1)
+
+    def trusted(self, every: int) -> bool:
+        """Whether the next frame may trust this Hessian (computed under `every` frames ago)."""
+        return self.hessian is not None and self.hessian_age + 1 < every
 
     @classmethod
     def of(cls, results: list) -> TrackState:
@@ -155,7 +171,7 @@ class TrackState:
                        "delx": float(self.hessian[1])}
         return {"pose": np.asarray(self.pose).tolist(),
                 "before": None if self.before is None else np.asarray(self.before).tolist(),
-                "hessian": hessian}
+                "hessian": hessian, "hessian_age": int(self.hessian_age)}
 
     @classmethod
     def from_json(cls, data: dict) -> TrackState:
@@ -164,7 +180,8 @@ class TrackState:
             hessian = (torch.tensor(hessian["jtj"], dtype=torch.float64), float(hessian["delx"]))
         before = data.get("before")
         return cls(np.asarray(data["pose"], dtype=np.float64),
-                   None if before is None else np.asarray(before, dtype=np.float64), hessian)
+                   None if before is None else np.asarray(before, dtype=np.float64), hessian,
+                   int(data.get("hessian_age", 0)))
 
 
 def predict_pose(pose: np.ndarray, before: np.ndarray) -> np.ndarray:
@@ -209,7 +226,9 @@ def _register_tracked(frames, index, drr, state: TrackState, spec, options, trac
     result = None
     for event in register(xray, drr, start, track_options.frame_options(options), preprocessing,
                           stop=stop, inputs=_frame_inputs(frames, index, xray, spec, drr),
-                          initialization=initialization, hessian=state.hessian):
+                          initialization=initialization, hessian=state.hessian,
+                          trust_hessian=state.trusted(track_options.hessian_every),
+                          check_start=False):
         if isinstance(event, Done):
             result = event.result
         else:
