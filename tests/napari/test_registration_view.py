@@ -29,6 +29,7 @@ def test_the_registration_view(sample_viewer, qtbot, artifacts):
     viewer.window.resize(1500, 950)
     drr_widget, reg, xray = _setup(viewer)
     qtbot.waitUntil(lambda: drr_widget.idle, timeout=60_000)
+    order = [layer.name for layer in viewer.layers]
     reg.run()
     assert reg.running
     assert not reg.scales.enabled and not reg.outdir.enabled  # locked while it runs
@@ -40,6 +41,9 @@ def test_the_registration_view(sample_viewer, qtbot, artifacts):
     labels = viewer.layers[f"{XRAY} orientation"]
     shown = {layer.name for layer in viewer.layers if layer.visible}
     assert shown == {XRAY, overlay.name, labels.name}, shown  # the CT slice is hidden
+    # one view: one canvas (no grid) and the layers in their order, the new ones on top
+    assert not viewer.canvas.grid.enabled
+    assert [layer.name for layer in viewer.layers] == [*order, overlay.name, labels.name]
     assert overlay.interpolation2d == "linear"
     # the letters are the core's for the final pose, at the edges they name
     want = edge_labels(pose_from_matrix(reg.result.pose), intrinsics_of(xray))

@@ -383,13 +383,19 @@ class LivePlot(Container):
             self.canvas.draw_idle()
 
 
-def fit_2d(viewer, layer, margin: float = 0.95) -> None:
-    """Centre and zoom the 2D view on `layer` (napari's fit_to_view fails when a 2D layer
-    shares the viewer with 3D ones)."""
-    (r0, c0), (r1, c1) = np.asarray(layer.extent.world)[:, -2:]
+def extent_2d(*layers) -> np.ndarray:
+    """The layers' joint 2D world extent, [[row0, col0], [row1, col1]]."""
+    boxes = np.array([np.asarray(layer.extent.world)[:, -2:] for layer in layers])
+    return np.array([boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)])
+
+
+def fit_2d(viewer, *layers, margin: float = 0.95) -> None:
+    """Centre and zoom the 2D view on `layers` (napari's fit_to_view fails when a 2D layer
+    shares the viewer with 3D ones); in grid mode each cell fits them (one camera for all)."""
+    (r0, c0), (r1, c1) = extent_2d(*layers)
     camera = viewer.scene.camera
     center = list(camera.center)
     center[-2:] = [0.5 * (r0 + r1), 0.5 * (c0 + c1)]
     camera.center = tuple(center)
-    height, width = viewer.canvas.size
+    height, width = viewer.canvas.viewbox_size(viewer.layers)
     camera.zoom = margin * min(height / max(r1 - r0, 1e-6), width / max(c1 - c0, 1e-6))

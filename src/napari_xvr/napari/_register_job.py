@@ -45,6 +45,14 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class JointGeometry:
+    """A joint registration's views: each one's 4x4 pose relative to the first's
+    (``pose_k = pose @ relatives[k]``), for the views' orientation letters."""
+
+    relatives: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
 class Finished:
     result: object  # RegistrationResult
     final_overlay: np.ndarray  # float32, full resolution, standardized like the live DRRs
@@ -98,7 +106,7 @@ def _xrays(job: RegisterJob) -> list:
 @guarded
 def registration(job: RegisterJob, stop):
     """Register the job's X-ray (with its views: jointly) with the core's :func:`register_xray`;
-    yields Stage, Progress, Finished (or Failed)."""
+    yields (JointGeometry,) Stage, Progress, Finished (or Failed)."""
     xrays = _xrays(job)
     xray = xrays[0]
     initializer = job.make_initializer()
@@ -109,6 +117,7 @@ def registration(job: RegisterJob, stop):
     relatives = None
     if job.views:  # the views' geometry from their headers, as `xvr register --joint`
         relatives = relative_poses(xrays, "dicom", spec.orientation)
+        yield JointGeometry(tuple(np.asarray(r, dtype=np.float64) for r in relatives))
         init = joint_init(initializer, xrays, relatives)
     else:
         init = initializer(xray)

@@ -65,7 +65,15 @@ from ._dock import StatusLine, group, lock_options, run_stop_row, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP
 from ._jobs import Failed, LayerSnapshot, merge_progress
 from ._layers import KIND
-from ._register_job import OVERLAY_CONTRAST, Finished, Progress, RegisterJob, registration
+from ._register_job import (
+    OVERLAY_CONTRAST,
+    Finished,
+    JointGeometry,
+    Progress,
+    RegisterJob,
+    registration,
+)
+from ._view_grid import ViewGrid
 from .api import intrinsics_of
 
 INITS = ("DRR and pose widget", "DICOM header", "model checkpoint", "previous result",
@@ -144,7 +152,8 @@ class RegisterWidget(Stoppable, Container):
         self.view = CheckBox(
             label="registration view", value=True,
             tooltip="the 2D canvas shows the X-ray, its DRR overlay and orientation labels alone "
-            "(other layers hidden); untick to show the other layers again")
+            "(other layers hidden; a joint registration: every view side by side, in napari's "
+            "grid); untick to show the other layers again")
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = StatusLine("idle")
@@ -181,6 +190,8 @@ class RegisterWidget(Stoppable, Container):
         self._pump: EventPump | None = None
         self._job: RegisterJob | None = None
         self._hidden: dict[str, bool] = {}  # layers the registration view hid: their visibility
+        self._grid = ViewGrid(viewer)  # a joint run's views side by side (grid, layer order)
+        self._relatives: tuple = ()  # a joint run: each view's pose relative to the first's
         follow_layers(self, viewer)
         remember(self, "register")
         self._optimizer_changed(self.optimizer.value)
@@ -315,37 +326,81 @@ class RegisterWidget(Stoppable, Container):
         self.run_button.enabled, self.stop_button.enabled = False, True
         lock_options(self.body, True, keep=(self.view,))
         self.status.value = "starting: building the renderer"
+        self._relatives = ()
         self.worker.start()
+        self._guard_view(self._blank_overlay)
+        self._guard_view(self.focus_xray)
+
+    def _guard_view(self, show: Callable[[], None]) -> None:
+        """The view is a nicety: its errors are reported, never let into a run."""
         try:
-            self.focus_xray()
-            self._blank_overlay()
-        except Exception as err:  # the view is a nicety: never let it break a run
+            show()
+        except Exception as err:
             report_error(err, "Register (view)")
 
     def focus_xray(self, fit: bool = True) -> None:
         """The registration view: the X-ray, its overlay and orientation labels alone in the 2D
-        canvas (fitted to it); the layers it hides get their visibility back when "registration
-        view" is unticked."""
+        canvas (fitted to it); a joint run: every view so, side by side in napari's grid. The
+        layers it hides get their visibility back, and the grid and layer order theirs, when
+        "registration view" is unticked."""
         xray = self.xray_layer if self._job else self.xray.value
         if xray is None or self.viewer.dims.ndisplay != 2:
             return
+        views = self.view_layers if self._job else []
+        joint = self.view.value and bool(views)
+        if not joint:
+            self._grid.give_back()  # a single view: one canvas, the user's grid and layer order
         if self.view.value:
-            mine = {xray.name, f"{xray.name} DRR overlay", f"{xray.name} orientation"}
-            for layer in self.viewer.layers:
-                if layer.name not in mine and layer.visible:
-                    self._hidden.setdefault(layer.name, True)
-                    layer.visible = False
+            self._hide_all_but([layer.name for cell in self._view_groups() for layer in cell]
+                               if joint else
+                               [xray.name, f"{xray.name} DRR overlay", f"{xray.name} orientation"])
+        if joint:
+            self._show_views()
         xray.visible = True
-        for layer in (xray, *self.view_layers):  # the other views: shown when the user picks them
+        for layer in (xray, *views):  # single view: the others shown when the user picks them
             if layer.colormap.name == "gray":  # green X-ray + magenta DRR: aligned parts turn grey
                 layer.colormap = "green"
-        if fit:
+        if joint:
+            self._grid.show(self._view_groups(), fit=fit)
+        elif fit:
             fit_2d(self.viewer, xray)
+
+    def _hide_all_but(self, names: list[str]) -> None:
+        """Hide every layer not named (remembering that it was shown)."""
+        mine = set(names)
+        for layer in self.viewer.layers:
+            if layer.name not in mine and layer.visible:
+                self._hidden.setdefault(layer.name, True)
+                layer.visible = False
+
+    def _show_views(self) -> None:
+        """Every view's layers shown (those that were hidden: hidden again at the untick)."""
+        for cell in self._view_groups():
+            for layer in cell:
+                if not layer.visible:
+                    self._hidden.setdefault(layer.name, False)
+                    layer.visible = True
+
+    def _view_groups(self) -> list[list]:
+        """Each view's X-ray, DRR overlay and orientation layers (those in the viewer), the
+        registered X-ray's first."""
+        groups = []
+        for xray in (self.xray_layer, *self.view_layers):
+            if xray is not None:
+                names = (xray.name, f"{xray.name} DRR overlay", f"{xray.name} orientation")
+                groups.append([self.viewer.layers[n] for n in names if n in self.viewer.layers])
+        return groups
+
+    def _keep_layout(self) -> None:
+        """A joint view's layers still in their cells (a layer made again lands on top)."""
+        if self._grid.active and self.view.value and self.viewer.canvas.grid.enabled:
+            self._guard_view(partial(self._grid.show, self._view_groups(), fit=False))
 
     def _view_changed(self, on: bool) -> None:
         if on:
-            self.focus_xray()
+            self._guard_view(self.focus_xray)
             return
+        self._guard_view(self._grid.give_back)
         for name, visible in self._hidden.items():
             if name in self.viewer.layers:
                 self.viewer.layers[name].visible = visible
@@ -353,10 +408,28 @@ class RegisterWidget(Stoppable, Container):
 
     def _show_orientation(self, matrix) -> None:
         """Patient-direction letters at the X-ray's edges for the DRR at pose `matrix` (None:
-        the layer without letters yet, made at the click)."""
+        the layer without letters yet, made at the click); a joint run: at every view's."""
         xray = self.xray_layer
         if xray is None:
             return
+        count = len(self.viewer.layers)
+        self._show_letters(xray, matrix)
+        if self.view_layers:
+            self._guard_view(partial(self._show_view_letters, matrix))
+        if len(self.viewer.layers) > count:  # a new layer became the active one: the X-ray again
+            self.viewer.layers.selection.active = xray
+
+    def _show_view_letters(self, matrix) -> None:
+        """The other views' letters, each for its own pose (``pose @ relative``)."""
+        names = [v.name for v in self._job.views]
+        for name, relative in zip(names, self._relatives[1:] or [None] * len(names), strict=True):
+            if name in self.viewer.layers:
+                pose = None if matrix is None or relative is None else \
+                    np.asarray(matrix) @ np.asarray(relative)
+                self._show_letters(self.viewer.layers[name], pose)
+
+    def _show_letters(self, xray, matrix) -> None:
+        """The letters layer ``<xray> orientation`` for pose `matrix` (None: blank)."""
         spec = self._job.spec
         letters = dict.fromkeys(("left", "right", "top", "bottom"), "") if matrix is None else \
             edge_labels(pose_from_matrix(matrix), intrinsics_of(xray), spec.orientation,
@@ -382,7 +455,6 @@ class RegisterWidget(Stoppable, Container):
             border_width=0, opacity=1.0,
             text={"string": "{label}", "color": "yellow", "size": 14, "anchor": "center"},
             metadata={KIND: "orientation"})
-        self.viewer.layers.selection.active = xray
 
     # ---------------------------------------------------------------- events (main thread)
     @property
@@ -445,7 +517,7 @@ class RegisterWidget(Stoppable, Container):
 
     def _on_event(self, event) -> None:
         if isinstance(event, Stage):
-            self.focus_xray(fit=event.index == 1)
+            self._guard_view(partial(self.focus_xray, fit=event.index == 1))
             self.plot.mark(self.similarities[-1][0] + 1 if self.similarities else 0,
                            f"1/{event.scale:g}")
             self._relabel = True
@@ -472,6 +544,8 @@ class RegisterWidget(Stoppable, Container):
             self.mirror = event
             if event.mirrored_better:
                 warn(f"Register: {event.message(self._job.xray.name)}")
+        elif isinstance(event, JointGeometry):
+            self._relatives = event.relatives
         elif isinstance(event, Finished):
             self._on_result(event)
         elif isinstance(event, Failed):
@@ -489,6 +563,7 @@ class RegisterWidget(Stoppable, Container):
         if self._relabel:
             self._relabel = False
             self._show_orientation(event.matrix)
+        self._keep_layout()
 
     def _on_result(self, event: Finished) -> None:
         result = event.result
@@ -514,6 +589,7 @@ class RegisterWidget(Stoppable, Container):
         if drr_widget is not None:
             drr_widget.set_pose_matrix(result.pose)
         self._show_orientation(result.pose)
+        self._keep_layout()
         how = "stopped early" if result.stopped else "done"
         where = f"; saved to {event.folder}" if event.folder else ""
         self.status.value = (f"{how} [{verdict_text(result)}]: {result.iterations} iterations in "
