@@ -60,3 +60,44 @@ def test_the_masked_similarity_is_blind_to_left_out_pixels_and_its_gram_agrees()
     assert torch.allclose(gram[0].float(), sim(images[:1], images), atol=1e-5)
     sim.leave_out(None)
     assert torch.allclose(sim(images[:1], images), plain, atol=1e-7)
+
+
+@pytest.mark.parametrize(("height", "width", "sigma"),
+                         [(128, 128, 5.0), (37, 52, 5.0), (20, 24, 2.0), (16, 16, 0.0)])
+def test_the_matrix_sobel_is_diffdrrs_blur_and_sobel(height, width, sigma):
+    """The same linear map as torchvision's reflect-padded Gaussian blur then DiffDRR's 3x3
+    Sobel filters: to float64 rounding in double, to float32 rounding against DiffDRR itself."""
+    from diffdrr.metrics import Sobel as DiffDRRSobel
+    from torch.nn.functional import conv2d
+    from torchvision.transforms.functional import gaussian_blur
+
+    from napari_xvr.register.sobel import Sobel
+
+    torch.manual_seed(1)
+    img = torch.rand(3, 1, height, width, dtype=torch.float64).cumsum(-1).cumsum(-2)
+    theirs = DiffDRRSobel(sigma)
+    blurred = gaussian_blur(img, int(6 * sigma + 1) | 1, sigma) if sigma > 0 else img
+    exact = conv2d(blurred, theirs.filter.weight.to(torch.float64), padding=1)
+    ours = Sobel(sigma)(img)
+    assert ours.shape == exact.shape == (3, 2, height, width)
+    assert ((ours - exact).abs().max() / exact.abs().max()).item() < 1e-12
+
+    single = img.float().requires_grad_(True)
+    reference = theirs(single)
+    mine = Sobel(sigma)(single)
+    assert ((mine - reference).abs().max() / reference.abs().max()).item() < 1e-5
+    weights = torch.randn_like(reference)
+    (g_ref,) = torch.autograd.grad((reference * weights).sum(), single)
+    (g_ours,) = torch.autograd.grad((mine * weights).sum(), single)
+    assert ((g_ours - g_ref).norm() / g_ref.norm()).item() < 1e-5
+
+
+def test_the_matrix_sobel_takes_images_smaller_than_its_blur():
+    """Reflect padding wider than the image (which torch's padding refuses) keeps reflecting."""
+    from napari_xvr.register.sobel import Sobel, _mirror
+
+    assert _mirror(torch.arange(-6, 10), 4).tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    flat = Sobel(5.0)(torch.full((1, 1, 6, 5), 2.0))
+    assert flat.shape == (1, 2, 6, 5) and torch.isfinite(flat).all()
+    with pytest.raises(ValueError, match="batch, 1, height, width"):
+        Sobel(5.0)(torch.zeros(2, 3, 8, 8))

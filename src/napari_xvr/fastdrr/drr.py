@@ -86,6 +86,12 @@ class FastDRR(DRR):
         self.slices_along(axis, slab)
         return self._slices[(axis, slab)][2]
 
+    @property
+    def exact_jacobian(self) -> bool:
+        """Whether its backward can be differentiated again (not under gradient checkpointing),
+        so a DRR's Jacobian columns come from its own render (see :mod:`..register.lm`)."""
+        return not self.checkpoint_gradients
+
     def render(self, density, source, target, mask_to_channels: bool = False, **kwargs):
         if mask_to_channels or kwargs or density is not self.density:
             return super().render(density, source, target, mask_to_channels, **kwargs)

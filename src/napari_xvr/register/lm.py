@@ -54,13 +54,32 @@ class LMView:
 
     def render(self, drr, pose: RigidTransform) -> torch.Tensor:
         """This view's prepared DRR(s) of the optimised `pose` (B, 1, H, W)."""
+        return self.prep(self.raw(drr, pose))
+
+    def raw(self, drr, pose: RigidTransform) -> torch.Tensor:
+        """This view's DRR(s) of the optimised `pose` as rendered (B, 1, H, W), not prepared."""
         if self.intrinsics is not None:
             from ..render import set_intrinsics
 
             set_intrinsics(drr, self.intrinsics)
         if self.relative is not None:
             pose = RigidTransform(pose.matrix @ self.relative.to(pose.matrix))
-        return self.prep(drr(pose))
+        return drr(pose)
+
+
+def image_jacobian(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """(B, P, C, H, W): d images[b] / d params[b, k] for images (B, C, H, W) computed from
+    params (B, P) with the graph kept (each image from its own row).
+
+    The derivative of the vector-Jacobian product ``v -> J^T v`` with respect to ``v``: P
+    backward passes through the graph's backward, none through the renderer's marching.
+    """
+    probe = torch.zeros_like(images, requires_grad=True)
+    (vjp,) = torch.autograd.grad(images, params, grad_outputs=probe, create_graph=True)
+    n = params.shape[1]
+    columns = [torch.autograd.grad(vjp[:, k].sum(), probe, retain_graph=k < n - 1)[0]
+               for k in range(n)]
+    return torch.stack(columns, dim=1).detach()
 
 
 @dataclass
@@ -114,12 +133,15 @@ class PoseLM:
         every centre not rendered before (an ask's `known` evaluation is reused), one batched
         forward render of the nudges of those without a Hessian (per view, the views'
         similarities and Hessians averaged)."""
+        linear = self.linearised()
+        if linear:  # a new Hessian comes with a centre's render: render a known one again
+            asks = [dataclasses.replace(a, known=None) if a.hessian is None else a for a in asks]
         out: list[Evaluation | None] = [a.known for a in asks]
         todo = [i for i, a in enumerate(asks) if a.known is None]
         if todo:
             for i, evaluation in zip(todo, self._centres([asks[i] for i in todo]), strict=True):
                 out[i] = evaluation
-        need = [i for i, a in enumerate(asks) if a.hessian is None]
+        need = [] if linear else [i for i, a in enumerate(asks) if a.hessian is None]
         if need:
             weights = self.weights()
             nudges = torch.cat([out[i].params[None] + torch.diag(self.steps) for i in need])
@@ -137,20 +159,55 @@ class PoseLM:
         p = params.to(self.fixed.device, torch.float32).clone().requires_grad_(True)
         pose = convert(p[:, :3], p[:, 3:], parameterization="euler_angles",
                        convention=self.convention)
-        movings = [view.render(self.drr, pose) for view in self.views]
+        raws = [view.raw(self.drr, pose) for view in self.views]
+        movings = [view.prep(raw) for view, raw in zip(self.views, raws, strict=True)]
         view_sims = torch.stack([view.similarity(view.fixed, moving)
                                  for view, moving in zip(self.views, movings, strict=True)])
-        sims = (self.weights().to(view_sims)[:, None] * view_sims).sum(dim=0)
-        (grads,) = torch.autograd.grad(sims.sum(), p)  # the runs are independent: row i is run i's
+        weights = self.weights()
+        sims = (weights.to(view_sims)[:, None] * view_sims).sum(dim=0)
+        need = [i for i, a in enumerate(asks) if a.hessian is None] if self.linearised() else []
+        # the runs are independent: row i is run i's
+        (grads,) = torch.autograd.grad(sims.sum(), p, retain_graph=bool(need))
+        hessians = [a.hessian for a in asks]
+        if need:
+            found = [self._linear_hessians(view, p, raw, moving, need)
+                     for view, raw, moving in zip(self.views, raws, movings, strict=True)]
+            for j, i in enumerate(need):
+                hessians[i] = sum(float(w) * h[j] for w, h in zip(weights, found, strict=True))
         matrices = pose.matrix.detach()
         return [Evaluation(params=params[i].clone(),
                            pose=RigidTransform(matrices[i:i + 1].clone()),
                            similarity=float(sims[i].detach()),
                            gradient=grads[i].detach().cpu().to(torch.float64),
-                           hessian=asks[i].hessian, moving=movings[0][i:i + 1].detach(),
+                           hessian=hessians[i], moving=movings[0][i:i + 1].detach(),
                            views_moving=tuple(m[i:i + 1].detach() for m in movings),
-                           view_similarities=tuple(float(v) for v in view_sims[:, i].detach()))
+                           view_similarities=tuple(float(v) for v in view_sims[:, i].detach()),
+                           fresh=i in need)
                 for i in range(len(asks))]
+
+    def linearised(self) -> bool:
+        """Whether the Hessian's nudged DRRs come from the centre's render (the renderer's
+        backward can be differentiated again: :class:`~napari_xvr.fastdrr.FastDRR`) rather
+        than from six more renders."""
+        return bool(getattr(self.drr, "exact_jacobian", False))
+
+    def _linear_hessians(self, view: LMView, p: torch.Tensor, raw: torch.Tensor,
+                         moving: torch.Tensor, rows: list[int]) -> list[torch.Tensor]:
+        """One view's Gauss-Newton Hessian at the centres `rows` of `p` from its DRR `raw`
+        (the graph kept) and their prepared DRRs `moving`.
+
+        Each nudged DRR is the centre's plus the step times its exact derivative along that
+        parameter (``raw + h_k dDRR/dp_k``, :func:`image_jacobian`), prepared as a render is.
+        """
+        jacobian = image_jacobian(raw, p)[rows]
+        with torch.no_grad():
+            steps = self.steps.to(raw.device, raw.dtype).view(1, 6, 1, 1, 1)
+            nudged = raw.detach()[rows].unsqueeze(1) + steps * jacobian
+            nudged = view.prep(nudged.flatten(0, 1)).reshape(len(rows), 6, *moving.shape[1:])
+            return [gauss_newton_hessian(similarity_gram(view.similarity,
+                                                         torch.cat([moving[i:i + 1].detach(),
+                                                                    nudged[j]])), self.steps)
+                    for j, i in enumerate(rows)]
 
     def weights(self) -> torch.Tensor:
         """The views' normalised weights (float64, summing to 1)."""
