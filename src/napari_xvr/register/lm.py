@@ -67,6 +67,13 @@ class LMView:
         return drr(pose)
 
 
+def renders_jacobian(drr) -> bool:
+    """Whether `drr`'s backward can be differentiated again (:class:`~napari_xvr.fastdrr.FastDRR`),
+    so that LM's Gauss-Newton Hessians come from a render's own Jacobian, at the cost of a few
+    backward passes, rather than from six more renders."""
+    return bool(getattr(drr, "exact_jacobian", False))
+
+
 def image_jacobian(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """(B, P, C, H, W): d images[b] / d params[b, k] for images (B, C, H, W) computed from
     params (B, P) with the graph kept (each image from its own row).
@@ -186,10 +193,8 @@ class PoseLM:
                 for i in range(len(asks))]
 
     def linearised(self) -> bool:
-        """Whether the Hessian's nudged DRRs come from the centre's render (the renderer's
-        backward can be differentiated again: :class:`~napari_xvr.fastdrr.FastDRR`) rather
-        than from six more renders."""
-        return bool(getattr(self.drr, "exact_jacobian", False))
+        """Whether a Hessian comes with its centre's render (:func:`renders_jacobian`)."""
+        return renders_jacobian(self.drr)
 
     def _linear_hessians(self, view: LMView, p: torch.Tensor, raw: torch.Tensor,
                          moving: torch.Tensor, rows: list[int]) -> list[torch.Tensor]:

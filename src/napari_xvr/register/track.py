@@ -32,6 +32,7 @@ from ..errors import XvrInputError
 from ..geometry import pose_from_matrix
 from .engine import Preprocessing, StopToken, register
 from .events import Done
+from .lm import renders_jacobian
 from .options import RegistrationOptions
 from .pipeline import VolumeSpec, register_xray
 from .trust import SUSPECT, TRUST_MM, assess, worst
@@ -223,12 +224,14 @@ def _register_tracked(frames, index, drr, state: TrackState, spec, options, trac
     start = pose_from_matrix(state.start(track_options.predict))
     initialization = {"type": "track", "predict": track_options.predict,
                       "previous_frame": index - 1}
+    hessian, trusted = state.hessian, state.trusted(track_options.hessian_every)
+    if not trusted and renders_jacobian(drr):  # renew it at the frame's first render, for free
+        hessian, trusted = None, True
     result = None
     for event in register(xray, drr, start, track_options.frame_options(options), preprocessing,
                           stop=stop, inputs=_frame_inputs(frames, index, xray, spec, drr),
-                          initialization=initialization, hessian=state.hessian,
-                          trust_hessian=state.trusted(track_options.hessian_every),
-                          check_start=False):
+                          initialization=initialization, hessian=hessian,
+                          trust_hessian=trusted, check_start=False):
         if isinstance(event, Done):
             result = event.result
         else:
