@@ -163,8 +163,9 @@ TRACK: dict[str, Default] = {
     "hessian_every": Default(
         5, None,
         why="a tracked frame reuses a recent frame's Levenberg-Marquardt Hessian for its "
-        "convergence test and uncertainty, and computes a new one (six renders) at least every "
-        "5 frames: see the README's *Tracking* for what it saves and costs"),
+        "convergence test and uncertainty, and computes a new one at least every 5 frames (the "
+        "`fast` renderer: at the frame's first render, from its Jacobian): see the README's "
+        "*Tracking* for what it saves and costs"),
     "predict": Default(
         "velocity", None,
         why="start each frame from the last relative motion applied once more (constant "

@@ -96,9 +96,9 @@ def test_every_frame_is_tracked_under_1mm(tracked, sequence):
 
 
 def test_recent_hessians_are_trusted_and_renewed(tracked, sequence, registration_volume):
-    """By default a frame trusts a Hessian computed up to 4 frames before (no six-render check
-    at convergence) and renews it every 5th frame; --hessian_every 1 checks every frame: the
-    poses agree to well under the frames' own error."""
+    """By default a frame trusts a Hessian computed up to 4 frames before (no new one at
+    convergence) and renews it every 5th frame (at its first render); --hessian_every 1 gives
+    every frame its own: the poses agree to well under the frames' own error."""
     _, events = tracked
     done = [e for e in events if isinstance(e, FrameDone)]
     ages = [e.state.hessian_age for e in done]

@@ -49,9 +49,10 @@ def tracking_options():
         click.option("--hessian_every", type=click.IntRange(1, None),
                      default=T["hessian_every"].ours, show_default=True,
                      help="Each frame after the first reuses a recent frame's LM Hessian for its "
-                     "convergence test and uncertainty, and computes a new one (six renders) at "
-                     "least every this many frames; 1: every frame checks its convergence with a "
-                     "new one (slower)"),
+                     "convergence test and uncertainty, and computes a new one at least every "
+                     "this many frames (the fast renderer: at the frame's first render, from its "
+                     "Jacobian; DiffDRR's: six renders at its optimum); 1: every frame its own "
+                     "(slower)"),
         click.option("--start_frame", type=click.IntRange(0, None), default=0, show_default=True,
                      help="The first frame to register (0-based); with `restart -r TRACKDIR` the "
                      "run resumes there from that track's state after the frame before"),

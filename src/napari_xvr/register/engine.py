@@ -239,11 +239,11 @@ def register(
     Yields :class:`Stage` when a resolution begins, :class:`Step` every iteration and finally
     :class:`Done` with the :class:`RegistrationResult`.  ``stop.stop()`` (from another thread)
     or closing the generator ends it early; a stopped run still yields Done with its best pose.
-    `hessian` (LM) starts the first scale from an earlier run's ``result.hessian`` instead of six
-    nudged renders (tracking: the previous frame's); the result keeps its last one, and
+    `hessian` (LM) starts the first scale from an earlier run's ``result.hessian`` instead of a
+    new one (tracking: the previous frame's); the result keeps its last one, and
     ``result.hessian_fresh`` says whether it was computed in this run. With `trust_hessian`
     (tracking, from a recent frame's Hessian at the same scale) LM's convergence test and the
-    uncertainty use that Hessian without six new renders. ``check_start=False`` skips the
+    uncertainty use that Hessian without a new one. ``check_start=False`` skips the
     blank-view check of the start (tracking: the previous frame's pose, checked, is close).
 
     Joint registration: `xray` a list of X-rays of one patient position and `relatives` each

@@ -2,8 +2,10 @@
 
 Each iteration renders the DRR at the current pose with its exact gradient (the renderer's
 backward).  The Gauss-Newton Hessian ``J^T J`` comes from six more DRRs, one per parameter
-nudged by a small step, rendered in one batch, through the Gram matrix of the seven renders
-(:mod:`.gram`); it is refreshed every few accepted steps and after a rejected one, and a scale
+nudged by a small step, through the Gram matrix of the seven (:mod:`.gram`): with
+:class:`~napari_xvr.fastdrr.FastDRR` the nudged DRRs are the centre's plus the step times its
+exact Jacobian (a few backward passes, no render), otherwise six renders in one batch.  It is
+refreshed every few accepted steps and after a rejected one, and a scale
 starts from the previous scale's.  The gradient is exact, so the optimum is the similarity's
 own.  A damped Newton step (Marquardt's scaling) is accepted when the similarity rises,
 otherwise the damping grows.  Converges in ~3-10 iterations per scale where Adam takes 40-150.
@@ -71,7 +73,8 @@ def renders_jacobian(drr) -> bool:
     """Whether `drr`'s backward can be differentiated again (:class:`~napari_xvr.fastdrr.FastDRR`),
     so that LM's Gauss-Newton Hessians come from a render's own Jacobian, at the cost of a few
     backward passes, rather than from six more renders."""
-    return bool(getattr(drr, "exact_jacobian", False))
+    return bool(getattr(drr, "exact_jacobian", False)) and \
+        not getattr(drr, "checkpoint_gradients", False)
 
 
 def image_jacobian(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -132,7 +135,7 @@ class PoseLM:
         return convert(p[:, :3], p[:, 3:], parameterization="euler_angles", convention=self.convention)
 
     def evaluate(self, params: torch.Tensor, hessian: torch.Tensor | None = None) -> Evaluation:
-        """One fwd+bwd render at `params`; six forward renders around it unless `hessian` is given."""
+        """One fwd+bwd render at `params`, and its Hessian unless `hessian` is given."""
         return self.evaluate_many([_Ask(params, hessian)])[0]
 
     def evaluate_many(self, asks: list[_Ask]) -> list[Evaluation]:
