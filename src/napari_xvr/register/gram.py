@@ -24,14 +24,15 @@ def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5,
     """
     x = images.to(exact_dtype(images.device))
     n = x.shape[0]
-    rows, cols = torch.triu_indices(n, n, device=x.device)
     mean = masked_mean(x, patch, weight)
-    cov = masked_mean(x[rows] * x[cols], patch, weight) - mean[rows] * mean[cols]
-    var = cov[rows == cols].clamp_min(0) + eps  # the diagonal pairs, in image order
-    ncc = window_average(cov / (var[rows] * var[cols]).sqrt(), None if patch is None else weight)
+    inverse_std = ((masked_mean(x * x, patch, weight) - mean * mean).clamp_min(0) + eps).rsqrt()
     gram = x.new_zeros(n, n)
-    gram[rows, cols] = ncc
-    gram[cols, rows] = ncc
+    for i in range(n):  # row i from image i and the images after it (no gathered copies)
+        cov = masked_mean(x[i:i + 1] * x[i:], patch, weight) - mean[i:i + 1] * mean[i:]
+        ncc = window_average(cov * (inverse_std[i:i + 1] * inverse_std[i:]),
+                             None if patch is None else weight)
+        gram[i, i:] = ncc
+        gram[i:, i] = ncc
     return gram
 
 
