@@ -10,6 +10,8 @@ with ``--hessian_every 1`` (every frame checks its convergence with a new Hessia
 before it trusted recent ones), and, as the baseline in the same run, every frame is
 registered from scratch with ``xvr register``'s defaults (:func:`register_xray`) from its
 own header pose (frame 0's header error, 3 deg and the source distance, at every frame).
+The velocity run's poses smoothed at the end (``xvr track``'s ``poses_smoothed.csv``,
+:mod:`napari_xvr.register.smooth`) are a row of their own.
 Prints per sequence and method the per-frame mTRE (max, median), the frames under 1 mm, the
 verdicts, seconds per frame and frames per second of the frames after the first, and the
 ratios; last, the floor: every frame registered at its own resolution from its true pose (the
@@ -35,15 +37,18 @@ from napari_xvr.register.initializers import DicomInitializer
 from napari_xvr.register.options import RegistrationOptions
 from napari_xvr.register.pipeline import VolumeSpec, register_xray
 from napari_xvr.register.sequence import read_frames
+from napari_xvr.register.smooth import smooth_results
 from napari_xvr.register.track import (
     HESSIAN_EVERY,
     TRACK_ITRS,
     TRACK_SCALES,
     FrameDone,
+    TrackDone,
     TrackOptions,
     track,
 )
 from napari_xvr.register.trust import assess
+from napari_xvr.register.uncertainty import volume_points
 from napari_xvr.synthetic import example_volume
 from napari_xvr.synthetic_motion import breathing, make_sequence, sweep
 
@@ -51,6 +56,7 @@ from .measure import environment
 from .optimizers import CACHE
 
 MOTIONS = {"sweep": lambda n: sweep(n, 30.0), "breathing": breathing}
+SMOOTHED = "track (velocity), smoothed"
 
 
 def sequence(name: str, frames: int, cache: Path) -> tuple[Path, dict]:
@@ -69,14 +75,25 @@ def errors(poses: dict, truth: dict, metric=mtre) -> list[float]:
             for i, pose in sorted(poses.items())]
 
 
-def run_track(frames, drr, spec, options: TrackOptions) -> list[dict]:
-    """One row per frame: pose, seconds, iterations, verdict."""
+def run_track(frames, drr, spec, options: TrackOptions) -> tuple[list[dict], list[dict] | None]:
+    """One row per frame (pose, seconds, iterations, verdict), and the same for the smoothed
+    poses (None without ``options.smooth``; its seconds: the frame's plus its share of the
+    smoothing, timed again on the same results)."""
     init = DicomInitializer()(frames.frame(0))
-    rows = []
+    rows, done = [], None
     for event in track(frames, drr, init, spec, RegistrationOptions(), options):
         if isinstance(event, FrameDone):
             rows.append(_row(event.index, event.result, event.seconds))
-    return rows
+        elif isinstance(event, TrackDone):
+            done = event
+    if done is None or done.smoothed is None:
+        return rows, None
+    t0 = time.perf_counter()
+    smooth_results(done.results, volume_points(drr))
+    share = (time.perf_counter() - t0) / len(rows)
+    smoothed = [{**row, "pose": pose, "seconds": row["seconds"] + share}
+                for row, pose in zip(rows, done.smoothed.poses, strict=True)]
+    return rows, smoothed
 
 
 def run_scratch(frames, drr, spec, truth: dict) -> list[dict]:
@@ -150,9 +167,14 @@ def bench_sequence(name: str, frames, drr, spec, truth: dict, baseline: bool,
                                           ("track (none)", "none", budget),
                                           ("track (velocity, hessian_every 1)", "velocity",
                                            checked)):
-        options = TrackOptions(predict=predict, **frame_budget)
-        results[method] = summarise(run_track(frames, drr, spec, options), truth)
+        options = TrackOptions(predict=predict, smooth=method == "track (velocity)",
+                               **frame_budget)
+        rows, smoothed = run_track(frames, drr, spec, options)
+        results[method] = summarise(rows, truth)
         print_line(name, method, results[method])
+        if smoothed is not None:
+            results[SMOOTHED] = summarise(smoothed, truth)
+            print_line(name, SMOOTHED, results[SMOOTHED])
     ratio = (results["track (velocity)"]["frames_per_s"]
              / results["track (velocity, hessian_every 1)"]["frames_per_s"])
     print(f"  {name}: trusting recent Hessians is {ratio:.2f}x every frame checking its own")

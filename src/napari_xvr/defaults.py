@@ -166,6 +166,11 @@ TRACK: dict[str, Default] = {
         "convergence test and uncertainty, and computes a new one at least every 5 frames (the "
         "`fast` renderer: at the frame's first render, from its Jacobian): see the README's "
         "*Tracking* for what it saves and costs"),
+    "smooth": Default(
+        True, None,
+        why="poses_smoothed.csv beside poses.csv: every frame's pose fused with the others' by a "
+        "constant-velocity smoother whose motion noise is the sequence's maximum-likelihood value "
+        "(each frame's own pose is kept as registered); see the README's *Tracking*"),
     "predict": Default(
         "velocity", None,
         why="start each frame from the last relative motion applied once more (constant "

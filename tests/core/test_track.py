@@ -32,6 +32,7 @@ from napari_xvr.register.track_io import (
     TrackWritten,
     check_output,
     frame_result,
+    read_smoothed,
     read_track,
     resume_state,
     row_matrix,
@@ -136,6 +137,27 @@ def test_poses_csv_matches_the_frame_results(tracked):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporaries
 
 
+def test_the_frames_poses_are_smoothed_beside_their_own(tracked, sequence):
+    """poses_smoothed.csv: every frame, each under 1 mm, with a predicted mTRE below the
+    frame's own (the neighbours add what they know) and moved by less than that."""
+    out, events = tracked
+    data, rows = read_track(out), read_smoothed(out)
+    done = next(e for e in events if isinstance(e, TrackDone))
+    assert data["smoothed"]["file"] == "poses_smoothed.csv"
+    assert data["smoothed"]["measured_frames"] == N_FRAMES
+    assert data["smoothed"]["process_noise_mm2"] == done.smoothed.process_noise[1]
+    assert [int(r["frame"]) for r in rows] == list(range(N_FRAMES))
+    assert [r["name"] for r in rows] == [r["name"] for r in data["rows"]]
+    errors = frame_errors([(int(r["frame"]), row_matrix(r)) for r in rows], sequence[1])
+    own = frame_errors([(int(r["frame"]), row_matrix(r)) for r in data["rows"]], sequence[1])
+    assert max(errors) < 1.0 and max(errors) < max(own) + 0.1, (errors, own)
+    for smoothed, row in zip(rows, data["rows"], strict=True):
+        assert 0 < smoothed["predicted_mtre_mm"] < row["predicted_mtre_mm"]
+        assert smoothed["shift_mm"] < 2 * row["predicted_mtre_mm"] and smoothed["measured"] == 1
+        assert np.allclose(row_matrix(smoothed)[:3, :3] @ row_matrix(smoothed)[:3, :3].T,
+                           np.eye(3), atol=1e-9)
+
+
 def test_resume_from_a_frame_gives_the_same_poses(tracked, sequence, registration_volume):
     out, events = tracked
     ct = registration_volume[0]
@@ -166,6 +188,9 @@ def test_stop_keeps_the_frames_done(sequence, registration_volume, tmp_path):
     assert data["status"] == "stopped" and data["summary"]["next_frame"] == 2
     assert [int(r["frame"]) for r in data["rows"]] == [0, 1, 2]
     assert [r["verdict"] for r in data["rows"]] == ["ok", "ok", "suspect"]
+    assert "smoothed" not in data  # 2 measured frames (the stopped one is not): too few
+    with pytest.raises(XvrInputError, match="fewer than 3 usable frames"):
+        read_smoothed(out)
     with pytest.raises(XvrInputError, match="stopped before it converged"):
         resume_state(out, 2)
 
@@ -209,8 +234,10 @@ def test_cli_tracks_resumes_and_animates(tracked, sequence, registration_volume,
     with pytest.raises(XvrInputError, match="already holds a tracked sequence; pass --overwrite"):
         check_output(out)
     assert check_output(out, overwrite=True) == out
+    assert [int(r["frame"]) for r in read_smoothed(out)] == [0, 1, 2]
     xvr("track", "restart", sequence[0], "-v", ct, "-r", tracked[0], "--start_frame", "5",
-        "--end_frame", "7", "-o", resumed, "--verbose", "0")
+        "--end_frame", "7", "-o", resumed, "--verbose", "0", "--no-smooth")
+    assert not (resumed / "poses_smoothed.csv").exists()
     again = read_track(resumed)
     assert again["initialization"]["type"] == "resume"
     assert again["initialization"]["from"]["previous"] == str(tracked[0].resolve())

@@ -72,6 +72,14 @@ def test_track_a_sequence_stop_and_resume(make_napari_viewer, qtbot, sequence, r
     for key in ("3", "4", "5"):
         np.testing.assert_allclose(np.asarray(_tracked(layer)[key]["matrix"]), before[key],
                                    atol=1e-3)
+    # that run's 3 frames smoothed together (core register/smooth.py), kept beside the poses
+    assert "smoothed: predicted mTRE" in widget.status.value
+    smoothed = layer.metadata["track"]["smoothed"]
+    assert {"3", "4", "5"} <= set(smoothed)
+    for key in ("3", "4", "5"):
+        error = anatomy_tre(pose_from_dict(truth["frames"][int(key)]), pose_from_dict(smoothed[key]),
+                            fiducials)
+        assert error < 1.0, f"smoothed frame {key}: {error:.2f} mm"
     widget.show_frame(layer, 4)
     shot = viewer.screenshot(str(artifacts / "track_sequence.png"), canvas_only=False)
     canvas = viewer.screenshot(canvas_only=True)[..., :3].astype(int)

@@ -53,6 +53,11 @@ def tracking_options():
                      "this many frames (the fast renderer: at the frame's first render, from its "
                      "Jacobian; DiffDRR's: six renders at its optimum); 1: every frame its own "
                      "(slower)"),
+        click.option("--smooth/--no-smooth", default=T["smooth"].ours, show_default=True,
+                     help="Also write poses_smoothed.csv: every frame's pose fused with the other "
+                     "frames' (a constant-velocity smoother whose motion noise is the sequence's "
+                     "maximum-likelihood value; each frame's covariance from its uncertainty), "
+                     "with its predicted mTRE; poses.csv keeps each frame's own pose"),
         click.option("--start_frame", type=click.IntRange(0, None), default=0, show_default=True,
                      help="The first frame to register (0-based); with `restart -r TRACKDIR` the "
                      "run resumes there from that track's state after the frame before"),
@@ -111,7 +116,8 @@ def _run(initializer, kw, state=None) -> None:
 
     options = registration_options(kw)
     track_options = TrackOptions(kw["track_scales"], kw["track_itrs"], kw["predict"],
-                                 kw["start_frame"], kw["end_frame"], kw["hessian_every"])
+                                 kw["start_frame"], kw["end_frame"], kw["hessian_every"],
+                                 kw["smooth"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
                       kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
     shard = join(kw["device"])  # under torchrun: this rank's device and share of the sequences
@@ -195,7 +201,12 @@ def _summary(event) -> str:
     tail = "" if event.next_frame is None else \
         f"; stopped: resume with --start_frame {event.next_frame}"
     return (f"-> {event.path}: {len(event.frames)} frame(s), {counts['ok']} ok, "
-            f"{counts['suspect']} suspect, {counts['failed']} failed{tail}")
+            f"{counts['suspect']} suspect, {counts['failed']} failed{tail}"
+            f"{_smoothed_text(event.smoothed)}")
+
+
+def _smoothed_text(smoothed) -> str:
+    return "" if smoothed is None else f"; smoothed (poses_smoothed.csv): {smoothed.summary()}"
 
 
 @click.group(context_settings=CONTEXT)

@@ -207,14 +207,26 @@ class TrackWidget(Stoppable, Container):
             self.last_done = event
             more = "" if event.next_frame is None else f"; Run resumes at frame {event.next_frame}"
             how = "stopped" if event.stopped else "done"
+            smoothed = "" if event.smoothed is None else f"; smoothed: {event.smoothed.summary()}"
             self.status.value = (f"{how}: {len(event.results)} frame(s) in {event.seconds:.1f} s"
-                                 f"{more}")
+                                 f"{more}{smoothed}")
+            self._record_smoothed(event.smoothed)
             info(f"Track: {self.status.value}")
         elif isinstance(event, Failed):
             report_error(XvrInputError(event.message), "Track")
             self.status.value = f"failed: {event.message}"
         elif isinstance(event, FrameStarted):
             self.status.value = f"frame {event.index + 1}/{event.total}"
+
+    def _record_smoothed(self, smoothed) -> None:
+        """The run's smoothed poses in the sequence layer's track record (``smoothed``)."""
+        sequence = self._layer(self._job.sequence.name) if self._job is not None else None
+        if smoothed is None or sequence is None:
+            return
+        record = sequence.metadata.setdefault(TRACK_KEY, {"poses": {}, "states": {}})
+        record.setdefault("smoothed", {}).update(
+            {str(f): pose_to_dict(pose_from_matrix(p))
+             for f, p in zip(smoothed.frames, smoothed.poses, strict=True)})
 
     def _on_tracked(self, event: Tracked) -> None:
         """A frame's overlay plane, pose and state; the slider follows the tracking."""

@@ -12,7 +12,8 @@ with ``predict="velocity"`` from the last relative motion composed once more, an
 budget (:class:`TrackOptions`: scales and iterations per frame) from the previous frame's
 Levenberg-Marquardt Hessian, so it needs no nudged renders to begin. Every frame gets the
 engine's uncertainty and the trust verdict. A :class:`TrackState` (the last two poses and the
-Hessian, :meth:`TrackState.after`) resumes a run at any frame with the same poses.
+Hessian, :meth:`TrackState.after`) resumes a run at any frame with the same poses. At the
+end, the frames' poses are smoothed together (:mod:`.smooth`, ``TrackDone.smoothed``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from .events import Done
 from .lm import renders_jacobian
 from .options import RegistrationOptions
 from .pipeline import VolumeSpec, register_xray
+from .smooth import SmoothedTrack, smooth_results
 from .trust import SUSPECT, TRUST_MM, assess, worst
+from .uncertainty import volume_points
 
 TRACK_SCALES: str = defaults.track("track_scales")
 """Scales of a tracked frame: its own resolution only (the previous pose is close)."""
@@ -52,7 +55,8 @@ class TrackOptions:
     ``velocity``: the previous relative motion once more), which frames run
     (`start_frame` to `end_frame`, exclusive; None: to the last), and how often a frame
     computes a new Levenberg-Marquardt Hessian rather than trusting a recent frame's
-    (`hessian_every` frames; 1: every frame checks its convergence with a new one)."""
+    (`hessian_every` frames; 1: every frame checks its convergence with a new one), and
+    whether the run ends by smoothing the frames' poses (`smooth`, :mod:`.smooth`)."""
 
     scales: str = TRACK_SCALES
     n_itrs: str = TRACK_ITRS
@@ -60,8 +64,11 @@ class TrackOptions:
     start_frame: int = 0
     end_frame: int | None = None
     hessian_every: int = HESSIAN_EVERY
+    smooth: bool = defaults.track("smooth")
 
     def __post_init__(self):
+        if not isinstance(self.smooth, bool):
+            raise XvrInputError(f"smooth={self.smooth!r}: give True or False")
         if self.predict not in PREDICTS:
             raise XvrInputError(f"--predict {self.predict!r}: use one of {', '.join(PREDICTS)}")
         if isinstance(self.start_frame, bool) or not isinstance(self.start_frame, int) \
@@ -128,6 +135,7 @@ class TrackDone:
     stopped: bool
     next_frame: int | None  # the first frame not done (None: the range is complete)
     seconds: float
+    smoothed: SmoothedTrack | None = None  # the frames' poses smoothed (TrackOptions.smooth)
 
 
 @dataclass(frozen=True)
@@ -321,4 +329,5 @@ def track(
         if result.stopped:
             next_frame = index
             break
-    yield TrackDone(done, stop.stopped, next_frame, time.perf_counter() - t_start)
+    smoothed = smooth_results(done, volume_points(drr)) if track_options.smooth else None
+    yield TrackDone(done, stop.stopped, next_frame, time.perf_counter() - t_start, smoothed)

@@ -43,6 +43,9 @@ TRACK_VERSION = 1
 MATRIX_COLUMNS = tuple(f"m{i}{j}" for i in range(3) for j in range(4))
 POSE_COLUMNS = ("frame", "name", "r1", "r2", "r3", "tx", "ty", "tz", *MATRIX_COLUMNS,
                 "similarity", "verdict", "predicted_mtre_mm", "iterations", "seconds")
+SMOOTHED_COLUMNS = ("frame", "name", "r1", "r2", "r3", "tx", "ty", "tz", *MATRIX_COLUMNS,
+                    "predicted_mtre_mm", "shift_mm", "measured")
+SMOOTHED_FILE = "poses_smoothed.csv"
 TRACK_FILES = ("track.json", "poses.csv", "frames")
 
 
@@ -59,6 +62,7 @@ class TrackWritten:
     frames: list  # FrameWritten of every frame, in order
     stopped: bool
     next_frame: int | None
+    smoothed: object = None  # the run's SmoothedTrack (written to poses_smoothed.csv), or None
 
 
 def gather_tracks(tracks: Sequence[TrackWritten]) -> list[TrackWritten]:
@@ -87,24 +91,39 @@ def check_output(outpath, overwrite: bool = False) -> Path:
     return path
 
 
+def _pose_columns(pose) -> dict:
+    """A pose's columns: ZXY degrees + mm and the 3x4 matrix."""
+    pose = np.asarray(pose, dtype=np.float64)
+    rot, xyz = pose_to_zxy(pose_from_matrix(pose))
+    return {**dict(zip(("r1", "r2", "r3"), rot.tolist(), strict=True)),
+            **dict(zip(("tx", "ty", "tz"), xyz.tolist(), strict=True)),
+            **{col: float(pose[int(col[1]), int(col[2])]) for col in MATRIX_COLUMNS}}
+
+
 def pose_row(index: int, name: str, result, seconds: float) -> dict:
     """One line of poses.csv: the final pose as ZXY degrees + mm and as the 3x4 matrix."""
-    pose = np.asarray(result.pose, dtype=np.float64)
-    rot, xyz = pose_to_zxy(pose_from_matrix(pose))
     verdict = (result.verdict or {}).get("status", "")
     predicted = (result.checks.get("uncertainty") or {}).get("predicted_mtre_mm")
-    row = {"frame": index, "name": name, **dict(zip(("r1", "r2", "r3"), rot.tolist(), strict=True)),
-           **dict(zip(("tx", "ty", "tz"), xyz.tolist(), strict=True)),
-           **{col: float(pose[int(col[1]), int(col[2])]) for col in MATRIX_COLUMNS},
-           "similarity": math.nan if result.similarity is None else float(result.similarity),
-           "verdict": verdict, "predicted_mtre_mm": math.nan if predicted is None else predicted,
-           "iterations": int(result.iterations), "seconds": float(seconds)}
-    return row
+    return {"frame": index, "name": name, **_pose_columns(result.pose),
+            "similarity": math.nan if result.similarity is None else float(result.similarity),
+            "verdict": verdict, "predicted_mtre_mm": math.nan if predicted is None else predicted,
+            "iterations": int(result.iterations), "seconds": float(seconds)}
 
 
-def poses_csv(rows: list[dict]) -> str:
+def smoothed_rows(smoothed, names: dict) -> list[dict]:
+    """poses_smoothed.csv's lines: per frame its smoothed pose, the predicted mTRE from its
+    smoothed covariance, how far smoothing moved it (mTRE, mm) and whether its own pose entered."""
+    return [{"frame": frame, "name": names[frame], **_pose_columns(pose),
+             "predicted_mtre_mm": float(predicted), "shift_mm": float(shift),
+             "measured": int(measured)}
+            for frame, pose, predicted, shift, measured in zip(
+                smoothed.frames, smoothed.poses, smoothed.predicted_mtre_mm, smoothed.shift_mm,
+                smoothed.measured, strict=True)]
+
+
+def poses_csv(rows: list[dict], columns: tuple = POSE_COLUMNS) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=POSE_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
@@ -139,8 +158,14 @@ class TrackWriter:
     def save(self, status: str, done: TrackDone | None = None) -> None:
         data = {"napari_xvr_track": TRACK_VERSION, "status": status, **self.header,
                 "summary": self.summary(done), "frames": self.summaries}
-        atomic_write_files({self.folder / "poses.csv": poses_csv(self.rows).encode(),
-                            self.folder / "track.json": (json.dumps(data, indent=2) + "\n").encode()})
+        files = {self.folder / "poses.csv": poses_csv(self.rows).encode()}
+        if done is not None and done.smoothed is not None:
+            names = {int(row["frame"]): row["name"] for row in self.rows}
+            files[self.folder / SMOOTHED_FILE] = poses_csv(
+                smoothed_rows(done.smoothed, names), SMOOTHED_COLUMNS).encode()
+            data["smoothed"] = {**done.smoothed.to_json(), "file": SMOOTHED_FILE}
+        files[self.folder / "track.json"] = (json.dumps(data, indent=2) + "\n").encode()
+        atomic_write_files(files)
 
     def drop_unlisted(self) -> None:
         """Remove a frame folder that an interruption left without its row."""
@@ -351,7 +376,8 @@ def _write(events: Iterator, outpath: Path, frames: Frames, header: dict, saveim
         raise interrupted
     yield TrackWritten(outpath, [FrameWritten(frame_folder(outpath, w.index), w.index, w.result)
                                  for w in writer.written],
-                       done.stopped if done else True, done.next_frame if done else None)
+                       done.stopped if done else True, done.next_frame if done else None,
+                       done.smoothed if done else None)
 
 
 def read_track(folder) -> dict:
@@ -371,17 +397,26 @@ def read_track(folder) -> dict:
     return data
 
 
-def read_poses(file) -> list[dict]:
+def read_smoothed(folder) -> list[dict]:
+    """A track folder's poses_smoothed.csv as a list of dicts (see :func:`read_poses`)."""
+    file = Path(folder).expanduser() / SMOOTHED_FILE
+    if not file.is_file():
+        raise XvrInputError(f"{file.parent}: no {SMOOTHED_FILE}; the track was run with "
+                            "--no-smooth, was stopped, or has fewer than 3 usable frames")
+    return read_poses(file, SMOOTHED_COLUMNS)
+
+
+def read_poses(file, columns: tuple = POSE_COLUMNS) -> list[dict]:
     """poses.csv as a list of dicts: name and verdict as text, the rest as numbers."""
     file = Path(file)
     if not file.is_file():
-        raise XvrInputError(f"{file.parent}: no poses.csv; give a folder written by `xvr track`")
+        raise XvrInputError(f"{file.parent}: no {file.name}; give a folder written by `xvr track`")
     try:
         with file.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            if not reader.fieldnames or not set(POSE_COLUMNS) <= set(reader.fieldnames):
+            if not reader.fieldnames or not set(columns) <= set(reader.fieldnames):
                 raise XvrInputError(f"{file}: not a poses table (its header is not "
-                                    f"{','.join(POSE_COLUMNS)})")
+                                    f"{','.join(columns)})")
             return [{k: (v if k in ("name", "verdict") else float(v)) for k, v in row.items()}
                     for row in reader]
     except XvrInputError:

@@ -42,6 +42,8 @@ class Uncertainty:
     similarity: float
     pixels: int
     kappa: float = KAPPA
+    covariance: tuple | None = None  # 6x6 of (rad, mm): `convention` Euler angles, translation
+    convention: str = "ZXY"
 
     @property
     def degenerate(self) -> bool:
@@ -61,6 +63,11 @@ class Uncertainty:
             "similarity": number(self.similarity),
             "pixels": int(self.pixels),
             "kappa": self.kappa,
+            "covariance": None if self.covariance is None else
+            [[float(v) for v in row] for row in self.covariance],
+            "convention": self.convention,
+            "covariance_parameters": f"{self.convention} Euler angles (rad) and translation (mm) "
+            "of diffdrr.pose.convert at the final pose",
         }
 
 
@@ -98,14 +105,7 @@ def pose_uncertainty(hessian, similarity: float, pixels: int, pose: RigidTransfo
     cov = 0.5 * (cov + cov.T)
     sd = cov.diagonal().clamp_min(0).sqrt()
     base = RigidTransform(pose.matrix.detach().cpu().double())
-    rot, xyz = base.convert("euler_angles", convention)
-    centre = torch.cat([rot[0], xyz[0]])
-    chol = torch.linalg.cholesky(cov + 1e-18 * torch.eye(6, dtype=torch.float64))
-    draws = torch.randn(n_samples, 6, dtype=torch.float64,
-                        generator=torch.Generator().manual_seed(seed))
-    samples = centre + draws @ chol.T
-    poses = convert(samples[:, :3], samples[:, 3:], parameterization="euler_angles",
-                    convention=convention)
+    poses = sample_poses(base, cov, convention, n_samples, seed)
     errors = batched_mtre(base, poses, points)
     # the volume centre in the camera frame (as evaluate.project sees it): z is along the ray
     reorient = RigidTransform(reorient_matrix(orientation).to(torch.float64))
@@ -119,7 +119,32 @@ def pose_uncertainty(hessian, similarity: float, pixels: int, pose: RigidTransfo
         rotation_sd_deg=tuple(float(v) for v in torch.rad2deg(sd[:3])),
         translation_sd_mm=tuple(float(v) for v in sd[3:]),
         condition=condition, similarity=float(similarity), pixels=int(pixels), kappa=kappa,
+        covariance=tuple(tuple(float(v) for v in row) for row in cov.tolist()),
+        convention=convention,
     )
+
+
+def sample_poses(base: RigidTransform, covariance, convention: str = "ZXY",
+                 n_samples: int = 256, seed: int = 0) -> RigidTransform:
+    """`n_samples` poses drawn around `base` from a 6x6 `covariance` of its (rad, mm)
+    ``convert(rot, xyz, 'euler_angles', convention)`` parameters (a fixed seed: repeatable)."""
+    rot, xyz = base.convert("euler_angles", convention)
+    centre = torch.cat([rot[0], xyz[0]])
+    cov = torch.as_tensor(covariance, dtype=torch.float64)
+    chol = torch.linalg.cholesky(cov + 1e-18 * torch.eye(6, dtype=torch.float64))
+    draws = torch.randn(n_samples, 6, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(seed))
+    samples = centre + draws @ chol.T
+    return convert(samples[:, :3], samples[:, 3:], parameterization="euler_angles",
+                   convention=convention)
+
+
+def predicted_mtre(pose, covariance, points, convention: str = "ZXY",
+                   n_samples: int = 256, seed: int = 0) -> float:
+    """The expected mTRE (xvr's) over `points` of a pose (4x4) known to `covariance`."""
+    base = RigidTransform(torch.as_tensor(np.asarray(pose), dtype=torch.float64)[None])
+    return float(np.mean(batched_mtre(base, sample_poses(base, covariance, convention,
+                                                         n_samples, seed), points)))
 
 
 def batched_mtre(base: RigidTransform, poses: RigidTransform, points) -> np.ndarray:
