@@ -55,6 +55,27 @@ def test_a_good_result_is_ok_and_its_predicted_error_is_the_true_ones_order(case
     assert fit["ratio"] > 0.8, fit  # a clean X-ray at the right pose: near its own ceiling
 
 
+def test_a_last_scale_that_ran_out_of_iterations_is_suspect(case):
+    """LM's last scale capped at 2 iterations from 6 mm off: the pose was still moving, and the
+    verdict says so (whatever the uncertainty); the default cap converges before it."""
+    xray, drr, spec, true = case
+    rot, xyz = pose_to_zxy(true)
+    start = pose_from_zxy(rot + np.array([2.0, -1.0, 1.0]), xyz + np.array([4.0, 6.0, -3.0]))
+    results = {}
+    for cap in ("2", "10"):
+        options = RegistrationOptions(scales="1", n_itrs=cap)
+        events = register_xray(xray, drr, start, spec, {"type": "pose"}, options, Preprocessing(),
+                               mirror_check=False)
+        results[cap] = next(e.result for e in events if isinstance(e, Done))
+    capped, free = results["2"].checks["convergence"], results["10"].checks["convergence"]
+    assert capped == {"converged": False, "iterations": 2, "cap": 2, "scale": 1.0}, capped
+    assert free["converged"] and free["iterations"] < 10, free
+    assert results["2"].verdict["status"] != OK
+    assert any("used all 2 iterations of its last scale" in r
+               for r in results["2"].verdict["reasons"]), results["2"].verdict
+    assert not any("iterations of its last scale" in r for r in results["10"].verdict["reasons"])
+
+
 def test_a_wrong_result_is_never_ok(case):
     """Beyond the capture range plain LM ends in a wrong optimum: it must not read as ok."""
     result, true_error = _run(case, (35.0, -20.0, 25.0), (90.0, -60.0, 80.0))

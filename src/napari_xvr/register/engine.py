@@ -330,6 +330,10 @@ def register(
             ceiling = float(np.dot(weights, [similarity_ceiling(v.similarity, v.fixed, v.prep)
                                              for v in lm_views]))
             result.checks["fit"] = Fit(float(run.best_similarity), ceiling).to_json()
+            if run.converged is not None and stages[-1][0] == scale:
+                result.checks["convergence"] = {"converged": bool(run.converged),
+                                                "iterations": int(run.stage_itrs),
+                                                "cap": int(n_itrs), "scale": scale}
             if len(views) > 1:
                 result.checks["joint_weights"] = [float(w) for w in weights]
     finally:
@@ -465,6 +469,8 @@ def _lm_starts(run: _Run, starts: list[RigidTransform], drr, lm_views, stage_idx
             if track:
                 run.best_similarity, run.best_pose, run.hessian = ends[index]
                 run.evaluation = ev
+        if track:
+            run.converged, run.stage_itrs = lm_step.converged, lm_step.itr + 1
         if len(starts) > 1:  # one start: a later stage keeps the index of the chosen start
             run.start_index = index
         yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
@@ -512,6 +518,8 @@ class _Run:
     evaluation: object = None  # LM's evaluation at best_pose (a fresh Hessian there is reused)
     total_itr: int = 0
     start_index: int = 0  # which start of a multi-start first scale is running (or was chosen)
+    converged: bool | None = None  # LM: the last scale's run ended by its convergence test
+    stage_itrs: int = 0  # LM: the last scale's iterations (its first evaluation counts one)
 
     def step(self, stage, itr, pose, sim, elapsed, lrs, movings, lm_views, show,
              damping=None) -> Step:

@@ -110,6 +110,7 @@ class LMStep:
     accepted: bool
     damping: float
     seconds: float
+    converged: bool = False  # the run ends here by its own test (not by its iteration cap)
 
 
 class PoseLM:
@@ -317,7 +318,7 @@ class PoseLM:
                 growth *= 2
                 rejected += 1
                 converged = rejected >= 2
-            yield LMStep(itr, trial, gain > 0, damping, time.perf_counter() - t0)
+            yield LMStep(itr, trial, gain > 0, damping, time.perf_counter() - t0, converged)
             if converged:
                 return
 

@@ -1,7 +1,8 @@
 """The verdict on one registration: ``ok``, ``suspect`` or ``failed``, with the reasons.
 
 It reads what the run recorded (``result.checks``: the uncertainty, the fit against the X-ray's
-own noise (:mod:`.fit`), the mirror check; the multi-start's end similarities) and applies
+own noise (:mod:`.fit`), the mirror check, whether LM's last scale converged before its
+iteration cap; the multi-start's end similarities) and applies
 thresholds calibrated on generated cases (``python -m benchmarks.trust``). A verdict is never
 ``ok`` without an uncertainty.
 """
@@ -61,6 +62,13 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
             failed.append(f"predicted mTRE {predicted:.1f} mm (> {FAILED_FACTOR * trust_mm:g} mm)")
         elif predicted > trust_mm:
             suspect.append(f"predicted mTRE {predicted:.2f} mm (> {trust_mm:g} mm)")
+    convergence = result.checks.get("convergence")
+    if convergence and not convergence["converged"] and not result.stopped \
+            and "tracking" not in result.checks:  # (a tracked frame's own check says it)
+        suspect.append(
+            f"used all {convergence['cap']} iterations of its last scale without converging: the "
+            "pose was still moving (raise the last --n_itrs, or start closer: --multistart, a "
+            "model)")
     fit = result.checks.get("fit")
     if fit and math.isfinite(fit.get("ratio", math.nan)) and fit["ratio"] < FIT_RATIO:
         suspect.append(
