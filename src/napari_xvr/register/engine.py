@@ -469,7 +469,7 @@ def _lm_starts(run: _Run, starts: list[RigidTransform], drr, lm_views, stage_idx
             if track:
                 run.best_similarity, run.best_pose, run.hessian = ends[index]
                 run.evaluation = ev
-        if track:
+        if track:  # how the (one) run ended so far: its last step says
             run.converged, run.stage_itrs = lm_step.converged, lm_step.itr + 1
         if len(starts) > 1:  # one start: a later stage keeps the index of the chosen start
             run.start_index = index
