@@ -207,11 +207,13 @@ class TrackWidget(Stoppable, Container):
             self.last_done = event
             more = "" if event.next_frame is None else f"; Run resumes at frame {event.next_frame}"
             how = "stopped" if event.stopped else "done"
-            smoothed = "" if event.smoothed is None else f"; smoothed: {event.smoothed.summary()}"
-            self.status.value = (f"{how}: {len(event.results)} frame(s) in {event.seconds:.1f} s"
-                                 f"{more}{smoothed}")
-            self._record_smoothed(event.smoothed)
-            info(f"Track: {self.status.value}")
+            line = f"{how}: {len(event.results)} frame(s), {event.seconds:.1f} s"
+            smoothed = event.smoothed
+            self.status.value = line + ("" if smoothed is None else
+                                        f"; smoothed: {smoothed.summary(short=True)}") + more
+            self._record_smoothed(smoothed)
+            info(f"Track: {line}{more}" + ("" if smoothed is None else
+                                           f"; smoothed poses: {smoothed.summary()}"))
         elif isinstance(event, Failed):
             report_error(XvrInputError(event.message), "Track")
             self.status.value = f"failed: {event.message}"

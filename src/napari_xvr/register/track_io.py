@@ -41,10 +41,9 @@ from .trust import SEVERITY, TRUST_MM
 
 TRACK_VERSION = 1
 MATRIX_COLUMNS = tuple(f"m{i}{j}" for i in range(3) for j in range(4))
-POSE_COLUMNS = ("frame", "name", "r1", "r2", "r3", "tx", "ty", "tz", *MATRIX_COLUMNS,
-                "similarity", "verdict", "predicted_mtre_mm", "iterations", "seconds")
-SMOOTHED_COLUMNS = ("frame", "name", "r1", "r2", "r3", "tx", "ty", "tz", *MATRIX_COLUMNS,
-                    "predicted_mtre_mm", "shift_mm", "measured")
+_FRAME_POSE = ("frame", "name", "r1", "r2", "r3", "tx", "ty", "tz", *MATRIX_COLUMNS)
+POSE_COLUMNS = (*_FRAME_POSE, "similarity", "verdict", "predicted_mtre_mm", "iterations", "seconds")
+SMOOTHED_COLUMNS = (*_FRAME_POSE, "predicted_mtre_mm", "shift_mm", "measured")
 SMOOTHED_FILE = "poses_smoothed.csv"
 TRACK_FILES = ("track.json", "poses.csv", "frames")
 
