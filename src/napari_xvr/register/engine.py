@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from diffdrr.pose import RigidTransform, convert
+from torch.nn.functional import interpolate
 
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_to_dict, pose_to_zxy
@@ -24,6 +25,7 @@ from ..io.xray import XRay, crop_intrinsics
 from ..render import set_intrinsics
 from .events import Done, Stage, Step
 from .fit import Fit, similarity_ceiling
+from .fov import explained_pixels, volume_cut_faces
 from .lm import LMView, PoseLM
 from .masking import masked_fraction, stage_mask, valid_mask
 from .multistart import start_poses
@@ -124,26 +126,40 @@ def _pose(rot, xyz, options: RegistrationOptions) -> RigidTransform:
     return convert(rot, xyz, parameterization=options.parameterization)
 
 
-def _preparer(size: tuple[int, int], equalize: bool):
-    """The transform applied to the X-ray and every DRR at one stage."""
-    if equalize:
-        return lambda x: standardize(soft_equalize(x), size)
-    return lambda x: standardize(x, size)
+def _preparer(size: tuple[int, int], equalize: bool, valid: torch.Tensor | None = None):
+    """The transform applied to the X-ray and every DRR at one stage. With `equalize`, images
+    are brought to the stage's `size` first, then equalized ranking only the stage's `valid`
+    pixels (what the similarity compares), so that a collimator's border or text left out of
+    the comparison does not squeeze the anatomy's range."""
+    if not equalize:
+        return lambda x: standardize(x, size)
+    mask = None if valid is None else valid[0, 0] > 0.5
+
+    def prepare(x):
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return standardize(soft_equalize(x, valid=mask))
+
+    return prepare
 
 
 def _leave_out(similarity: Similarity, valid: np.ndarray | None, intr: Intrinsics, scale: float,
-               device) -> int:
-    """Set the stage's mask on `similarity`; returns the stage's pixels that count."""
-    if valid is None:
+               device, explained: torch.Tensor | None = None) -> int:
+    """Set the stage's mask on `similarity` (the X-ray's valid pixels, and those the CT can
+    explain); returns the stage's pixels that count."""
+    if valid is None and explained is None:
         similarity.leave_out(None)
         return intr.height * intr.width
-    stage_valid = stage_mask(valid, (intr.height, intr.width)).to(device)
+    stage_valid = explained if valid is None else stage_mask(valid, (intr.height, intr.width)).to(device)
+    if explained is not None:
+        stage_valid = stage_valid & explained.to(device)
     similarity.leave_out(stage_valid)
     if not similarity.weight("windows").any():
         raise XvrInputError(
             f"--xray_mask auto: at scale {scale:g} ({intr.height} x {intr.width} px) every "
             f"{similarity.patch_size} x {similarity.patch_size} window touches a left-out pixel "
-            f"({100 * masked_fraction(valid):.0f} % of the X-ray is left out): give smaller "
+            f"({100 * (1 - float(stage_valid.float().mean())):.0f} % of the X-ray is left out: "
+            "collimated, annotated or beyond the CT's ends): give smaller "
             "scales (e.g. --scales 4,2,1) or pass --xray_mask off")
     return int(stage_valid.sum())
 
@@ -204,14 +220,21 @@ def _views(xrays: list[XRay], relatives, options, preprocessing, device, init_on
     return views
 
 
-def _stage_views(views: list[_View], drr, scale: float, options, device) -> tuple[list, int]:
-    """Every view's :class:`LMView` at one scale, and the pixels that enter the similarity.
+def _stage_views(views: list[_View], drr, scale: float, options, device, pose: RigidTransform,
+                 faces: list) -> tuple[list, int]:
+    """Every view's :class:`LMView` at one scale, and the pixels that enter the similarity: with
+    the CT's cut `faces`, only those whose rays at `pose` stay clear of them (:mod:`.fov`).
     One view renders with the detector set on `drr` here; several set their own per render."""
     stage, pixels = [], 0
     for view in views:
         intr = stage_intrinsics(view.full, scale, options.crop)
-        prep = _preparer((intr.height, intr.width), options.equalize)
-        pixels += _leave_out(view.similarity, view.valid, intr, scale, device)
+        explained = None
+        if faces:
+            set_intrinsics(drr, intr)
+            explained = explained_pixels(drr, view.pose(pose), faces)
+        pixels += _leave_out(view.similarity, view.valid, intr, scale, device, explained)
+        prep = _preparer((intr.height, intr.width), options.equalize,
+                         view.similarity.weight("pixels"))
         stage.append(LMView(prep(view.img), prep, view.similarity,
                             intr if len(views) > 1 else None, view.relative))
     set_intrinsics(drr, stage_intrinsics(views[0].full, scale, options.crop))
@@ -299,12 +322,14 @@ def register(
 
     run = _Run(options, first.similarity, stop, result, init_pose, hessian=hessian,
                trust_hessian=trust_hessian)
+    faces = volume_cut_faces(drr.subject) if options.xray_mask == "auto" else []
     lm_views = at_optimum = None  # at_optimum: the views' similarities at the final pose
     slab_before = _set_slab(drr, options.slab_mm)
     try:
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
             _set_slab(drr, options.slab_mm if scale > 1 else 0.0)  # full resolution: every slice
-            lm_views, pixels = _stage_views(views, drr, scale, options, device)
+            lm_views, pixels = _stage_views(views, drr, scale, options, device,
+                                            run.best_pose or init_pose, faces)
             if len(views) > 1 and run.best_pose is not None:
                 _weigh(drr, lm_views, run.best_pose)
             intr = stage_intrinsics(first.full, scale, options.crop)

@@ -4,15 +4,19 @@ The rule (:func:`valid_mask`), on an X-ray in the reader's convention (bone brig
 attenuation, i.e. no dose, is the bright end):
 
 1. *Saturated plateaus*: pixels within ``tol`` (a fraction of the image's range) of the image's
-   max or min value, in 8-connected groups of at least ``min_area`` pixels.  Burned-in text, an
-   L/R marker, a collimator's shadow and a clipped detector all sit exactly at an extreme; a
-   real anatomy pixel reaches it alone or not at all.
+   max value, in 8-connected groups of at least ``min_area`` pixels, and small groups (under
+   ``small`` of the image) at its min.  Burned-in text, an L/R marker, a collimator's painted
+   shadow and clipped metal sit exactly at an extreme; a real anatomy pixel reaches it alone or
+   not at all. A large plateau at the min is the direct beam around the patient, which the DRR
+   shows too (air): it stays, or the body's outline would be lost with it.
 2. *Flat borders*: pixels near the full-attenuation end (within ``near`` of the range) whose
    ``window`` x ``window`` neighbourhood is flat (standard deviation under ``flat`` of the range),
    in groups that touch the image border, grown by half a window within that end: a
    collimator's shadow with some scatter noise.  Only the full-attenuation end: at the other
    end such regions are air around the patient, which the DRR shows too.
-3. Both grown by ``margin`` pixels, for the soft edge of a blade and the edges of glyphs.
+3. *Collimator shadows* found geometrically (:mod:`.collimation`): straight blade edges or a
+   circular iris with a brighter or painted border beyond them, noisy or not.
+4. All grown by ``margin`` pixels, for the soft edge of a blade and the edges of glyphs.
 
 Everything else is valid.  With ``--xray_mask auto`` the engine takes the mask to each stage's
 size (:func:`stage_mask`) and the similarity compares only the pixels and windows it keeps
@@ -43,7 +47,8 @@ def _groups(candidates: np.ndarray, min_area: int = 1, border: bool = False) -> 
 
 def valid_mask(image, tol: float = 1e-4, min_area: int = 4, near: float = 0.02,
                flat: float = 1e-3, window: int = 5, margin: int = 1,
-               bone_bright: bool = True) -> np.ndarray:
+               bone_bright: bool = True, small: float = 0.005,
+               collimation: bool = True) -> np.ndarray:
     """Boolean (H, W): True where a pixel may enter the similarity (see the module's rule)."""
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
@@ -56,7 +61,10 @@ def valid_mask(image, tol: float = 1e-4, min_area: int = 4, near: float = 0.02,
     if span <= 0:
         return np.zeros(img.shape, bool)  # a constant image has nothing to compare
     img = np.where(finite, img, lo)
-    left_out = _groups(img >= hi - tol * span, min_area) | _groups(img <= lo + tol * span, min_area)
+    dense = img >= hi - tol * span if bone_bright else img <= lo + tol * span
+    thin = img <= lo + tol * span if bone_bright else img >= hi - tol * span
+    big = max(min_area + 1, int(small * img.size))
+    left_out = _groups(dense, min_area) | (_groups(thin, min_area) & ~_groups(thin, big))
     mean = ndimage.uniform_filter(img, window, mode="nearest")
     var = ndimage.uniform_filter(img * img, window, mode="nearest") - mean * mean
     is_flat = var <= (flat * span) ** 2
@@ -65,6 +73,12 @@ def valid_mask(image, tol: float = 1e-4, min_area: int = 4, near: float = 0.02,
     if window > 1 and shadow.any():  # the flat test is blind within half a window of its edge
         shadow = ndimage.binary_dilation(shadow, EIGHT, iterations=window // 2) & full_end
     left_out |= shadow
+    if collimation:
+        from .collimation import open_field
+
+        field = open_field(img if bone_bright else -img)
+        if field is not None:
+            left_out |= ~field
     if margin > 0 and left_out.any():
         left_out = ndimage.binary_dilation(left_out, EIGHT, iterations=margin)
     return ~left_out & finite

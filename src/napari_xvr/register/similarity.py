@@ -129,16 +129,20 @@ def standardize(img: torch.Tensor, size: tuple[int, int] | None = None) -> torch
 
 
 def soft_equalize(img: torch.Tensor, n_bins: int = 64, temperature: float = 0.02,
-                  knots: int = 4097) -> torch.Tensor:
+                  knots: int = 4097, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Differentiable histogram equalization: each pixel -> its smoothed rank (CDF) in [0, 1].
 
     The smoothed CDF (a mean of sigmoids at the image's quantiles) is tabulated at `knots`
     points of [0, 1] and interpolated linearly (error < 1e-5), so the cost per pixel does not
-    grow with `n_bins`.
+    grow with `n_bins`. With `valid` (bool, the image's H x W), the ranks are among the valid
+    pixels only: what the similarity leaves out (a collimator's border, text) does not squeeze
+    the anatomy's range.
     """
     x = unit(img.flatten(1), 1, detach=True)
     levels = torch.linspace(0, 1, n_bins, device=img.device, dtype=img.dtype)
-    qs = torch.quantile(x.detach(), levels, dim=1).T  # (B, n_bins)
+    counted = x.detach() if valid is None or not valid.any() else \
+        x.detach()[:, valid.reshape(-1).to(x.device)]
+    qs = torch.quantile(counted, levels, dim=1).T  # (B, n_bins)
     grid = torch.linspace(0, 1, knots, device=img.device, dtype=img.dtype)
     table = torch.sigmoid((grid.view(1, -1, 1) - qs.unsqueeze(1)) / temperature).mean(dim=-1)
     position = x.clamp(0, 1) * (knots - 1)

@@ -7,7 +7,7 @@ The chain, each step one realism factor (:data:`FACTORS`) that can be switched o
 2. ``collimator``: lead shutters (a rectangle, turned up to 15 deg, or a circle) leave 0.3 % of
    the beam outside the open field, with a soft edge (scatter from the field still reaches there).
 3. ``scatter``: a broad Gaussian kernel of the primary times its attenuation, scaled to a
-   scatter-to-primary ratio inside the patient.
+   median scatter-to-primary ratio over the patient.
 4. ``gain``: the anode heel effect and the flat-field's residual gain pattern and column stripes.
 5. ``blur``: focal spot and scintillator spread (Gaussian, mm), before pixel integration.
 6. ``noise``: Poisson quanta at the given dose per mm^2, plus electronic noise.
@@ -152,14 +152,17 @@ def _gain(shape, rng: np.random.Generator, percent: float, stripes: float) -> np
 
 def scatter(primary: np.ndarray, field: np.ndarray, spr: float, sigma_px: float,
             body: np.ndarray) -> np.ndarray:
-    """Scatter from a kernel of the primary times its attenuation (-log), inside the open
-    `field`, scaled so that scatter / primary averages `spr` over the `body` pixels."""
+    """Scatter from a kernel of the primary times its attenuation (-log), made inside the open
+    `field`, scaled so that the median scatter-to-primary ratio over the `body` pixels in the
+    field is `spr` (as an anti-scatter grid keeps it: 0.2-1 by anatomy)."""
     source = primary * -np.log(np.clip(primary, 1e-6, 1)) * field
     spread = ndimage.gaussian_filter(source, sigma=sigma_px, mode="constant")
     inside = field > 0.5
     where = body & inside if (body & inside).any() else inside
-    ratio = spread[where].mean() / max(primary[where].mean(), 1e-12) if where.any() else 0
-    return spread * (spr / ratio if ratio > 0 else 0)
+    if not where.any():
+        return np.zeros_like(primary)
+    ratio = float(np.median(spread[where] / np.maximum(primary[where], 1e-12)))
+    return spread * (spr / ratio if ratio > 0 else 0.0)
 
 
 def bin_pixels(image: np.ndarray, factor: int) -> np.ndarray:
