@@ -16,12 +16,13 @@ from napari_xvr.io.volume import read_volume
 from napari_xvr.synthetic import example_ct, example_mask, example_volume
 
 from .measure import environment
+from .realistic import ANATOMIES, bench_realistic
 from .registration import CASE_INTRINSICS, bench_registration, make_benchmark_cases, methods
 from .renderer import bench_renderer
 from .report import summary, tables
 from .training import bench_training
 
-SECTIONS = ("renderer", "registration", "training")
+SECTIONS = ("renderer", "registration", "realistic", "training")
 
 
 def parse(argv) -> argparse.Namespace:
@@ -32,6 +33,8 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset")
     parser.add_argument("--cases", type=int, default=3, help="synthetic X-rays for registration")
+    parser.add_argument("--realistic_cases", type=int, default=8,
+                        help="realistic X-rays per anatomy (benchmarks.realistic; --quick: 1 chest)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "napari_xvr_bench",
                         help="folder for the downsampled CT and synthetic X-rays")
     return parser.parse_args(argv)
@@ -74,6 +77,12 @@ def main(argv=None) -> int:
             truth = make_benchmark_cases(folder, args.cases, ct2, mask2)
         subject = read_volume(ct2, mask2)
         out["registration"] = bench_registration(subject, folder, truth, methods(args.quick), device)
+
+    if "realistic" in sections:
+        anatomies = ["chest"] if args.quick else list(ANATOMIES)
+        n = 1 if args.quick else args.realistic_cases
+        out["realistic"] = bench_realistic(args.cache / "realistic", anatomies, n, 0, device,
+                                           verbose=True)
 
     if "training" in sections:
         subject = read_volume(ct2, mask2)

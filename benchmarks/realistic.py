@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,6 @@ import torch
 
 from napari_xvr.evaluate import evaluate_poses
 from napari_xvr.geometry import Intrinsics, pose_from_dict
-from napari_xvr.io.volume import read_volume
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing
 from napari_xvr.register.initializers import DicomInitializer
@@ -77,13 +77,16 @@ def ensure_cases(cache: Path, anatomy: str, n: int, seed: int, realism: Realism)
 
 
 def register_set(truth_path: Path, options: RegistrationOptions, preprocessing: Preprocessing,
-                 device, names=None, verbose: bool = True, **register_kw) -> list[Row]:
+                 device, names=None, verbose: bool = True, density: str | None = None,
+                 **register_kw) -> list[Row]:
     """Register every case of a truth.json from its header; one Row per case."""
     truth = json.loads(Path(truth_path).read_text())
     folder = Path(truth_path).parent
     spec = VolumeSpec(Path(truth["volume"]), None if truth["mask"] is None else Path(truth["mask"]),
                       device=str(device))
-    subject = read_volume(spec.volume, spec.mask, orientation=spec.orientation)
+    if density:
+        spec.density = density
+    subject = spec.read()
     initializer = DicomInitializer()
     fiducials = np.asarray(truth["fiducials_mm"])
     drr, rows = None, []
@@ -141,16 +144,82 @@ def summarize(rows: list[Row], label: str) -> dict:
     }
 
 
-def print_table(summaries: list[dict]) -> None:
-    head = ("set", "n", "<1 mm", "median", "max", "ok/susp/fail", ">2 mm failed",
+def table_lines(summaries: list[dict]) -> list[str]:
+    """A Markdown table of :func:`summarize` rows."""
+    head = ("set", "n", "<1 mm", "median mm", "max mm", "ok/susp/fail", ">2 mm failed",
             "<1 mm failed", "wrong ok", "s/X-ray")
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
-        print(f"| {s['label']} | {s['n']} | {s['under_1mm']} | {s['median_mm']:.2f} | "
-              f"{s['max_mm']:.2f} | {s['ok']}/{s['suspect']}/{s['failed']} | "
-              f"{s['over_2mm_failed']}/{s['over_2mm']} | {s['under_1mm_failed']} | "
-              f"{s['wrong_but_ok']} | {s['seconds_mean']:.1f} |")
+        lines.append(f"| {s['label']} | {s['n']} | {s['under_1mm']} | {s['median_mm']:.2f} | "
+                     f"{s['max_mm']:.2f} | {s['ok']}/{s['suspect']}/{s['failed']} | "
+                     f"{s['over_2mm_failed']}/{s['over_2mm']} | {s['under_1mm_failed']} | "
+                     f"{s['wrong_but_ok']} | {s['seconds_mean']:.1f} |")
+    return lines
+
+
+def print_table(summaries: list[dict]) -> None:
+    print("\n".join(table_lines(summaries)))
+
+
+def plot_verdicts(rows: list[Row], truths: dict, path: Path) -> Path:
+    """The verdict's calibration: each result's true mTRE against how far its finest scale moved
+    (in the previous scale's pixels) and its fit, marked by verdict, with the thresholds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from napari_xvr.register.trust import DRIFT_PX, EXPLAINED, UNSETTLED_PX
+
+    colours = {"ok": "#2a9d4b", "suspect": "#e0a000", "failed": "#d62728"}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for row in rows:
+        motion = row.checks.get("motion_mm") or {}
+        fit = (row.checks.get("fit") or {}).get("ratio", math.nan)
+        if len(motion) < 2:
+            continue
+        scales = sorted(motion, key=float)
+        pixel = float(scales[1]) * truths[row.case]["intrinsics"]["delx"]
+        moved = motion[scales[0]] / pixel
+        marker = "o" if (row.checks.get("convergence") or {}).get("converged", True) else "x"
+        for ax, y in zip(axes, (moved, fit), strict=True):
+            ax.scatter(row.mtre, y, c=colours[row.verdict], marker=marker, s=36)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("true mTRE (mm)")
+        for x in (1.0, 2.0):
+            ax.axvline(x, color="0.6", lw=0.8, ls=":")
+    axes[0].axhline(DRIFT_PX, color="#d62728", lw=0.8)
+    axes[0].axhline(UNSETTLED_PX, color="#d62728", lw=0.8, ls="--")
+    axes[0].set_ylabel("finest scale's move (previous scale's pixels)")
+    axes[0].set_title("failed: above the solid line, or the dashed one for x (out of iterations)",
+                      fontsize=9)
+    axes[1].axhline(EXPLAINED, color="#2a9d4b", lw=0.8)
+    axes[1].set_ylabel("fit: similarity / the X-ray's own ceiling")
+    axes[1].set_title("fit: at or above the line a move is a correction", fontsize=9)
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=k) for k, c in colours.items()]
+    axes[1].legend(handles=handles, loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def bench_realistic(cache: Path, anatomies, n: int, seed: int, device,
+                    verbose: bool = False) -> dict:
+    """Every anatomy's cases (made once, cached) registered with the defaults: the rows and a
+    summary per anatomy and for all (``python -m benchmarks``' realistic section)."""
+    rows: list[Row] = []
+    summaries = []
+    for anatomy in anatomies:
+        truth = ensure_cases(cache, anatomy, n, seed, Realism.every())
+        found = register_set(truth, RegistrationOptions(), Preprocessing(), device,
+                             verbose=verbose)
+        rows += found
+        summaries.append(summarize(found, anatomy))
+    summaries.append(summarize(rows, "all anatomies"))
+    return {"rows": [r.__dict__ for r in rows], "summaries": summaries}
 
 
 def parse(argv):
@@ -164,8 +233,13 @@ def parse(argv):
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--density", default=None, help="the volume's density (register's --density)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default=None, help="comma-separated case names")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="write the tables into this document's realistic block (README.md)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="a PNG of the verdict's calibration (every factor on)")
     parser.add_argument("--option", action="append", default=[],
                         help="a registration option as name=value (e.g. xray_mask=auto)")
     return parser.parse_args(argv)
@@ -198,7 +272,8 @@ def main(argv=None) -> int:
         for anatomy in anatomies:
             truth = ensure_cases(args.cache, anatomy, args.cases, args.seed, realism)
             print(f"{anatomy} ({realism.name}):", flush=True)
-            rows = register_set(truth, options, Preprocessing(), args.device, names)
+            rows = register_set(truth, options, Preprocessing(), args.device, names,
+                                density=args.density)
             out["rows"] += [r.__dict__ for r in rows]
             out["summaries"].append(summarize(rows, f"{anatomy}, {realism.name}"))
     all_rows = [Row(**r) for r in out["rows"] if r["realism"] == "all"]
@@ -211,6 +286,22 @@ def main(argv=None) -> int:
     print()
     print_table(out["by_view"])
     print(f"{time.perf_counter() - t0:.0f} s in all")
+    if args.readme:
+        from .report import replace_block
+
+        env = out["environment"]
+        replace_block(args.readme, "realistic", "\n".join([
+            f"`python -m benchmarks.realistic {' '.join(sys.argv[1:])}` on "
+            f"{env['device_name']} ({env['torch_threads']} torch threads), "
+            f"{time.perf_counter() - t0:.0f} s:", "",
+            *table_lines(out["summaries"] + [out["total"]]), "", "By view:", "",
+            *table_lines(out["by_view"])]))
+    if args.plot:
+        truths = {}
+        for anatomy in {r.anatomy for r in all_rows}:
+            path = case_folder(args.cache, anatomy, args.cases, args.seed, Realism.every())
+            truths.update(json.loads((path / "truth.json").read_text())["cases"])
+        print(f"wrote {plot_verdicts(all_rows, truths, args.plot)}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=float) + "\n")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
@@ -56,6 +58,12 @@ def tables(out: dict) -> str:
     lines = [f"Machine: {env['device_name']} ({env['device']}), {env['cpu_count']} CPUs, "
              f"{env['torch_threads']} torch threads, torch {env['torch']}, diffdrr {env['diffdrr']}, "
              f"load average at start {env.get('loadavg')}", ""]
+    realistic = out.get("realistic")
+    if realistic:
+        from .realistic import table_lines
+
+        lines += ["Realistic X-rays (napari_xvr.simulate; every realism factor; from the header; "
+                  "our defaults)", "", *table_lines(realistic["summaries"]), ""]
     rows = out.get("renderer", [])
     if rows:
         lines += ["Renderer (one pose; best of repeats; ratio = ours / DiffDRR trilinear)", "",
@@ -101,3 +109,16 @@ def tables(out: dict) -> str:
         lines.append("")
     lines.append("Summary: " + ", ".join(f"{k}: {v}" for k, v in out.get("summary", {}).items()))
     return "\n".join(lines)
+
+
+def replace_block(path: Path, name: str, text: str) -> None:
+    """Put `text` between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in the document at
+    `path` (the docs' numbers are generated, never typed)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    doc = Path(path).read_text(encoding="utf-8")
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path}: no {begin} ... {end} block to fill")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    Path(path).write_text(f"{head}{begin}\n{text.rstrip()}\n{end}{tail}", encoding="utf-8")
+

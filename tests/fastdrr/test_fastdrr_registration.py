@@ -13,16 +13,17 @@ from napari_xvr.register.engine import register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer
 from napari_xvr.register.options import RegistrationOptions
 from napari_xvr.render import make_drr
+from napari_xvr.synthetic import DENSITY
 
 
 @pytest.mark.slow
 def test_fast_renderer_registers_a_synthetic_case_below_1mm(synthetic_cases, registration_volume):
     folder, truth = synthetic_cases
-    subject = read_volume(*registration_volume)
+    subject = read_volume(*registration_volume, density=DENSITY)  # as DiffDRR made the X-ray
     xray = read_xray(folder / "xray_000.dcm")
     drr = make_drr(subject, xray.intrinsics, renderer="fast")
-    result = run_to_end(register(xray, drr, DicomInitializer()(xray),
-                                 RegistrationOptions(scales="4,2", n_itrs="300,150")))
+    options = RegistrationOptions(scales="4,2", n_itrs="300,150", xray_mask="off")  # CT alone
+    result = run_to_end(register(xray, drr, DicomInitializer()(xray), options))
     fiducials = torch.tensor(truth["fiducials_mm"], dtype=torch.float32)
     true = pose_from_dict(truth["cases"]["xray_000"]["true_pose"])
 

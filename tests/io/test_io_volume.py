@@ -32,18 +32,40 @@ def _same_subject(ours, theirs) -> None:
 @pytest.mark.parametrize("orientation", ["AP", "PA", None])
 def test_nifti_matches_diffdrr(small_ct, orientation):
     ct, mask = small_ct
-    ours = read_volume(ct, mask, orientation=orientation)
+    ours = read_volume(ct, mask, orientation=orientation, density="diffdrr")
     theirs = diffdrr_read(str(ct), str(mask), orientation=orientation)
     _same_subject(ours, theirs)
     # centre of the volume at the world origin, as center_volume=True sets it up
     np.testing.assert_allclose(ours.density.get_center(), 0.0, atol=1e-6)
 
 
+def test_the_linear_density_is_attenuation_relative_to_air(small_ct):
+    """The default density: HU + 1000 (air 0, water half of 2000 HU bone), the geometry and the
+    CT numbers DiffDRR's; an MR-like volume without air is taken from its own minimum."""
+    ct, mask = small_ct
+    ours, theirs = read_volume(ct, mask), diffdrr_read(str(ct), str(mask))
+    assert torch.equal(ours.volume.data, theirs.volume.data)
+    np.testing.assert_array_equal(ours.density.affine, theirs.density.affine)
+    hu = ours.volume.data.double()
+    expected = (hu.clamp_min(-1000.0) + 1000.0)
+    expected = expected / expected.max()
+    torch.testing.assert_close(ours.density.data.double(), expected, atol=1e-6, rtol=0)
+    # lung (-850 HU) keeps 15 % of water's weight: DiffDRR's puts it near zero
+    lung = (hu > -900) & (hu < -800)
+    water = (hu > -50) & (hu < 50)
+    ratio = float(ours.density.data[lung].mean() / ours.density.data[water].mean())
+    assert 0.1 < ratio < 0.2, ratio
+    assert float(theirs.density.data[lung].mean() / theirs.density.data[water].mean()) < 0.1
+    with pytest.raises(XvrInputError, match="--density 'log'"):
+        read_volume(ct, density="log")
+
+
 def test_labels_and_bone_multiplier_match_diffdrr(small_ct):
     ct, mask = small_ct
     present = sorted(set(np.unique(nib.load(mask).get_fdata()).astype(int)) - {0})
     labels = present[:2]
-    ours = read_volume(ct, mask, labels=",".join(map(str, labels)), bone_attenuation_multiplier=2.5)
+    ours = read_volume(ct, mask, labels=",".join(map(str, labels)), bone_attenuation_multiplier=2.5,
+                       density="diffdrr")
     theirs = diffdrr_read(str(ct), str(mask), labels, bone_attenuation_multiplier=2.5)
     _same_subject(ours, theirs)
     assert 0 < int((ours.density.data > 0).sum()) < ours.density.data.numel()
@@ -73,7 +95,7 @@ def test_dicom_series_geometry_equals_nifti(small_ct, ct_series):
 def test_dicom_series_subject_matches_diffdrr_on_converted_nifti(ct_series, tmp_path):
     image = sitk.ReadImage(dicom_series(ct_series).popitem()[1])
     out = write_volume(image, tmp_path / "from_dicom.nii.gz")
-    _same_subject(read_volume(ct_series), diffdrr_read(str(out)))
+    _same_subject(read_volume(ct_series, density="diffdrr"), diffdrr_read(str(out)))
 
 
 def test_two_series_largest_or_chosen(small_ct, tmp_path):

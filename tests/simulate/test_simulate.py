@@ -9,8 +9,14 @@ import torch
 
 from napari_xvr.geometry import Intrinsics, pose_from_zxy
 from napari_xvr.simulate.formation import FACTORS, Acquisition, Realism, transmission
-from napari_xvr.simulate.materials import (BASIS, hu_to_basis, hu_to_materials, mass_attenuation,
-                                           tissue_basis, tube_spectrum)
+from napari_xvr.simulate.materials import (
+    BASIS,
+    hu_to_basis,
+    hu_to_materials,
+    mass_attenuation,
+    tissue_basis,
+    tube_spectrum,
+)
 from napari_xvr.simulate.objects import Box, Cylinder, chord_lengths
 from napari_xvr.simulate.projector import VoxelGrid, line_integrals
 from napari_xvr.simulate.rays import detector_rays, project_points

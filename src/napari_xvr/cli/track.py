@@ -119,7 +119,7 @@ def _run(initializer, kw, state=None) -> None:
                                  kw["start_frame"], kw["end_frame"], kw["hessian_every"],
                                  kw["smooth"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
-                      kw["reverse_x_axis"], kw["voxel_shift"], kw["device"])
+                      kw["reverse_x_axis"], kw["voxel_shift"], kw["device"], density=kw["density"])
     shard = join(kw["device"])  # under torchrun: this rank's device and share of the sequences
     spec.device = shard.device
     events = track_sequences(

@@ -13,9 +13,11 @@ import torch
 import torchio as tio
 from diffdrr.data import read as diffdrr_read
 
+from .. import defaults
 from ..errors import XvrInputError, XvrOutputError
 from ._messages import one_line
 from .atomic import _check_parent, _umask
+from .density import set_density
 from .xray import PROJECTION
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -697,12 +699,14 @@ def read_volume(
     orientation: str | None = "AP",
     bone_attenuation_multiplier: float = 1.0,
     series_uid: str | None = None,
+    density: str = defaults.reg("density"),
     **kwargs,
 ):
     """Read a CT/MR (+ optional labelmap) into the torchio Subject that DiffDRR renders.
 
     Geometry is DiffDRR's ``read(..., center_volume=True)``: RAS+ world, volume centre at origin,
-    so poses mean the same thing here, in xvr and in DiffDRR.
+    so poses mean the same thing here, in xvr and in DiffDRR. `density`: how CT numbers become
+    what a DRR integrates (:func:`.density.set_density`).
     """
     if orientation not in ("AP", "PA", None):
         raise XvrInputError(f"--orientation {orientation!r}: use AP or PA")
@@ -728,7 +732,7 @@ def read_volume(
                 f"present labels: {shown or 'none (the labelmap is empty)'}"
             )
     try:
-        return diffdrr_read(
+        subject = diffdrr_read(
             vol,
             lab,
             labels,
@@ -739,6 +743,8 @@ def read_volume(
     except RuntimeError as err:  # e.g. torch.min of an empty soft-tissue selection
         _check_density(vol, where)
         raise XvrInputError(f"{where}: DiffDRR cannot use this volume ({one_line(err)})") from err
+    set_density(subject, density, bone_attenuation_multiplier, labels is not None)
+    return subject
 
 
 def _verify_written(image, tmp: Path, path: Path) -> None:

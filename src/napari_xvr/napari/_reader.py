@@ -325,6 +325,7 @@ def _result_drr(file: Path, inputs: dict, intr, pose):
     png = file.with_name("final_drr.png") if file.name == "result.json" else None
     volume = _input_file(inputs, "volume")
     if volume is not None:
+        from ..io.density import result_density
         from ..io.volume import read_volume
         from ..render import make_drr, render
 
@@ -335,7 +336,7 @@ def _result_drr(file: Path, inputs: dict, intr, pose):
         check_volume_memory(volume)
         mask = _input_file(inputs, "mask")
         subject = read_volume(volume, mask, inputs.get("labels") if mask else None,
-                              inputs.get("orientation") or "AP")
+                              inputs.get("orientation") or "AP", density=result_density(inputs))
         shown = _render_intrinsics(intr, renderer, tuple(subject.volume.shape[1:]))
         drr = make_drr(subject, shown, renderer, bool(inputs.get("reverse_x_axis", False)),
                        float(inputs.get("voxel_shift", 0.5)), "cpu")

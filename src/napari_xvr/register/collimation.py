@@ -201,7 +201,7 @@ def _iris(img: np.ndarray, rng: np.random.Generator, k: int, need_flat: bool = F
     return beyond if _accept(img, beyond, band, need_flat) else None
 
 
-def open_field(image, margin_px: float = 2.0, seed: int = 0) -> np.ndarray | None:
+def open_field(image, margin_px: float = 1.0, seed: int = 0) -> np.ndarray | None:
     """Boolean (H, W): True inside the collimator's open field (a `margin_px` band inside its
     edge left out too); None when no blade or iris is found."""
     image = np.asarray(image, dtype=np.float64)
@@ -226,7 +226,7 @@ def open_field(image, margin_px: float = 2.0, seed: int = 0) -> np.ndarray | Non
             found = True
     if not found:
         return None
-    margin = max(1, int(round(margin_px / factor)) + 1)
+    margin = max(1, int(round(margin_px / factor)))
     shadow = ndimage.binary_dilation(shadow, iterations=margin)
     full = np.kron(shadow, np.ones((factor, factor), bool))
     out = np.ones((h, w), bool)

@@ -32,7 +32,7 @@ from .multistart import start_poses
 from .options import RegistrationOptions
 from .result import RegistrationResult
 from .similarity import Similarity, soft_equalize, standardize
-from .uncertainty import pose_uncertainty, volume_points
+from .uncertainty import KAPPA, batched_mtre, pose_uncertainty, volume_points
 
 
 class StopToken:
@@ -155,13 +155,23 @@ def _leave_out(similarity: Similarity, valid: np.ndarray | None, intr: Intrinsic
         stage_valid = stage_valid & explained.to(device)
     similarity.leave_out(stage_valid)
     if not similarity.weight("windows").any():
-        raise XvrInputError(
-            f"--xray_mask auto: at scale {scale:g} ({intr.height} x {intr.width} px) every "
+        raise EmptyStage(
+            f"--xray_mask: at scale {scale:g} ({intr.height} x {intr.width} px) every "
             f"{similarity.patch_size} x {similarity.patch_size} window touches a left-out pixel "
             f"({100 * (1 - float(stage_valid.float().mean())):.0f} % of the X-ray is left out: "
             "collimated, annotated or beyond the CT's ends): give smaller "
             "scales (e.g. --scales 4,2,1) or pass --xray_mask off")
     return int(stage_valid.sum())
+
+
+class EmptyStage(XvrInputError):
+    """At one scale, every similarity window touches a left-out pixel: that scale is skipped
+    (an error only when no scale is left)."""
+
+
+MIN_EXPLAINED = 0.1
+"""The CT's field of view is not used at a stage where it would leave less than this share of
+the X-ray (a start far off, whose rays miss the CT)."""
 
 
 def _xray_mask(img: torch.Tensor, options: RegistrationOptions) -> np.ndarray | None:
@@ -170,7 +180,8 @@ def _xray_mask(img: torch.Tensor, options: RegistrationOptions) -> np.ndarray | 
         return None
     valid = valid_mask(img[0, 0].detach().cpu().double().numpy())
     if not valid.any():
-        raise XvrInputError("--xray_mask auto leaves no pixel of the X-ray to compare (it is "
+        raise XvrInputError(f"--xray_mask {options.xray_mask} leaves no pixel of the X-ray to "
+                            "compare (it is "
                             "constant or saturated everywhere): check the image, or pass "
                             "--xray_mask off")
     return valid
@@ -232,6 +243,8 @@ def _stage_views(views: list[_View], drr, scale: float, options, device, pose: R
         if faces:
             set_intrinsics(drr, intr)
             explained = explained_pixels(drr, view.pose(pose), faces)
+            if explained is not None and float(explained.float().mean()) < MIN_EXPLAINED:
+                explained = None
         pixels += _leave_out(view.similarity, view.valid, intr, scale, device, explained)
         prep = _preparer((intr.height, intr.width), options.equalize,
                          view.similarity.weight("pixels"))
@@ -322,19 +335,29 @@ def register(
 
     run = _Run(options, first.similarity, stop, result, init_pose, hessian=hessian,
                trust_hessian=trust_hessian)
-    faces = volume_cut_faces(drr.subject) if options.xray_mask == "auto" else []
+    faces = volume_cut_faces(drr.subject) if options.xray_mask == "auto" else []  # not "image"
     lm_views = at_optimum = None  # at_optimum: the views' similarities at the final pose
     slab_before = _set_slab(drr, options.slab_mm)
+    skipped: list[tuple[float, EmptyStage]] = []
+    motion: list[tuple[float, float]] = []  # (scale, mm the pose moved there)
     try:
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
             _set_slab(drr, options.slab_mm if scale > 1 else 0.0)  # full resolution: every slice
-            lm_views, pixels = _stage_views(views, drr, scale, options, device,
-                                            run.best_pose or init_pose, faces)
+            try:
+                lm_views, pixels = _stage_views(views, drr, scale, options, device,
+                                                run.best_pose or init_pose, faces)
+            except EmptyStage as empty:
+                skipped.append((scale, empty))
+                if stage_idx == len(stages) and lm_views is None:
+                    raise skipped[0][1] from None
+                continue
+            run.pixels = pixels
+            entering = run.best_pose or init_pose
             if len(views) > 1 and run.best_pose is not None:
                 _weigh(drr, lm_views, run.best_pose)
             intr = stage_intrinsics(first.full, scale, options.crop)
             stage = _lm_stage if options.optimizer == "lm" else _adam_stage
-            if stage_idx == 1 and options.multistart > 0:
+            if run.best_pose is None and options.multistart > 0:  # the first scale that runs
                 starts = start_poses(init_pose, options.multistart, options.multistart_rot,
                                      options.multistart_xyz)
                 yield Stage(stage_idx, len(stages), scale, intr.height, intr.width,
@@ -344,6 +367,8 @@ def register(
                 yield Stage(stage_idx, len(stages), scale, intr.height, intr.width, n_itrs)
                 yield from stage(run, drr, lm_views, stage_idx, n_itrs, intr,
                                  run.best_pose or init_pose)
+            if run.best_pose is not None:
+                motion.append((scale, _moved_mm(drr, entering, run.best_pose)))
             if stop.stopped:
                 break
         if not stop.stopped and run.best_pose is not None:  # at the last scale, as it ran
@@ -355,10 +380,14 @@ def register(
             ceiling = float(np.dot(weights, [similarity_ceiling(v.similarity, v.fixed, v.prep)
                                              for v in lm_views]))
             result.checks["fit"] = Fit(float(run.best_similarity), ceiling).to_json()
+            if skipped:
+                result.checks["skipped_scales"] = [s for s, _ in skipped]
             if run.converged is not None and stages[-1][0] == scale:
                 result.checks["convergence"] = {"converged": bool(run.converged),
                                                 "iterations": int(run.stage_itrs),
                                                 "cap": int(n_itrs), "scale": scale}
+            if motion:
+                result.checks["motion_mm"] = {f"{s:g}": round(mm, 4) for s, mm in motion}
             if len(views) > 1:
                 result.checks["joint_weights"] = [float(w) for w in weights]
     finally:
@@ -382,6 +411,14 @@ def register(
             result.images["final_drr"] = drr(final)[0, 0].float().cpu().numpy()
     _joint_views(result, views, drr, init_pose, final, view_sims, keep_images)
     yield Done(result)
+
+
+def _moved_mm(drr, before: RigidTransform, after: RigidTransform) -> float:
+    """How far a stage moved the pose: xvr's mTRE between `before` and `after` over points
+    spanning the volume (:func:`~.uncertainty.volume_points`)."""
+    base = RigidTransform(before.matrix.detach().cpu().double())
+    moved = RigidTransform(after.matrix.detach().cpu().double())
+    return float(batched_mtre(base, moved, volume_points(drr))[0])
 
 
 MIN_RESIDUAL = 1e-3  # 1 - similarity below this is not a noise level a weight can trust
@@ -451,12 +488,25 @@ def _uncertainty(run: _Run, drr, lm_views, intr, pixels: int, inputs: dict):
 
 
 def _lm_solver(run: _Run, drr, lm_views: list[LMView], intr) -> PoseLM:
-    """LM at one stage: finite-difference steps of 1/6 detector pixel."""
+    """LM at one stage: finite-difference steps of 1/6 detector pixel, and the pose prior."""
     options = run.options
     convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
     first = lm_views[0]
     return PoseLM(drr, first.fixed, first.prep, first.similarity, convention,
-                  step_mm=intr.delx / 6, views=lm_views)
+                  step_mm=intr.delx / 6, views=lm_views, prior=pose_prior(options, run.pixels))
+
+
+def pose_prior(options: RegistrationOptions, pixels: int) -> torch.Tensor | None:
+    """The prior's precision (6, 6) in units of ``1 - similarity``: a Gaussian of
+    `options.prior_deg` per angle and `options.prior_mm` per translation around each stage's
+    start, weighed as one image sample against the stage's ``pixels / KAPPA`` independent ones
+    (:mod:`.uncertainty`'s count, with the residual variance at its worst, 1): it holds what
+    the coarse images hardly see, and fades as the scales get finer."""
+    if options.prior_deg <= 0 or options.prior_mm <= 0 or pixels <= 0:
+        return None
+    sd = torch.tensor([math.radians(options.prior_deg)] * 3 + [options.prior_mm] * 3,
+                      dtype=torch.float64)
+    return torch.diag(1.0 / sd**2) * KAPPA / pixels
 
 
 def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> Iterator[Step]:
@@ -545,6 +595,7 @@ class _Run:
     start_index: int = 0  # which start of a multi-start first scale is running (or was chosen)
     converged: bool | None = None  # LM: the last scale's run ended by its convergence test
     stage_itrs: int = 0  # LM: the last scale's iterations (its first evaluation counts one)
+    pixels: int = 0  # the current stage's pixels that enter the similarity
 
     def step(self, stage, itr, pose, sim, elapsed, lrs, movings, lm_views, show,
              damping=None) -> Step:

@@ -19,7 +19,6 @@ from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import pose_from_dict, pose_from_matrix
 from ..io.jsonfile import read_json
-from ..io.volume import read_volume
 from ..io.xray import XRay, read_xray, xray_stem
 from .engine import Preprocessing, StopToken, check_stages
 from .initializers import DicomInitializer
@@ -123,7 +122,7 @@ def register_joint_files(
     if not init_only:
         for path, view in zip(paths, views, strict=True):
             check_stages(options, view.intrinsics, path)
-    subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
+    subject = spec.read()
     drr = spec.make_renderer(subject, views[0].intrinsics)
     yield XrayStarted(0, 1, paths[0])
     yield from register_xray(views, drr, init, spec,

@@ -117,11 +117,16 @@ class PoseLM:
     """Levenberg-Marquardt over ``convert(rot, xyz, 'euler_angles', convention)``."""
 
     def __init__(self, drr, fixed: torch.Tensor, prep: Callable, similarity: Similarity,
-                 convention: str = "ZXY", step_mm: float = 1.0, views: list[LMView] | None = None):
+                 convention: str = "ZXY", step_mm: float = 1.0, views: list[LMView] | None = None,
+                 prior: torch.Tensor | None = None):
         """`views` (joint registration): every X-ray's :class:`LMView`; the similarity is their
         weighted mean, and so are the gradient and Gauss-Newton Hessian. Without it, the one view
-        (`fixed`, `prep`, `similarity`) with the renderer as it is."""
+        (`fixed`, `prep`, `similarity`) with the renderer as it is. `prior` (6, 6), in the units
+        of ``1 - similarity`` per parameter squared: a Gaussian prior centred on each run's start
+        (:meth:`objective`), so that what the image hardly determines at a coarse scale (the
+        out-of-plane angles, depth) stays near the start instead of following noise and bias."""
         self.views = views or [LMView(fixed, prep, similarity)]
+        self.prior = None if prior is None else prior.to(torch.float64).cpu()
         self.drr, self.fixed = drr, self.views[0].fixed
         self.convention = convention
         step_rad = step_mm / ROTATION_RADIUS_MM
@@ -290,6 +295,7 @@ class PoseLM:
         current = yield _Ask(params, hessian)
         yield LMStep(0, current, True, damping, time.perf_counter() - t0)
         growth, age, rejected = 2.0, int(hessian is not None), 0
+        centre = params.clone()
         for itr in range(1, max_itrs):
             if should_stop():
                 return
@@ -297,22 +303,23 @@ class PoseLM:
             if rejected and age:  # a stale Hessian may be why: refresh it at the same point
                 current = yield _Ask(current.params, None, current)
                 age = 0
-            delta = self.solve(current, damping)
+            value, gradient, curvature = self.objective(current, centre)
+            delta = self.solve(curvature, gradient, damping)
             reuse = current.hessian if age + 1 < refresh else None
             trial = yield _Ask(current.params + delta, reuse)
-            gain = trial.similarity - current.similarity
-            predicted = float(delta @ current.gradient - 0.5 * delta @ current.hessian @ delta)
+            gain = self.objective(trial, centre)[0] - value
+            predicted = float(delta @ gradient - 0.5 * delta @ curvature @ delta)
             if gain > 0:
                 rho = gain / max(predicted, 1e-30)
                 damping *= max(1 / 3, 1 - (2 * rho - 1) ** 3)
                 growth, rejected = 2.0, 0
                 age = age + 1 if reuse is not None else 0
                 current = trial
-                converged = self._near_optimum(current, tolerance)
+                converged = self._near_optimum(current, centre, tolerance)
                 if converged and age and not trust_hessian:  # check a reused one's verdict
                     current = trial = yield _Ask(current.params, None, current)
                     age = 0
-                    converged = self._near_optimum(current, tolerance)
+                    converged = self._near_optimum(current, centre, tolerance)
             else:
                 damping *= growth
                 growth *= 2
@@ -322,19 +329,31 @@ class PoseLM:
             if converged:
                 return
 
-    def _near_optimum(self, current: Evaluation, tolerance: float) -> bool:
+    def objective(self, evaluation: Evaluation, centre: torch.Tensor
+                  ) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """What LM climbs: the similarity minus the prior's penalty ``d^T P d / 2`` (d: the
+        parameters' offset from `centre`, the run's start), with its gradient and Gauss-Newton
+        curvature. Without a prior, the similarity's own. Evaluations keep the image's alone."""
+        if self.prior is None:
+            return evaluation.similarity, evaluation.gradient, evaluation.hessian
+        offset = evaluation.params - centre
+        pulled = self.prior @ offset
+        return (evaluation.similarity - 0.5 * float(offset @ pulled), evaluation.gradient - pulled,
+                evaluation.hessian + self.prior)
+
+    def _near_optimum(self, current: Evaluation, centre: torch.Tensor, tolerance: float) -> bool:
         """Whether the Gauss-Newton step to the model's optimum moves every parameter by less
         than `tolerance` times its finite-difference step."""
-        return bool((self.solve(current, 0.0).abs() < tolerance * self.steps).all())
+        _, gradient, curvature = self.objective(current, centre)
+        return bool((self.solve(curvature, gradient, 0.0).abs() < tolerance * self.steps).all())
 
     @staticmethod
-    def solve(current: Evaluation, damping: float) -> torch.Tensor:
+    def solve(hessian: torch.Tensor, gradient: torch.Tensor, damping: float) -> torch.Tensor:
         """The damped Gauss-Newton step (H + damping diag(H)) delta = gradient."""
-        hessian = current.hessian
         diag = hessian.diagonal().clamp_min(1e-12 * float(hessian.diagonal().max().clamp_min(1e-30)))
         system = hessian + torch.diag(damping * diag + 1e-12 * diag.max())
         try:
-            delta = torch.linalg.solve(system, current.gradient)
+            delta = torch.linalg.solve(system, gradient)
         except torch.linalg.LinAlgError:  # a degenerate image (e.g. the DRR missed the volume)
-            return torch.zeros_like(current.gradient)
+            return torch.zeros_like(gradient)
         return torch.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0)

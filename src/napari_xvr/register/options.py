@@ -14,7 +14,7 @@ METRICS = ("gmncc", "mncc", "gncc")
 # maximum iterations per scale: LM stops on convergence long before; Adam on plateaus
 DEFAULT_ITRS = defaults.N_ITRS
 _R = defaults.reg
-XRAY_MASKS = ("off", "auto")  # auto: register/masking.valid_mask
+XRAY_MASKS = ("off", "image", "auto")  # image: register/masking.valid_mask; auto: and fov.py
 MAX_SLAB_MM = 100.0  # thicker than this averages away the anatomy; it is not a speed-up any more
 MAX_STARTS = 1000
 MAX_ITRS = 100_000
@@ -63,6 +63,8 @@ class RegistrationOptions:
     equalize: bool = _R("equalize")
     crop: int = _R("crop")
     xray_mask: str = _R("xray_mask")
+    prior_deg: float = _R("prior_deg")
+    prior_mm: float = _R("prior_mm")
     drr_every: int = 10
 
     def __post_init__(self):
@@ -114,6 +116,9 @@ class RegistrationOptions:
                                 f"{_R('patience')})")
         if self.crop < 0:
             raise XvrInputError(f"--crop {self.crop}: give the pixels to remove, >= 0")
+        if not (0 <= self.prior_deg <= 180 and 0 <= self.prior_mm <= 10000):
+            raise XvrInputError(f"--prior_deg {self.prior_deg} / --prior_mm {self.prior_mm}: give "
+                                "0-180 deg and 0-10000 mm (0: no prior)")
         if self.xray_mask not in XRAY_MASKS:
             raise XvrInputError(f"--xray_mask {self.xray_mask!r}: use one of "
                                 f"{', '.join(XRAY_MASKS)} (default {_R('xray_mask')})")

@@ -56,6 +56,7 @@ class VolumeSpec:
     voxel_shift: float = defaults.reg("voxel_shift")
     device: str | None = None
     drr_kwargs: dict = field(default_factory=dict)
+    density: str = defaults.reg("density")
 
     def describe(self) -> dict:
         """What result.json's ``inputs`` records of the volume and the renderer."""
@@ -65,9 +66,15 @@ class VolumeSpec:
             "labels": parse_labels(self.labels),
             "orientation": self.orientation,
             "renderer": self.renderer,
+            "density": self.density,
             "reverse_x_axis": self.reverse_x_axis,
             "voxel_shift": self.voxel_shift,
         }
+
+    def read(self):
+        """The volume (and labelmap) as the renderer takes it (:func:`read_volume`)."""
+        return read_volume(self.volume, self.mask, self.labels, self.orientation,
+                           density=self.density)
 
     def make_renderer(self, subject, intrinsics):
         """The DRR module for `subject` with this spec's renderer options."""
@@ -175,7 +182,7 @@ def register_files(
         xray = load(path)
         inits.append(initializer(xray))
         detectors.append(xray.intrinsics)
-    subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
+    subject = spec.read()
     if not init_only:  # the scales must fit every detector: still before any registration
         for path, detector in zip(paths, detectors, strict=True):
             check_stages(options, detector, path)

@@ -29,7 +29,6 @@ from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_matrix, pose_to_dict, pose_to_zxy
 from ..io.atomic import atomic_dir, atomic_write_files
 from ..io.jsonfile import read_json
-from ..io.volume import read_volume
 from .engine import Preprocessing, StopToken, check_stages, check_view
 from .options import RegistrationOptions
 from .pipeline import VolumeSpec, describe, plan_outputs
@@ -319,7 +318,7 @@ def _track_planned(planned: list, spec: VolumeSpec, initializer: Callable,
         start = None if state is not None else initializer(frames.frame(first))
         checked.append(_Planned(items, outpath, frames if len(planned) == 1 else None, start,
                                 frames.intrinsics, frames.name(first)))
-    subject = read_volume(spec.volume, spec.mask, spec.labels, spec.orientation)
+    subject = spec.read()
     for plan in checked:
         if state is None:  # the first frame registered in full; a resumed run tracks it
             check_stages(options, plan.intrinsics, plan.where)

