@@ -73,8 +73,8 @@ def test_register_two_views_jointly(make_napari_viewer, qtbot, biplane_cases, re
     viewer.window.resize(1500, 950)
     ap, lateral = viewer.layers["view_0"], viewer.layers["view_1"]
     before, geometry = _canvas_state(viewer), {v: _geometry(viewer.layers[v]) for v in VIEWS}
-    assert {layer.name for layer in reg.views.choices} >= {"view_0", "view_1"}
     reg.xray.value = ap
+    assert [layer.name for layer in reg.views.choices] == ["view_1"]  # not the X-ray itself
     reg.views.value = [lateral]
     reg.init.value = "DICOM header"
     reg.scales.value, reg.n_itrs.value = "4,2,1", "30,20,10"
@@ -167,6 +167,14 @@ def test_the_joint_control_in_the_register_dock(make_napari_viewer, biplane_case
         viewer.open(str(folder / "case_000" / f"{name}.dcm"), plugin="napari-xvr")
     _, reg = viewer.window.add_plugin_dock_widget("napari-xvr", "Register")
     assert list(reg.views.value) == []
-    assert [layer.name for layer in reg.views.choices] == ["view_0", "view_1"]
+    # the X-ray layers besides the one registered, following its choice
+    reg.xray.value = viewer.layers["view_1"]
+    assert [layer.name for layer in reg.views.choices] == ["view_0"]
+    reg.xray.value = viewer.layers["view_0"]
+    assert [layer.name for layer in reg.views.choices] == ["view_1"]
+    reg.views.value = [viewer.layers["view_1"]]
+    reg.xray.value = viewer.layers["view_1"]  # chosen to register: no longer its own joint view
+    assert list(reg.views.value) == [] and [v.name for v in reg.views.choices] == ["view_0"]
+    reg.xray.value = viewer.layers["view_0"]
     reg.views.value = [viewer.layers["view_1"]]
     reg.native.grab().save(str(artifacts / "register_dock_joint_with.png"))

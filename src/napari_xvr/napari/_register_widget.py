@@ -174,6 +174,7 @@ class RegisterWidget(Stoppable, Container):
         ])
         self.scroll = scrolled(self, self.body,
                                pinned=(run_stop_row(self.run_button, self.stop_button), self.status))
+        self.xray.changed.connect(lambda _layer: self.views.reset_choices())
         self.optimizer.changed.connect(self._optimizer_changed)
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
@@ -198,8 +199,11 @@ class RegisterWidget(Stoppable, Container):
 
     # ---------------------------------------------------------------- inputs
     def _view_choices(self, _widget=None) -> list:
+        """The X-ray layers besides the one registered (it is not its own joint view)."""
         test = PREDICATES["xray"]
-        return [(layer.name, layer) for layer in self.viewer.layers if test(layer)]
+        chosen = self.xray.value
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if test(layer) and layer is not chosen]
 
     def _optimizer_changed(self, name: str) -> None:
         """Swap in the optimiser's iteration caps unless the user typed their own."""
