@@ -169,18 +169,17 @@ def plot_verdicts(rows: list[Row], truths: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from napari_xvr.register.trust import DRIFT_PX, EXPLAINED, UNSETTLED_PX
+    from napari_xvr.register.trust import DRIFT_PX, EXPLAINED, UNSETTLED_PX, finest_scale_motion
 
     colours = {"ok": "#2a9d4b", "suspect": "#e0a000", "failed": "#d62728"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     for row in rows:
-        motion = row.checks.get("motion_mm") or {}
+        intrinsics = truths[row.case]["intrinsics"]
+        moved, pixel = finest_scale_motion(row.checks, intrinsics["delx"], intrinsics["dely"])
         fit = (row.checks.get("fit") or {}).get("ratio", math.nan)
-        if len(motion) < 2:
+        if not math.isfinite(pixel):
             continue
-        scales = sorted(motion, key=float)
-        pixel = float(scales[1]) * truths[row.case]["intrinsics"]["delx"]
-        moved = motion[scales[0]] / pixel
+        moved /= pixel
         marker = "o" if (row.checks.get("convergence") or {}).get("converged", True) else "x"
         for ax, y in zip(axes, (moved, fit), strict=True):
             ax.scatter(row.mtre, y, c=colours[row.verdict], marker=marker, s=36)

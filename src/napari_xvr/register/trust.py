@@ -77,7 +77,8 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
         elif predicted > trust_mm:
             suspect.append(f"predicted mTRE {predicted:.2f} mm (> {trust_mm:g} mm)")
     convergence = result.checks.get("convergence")
-    moved, pixel = _last_scale_motion(result)
+    moved, pixel = (0.0, math.inf) if result.stopped or "tracking" in result.checks else \
+        finest_scale_motion(result.checks, result.intrinsics.delx, result.intrinsics.dely)
     fit = result.checks.get("fit") or {}
     if fit.get("ratio", 0.0) >= EXPLAINED:  # (a NaN ratio explains nothing)
         moved = 0.0
@@ -116,16 +117,16 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
     return Verdict(SUSPECT if suspect else OK, suspect)
 
 
-def _last_scale_motion(result) -> tuple[float, float]:
-    """How far the finest of several scales moved the pose (mm), and the previous scale's
-    detector pixel (mm); (0, inf) when not recorded or not asked (a stopped run; a tracked
-    frame's one scale starts from the previous frame)."""
-    motion = result.checks.get("motion_mm") or {}
-    if len(motion) < 2 or result.stopped or "tracking" in result.checks:
+def finest_scale_motion(checks: dict, delx: float, dely: float) -> tuple[float, float]:
+    """How far the finest of several scales moved the pose (mm, ``checks['motion_mm']``), and
+    the previous scale's detector pixel (mm) for a full-resolution pixel of `delx` x `dely`;
+    (0, inf) when fewer than two scales ran (a stopped run and a tracked frame, whose one scale
+    starts from the previous frame, are not asked)."""
+    motion = checks.get("motion_mm") or {}
+    if len(motion) < 2:
         return 0.0, math.inf
     scales = sorted(motion, key=float)
-    pixel = float(scales[1]) * max(result.intrinsics.delx, result.intrinsics.dely)
-    return float(motion[scales[0]]), pixel
+    return float(motion[scales[0]]), float(scales[1]) * max(delx, dely)
 
 
 def _rival_starts(result) -> str | None:
