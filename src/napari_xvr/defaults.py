@@ -130,7 +130,10 @@ REGISTER: dict[str, Default] = {
         True, None,
         why="napari-xvr's own check (xvr has none): the first scale again on the X-ray flipped "
         "left-right; a warning, in result.json's `checks`, when the flipped image matches clearly "
-        "better (an X-ray of the other flip convention). `--no-mirror_check` skips it"),
+        "better (an X-ray of the other flip convention); a result that is not ok is also tried "
+        "upside down and with the volume read in the other orientation (AP/PA), and `failed` "
+        "with the fix named when one matches clearly better (register/setup_check.py). "
+        "`--no-mirror_check` skips both"),
     "xray_mask": Default(
         "auto", None,
         why="napari-xvr's own option (xvr has none): `auto` leaves out of the similarity what "

@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from ..register.events import Done, Stage, Step
 from ..register.mirror import MirrorCheck
+from ..register.setup_check import SetupCheck
 from ..register.trust import verdict_text, verdict_text_of
 
 
@@ -51,8 +52,8 @@ def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
                 if verbose >= 1:
                     _line(tag, f"  {verdict_text_of(event.verdict)}: retrying from "
                           f"{event.starts} more starts (--multistart auto)")
-            elif isinstance(event, MirrorCheck):
-                if event.mirrored_better:  # shown whatever the verbosity: the result is suspect
+            elif isinstance(event, MirrorCheck | SetupCheck):
+                if event.warns:  # shown whatever the verbosity: the result is suspect
                     click.echo(f"{tag}  Warning: {event.message(prefix.split('] ')[-1] or 'the X-ray')}",
                                err=True)
             elif isinstance(event, Written):

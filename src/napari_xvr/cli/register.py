@@ -176,7 +176,9 @@ LOGGING = (
            show_default=True,
            help="After each registration, run the first scale again on the X-ray flipped "
            "left-right and warn when it matches clearly better (the other flip convention); "
-           "recorded in result.json's checks"),
+           "for a result that is not ok, also try the likely set-up mistakes (the X-ray upside "
+           "down, the volume read in the other orientation) and fail it, naming the fix, when "
+           "one matches clearly better; recorded in result.json's checks"),
     click.option("--saveimg/--no-saveimg", default=D["saveimg"].ours,
            help="Save the X-ray, initial and final DRRs and an overlay as PNGs"),
     click.option("--saveplot/--no-saveplot", default=D["saveplot"].ours,

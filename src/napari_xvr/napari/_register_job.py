@@ -15,6 +15,7 @@ from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
 from ..register.joint import joint_init, relative_poses
 from ..register.mirror import MirrorCheck
 from ..register.pipeline import Retrying, VolumeSpec, Written, describe, register_xray
+from ..register.setup_check import SetupCheck
 from . import api
 from ._jobs import LayerSnapshot, f32, guarded
 
@@ -157,7 +158,7 @@ def registration(job: RegisterJob, stop):
                                tuple(f32(d) for d in latest_views) if latest is not None else ())
         elif isinstance(event, Written):
             folder = event.path
-        elif isinstance(event, MirrorCheck | Retrying):
+        elif isinstance(event, MirrorCheck | SetupCheck | Retrying):
             yield event
     final = result.images.get("final_drr")
     overlay = standardized(final) if final is not None else None

@@ -41,6 +41,7 @@ from ..register.joint import joint_name
 from ..register.mirror import MirrorCheck
 from ..register.options import DEFAULT_ITRS, OPTIMIZERS, XRAY_MASKS
 from ..register.pipeline import AUTO_STARTS, Retrying, VolumeSpec, plan_outputs
+from ..register.setup_check import SetupCheck
 from ..register.trust import verdict_text, verdict_text_of
 from ..render import RENDERERS
 from ._common import (
@@ -546,7 +547,10 @@ class RegisterWidget(Stoppable, Container):
             self.status.value = f"{verdict_text_of(event.verdict)}: retrying from {event.starts} starts"
         elif isinstance(event, MirrorCheck):
             self.mirror = event
-            if event.mirrored_better:
+            if event.warns:
+                warn(f"Register: {event.message(self._job.xray.name)}")
+        elif isinstance(event, SetupCheck):
+            if event.warns:
                 warn(f"Register: {event.message(self._job.xray.name)}")
         elif isinstance(event, JointGeometry):
             self._relatives = event.relatives

@@ -11,6 +11,7 @@ _WHERE = {  # name -> submodule: imported on first use, so `xvr --help` stays li
     "run_to_end": ".engine",
     "Done": ".events",
     "MirrorCheck": ".mirror",
+    "SetupCheck": ".setup_check",
     "Stage": ".events",
     "Step": ".events",
     "DicomInitializer": ".initializers",

@@ -34,6 +34,10 @@ class MirrorCheck:
     def mirrored_better(self) -> bool:
         return self.mirrored_similarity > self.similarity + self.margin
 
+    @property
+    def warns(self) -> bool:
+        return self.mirrored_better
+
     def message(self, where: str = "the X-ray") -> str:
         return (f"{where} matches the volume better mirrored left-right (similarity "
                 f"{self.mirrored_similarity:.3f} flipped vs {self.similarity:.3f} as given): its "
@@ -56,19 +60,24 @@ def check_mirror(xray, drr, init_pose, options, preprocessing, as_given: float,
                  stop=None) -> MirrorCheck | None:
     """Run the first scale on the flipped X-ray (one start) and compare with `as_given`, the
     best first-scale similarity of the run. None when there is nothing to compare."""
-    from .engine import register
-
     if not np.isfinite(as_given):
         return None
+    best = coarse_best(flipped(xray), drr, init_pose, options, preprocessing, stop)
+    return None if best is None else MirrorCheck(float(as_given), best)
+
+
+def coarse_best(xray, drr, init_pose, options, preprocessing, stop=None) -> float | None:
+    """The best similarity the first (coarsest) scale of `options` reaches for `xray` from
+    `init_pose`, one start; None when it reaches none."""
+    from .engine import register
+
     scale, itrs = options.scale_list()[0]
     coarse = dataclasses.replace(options, scales=f"{scale:g}", n_itrs=str(itrs), multistart=0,
                                  drr_every=0)
     best = -np.inf
-    for event in register(flipped(xray), drr, init_pose, coarse, preprocessing, stop=stop):
+    for event in register(xray, drr, init_pose, coarse, preprocessing, stop=stop):
         if isinstance(event, Step) and np.isfinite(event.similarity):
             best = max(best, float(event.similarity))
         elif isinstance(event, Done) and event.result.similarity is not None:
             best = max(best, float(event.result.similarity))
-    if not np.isfinite(best):
-        return None
-    return MirrorCheck(float(as_given), float(best))
+    return float(best) if np.isfinite(best) else None

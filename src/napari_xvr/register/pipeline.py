@@ -26,6 +26,7 @@ from .events import Done, Step
 from .mirror import check_mirror
 from .options import RegistrationOptions
 from .result import write_result
+from .setup_check import OTHER_ORIENTATION, check_setup
 from .shard import ready_share
 from .trust import OK, SEVERITY, TRUST_MM, assess
 
@@ -232,10 +233,11 @@ def stop_requested(stop: StopToken | None) -> bool:
 
 
 def _attempt(xray, drr, init_pose, options, preprocessing, init_only, keep_images, stop, inputs,
-             initialization, mirror_check, trust_mm, relatives=None):
-    """One engine run, its mirror check and verdict: yields every event but Done; returns the
-    result. A joint registration (`relatives`) has no mirror check: flipping every view does
-    not mirror their geometry."""
+             initialization, mirror_check, trust_mm, relatives=None, spec=None):
+    """One engine run, its mirror check, verdict and, for a result that is not ok, the setup
+    check (:mod:`.setup_check`; the other orientation when `spec` is given): yields every event
+    but Done; returns the result. A joint registration (`relatives`) has neither check: flipping
+    every view does not flip their geometry."""
     result, coarse_best = None, -math.inf
     mirror_check = mirror_check and relatives is None
     for event in register(xray, drr, init_pose, options, preprocessing, init_only, keep_images,
@@ -254,7 +256,23 @@ def _attempt(xray, drr, init_pose, options, preprocessing, init_only, keep_image
             result.checks["mirror"] = check.to_json()
             yield check
     result.verdict = assess(result, trust_mm).to_json()
+    if mirror_check and not init_only and not result.stopped and result.verdict["status"] != OK:
+        setup = check_setup(xray, drr, init_pose, options, preprocessing, coarse_best,
+                            None if spec is None else spec.orientation,
+                            None if spec is None else lambda: _other_renderer(spec, xray, drr),
+                            stop)
+        if setup is not None:
+            result.checks["setup"] = setup.to_json()
+            result.verdict = assess(result, trust_mm).to_json()
+            yield setup
     return result
+
+
+def _other_renderer(spec: VolumeSpec, xray: XRay, drr):
+    """`drr`'s volume read in the other orientation (AP <-> PA), on the same device."""
+    other = dataclasses.replace(spec, orientation=OTHER_ORIENTATION[spec.orientation],
+                                device=str(drr.device))
+    return other.make_renderer(other.read(), xray.intrinsics)
 
 
 def register_xray(
@@ -285,7 +303,9 @@ def register_xray(
     :class:`Written`. The CLI loops over this for each X-ray; the napari Register widget runs
     it in a worker. `xray_name` is what ``inputs.xray`` records when the X-ray has no file.
     With `mirror_check`, a finished run is followed by the mirrored-input check
-    (:mod:`.mirror`): a :class:`MirrorCheck` event, also kept in ``result.checks["mirror"]``.
+    (:mod:`.mirror`): a :class:`MirrorCheck` event, also kept in ``result.checks["mirror"]``;
+    a result that is not ok then gets the setup check (:mod:`.setup_check`: upside down, the
+    other orientation), a :class:`SetupCheck` event kept in ``result.checks["setup"]``.
     Every result gets a verdict (:mod:`.trust`; suspect above a predicted mTRE of `trust_mm`).
     With `retry_starts` (``--multistart auto``), a result that is not ok is registered again from
     that many more starts (a :class:`Retrying` event) and the better verdict is kept, so easy
@@ -303,7 +323,7 @@ def register_xray(
 
     def attempt(opts):
         return _attempt(xray, drr, init_pose, opts, preprocessing, init_only, keep_images, stop,
-                        inputs, initialization, mirror_check, trust_mm, relatives)
+                        inputs, initialization, mirror_check, trust_mm, relatives, spec)
 
     result = yield from attempt(options)
     if (retry_starts > options.multistart and result is not None and not init_only

@@ -1,7 +1,7 @@
 """The verdict on one registration: ``ok``, ``suspect`` or ``failed``, with the reasons.
 
 It reads what the run recorded (``result.checks``: the uncertainty, the fit against the X-ray's
-own noise (:mod:`.fit`), the mirror check, whether LM's last scale converged before its
+own noise (:mod:`.fit`), the mirror and setup checks, whether LM's last scale converged before its
 iteration cap and how far it moved the pose; the multi-start's end similarities) and applies
 thresholds calibrated on generated cases (``python -m benchmarks.trust``). A verdict is never
 ``ok`` without an uncertainty.
@@ -109,6 +109,12 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
         suspect.append(
             f"matches better mirrored left-right ({mirror['mirrored_similarity']:.3f} vs "
             f"{mirror['similarity']:.3f}): the other flip convention?")
+    setup = result.checks.get("setup") or {}
+    if setup.get("better"):
+        failed.append(
+            f"the X-ray matches the volume far better {setup['mistake']} (similarity "
+            f"{setup['tried'][setup['better']]:.3f} vs {setup['similarity']:.3f} as set up): "
+            f"{setup['fix']}")
     rivals = _rival_starts(result)
     if rivals:
         suspect.append(rivals)
