@@ -346,6 +346,34 @@ def restart(**kw):
     _run(RestartInitializer(kw["previous"]), kw)
 
 
+@register.command(cls=SectionedCommand, context_settings=CONTEXT)
+@XRAY_ARG
+@section("Required options", *REQUIRED)
+@section(
+    "Initial pose options",
+    click.option("--landmarks", type=UserPath(exists=True), required=True,
+                 help="Landmark pairs: CSV column,row,x,y,z (X-ray pixel, pixel centres at whole "
+                 'numbers; volume mm) or JSON {"frame": ..., "pairs": [{"xray": [c, r], '
+                 '"volume": [x, y, z]}]}; a folder of <stem>.csv/.json for several X-rays'),
+    click.option("--volume_points", type=UserPath(exists=True), default=None,
+                 help="The volume's points from another file (a 3D Slicer .mrk.json, CSV x,y,z "
+                 "or JSON); --landmarks then holds the X-ray's points only (column,row), paired "
+                 "by label, else in order"),
+    click.option("--frame", type=click.Choice(["RAS", "LPS", "world"]), default=None,
+                 help="The volume points' frame when the file does not say: RAS/LPS (the "
+                 "volume file's patient frame; default RAS) or world (napari-xvr's: the "
+                 "volume's centre at the origin). A .mrk.json says its own"),
+)
+@common
+def landmarks(**kw):
+    """Initialize from landmark pairs (4 or more): the pose that reprojects them best."""
+    from ..register.initializers import LandmarkInitializer
+
+    initializer = LandmarkInitializer(kw["landmarks"], kw["volume"], kw["volume_points"],
+                                      kw["frame"], kw["orientation"], kw["reverse_x_axis"])
+    _run(initializer, kw)
+
+
 def _previous_flag(previous, default: bool) -> bool:
     """The reverse_x_axis a previous result was registered with (its own value wins)."""
     from pathlib import Path

@@ -134,3 +134,53 @@ class PoseInitializer:
 
     def describe(self) -> dict:
         return {"type": "pose"}
+
+
+@dataclass
+class LandmarkInitializer:
+    """The pose that reprojects landmark pairs best (:mod:`.pnp`): a file of pairs for every
+    X-ray, or a folder of ``<stem>.csv``/``<stem>.json``; with `volume_points` (a 3D Slicer
+    ``.mrk.json``, CSV or JSON), the landmark files hold the X-ray's points only.
+    `volume` is the volume the points were placed on (for the RAS/LPS frames)."""
+
+    landmarks: Path
+    volume: Path
+    volume_points: Path | None = None
+    frame: str | None = None
+    orientation: str = "AP"
+    reverse_x_axis: bool = False
+    name = "landmarks"
+
+    def __post_init__(self):
+        self.fits: dict[str, dict] = {}
+        self._centre = None
+
+    def file_for(self, xray: XRay) -> Path:
+        path = Path(self.landmarks)
+        if not path.is_dir():
+            return path
+        for suffix in (".json", ".csv"):
+            if (path / f"{xray.stem}{suffix}").is_file():
+                return path / f"{xray.stem}{suffix}"
+        raise XvrInputError(f"{path}: no {xray.stem}.csv or {xray.stem}.json for the X-ray "
+                            f"{xray.path}; name each X-ray's landmarks after it")
+
+    def __call__(self, xray: XRay) -> RigidTransform:
+        from ..io.landmarks import read_landmarks, volume_centre_ras
+        from .pnp import solve_pose
+
+        path = self.file_for(xray)
+        pairs = read_landmarks(path, self.volume_points, self.frame)
+        if self._centre is None and pairs.frame != "world":
+            self._centre = volume_centre_ras(self.volume)
+        fit = solve_pose(pairs.world(self._centre), pairs.pixels, xray.intrinsics,
+                         self.orientation, self.reverse_x_axis, where=str(path))
+        self.fits[xray.stem] = {"file": str(path.resolve()), "frame": pairs.frame,
+                                **fit.to_json(pairs.labels)}
+        return fit.pose
+
+    def describe(self) -> dict:
+        return {"type": "landmarks", "landmarks": str(Path(self.landmarks).resolve()),
+                "volume_points": None if self.volume_points is None
+                else str(Path(self.volume_points).resolve()),
+                "orientation": self.orientation, "fits": dict(self.fits)}

