@@ -28,9 +28,11 @@ from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from ..imaging import display_range
+from ..pose_history import PoseHistory
 from ._common import follow_layers, layer_combo, remember, report_error, upsert_image, while_alive
 from ._dock import StatusLine, group, scrolled
 from ._jobs import Failed, LayerSnapshot
+from ._landmark_panel import LandmarkPanel
 from ._layers import KIND
 from ._render_job import Rendered, RenderRequest, render_requests
 
@@ -125,17 +127,25 @@ class DrrPoseWidget(Container):
             for key, (lo, hi, default) in POSE_RANGES.items()
         }
         self.from_header = PushButton(text="Pose from X-ray header")
+        self.history = PoseHistory()
+        self.undo_button = PushButton(text="Undo", tooltip="the pose before the last change")
+        self.redo_button = PushButton(text="Redo", tooltip="the pose the last Undo left")
+        self.reset_button = PushButton(text="Reset", tooltip="the first pose (can be undone)")
         self.show_carm = CheckBox(label="show C-arm", value=False,
                                   tooltip="the source, the detector (with the DRR on it) and the "
                                   "rays over the volume in 3D; 2D layers are hidden meanwhile")
         self.live = CheckBox(label="live", value=True)
+        self.landmarks = LandmarkPanel(viewer, self)
         self.render_button = PushButton(text="Render")
         self.status = StatusLine("choose a volume layer")
         self.body = Container(labels=False, widgets=[
             group("Volume", self.volume, self.labels_layer, self.label_ids, self.orientation_choice),
             group("Detector", self.intrinsics_from, self.sdd, self.det_height, self.det_width,
                    self.delx, self.dely, self.x0, self.y0, self.reverse_x_axis),
-            group("Pose", *self.controls.values(), self.from_header),
+            group("Pose", *self.controls.values(), self.from_header,
+                  Container(layout="horizontal", labels=False, widgets=[
+                      self.undo_button, self.redo_button, self.reset_button])),
+            group("Landmarks", self.landmarks),
             group("View", self.show_carm, self.live),
         ])
 
@@ -169,6 +179,10 @@ class DrrPoseWidget(Container):
         self.show_carm.changed.connect(self._on_show_carm)
         self.render_button.changed.connect(lambda *_: self.render())
         self.from_header.changed.connect(self.pose_from_header)
+        self.undo_button.changed.connect(lambda *_: self._restore(self.history.undo()))
+        self.redo_button.changed.connect(lambda *_: self._restore(self.history.redo()))
+        self.reset_button.changed.connect(lambda *_: self._restore(self.history.reset()))
+        self._update_history_buttons()
         viewer.layers.events.inserted.connect(while_alive(self._on_layer_inserted))
         follow_layers(self, viewer)
         remember(self, "drr")
@@ -183,18 +197,38 @@ class DrrPoseWidget(Container):
         rot, xyz = self.pose_params()
         return pose_from_zxy(rot, xyz).matrix[0].double().numpy()
 
-    def set_pose(self, rot, xyz) -> None:
-        """Move the six controls (renders once, in full, not six times)."""
+    def set_pose(self, rot, xyz, source: str | None = "manual") -> None:
+        """Move the six controls (renders once, in full, not six times); the pose enters the
+        history as coming from `source` (None: a pose from the history itself)."""
         for key, value in zip(POSE_RANGES, [*rot, *xyz], strict=True):
             lo, hi, _ = POSE_RANGES[key]
             control = self.controls[key]
             with control.changed.blocked():
                 control.value = float(np.clip(value, lo, hi))
+        if source is not None:
+            self.remember_pose(source)
         self._request()
 
-    def set_pose_matrix(self, matrix) -> None:
+    def set_pose_matrix(self, matrix, source: str = "manual") -> None:
         rot, xyz = pose_to_zxy(pose_from_matrix(matrix))
-        self.set_pose(rot, xyz)
+        self.set_pose(rot, xyz, source)
+
+    def remember_pose(self, source: str) -> None:
+        """The pose the controls show, as the history's newest (a repeat adds nothing)."""
+        self.history.push(self.pose_matrix(), source)
+        self._update_history_buttons()
+
+    def _restore(self, entry) -> None:
+        if entry is not None:
+            self.set_pose_matrix(entry.matrix, source=None)
+            self.status.value = f"pose {self.history.index + 1}/{len(self.history.entries)} " \
+                                f"({entry.source})"
+        self._update_history_buttons()
+
+    def _update_history_buttons(self) -> None:
+        self.undo_button.enabled = self.history.can_undo
+        self.redo_button.enabled = self.history.can_redo
+        self.reset_button.enabled = self.history.can_undo
 
     def pose_from_header(self) -> None:
         """Set the pose from the C-arm angles in the chosen X-ray layer's header."""
@@ -206,7 +240,7 @@ class DrrPoseWidget(Container):
             if layer is None:
                 raise XvrInputError("choose an X-ray layer in 'intrinsics from' to read its header")
             pose = DicomInitializer(self.orientation_choice.value)(xray_from_layer(layer))
-            self.set_pose_matrix(pose.matrix[0].numpy())
+            self.set_pose_matrix(pose.matrix[0].numpy(), "header")
         except Exception as err:
             report_error(err, "Pose from header")
 
@@ -260,6 +294,8 @@ class DrrPoseWidget(Container):
         if volume is None:
             self.status.value = "choose a volume layer"
             return
+        if not preview:  # a pose held long enough to render in full is one the user chose
+            self.remember_pose("manual")
         try:
             self._serial += 1
             request = RenderRequest(

@@ -247,6 +247,7 @@ class RegisterWidget(Stoppable, Container):
             if drr_widget is None:
                 raise XvrInputError("open the 'DRR and pose' widget to set the initial pose, or "
                                     "choose another initialisation")
+            drr_widget.remember_pose("manual")  # the start the user set stays one Undo away
             return partial(PoseInitializer, drr_widget.pose_matrix())
         if choice == INITS[1]:
             return partial(DicomInitializer, spec.orientation)
@@ -595,7 +596,7 @@ class RegisterWidget(Stoppable, Container):
             self._show_overlay(image, image.shape, view_meta, xray=view)
         drr_widget = find_widget("drr", self.viewer)
         if drr_widget is not None:
-            drr_widget.set_pose_matrix(result.pose)
+            drr_widget.set_pose_matrix(result.pose, "registration")  # Undo: the pose before
         self._show_orientation(result.pose)
         self._keep_layout()
         how = "stopped early" if result.stopped else "done"
