@@ -62,6 +62,7 @@ from ._common import (
     warn,
     while_alive,
 )
+from ._compare_panel import ComparePanel
 from ._dock import StatusLine, group, lock_options, run_stop_row, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP
 from ._jobs import Failed, LayerSnapshot, merge_progress
@@ -159,6 +160,7 @@ class RegisterWidget(Stoppable, Container):
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = StatusLine("idle")
         self.plot = LivePlot("similarity", "similarity")
+        self.compare = ComparePanel(viewer, self._comparison_source)
         self.body = Container(labels=False, widgets=[
             group("Inputs", self.xray, self.views, self.volume, self.labels_layer, self.label_ids,
                   self.orientation_choice, self.reverse_x_axis),
@@ -170,7 +172,7 @@ class RegisterWidget(Stoppable, Container):
                   self.parameterization, self.lr_rot, self.lr_xyz, self.patience,
                   self.threshold, self.max_n_plateaus, self.renderer, self.device),
             group("Output", self.outdir, self.saveimg, self.overwrite, self.mirror_check),
-            group("View", self.view),
+            group("View", self.view, self.compare),
             self.plot,
         ])
         self.scroll = scrolled(self, self.body,
@@ -315,6 +317,7 @@ class RegisterWidget(Stoppable, Container):
         except Exception as err:
             report_error(err, "Register")
             return
+        self.compare.clear()  # the last result's comparison is not this run's
         self._job = job
         self.similarities = []
         self.result = None
@@ -482,6 +485,22 @@ class RegisterWidget(Stoppable, Container):
         ])
         return {"scale": (s_row, s_col), "translate": tuple(translate)}
 
+    def _comparison_source(self):
+        """(the X-ray's pixels the overlay covers, the overlay layer, its name), or None."""
+        if self._job is None or self.result is None or self.overlay_name not in self.viewer.layers:
+            return None
+        xray = self.xray_layer
+        if xray is None:
+            return None
+        crop = self._job.options.crop
+        image = np.asarray(xray.data)
+        if crop:
+            h, w = image.shape[-2] - crop, image.shape[-1] - crop
+            image = image[..., crop // 2: crop // 2 + h, crop // 2: crop // 2 + w]
+        if image.ndim != 2:
+            return None
+        return image, self.viewer.layers[self.overlay_name], self.overlay_name
+
     @property
     def xray_layer(self):
         name = self._job.xray.name
@@ -606,6 +625,7 @@ class RegisterWidget(Stoppable, Container):
         self.status.set_tone((result.verdict or {}).get("status", "ok"))
         if self.mirror is not None and self.mirror.mirrored_better:
             self.status.value = f"check the flip: {self.mirror.message()}; {self.status.value}"
+        self.compare.refresh()
         info(f"Register: {self.status.value}")
 
     def _on_finished(self) -> None:
