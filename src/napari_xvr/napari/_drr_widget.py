@@ -31,6 +31,7 @@ from ..imaging import display_range
 from ..pose_history import PoseHistory
 from ._common import follow_layers, layer_combo, remember, report_error, upsert_image, while_alive
 from ._dock import StatusLine, group, scrolled
+from ._drag_align import DragAlign
 from ._jobs import Failed, LayerSnapshot
 from ._landmark_panel import LandmarkPanel
 from ._layers import KIND
@@ -128,6 +129,10 @@ class DrrPoseWidget(Container):
         }
         self.from_header = PushButton(text="Pose from X-ray header")
         self.history = PoseHistory()
+        self.drag_align = CheckBox(
+            label="drag to align", value=False,
+            tooltip="drag in the 2D view to move the DRR: plain drag pans it, Shift turns it "
+            "about the principal point, Ctrl moves it along the central ray (up: larger)")
         self.undo_button = PushButton(text="Undo", tooltip="the pose before the last change")
         self.redo_button = PushButton(text="Redo", tooltip="the pose the last Undo left")
         self.reset_button = PushButton(text="Reset", tooltip="the first pose (can be undone)")
@@ -142,7 +147,7 @@ class DrrPoseWidget(Container):
             group("Volume", self.volume, self.labels_layer, self.label_ids, self.orientation_choice),
             group("Detector", self.intrinsics_from, self.sdd, self.det_height, self.det_width,
                    self.delx, self.dely, self.x0, self.y0, self.reverse_x_axis),
-            group("Pose", *self.controls.values(), self.from_header,
+            group("Pose", *self.controls.values(), self.from_header, self.drag_align,
                   Container(layout="horizontal", labels=False, widgets=[
                       self.undo_button, self.redo_button, self.reset_button])),
             group("Landmarks", self.landmarks),
@@ -179,6 +184,8 @@ class DrrPoseWidget(Container):
         self.show_carm.changed.connect(self._on_show_carm)
         self.render_button.changed.connect(lambda *_: self.render())
         self.from_header.changed.connect(self.pose_from_header)
+        self._dragger = DragAlign(viewer, self)
+        self.drag_align.changed.connect(self._dragger.set)
         self.undo_button.changed.connect(lambda *_: self._restore(self.history.undo()))
         self.redo_button.changed.connect(lambda *_: self._restore(self.history.redo()))
         self.reset_button.changed.connect(lambda *_: self._restore(self.history.reset()))
@@ -200,18 +207,32 @@ class DrrPoseWidget(Container):
     def set_pose(self, rot, xyz, source: str | None = "manual") -> None:
         """Move the six controls (renders once, in full, not six times); the pose enters the
         history as coming from `source` (None: a pose from the history itself)."""
-        for key, value in zip(POSE_RANGES, [*rot, *xyz], strict=True):
-            lo, hi, _ = POSE_RANGES[key]
-            control = self.controls[key]
-            with control.changed.blocked():
-                control.value = float(np.clip(value, lo, hi))
+        self._set_controls(rot, xyz)
         if source is not None:
             self.remember_pose(source)
         self._request()
 
+    def _set_controls(self, rot, xyz) -> None:
+        """The six controls to these values (clipped to their ranges), no signal emitted."""
+        for key, value in zip(POSE_RANGES, [*rot, *xyz], strict=True):
+            lo, hi, _ = POSE_RANGES[key]
+            with self.controls[key].changed.blocked():
+                self.controls[key].value = float(np.clip(value, lo, hi))
+
     def set_pose_matrix(self, matrix, source: str = "manual") -> None:
         rot, xyz = pose_to_zxy(pose_from_matrix(matrix))
         self.set_pose(rot, xyz, source)
+
+    def show_pose(self, matrix, preview: bool) -> None:
+        """Move the controls to `matrix` and render it now (a preview: the full DRR follows when
+        the motion settles), without a history entry (a drag's end adds its own)."""
+        self._set_controls(*pose_to_zxy(pose_from_matrix(matrix)))
+        if preview:
+            self._timer.start(self._settle_ms)
+            self.render(preview=True)
+        else:
+            self._timer.stop()
+            self.render()
 
     def remember_pose(self, source: str) -> None:
         """The pose the controls show, as the history's newest (a repeat adds nothing)."""
