@@ -206,3 +206,23 @@ def test_dock_scrolls_and_fits_with_other_docks(make_napari_viewer, qtbot, artif
     assert isinstance(drr.idle, bool) and drr.drr_name and drr.show_carm and len(drr.controls) == 6
     viewer.screenshot(str(artifacts / "drr_dock_with_others.png"), canvas_only=False)
     qtbot.waitUntil(lambda: drr.idle, timeout=60_000)
+
+
+def test_detector_fields_show_the_xrays_intrinsics(sample_viewer):
+    """The fields showed 1.60 mm while the DRR used the X-ray's own 1.2 mm."""
+    from napari_xvr.geometry import Intrinsics
+    from napari_xvr.io import XRay
+    from napari_xvr.napari._layers import xray_layer
+
+    viewer = sample_viewer
+    _, drr = viewer.window.add_plugin_dock_widget("napari-xvr", "DRR and pose")
+    own = Intrinsics(sdd=1100.0, height=200, width=180, delx=1.2, dely=1.3, x0=4.0, y0=-2.0)
+    data, kwargs, _ = xray_layer(XRay(image=np.zeros((200, 180), np.float32), intrinsics=own),
+                                 name="other X-ray")
+    layer = viewer.add_image(data, **kwargs)
+    drr.intrinsics_from.value = layer
+    shown = {k: f.value for k, f in drr._detector_fields().items()}
+    assert shown == own.to_dict() and drr.intrinsics() == own
+    assert not drr.delx.enabled and "other X-ray" in drr.delx.tooltip
+    drr.intrinsics_from.value = None  # typed in again: editable, as they were left
+    assert drr.delx.enabled and drr.intrinsics().delx == 1.2

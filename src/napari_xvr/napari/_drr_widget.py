@@ -184,6 +184,8 @@ class DrrPoseWidget(Container):
         self.show_carm.changed.connect(self._on_show_carm)
         self.render_button.changed.connect(lambda *_: self.render())
         self.from_header.changed.connect(self.pose_from_header)
+        self.intrinsics_from.changed.connect(lambda *_: self._show_intrinsics())
+        self._show_intrinsics()
         self._dragger = DragAlign(viewer, self)
         self.drag_align.changed.connect(self._dragger.set)
         self.undo_button.changed.connect(lambda *_: self._restore(self.history.undo()))
@@ -264,6 +266,22 @@ class DrrPoseWidget(Container):
             self.set_pose_matrix(pose.matrix[0].numpy(), "header")
         except Exception as err:
             report_error(err, "Pose from header")
+
+    def _detector_fields(self) -> dict:
+        return {"sdd": self.sdd, "height": self.det_height, "width": self.det_width,
+                "delx": self.delx, "dely": self.dely, "x0": self.x0, "y0": self.y0}
+
+    def _show_intrinsics(self) -> None:
+        """The Detector fields show what the DRR uses: an X-ray layer's own intrinsics (read
+        only while it is chosen), else what is typed in."""
+        layer = self.intrinsics_from.value
+        values = (layer.metadata.get("intrinsics") or {}) if layer is not None else {}
+        for name, field in self._detector_fields().items():
+            if values:
+                with field.changed.blocked():
+                    field.value = values[name]
+            field.enabled = not values
+            field.tooltip = f"from the X-ray layer {layer.name!r}" if values else ""
 
     def intrinsics(self) -> Intrinsics:
         layer = self.intrinsics_from.value
