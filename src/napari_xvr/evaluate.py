@@ -187,6 +187,26 @@ def _is_number(text: str) -> bool:
     return True
 
 
+POSE_KEYS = ("true_pose", "pose", "pose_matrix", "matrix", "gt_pose")
+"""Where a truth file's case may keep its pose (a 4x4 matrix, or a dict holding ``matrix``)."""
+
+
+def _case_pose(path: Path, cases: dict, stem: str | None):
+    """The pose of case `stem` (named with or without its file's extension)."""
+    names = {name: name for name in cases} | {Path(name).stem: name for name in cases}
+    if stem not in names and stem is not None and Path(stem).stem in names:
+        stem = Path(stem).stem
+    if stem not in names:
+        raise XvrInputError(f"{path}: no case named {stem!r} (with or without its extension); "
+                            f"cases: {', '.join(cases)}")
+    case = cases[names[stem]]
+    found = next((case[key] for key in POSE_KEYS if isinstance(case, dict) and key in case), None)
+    if found is None:
+        raise XvrInputError(f"{path}: case {names[stem]!r} has no pose; looked for "
+                            f"{', '.join(POSE_KEYS)} (a 4x4 matrix or a dict with 'matrix')")
+    return found
+
+
 def read_true_pose(path, stem: str | None = None, orientation: str = "AP") -> RigidTransform:
     """A true pose from a result.json/folder or xvr .pth, a JSON matrix, a truth.json of cases,
     or a DICOM."""
@@ -201,9 +221,7 @@ def read_true_pose(path, stem: str | None = None, orientation: str = "AP") -> Ri
         except (OSError, json.JSONDecodeError) as err:
             raise XvrInputError(f"{path}: not valid JSON ({err})") from err
         if isinstance(data, dict) and "cases" in data:
-            if stem not in data["cases"]:
-                raise XvrInputError(f"{path}: no case named {stem!r}; cases: {', '.join(data['cases'])}")
-            data = data["cases"][stem]["true_pose"]
+            data = _case_pose(path, data["cases"], stem)
         if isinstance(data, dict) and "init_pose" in data:
             return result_pose(data)
         if isinstance(data, list):

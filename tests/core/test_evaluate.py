@@ -66,3 +66,29 @@ def test_true_pose_from_matrix_json(tmp_path):
     path = tmp_path / "true.json"
     path.write_text(json.dumps(pose.matrix[0].tolist()))
     assert torch.allclose(read_true_pose(path).matrix, pose.matrix, atol=1e-5)
+
+
+def test_truth_files_of_the_common_layouts_are_read(tmp_path):
+    """{"cases": {"x.dcm": {"pose_matrix": ...}}} was refused; the case may be named with or
+    without its extension, the pose kept under the usual names."""
+    import json
+
+    import numpy as np
+    import pytest
+
+    from napari_xvr.errors import XvrInputError
+    from napari_xvr.evaluate import read_true_pose
+    from napari_xvr.geometry import pose_from_zxy
+
+    matrix = pose_from_zxy([10.0, -5.0, 2.0], [3.0, 800.0, -7.0]).matrix[0].tolist()
+    path = tmp_path / "truth.json"
+    path.write_text(json.dumps({"cases": {"x.dcm": {"pose_matrix": matrix},
+                                          "y": {"gt_pose": {"matrix": matrix}},
+                                          "z.dcm": {"angles": [1, 2, 3]}}}))
+    for stem in ("x", "x.dcm", "y", "y.dcm"):
+        np.testing.assert_allclose(read_true_pose(path, stem).matrix[0].numpy(), matrix,
+                                   atol=1e-5)
+    with pytest.raises(XvrInputError, match="looked for true_pose, pose, pose_matrix"):
+        read_true_pose(path, "z")
+    with pytest.raises(XvrInputError, match="no case named 'w'.*cases: x.dcm, y, z.dcm"):
+        read_true_pose(path, "w")
