@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAME_MM = 1e-6
-"""Two poses closer than this (every matrix entry) are one entry."""
+SAME = 1e-4
+"""Two poses closer than this in every matrix entry (mm; about 0.006 deg for the rotation) are
+one entry: a pose read back from the widget's controls is the same pose."""
 LIMIT = 200
 """The oldest entries beyond this many are dropped (the first, the reset target, is kept)."""
 
@@ -52,7 +53,7 @@ class PoseHistory:
         matrix = np.array(matrix, dtype=np.float64).reshape(4, 4)
         if not np.isfinite(matrix).all():
             raise ValueError("a pose with NaN or infinite entries cannot enter the history")
-        if self.current is not None and np.allclose(self.current.matrix, matrix, atol=SAME_MM,
+        if self.current is not None and np.allclose(self.current.matrix, matrix, atol=SAME,
                                                     rtol=0):
             return False
         del self.entries[self.index + 1:]

@@ -36,6 +36,7 @@ from ._jobs import Failed, LayerSnapshot
 from ._landmark_panel import LandmarkPanel
 from ._layers import KIND
 from ._render_job import Rendered, RenderRequest, render_requests
+from ._session import SessionPanel
 
 POSE_RANGES = {"r1": (-180, 180, 0.0), "r2": (-90, 90, 0.0), "r3": (-180, 180, 0.0),
                "tx": (-400, 400, 0.0), "ty": (0, 2000, 850.0), "tz": (-400, 400, 0.0)}
@@ -141,6 +142,7 @@ class DrrPoseWidget(Container):
                                   "rays over the volume in 3D; 2D layers are hidden meanwhile")
         self.live = CheckBox(label="live", value=True)
         self.landmarks = LandmarkPanel(viewer, self)
+        self.session = SessionPanel(viewer)
         self.render_button = PushButton(text="Render")
         self.status = StatusLine("choose a volume layer")
         self.body = Container(labels=False, widgets=[
@@ -151,6 +153,7 @@ class DrrPoseWidget(Container):
                   Container(layout="horizontal", labels=False, widgets=[
                       self.undo_button, self.redo_button, self.reset_button])),
             group("Landmarks", self.landmarks),
+            group("Session", self.session),
             group("View", self.show_carm, self.live),
         ])
 
@@ -428,6 +431,15 @@ class DrrPoseWidget(Container):
     def _on_layer_inserted(self, event) -> None:
         if self.show_carm.value:
             self._hide_flat(event.value)
+        session = event.value.metadata.pop("xvr_session", None)  # a session file was opened
+        if session:
+            from ..session import read_session
+            from ._session import restore
+
+            try:
+                restore(self.viewer, read_session(session))
+            except Exception as err:
+                report_error(err, "Session")
 
     def _detector_image(self, drr: np.ndarray) -> tuple[np.ndarray, str]:
         """What the detector shows in 3D: the chosen X-ray, else the DRR."""

@@ -116,6 +116,10 @@ def _kind(path: Path) -> str | None:
 
         return "upstream" if looks_like_upstream_result(path) else None
     if suffix == RESULT_SUFFIX:
+        from ..session import looks_like_session
+
+        if looks_like_session(path):
+            return "session"
         return "result" if _looks_like_result_json(path) else None
     return None
 
@@ -140,9 +144,9 @@ def read_one(path: Path) -> list:
     kind = _kind(path)
     if kind is None:
         raise XvrInputError(f"{path}: napari-xvr does not read this (no such file, or not a volume, "
-                            "X-ray DICOM, result folder/.json or xvr .pth); check the path")
+                            "X-ray DICOM, result folder/.json, xvr .pth or session); check the path")
     readers = {"volume": _read_volume, "xray": _read_xray, "folder": _read_folder,
-               "upstream": upstream_layers, "result": result_layers}
+               "upstream": upstream_layers, "result": result_layers, "session": _read_session}
     try:
         if path.is_file():
             if path.stat().st_size == 0:
@@ -165,6 +169,25 @@ def read_one(path: Path) -> list:
                             "the file may be truncated or damaged, copy it again") from err
     if not layers:
         raise XvrInputError(f"{path}: holds nothing napari-xvr can show")
+    return layers
+
+
+def _read_session(path: Path) -> list:
+    """A session's layers, named as saved; the last carries the session's path, so that the DRR
+    and pose widget sets the pose, history and options back when it sees it."""
+    from ..session import read_session
+
+    session = read_session(path)
+    layers = []
+    for entry in session.layers:
+        for data, kwargs, kind in read_one(Path(entry["path"])):
+            if kwargs.get("metadata", {}).get(KIND) in ("volume", "labels", "xray"):
+                kwargs = {**kwargs, "name": entry["name"]}
+            layers.append((data, kwargs, kind))
+    if layers:
+        data, kwargs, kind = layers[-1]
+        layers[-1] = (data, {**kwargs, "metadata": {**kwargs.get("metadata", {}),
+                                                     "xvr_session": str(path.resolve())}}, kind)
     return layers
 
 

@@ -186,6 +186,7 @@ class RegisterWidget(Stoppable, Container):
         self.stop_token: StopToken | None = None
         self.native.destroyed.connect(self._stop_quietly)  # closing the dock ends its run
         self.result = None
+        self.last_folder = None  # the last result saved (a session keeps it)
         self.mirror = None
         self._relabel = True  # the orientation letters are due (a stage began)
         self._live_view = Deferred(self._show_live_view)  # the overlay: in its own loop pass
@@ -601,6 +602,7 @@ class RegisterWidget(Stoppable, Container):
                 "trajectory": list(result.trajectory)}
         if event.folder is not None:
             meta["result_path"] = str(event.folder)
+            self.last_folder = event.folder
         xray = self.xray_layer
         if xray is not None:
             xray.metadata.update(meta)
