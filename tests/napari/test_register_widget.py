@@ -209,3 +209,29 @@ def test_the_device_is_chosen_in_the_widget(sample_viewer):
     assert reg.make_job().spec.device == "auto"
     reg.device.value = "cpu"
     assert reg.make_job().spec.device == "cpu"
+
+
+def test_a_restart_follows_the_previous_results_flip_as_the_cli(make_napari_viewer, qtbot,
+                                                                 tmp_path):
+    """The widget's restart ignored the previous result's flip; the core's rule (register/
+    resolve.py) now decides it for the widget as for `xvr register restart`."""
+    import subprocess
+    import sys
+
+    viewer = make_napari_viewer()
+    xray, reg, _ = _widget_on_samples(viewer)
+    ct = viewer.layers[0].metadata["path"]
+    proc = subprocess.run([sys.executable, "-m", "napari_xvr.cli", "register", "fixed",
+                           xray.metadata["path"], "-v", ct, "-o", tmp_path, "--rot", "0,0,0",
+                           "--xyz", "0,850,0", "--reverse_x_axis", "--init_only"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    previous = next(p for p in tmp_path.iterdir() if (p / "result.json").is_file())
+    reg.init.value = "previous result"
+    reg.init_path.value = previous
+    assert not reg.reverse_x_axis.value  # unticked: follow the result, as the CLI without the flag
+    reg.scales.value, reg.n_itrs.value = "8", "2"
+    reg.mirror_check.value = False
+    reg.run_button.native.click()
+    qtbot.waitUntil(lambda: not reg.running and reg.result is not None, timeout=240_000)
+    assert reg.result.inputs["reverse_x_axis"] is True

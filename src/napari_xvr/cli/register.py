@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from click.core import ParameterSource
 
 from .. import defaults
 from ..conventions import CONVENTIONS, PARAMETERIZATIONS, RENDERERS
@@ -241,6 +242,7 @@ def _run(initializer, kw):
     reducefn = check_reducefn(kw["reducefn"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
                       kw["reverse_x_axis"], kw["voxel_shift"], kw["device"], density=kw["density"])
+    spec = follow_initializer(spec, initializer)
     preprocessing = Preprocessing(kw["subtract_background"], kw["linearize"], reducefn)
     if kw["joint"]:
         _run_joint(initializer, kw, spec, options, preprocessing, AUTO_STARTS if auto else 0)
@@ -257,6 +259,21 @@ def _run(initializer, kw):
     )
     written = run_sharded(events, kw["verbose"], shard)
     exit_on_verdicts(written, kw["exit_on"])
+
+
+def follow_initializer(spec, initializer):
+    """`spec` with the flip and orientation the core's rule picks (:mod:`..register.resolve`):
+    given on the command line, else the initializer's record (a checkpoint, a previous
+    result), else the default; a note when a given one contradicts the record."""
+    from ..register.resolve import FOLLOWED, resolve_spec
+
+    ctx = click.get_current_context(silent=True)
+    explicit = {name for name in FOLLOWED
+                if ctx is None or ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    spec, notes = resolve_spec(spec, initializer, explicit)
+    for note in notes:
+        click.echo(f"Note: {note}", err=True)
+    return spec
 
 
 def _run_joint(initializer, kw, spec, options, preprocessing, retry_starts: int) -> None:
@@ -340,10 +357,7 @@ def restart(**kw):
     """Initialize from a previous registration result."""
     from ..register.initializers import RestartInitializer
 
-    source = click.get_current_context().get_parameter_source("reverse_x_axis")
-    if source != click.core.ParameterSource.COMMANDLINE:
-        kw["reverse_x_axis"] = _previous_flag(kw["previous"], kw["reverse_x_axis"])
-    _run(RestartInitializer(kw["previous"]), kw)
+    _run(RestartInitializer(kw["previous"]), kw)  # its flip and orientation: follow_initializer
 
 
 @register.command(cls=SectionedCommand, context_settings=CONTEXT)
@@ -372,19 +386,6 @@ def landmarks(**kw):
     initializer = LandmarkInitializer(kw["landmarks"], kw["volume"], kw["volume_points"],
                                       kw["frame"], kw["orientation"], kw["reverse_x_axis"])
     _run(initializer, kw)
-
-
-def _previous_flag(previous, default: bool) -> bool:
-    """The reverse_x_axis a previous result was registered with (its own value wins)."""
-    from pathlib import Path
-
-    from ..register.result import read_result
-
-    path = Path(previous)
-    if path.is_dir() and not (path / "result.json").is_file():
-        return default  # an OUTDIR of results: each X-ray's own is not known here
-    value = read_result(path).get("inputs", {}).get("reverse_x_axis")
-    return default if value is None else bool(value)
 
 
 COMMANDS = [register]

@@ -43,18 +43,12 @@ def model(**kw):
         reverse_x_axis=kw["reverse_x_axis"] if explicit_flip else None, crop=kw["crop"],
         subtract_background=kw["subtract_background"], linearize=kw["linearize"], device=kw["device"],
     )
-    kw["reverse_x_axis"] = init.reverse_x_axis  # the renderer follows the checkpoint unless told
     if init.mirrored:
         flag = "--reverse_x_axis" if init.reverse_x_axis else "--no-reverse_x_axis"
         click.echo(f"Warning: {flag} contradicts the checkpoint's reverse_x_axis="
                    f"{bool(init.spec['reverse_x_axis'])}: the X-ray is mirrored for the model "
                    "(omit the option to follow the checkpoint)", err=True)
-    if ctx.get_parameter_source("orientation") != ParameterSource.COMMANDLINE:
-        kw["orientation"] = init.orientation  # the checkpoint knows how its CTs were oriented
-    elif kw["orientation"] != init.orientation:
-        click.echo(f"Note: --orientation {kw['orientation']} differs from the checkpoint's "
-                   f"{init.orientation}", err=True)
-    _run(init, kw)
+    _run(init, kw)  # the renderer's flip and orientation follow the checkpoint unless given
 
 
 COMMANDS = []  # `model` is attached to the `register` group above

@@ -112,7 +112,7 @@ def _run(initializer, kw, state=None) -> None:
     from ..register.shard import join
     from ..register.track import TrackOptions
     from ..register.track_io import gather_tracks, track_sequences
-    from .register import exit_on_verdicts
+    from .register import exit_on_verdicts, follow_initializer
 
     options = registration_options(kw)
     track_options = TrackOptions(kw["track_scales"], kw["track_itrs"], kw["predict"],
@@ -120,6 +120,7 @@ def _run(initializer, kw, state=None) -> None:
                                  kw["smooth"])
     spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
                       kw["reverse_x_axis"], kw["voxel_shift"], kw["device"], density=kw["density"])
+    spec = follow_initializer(spec, initializer)
     shard = join(kw["device"])  # under torchrun: this rank's device and share of the sequences
     spec.device = shard.device
     events = track_sequences(
@@ -260,7 +261,6 @@ def restart(**kw):
     from ..errors import XvrInputError
     from ..register.initializers import RestartInitializer
     from ..register.track_io import resume_state
-    from .register import _previous_flag
 
     previous = Path(kw["previous"])
     if (previous / "track.json").is_file():
@@ -269,9 +269,6 @@ def restart(**kw):
                                 "to resume at")
         _run(RestartInitializer(previous), kw, resume_state(previous, kw["start_frame"] - 1))
         return
-    source = click.get_current_context().get_parameter_source("reverse_x_axis")
-    if source != ParameterSource.COMMANDLINE:
-        kw["reverse_x_axis"] = _previous_flag(previous, kw["reverse_x_axis"])
     _run(RestartInitializer(previous), kw)
 
 

@@ -309,6 +309,10 @@ class LivePlot(Container):
         self.axes.set_xlabel(xlabel, fontsize=8, color=c["text"])
         self.axes.set_ylabel(ylabel, fontsize=8, color=c["text"])
         self.axes.tick_params(labelsize=7, colors=c["text"])
+        if xlabel in ("iteration", "frame", "step"):  # counts: no fractional ticks
+            from matplotlib.ticker import MaxNLocator
+
+            self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         for spine in self.axes.spines.values():
             spine.set_color(c["grid"])
         self.axes.grid(True, color=c["grid"], lw=0.4, alpha=0.6)
@@ -323,8 +327,9 @@ class LivePlot(Container):
     def mark(self, x: float, label: str) -> None:
         """A dotted vertical line at `x` with `label` at its top (e.g. where a stage begins)."""
         line = self.axes.axvline(x, color=self.colours["marker"], ls=":", lw=1.0)
-        text = self.axes.text(x, 1.0, f" {label}", transform=self.axes.get_xaxis_transform(),
-                              color=self.colours["marker"], fontsize=7, va="bottom", ha="left")
+        # inside the axes, under their top edge: above it, labels ran into the title
+        text = self.axes.text(x, 0.97, f" {label}", transform=self.axes.get_xaxis_transform(),
+                              color=self.colours["marker"], fontsize=7, va="top", ha="left")
         self._markers.append((x, label, line, text))
         self._request_draw()
 

@@ -188,6 +188,8 @@ class DrrPoseWidget(Container):
         self.render_button.changed.connect(lambda *_: self.render())
         self.from_header.changed.connect(self.pose_from_header)
         self.intrinsics_from.changed.connect(lambda *_: self._show_intrinsics())
+        self.volume.changed.connect(lambda *_: self._idle_status())
+        self._idle_status()
         self._show_intrinsics()
         self._dragger = DragAlign(viewer, self)
         self.drag_align.changed.connect(self._dragger.set)
@@ -269,6 +271,13 @@ class DrrPoseWidget(Container):
             self.set_pose_matrix(pose.matrix[0].numpy(), "header")
         except Exception as err:
             report_error(err, "Pose from header")
+
+    def _idle_status(self) -> None:
+        """What to do next, for the volume chosen now (the status said "choose a volume layer"
+        with one chosen)."""
+        volume = self.volume.value
+        self.status.value = "choose a volume layer" if volume is None else \
+            f"{volume.name}: set the pose (controls, header, landmarks or a drag)"
 
     def _detector_fields(self) -> dict:
         return {"sdd": self.sdd, "height": self.det_height, "width": self.det_width,

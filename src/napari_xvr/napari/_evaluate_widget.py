@@ -24,6 +24,7 @@ PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widge
                 "result file (result.json)")
 #: apart from the registration overlay's green X-ray and magenta DRR
 TRUE_COLOR, PRED_COLOR, ERROR_COLOR = "cyan", "yellow", "orange"
+FIDUCIAL_COLOR = "lime"  # the 3D points: not the colour of their true projections
 LEGEND = (f'<span style="color:{TRUE_COLOR}">&#9679;</span> true projection &nbsp; '
           f'<span style="color:{PRED_COLOR}">&#9679;</span> estimated projection<br>'
           f'<span style="color:{ERROR_COLOR}">&#10230;</span> error, from the true projection to '
@@ -147,7 +148,7 @@ class EvaluateWidget(Container):
         if name in self.viewer.layers:
             self.viewer.layers[name].data = points
         else:
-            self.viewer.add_points(points, name=name, size=8, face_color=TRUE_COLOR,
+            self.viewer.add_points(points, name=name, size=8, face_color=FIDUCIAL_COLOR,
                                    metadata={KIND: "fiducials"})
         self.fiducials.value = self.viewer.layers[name]
 

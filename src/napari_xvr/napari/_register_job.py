@@ -15,6 +15,7 @@ from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
 from ..register.joint import joint_init, relative_poses
 from ..register.mirror import MirrorCheck
 from ..register.pipeline import Retrying, VolumeSpec, Written, describe, register_xray
+from ..register.resolve import resolve_spec
 from ..register.setup_check import SetupCheck
 from . import api
 from ._jobs import LayerSnapshot, f32, guarded
@@ -88,6 +89,7 @@ class RegisterJob:
     retry_starts: int = 0  # --multistart auto's retry
     min_interval_s: float = 0.2
     views: tuple[LayerSnapshot, ...] = ()  # more X-rays: a joint registration with them
+    explicit: frozenset = frozenset()  # spec fields the user set (else a model/result's win)
 
     @property
     def xray_name(self) -> str:
@@ -111,10 +113,7 @@ def registration(job: RegisterJob, stop):
     xrays = _xrays(job)
     xray = xrays[0]
     initializer = job.make_initializer()
-    spec = job.spec
-    flip = getattr(initializer, "reverse_x_axis", None)  # a model's convention, when it has one
-    if flip is not None and bool(flip) != spec.reverse_x_axis:
-        spec = replace(spec, reverse_x_axis=bool(flip))
+    spec, _notes = resolve_spec(job.spec, initializer, job.explicit)  # the CLI's rule
     relatives = None
     if job.views:  # the views' geometry from their headers, as `xvr register --joint`
         relatives = relative_poses(xrays, "dicom", spec.orientation)

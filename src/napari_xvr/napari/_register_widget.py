@@ -178,6 +178,7 @@ class RegisterWidget(Stoppable, Container):
         self.scroll = scrolled(self, self.body,
                                pinned=(run_stop_row(self.run_button, self.stop_button), self.status))
         self.xray.changed.connect(lambda _layer: self.views.reset_choices())
+        self.xray.changed.connect(self._xray_changed)
         self.optimizer.changed.connect(self._optimizer_changed)
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
@@ -302,9 +303,20 @@ class RegisterWidget(Stoppable, Container):
             mirror_check=self.mirror_check.value,
             retry_starts=AUTO_STARTS if self.auto_retry.value else 0,
             views=tuple(LayerSnapshot.of(v) for v in views),
+            # the CLI's "given on the command line": a ticked flip, an orientation not the default
+            explicit=frozenset(
+                {"reverse_x_axis"} if self.reverse_x_axis.value else set()) | frozenset(
+                {"orientation"} if self.orientation_choice.value != defaults.reg("orientation")
+                else set()),
         )
 
     # ---------------------------------------------------------------- run / stop
+    def _xray_changed(self, layer) -> None:
+        """Another X-ray: the last run's status is not about it."""
+        if not self.running:
+            self.status.set_tone("ok")
+            self.status.value = "idle" if layer is None else f"ready: {layer.name}"
+
     @property
     def running(self) -> bool:
         return self.worker is not None
@@ -622,8 +634,13 @@ class RegisterWidget(Stoppable, Container):
         self._keep_layout()
         how = "stopped early" if result.stopped else "done"
         where = f"; saved to {event.folder}" if event.folder else ""
+        # a stopped run's similarity is its best at the scale it stopped in, which scores on its
+        # own resolution: below the plot's peak from the coarser scale is no loss
+        scale = self.plot.markers[-1][1] if result.stopped and self.plot.markers else ""
+        at = f" at scale {scale} (scales are not comparable)" if scale else ""
         self.status.value = (f"{how} [{verdict_text(result)}]: {result.iterations} iterations in "
-                             f"{result.runtime_s:.1f} s, similarity {result.similarity:.4f}{where}")
+                             f"{result.runtime_s:.1f} s, similarity {result.similarity:.4f}{at}"
+                             f"{where}")
         self.status.set_tone((result.verdict or {}).get("status", "ok"))
         if self.mirror is not None and self.mirror.mirrored_better:
             self.status.value = f"check the flip: {self.mirror.message()}; {self.status.value}"

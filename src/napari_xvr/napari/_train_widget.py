@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -320,7 +321,11 @@ class TrainWidget(Stoppable, Container):
             self._pbar.total = event.n_total_itrs
             self._pbar.reach(event.start_itr)
             self._total = event.n_total_itrs
-            notes = "; ".join(event.notes)
+            # wandb's absence is the usual case here, not news for the status line: the log has it
+            for note in event.notes:
+                if note.startswith("wandb"):
+                    logging.getLogger("napari_xvr").info(note)
+            notes = "; ".join(n for n in event.notes if not n.startswith("wandb"))
             self.status.value = (f"training on {event.device} from itr {event.start_itr} "
                                  f"({event.n_parameters / 1e6:.1f} M parameters) {notes}")
         elif isinstance(event, TrainProgress):

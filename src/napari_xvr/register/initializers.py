@@ -118,6 +118,15 @@ class RestartInitializer:
             path = folder
         return result_pose(read_result(path))
 
+    def conventions(self) -> dict:
+        """The flip and orientation the previous result was registered with (an OUTDIR of
+        several: none, each X-ray's own is not known here)."""
+        path = Path(self.previous)
+        if path.is_dir() and not (path / "result.json").is_file():
+            return {}
+        inputs = read_result(path).get("inputs", {}) or {}
+        return {k: inputs.get(k) for k in ("reverse_x_axis", "orientation")}
+
     def describe(self) -> dict:
         return {"type": "restart", "previous": str(Path(self.previous).resolve())}
 

@@ -113,6 +113,10 @@ class ModelInitializer:
     def orientation(self) -> str:
         return self.spec["orientation"]
 
+    def conventions(self) -> dict:
+        """The checkpoint's flip and orientation (the renderer follows them unless told)."""
+        return {"reverse_x_axis": self.reverse_x_axis, "orientation": self.orientation}
+
     @property
     def mirrored(self) -> bool:
         """Whether the X-ray is mirrored for the model (renderer and checkpoint disagree)."""
