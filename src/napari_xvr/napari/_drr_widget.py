@@ -37,6 +37,7 @@ from ._landmark_panel import LandmarkPanel
 from ._layers import KIND
 from ._render_job import Rendered, RenderRequest, render_requests
 from ._session import SessionPanel
+from ._tooltips import explain
 
 POSE_RANGES = {"r1": (-180, 180, 0.0), "r2": (-90, 90, 0.0), "r3": (-180, 180, 0.0),
                "tx": (-400, 400, 0.0), "ty": (0, 2000, 850.0), "tz": (-400, 400, 0.0)}
@@ -200,6 +201,8 @@ class DrrPoseWidget(Container):
         viewer.layers.events.inserted.connect(while_alive(self._on_layer_inserted))
         follow_layers(self, viewer)
         remember(self, "drr")
+        from ..cli.register import dicom as _cli
+        explain(self, _cli)  # every control says what it does
 
     # ---------------------------------------------------------------- pose and intrinsics
     def pose_params(self) -> tuple[list[float], list[float]]:

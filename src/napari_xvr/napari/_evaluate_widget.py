@@ -18,6 +18,7 @@ from ._evaluate_job import Evaluated, Replayed, evaluation, replay
 from ._jobs import Failed, LayerSnapshot
 from ._layers import KIND
 from ._register_job import OVERLAY_CONTRAST
+from ._tooltips import explain
 
 TRUE_SOURCES = ("X-ray metadata 'true_pose'", "pose file")
 PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widget",
@@ -109,6 +110,7 @@ class EvaluateWidget(Container):
         self.last_errors = None
         follow_layers(self, viewer)
         remember(self, "evaluate")
+        explain(self)  # every control says what it does
 
     def _pose(self, source: str, file) -> object:
         xray = self.xray.value

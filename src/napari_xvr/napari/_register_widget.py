@@ -75,6 +75,7 @@ from ._register_job import (
     RegisterJob,
     registration,
 )
+from ._tooltips import explain
 from ._view_grid import ViewGrid
 from .api import intrinsics_of
 
@@ -129,10 +130,11 @@ class RegisterWidget(Stoppable, Container):
             f"{AUTO_STARTS} more starts and keep the better result")
         self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
                                          value=d.parameterization)
-        self.lr_rot = FloatSpinBox(label="lr rotation", value=d.lr_rot, min=0, max=10, step=1e-3)
-        self.lr_xyz = FloatSpinBox(label="lr translation", value=d.lr_xyz, min=0, max=100, step=0.1)
+        self.lr_rot = FloatSpinBox(label="lr rotation (rad)", value=d.lr_rot, min=0, max=10, step=1e-3)
+        self.lr_xyz = FloatSpinBox(label="lr translation (mm)", value=d.lr_xyz, min=0, max=100, step=0.1)
         self.patience = SpinBox(label="patience", value=d.patience, min=1, max=1000)
-        self.threshold = FloatSpinBox(label="threshold", value=d.threshold, min=0, max=1, step=1e-4)
+        self.threshold = FloatSpinBox(label="threshold (similarity)", value=d.threshold, min=0,
+                                      max=1, step=1e-4)
         self.max_n_plateaus = SpinBox(label="max plateaus", value=d.max_n_plateaus, min=1, max=20)
         self.renderer = ComboBox(label="renderer", choices=RENDERERS, value=defaults.reg("renderer"))
         self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"),
@@ -200,6 +202,8 @@ class RegisterWidget(Stoppable, Container):
         self._relatives: tuple = ()  # a joint run: each view's pose relative to the first's
         follow_layers(self, viewer)
         remember(self, "register")
+        from ..cli.register import dicom as _cli
+        explain(self, _cli)  # every control says what it does
         self._optimizer_changed(self.optimizer.value)
 
     # ---------------------------------------------------------------- inputs

@@ -44,6 +44,7 @@ from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP
 from ._jobs import Failed, LayerSnapshot
 from ._layers import KIND
 from ._register_job import OVERLAY_CONTRAST
+from ._tooltips import explain
 from ._track_job import FrameProgress, Tracked, TrackJob, tracking
 
 INITS = ("DICOM header", "DRR and pose widget")
@@ -94,6 +95,8 @@ class TrackWidget(Stoppable, Container):
         self.last_done: TrackDone | None = None
         follow_layers(self, viewer)
         remember(self, "track")
+        from ..cli.track import dicom as _cli
+        explain(self, _cli)  # every control says what it does
 
     # ---------------------------------------------------------------- the job
     @property

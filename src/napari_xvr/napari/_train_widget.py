@@ -44,6 +44,7 @@ from ._dock import StatusLine, group, lock_options, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP, POSE_LABELS
 from ._jobs import Failed, merge_progress
 from ._layers import KIND
+from ._tooltips import explain
 from ._train_job import TrainProgress, training
 
 RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
@@ -135,11 +136,11 @@ class TrainWidget(Stoppable, Container):
                                    "offline they must be in the Hugging Face cache)")
         self.p_augmentation = FloatSpinBox(label="p augmentation", value=d.p_augmentation, min=0, max=1,
                                            step=0.05)
-        self.lr = FloatSpinBox(label="lr", value=d.lr, min=1e-7, max=1, step=1e-5)
-        self.weight_ncc = FloatSpinBox(label="weight mNCC", value=d.weight_ncc, min=0, max=100)
-        self.weight_geo = FloatSpinBox(label="weight geodesic", value=d.weight_geo, min=0, max=100,
+        self.lr = FloatSpinBox(label="lr (Adam step)", value=d.lr, min=1e-7, max=1, step=1e-5)
+        self.weight_ncc = FloatSpinBox(label="weight mNCC (unitless)", value=d.weight_ncc, min=0, max=100)
+        self.weight_geo = FloatSpinBox(label="weight geodesic (per mm)", value=d.weight_geo, min=0, max=100,
                                        step=0.01)
-        self.weight_dice = FloatSpinBox(label="weight Dice", value=d.weight_dice, min=0, max=100)
+        self.weight_dice = FloatSpinBox(label="weight Dice (unitless)", value=d.weight_dice, min=0, max=100)
         self.n_total_itrs = SpinBox(label="iterations", value=d.n_total_itrs, min=1, max=10_000_000)
         self.n_warmup_itrs = SpinBox(label="warm-up itrs", value=d.n_warmup_itrs, min=0, max=1_000_000)
         self.n_grad_accum_itrs = SpinBox(label="grad accumulation", value=d.n_grad_accum_itrs, min=1,
@@ -193,6 +194,8 @@ class TrainWidget(Stoppable, Container):
         self._shown_mosaic = False
         follow_layers(self, viewer)
         remember(self, "train")
+        from ..cli.train import train as _cli
+        explain(self, _cli)  # every control says what it does
 
     # ---------------------------------------------------------------- config
     def _path(self, layer, edit) -> str | None:
