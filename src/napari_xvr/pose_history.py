@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAME = 1e-4
-"""Two poses closer than this in every matrix entry (mm; about 0.006 deg for the rotation) are
-one entry: a pose read back from the widget's controls is the same pose."""
+SAME = 1e-3
+"""Two poses closer than this in every matrix entry (mm; about 0.06 deg for the rotation) are
+one entry: a pose read back from the widget's controls (float32 angles, translations of ~1000
+mm) is the same pose."""
 LIMIT = 200
 """The oldest entries beyond this many are dropped (the first, the reset target, is kept)."""
 

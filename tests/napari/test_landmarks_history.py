@@ -42,18 +42,22 @@ def test_pose_from_clicked_landmarks_then_undo_and_redo(sample_viewer, qtbot, ar
     drr = DRR(subject_from_layers(widget.volume.value), sdd=intr.sdd, height=intr.height,
               width=intr.width, delx=intr.delx, dely=intr.dely, x0=intr.x0, y0=intr.y0,
               reverse_x_axis=False)
+    landmarks = np.asarray(xray.metadata["fiducials_mm"])  # anatomy spread over the chest
     uv = drr.perspective_projection(true.to(torch.float32),
-                                    torch.as_tensor(POINTS, dtype=torch.float32)[None])[0]
+                                    torch.as_tensor(landmarks, dtype=torch.float32)[None])[0]
     pixels = uv.double().numpy() - 0.5  # (column, row), pixel centres at whole numbers
+    pixels += np.random.default_rng(1).normal(0.0, 1.0, pixels.shape)  # clicked by hand: 1 px
     widget.landmarks.add_button.clicked.emit()
     assert XRAY_POINTS in viewer.layers and VOLUME_POINTS in viewer.layers
     viewer.layers[XRAY_POINTS].data = pixels[:, ::-1]  # as clicked: (row, col) on the X-ray
-    viewer.layers[VOLUME_POINTS].data = POINTS  # world mm: napari-xvr's frame
+    viewer.layers[VOLUME_POINTS].data = landmarks  # world mm: napari-xvr's frame
     widget.landmarks.solve_button.clicked.emit()
     qtbot.waitUntil(lambda: widget.landmarks.last_fit is not None and widget.idle,
                     timeout=120_000)
     solved = pose_from_matrix(widget.pose_matrix())
-    assert mtre(true, solved, POINTS) < 1.0, widget.landmarks.status.value
+    # 1 px of click noise leaves the camera ~0.2 deg off: 4.7 mm of xvr's mTRE, whose lever is
+    # the source distance; the registration from there is what must end under 1 mm
+    assert mtre(true, solved, landmarks) < 6.0, (len(landmarks), widget.landmarks.status.value)
     assert "reprojection RMS" in widget.landmarks.status.value
     assert viewer.layers[XRAY_POINTS].features["label"][0].startswith("1: ")
     viewer.screenshot(str(artifacts / "landmarks.png"), canvas_only=False)
@@ -62,7 +66,15 @@ def test_pose_from_clicked_landmarks_then_undo_and_redo(sample_viewer, qtbot, ar
     widget.undo_button.clicked.emit()
     np.testing.assert_allclose(widget.pose_matrix(), rough, atol=1e-3)
     widget.redo_button.clicked.emit()
-    assert mtre(true, pose_from_matrix(widget.pose_matrix()), POINTS) < 1.0
+    np.testing.assert_allclose(widget.pose_matrix(), solved.matrix[0].numpy(), atol=1e-3)
+    # a registration from the landmarks' pose ends under 1 mm, and is one Undo from it
+    _, reg = viewer.window.add_plugin_dock_widget("napari-xvr", "Register")
+    reg.run_button.native.click()
+    qtbot.waitUntil(lambda: not reg.running and reg.result is not None, timeout=240_000)
+    assert mtre(true, pose_from_matrix(reg.result.final_pose), landmarks) < 1.0
+    assert widget.history.current.source == "registration"
+    widget.undo_button.clicked.emit()
+    assert widget.history.current.source == "landmarks"
     widget.reset_button.clicked.emit()
     assert widget.history.current.source == "reset" and widget.undo_button.enabled
 
