@@ -53,10 +53,8 @@ def chosen_path(rows: list[dict], data: dict) -> list[dict]:
 
 def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None) -> Iterator[Frame]:
     """Render the DRR at each (sub-sampled) trajectory row of a result folder."""
-    from .io.density import result_density
-    from .io.volume import read_volume
+    from .register.pipeline import VolumeSpec
     from .register.similarity import standardize
-    from .render import make_drr
 
     max_frames, max_size = _check_limits(max_frames, max_size)
     data = read_result(result_folder)
@@ -79,15 +77,12 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
         raise XvrInputError(f"{folder / 'result.json'}: no intrinsics; this result cannot be replayed")
     intr = Intrinsics(**data["intrinsics"])
     small = panel_intrinsics(intr, max_size)
-    renderer = inputs.get("renderer", "trilinear")
-    check_memory(render_bytes(small.height, small.width, renderer)
+    spec = VolumeSpec.from_inputs(inputs, str(folder / "result.json"), device)
+    check_memory(render_bytes(small.height, small.width, spec.renderer)
                  + len(rows) * small.height * small.width * 3 * 3 * 3,
                  f"animating {len(rows)} frames of {small.height}x{small.width} px",
                  "lower --max_frames or --max_size")
-    subject = read_volume(inputs["volume"], inputs.get("mask"), inputs.get("labels"),
-                          inputs.get("orientation", "AP"), density=result_density(inputs))
-    drr = make_drr(subject, small, renderer,
-                   inputs.get("reverse_x_axis", False), inputs.get("voxel_shift", 0.5), device)
+    drr = spec.make_renderer(spec.read(), small)
     from .io.xray import preprocess_xray
 
     xray = read_xray(inputs["xray"], prep.get("reducefn", "max"))
@@ -253,21 +248,14 @@ def _track_frames(folder, data: dict):
 
 def _track_renderer(inputs: dict, small: Intrinsics, n_frames: int, device):
     """The DRR module a track was registered with, at the panel's size."""
-    from .io.density import result_density
-    from .io.volume import read_volume
-    from .render import make_drr
+    from .register.pipeline import VolumeSpec
 
-    if not isinstance(inputs.get("volume"), str) or not inputs["volume"]:
-        raise XvrInputError("track.json: inputs.volume names no file; this track cannot be replayed")
-    renderer = inputs.get("renderer", "fast")
-    check_memory(render_bytes(small.height, small.width, renderer)
+    spec = VolumeSpec.from_inputs(inputs, "track.json", device)
+    check_memory(render_bytes(small.height, small.width, spec.renderer)
                  + n_frames * small.height * small.width * 3 * 4 * 3,
                  f"animating {n_frames} frames of {small.height}x{small.width} px",
                  "lower --max_frames or --max_size")
-    subject = read_volume(inputs["volume"], inputs.get("mask"), inputs.get("labels"),
-                          inputs.get("orientation", "AP"), density=result_density(inputs))
-    return make_drr(subject, small, renderer, inputs.get("reverse_x_axis", False),
-                    inputs.get("voxel_shift", 0.5), device)
+    return spec.make_renderer(spec.read(), small)
 
 
 def _frame_panel(xray, prep: dict, small: Intrinsics) -> np.ndarray:

@@ -343,26 +343,22 @@ def _render_intrinsics(intr, renderer: str, volume_shape):
 
 def _result_drr(file: Path, inputs: dict, intr, pose):
     """(image, the intrinsics it is drawn with) of the final DRR, or None without volume or PNG."""
-    from ..render import RENDERERS
 
     png = file.with_name("final_drr.png") if file.name == "result.json" else None
     volume = _input_file(inputs, "volume")
     if volume is not None:
-        from ..io.density import result_density
-        from ..io.volume import read_volume
-        from ..render import make_drr, render
+        from ..register.pipeline import VolumeSpec
+        from ..render import render
 
-        renderer = inputs.get("renderer", "trilinear")
-        if renderer not in RENDERERS:
-            raise XvrInputError(f"{file}: inputs.renderer {renderer!r} is not one of "
-                                f"{', '.join(RENDERERS)}; fix it or delete it (trilinear is used)")
-        check_volume_memory(volume)
+        # the spec it was registered with; a labelmap that is gone: the whole volume
         mask = _input_file(inputs, "mask")
-        subject = read_volume(volume, mask, inputs.get("labels") if mask else None,
-                              inputs.get("orientation") or "AP", density=result_density(inputs))
-        shown = _render_intrinsics(intr, renderer, tuple(subject.volume.shape[1:]))
-        drr = make_drr(subject, shown, renderer, bool(inputs.get("reverse_x_axis", False)),
-                       float(inputs.get("voxel_shift", 0.5)), "cpu")
+        spec = VolumeSpec.from_inputs({**inputs, "volume": str(volume),
+                                       "mask": None if mask is None else str(mask)},
+                                      str(file), "cpu")
+        check_volume_memory(volume)
+        subject = spec.read()
+        shown = _render_intrinsics(intr, spec.renderer, tuple(subject.volume.shape[1:]))
+        drr = spec.make_renderer(subject, shown)
         return render(drr, pose)[0, 0].numpy().astype(np.float32), shown
     if png is not None and png.is_file():
         return _read_png(png, intr)

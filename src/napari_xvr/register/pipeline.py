@@ -20,7 +20,7 @@ from .. import defaults
 from ..errors import XvrInputError
 from ..io.volume import parse_labels, read_volume
 from ..io.xray import XRay, read_xray, xray_stem
-from ..render import make_drr
+from ..render import RENDERERS, make_drr
 from .engine import Preprocessing, StopToken, check_stages, check_view, register
 from .events import Done, Step
 from .mirror import check_mirror
@@ -71,6 +71,28 @@ class VolumeSpec:
             "reverse_x_axis": self.reverse_x_axis,
             "voxel_shift": self.voxel_shift,
         }
+
+    @classmethod
+    def from_inputs(cls, inputs: dict, where: str = "result.json", device=None) -> VolumeSpec:
+        """The inverse of :meth:`describe`: the spec a saved result (or track) was registered
+        with, for replaying it. What an older or upstream file lacks is taken as then
+        (trilinear, voxel centres, AP, unflipped; the density of :func:`result_density`)."""
+        from ..io.density import result_density
+
+        volume = inputs.get("volume")
+        if not isinstance(volume, str) or not volume:
+            raise XvrInputError(f"{where}: inputs.volume names no file; it cannot be replayed "
+                                "(it needs the volume it was registered with)")
+        renderer = inputs.get("renderer") or "trilinear"
+        if renderer not in RENDERERS:
+            raise XvrInputError(f"{where}: inputs.renderer {renderer!r} is not one of "
+                                f"{', '.join(RENDERERS)}; fix it or delete it (trilinear is used)")
+        mask = inputs.get("mask") if isinstance(inputs.get("mask"), str) and inputs["mask"] else None
+        return cls(Path(volume), None if mask is None else Path(mask),
+                   inputs.get("labels") if mask else None, inputs.get("orientation") or "AP",
+                   renderer, bool(inputs.get("reverse_x_axis", False)),
+                   float(inputs.get("voxel_shift", 0.5)), device,
+                   density=result_density(inputs))
 
     def read(self):
         """The volume (and labelmap) as the renderer takes it (:func:`read_volume`)."""
