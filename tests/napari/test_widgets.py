@@ -79,6 +79,8 @@ def test_evaluate_and_replay(sample_viewer, qtbot, artifacts):
     # a quick (coarse) registration without a viewer: the Python API on layers
     result = register_layers(xray, viewer.layers["chest_ct_4x4x2"], pose_from_zxy(rot + 2, xyz + 5),
                              options=RegistrationOptions(scales="8", n_itrs="30"))
+    # the CLI's pipeline: a verdict and the mirror check, as `xvr register` gives
+    assert result.verdict["status"] in ("ok", "suspect", "failed") and "mirror" in result.checks
     xray.metadata.update(pose={"matrix": result.final_pose.tolist()}, trajectory=result.trajectory)
     _, ev = viewer.window.add_plugin_dock_widget("napari-xvr", "Evaluate and animate")
     ev.xray.value = xray

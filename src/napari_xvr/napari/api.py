@@ -183,19 +183,36 @@ def carm_outline(drr, pose) -> CarmOutline:
 def register_layers(xray, volume, init_pose, labels=None, label_ids=None, intrinsics=None,
                     options=None, preprocessing=None, renderer=defaults.reg("renderer"),
                     device=defaults.reg("device"), orientation=None, stop=None, affine=None,
-                    reverse_x_axis: bool = defaults.reg("reverse_x_axis")):
+                    reverse_x_axis: bool = defaults.reg("reverse_x_axis"),
+                    mirror_check: bool = defaults.reg("mirror_check"), retry_starts: int = 0):
     """Register an X-ray layer/array to a volume layer/array; returns the RegistrationResult.
 
-    Arrays need their geometry: `intrinsics` for the X-ray, the voxel->world `affine` (mm, the
-    frame of :func:`napari_xvr.io.read_volume`) for the volume.
+    It is the CLI's pipeline (:func:`napari_xvr.register.pipeline.register_xray`): the result
+    carries the verdict, the mirror and setup checks and, with `retry_starts`, the retry of
+    ``--multistart auto``. Arrays need their geometry: `intrinsics` for the X-ray, the
+    voxel->world `affine` (mm, the frame of :func:`napari_xvr.io.read_volume`) for the volume.
     """
-    from ..register import Preprocessing, register, run_to_end
+    from ..register import Done, Preprocessing, RegistrationOptions
+    from ..register.pipeline import VolumeSpec, register_xray
 
-    xr = xray_from_layer(xray, intrinsics, (preprocessing or Preprocessing()).reducefn)
+    preprocessing = preprocessing or Preprocessing()
+    xr = xray_from_layer(xray, intrinsics, preprocessing.reducefn)
     drr = make_renderer(volume, xr.intrinsics, labels, label_ids, orientation, renderer, device,
                         affine, reverse_x_axis)
-    return run_to_end(register(xr, drr, as_pose(init_pose), options, preprocessing, stop=stop,
-                               keep_images=True))
+    meta = _meta(volume)
+    spec = VolumeSpec(meta.get("path") or getattr(volume, "name", "volume"),
+                      None if labels is None else (_meta(labels).get("path")
+                                                   or getattr(labels, "name", "labels")),
+                      label_ids, orientation or meta.get("orientation", "AP"), renderer,
+                      reverse_x_axis, device=str(drr.device))
+    result = None
+    for event in register_xray(xr, drr, as_pose(init_pose), spec, {"type": "pose"},
+                               options or RegistrationOptions(), preprocessing, keep_images=True,
+                               stop=stop, xray_name=getattr(xray, "name", "X-ray"),
+                               mirror_check=mirror_check, retry_starts=retry_starts):
+        if isinstance(event, Done):
+            result = event.result
+    return result
 
 
 def evaluate_layers(true_pose, pred_pose, fiducials, intrinsics: Intrinsics, orientation="AP"):
