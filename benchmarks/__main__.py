@@ -33,10 +33,18 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset")
     parser.add_argument("--cases", type=int, default=3, help="synthetic X-rays for registration")
-    parser.add_argument("--realistic_cases", type=int, default=8,
-                        help="realistic X-rays per anatomy (benchmarks.realistic; --quick: 1 chest)")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "napari_xvr_bench",
-                        help="folder for the downsampled CT and synthetic X-rays")
+    parser.add_argument(
+        "--realistic_cases",
+        type=int,
+        default=8,
+        help="realistic X-rays per anatomy (benchmarks.realistic; --quick: 1 chest)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "napari_xvr_bench",
+        help="folder for the downsampled CT and synthetic X-rays",
+    )
     return parser.parse_args(argv)
 
 
@@ -54,8 +62,10 @@ def main(argv=None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     ct2, mask2 = example_volume(args.cache, (2, 2, 1))
     out = {"environment": environment(device), "quick": args.quick}
-    print(f"device {out['environment']['device_name']} ({device}), {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}")
+    print(
+        f"device {out['environment']['device_name']} ({device}), {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}"
+    )
 
     if "renderer" in sections:
         if args.quick:
@@ -63,8 +73,10 @@ def main(argv=None) -> int:
             subjects = {"ct_4x4x2": read_volume(ct4, mask4)}
             sizes, repeats = (64,), 1
         else:
-            subjects = {"ct_full": read_volume(example_ct(), example_mask()),
-                        "ct_2x2x1": read_volume(ct2, mask2)}
+            subjects = {
+                "ct_full": read_volume(example_ct(), example_mask()),
+                "ct_2x2x1": read_volume(ct2, mask2),
+            }
             sizes, repeats = (64, 128, 256), 3
         out["renderer"] = bench_renderer(subjects, sizes, repeats, device)
 
@@ -81,16 +93,18 @@ def main(argv=None) -> int:
     if "realistic" in sections:
         anatomies = ["chest"] if args.quick else list(ANATOMIES)
         n = 1 if args.quick else args.realistic_cases
-        out["realistic"] = bench_realistic(args.cache / "realistic", anatomies, n, 0, device,
-                                           verbose=True)
+        out["realistic"] = bench_realistic(args.cache / "realistic", anatomies, n, 0, device, verbose=True)
 
     if "training" in sections:
         subject = read_volume(ct2, mask2)
         settings = [(2, 32, 1)] if args.quick else [(8, 64, 3)]
         if device.type == "cuda" and not args.quick:
             settings.append((116, 128, 3))  # xvr train's default batch at a typical height
-        out["training"] = [row for batch, size, itrs in settings
-                           for row in bench_training(subject, batch, size, itrs, device)]
+        out["training"] = [
+            row
+            for batch, size, itrs in settings
+            for row in bench_training(subject, batch, size, itrs, device)
+        ]
 
     out["summary"] = summary(out)
     out["total_s"] = time.perf_counter() - t_start

@@ -40,21 +40,30 @@ def main(argv=None) -> int:
     itrs = options.scale_list()[0][1]
     times = {"one by one": [], "lockstep": []}
     ends = {"one by one": [], "lockstep": []}
-    for name in list(truth["cases"])[:args.repeats]:
+    for name in list(truth["cases"])[: args.repeats]:
         xray = read_xray(folder / f"{name}.dcm")
         drr = spec.make_renderer(subject, xray.intrinsics)
         drr.slab_mm = options.slab_mm
         intr = stage_intrinsics(xray.intrinsics, args.scale, 0)
         set_intrinsics(drr, intr)
         prep = _preparer((intr.height, intr.width), options.equalize)
-        solver = PoseLM(drr, prep(xray.preprocessed().float()), prep,
-                        Similarity(options.patch_size, options.sigma, options.similarity_beta),
-                        step_mm=intr.delx / 6)
-        starts = start_poses(pose_from_dict(truth["cases"][name]["true_pose"]), args.starts - 1,
-                             options.multistart_rot, options.multistart_xyz)
+        solver = PoseLM(
+            drr,
+            prep(xray.preprocessed().float()),
+            prep,
+            Similarity(options.patch_size, options.sigma, options.similarity_beta),
+            step_mm=intr.delx / 6,
+        )
+        starts = start_poses(
+            pose_from_dict(truth["cases"][name]["true_pose"]),
+            args.starts - 1,
+            options.multistart_rot,
+            options.multistart_xyz,
+        )
         t0 = time.perf_counter()
-        alone = [[s for s in solver.run(start, itrs) if s.accepted][-1].evaluation.similarity
-                 for start in starts]
+        alone = [
+            [s for s in solver.run(start, itrs) if s.accepted][-1].evaluation.similarity for start in starts
+        ]
         times["one by one"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         best: dict[int, float] = {}
@@ -64,11 +73,15 @@ def main(argv=None) -> int:
         times["lockstep"].append(time.perf_counter() - t0)
         ends["one by one"] += alone
         ends["lockstep"] += [best[i] for i in range(len(starts))]
-    print(f"{args.starts} starts at scale {args.scale:g} ({intr.height} x {intr.width} px), "
-          f"{args.repeats} X-rays, up to {itrs} LM iterations each")
+    print(
+        f"{args.starts} starts at scale {args.scale:g} ({intr.height} x {intr.width} px), "
+        f"{args.repeats} X-rays, up to {itrs} LM iterations each"
+    )
     for key, values in times.items():
-        print(f"  {key:10s}: {np.median(values):6.2f} s per X-ray (median), best similarity "
-              f"mean {np.mean(ends[key]):.4f}")
+        print(
+            f"  {key:10s}: {np.median(values):6.2f} s per X-ray (median), best similarity "
+            f"mean {np.mean(ends[key]):.4f}"
+        )
     ratio = np.median(times["one by one"]) / np.median(times["lockstep"])
     print(f"lockstep is {ratio:.2f}x as fast as one start after another")
     return 0

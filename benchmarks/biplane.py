@@ -39,16 +39,29 @@ from .optimizers import CACHE
 def _errors(true_pose, pose, truth) -> dict:
     fiducials = np.asarray(truth["fiducials_mm"])
     depth, across = ray_errors(true_pose, pose, fiducials.mean(axis=0))
-    return {"mtre": mtre(true_pose, pose, fiducials), "tre": anatomy_tre(true_pose, pose, fiducials),
-            "depth": depth, "across": across}
+    return {
+        "mtre": mtre(true_pose, pose, fiducials),
+        "tre": anatomy_tre(true_pose, pose, fiducials),
+        "depth": depth,
+        "across": across,
+    }
 
 
 def _register(xrays, drr, spec, relatives=None):
     init = DicomInitializer()(xrays[0])
     t0 = time.perf_counter()
-    result = run_to_end(register_xray(xrays if relatives else xrays[0], drr, init, spec,
-                                      {"type": "dicom"}, RegistrationOptions(), Preprocessing(),
-                                      relatives=relatives))
+    result = run_to_end(
+        register_xray(
+            xrays if relatives else xrays[0],
+            drr,
+            init,
+            spec,
+            {"type": "dicom"},
+            RegistrationOptions(),
+            Preprocessing(),
+            relatives=relatives,
+        )
+    )
     return result, time.perf_counter() - t0
 
 
@@ -58,14 +71,26 @@ def case_rows(folder: Path, case: dict, truth: dict, drr, spec) -> list[dict]:
     rows = []
     for k, xray in enumerate(xrays):
         result, seconds = _register([xray], drr, spec)
-        rows.append({"method": f"view {k} alone", "view": k, "seconds": seconds,
-                     "verdict": result.verdict["status"],
-                     **_errors(trues[k], pose_from_dict(result.to_json()["final_pose"]), truth)})
+        rows.append(
+            {
+                "method": f"view {k} alone",
+                "view": k,
+                "seconds": seconds,
+                "verdict": result.verdict["status"],
+                **_errors(trues[k], pose_from_dict(result.to_json()["final_pose"]), truth),
+            }
+        )
     result, seconds = _register(xrays, drr, spec, relative_poses(xrays))
     for k, view in enumerate(result.views):
-        rows.append({"method": "joint", "view": k, "seconds": seconds,
-                     "verdict": result.verdict["status"],
-                     **_errors(trues[k], pose_from_dict(view["final_pose"]), truth)})
+        rows.append(
+            {
+                "method": "joint",
+                "view": k,
+                "seconds": seconds,
+                "verdict": result.verdict["status"],
+                **_errors(trues[k], pose_from_dict(view["final_pose"]), truth),
+            }
+        )
     return rows
 
 
@@ -79,15 +104,20 @@ def summarise(cases: dict[str, list[dict]]) -> dict:
             best = min((r for r in rows if r["method"] != "joint"), key=lambda r: r[metric])
             worst.append(max(r[metric] for r in joint.values()))
             better += joint[best["view"]][metric] < best[metric]
-        out[metric] = {"joint_worst_view_max": max(worst),
-                       "joint_under_0.5mm": sum(w < 0.5 for w in worst),
-                       "joint_better_than_best_single": better}
+        out[metric] = {
+            "joint_worst_view_max": max(worst),
+            "joint_under_0.5mm": sum(w < 0.5 for w in worst),
+            "joint_better_than_best_single": better,
+        }
     return out
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.biplane", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.biplane",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--separations", default="90,30,45,60", help="deg between the views")
     parser.add_argument("--cases", type=int, default=3, help="cases per separation")
     parser.add_argument("--size", type=int, default=256, help="detector pixels (409.6 mm wide)")
@@ -98,12 +128,15 @@ def main(argv=None) -> int:
     ct, mask = example_volume(args.cache, (2, 2, 1))
     spec = VolumeSpec(ct)
     subject = read_volume(ct)
-    intrinsics = Intrinsics(sdd=1020.0, height=args.size, width=args.size,
-                            delx=409.6 / args.size, dely=409.6 / args.size)
+    intrinsics = Intrinsics(
+        sdd=1020.0, height=args.size, width=args.size, delx=409.6 / args.size, dely=409.6 / args.size
+    )
     drr = spec.make_renderer(subject, intrinsics)
     cases: dict[str, list[dict]] = {}
-    print(f"{'case':<22} {'method':<13} {'view':>4} {'mTRE':>7} {'TRE':>7} {'depth':>7} "
-          f"{'across':>7} {'s':>6}  verdict")
+    print(
+        f"{'case':<22} {'method':<13} {'view':>4} {'mTRE':>7} {'TRE':>7} {'depth':>7} "
+        f"{'across':>7} {'s':>6}  verdict"
+    )
     for separation in (float(s) for s in args.separations.split(",")):
         seed = args.seed + int(separation)  # other patients at each separation
         folder = args.cache / f"biplane_{separation:g}deg_{args.size}px_seed{seed}"
@@ -111,14 +144,16 @@ def main(argv=None) -> int:
         if not made.is_file() or len(json.loads(made.read_text())["cases"]) < args.cases:
             make_view_cases(folder, (separation,), args.cases, seed, intrinsics, ct, mask)
         truth = json.loads(made.read_text())
-        for name, case in list(truth["cases"].items())[:args.cases]:
+        for name, case in list(truth["cases"].items())[: args.cases]:
             key = f"{separation:g} deg {name}"
             cases[key] = case_rows(folder / name, case, truth, drr, spec)
             for r in cases[key]:
-                print(f"{key:<22} {r['method']:<13} {r['view']:>4} {r['mtre']:7.3f} "
-                      f"{r['tre']:7.3f} {r['depth']:7.3f} {r['across']:7.3f} "
-                      f"{r['seconds']:6.1f}  {r['verdict']}",
-                      flush=True)
+                print(
+                    f"{key:<22} {r['method']:<13} {r['view']:>4} {r['mtre']:7.3f} "
+                    f"{r['tre']:7.3f} {r['depth']:7.3f} {r['across']:7.3f} "
+                    f"{r['seconds']:6.1f}  {r['verdict']}",
+                    flush=True,
+                )
     summary = summarise(cases)
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -38,8 +38,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scales", default=None, help="registration scales (default: ours)")
-    parser.add_argument("--multistart", type=int, default=8,
-                        help="also run LM with --multistart N (0: only lm and adam)")
+    parser.add_argument(
+        "--multistart", type=int, default=8, help="also run LM with --multistart N (0: only lm and adam)"
+    )
     parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args(argv)
     folder, truth, subject = case_set(args.cases, args.cache)

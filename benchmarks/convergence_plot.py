@@ -34,9 +34,16 @@ def curves(subject, folder: Path, truth: dict, name: str) -> dict:
         drr = make_drr(subject, xray.intrinsics, renderer=renderer)
         result = run_to_end(register(xray, drr, DicomInitializer()(xray), options))
         seconds = np.cumsum([row["time"] for row in result.trajectory])
-        errors = [mtre(pose_from_zxy([row["r1"], row["r2"], row["r3"]],
-                                     [row["tx"], row["ty"], row["tz"]]).matrix[0].numpy(),
-                       true, truth["fiducials_mm"]) for row in result.trajectory]
+        errors = [
+            mtre(
+                pose_from_zxy([row["r1"], row["r2"], row["r3"]], [row["tx"], row["ty"], row["tz"]])
+                .matrix[0]
+                .numpy(),
+                true,
+                truth["fiducials_mm"],
+            )
+            for row in result.trajectory
+        ]
         out[method] = (seconds, np.array(errors), mtre(result.final_pose, true, truth["fiducials_mm"]))
     return out
 
@@ -57,8 +64,13 @@ def main(argv=None) -> int:
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         for method, (seconds, errors, final) in curves(subject, folder, truth, name).items():
-            ax.plot(seconds, errors, color=COLOURS.get(method), lw=1.5,
-                    label=f"{method}: {seconds[-1]:.1f} s, {final:.2f} mm")
+            ax.plot(
+                seconds,
+                errors,
+                color=COLOURS.get(method),
+                lw=1.5,
+                label=f"{method}: {seconds[-1]:.1f} s, {final:.2f} mm",
+            )
         ax.axhline(1.0, color="k", lw=0.6, ls=":")
         ax.set(xscale="log", yscale="log", title=name, xlabel="seconds (2-core CPU)")
         ax.legend(fontsize=7, loc="lower left")

@@ -73,8 +73,10 @@ def time_calls(fns: dict[str, Callable[[], object]], repeats: int, device: torch
             fn()
             _sync(device)
             times[name].append(time.perf_counter() - t0)
-    return {name: {"min_s": min(ts), "median_s": sorted(ts)[len(ts) // 2], "n": len(ts)}
-            for name, ts in times.items()}
+    return {
+        name: {"min_s": min(ts), "median_s": sorted(ts)[len(ts) // 2], "n": len(ts)}
+        for name, ts in times.items()
+    }
 
 
 def environment(device: torch.device) -> dict:
@@ -84,8 +86,11 @@ def environment(device: torch.device) -> dict:
 
     env = {
         "device": str(device),
-        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                        else platform.processor() or platform.machine()),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -31,11 +31,14 @@ def case_set(n: int, cache: Path = CACHE):
     return folder, make_benchmark_cases(folder, n, ct, mask), read_volume(ct, mask)
 
 
-def run_both(folder: Path, truth: dict, subject,
-             prepare: Callable[[str, RigidTransform], tuple[XRay, RigidTransform]],
-             options: Callable[[str], RegistrationOptions] = lambda opt: RegistrationOptions(optimizer=opt),
-             methods: tuple[str, ...] = ("lm", "adam"),
-             ) -> dict:
+def run_both(
+    folder: Path,
+    truth: dict,
+    subject,
+    prepare: Callable[[str, RigidTransform], tuple[XRay, RigidTransform]],
+    options: Callable[[str], RegistrationOptions] = lambda opt: RegistrationOptions(optimizer=opt),
+    methods: tuple[str, ...] = ("lm", "adam"),
+) -> dict:
     """method -> rows (initial mTRE, final mTRE, similarity, seconds), one per case.
 
     `prepare(name, true_pose)` gives the X-ray to register and the starting pose;
@@ -49,8 +52,14 @@ def run_both(folder: Path, truth: dict, subject,
         before = mtre(start.matrix[0].numpy(), true, truth["fiducials_mm"])
         for optimizer, out in rows.items():
             result = run_to_end(register(xray, drr, start, options(optimizer)))
-            out.append((before, mtre(result.final_pose, true, truth["fiducials_mm"]),
-                        result.similarity, result.runtime_s))
+            out.append(
+                (
+                    before,
+                    mtre(result.final_pose, true, truth["fiducials_mm"]),
+                    result.similarity,
+                    result.runtime_s,
+                )
+            )
     return rows
 
 
@@ -58,6 +67,8 @@ def print_rows(rows: dict) -> None:
     for optimizer, out in rows.items():
         v = np.array(out)
         before, after, sim, seconds = v.T
-        print(f"{optimizer:12s} initial mTRE mean {before.mean():5.1f} mm | similarity {sim.mean():.3f} | "
-              f"final mTRE median {np.median(after):.2f} max {after.max():.2f} mm | "
-              f"under 1 mm {int((after < 1).sum())}/{len(v)} | {seconds.mean():.2f} s per X-ray")
+        print(
+            f"{optimizer:12s} initial mTRE mean {before.mean():5.1f} mm | similarity {sim.mean():.3f} | "
+            f"final mTRE median {np.median(after):.2f} max {after.max():.2f} mm | "
+            f"under 1 mm {int((after < 1).sum())}/{len(v)} | {seconds.mean():.2f} s per X-ray"
+        )

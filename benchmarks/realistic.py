@@ -71,19 +71,34 @@ def ensure_cases(cache: Path, anatomy: str, n: int, seed: int, realism: Realism)
     truth = folder / "truth.json"
     if not truth.exists():
         print(f"simulating {n} {anatomy} X-rays ({realism.name}) into {folder} ...", flush=True)
-        make_realistic_cases(folder, anatomy, n, seed, cache=cache / "volumes", realism=realism,
-                             progress=lambda i, t, name: print(f"  {i}/{t} {name}", flush=True))
+        make_realistic_cases(
+            folder,
+            anatomy,
+            n,
+            seed,
+            cache=cache / "volumes",
+            realism=realism,
+            progress=lambda i, t, name: print(f"  {i}/{t} {name}", flush=True),
+        )
     return truth
 
 
-def register_set(truth_path: Path, options: RegistrationOptions, preprocessing: Preprocessing,
-                 device, names=None, verbose: bool = True, density: str | None = None,
-                 **register_kw) -> list[Row]:
+def register_set(
+    truth_path: Path,
+    options: RegistrationOptions,
+    preprocessing: Preprocessing,
+    device,
+    names=None,
+    verbose: bool = True,
+    density: str | None = None,
+    **register_kw,
+) -> list[Row]:
     """Register every case of a truth.json from its header; one Row per case."""
     truth = json.loads(Path(truth_path).read_text())
     folder = Path(truth_path).parent
-    spec = VolumeSpec(Path(truth["volume"]), None if truth["mask"] is None else Path(truth["mask"]),
-                      device=str(device))
+    spec = VolumeSpec(
+        Path(truth["volume"]), None if truth["mask"] is None else Path(truth["mask"]), device=str(device)
+    )
     if density:
         spec.density = density
     subject = spec.read()
@@ -98,21 +113,35 @@ def register_set(truth_path: Path, options: RegistrationOptions, preprocessing: 
             drr = spec.make_renderer(subject, xray.intrinsics)
         init = initializer(xray)
         result = None
-        for event in register_xray(xray, drr, init, spec, describe(initializer), options,
-                                   preprocessing, **register_kw):
+        for event in register_xray(
+            xray, drr, init, spec, describe(initializer), options, preprocessing, **register_kw
+        ):
             result = getattr(event, "result", result)
         intr = Intrinsics(**case["intrinsics"])
         true = pose_from_dict(case["true_pose"])
         before = evaluate_poses(true, pose_from_dict({"matrix": result.init_pose}), fiducials, intr)
         after = evaluate_poses(true, result_pose(result.to_json()), fiducials, intr)
         u = result.checks.get("uncertainty") or {}
-        row = Row(truth.get("anatomy", "?"), name, case.get("view", "?"), case.get("realism", "?"),
-                  before.mtre, after.mtre, result.verdict["status"], u.get("predicted_mtre_mm"),
-                  result.runtime_s, result.verdict["reasons"], _light(result.checks))
+        row = Row(
+            truth.get("anatomy", "?"),
+            name,
+            case.get("view", "?"),
+            case.get("realism", "?"),
+            before.mtre,
+            after.mtre,
+            result.verdict["status"],
+            u.get("predicted_mtre_mm"),
+            result.runtime_s,
+            result.verdict["reasons"],
+            _light(result.checks),
+        )
         rows.append(row)
         if verbose:
-            print(f"  {name:28s} mTRE {before.mtre:7.2f} -> {after.mtre:8.3f} mm  "
-                  f"{result.runtime_s:5.1f} s  {verdict_text(result)[:110]}", flush=True)
+            print(
+                f"  {name:28s} mTRE {before.mtre:7.2f} -> {after.mtre:8.3f} mm  "
+                f"{result.runtime_s:5.1f} s  {verdict_text(result)[:110]}",
+                flush=True,
+            )
     return rows
 
 
@@ -120,8 +149,7 @@ def _light(checks: dict) -> dict:
     """The checks without their big arrays (the covariance)."""
     out = {}
     for key, value in checks.items():
-        out[key] = {k: v for k, v in value.items() if k != "covariance"} \
-            if isinstance(value, dict) else value
+        out[key] = {k: v for k, v in value.items() if k != "covariance"} if isinstance(value, dict) else value
     return out
 
 
@@ -132,12 +160,16 @@ def summarize(rows: list[Row], label: str) -> dict:
     over2 = [r for r in rows if r.mtre > 2]
     under1 = [r for r in rows if r.mtre < 1]
     return {
-        "label": label, "n": len(rows), "under_1mm": int((errors < 1).sum()),
+        "label": label,
+        "n": len(rows),
+        "under_1mm": int((errors < 1).sum()),
         "median_mm": float(np.median(errors)) if len(rows) else math.nan,
         "max_mm": float(errors.max()) if len(rows) else math.nan,
-        "ok": statuses.count("ok"), "suspect": statuses.count("suspect"),
+        "ok": statuses.count("ok"),
+        "suspect": statuses.count("suspect"),
         "failed": statuses.count("failed"),
-        "over_2mm": len(over2), "over_2mm_failed": sum(r.verdict == "failed" for r in over2),
+        "over_2mm": len(over2),
+        "over_2mm_failed": sum(r.verdict == "failed" for r in over2),
         "under_1mm_failed": sum(r.verdict == "failed" for r in under1),
         "wrong_but_ok": sum(r.verdict == "ok" and r.mtre > 1 for r in rows),
         "seconds_mean": float(np.mean([r.seconds for r in rows])) if rows else math.nan,
@@ -146,14 +178,26 @@ def summarize(rows: list[Row], label: str) -> dict:
 
 def table_lines(summaries: list[dict]) -> list[str]:
     """A Markdown table of :func:`summarize` rows."""
-    head = ("set", "n", "<1 mm", "median mm", "max mm", "ok/susp/fail", ">2 mm failed",
-            "<1 mm failed", "wrong ok", "s/X-ray")
+    head = (
+        "set",
+        "n",
+        "<1 mm",
+        "median mm",
+        "max mm",
+        "ok/susp/fail",
+        ">2 mm failed",
+        "<1 mm failed",
+        "wrong ok",
+        "s/X-ray",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
-        lines.append(f"| {s['label']} | {s['n']} | {s['under_1mm']} | {s['median_mm']:.2f} | "
-                     f"{s['max_mm']:.2f} | {s['ok']}/{s['suspect']}/{s['failed']} | "
-                     f"{s['over_2mm_failed']}/{s['over_2mm']} | {s['under_1mm_failed']} | "
-                     f"{s['wrong_but_ok']} | {s['seconds_mean']:.1f} |")
+        lines.append(
+            f"| {s['label']} | {s['n']} | {s['under_1mm']} | {s['median_mm']:.2f} | "
+            f"{s['max_mm']:.2f} | {s['ok']}/{s['suspect']}/{s['failed']} | "
+            f"{s['over_2mm_failed']}/{s['over_2mm']} | {s['under_1mm_failed']} | "
+            f"{s['wrong_but_ok']} | {s['seconds_mean']:.1f} |"
+        )
     return lines
 
 
@@ -191,8 +235,7 @@ def plot_verdicts(rows: list[Row], truths: dict, path: Path) -> Path:
     axes[0].axhline(DRIFT_PX, color="#d62728", lw=0.8)
     axes[0].axhline(UNSETTLED_PX, color="#d62728", lw=0.8, ls="--")
     axes[0].set_ylabel("finest scale's move (previous scale's pixels)")
-    axes[0].set_title("failed: above the solid line, or the dashed one for x (out of iterations)",
-                      fontsize=9)
+    axes[0].set_title("failed: above the solid line, or the dashed one for x (out of iterations)", fontsize=9)
     axes[1].axhline(EXPLAINED, color="#2a9d4b", lw=0.8)
     axes[1].set_ylabel("fit: similarity / the X-ray's own ceiling")
     axes[1].set_title("fit: at or above the line a move is a correction", fontsize=9)
@@ -205,16 +248,14 @@ def plot_verdicts(rows: list[Row], truths: dict, path: Path) -> Path:
     return path
 
 
-def bench_realistic(cache: Path, anatomies, n: int, seed: int, device,
-                    verbose: bool = False) -> dict:
+def bench_realistic(cache: Path, anatomies, n: int, seed: int, device, verbose: bool = False) -> dict:
     """Every anatomy's cases (made once, cached) registered with the defaults: the rows and a
     summary per anatomy and for all (``python -m benchmarks``' realistic section)."""
     rows: list[Row] = []
     summaries = []
     for anatomy in anatomies:
         truth = ensure_cases(cache, anatomy, n, seed, Realism.every())
-        found = register_set(truth, RegistrationOptions(), Preprocessing(), device,
-                             verbose=verbose)
+        found = register_set(truth, RegistrationOptions(), Preprocessing(), device, verbose=verbose)
         rows += found
         summaries.append(summarize(found, anatomy))
     summaries.append(summarize(rows, "all anatomies"))
@@ -222,25 +263,38 @@ def bench_realistic(cache: Path, anatomies, n: int, seed: int, device,
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.realistic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.realistic",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--anatomies", default=",".join(ANATOMIES))
     parser.add_argument("--cases", type=int, default=8, help="cases per anatomy")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--factors", action="store_true",
-                        help="also each realism factor alone, and none (chest and head)")
+    parser.add_argument(
+        "--factors", action="store_true", help="also each realism factor alone, and none (chest and head)"
+    )
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--density", default=None, help="the volume's density (register's --density)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default=None, help="comma-separated case names")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="write the tables into this document's realistic block (README.md)")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="a PNG of the verdict's calibration (every factor on)")
-    parser.add_argument("--option", action="append", default=[],
-                        help="a registration option as name=value (e.g. xray_mask=auto)")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="write the tables into this document's realistic block (README.md)",
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="a PNG of the verdict's calibration (every factor on)"
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        help="a registration option as name=value (e.g. xray_mask=auto)",
+    )
     return parser.parse_args(argv)
 
 
@@ -250,8 +304,11 @@ def _options(pairs: list[str]) -> RegistrationOptions:
     for pair in pairs:
         key, value = pair.split("=", 1)
         current = getattr(defaults, key)
-        kwargs[key] = type(current)(value) if current is not None and not isinstance(current, bool) \
+        kwargs[key] = (
+            type(current)(value)
+            if current is not None and not isinstance(current, bool)
             else (value.lower() in ("1", "true", "on") if isinstance(current, bool) else value)
+        )
     return RegistrationOptions(**kwargs)
 
 
@@ -260,8 +317,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     options = _options(args.option)
     names = set(args.only.split(",")) if args.only else None
-    out = {"environment": environment(torch.device(args.device)), "options": options.to_dict(),
-           "rows": [], "summaries": []}
+    out = {
+        "environment": environment(torch.device(args.device)),
+        "options": options.to_dict(),
+        "rows": [],
+        "summaries": [],
+    }
     realisms = [Realism.every()]
     if args.factors:
         realisms += [Realism.none()] + [Realism.only(f) for f in FACTORS]
@@ -271,8 +332,7 @@ def main(argv=None) -> int:
         for anatomy in anatomies:
             truth = ensure_cases(args.cache, anatomy, args.cases, args.seed, realism)
             print(f"{anatomy} ({realism.name}):", flush=True)
-            rows = register_set(truth, options, Preprocessing(), args.device, names,
-                                density=args.density)
+            rows = register_set(truth, options, Preprocessing(), args.device, names, density=args.density)
             out["rows"] += [r.__dict__ for r in rows]
             out["summaries"].append(summarize(rows, f"{anatomy}, {realism.name}"))
     all_rows = [Row(**r) for r in out["rows"] if r["realism"] == "all"]
@@ -289,12 +349,23 @@ def main(argv=None) -> int:
         from .report import replace_block
 
         env = out["environment"]
-        replace_block(args.readme, "realistic", "\n".join([
-            f"`python -m benchmarks.realistic {' '.join(sys.argv[1:])}` on "
-            f"{env['device_name']} ({env['torch_threads']} torch threads), "
-            f"{time.perf_counter() - t0:.0f} s:", "",
-            *table_lines(out["summaries"] + [out["total"]]), "", "By view:", "",
-            *table_lines(out["by_view"])]))
+        replace_block(
+            args.readme,
+            "realistic",
+            "\n".join(
+                [
+                    f"`python -m benchmarks.realistic {' '.join(sys.argv[1:])}` on "
+                    f"{env['device_name']} ({env['torch_threads']} torch threads), "
+                    f"{time.perf_counter() - t0:.0f} s:",
+                    "",
+                    *table_lines(out["summaries"] + [out["total"]]),
+                    "",
+                    "By view:",
+                    "",
+                    *table_lines(out["by_view"]),
+                ]
+            ),
+        )
     if args.plot:
         truths = {}
         for anatomy in {r.anatomy for r in all_rows}:

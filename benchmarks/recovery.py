@@ -31,15 +31,27 @@ from .optimizers import CACHE, case_set
 
 def run(xray, drr, start, spec, retry_starts: int) -> tuple[object, float]:
     t0 = time.perf_counter()
-    result = run_to_end(register_xray(xray, drr, start, spec, {"type": "benchmark start"},
-                                      RegistrationOptions(), Preprocessing(),
-                                      retry_starts=retry_starts))
+    result = run_to_end(
+        register_xray(
+            xray,
+            drr,
+            start,
+            spec,
+            {"type": "benchmark start"},
+            RegistrationOptions(),
+            Preprocessing(),
+            retry_starts=retry_starts,
+        )
+    )
     return result, time.perf_counter() - t0
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.recovery", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.recovery",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rot", type=float, default=25.0, help="max offset per angle (deg)")
     parser.add_argument("--xyz", type=float, default=80.0, help="max offset per axis (mm)")
     parser.add_argument("--cases", type=int, default=10)
@@ -54,36 +66,47 @@ def main(argv=None) -> int:
     for name, case in truth["cases"].items():
         true = pose_from_dict(case["true_pose"])
         rot, xyz = pose_to_zxy(true)
-        start = pose_from_zxy(rot + args.rot * rng.uniform(-1, 1, 3),
-                              xyz + args.xyz * rng.uniform(-1, 1, 3))
+        start = pose_from_zxy(rot + args.rot * rng.uniform(-1, 1, 3), xyz + args.xyz * rng.uniform(-1, 1, 3))
         xray = read_xray(folder / f"{name}.dcm")
         drr = spec.make_renderer(subject, xray.intrinsics)
         row = {"case": name, "start": mtre(true, start, truth["fiducials_mm"])}
         for method, retry in (("plain", 0), ("auto", AUTO_STARTS)):
             result, seconds = run(xray, drr, start, spec, retry)
-            row[method] = (mtre(true, pose_from_matrix(result.final_pose), truth["fiducials_mm"]),
-                           result.verdict["status"], seconds,
-                           "recovery" in result.checks)
+            row[method] = (
+                mtre(true, pose_from_matrix(result.final_pose), truth["fiducials_mm"]),
+                result.verdict["status"],
+                seconds,
+                "recovery" in result.checks,
+            )
         rows.append(row)
         (p_err, p_status, p_s, _), (a_err, a_status, a_s, retried) = row["plain"], row["auto"]
-        print(f"  {name}: start mTRE {row['start']:6.1f} mm | plain {p_err:7.2f} mm {p_status:8s}"
-              f" {p_s:5.1f} s | auto {a_err:7.2f} mm {a_status:8s} {a_s:5.1f} s"
-              f"{' (retried)' if retried else ''}", flush=True)
-    print(f"\nstarts: truth + U(-{args.rot:g}, {args.rot:g}) deg, U(-{args.xyz:g}, {args.xyz:g}) mm "
-          f"per axis; {len(rows)} cases; auto retries from {AUTO_STARTS} more starts")
+        print(
+            f"  {name}: start mTRE {row['start']:6.1f} mm | plain {p_err:7.2f} mm {p_status:8s}"
+            f" {p_s:5.1f} s | auto {a_err:7.2f} mm {a_status:8s} {a_s:5.1f} s"
+            f"{' (retried)' if retried else ''}",
+            flush=True,
+        )
+    print(
+        f"\nstarts: truth + U(-{args.rot:g}, {args.rot:g}) deg, U(-{args.xyz:g}, {args.xyz:g}) mm "
+        f"per axis; {len(rows)} cases; auto retries from {AUTO_STARTS} more starts"
+    )
     for method in ("plain", "auto"):
         errors = np.array([r[method][0] for r in rows])
         wrong = errors >= 1
         flagged = np.array([r[method][1] != "ok" for r in rows])
-        print(f"{method:6s} under 1 mm {int((~wrong).sum())}/{len(rows)} | wrong and flagged "
-              f"{int((wrong & flagged).sum())}/{int(wrong.sum())} | right but flagged "
-              f"{int((~wrong & flagged).sum())}/{int((~wrong).sum())} | median "
-              f"{np.median([r[method][2] for r in rows]):.1f} s")
+        print(
+            f"{method:6s} under 1 mm {int((~wrong).sum())}/{len(rows)} | wrong and flagged "
+            f"{int((wrong & flagged).sum())}/{int(wrong.sum())} | right but flagged "
+            f"{int((~wrong & flagged).sum())}/{int((~wrong).sum())} | median "
+            f"{np.median([r[method][2] for r in rows]):.1f} s"
+        )
     solved = [r for r in rows if r["plain"][0] < 1]
     if solved:
         ratio = np.median([r["auto"][2] / r["plain"][2] for r in solved])
-        print(f"auto / plain time on the {len(solved)} cases plain LM solves: median {ratio:.2f}x "
-              f"(target <= 1.5x)")
+        print(
+            f"auto / plain time on the {len(solved)} cases plain LM solves: median {ratio:.2f}x "
+            f"(target <= 1.5x)"
+        )
     share = np.mean([r["auto"][0] < 1 for r in rows])
     print(f"auto under 1 mm: {100 * share:.0f} % (target >= 95 %)")
     return 0

@@ -50,16 +50,24 @@ def bench_registration(subject, folder: Path, truth: dict, methods: dict, device
             t0 = time.perf_counter()
             result = run_to_end(register(xray, drr, init, options))
             seconds = time.perf_counter() - t0
-            rows.append({
-                "case": name, "method": method, "renderer": renderer,
-                "optimizer": options.optimizer, "scales": options.scales, "n_itrs": options.n_itrs,
-                "seconds": seconds,
-                "iterations": result.iterations,
-                "mtre_init_mm": mtre(result.init_pose, true, truth["fiducials_mm"]),
-                "mtre_mm": mtre(result.final_pose, true, truth["fiducials_mm"]),
-            })
-            log(f"  registration {name} {method}: {seconds:.1f} s, {result.iterations} itrs, "
-                f"mTRE {rows[-1]['mtre_init_mm']:.1f} -> {rows[-1]['mtre_mm']:.2f} mm")
+            rows.append(
+                {
+                    "case": name,
+                    "method": method,
+                    "renderer": renderer,
+                    "optimizer": options.optimizer,
+                    "scales": options.scales,
+                    "n_itrs": options.n_itrs,
+                    "seconds": seconds,
+                    "iterations": result.iterations,
+                    "mtre_init_mm": mtre(result.init_pose, true, truth["fiducials_mm"]),
+                    "mtre_mm": mtre(result.final_pose, true, truth["fiducials_mm"]),
+                }
+            )
+            log(
+                f"  registration {name} {method}: {seconds:.1f} s, {result.iterations} itrs, "
+                f"mTRE {rows[-1]['mtre_init_mm']:.1f} -> {rows[-1]['mtre_mm']:.2f} mm"
+            )
     return rows
 
 
@@ -75,9 +83,13 @@ def methods(quick: bool) -> dict:
     """
     reference = dict(optimizer="adam", sigma=5.0, equalize=False, slab_mm=0.0)
     if quick:  # plumbing only: one small X-ray, a few iterations
-        return {"xvr_reference": ("trilinear", RegistrationOptions(scales="4", n_itrs="6", **reference)),
-                "ours": ("fast", RegistrationOptions(scales="4", n_itrs="6"))}
-    return {"xvr_reference": ("trilinear", RegistrationOptions(scales="8", n_itrs="500", **reference)),
-            "ours_adam": ("fast", RegistrationOptions(optimizer="adam")),
-            "ours_nudged_hessians": ("fast:nudged", RegistrationOptions()),
-            "ours": ("fast", RegistrationOptions())}
+        return {
+            "xvr_reference": ("trilinear", RegistrationOptions(scales="4", n_itrs="6", **reference)),
+            "ours": ("fast", RegistrationOptions(scales="4", n_itrs="6")),
+        }
+    return {
+        "xvr_reference": ("trilinear", RegistrationOptions(scales="8", n_itrs="500", **reference)),
+        "ours_adam": ("fast", RegistrationOptions(optimizer="adam")),
+        "ours_nudged_hessians": ("fast:nudged", RegistrationOptions()),
+        "ours": ("fast", RegistrationOptions()),
+    }

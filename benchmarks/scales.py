@@ -40,9 +40,14 @@ def main(argv=None) -> int:
             xray = read_xray(folder / f"{name}.dcm")
             return xray, DicomInitializer()(xray)
 
-        rows = run_both(folder, truth, subject, prepare,
-                        options=lambda s: RegistrationOptions(scales=s, n_itrs=SCHEDULES[s]),
-                        methods=tuple(SCHEDULES))
+        rows = run_both(
+            folder,
+            truth,
+            subject,
+            prepare,
+            options=lambda s: RegistrationOptions(scales=s, n_itrs=SCHEDULES[s]),
+            methods=tuple(SCHEDULES),
+        )
         print(f"seed {seed}:")
         print_rows(rows)
         for name, out in rows.items():
@@ -50,8 +55,10 @@ def main(argv=None) -> int:
     print(f"all {sum(len(v) for v in every.values()) // len(every)} cases:")
     print_rows(every)
     base, ours = (np.array(every[s]) for s in SCHEDULES)
-    print(f"ratio 8,4,2,1 / 8,4,2: max mTRE {ours[:, 1].max() / base[:, 1].max():.2f}, "
-          f"seconds {ours[:, 3].mean() / base[:, 3].mean():.2f}")
+    print(
+        f"ratio 8,4,2,1 / 8,4,2: max mTRE {ours[:, 1].max() / base[:, 1].max():.2f}, "
+        f"seconds {ours[:, 3].mean() / base[:, 3].mean():.2f}"
+    )
     return 0
 
 

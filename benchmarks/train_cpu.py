@@ -29,8 +29,7 @@ from napari_xvr.train import TrainConfig, TrainStep, train
 from napari_xvr.train.model_init import ModelInitializer
 from napari_xvr.train.sampler import prior_centre
 
-RANGES = {"r1": (-30, 30), "r2": (-15, 15), "r3": (-2, 2), "tx": (-15, 15), "ty": (810, 890),
-          "tz": (-15, 15)}
+RANGES = {"r1": (-30, 30), "r2": (-15, 15), "r3": (-2, 2), "tx": (-15, 15), "ty": (810, 890), "tz": (-15, 15)}
 
 
 def mtre(pred, true, fiducials) -> float:
@@ -55,24 +54,44 @@ def main() -> None:
     ct_reg, _ = example_volume(out / "volume2", (2, 2, 1))
     cases = out / "cases"
     if not (cases / "truth.json").exists():
-        make_cases(cases, n=args.cases, seed=0,
-                   intrinsics=Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2))
+        make_cases(
+            cases,
+            n=args.cases,
+            seed=0,
+            intrinsics=Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2),
+        )
     truth = json.loads((cases / "truth.json").read_text())
     fid = torch.tensor(truth["fiducials_mm"], dtype=torch.float32)
 
-    config = TrainConfig(volpath=str(ct), outpath=str(out / f"model_{args.itrs}"), **RANGES,
-                         batch_size=args.batch_size,
-                         model_name=args.model_name, renderer=args.renderer,
-                         sdd=1020.0, height=64, delx=6.4, n_points=128, lr=args.lr,
-                         n_total_itrs=args.itrs, n_warmup_itrs=20, n_grad_accum_itrs=1,
-                         n_save_every_itrs=100, n_drr_every_itrs=0, seed=0)
+    config = TrainConfig(
+        volpath=str(ct),
+        outpath=str(out / f"model_{args.itrs}"),
+        **RANGES,
+        batch_size=args.batch_size,
+        model_name=args.model_name,
+        renderer=args.renderer,
+        sdd=1020.0,
+        height=64,
+        delx=6.4,
+        n_points=128,
+        lr=args.lr,
+        n_total_itrs=args.itrs,
+        n_warmup_itrs=20,
+        n_grad_accum_itrs=1,
+        n_save_every_itrs=100,
+        n_drr_every_itrs=0,
+        seed=0,
+    )
     tic, last = time.perf_counter(), None
-    for event in ([] if args.ckpt else train(config)):
+    for event in [] if args.ckpt else train(config):
         if isinstance(event, TrainStep):
             last = event
             if event.itr % 25 == 0:
-                print(f"itr {event.itr:4d} loss {event.loss:.3f} ncc {event.ncc:.3f} geo {event.geo:.1f} "
-                      f"({time.perf_counter() - tic:.0f} s)", flush=True)
+                print(
+                    f"itr {event.itr:4d} loss {event.loss:.3f} ncc {event.ncc:.3f} geo {event.geo:.1f} "
+                    f"({time.perf_counter() - tic:.0f} s)",
+                    flush=True,
+                )
     train_s = time.perf_counter() - tic
     if args.ckpt:
         ckpt = Path(args.ckpt)
@@ -89,13 +108,30 @@ def main() -> None:
         rows.append((name, mtre(centre, true, fid), mtre(pred, true, fid)))
         print(f"{name}: prior centre mTRE {rows[-1][1]:7.2f} mm  model {rows[-1][2]:7.2f} mm")
     prior, model = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
-    print(f"mean mTRE: prior centre {prior.mean():.2f} mm, model {model.mean():.2f} mm "
-          f"(median {np.median(prior):.2f} / {np.median(model):.2f})")
+    print(
+        f"mean mTRE: prior centre {prior.mean():.2f} mm, model {model.mean():.2f} mm "
+        f"(median {np.median(prior):.2f} / {np.median(model):.2f})"
+    )
 
     reg_out = out / f"registered_{args.itrs}"
     tic = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "xvr"), "register", "model", str(cases), "-c",
-                    str(ckpt), "-v", str(ct_reg), "-o", str(reg_out), "--verbose", "0"], check=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "xvr"),
+            "register",
+            "model",
+            str(cases),
+            "-c",
+            str(ckpt),
+            "-v",
+            str(ct_reg),
+            "-o",
+            str(reg_out),
+            "--verbose",
+            "0",
+        ],
+        check=True,
+    )
     reg_s = time.perf_counter() - tic
     finals = []
     for name, case in sorted(truth["cases"].items()):
@@ -103,8 +139,10 @@ def main() -> None:
         final = pose_from_matrix(result["final_pose"]["matrix"])
         finals.append(mtre(final, pose_from_dict(case["true_pose"]), fid))
         print(f"{name}: registered mTRE {finals[-1]:.3f} mm")
-    print(f"register model: {len(finals)} cases in {reg_s:.0f} s; max mTRE {max(finals):.3f} mm, "
-          f"all < 1 mm: {all(f < 1 for f in finals)}")
+    print(
+        f"register model: {len(finals)} cases in {reg_s:.0f} s; max mTRE {max(finals):.3f} mm, "
+        f"all < 1 mm: {all(f < 1 for f in finals)}"
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,14 @@ from napari_xvr.fastdrr import FastDRR
 from .measure import _sync
 
 # xvr train's sampling ranges for the examples (degrees, mm) around an AP view at 850 mm
-RANGES = {"r1": (-30.0, 30.0), "r2": (-15.0, 15.0), "r3": (-5.0, 5.0),
-          "tx": (-25.0, 25.0), "ty": (825.0, 875.0), "tz": (-25.0, 25.0)}
+RANGES = {
+    "r1": (-30.0, 30.0),
+    "r2": (-15.0, 15.0),
+    "r3": (-5.0, 5.0),
+    "tx": (-25.0, 25.0),
+    "ty": (825.0, 875.0),
+    "tz": (-25.0, 25.0),
+}
 
 
 def _poses(batch: int, generator: torch.Generator, device):
@@ -34,8 +40,10 @@ def bench_training(subject, batch: int, size: int, iterations: int, device, log=
     """Per renderer: DRRs/s and iterations/s of render(target) + render(prediction) + backward."""
     kw = dict(sdd=1020.0, height=size, delx=409.6 / size, voxel_shift=0.5)
     rows = []
-    for name, drr in (("ours", FastDRR(subject, **kw)),
-                      ("diffdrr_trilinear", DRR(subject, renderer="trilinear", **kw))):
+    for name, drr in (
+        ("ours", FastDRR(subject, **kw)),
+        ("diffdrr_trilinear", DRR(subject, renderer="trilinear", **kw)),
+    ):
         drr = drr.to(device)
         generator = torch.Generator().manual_seed(0)
         times = []
@@ -54,7 +62,16 @@ def bench_training(subject, batch: int, size: int, iterations: int, device, log=
             if itr:  # the first iteration warms up
                 times.append(time.perf_counter() - t0)
         per_itr = min(times)
-        rows.append({"renderer": name, "batch": batch, "size": size, "iterations": iterations,
-                     "s_per_itr": per_itr, "itr_per_s": 1 / per_itr, "drr_per_s": 2 * batch / per_itr})
+        rows.append(
+            {
+                "renderer": name,
+                "batch": batch,
+                "size": size,
+                "iterations": iterations,
+                "s_per_itr": per_itr,
+                "itr_per_s": 1 / per_itr,
+                "drr_per_s": 2 * batch / per_itr,
+            }
+        )
         log(f"  training {name} batch {batch} {size}^2: {rows[-1]['drr_per_s']:.1f} DRRs/s")
     return rows

@@ -43,8 +43,13 @@ KINDS = ("collimated", "text", "instrument", "wider_field", "all")
 ROT_RANGE, XYZ_RANGE = (5.0, 40.0), (20.0, 120.0)
 BUCKETS = 4
 FLAGGED = ("suspect", "failed", "refused")
-COLOURS = {"ok": "tab:green", "suspect": "tab:orange", "failed": "tab:red", "refused": "black",
-           "n/a": "tab:grey"}
+COLOURS = {
+    "ok": "tab:green",
+    "suspect": "tab:orange",
+    "failed": "tab:red",
+    "refused": "black",
+    "n/a": "tab:grey",
+}
 
 
 @dataclasses.dataclass
@@ -73,8 +78,10 @@ def make_plan(n_clean: int, n_degraded: int, names: list[str], seed: int) -> lis
     rng = np.random.default_rng(seed)
     levels = np.linspace(0, 1, n_clean) if n_clean > 1 else np.zeros(1)
     order = rng.permutation(n_clean)  # which X-ray each level meets: not tied to the level
-    cases = [Case(i, names[order[i] % len(names)], "clean", float(levels[i]), _unit(rng), _unit(rng))
-             for i in range(n_clean)]
+    cases = [
+        Case(i, names[order[i] % len(names)], "clean", float(levels[i]), _unit(rng), _unit(rng))
+        for i in range(n_clean)
+    ]
     pool = [c for c in cases if c.level <= 1 / 3] or cases[:1]
     for rep in range(n_degraded):
         for j, kind in enumerate(KINDS):
@@ -117,26 +124,46 @@ def run_case(case: Case, folder: Path, truth: dict, volumes: dict, options, seed
         true = pose_from_matrix(crop.pose_in_copy(true.matrix[0].double().numpy()))
         start = pose_from_matrix(crop.pose_in_copy(start.matrix[0].double().numpy()))
     fiducials = truth["fiducials_mm"]  # mTRE is the same in either frame (a shift of both poses)
-    row = {"case": case.index, "xray": case.xray, "kind": case.kind, "baseline": case.baseline,
-           "level": round(case.level, 3), "rot_offset_deg": round(rot_off, 2),
-           "xyz_offset_mm": round(xyz_off, 2), "start_mtre_mm": evaluate.mtre(true, start, fiducials),
-           "masked_fraction": masked_fraction(valid_mask(xray.image))}
+    row = {
+        "case": case.index,
+        "xray": case.xray,
+        "kind": case.kind,
+        "baseline": case.baseline,
+        "level": round(case.level, 3),
+        "rot_offset_deg": round(rot_off, 2),
+        "xyz_offset_mm": round(xyz_off, 2),
+        "start_mtre_mm": evaluate.mtre(true, start, fiducials),
+        "masked_fraction": masked_fraction(valid_mask(xray.image)),
+    }
     drr = spec.make_renderer(subject, xray.intrinsics)
     t0 = time.perf_counter()
     try:
-        result = run_to_end(register_xray(xray, drr, start, spec,
-                                          {"type": "benchmark start"}, options, Preprocessing()))
+        result = run_to_end(
+            register_xray(xray, drr, start, spec, {"type": "benchmark start"}, options, Preprocessing())
+        )
     except XvrInputError as err:  # e.g. the start does not see the CT: refused, not wrong
-        return {**row, "mtre_mm": math.nan, "predicted_mtre_mm": math.nan, "depth_sd_mm": math.nan,
-                "status": "refused", "reasons": str(err), "similarity": math.nan,
-                "seconds": time.perf_counter() - t0}
+        return {
+            **row,
+            "mtre_mm": math.nan,
+            "predicted_mtre_mm": math.nan,
+            "depth_sd_mm": math.nan,
+            "status": "refused",
+            "reasons": str(err),
+            "similarity": math.nan,
+            "seconds": time.perf_counter() - t0,
+        }
     uncertainty = result.checks.get("uncertainty") or {}
     status, reasons = _status(result)
-    return {**row, "mtre_mm": evaluate.mtre(true, pose_from_matrix(result.final_pose), fiducials),
-            "predicted_mtre_mm": float(uncertainty.get("predicted_mtre_mm", math.nan)),
-            "depth_sd_mm": float(uncertainty.get("depth_sd_mm", math.nan)),
-            "status": status, "reasons": reasons, "similarity": result.similarity,
-            "seconds": time.perf_counter() - t0}
+    return {
+        **row,
+        "mtre_mm": evaluate.mtre(true, pose_from_matrix(result.final_pose), fiducials),
+        "predicted_mtre_mm": float(uncertainty.get("predicted_mtre_mm", math.nan)),
+        "depth_sd_mm": float(uncertainty.get("depth_sd_mm", math.nan)),
+        "status": status,
+        "reasons": reasons,
+        "similarity": result.similarity,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def spearman(a, b) -> float:
@@ -161,7 +188,9 @@ def summarise(rows: list[dict]) -> dict:
     wrong = [r for r in rows if not r["mtre_mm"] < 1]  # a refused case counts as wrong
     flagged = lambda rs: sum(r["status"] in FLAGGED for r in rs)  # noqa: E731
     return {
-        "n": len(rows), "right": len(right), "wrong": len(wrong),
+        "n": len(rows),
+        "right": len(right),
+        "wrong": len(wrong),
         "flagged": flagged(rows) if has_verdict else None,
         "wrong_flagged": flagged(wrong) if has_verdict else None,
         "missed": len(wrong) - flagged(wrong) if has_verdict else None,
@@ -174,16 +203,25 @@ def summarise(rows: list[dict]) -> dict:
 def _cells(s: dict) -> list[str]:
     na = lambda v: "n/a" if v is None else str(v)  # noqa: E731
     rho = "n/a" if math.isnan(s["spearman"]) else f"{s['spearman']:.2f}"
-    return [str(s["n"]), _share(s["right"], s["n"]), na(s["flagged"]), na(s["missed"]),
-            na(s["false_alarms"]), f"{s['median_mtre']:.2f}", rho]
+    return [
+        str(s["n"]),
+        _share(s["right"], s["n"]),
+        na(s["flagged"]),
+        na(s["missed"]),
+        na(s["false_alarms"]),
+        f"{s['median_mtre']:.2f}",
+        rho,
+    ]
 
 
 def _span(values) -> str:
     return f"{min(values):.0f}-{max(values):.0f}"
 
 
-HEADER = ("| {} | n | under 1 mm | flagged | missed (wrong, ok) | false alarms (right, flagged) |"
-          " median mTRE mm | Spearman |")
+HEADER = (
+    "| {} | n | under 1 mm | flagged | missed (wrong, ok) | false alarms (right, flagged) |"
+    " median mTRE mm | Spearman |"
+)
 
 
 def tables(rows: list[dict]) -> str:
@@ -198,29 +236,40 @@ def tables(rows: list[dict]) -> str:
     by_index = {r["case"]: r for r in rows}
     degraded = [r for r in rows if r["kind"] != "clean"]
     if degraded:
-        lines += ["", "Degraded X-rays (baseline: the same X-ray and start, clean, in this run)", "",
-                  HEADER.format("degradation") + " baseline under 1 mm | mTRE / baseline (median) |",
-                  "|---" * 10 + "|"]
+        lines += [
+            "",
+            "Degraded X-rays (baseline: the same X-ray and start, clean, in this run)",
+            "",
+            HEADER.format("degradation") + " baseline under 1 mm | mTRE / baseline (median) |",
+            "|---" * 10 + "|",
+        ]
         for kind in KINDS:
             group = [r for r in degraded if r["kind"] == kind]
             if not group:
                 continue
             base = [by_index[r["baseline"]] for r in group]
-            ratio = np.nanmedian([r["mtre_mm"] / max(b["mtre_mm"], 1e-9)
-                                  for r, b in zip(group, base, strict=True)])
-            lines.append(f"| {kind} | " + " | ".join(_cells(summarise(group)))
-                         + f" | {_share(summarise(base)['right'], len(base))} | {ratio:.1f}x |")
+            ratio = np.nanmedian(
+                [r["mtre_mm"] / max(b["mtre_mm"], 1e-9) for r, b in zip(group, base, strict=True)]
+            )
+            lines.append(
+                f"| {kind} | "
+                + " | ".join(_cells(summarise(group)))
+                + f" | {_share(summarise(base)['right'], len(base))} | {ratio:.1f}x |"
+            )
     total = summarise(rows)
     lines += ["", "| all | " + " | ".join(_cells(total)) + " |", ""]
     lines += targets(total)
     seconds = [r["seconds"] for r in rows]
-    lines.append(f"{len(rows)} registrations, {np.mean(seconds):.1f} s each on average "
-                 f"(median {np.median(seconds):.1f} s)")
+    lines.append(
+        f"{len(rows)} registrations, {np.mean(seconds):.1f} s each on average "
+        f"(median {np.median(seconds):.1f} s)"
+    )
     return "\n".join(lines)
 
 
 def targets(total: dict) -> list[str]:
     """The issue's three targets, met or not (n/a without verdicts or predictions)."""
+
     def verdict(ok: bool | None) -> str:
         return "n/a" if ok is None else ("met" if ok else "NOT met")
 
@@ -234,10 +283,12 @@ def targets(total: dict) -> list[str]:
         alarms_ok = total["false_alarms"] <= 0.05 * total["right"]
     rho = total["spearman"]
     rho_text = "n/a (the results carry no predicted error)" if math.isnan(rho) else f"{rho:.2f}"
-    return [f"results > 1 mm off flagged suspect/failed: {caught} (target >= 95 %: {verdict(caught_ok)})",
-            f"results < 1 mm flagged: {alarms} (target <= 5 %: {verdict(alarms_ok)})",
-            f"Spearman(predicted, true mTRE): {rho_text} "
-            f"(target >= 0.7: {verdict(None if math.isnan(rho) else rho >= 0.7)})"]
+    return [
+        f"results > 1 mm off flagged suspect/failed: {caught} (target >= 95 %: {verdict(caught_ok)})",
+        f"results < 1 mm flagged: {alarms} (target <= 5 %: {verdict(alarms_ok)})",
+        f"Spearman(predicted, true mTRE): {rho_text} "
+        f"(target >= 0.7: {verdict(None if math.isnan(rho) else rho >= 0.7)})",
+    ]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -259,25 +310,42 @@ def plot(rows: list[dict], path: Path) -> None:
     have = [p for p in pairs if np.isfinite(p).all()]
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=120)
     if not have:
-        ax.text(0.5, 0.5, "no predicted error in the results (n/a)\nthe true mTRE is in trust.csv",
-                ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no predicted error in the results (n/a)\nthe true mTRE is in trust.csv",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
     else:
         floor = 1e-2
         for r in rows:
             if np.isfinite([r["predicted_mtre_mm"], r["mtre_mm"]]).all():
-                ax.scatter(max(r["predicted_mtre_mm"], floor), max(r["mtre_mm"], floor), s=28,
-                           c=COLOURS.get(r["status"], "tab:grey"), marker=markers[r["kind"]],
-                           edgecolors="none", alpha=0.85)
+                ax.scatter(
+                    max(r["predicted_mtre_mm"], floor),
+                    max(r["mtre_mm"], floor),
+                    s=28,
+                    c=COLOURS.get(r["status"], "tab:grey"),
+                    marker=markers[r["kind"]],
+                    edgecolors="none",
+                    alpha=0.85,
+                )
         values = np.maximum(np.array(have), floor)
         lo, hi = values.min() / 2, values.max() * 2
         ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, label="predicted = true")
         ax.axhline(1.0, color="0.7", lw=0.8, ls="--")
         ax.axvline(1.0, color="0.7", lw=0.8, ls="--")
-        ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
-               xlabel="predicted mTRE (mm)", ylabel="true mTRE (mm)",
-               title=f"Calibration, {len(have)} registrations (Spearman "
-                     f"{spearman(*np.array(have).T):.2f})")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlim=(lo, hi),
+            ylim=(lo, hi),
+            xlabel="predicted mTRE (mm)",
+            ylabel="true mTRE (mm)",
+            title=f"Calibration, {len(have)} registrations (Spearman {spearman(*np.array(have).T):.2f})",
+        )
         for status, colour in COLOURS.items():
             if any(r["status"] == status for r in rows):
                 ax.scatter([], [], c=colour, label=status)
@@ -294,21 +362,27 @@ def volumes(cache: Path, subject) -> dict:
     """'full': the 2x2x1 CT; 'cut': the same cut to its middle 70 % of slices (+ the cut)."""
     ct, _ = example_volume(cache, (2, 2, 1))
     cut = degrade.crop_volume(ct, cache / "chest_ct_2x2x1_cut70.nii.gz", keep=(1.0, 1.0, 0.7))
-    return {"full": (VolumeSpec(ct), subject, None),
-            "cut": (VolumeSpec(cut.path), read_volume(cut.path), cut)}
+    return {
+        "full": (VolumeSpec(ct), subject, None),
+        "cut": (VolumeSpec(cut.path), read_volume(cut.path), cut),
+    }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.trust", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.trust",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--cases", type=int, default=60, help="clean cases over the offsets")
     parser.add_argument("--degraded", type=int, default=6, help="cases per degradation kind")
     parser.add_argument("--quick", action="store_true", help="7 clean + 5 degraded cases")
     parser.add_argument("--xrays", type=int, default=10, help="synthetic X-rays the cases share")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--multistart", default=None, help="as xvr register --multistart")
-    parser.add_argument("--xray_mask", default="off", choices=("off", "auto"),
-                        help="as xvr register --xray_mask")
+    parser.add_argument(
+        "--xray_mask", default="off", choices=("off", "auto"), help="as xvr register --xray_mask"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("trust"), help="folder for csv and png")
     parser.add_argument("--cache", type=Path, default=CACHE)
@@ -322,17 +396,22 @@ def main(argv=None) -> int:
     options = RegistrationOptions(**extra, xray_mask=args.xray_mask)
     plan = make_plan(n_clean, n_degraded, sorted(truth["cases"]), args.seed)
     vols = volumes(args.cache, subject)
-    print(f"{len(plan)} cases ({n_clean} clean, {len(plan) - n_clean} degraded) on {args.xrays} "
-          f"synthetic X-rays, {torch.get_num_threads()} threads, scales {options.scales}, "
-          f"multistart {options.multistart}, xray_mask {options.xray_mask}")
+    print(
+        f"{len(plan)} cases ({n_clean} clean, {len(plan) - n_clean} degraded) on {args.xrays} "
+        f"synthetic X-rays, {torch.get_num_threads()} threads, scales {options.scales}, "
+        f"multistart {options.multistart}, xray_mask {options.xray_mask}"
+    )
     rows = []
     for case in plan:
         rows.append(run_case(case, folder, truth, vols, options, args.seed))
         r = rows[-1]
-        print(f"  {case.index:3d} {case.kind:11s} {r['rot_offset_deg']:4.0f} deg "
-              f"{r['xyz_offset_mm']:4.0f} mm: "
-              f"mTRE {r['start_mtre_mm']:6.1f} -> {r['mtre_mm']:7.2f} mm, predicted "
-              f"{r['predicted_mtre_mm']:.2f}, {r['status']}, {r['seconds']:.1f} s", flush=True)
+        print(
+            f"  {case.index:3d} {case.kind:11s} {r['rot_offset_deg']:4.0f} deg "
+            f"{r['xyz_offset_mm']:4.0f} mm: "
+            f"mTRE {r['start_mtre_mm']:6.1f} -> {r['mtre_mm']:7.2f} mm, predicted "
+            f"{r['predicted_mtre_mm']:.2f}, {r['status']}, {r['seconds']:.1f} s",
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, args.out / "trust.csv")
     plot(rows, args.out / "trust_calibration.png")

@@ -53,6 +53,5 @@ def biplane_cases(tmp_path_factory, registration_volume):
     folder = tmp_path_factory.mktemp("biplane")
     ct, mask = registration_volume
     intrinsics = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
-    truth = make_view_cases(folder, (90.0,), n=1, seed=3, intrinsics=intrinsics, volume=ct,
-                            mask=mask)
+    truth = make_view_cases(folder, (90.0,), n=1, seed=3, intrinsics=intrinsics, volume=ct, mask=mask)
     return folder, json.loads(truth.read_text())

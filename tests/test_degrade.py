@@ -91,8 +91,7 @@ def test_instrument_adds_attenuation_without_saturating(sample):
     for kind in ("wire", "screw", "plate"):
         out, changed = degrade.add_instrument(image, np.random.default_rng(3), kind)
         assert (out[changed] > image[changed]).all() and out.max() <= image.max()
-        dark, dark_changed = degrade.add_instrument(-image, np.random.default_rng(3), kind,
-                                                    bone_bright=False)
+        dark, dark_changed = degrade.add_instrument(-image, np.random.default_rng(3), kind, bone_bright=False)
         assert (dark[dark_changed] < -image[dark_changed]).all()
     with pytest.raises(ValueError, match="kind"):
         degrade.add_instrument(image, np.random.default_rng(0), "scalpel")

@@ -37,8 +37,11 @@ def test_a_bad_cap_is_ignored(monkeypatch):
 def test_check_memory_refuses_with_what_and_fix(monkeypatch):
     monkeypatch.setenv(memory.MAX_MEMORY_ENV, "0.01")
     memory.check_memory(1 << 20, "a small render", "never shown")
-    with pytest.raises(XvrInputError, match=r"^a huge render would need about 2\.0 GiB of memory, "
-                                            r"more than the \d+ MiB this machine can spare; shrink it$"):
+    with pytest.raises(
+        XvrInputError,
+        match=r"^a huge render would need about 2\.0 GiB of memory, "
+        r"more than the \d+ MiB this machine can spare; shrink it$",
+    ):
         memory.check_memory(2 << 30, "a huge render", "shrink it")
 
 

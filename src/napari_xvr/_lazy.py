@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 def lazy_exports(package: str, where: dict[str, str]) -> tuple[Callable, Callable]:
     """`__getattr__` and `__dir__` for `package`, whose names live in `where` (name -> submodule)."""
+
     def __getattr__(name: str):
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -62,8 +62,10 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
     folder = folder if folder.is_dir() else folder.parent
     csv = folder / "trajectory.csv"
     if csv.is_file() and csv.stat().st_size > MAX_TRAJECTORY_BYTES:
-        raise XvrInputError(f"{csv}: {gib(csv.stat().st_size)} is far more than any registration "
-                            "writes; the file is damaged or not a trajectory")
+        raise XvrInputError(
+            f"{csv}: {gib(csv.stat().st_size)} is far more than any registration "
+            "writes; the file is damaged or not a trajectory"
+        )
     rows = pick_rows(chosen_path(read_trajectory(folder), data), max_frames)
     if not rows:
         raise XvrInputError(f"{result_folder}: the trajectory is empty; nothing to animate")
@@ -71,23 +73,28 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
     inputs, prep = data.get("inputs") or {}, data.get("preprocessing") or {}
     for key in ("volume", "xray"):
         if not isinstance(inputs.get(key), str) or not inputs[key]:
-            raise XvrInputError(f"{folder / 'result.json'}: inputs.{key} names no file; this result "
-                                f"cannot be replayed (it needs the {key} it was registered with)")
+            raise XvrInputError(
+                f"{folder / 'result.json'}: inputs.{key} names no file; this result "
+                f"cannot be replayed (it needs the {key} it was registered with)"
+            )
     if not isinstance(data.get("intrinsics"), dict):
         raise XvrInputError(f"{folder / 'result.json'}: no intrinsics; this result cannot be replayed")
     intr = Intrinsics(**data["intrinsics"])
     small = panel_intrinsics(intr, max_size)
     spec = VolumeSpec.from_inputs(inputs, str(folder / "result.json"), device)
-    check_memory(render_bytes(small.height, small.width, spec.renderer)
-                 + len(rows) * small.height * small.width * 3 * 3 * 3,
-                 f"animating {len(rows)} frames of {small.height}x{small.width} px",
-                 "lower --max_frames or --max_size")
+    check_memory(
+        render_bytes(small.height, small.width, spec.renderer)
+        + len(rows) * small.height * small.width * 3 * 3 * 3,
+        f"animating {len(rows)} frames of {small.height}x{small.width} px",
+        "lower --max_frames or --max_size",
+    )
     drr = spec.make_renderer(spec.read(), small)
     from .io.xray import preprocess_xray
 
     xray = read_xray(inputs["xray"], prep.get("reducefn", "max"))
-    fixed = preprocess_xray(xray.image, prep.get("crop", 0), prep.get("subtract_background", False),
-                            prep.get("linearize", False))
+    fixed = preprocess_xray(
+        xray.image, prep.get("crop", 0), prep.get("subtract_background", False), prep.get("linearize", False)
+    )
     fixed = unit(standardize(fixed, (small.height, small.width))[0, 0].numpy())
     for index, row in enumerate(rows):
         pose = pose_from_zxy([row["r1"], row["r2"], row["r3"]], [row["tx"], row["ty"], row["tz"]])
@@ -97,8 +104,10 @@ def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None
 
 
 def _check_limits(max_frames, max_size) -> tuple[int, int]:
-    for name, value, lo, hi in (("--max_frames", max_frames, 1, MAX_FRAMES),
-                                ("--max_size", max_size, 16, MAX_PANEL_PX)):
+    for name, value, lo, hi in (
+        ("--max_frames", max_frames, 1, MAX_FRAMES),
+        ("--max_size", max_size, 16, MAX_PANEL_PX),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise XvrInputError(f"{name} {value!r}: give a whole number between {lo} and {hi}")
         if not lo <= int(value) <= hi:
@@ -110,8 +119,10 @@ def _check_rows(rows: list[dict], csv: Path) -> None:
     for row in rows:
         values = [row.get(k) for k in ("r1", "r2", "r3", "tx", "ty", "tz")]
         if any(v is None or not np.isfinite(v) for v in values):
-            raise XvrInputError(f"{csv}: a row has a missing or non-finite pose ({values}); the "
-                                "trajectory is damaged, register again to replay it")
+            raise XvrInputError(
+                f"{csv}: a row has a missing or non-finite pose ({values}); the "
+                "trajectory is damaged, register again to replay it"
+            )
 
 
 def panel_intrinsics(intr: Intrinsics, max_size: int) -> Intrinsics:
@@ -123,8 +134,13 @@ def panel_intrinsics(intr: Intrinsics, max_size: int) -> Intrinsics:
 
     height = min(MAX_DETECTOR_PX, max(2, int(intr.height * scale)))
     width = min(MAX_DETECTOR_PX, max(2, int(intr.width * scale)))
-    return replace(intr, height=height, width=width, delx=intr.delx * intr.width / width,
-                   dely=intr.dely * intr.height / height)
+    return replace(
+        intr,
+        height=height,
+        width=width,
+        delx=intr.delx * intr.width / width,
+        dely=intr.dely * intr.height / height,
+    )
 
 
 def compose(frame: Frame) -> np.ndarray:
@@ -190,8 +206,16 @@ def write_animation(frames: list[np.ndarray], path, fps: int = 10, overwrite: bo
     return path
 
 
-def animate_result(result_folder, path, fps: int = 10, max_frames: int = 60, max_size: int = 256,
-                   device=None, overwrite: bool = False, progress=None) -> Path:
+def animate_result(
+    result_folder,
+    path,
+    fps: int = 10,
+    max_frames: int = 60,
+    max_size: int = 256,
+    device=None,
+    overwrite: bool = False,
+    progress=None,
+) -> Path:
     """Replay a result folder's optimisation into a GIF/MP4 at `path` (what `xvr animate` does).
 
     `progress(done, total)` is called after each frame (the CLI's bar)."""
@@ -209,8 +233,7 @@ def is_track(folder) -> bool:
     return (Path(folder).expanduser() / "track.json").is_file()
 
 
-def replay_track(track_folder, max_frames: int = 60, max_size: int = 256,
-                 device=None) -> Iterator[Frame]:
+def replay_track(track_folder, max_frames: int = 60, max_size: int = 256, device=None) -> Iterator[Frame]:
     """Each (sub-sampled) frame of a tracked sequence: its X-ray and the DRR at its tracked pose."""
     from .register.track_io import read_track, row_matrix
 
@@ -227,8 +250,7 @@ def replay_track(track_folder, max_frames: int = 60, max_size: int = 256,
         pose = pose_from_matrix(row_matrix(row))
         with torch.no_grad():
             image = unit(drr(pose.to(drr.device))[0, 0].float().cpu().numpy())
-        fixed = _frame_panel(frames.frame(int(row["frame"])), data.get("preprocessing") or {},
-                             small)
+        fixed = _frame_panel(frames.frame(int(row["frame"])), data.get("preprocessing") or {}, small)
         yield Frame(index, len(rows), row, fixed, image, fixed - image)
 
 
@@ -239,8 +261,9 @@ def _track_frames(folder, data: dict):
     sequence = (data.get("inputs") or {}).get("sequence") or {}
     paths, intrinsics = sequence.get("paths"), sequence.get("intrinsics")
     if not isinstance(paths, list) or not paths or not isinstance(intrinsics, dict):
-        raise XvrInputError(f"{Path(folder) / 'track.json'}: inputs.sequence names no frames; "
-                            "this track cannot be replayed")
+        raise XvrInputError(
+            f"{Path(folder) / 'track.json'}: inputs.sequence names no frames; this track cannot be replayed"
+        )
     intr = Intrinsics(**intrinsics)
     overrides = {k: getattr(intr, k) for k in ("sdd", "delx", "dely", "x0", "y0")}
     return read_frames(paths, **overrides), intr
@@ -251,10 +274,12 @@ def _track_renderer(inputs: dict, small: Intrinsics, n_frames: int, device):
     from .register.pipeline import VolumeSpec
 
     spec = VolumeSpec.from_inputs(inputs, "track.json", device)
-    check_memory(render_bytes(small.height, small.width, spec.renderer)
-                 + n_frames * small.height * small.width * 3 * 4 * 3,
-                 f"animating {n_frames} frames of {small.height}x{small.width} px",
-                 "lower --max_frames or --max_size")
+    check_memory(
+        render_bytes(small.height, small.width, spec.renderer)
+        + n_frames * small.height * small.width * 3 * 4 * 3,
+        f"animating {n_frames} frames of {small.height}x{small.width} px",
+        "lower --max_frames or --max_size",
+    )
     return spec.make_renderer(spec.read(), small)
 
 
@@ -263,8 +288,9 @@ def _frame_panel(xray, prep: dict, small: Intrinsics) -> np.ndarray:
     from .io.xray import preprocess_xray
     from .register.similarity import standardize
 
-    fixed = preprocess_xray(xray.image, prep.get("crop", 0), prep.get("subtract_background", False),
-                            prep.get("linearize", False))
+    fixed = preprocess_xray(
+        xray.image, prep.get("crop", 0), prep.get("subtract_background", False), prep.get("linearize", False)
+    )
     return unit(standardize(fixed, (small.height, small.width))[0, 0].numpy())
 
 
@@ -279,8 +305,16 @@ def compose_track(frame: Frame) -> np.ndarray:
     return np.concatenate([compose(frame), overlay(frame)], axis=1)
 
 
-def animate_track(track_folder, path, fps: int = 10, max_frames: int = 60, max_size: int = 256,
-                  device=None, overwrite: bool = False, progress=None) -> Path:
+def animate_track(
+    track_folder,
+    path,
+    fps: int = 10,
+    max_frames: int = 60,
+    max_size: int = 256,
+    device=None,
+    overwrite: bool = False,
+    progress=None,
+) -> Path:
     """A GIF/MP4 of a tracked sequence (what `xvr animate -i TRACKDIR` does): one frame of the
     animation per tracked frame, the DRR at its tracked pose over its X-ray."""
     check_output(path, fps, overwrite)

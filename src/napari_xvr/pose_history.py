@@ -54,10 +54,9 @@ class PoseHistory:
         matrix = np.array(matrix, dtype=np.float64).reshape(4, 4)
         if not np.isfinite(matrix).all():
             raise ValueError("a pose with NaN or infinite entries cannot enter the history")
-        if self.current is not None and np.allclose(self.current.matrix, matrix, atol=SAME,
-                                                    rtol=0):
+        if self.current is not None and np.allclose(self.current.matrix, matrix, atol=SAME, rtol=0):
             return False
-        del self.entries[self.index + 1:]
+        del self.entries[self.index + 1 :]
         self.entries.append(PoseEntry(matrix, source))
         if len(self.entries) > self.limit:  # keep the first (reset's target)
             del self.entries[1]
@@ -89,8 +88,8 @@ class PoseHistory:
     @classmethod
     def from_json(cls, data: dict) -> PoseHistory:
         history = cls()
-        history.entries = [PoseEntry(np.asarray(e["matrix"], dtype=np.float64), e["source"])
-                           for e in data.get("entries", [])]
-        history.index = min(int(data.get("index", len(history.entries) - 1)),
-                            len(history.entries) - 1)
+        history.entries = [
+            PoseEntry(np.asarray(e["matrix"], dtype=np.float64), e["source"]) for e in data.get("entries", [])
+        ]
+        history.index = min(int(data.get("index", len(history.entries) - 1)), len(history.entries) - 1)
         return history

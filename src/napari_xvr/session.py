@@ -41,11 +41,15 @@ class Session:
     result: str | None = None  # the last result's folder
 
     def to_json(self, folder: Path) -> dict:
-        return {"format": FORMAT, "version": VERSION,
-                "layers": [{**layer, "path": _portable(layer["path"], folder)}
-                           for layer in self.layers],
-                "pose": self.pose, "history": self.history, "options": self.options,
-                "result": None if self.result is None else _portable(self.result, folder)}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "layers": [{**layer, "path": _portable(layer["path"], folder)} for layer in self.layers],
+            "pose": self.pose,
+            "history": self.history,
+            "options": self.options,
+            "result": None if self.result is None else _portable(self.result, folder),
+        }
 
 
 def _portable(path, folder: Path) -> str:
@@ -78,8 +82,9 @@ def write_session(path, session: Session, overwrite: bool = False) -> Path:
         raise XvrOutputError(f"{path} exists; choose another name or allow replacing it")
     missing = [layer["name"] for layer in session.layers if not layer.get("path")]
     if missing:
-        raise XvrInputError(f"layers {', '.join(missing)} have no file: save them first (a session "
-                            "keeps paths, not images)")
+        raise XvrInputError(
+            f"layers {', '.join(missing)} have no file: save them first (a session keeps paths, not images)"
+        )
     if session.pose is not None and not np.isfinite(np.asarray(session.pose, float)).all():
         raise XvrInputError("the pose has NaN or infinite entries; nothing was written")
     text = json.dumps(session.to_json(path.parent), indent=1, default=_plain) + "\n"
@@ -101,27 +106,36 @@ def read_session(path) -> Session:
     path = Path(path).expanduser()
     data = read_json(path, "session")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise XvrInputError(f"{path}: not a napari-xvr session (no \"format\": \"{FORMAT}\")")
+        raise XvrInputError(f'{path}: not a napari-xvr session (no "format": "{FORMAT}")')
     if int(data.get("version", 0)) > VERSION:
-        raise XvrInputError(f"{path}: session version {data['version']} is newer than this "
-                            f"napari-xvr reads ({VERSION}); update napari-xvr")
+        raise XvrInputError(
+            f"{path}: session version {data['version']} is newer than this "
+            f"napari-xvr reads ({VERSION}); update napari-xvr"
+        )
     folder = path.parent
     layers = []
     for layer in data.get("layers") or []:
         if not isinstance(layer, dict) or not {"name", "role", "path"} <= set(layer):
             raise XvrInputError(f"{path}: a layer entry needs name, role and path ({layer})")
         if layer["role"] not in ROLES:
-            raise XvrInputError(f"{path}: layer {layer['name']!r} has role {layer['role']!r}; "
-                                f"use one of {', '.join(ROLES)}")
+            raise XvrInputError(
+                f"{path}: layer {layer['name']!r} has role {layer['role']!r}; use one of {', '.join(ROLES)}"
+            )
         layers.append({**layer, "path": str((folder / layer["path"]).resolve())})
-    gone = [f"{layer['name']} ({layer['path']})" for layer in layers
-            if not Path(layer["path"]).exists()]
+    gone = [f"{layer['name']} ({layer['path']})" for layer in layers if not Path(layer["path"]).exists()]
     if gone:
-        raise XvrInputError(f"{path}: the session's files are gone: {'; '.join(gone)}; move them "
-                            "back or edit the paths in the session file")
+        raise XvrInputError(
+            f"{path}: the session's files are gone: {'; '.join(gone)}; move them "
+            "back or edit the paths in the session file"
+        )
     pose = data.get("pose")
     if pose is not None and np.asarray(pose, dtype=float).shape != (4, 4):
-        raise XvrInputError(f"{path}: \"pose\" must be a 4x4 matrix")
+        raise XvrInputError(f'{path}: "pose" must be a 4x4 matrix')
     result = data.get("result")
-    return Session(layers, pose, data.get("history"), dict(data.get("options") or {}),
-                   None if result is None else str((folder / result).resolve()))
+    return Session(
+        layers,
+        pose,
+        data.get("history"),
+        dict(data.get("options") or {}),
+        None if result is None else str((folder / result).resolve()),
+    )

@@ -49,8 +49,7 @@ def downsample_volume(src, dst, factor=(2, 2, 1), label: bool = False) -> Path:
     factor = [int(f) for f in factor]
     small = sitk.BinShrink(image, factor)
     if label:
-        small = sitk.Resample(image, small, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
-                              image.GetPixelID())
+        small = sitk.Resample(image, small, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID())
     else:
         small = sitk.Cast(small, sitk.sitkInt16)
     dst = Path(dst)
@@ -108,19 +107,22 @@ def random_cases(n: int, seed: int = 0, header_error_deg: float = 3.0) -> list[C
     cases = []
     for _ in range(n):
         primary, secondary = rng.uniform(-30, 30), rng.uniform(-15, 15)
-        cases.append(CarmCase(
-            primary=float(primary),
-            secondary=float(secondary),
-            sid=float(rng.uniform(825, 875)),
-            offset=tuple(float(v) for v in rng.uniform(-15, 15, size=3)),
-            header_primary=float(primary + rng.uniform(-header_error_deg, header_error_deg)),
-            header_secondary=float(secondary + rng.uniform(-header_error_deg, header_error_deg)),
-        ))
+        cases.append(
+            CarmCase(
+                primary=float(primary),
+                secondary=float(secondary),
+                sid=float(rng.uniform(825, 875)),
+                offset=tuple(float(v) for v in rng.uniform(-15, 15, size=3)),
+                header_primary=float(primary + rng.uniform(-header_error_deg, header_error_deg)),
+                header_secondary=float(secondary + rng.uniform(-header_error_deg, header_error_deg)),
+            )
+        )
     return cases
 
 
-def detector_counts(line_integral: torch.Tensor, rng: np.random.Generator, photons=2.0e4,
-                    mu=4.0) -> np.ndarray:
+def detector_counts(
+    line_integral: torch.Tensor, rng: np.random.Generator, photons=2.0e4, mu=4.0
+) -> np.ndarray:
     """Line integrals -> processed radiograph (MONOCHROME2, bone bright) with quantum noise."""
     li = line_integral.double().cpu().numpy()
     li = li / (np.percentile(li, 99.5) + 1e-12)
@@ -154,16 +156,22 @@ def make_cases(
     fiducials = structure_fiducials(subject)
     drr = make_drr(subject, intrinsics, renderer=renderer, voxel_shift=0.5, device=device)
     rng = np.random.default_rng(seed + 1)
-    truth = {"volume": str(Path(volume).resolve()), "mask": str(Path(mask).resolve()),
-             "orientation": "AP", "intrinsics": intrinsics.to_dict(),
-             "fiducials_mm": fiducials.tolist(), "cases": {}}
+    truth = {
+        "volume": str(Path(volume).resolve()),
+        "mask": str(Path(mask).resolve()),
+        "orientation": "AP",
+        "intrinsics": intrinsics.to_dict(),
+        "fiducials_mm": fiducials.tolist(),
+        "cases": {},
+    }
     for index, case in enumerate(random_cases(n, seed)):
         pose = case.true_pose()
         with torch.no_grad():
             line_integral = drr(pose.to(drr.device))[0, 0]
         image = detector_counts(line_integral, rng)
         name = f"xray_{index:03d}"
-        write_xray_dicom(out_dir / f"{name}.dcm", image, intrinsics, case.header_primary,
-                         case.header_secondary, case.sid)
+        write_xray_dicom(
+            out_dir / f"{name}.dcm", image, intrinsics, case.header_primary, case.header_secondary, case.sid
+        )
         truth["cases"][name] = {"true_pose": pose_to_dict(pose), **case.__dict__}
     return atomic_write_text(out_dir / "truth.json", json.dumps(truth, indent=2) + "\n")

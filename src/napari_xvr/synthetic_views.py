@@ -50,9 +50,14 @@ def make_view_cases(
     subject = read_volume(volume, mask, orientation="AP", density=DENSITY)
     drr = make_drr(subject, intrinsics, renderer="siddon", voxel_shift=0.5, device=device)
     rng = np.random.default_rng(seed)
-    truth = {"volume": str(Path(volume).resolve()), "mask": str(Path(mask).resolve()),
-             "orientation": "AP", "intrinsics": intrinsics.to_dict(),
-             "fiducials_mm": structure_fiducials(subject).tolist(), "cases": {}}
+    truth = {
+        "volume": str(Path(volume).resolve()),
+        "mask": str(Path(mask).resolve()),
+        "orientation": "AP",
+        "intrinsics": intrinsics.to_dict(),
+        "fiducials_mm": structure_fiducials(subject).tolist(),
+        "cases": {},
+    }
     for index in range(n):
         primary, secondary = rng.uniform(-15, 15), rng.uniform(-10, 10)
         sid = float(rng.uniform(825, 875))
@@ -66,10 +71,19 @@ def make_view_cases(
             with torch.no_grad():
                 line_integral = drr(pose.to(drr.device))[0, 0]
             name = f"view_{k}"
-            write_xray_dicom(folder / f"{name}.dcm", detector_counts(line_integral, rng),
-                             intrinsics, header[0], header[1], sid)
-            views[name] = {"true_pose": pose_to_dict(pose), "primary": header[0],
-                           "secondary": header[1], "sid": sid}
+            write_xray_dicom(
+                folder / f"{name}.dcm",
+                detector_counts(line_integral, rng),
+                intrinsics,
+                header[0],
+                header[1],
+                sid,
+            )
+            views[name] = {
+                "true_pose": pose_to_dict(pose),
+                "primary": header[0],
+                "secondary": header[1],
+                "sid": sid,
+            }
         truth["cases"][folder.name] = {"displacement": pose_to_dict(shift), "views": views}
     return atomic_write_text(out_dir / "truth.json", json.dumps(truth, indent=2) + "\n")
-

@@ -19,9 +19,24 @@ def test_quick_benchmark_runs_and_numbers_are_sane(tmp_path):
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out), "--threads", "2",
-         "--cache", str(tmp_path / "cache")],
-        cwd=ROOT, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--json",
+            str(out),
+            "--threads",
+            "2",
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| volume |" in proc.stdout and "DRRs / s" in proc.stdout

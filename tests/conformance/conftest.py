@@ -30,8 +30,10 @@ def upstream():
     """The upstream `xvr` package (0.1.0), or a failure that says how to install it."""
     version = _upstream_version()
     if version is None:
-        pytest.fail(f"upstream xvr is not installed in {UPSTREAM}: run "
-                    "`pip install --no-deps --target .upstream xvreg==0.1.0` (as .ci/run does)")
+        pytest.fail(
+            f"upstream xvr is not installed in {UPSTREAM}: run "
+            "`pip install --no-deps --target .upstream xvreg==0.1.0` (as .ci/run does)"
+        )
     assert version == "0.1.0", f"the conformance suite is written against xvreg 0.1.0, found {version}"
     import xvr
 

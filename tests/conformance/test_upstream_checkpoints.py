@@ -28,14 +28,39 @@ def upstream_config(upstream, reverse_x_axis: bool) -> dict:
     """The config Trainer records (its __init__ arguments), for a 64 px resnet18."""
     from xvr.model.trainer import Trainer
 
-    config = {name: p.default for name, p in inspect.signature(Trainer.__init__).parameters.items()
-              if name != "self"}
-    config.update(volpath="/data/ct.nii.gz", maskpath=None, outpath="/models", alphamin=-30.0,
-                  alphamax=30.0, betamin=-15.0, betamax=15.0, gammamin=-5.0, gammamax=5.0,
-                  txmin=-25.0, txmax=25.0, tymin=800.0, tymax=900.0, tzmin=-25.0, tzmax=25.0,
-                  sdd=1020.0, height=64, delx=6.4, orientation="AP", reverse_x_axis=reverse_x_axis,
-                  model_name="resnet18", parameterization="quaternion_adjugate", convention="ZXY",
-                  norm_layer="groupnorm", unit_conversion_factor=1000.0, pretrained=False)
+    config = {
+        name: p.default
+        for name, p in inspect.signature(Trainer.__init__).parameters.items()
+        if name != "self"
+    }
+    config.update(
+        volpath="/data/ct.nii.gz",
+        maskpath=None,
+        outpath="/models",
+        alphamin=-30.0,
+        alphamax=30.0,
+        betamin=-15.0,
+        betamax=15.0,
+        gammamin=-5.0,
+        gammamax=5.0,
+        txmin=-25.0,
+        txmax=25.0,
+        tymin=800.0,
+        tymax=900.0,
+        tzmin=-25.0,
+        tzmax=25.0,
+        sdd=1020.0,
+        height=64,
+        delx=6.4,
+        orientation="AP",
+        reverse_x_axis=reverse_x_axis,
+        model_name="resnet18",
+        parameterization="quaternion_adjugate",
+        convention="ZXY",
+        norm_layer="groupnorm",
+        unit_conversion_factor=1000.0,
+        pretrained=False,
+    )
     return config
 
 
@@ -44,13 +69,26 @@ def write_upstream_checkpoint(upstream, path, reverse_x_axis: bool):
     from xvr.model.network import PoseRegressor
 
     torch.manual_seed(7)
-    model = PoseRegressor(model_name="resnet18", parameterization="quaternion_adjugate",
-                          convention="ZXY", norm_layer="groupnorm", height=64,
-                          unit_conversion_factor=1000.0)
-    torch.save({"model_state_dict": model.state_dict(), "optimizer_state_dict": {},
-                "scheduler_state_dict": {}, "itr": 1000, "model_number": 1,
-                "date": datetime.datetime.now(), "config": upstream_config(upstream, reverse_x_axis)},
-               path)
+    model = PoseRegressor(
+        model_name="resnet18",
+        parameterization="quaternion_adjugate",
+        convention="ZXY",
+        norm_layer="groupnorm",
+        height=64,
+        unit_conversion_factor=1000.0,
+    )
+    torch.save(
+        {
+            "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": {},
+            "scheduler_state_dict": {},
+            "itr": 1000,
+            "model_number": 1,
+            "date": datetime.datetime.now(),
+            "config": upstream_config(upstream, reverse_x_axis),
+        },
+        path,
+    )
     return path
 
 
@@ -60,10 +98,14 @@ def upstream_load(path):
 
     ckpt = torch.load(path, weights_only=False)
     config = ckpt["config"]
-    model = PoseRegressor(model_name=config["model_name"], parameterization=config["parameterization"],
-                          convention=config["convention"], norm_layer=config["norm_layer"],
-                          height=config["height"],
-                          unit_conversion_factor=config.get("unit_conversion_factor", 1.0))
+    model = PoseRegressor(
+        model_name=config["model_name"],
+        parameterization=config["parameterization"],
+        convention=config["convention"],
+        norm_layer=config["norm_layer"],
+        height=config["height"],
+        unit_conversion_factor=config.get("unit_conversion_factor", 1.0),
+    )
     model.load_state_dict(ckpt["model_state_dict"], strict=True)
     return model.eval(), config
 
@@ -77,8 +119,9 @@ def upstream_predict(path, dcm, x0_sign: float = 1.0, flip: bool = False):
 
     model, config = upstream_load(path)
     img, intr, _ = read_xray(dcm, crop=0, subtract_background=False, linearize=False)
-    img, height, width = _resample_xray(img, intr.sdd, intr.delx, intr.dely, x0_sign * intr.x0,
-                                        intr.y0, config)
+    img, height, width = _resample_xray(
+        img, intr.sdd, intr.delx, intr.dely, x0_sign * intr.x0, intr.y0, config
+    )
     side = min(height, width)
     x = XrayTransforms(config["height"])(center_crop(img, (side, side)))
     return model(x.flip(-1) if flip else x).matrix[0]
@@ -142,6 +185,7 @@ def test_an_unflipped_detector_needs_the_dicom_x0_sign():
 
     subject, pose = load_example_ct(), pose_from_zxy([0.0, 0.0, 0.0], [0.0, 850.0, 0.0])
     for flipped in (False, True):
+
         def drr(x0, flipped=flipped):
             return DRR(subject, sdd=1020.0, height=48, delx=8.0, x0=x0, reverse_x_axis=flipped)(pose)
 
@@ -154,20 +198,37 @@ def test_an_unflipped_detector_needs_the_dicom_x0_sign():
 
 
 def xvr_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)], capture_output=True,
-                          encoding="utf-8", errors="replace", timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=600,
+    )
 
 
 @pytest.mark.parametrize("explicit", [None, "same", "contrary"])
-def test_register_model_cli_follows_the_checkpoint(upstream_ckpt, xray, example_volume, tmp_path,
-                                                   explicit):
+def test_register_model_cli_follows_the_checkpoint(upstream_ckpt, xray, example_volume, tmp_path, explicit):
     path, flipped = upstream_ckpt
     plain, _ = xray
     ct, _ = example_volume
     want = flipped if explicit in (None, "same") else not flipped
     extra = [] if explicit is None else ["--reverse_x_axis" if want else "--no-reverse_x_axis"]
-    run = xvr_cli("register", "model", plain, "-c", path, "-v", ct, "-o", tmp_path, "--init_only",
-                  "--verbose", "0", *extra)
+    run = xvr_cli(
+        "register",
+        "model",
+        plain,
+        "-c",
+        path,
+        "-v",
+        ct,
+        "-o",
+        tmp_path,
+        "--init_only",
+        "--verbose",
+        "0",
+        *extra,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / plain.stem / "result.json").read_text())
     assert result["inputs"]["reverse_x_axis"] is want  # the renderer: the checkpoint's unless told
@@ -193,9 +254,23 @@ def test_antipode_is_upstreams(upstream):
     assert not torch.allclose(ours, pose.matrix, atol=1e-2)
 
 
-TINY = dict(r1=(-30, 30), r2=(-15, 15), r3=(-2, 2), tx=(-15, 15), ty=(810, 890), tz=(-15, 15),
-            batch_size=2, sdd=1020.0, height=32, delx=12.8, n_samples=48, model_name="test_resnet",
-            norm_layer="groupnorm1", n_warmup_itrs=2, n_grad_accum_itrs=2)
+TINY = dict(
+    r1=(-30, 30),
+    r2=(-15, 15),
+    r3=(-2, 2),
+    tx=(-15, 15),
+    ty=(810, 890),
+    tz=(-15, 15),
+    batch_size=2,
+    sdd=1020.0,
+    height=32,
+    delx=12.8,
+    n_samples=48,
+    model_name="test_resnet",
+    norm_layer="groupnorm1",
+    n_warmup_itrs=2,
+    n_grad_accum_itrs=2,
+)
 
 
 @pytest.mark.parametrize("parameterization", ["quaternion_adjugate", "euler_angles"])
@@ -204,9 +279,14 @@ def test_our_checkpoint_loads_in_upstream(upstream, example_volume, tmp_path, pa
     from napari_xvr.train.checkpoint import load_model
 
     ct, _ = example_volume
-    config = TrainConfig(volpath=str(ct), outpath=str(tmp_path / "run"),
-                         n_total_itrs=2, n_save_every_itrs=10, parameterization=parameterization,
-                         **TINY)
+    config = TrainConfig(
+        volpath=str(ct),
+        outpath=str(tmp_path / "run"),
+        n_total_itrs=2,
+        n_save_every_itrs=10,
+        parameterization=parameterization,
+        **TINY,
+    )
     done = run_training(train(config))
     theirs, their_config = upstream_load(done.path)  # torch.load(weights_only=False), strict=True
     assert their_config["reverse_x_axis"] is False and their_config["height"] == 32

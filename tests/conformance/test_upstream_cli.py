@@ -67,13 +67,52 @@ def test_upstream_spellings_are_accepted(tmp_path):
     ct = tmp_path / "ct.nii.gz"
     ct.write_bytes(b"")
     # xvr 0.1.0 (cyclopts): --files, --imagepath, --savepath, kebab case, lists as words, --no-x
-    params = _parse("dicom", [
-        "--files", str(xray), str(xray), "--imagepath", str(ct), "--savepath", str(tmp_path / "o"),
-        "--scales", "24", "12", "6", "--n-itrs", "500", "500", "500", "--patience", "10", "10", "10",
-        "--labels", "1", "2", "3", "4", "7", "--crop", "100", "--linearize", "--subtract-background",
-        "--no-equalize", "--init-only", "--lr-reduce-factor", "0.5", "--max-n-plateaus", "2",
-        "--metric", "gncc", "--reverse-x-axis", "--saveplot", "--device", "cpu",
-    ])
+    params = _parse(
+        "dicom",
+        [
+            "--files",
+            str(xray),
+            str(xray),
+            "--imagepath",
+            str(ct),
+            "--savepath",
+            str(tmp_path / "o"),
+            "--scales",
+            "24",
+            "12",
+            "6",
+            "--n-itrs",
+            "500",
+            "500",
+            "500",
+            "--patience",
+            "10",
+            "10",
+            "10",
+            "--labels",
+            "1",
+            "2",
+            "3",
+            "4",
+            "7",
+            "--crop",
+            "100",
+            "--linearize",
+            "--subtract-background",
+            "--no-equalize",
+            "--init-only",
+            "--lr-reduce-factor",
+            "0.5",
+            "--max-n-plateaus",
+            "2",
+            "--metric",
+            "gncc",
+            "--reverse-x-axis",
+            "--saveplot",
+            "--device",
+            "cpu",
+        ],
+    )
     assert params["xray"] == (str(xray), str(xray)) and params["volume"] == str(ct)
     assert params["scales"] == "24,12,6" and params["n_itrs"] == "500,500,500"
     assert params["patience"] == 10 and params["labels"] == "1,2,3,4,7"
@@ -85,15 +124,48 @@ def test_upstream_spellings_are_accepted(tmp_path):
     ckpt.write_bytes(b"")
     params = _parse("model", ["--files", str(xray), "--imagepath", str(ct), "--savepath", "o", str(ckpt)])
     assert params["ckptpath"] == str(ckpt)
-    params = _parse("model", ["--files", str(xray), "--ckpt", str(ckpt), "--imagepath", str(ct),
-                              "--savepath", "o"])
+    params = _parse(
+        "model", ["--files", str(xray), "--ckpt", str(ckpt), "--imagepath", str(ct), "--savepath", "o"]
+    )
     assert params["ckptpath"] == str(ckpt)
-    params = _parse("fixed", ["--files", str(xray), "--imagepath", str(ct), "--savepath", "o",
-                              "--rot", "0", "-10.5", "5", "--xyz", "0", "850", "0"])
+    params = _parse(
+        "fixed",
+        [
+            "--files",
+            str(xray),
+            "--imagepath",
+            str(ct),
+            "--savepath",
+            "o",
+            "--rot",
+            "0",
+            "-10.5",
+            "5",
+            "--xyz",
+            "0",
+            "850",
+            "0",
+        ],
+    )
     assert params["rot"] == "0,-10.5,5" and params["xyz"] == "0,850,0"
     # and the reference README's (click) spellings still parse as before
-    params = _parse("dicom", [str(xray), "-v", str(ct), "-o", "o", "--scales", "8,4,2",
-                              "--n_itrs", "30,20,10", "--labels", "1,2", "--init_only"])
+    params = _parse(
+        "dicom",
+        [
+            str(xray),
+            "-v",
+            str(ct),
+            "-o",
+            "o",
+            "--scales",
+            "8,4,2",
+            "--n_itrs",
+            "30,20,10",
+            "--labels",
+            "1,2",
+            "--init_only",
+        ],
+    )
     assert params["scales"] == "8,4,2" and params["init_only"] and params["xray"] == (str(xray),)
 
 

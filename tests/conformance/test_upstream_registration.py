@@ -32,35 +32,56 @@ def upstream_drr_xrays(tmp_path_factory, example_volume):
     """X-ray DICOMs rendered by DiffDRR's DRR with xvr's reverse_x_axis=False."""
     folder = tmp_path_factory.mktemp("upstream_xrays")
     subject = read(str(example_volume[0]), orientation="AP")
-    drr = DRR(subject, sdd=INTR.sdd, height=INTR.height, width=INTR.width, delx=INTR.delx,
-              dely=INTR.dely, renderer="siddon", reverse_x_axis=False)
+    drr = DRR(
+        subject,
+        sdd=INTR.sdd,
+        height=INTR.height,
+        width=INTR.width,
+        delx=INTR.delx,
+        dely=INTR.dely,
+        renderer="siddon",
+        reverse_x_axis=False,
+    )
     with torch.no_grad():
         img = drr(pose_from_zxy(POSE_ROT, POSE_XYZ))[0, 0].numpy()
     counts = (img / img.max() * 3000 + 100).astype(np.uint16)
     files = {
         "single": write_xray_dicom(folder / "single.dcm", counts, INTR, 10.0, -5.0, 850.0),
-        "offset": write_xray_dicom(folder / "offset.dcm", counts,
-                                   Intrinsics(INTR.sdd, INTR.height, INTR.width, 3.2, 3.0, 4.5, -2.0),
-                                   -3.0, 8.0, 830.0),
-        "pf": write_xray_dicom(folder / "pf.dcm", counts, INTR, -20.0, 4.0, 840.0,
-                               patient_orientation=("P", "F")),
-        "frames": write_xray_dicom(folder / "frames.dcm",
-                                   np.stack([counts, counts[::-1], counts // 2 + 7]), INTR,
-                                   15.0, 0.0, 860.0),
+        "offset": write_xray_dicom(
+            folder / "offset.dcm",
+            counts,
+            Intrinsics(INTR.sdd, INTR.height, INTR.width, 3.2, 3.0, 4.5, -2.0),
+            -3.0,
+            8.0,
+            830.0,
+        ),
+        "pf": write_xray_dicom(
+            folder / "pf.dcm", counts, INTR, -20.0, 4.0, 840.0, patient_orientation=("P", "F")
+        ),
+        "frames": write_xray_dicom(
+            folder / "frames.dcm", np.stack([counts, counts[::-1], counts // 2 + 7]), INTR, 15.0, 0.0, 860.0
+        ),
     }
     return files
 
 
 @pytest.mark.parametrize("name", ["single", "offset", "pf", "frames"])
-@pytest.mark.parametrize("crop,subtract_background,linearize", [
-    (0, False, False), (0, False, True), (10, True, False), (6, True, True),
-])
-def test_xray_reading_and_preprocessing_match_upstream(upstream, upstream_drr_xrays, name, crop,
-                                                       subtract_background, linearize):
+@pytest.mark.parametrize(
+    "crop,subtract_background,linearize",
+    [
+        (0, False, False),
+        (0, False, True),
+        (10, True, False),
+        (6, True, True),
+    ],
+)
+def test_xray_reading_and_preprocessing_match_upstream(
+    upstream, upstream_drr_xrays, name, crop, subtract_background, linearize
+):
     from xvr.io import read_xray as upstream_read
 
     path = upstream_drr_xrays[name]
-    for reducefn in (["max", "sum", 1] if name == "frames" else ["max"]):
+    for reducefn in ["max", "sum", 1] if name == "frames" else ["max"]:
         theirs, intr, pf_to_af = upstream_read(path, crop, subtract_background, linearize, reducefn)
         xray = read_xray(path, reducefn)
         ours = xray.preprocessed(crop, subtract_background, linearize)
@@ -70,7 +91,8 @@ def test_xray_reading_and_preprocessing_match_upstream(upstream, upstream_drr_xr
         mine = xray.intrinsics
         # upstream keeps the DICOM column offset and negates it when it builds the DRR
         assert (mine.sdd, mine.delx, mine.dely, mine.y0) == pytest.approx(
-            (intr.sdd, intr.delx, intr.dely, intr.y0))
+            (intr.sdd, intr.delx, intr.dely, intr.y0)
+        )
         assert mine.x0 == pytest.approx(-intr.x0)
 
 
@@ -106,8 +128,9 @@ def test_drr_matches_upstream_drr(upstream, upstream_drr_xrays, example_volume):
     from xvr.register import FixedPose
 
     path = upstream_drr_xrays["offset"]
-    result = _upstream_register(upstream, example_volume[0], FixedPose(POSE_ROT, POSE_XYZ, device="cpu"),
-                                path)
+    result = _upstream_register(
+        upstream, example_volume[0], FixedPose(POSE_ROT, POSE_XYZ, device="cpu"), path
+    )
     pose = pose_from_zxy(POSE_ROT, POSE_XYZ)
     with torch.no_grad():
         theirs = result.drr(pose)
@@ -149,16 +172,26 @@ def test_metrics_are_upstreams_definitions(example_volume, reverse_x_axis):
     from napari_xvr.evaluate import evaluate_poses
 
     intr = Intrinsics(sdd=1020.0, height=128, width=128, delx=2.0, dely=2.0, x0=3.0, y0=-4.0)
-    drr = DRR(read(str(example_volume[0]), orientation="AP"), sdd=intr.sdd, height=intr.height,
-              delx=intr.delx, x0=intr.x0, y0=intr.y0, reverse_x_axis=reverse_x_axis)
+    drr = DRR(
+        read(str(example_volume[0]), orientation="AP"),
+        sdd=intr.sdd,
+        height=intr.height,
+        delx=intr.delx,
+        x0=intr.x0,
+        y0=intr.y0,
+        reverse_x_axis=reverse_x_axis,
+    )
     fiducials = torch.tensor([[0.0, 0.0, 0.0], [50.0, -20.0, 30.0], [-40.0, 60.0, -80.0]])[None]
     true = pose_from_zxy([10.0, 5.0, 1.0], [2.0, 850.0, -3.0])
     pred = pose_from_zxy([13.0, 3.5, -1.0], [9.0, 870.0, 4.0])
     x = drr.perspective_projection(pred, fiducials)
     y = drr.perspective_projection(true, fiducials)
     mpe = (intr.delx * (x - y)).norm(dim=-1).mean()
-    mrpe = (drr.inverse_projection(pred, x.clone()) - drr.inverse_projection(true, y.clone())).norm(
-        dim=-1).mean()
+    mrpe = (
+        (drr.inverse_projection(pred, x.clone()) - drr.inverse_projection(true, y.clone()))
+        .norm(dim=-1)
+        .mean()
+    )
     mtre = (pred(fiducials) - true(fiducials)).norm(dim=-1).mean()
     *_, dgeo = DoubleGeodesicSE3(intr.sdd, eps=0.0)(true, pred)
     ours = evaluate_poses(true, pred, fiducials[0].numpy(), intr, "AP", reverse_x_axis)

@@ -46,8 +46,13 @@ def upstream_pth(upstream, case, tmp_path_factory):
 
     ct, cases = case
     out = tmp_path_factory.mktemp("upstream_out")
-    reg = Register(initializer=FixedPose(rot=[0.0, 0.0, 0.0], xyz=[0.0, 850.0, 0.0], device="cpu"),
-                   imagepath=str(ct), device="cpu", scales=[2], n_itrs=[3])
+    reg = Register(
+        initializer=FixedPose(rot=[0.0, 0.0, 0.0], xyz=[0.0, 850.0, 0.0], device="cpu"),
+        imagepath=str(ct),
+        device="cpu",
+        scales=[2],
+        n_itrs=[3],
+    )
     reg(str(cases / "xray_000.dcm"), savepath=str(out))
     return out / "xray_000.pth"
 
@@ -67,8 +72,15 @@ def test_read_gives_upstreams_exact_pose(upstream_pth):
     assert data["init_pose"]["matrix"] == saved["init_pose"][0].tolist()
     assert torch.equal(result_pose(data).matrix, saved["final_pose"])
     det = saved["detector"]
-    assert data["intrinsics"] == {"sdd": det["sdd"], "height": det["height"], "width": det["width"],
-                                  "delx": det["delx"], "dely": det["dely"], "x0": 0.0, "y0": 0.0}
+    assert data["intrinsics"] == {
+        "sdd": det["sdd"],
+        "height": det["height"],
+        "width": det["width"],
+        "delx": det["delx"],
+        "dely": det["dely"],
+        "x0": 0.0,
+        "y0": 0.0,
+    }
     assert data["inputs"]["reverse_x_axis"] is det["reverse_x_axis"]
     assert data["iterations"] == len(saved["log"]["losses"]) == 3
     assert data["similarity"] == saved["log"]["losses"][-1]
@@ -80,8 +92,7 @@ def test_restart_from_pth(upstream_pth, case, tmp_path, as_outdir):
     ct, cases = case
     previous = upstream_pth.parent if as_outdir else upstream_pth
     out = tmp_path / "restarted"
-    xvr("register", "restart", cases / "xray_000.dcm", "-v", ct, "-o", out, "-r", previous,
-        "--init_only")
+    xvr("register", "restart", cases / "xray_000.dcm", "-v", ct, "-o", out, "-r", previous, "--init_only")
     result = json.loads((out / "xray_000" / "result.json").read_text())
     expected = _saved(upstream_pth)["final_pose"][0].numpy()
     assert np.abs(np.asarray(result["init_pose"]["matrix"]) - expected).max() < 1e-5
@@ -104,8 +115,24 @@ def test_export_xvr_is_read_by_upstream_restartpose(upstream, case, tmp_path):
 
     ct, cases = case
     ours = tmp_path / "ours"
-    xvr("register", "fixed", cases / "xray_000.dcm", "-v", ct, "-o", ours, "--rot", "0,0,0",
-        "--xyz", "0,850,0", "--scales", "2", "--n_itrs", "3", "--reverse_x_axis")
+    xvr(
+        "register",
+        "fixed",
+        cases / "xray_000.dcm",
+        "-v",
+        ct,
+        "-o",
+        ours,
+        "--rot",
+        "0,0,0",
+        "--xyz",
+        "0,850,0",
+        "--scales",
+        "2",
+        "--n_itrs",
+        "3",
+        "--reverse_x_axis",
+    )
     result = json.loads((ours / "xray_000" / "result.json").read_text())
     assert result["inputs"]["reverse_x_axis"] is True and result["final_pose"] is not None
     out = tmp_path / "export"
@@ -127,36 +154,62 @@ def _bad_files(folder):
     checkpoint = folder / "checkpoint.pth"
     torch.save({"model_state_dict": {"w": torch.zeros(2)}, "config": {"lr": 1e-3}}, checkpoint)
     pickled = folder / "pickled.pth"
-    torch.save({"detector": {"sdd": 1.0}, "final_pose": torch.eye(4), "init_pose": torch.eye(4),
-                "extra": np.dtype("float32").type}, pickled)
-    return {garbage: "not a torch.save archive", checkpoint: "not an xvr registration result",
-            pickled: "refused to load"}
+    torch.save(
+        {
+            "detector": {"sdd": 1.0},
+            "final_pose": torch.eye(4),
+            "init_pose": torch.eye(4),
+            "extra": np.dtype("float32").type,
+        },
+        pickled,
+    )
+    return {
+        garbage: "not a torch.save archive",
+        checkpoint: "not an xvr registration result",
+        pickled: "refused to load",
+    }
 
 
 def test_bad_pth_is_a_one_line_error(case, tmp_path):
     from napari_xvr.io.upstream import looks_like_upstream_result, read_upstream_result
 
     ct, cases = case
-    restart = ["register", "restart", cases / "xray_000.dcm", "-v", ct, "-o", tmp_path / "o",
-               "--init_only", "-r"]
+    restart = [
+        "register",
+        "restart",
+        cases / "xray_000.dcm",
+        "-v",
+        ct,
+        "-o",
+        tmp_path / "o",
+        "--init_only",
+        "-r",
+    ]
     for path, message in _bad_files(tmp_path).items():
         with pytest.raises(XvrInputError, match=message):
             read_upstream_result(path)
         if path.name != "pickled.pth":
             assert not looks_like_upstream_result(path)
-        for args in ([*restart, path], ["evaluate", path, "-t", cases / "truth.json"],
-                     ["export", path, "--format", "xvr", "-o", tmp_path / "x"]):
+        for args in (
+            [*restart, path],
+            ["evaluate", path, "-t", cases / "truth.json"],
+            ["export", path, "--format", "xvr", "-o", tmp_path / "x"],
+        ):
             lines = xvr(*args, code=2).stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
     assert not (tmp_path / "o").exists() and not (tmp_path / "x").exists()
     # the real CLI, as a user runs it: one line, exit status 2, no traceback
-    proc = subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, restart),
-                           str(tmp_path / "checkpoint.pth")],
-                          capture_output=True, encoding="utf-8", timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_xvr.cli", *map(str, restart), str(tmp_path / "checkpoint.pth")],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=300,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"Error: {tmp_path / 'checkpoint.pth'}: not an xvr registration result, it lacks "
-        "'detector', 'init_pose', 'final_pose' (a model checkpoint?)"]
+        "'detector', 'init_pose', 'final_pose' (a model checkpoint?)"
+    ]
 
 
 def test_napari_reader_path_check(upstream_pth, tmp_path):
@@ -166,6 +219,6 @@ def test_napari_reader_path_check(upstream_pth, tmp_path):
     for path in _bad_files(tmp_path):
         if path.name != "pickled.pth":
             assert _kind(path) is None
-    (data, kwargs, kind), = upstream_layers(upstream_pth)
+    ((data, kwargs, kind),) = upstream_layers(upstream_pth)
     assert kind == "image" and data.shape == (64, 64)
     assert kwargs["metadata"]["pose"]["matrix"] == _saved(upstream_pth)["final_pose"][0].tolist()

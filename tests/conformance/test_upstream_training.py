@@ -13,11 +13,27 @@ from napari_xvr import defaults
 from napari_xvr.cli.aliases import kebab
 from napari_xvr.cli.train import train as train_command
 
-REQUIRED = ["-v", ".", "-o", "out", "--sdd", "1020", "--height", "32", "--delx", "2",
-            *(w for k in ("r1", "r2", "r3", "tx", "ty", "tz") for w in (f"--{k}", "-1", "1"))]
+REQUIRED = [
+    "-v",
+    ".",
+    "-o",
+    "out",
+    "--sdd",
+    "1020",
+    "--height",
+    "32",
+    "--delx",
+    "2",
+    *(w for k in ("r1", "r2", "r3", "tx", "ty", "tz") for w in (f"--{k}", "-1", "1")),
+]
 PATHS = {"volpath", "maskpath", "sample_weights", "ckptpath", "warp"}
-CHOICES = {"orientation": "PA", "parameterization": "euler_angles", "convention": "XYZ",
-           "patch_size": "8,8,8", "outpath": "elsewhere"}
+CHOICES = {
+    "orientation": "PA",
+    "parameterization": "euler_angles",
+    "convention": "XYZ",
+    "patch_size": "8,8,8",
+    "outpath": "elsewhere",
+}
 
 
 def _fields(upstream) -> list[dataclasses.Field]:
@@ -78,8 +94,15 @@ def test_every_trainparams_field_is_an_option_in_both_spellings(upstream, tmp_pa
             for spelling in (ours, kebab(ours)):
                 assert _parse(spelling, *words)[field.name] == value, (spelling, words)
         checked.append(field.name)
-    assert {"weight_haus", "n_samples", "geodesic_only", "img_threshold", "mask_threshold",
-            "group", "reverse_x_axis"} <= set(checked)
+    assert {
+        "weight_haus",
+        "n_samples",
+        "geodesic_only",
+        "img_threshold",
+        "mask_threshold",
+        "group",
+        "reverse_x_axis",
+    } <= set(checked)
 
 
 def test_defaults_match_upstream_unless_defaults_py_says_why(upstream):

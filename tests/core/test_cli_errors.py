@@ -11,9 +11,16 @@ from napari_xvr.io.dicom_write import write_xray_dicom
 
 RAMP = np.arange(32 * 32).reshape(32, 32) % 97 + 100  # a non-blank 32 px image
 
+
 def xvr(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
-                          capture_output=True, encoding="utf-8", errors="replace", cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def assert_user_error(proc, *needles):
@@ -29,8 +36,14 @@ def assert_user_error(proc, *needles):
 @pytest.fixture(scope="module")
 def good_xray(tmp_path_factory):
     path = tmp_path_factory.mktemp("xr") / "good.dcm"
-    write_xray_dicom(path, np.random.default_rng(0).uniform(0, 4000, (64, 64)),
-                     Intrinsics(1020.0, 64, 64, 6.4, 6.4), 10.0, 5.0, 850.0)
+    write_xray_dicom(
+        path,
+        np.random.default_rng(0).uniform(0, 4000, (64, 64)),
+        Intrinsics(1020.0, 64, 64, 6.4, 6.4),
+        10.0,
+        5.0,
+        850.0,
+    )
     return path
 
 
@@ -39,8 +52,14 @@ def test_version_and_help():
     assert proc.returncode == 0 and "xvr" in proc.stdout
     proc = xvr("register", "fixed", "-h")
     assert proc.returncode == 0
-    for heading in ("Required options", "Renderer options", "Preprocessing options",
-                    "Optimizer options", "Logging options", "Initial pose options"):
+    for heading in (
+        "Required options",
+        "Renderer options",
+        "Preprocessing options",
+        "Optimizer options",
+        "Logging options",
+        "Initial pose options",
+    ):
         assert heading in proc.stdout
 
 
@@ -48,14 +67,24 @@ def test_non_dicom_file(tmp_path, example_volume):
     bad = tmp_path / "notes.dcm"
     bad.write_text("this is not an image")
     out = tmp_path / "out"
-    assert_user_error(xvr("register", "dicom", bad, "-v", example_volume[0], "-o", out),
-                      "notes.dcm", "DICOM")
+    assert_user_error(xvr("register", "dicom", bad, "-v", example_volume[0], "-o", out), "notes.dcm", "DICOM")
     assert not out.exists() or not any(out.iterdir())
 
 
 def test_rot_with_wrong_count(tmp_path, good_xray, example_volume):
-    proc = xvr("register", "fixed", good_xray, "-v", example_volume[0], "-o", tmp_path / "o",
-               "--rot", "0,0", "--xyz", "0,850,0")
+    proc = xvr(
+        "register",
+        "fixed",
+        good_xray,
+        "-v",
+        example_volume[0],
+        "-o",
+        tmp_path / "o",
+        "--rot",
+        "0,0",
+        "--xyz",
+        "0,850,0",
+    )
     assert_user_error(proc, "--rot", "3")
 
 
@@ -69,8 +98,20 @@ def test_output_path_that_is_a_file(tmp_path, good_xray, example_volume):
 
 def test_labels_absent_from_mask(tmp_path, good_xray, example_volume):
     ct, mask = example_volume
-    proc = xvr("register", "dicom", good_xray, "-v", ct, "-m", mask, "--labels", "9999",
-               "-o", tmp_path / "o", "--init_only")
+    proc = xvr(
+        "register",
+        "dicom",
+        good_xray,
+        "-v",
+        ct,
+        "-m",
+        mask,
+        "--labels",
+        "9999",
+        "-o",
+        tmp_path / "o",
+        "--init_only",
+    )
     assert_user_error(proc, "9999", "labelmap")
 
 

@@ -82,12 +82,19 @@ def test_truth_files_of_the_common_layouts_are_read(tmp_path):
 
     matrix = pose_from_zxy([10.0, -5.0, 2.0], [3.0, 800.0, -7.0]).matrix[0].tolist()
     path = tmp_path / "truth.json"
-    path.write_text(json.dumps({"cases": {"x.dcm": {"pose_matrix": matrix},
-                                          "y": {"gt_pose": {"matrix": matrix}},
-                                          "z.dcm": {"angles": [1, 2, 3]}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "cases": {
+                    "x.dcm": {"pose_matrix": matrix},
+                    "y": {"gt_pose": {"matrix": matrix}},
+                    "z.dcm": {"angles": [1, 2, 3]},
+                }
+            }
+        )
+    )
     for stem in ("x", "x.dcm", "y", "y.dcm"):
-        np.testing.assert_allclose(read_true_pose(path, stem).matrix[0].numpy(), matrix,
-                                   atol=1e-5)
+        np.testing.assert_allclose(read_true_pose(path, stem).matrix[0].numpy(), matrix, atol=1e-5)
     with pytest.raises(XvrInputError, match="looked for true_pose, pose, pose_matrix"):
         read_true_pose(path, "z")
     with pytest.raises(XvrInputError, match="no case named 'w'.*cases: x.dcm, y, z.dcm"):

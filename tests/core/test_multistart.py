@@ -28,8 +28,9 @@ def test_start_poses_fill_the_box_around_the_start_reproducibly():
     assert all(np.allclose(a.matrix, b.matrix) for a, b in zip(poses, again, strict=True))
 
 
-@pytest.mark.parametrize("bad", [{"multistart": -1}, {"multistart_rot": -5.0},
-                                 {"multistart_xyz": float("nan")}])
+@pytest.mark.parametrize(
+    "bad", [{"multistart": -1}, {"multistart_rot": -5.0}, {"multistart_xyz": float("nan")}]
+)
 def test_bad_multistart_options_are_named(bad):
     with pytest.raises(XvrInputError, match="--multistart(_rot|_xyz)?"):
         RegistrationOptions(**bad)
@@ -45,8 +46,9 @@ def test_multistart_recovers_a_far_start_that_plain_lm_misses(registration_volum
     start = pose_from_zxy(rot + [-25.0, 20.0, -20.0], xyz + [-70.0, 60.0, -50.0])
 
     def mtre(result):
-        return evaluate_poses(true, pose_from_dict({"matrix": result.final_pose}), fiducials,
-                              xray.intrinsics).mtre
+        return evaluate_poses(
+            true, pose_from_dict({"matrix": result.final_pose}), fiducials, xray.intrinsics
+        ).mtre
 
     plain = run_to_end(register(xray, drr, start, RegistrationOptions(scales="4,2,1")))
     assert mtre(plain) > 10 and plain.multistart is None
@@ -69,6 +71,8 @@ def test_multistart_recovers_a_far_start_that_plain_lm_misses(registration_volum
     path = chosen_path(rows, read_result(tmp_path / "r"))
     assert len(rows) == len(steps) and 0 < len(path) < len(rows)
     assert {row["start"] for row in path} == {chosen}
-    poses = [pose_from_zxy([row[k] for k in ("r1", "r2", "r3")], [row[k] for k in ("tx", "ty", "tz")])
-             for row in path]
+    poses = [
+        pose_from_zxy([row[k] for k in ("r1", "r2", "r3")], [row[k] for k in ("tx", "ty", "tz")])
+        for row in path
+    ]
     assert any(np.allclose(p.matrix[0], result.final_pose, atol=1e-3) for p in poses)  # on the path

@@ -19,15 +19,16 @@ def case(registration_volume, synthetic_cases):
     """DiffDRR subjects of each structure alone (read once), and a true pose."""
     ct, mask = registration_volume
     _, truth = synthetic_cases
-    subjects = {label: read(str(ct), str(mask), labels=[label], orientation="AP")
-                for label in (LIVER, SPLEEN, TRACHEA)}
+    subjects = {
+        label: read(str(ct), str(mask), labels=[label], orientation="AP")
+        for label in (LIVER, SPLEEN, TRACHEA)
+    }
     return subjects, pose_from_dict(truth["cases"]["xray_001"]["true_pose"])
 
 
 def _centroid(subject, pose, reverse):
     """(column, row) of one structure in DiffDRR's DRR of it alone."""
-    drr = DRR(subject, sdd=DETECTOR.sdd, height=DETECTOR.height, delx=DETECTOR.delx,
-              reverse_x_axis=reverse)
+    drr = DRR(subject, sdd=DETECTOR.sdd, height=DETECTOR.height, delx=DETECTOR.delx, reverse_x_axis=reverse)
     with torch.no_grad():
         img = drr(pose.to(torch.float32))[0, 0].numpy()
     rows, cols = np.nonzero(img > 0.2 * img.max())
@@ -41,8 +42,7 @@ def test_labels_agree_with_the_anatomy_in_diffdrrs_drr(case, reverse, turn):
     rot, xyz = pose_to_zxy(true)
     pose = pose_from_zxy(rot + np.array([turn, 0.0, 0.0]), xyz)
     labels = edge_labels(pose, DETECTOR, "AP", reverse)
-    liver, spleen, trachea = (_centroid(subjects[k], pose, reverse)
-                              for k in (LIVER, SPLEEN, TRACHEA))
+    liver, spleen, trachea = (_centroid(subjects[k], pose, reverse) for k in (LIVER, SPLEEN, TRACHEA))
     right_edge = "right" if liver[0] > spleen[0] else "left"
     left_edge = "left" if right_edge == "right" else "right"
     assert labels[right_edge].startswith("R"), (labels, liver, spleen)

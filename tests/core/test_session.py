@@ -13,10 +13,15 @@ from napari_xvr.session import Session, read_session, write_session
 def _session(folder):
     (folder / "ct.nii.gz").write_bytes(b"x")
     (folder / "x.dcm").write_bytes(b"x")
-    return Session([{"name": "ct", "role": "volume", "path": folder / "ct.nii.gz"},
-                    {"name": "x", "role": "xray", "path": folder / "x.dcm"}],
-                   pose=np.eye(4).tolist(), history={"index": 0, "entries": []},
-                   options={"drr": {"orientation": "AP", "live": False}})
+    return Session(
+        [
+            {"name": "ct", "role": "volume", "path": folder / "ct.nii.gz"},
+            {"name": "x", "role": "xray", "path": folder / "x.dcm"},
+        ],
+        pose=np.eye(4).tolist(),
+        history={"index": 0, "entries": []},
+        options={"drr": {"orientation": "AP", "live": False}},
+    )
 
 
 def test_round_trip_with_a_moved_folder(tmp_path):

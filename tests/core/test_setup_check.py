@@ -25,8 +25,13 @@ def ap_xray(registration_volume, synthetic_cases):
     ct, _ = registration_volume
     _, truth = synthetic_cases
     true = pose_from_dict(truth["cases"]["xray_000"]["true_pose"])
-    drr = DRR(read(str(ct), orientation="AP"), sdd=DETECTOR.sdd, height=DETECTOR.height,
-              delx=DETECTOR.delx, reverse_x_axis=False)
+    drr = DRR(
+        read(str(ct), orientation="AP"),
+        sdd=DETECTOR.sdd,
+        height=DETECTOR.height,
+        delx=DETECTOR.delx,
+        reverse_x_axis=False,
+    )
     with torch.no_grad():
         image = drr(true.to(torch.float32))[0, 0].numpy().astype(np.float32)
     return XRay(image=image, intrinsics=DETECTOR), true
@@ -82,7 +87,9 @@ def test_the_other_orientation_pose_is_its_own_inverse_and_a_rotation(ap_xray):
 
 
 def test_upside_down_flips_the_rows_and_the_principal_point():
-    xray = XRay(image=np.arange(12, dtype=np.float32).reshape(3, 4),
-                intrinsics=DETECTOR.with_overrides(height=3, width=4, y0=5.0))
+    xray = XRay(
+        image=np.arange(12, dtype=np.float32).reshape(3, 4),
+        intrinsics=DETECTOR.with_overrides(height=3, width=4, y0=5.0),
+    )
     once = upside_down(xray)
     assert np.array_equal(once.image, xray.image[::-1]) and once.intrinsics.y0 == -5.0

@@ -46,11 +46,34 @@ def test_a_single_process_is_rank_0_of_1():
 
 
 def _register(launcher: list, xrays, ct, out, *extra) -> subprocess.CompletedProcess:
-    args = [*launcher, "-m", "napari_xvr.cli", "register", "fixed", xrays, "-v", ct, "-o", out,
-            "--rot", "0,0,0", "--xyz", "0,850,0", "--scales", "8", "--n_itrs", "5", "--device", "cpu",
-            "--verbose", "1", *extra]
-    return subprocess.run(list(map(str, args)), env=ENV, capture_output=True, encoding="utf-8",
-                          errors="replace", timeout=300)
+    args = [
+        *launcher,
+        "-m",
+        "napari_xvr.cli",
+        "register",
+        "fixed",
+        xrays,
+        "-v",
+        ct,
+        "-o",
+        out,
+        "--rot",
+        "0,0,0",
+        "--xyz",
+        "0,850,0",
+        "--scales",
+        "8",
+        "--n_itrs",
+        "5",
+        "--device",
+        "cpu",
+        "--verbose",
+        "1",
+        *extra,
+    ]
+    return subprocess.run(
+        list(map(str, args)), env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=300
+    )
 
 
 def _results(out: Path) -> dict:
@@ -67,11 +90,11 @@ def test_torchrun_shards_the_xrays_as_one_process_would(registration_volume, syn
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
     single, sharded = _results(tmp_path / "one"), _results(tmp_path / "two")
     assert list(sharded) == list(single) == sorted(truth["cases"])  # the same folders
-    assert sorted(r["inputs"]["xray"] for r in sharded.values()) == \
-        sorted(str((folder / f"{name}.dcm").resolve()) for name in truth["cases"])
+    assert sorted(r["inputs"]["xray"] for r in sharded.values()) == sorted(
+        str((folder / f"{name}.dcm").resolve()) for name in truth["cases"]
+    )
     for name, result in sharded.items():
-        assert np.allclose(result["final_pose"]["matrix"], single[name]["final_pose"]["matrix"],
-                           atol=1e-4)
+        assert np.allclose(result["final_pose"]["matrix"], single[name]["final_pose"]["matrix"], atol=1e-4)
         assert result["verdict"]["status"] == single[name]["verdict"]["status"]
         assert two.stdout.count(f"-> {tmp_path / 'two' / name} ") == 1  # registered exactly once
     assert "[rank 0/2] [1/3] xray_000.dcm" in two.stdout and "[rank 1/2] [2/3] xray_001.dcm" in two.stdout
@@ -81,12 +104,20 @@ def test_torchrun_shards_the_xrays_as_one_process_would(registration_volume, syn
     assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]
 
 
-def test_a_rank_without_xrays_still_joins_and_every_rank_exits_alike(registration_volume,
-                                                                      synthetic_cases, tmp_path):
+def test_a_rank_without_xrays_still_joins_and_every_rank_exits_alike(
+    registration_volume, synthetic_cases, tmp_path
+):
     folder, _ = synthetic_cases
     ct, _ = registration_volume
-    run = _register([TORCHRUN, "--standalone", "--nproc_per_node", "2"], folder / "xray_000.dcm", ct,
-                    tmp_path / "out", "--init_only", "--exit_on", "suspect")
+    run = _register(
+        [TORCHRUN, "--standalone", "--nproc_per_node", "2"],
+        folder / "xray_000.dcm",
+        ct,
+        tmp_path / "out",
+        "--init_only",
+        "--exit_on",
+        "suspect",
+    )
     assert run.returncode != 0  # torchrun's own status when a rank fails
     assert run.stdout.count("1 result(s): 0 ok, 1 suspect, 0 failed") == 1, run.stdout
     assert run.stderr.count("Exit status 3: a result is suspect") == 2, run.stderr[-3000:]  # both ranks

@@ -12,8 +12,9 @@ def test_matches_diffdrr_metrics(size):
     torch.manual_seed(0)
     fixed = torch.randn(2, 1, size, size).cumsum(-1)
     moving = (fixed + 0.5 * torch.randn_like(fixed)).requires_grad_(True)
-    ref = 0.3 * MultiscaleNormalizedCrossCorrelation2d([None, 7], [0.5, 0.5])(fixed, moving) + \
-        0.7 * GradientNormalizedCrossCorrelation2d(7, 2.0)(fixed, moving)
+    ref = 0.3 * MultiscaleNormalizedCrossCorrelation2d([None, 7], [0.5, 0.5])(
+        fixed, moving
+    ) + 0.7 * GradientNormalizedCrossCorrelation2d(7, 2.0)(fixed, moving)
     ours = Similarity(7, 2.0, 0.3)(fixed, moving)
     assert torch.allclose(ours, ref, atol=2e-4)
     (g_ref,) = torch.autograd.grad(ref.sum(), moving)
@@ -62,8 +63,9 @@ def test_the_masked_similarity_is_blind_to_left_out_pixels_and_its_gram_agrees()
     assert torch.allclose(sim(images[:1], images), plain, atol=1e-7)
 
 
-@pytest.mark.parametrize(("height", "width", "sigma"),
-                         [(128, 128, 5.0), (37, 52, 5.0), (20, 24, 2.0), (16, 16, 0.0)])
+@pytest.mark.parametrize(
+    ("height", "width", "sigma"), [(128, 128, 5.0), (37, 52, 5.0), (20, 24, 2.0), (16, 16, 0.0)]
+)
 def test_the_matrix_sobel_is_diffdrrs_blur_and_sobel(height, width, sigma):
     """The same linear map as torchvision's reflect-padded Gaussian blur then DiffDRR's 3x3
     Sobel filters: to float64 rounding in double, to float32 rounding against DiffDRR itself."""

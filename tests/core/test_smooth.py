@@ -54,37 +54,36 @@ def dense_posterior(times, z, r, measured, q):
     for t in range(1, n):
         transition, noise = _motion(float(times[t] - times[t - 1]), q)
         block = np.zeros((12, 12 * n))
-        block[:, 12 * t:12 * t + 12] = np.eye(12)
-        block[:, 12 * (t - 1):12 * t] = -transition
+        block[:, 12 * t : 12 * t + 12] = np.eye(12)
+        block[:, 12 * (t - 1) : 12 * t] = -transition
         rows.append(block), weights.append(np.linalg.inv(noise)), targets.append(np.zeros(12))
     for t in np.flatnonzero(measured):
         block = np.zeros((6, 12 * n))
-        block[:, 12 * t:12 * t + 6] = np.eye(6)
+        block[:, 12 * t : 12 * t + 6] = np.eye(6)
         rows.append(block), weights.append(np.linalg.inv(r[t])), targets.append(z[t])
     information = sum(a.T @ w @ a for a, w in zip(rows, weights, strict=True))
     vector = sum(a.T @ w @ y for a, w, y in zip(rows, weights, targets, strict=True))
     cov = np.linalg.inv(information)
     mean = (cov @ vector).reshape(n, 12)
     # the marginal of the measurements: every state's prior (the chain without measurements)
-    chain = np.linalg.inv(sum(a.T @ w @ a for a, w in
-                              zip(rows[:n], weights[:n], strict=True)))
-    prior_mean = np.linalg.solve(sum(a.T @ w @ a for a, w in zip(rows[:n], weights[:n],
-                                                                  strict=True)),
-                                 sum(a.T @ w @ y for a, w, y in zip(rows[:n], weights[:n],
-                                                                    targets[:n], strict=True)))
+    chain = np.linalg.inv(sum(a.T @ w @ a for a, w in zip(rows[:n], weights[:n], strict=True)))
+    prior_mean = np.linalg.solve(
+        sum(a.T @ w @ a for a, w in zip(rows[:n], weights[:n], strict=True)),
+        sum(a.T @ w @ y for a, w, y in zip(rows[:n], weights[:n], targets[:n], strict=True)),
+    )
     seen = [t for t in np.flatnonzero(measured)]
     pick = np.concatenate([np.arange(12 * t, 12 * t + 6) for t in seen])
 
     def logpdf(idx, frames):
         mu = prior_mean[idx]
-        s = chain[np.ix_(idx, idx)] + np.block([[r[a] if a == b else np.zeros((6, 6))
-                                                 for b in frames] for a in frames])
+        s = chain[np.ix_(idx, idx)] + np.block(
+            [[r[a] if a == b else np.zeros((6, 6)) for b in frames] for a in frames]
+        )
         d = np.concatenate([z[t] for t in frames]) - mu
-        return -0.5 * (np.linalg.slogdet(s)[1] + d @ np.linalg.solve(s, d)
-                       + len(d) * np.log(2 * np.pi))
+        return -0.5 * (np.linalg.slogdet(s)[1] + d @ np.linalg.solve(s, d) + len(d) * np.log(2 * np.pi))
 
     loglik = logpdf(pick, seen) - logpdf(pick[:6], seen[:1])
-    blocks = np.array([cov[12 * t:12 * t + 12, 12 * t:12 * t + 12] for t in range(n)])
+    blocks = np.array([cov[12 * t : 12 * t + 12, 12 * t : 12 * t + 12] for t in range(n)])
     return mean, blocks, loglik
 
 
@@ -104,8 +103,7 @@ def test_the_smoother_is_the_dense_posterior(gaps):
     mean, cov, expected = dense_posterior(times, z, r, measured, q[0])
     scale = np.concatenate([FRAME_SD, FRAME_SD])
     np.testing.assert_allclose(xs / scale, mean / scale, atol=1e-4)  # in sds of a frame
-    np.testing.assert_allclose(ps / np.outer(scale, scale), cov / np.outer(scale, scale),
-                               atol=1e-4)
+    np.testing.assert_allclose(ps / np.outer(scale, scale), cov / np.outer(scale, scale), atol=1e-4)
     assert loglik[0] == pytest.approx(expected, rel=1e-6)
 
 
@@ -154,7 +152,8 @@ def test_poses_across_the_180_degree_wrap_smooth_continuously():
     cov = np.diag(FRAME_SD**2)
     smoothed = smooth_track(range(11), poses, [cov] * 11)
     rotations = smoothed.poses[:, :3, :3]
-    np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1),
-                               np.broadcast_to(np.eye(3), (11, 3, 3)), atol=1e-9)
+    np.testing.assert_allclose(
+        rotations @ rotations.transpose(0, 2, 1), np.broadcast_to(np.eye(3), (11, 3, 3)), atol=1e-9
+    )
     np.testing.assert_allclose(smoothed.poses[:, :3, 3], poses[:, :3, 3], atol=3.0)
     assert np.max(np.abs(pose_parameters(smoothed.poses) - params)[:, :3]) < 0.01

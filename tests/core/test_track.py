@@ -58,8 +58,15 @@ def sequence(tmp_path_factory, registration_volume):
     """8 frames (96 px, 3.2 mm) of a 4 deg C-arm sweep, rendered by DiffDRR's trilinear DRR."""
     ct, mask = registration_volume
     folder = tmp_path_factory.mktemp("sequence")
-    truth = make_sequence(folder, sweep(N_FRAMES, 4.0), Intrinsics(1020.0, 96, 96, 3.2, 3.2),
-                          ct, mask, renderer="trilinear", name="sweep")
+    truth = make_sequence(
+        folder,
+        sweep(N_FRAMES, 4.0),
+        Intrinsics(1020.0, 96, 96, 3.2, 3.2),
+        ct,
+        mask,
+        renderer="trilinear",
+        name="sweep",
+    )
     return folder / "sweep.dcm", json.loads(truth.read_text())
 
 
@@ -67,14 +74,24 @@ def sequence(tmp_path_factory, registration_volume):
 def tracked(tmp_path_factory, sequence, registration_volume):
     """The whole sequence tracked and written: (output folder, the events)."""
     out = tmp_path_factory.mktemp("tracked") / "out"
-    events = list(track_files([sequence[0]], VolumeSpec(registration_volume[0], density=DENSITY),
-                              DicomInitializer(), out, FIRST, mirror_check=False))
+    events = list(
+        track_files(
+            [sequence[0]],
+            VolumeSpec(registration_volume[0], density=DENSITY),
+            DicomInitializer(),
+            out,
+            FIRST,
+            mirror_check=False,
+        )
+    )
     return out, events
 
 
 def frame_errors(poses, truth) -> list[float]:
-    return [mtre(pose_from_dict(truth["frames"][i]), pose_from_matrix(pose), truth["fiducials_mm"])
-            for i, pose in poses]
+    return [
+        mtre(pose_from_dict(truth["frames"][i]), pose_from_matrix(pose), truth["fiducials_mm"])
+        for i, pose in poses
+    ]
 
 
 def test_every_frame_is_tracked_under_1mm(tracked, sequence):
@@ -85,14 +102,18 @@ def test_every_frame_is_tracked_under_1mm(tracked, sequence):
     assert max(errors) < 1.0, errors
     assert all(e.result.verdict["status"] == "ok" for e in done)
     assert done[0].result.initialization["type"] == "dicom"
-    assert all(e.result.initialization == {"type": "track", "predict": "velocity",
-                                           "previous_frame": e.index - 1} for e in done[1:])
+    assert all(
+        e.result.initialization == {"type": "track", "predict": "velocity", "previous_frame": e.index - 1}
+        for e in done[1:]
+    )
     # a tracked frame: the frame's own scale only, a few iterations from the previous pose
     assert all(e.result.options["scales"] == "1" for e in done[1:])
     assert max(e.result.iterations for e in done[1:]) <= 5 < done[0].result.iterations
-    assert all(e.result.checks["tracking"] == {"iterations": [e.result.iterations],
-                                               "budget": [10], "exhausted": False}
-               for e in done[1:])
+    assert all(
+        e.result.checks["tracking"]
+        == {"iterations": [e.result.iterations], "budget": [10], "exhausted": False}
+        for e in done[1:]
+    )
     starts = [e for e in events if isinstance(e, FrameStarted)]
     assert [s.tracked for s in starts] == [False] + [True] * (N_FRAMES - 1)
     assert isinstance(events[-1], TrackWritten) and events[-1].next_frame is None
@@ -109,14 +130,27 @@ def test_recent_hessians_are_trusted_and_renewed(tracked, sequence, registration
     frames = read_frames([sequence[0]])
     spec = VolumeSpec(registration_volume[0], density=DENSITY)
     drr = spec.make_renderer(spec.read(), frames.intrinsics)
-    checked = [e for e in track(frames, drr, DicomInitializer()(frames.frame(0)), spec, FIRST,
-                                TrackOptions(hessian_every=1), mirror_check=False)
-               if isinstance(e, FrameDone)]
+    checked = [
+        e
+        for e in track(
+            frames,
+            drr,
+            DicomInitializer()(frames.frame(0)),
+            spec,
+            FIRST,
+            TrackOptions(hessian_every=1),
+            mirror_check=False,
+        )
+        if isinstance(e, FrameDone)
+    ]
     assert [e.state.hessian_age for e in checked] == [0] * N_FRAMES
     truth = sequence[1]
     for trusted, fresh in zip(done, checked, strict=True):
-        gap = mtre(pose_from_matrix(fresh.result.final_pose),
-                   pose_from_matrix(trusted.result.final_pose), truth["fiducials_mm"])
+        gap = mtre(
+            pose_from_matrix(fresh.result.final_pose),
+            pose_from_matrix(trusted.result.final_pose),
+            truth["fiducials_mm"],
+        )
         assert gap < 0.3, (trusted.index, gap)
     with pytest.raises(XvrInputError, match="--hessian_every"):
         TrackOptions(hessian_every=0)
@@ -130,8 +164,9 @@ def test_poses_csv_matches_the_frame_results(tracked):
     for row, summary in zip(data["rows"], data["frames"], strict=True):
         result = frame_result(out, int(row["frame"]))
         assert np.allclose(row_matrix(row), result["final_pose"]["matrix"], atol=1e-6)
-        assert np.allclose([row["r1"], row["r2"], row["r3"]],
-                           result["final_pose"]["rotation_deg_zxy"], atol=1e-6)
+        assert np.allclose(
+            [row["r1"], row["r2"], row["r3"]], result["final_pose"]["rotation_deg_zxy"], atol=1e-6
+        )
         assert row["similarity"] == pytest.approx(result["similarity"])
         assert row["verdict"] == result["verdict"]["status"] == summary["verdict"]["status"]
         assert result["inputs"]["frame"] == row["frame"]
@@ -156,8 +191,9 @@ def test_the_frames_poses_are_smoothed_beside_their_own(tracked, sequence):
     for smoothed, row in zip(rows, data["rows"], strict=True):
         assert 0 < smoothed["predicted_mtre_mm"] < row["predicted_mtre_mm"]
         assert smoothed["shift_mm"] < 2 * row["predicted_mtre_mm"] and smoothed["measured"] == 1
-        assert np.allclose(row_matrix(smoothed)[:3, :3] @ row_matrix(smoothed)[:3, :3].T,
-                           np.eye(3), atol=1e-9)
+        assert np.allclose(
+            row_matrix(smoothed)[:3, :3] @ row_matrix(smoothed)[:3, :3].T, np.eye(3), atol=1e-9
+        )
 
 
 def test_resume_from_a_frame_gives_the_same_poses(tracked, sequence, registration_volume):
@@ -167,8 +203,11 @@ def test_resume_from_a_frame_gives_the_same_poses(tracked, sequence, registratio
     spec = VolumeSpec(ct, density=DENSITY)
     drr = spec.make_renderer(spec.read(), frames.intrinsics)
     state = resume_state(out, 3)  # as track.json recorded it after frame 3
-    resumed = [e for e in track(frames, drr, None, spec, FIRST, TrackOptions(start_frame=4), state=state)
-               if isinstance(e, FrameDone)]
+    resumed = [
+        e
+        for e in track(frames, drr, None, spec, FIRST, TrackOptions(start_frame=4), state=state)
+        if isinstance(e, FrameDone)
+    ]
     first = {e.index: e.result for e in events if isinstance(e, FrameDone)}
     assert [e.index for e in resumed] == [4, 5, 6, 7]
     for event in resumed:
@@ -178,8 +217,16 @@ def test_resume_from_a_frame_gives_the_same_poses(tracked, sequence, registratio
 def test_stop_keeps_the_frames_done(sequence, registration_volume, tmp_path):
     stop, seen, out = StopToken(), [], tmp_path / "stopped"
     spec = VolumeSpec(registration_volume[0], density=DENSITY)
-    for event in track_files([sequence[0]], spec, DicomInitializer(), out, FIRST,
-                             TrackOptions(end_frame=6), mirror_check=False, stop=stop):
+    for event in track_files(
+        [sequence[0]],
+        spec,
+        DicomInitializer(),
+        out,
+        FIRST,
+        TrackOptions(end_frame=6),
+        mirror_check=False,
+        stop=stop,
+    ):
         seen.append(event)
         started = [e.index for e in seen if isinstance(e, FrameStarted)]
         if isinstance(event, Step) and started[-1] == 2:
@@ -205,8 +252,7 @@ def test_a_frame_that_runs_out_of_its_budget_is_suspect(sequence, registration_v
     drr = spec.make_renderer(spec.read(), frames.intrinsics)
     state = TrackState(pose_from_dict(sequence[1]["frames"][0]).matrix[0].double().numpy())
     tight = TrackOptions(n_itrs="2", predict="none", start_frame=1, end_frame=3)
-    done = [e for e in track(frames, drr, None, spec, FIRST, tight, state=state)
-            if isinstance(e, FrameDone)]
+    done = [e for e in track(frames, drr, None, spec, FIRST, tight, state=state) if isinstance(e, FrameDone)]
     for event in done:
         assert event.result.checks["tracking"]["exhausted"]
         assert event.result.verdict["status"] == "suspect"
@@ -231,16 +277,48 @@ def test_cli_tracks_resumes_and_animates(tracked, sequence, registration_volume,
     ct = registration_volume[0]
     out, resumed = tmp_path / "cli", tmp_path / "resumed"
     same = ("--density", DENSITY, "--xray_mask", "off")  # as FIRST and the tracked run
-    xvr("track", "dicom", sequence[0], "-v", ct, "-o", out, "--scales", "4,2,1", "--end_frame",
-        "3", "--no-mirror_check", "--verbose", "0", *same)
+    xvr(
+        "track",
+        "dicom",
+        sequence[0],
+        "-v",
+        ct,
+        "-o",
+        out,
+        "--scales",
+        "4,2,1",
+        "--end_frame",
+        "3",
+        "--no-mirror_check",
+        "--verbose",
+        "0",
+        *same,
+    )
     rows = read_track(out)["rows"]
     assert [int(r["frame"]) for r in rows] == [0, 1, 2]
     with pytest.raises(XvrInputError, match="already holds a tracked sequence; pass --overwrite"):
         check_output(out)
     assert check_output(out, overwrite=True) == out
     assert [int(r["frame"]) for r in read_smoothed(out)] == [0, 1, 2]
-    xvr("track", "restart", sequence[0], "-v", ct, "-r", tracked[0], "--start_frame", "5",
-        "--end_frame", "7", "-o", resumed, "--verbose", "0", "--no-smooth", *same)
+    xvr(
+        "track",
+        "restart",
+        sequence[0],
+        "-v",
+        ct,
+        "-r",
+        tracked[0],
+        "--start_frame",
+        "5",
+        "--end_frame",
+        "7",
+        "-o",
+        resumed,
+        "--verbose",
+        "0",
+        "--no-smooth",
+        *same,
+    )
     assert not (resumed / "poses_smoothed.csv").exists()
     again = read_track(resumed)
     assert again["initialization"]["type"] == "resume"
@@ -309,7 +387,7 @@ from napari_xvr.cli import main
 for sub in ('dicom', 'fixed', 'restart'):
     assert CliRunner().invoke(main, ['track', sub, '--help']).exit_code == 0
 refused = CliRunner().invoke(main, ['track', 'dicom', {str(sequence[0])!r}, '-v',
-                                    {str(sequence[0])!r}, '-o', {str(tmp_path / 'o')!r},
+                                    {str(sequence[0])!r}, '-o', {str(tmp_path / "o")!r},
                                     '--init_only'])
 print(refused.exit_code, sorted(m for m in ('torch', 'diffdrr') if m in sys.modules))
 print(refused.output)

@@ -23,8 +23,21 @@ from napari_xvr.synthetic_motion import breathing, make_sequence, sweep
 # small and quick: 64 px frames, frame 0 at 1/4 and 1/2 of the detector and never retried from
 # more starts, at most 4 LM steps on each later frame
 # the sequences are DiffDRR's images of exactly this CT: its density, nothing beyond the CT's ends
-FAST = ("--scales", "4,2", "--track_itrs", "4", "--multistart", "0", "--no-mirror_check",
-        "--device", "cpu", "--density", "diffdrr", "--xray_mask", "off")
+FAST = (
+    "--scales",
+    "4,2",
+    "--track_itrs",
+    "4",
+    "--multistart",
+    "0",
+    "--no-mirror_check",
+    "--device",
+    "cpu",
+    "--density",
+    "diffdrr",
+    "--xray_mask",
+    "off",
+)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 NAMES = ("s0_cine", "s1_cine", "s2_cine")  # every file is cine.dcm: the parent folder tells them apart
@@ -44,8 +57,9 @@ def sequences(tmp_path_factory, registration_volume):
     intrinsics = Intrinsics(1020.0, 64, 64, 4.8, 4.8)
     paths = []
     for index, motion in enumerate((sweep(4, 2.0), sweep(4, 2.0, primary=10.0), breathing(4))):
-        make_sequence(root / f"s{index}", motion, intrinsics, ct, mask, renderer="trilinear",
-                      seed=index, name="cine")
+        make_sequence(
+            root / f"s{index}", motion, intrinsics, ct, mask, renderer="trilinear", seed=index, name="cine"
+        )
         paths.append(root / f"s{index}" / "cine.dcm")
     return paths
 
@@ -91,13 +105,13 @@ def test_arguments_make_sequences_and_a_mix_is_refused(sequences, registration_v
         write_xray_dicom(tmp_path / f"f{index}.dcm", movie.frame(index).image, movie.intrinsics)
     frames = [tmp_path / "f0.dcm", tmp_path / "f1.dcm"]
     assert split_sequences(frames) == [frames]  # single frames given together: one sequence
-    assert split_sequences([sequences[0].parent, sequences[1]]) == \
-        [[sequences[0].parent], [sequences[1]]]
+    assert split_sequences([sequences[0].parent, sequences[1]]) == [[sequences[0].parent], [sequences[1]]]
     assert split_sequences([sequences[0].parent]) == [[sequences[0].parent]]
-    for mix, what in (([sequences[0], frames[0]], "a multi-frame X-ray"),
-                      ([frames[1], sequences[0].parent], "a folder")):
-        run = xvr("track", "dicom", *mix, "-v", registration_volume[0], "-o", tmp_path / "out",
-                  *FAST, code=2)
+    for mix, what in (
+        ([sequences[0], frames[0]], "a multi-frame X-ray"),
+        ([frames[1], sequences[0].parent], "a folder"),
+    ):
+        run = xvr("track", "dicom", *mix, "-v", registration_volume[0], "-o", tmp_path / "out", *FAST, code=2)
         single = next(p for p in mix if p in frames)
         other = next(p for p in mix if p not in frames)
         assert f"{single} is a single frame, but {other} is {what}" in run.output
@@ -109,16 +123,28 @@ def test_existing_tracks_are_refused_before_any_work(tracked, sequences, registr
     root = tracked[0]
     before = {name: poses(root / "both" / name) for name in NAMES[:2]}
     # sequence 0's track exists: refused before the volume is read (a DICOM X-ray is no CT)
-    run = xvr("track", "dicom", sequences[2], sequences[0], "-v", sequences[0], "-o",
-              root / "both", *FAST, code=2)
-    assert f"-o {root / 'both' / NAMES[0]}: already holds a tracked sequence; pass --overwrite" \
-        in run.output
+    run = xvr(
+        "track", "dicom", sequences[2], sequences[0], "-v", sequences[0], "-o", root / "both", *FAST, code=2
+    )
+    assert f"-o {root / 'both' / NAMES[0]}: already holds a tracked sequence; pass --overwrite" in run.output
     assert sorted(p.name for p in (root / "both").iterdir()) == list(NAMES[:2])  # nothing new
-    run = xvr("track", "dicom", *sequences[:2], "-v", sequences[0], "-o", root / "alone0", *FAST,
-              code=2)
+    run = xvr("track", "dicom", *sequences[:2], "-v", sequences[0], "-o", root / "alone0", *FAST, code=2)
     assert "holds a tracked sequence itself, and 2 sequences go to a folder each" in run.output
-    run = xvr("track", "restart", *sequences[:2], "-v", registration_volume[0], "-r",
-              root / "alone0", "--start_frame", "2", "-o", root / "resumed", *FAST, code=2)
+    run = xvr(
+        "track",
+        "restart",
+        *sequences[:2],
+        "-v",
+        registration_volume[0],
+        "-r",
+        root / "alone0",
+        "--start_frame",
+        "2",
+        "-o",
+        root / "resumed",
+        *FAST,
+        code=2,
+    )
     assert "resuming a track (-r TRACKDIR) continues one sequence" in run.output
     assert not (root / "resumed").exists()
     for name in NAMES[:2]:
@@ -131,29 +157,70 @@ def test_overwrite_and_exit_on_judge_every_sequence(sequences, registration_volu
     for name in NAMES[:2]:
         (out / name).mkdir(parents=True)  # empty folders are no tracks: nothing to refuse
     # every frame 0 is suspect at 1 mm: exit status 3, once both sequences are written
-    run = xvr("track", "dicom", *sequences[:2], "-v", ct, "-o", out, *FAST, "--end_frame", "1",
-              "--exit_on", "suspect", code=3)
+    run = xvr(
+        "track",
+        "dicom",
+        *sequences[:2],
+        "-v",
+        ct,
+        "-o",
+        out,
+        *FAST,
+        "--end_frame",
+        "1",
+        "--exit_on",
+        "suspect",
+        code=3,
+    )
     assert "\n2 sequence(s), 2 frame(s): 0 ok, 2 suspect, 0 failed\n" in run.output
     assert "Exit status 3: a result is suspect (--exit_on suspect)" in run.output
     for name in NAMES[:2]:
         assert [row["verdict"] for row in read_track(out / name)["rows"]] == ["suspect"]
     # --overwrite replaces both; trusted to 100 mm every frame is ok: exit status 0
-    xvr("track", "dicom", *sequences[:2], "-v", ct, "-o", out, *FAST, "--end_frame", "1",
-        "--overwrite", "--trust_mm", "100", "--exit_on", "suspect")
+    xvr(
+        "track",
+        "dicom",
+        *sequences[:2],
+        "-v",
+        ct,
+        "-o",
+        out,
+        *FAST,
+        "--end_frame",
+        "1",
+        "--overwrite",
+        "--trust_mm",
+        "100",
+        "--exit_on",
+        "suspect",
+    )
     for name in NAMES[:2]:
         assert [row["verdict"] for row in read_track(out / name)["rows"]] == ["ok"]
 
 
 def _track(launcher: list, sequences, ct, out) -> subprocess.CompletedProcess:
-    args = [*launcher, "-m", "napari_xvr.cli", "track", "dicom", *sequences, "-v", ct, "-o", out,
-            *FAST, "--verbose", "1"]
-    return subprocess.run(list(map(str, args)), env=ENV, capture_output=True, encoding="utf-8",
-                          errors="replace", timeout=300)
+    args = [
+        *launcher,
+        "-m",
+        "napari_xvr.cli",
+        "track",
+        "dicom",
+        *sequences,
+        "-v",
+        ct,
+        "-o",
+        out,
+        *FAST,
+        "--verbose",
+        "1",
+    ]
+    return subprocess.run(
+        list(map(str, args)), env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=300
+    )
 
 
 @pytest.mark.slow
-def test_torchrun_shards_the_sequences_as_one_process_would(sequences, registration_volume,
-                                                             tmp_path):
+def test_torchrun_shards_the_sequences_as_one_process_would(sequences, registration_volume, tmp_path):
     ct = registration_volume[0]
     one = _track([sys.executable], sequences, ct, tmp_path / "one")
     assert one.returncode == 0, one.stderr[-3000:]

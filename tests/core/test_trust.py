@@ -36,8 +36,9 @@ def _run(case, d_rot, d_xyz):
     xray, drr, spec, true = case
     rot, xyz = pose_to_zxy(true)
     start = pose_from_zxy(rot + np.asarray(d_rot), xyz + np.asarray(d_xyz))
-    events = register_xray(xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing(),
-                           mirror_check=False)
+    events = register_xray(
+        xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing(), mirror_check=False
+    )
     result = next(e.result for e in events if isinstance(e, Done))
     return result, mtre(true, pose_from_matrix(result.final_pose), volume_points(drr))
 
@@ -67,80 +68,140 @@ def test_a_last_scale_that_ran_out_of_iterations_is_suspect(case):
     results = {}
     for cap in ("2", "10"):
         options = RegistrationOptions(scales="1", n_itrs=cap, xray_mask="off")
-        events = register_xray(xray, drr, start, spec, {"type": "pose"}, options, Preprocessing(),
-                               mirror_check=False)
+        events = register_xray(
+            xray, drr, start, spec, {"type": "pose"}, options, Preprocessing(), mirror_check=False
+        )
         results[cap] = next(e.result for e in events if isinstance(e, Done))
     capped, free = results["2"].checks["convergence"], results["10"].checks["convergence"]
     assert capped == {"converged": False, "iterations": 2, "cap": 2, "scale": 1.0}, capped
     assert free["converged"] and free["iterations"] < 10, free
     assert results["2"].verdict["status"] != OK
-    assert any("used all 2 iterations of its last scale" in r
-               for r in results["2"].verdict["reasons"]), results["2"].verdict
+    assert any("used all 2 iterations of its last scale" in r for r in results["2"].verdict["reasons"]), (
+        results["2"].verdict
+    )
     assert not any("iterations of its last scale" in r for r in results["10"].verdict["reasons"])
 
 
 def test_a_wrong_result_is_never_ok(case):
     """Beyond the capture range plain LM ends in a wrong optimum: it must not read as ok."""
     result, true_error = _run(case, (35.0, -20.0, 25.0), (90.0, -60.0, 80.0))
-    assert true_error > 10.0, ("this start should be beyond LM's capture range", true_error,
-                               result.verdict)
+    assert true_error > 10.0, ("this start should be beyond LM's capture range", true_error, result.verdict)
     assert result.verdict["status"] in (SUSPECT, FAILED), (result.verdict, true_error)
     assert result.checks["fit"]["ratio"] < 0.45, result.checks["fit"]  # its DRR matches badly
 
 
 def _result(**checks) -> RegistrationResult:
     eye = np.eye(4)
-    result = RegistrationResult(init_pose=eye, final_pose=eye, similarity=0.99,
-                                intrinsics=Intrinsics(sdd=1000.0, height=8, width=8, delx=1.0,
-                                                      dely=1.0))
+    result = RegistrationResult(
+        init_pose=eye,
+        final_pose=eye,
+        similarity=0.99,
+        intrinsics=Intrinsics(sdd=1000.0, height=8, width=8, delx=1.0, dely=1.0),
+    )
     result.checks.update(checks)
     return result
 
 
-@pytest.mark.parametrize(("checks", "status", "words"), [
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0}}, OK, []),
-    ({"uncertainty": {"predicted_mtre_mm": 2.5, "condition": 3.0}}, SUSPECT, ["2.50 mm"]),
-    ({"uncertainty": {"predicted_mtre_mm": 40.0, "condition": 3.0}}, FAILED, ["40.0 mm"]),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": None}}, FAILED, ["degenerate"]),
-    ({}, SUSPECT, ["no uncertainty"]),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "mirror": {"similarity": 0.8, "mirrored_similarity": 0.99, "mirrored_better": True}},
-     SUSPECT, ["mirrored"]),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "fit": {"similarity": 0.25, "ceiling": 0.9, "ratio": 0.25 / 0.9}},
-     SUSPECT, ["explains little", "0.28 of"]),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "fit": {"similarity": 0.6, "ceiling": 0.9, "ratio": 0.6 / 0.9}}, OK, []),
-    # the finest scale far from the coarser scales' optimum, or still travelling when capped
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 12.8}},
-     FAILED, ["moved the pose 12.8 mm", "2 of their 2.0 mm pixels"]),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 3.9},
-      "convergence": {"converged": False, "iterations": 10, "cap": 10, "scale": 1.0}},
-     FAILED, ["3.9 mm", "all 10 iterations still moving"]),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 3.1},
-      "convergence": {"converged": False, "iterations": 10, "cap": 10, "scale": 1.0}},
-     FAILED, ["3.1 mm", "all 10 iterations still moving"]),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 2.9},
-      "convergence": {"converged": False, "iterations": 10, "cap": 10, "scale": 1.0}},
-     SUSPECT, ["used all 10 iterations"]),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 3.9},
-      "convergence": {"converged": True, "iterations": 4, "cap": 10, "scale": 1.0}}, OK, []),
-    # a final DRR that explains the X-ray to its own noise outweighs the scales' disagreement
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 12.8},
-      "fit": {"similarity": 0.93, "ceiling": 0.95, "ratio": 0.93 / 0.95}}, OK, []),
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
-      "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 12.8},
-      "fit": {"similarity": 0.7, "ceiling": 0.95, "ratio": 0.7 / 0.95}}, FAILED, ["12.8 mm"]),
-    # one scale moves from the start: no disagreement between scales to judge
-    ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0}, "motion_mm": {"1": 40.0}},
-     OK, []),
-])
+@pytest.mark.parametrize(
+    ("checks", "status", "words"),
+    [
+        ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0}}, OK, []),
+        ({"uncertainty": {"predicted_mtre_mm": 2.5, "condition": 3.0}}, SUSPECT, ["2.50 mm"]),
+        ({"uncertainty": {"predicted_mtre_mm": 40.0, "condition": 3.0}}, FAILED, ["40.0 mm"]),
+        ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": None}}, FAILED, ["degenerate"]),
+        ({}, SUSPECT, ["no uncertainty"]),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "mirror": {"similarity": 0.8, "mirrored_similarity": 0.99, "mirrored_better": True},
+            },
+            SUSPECT,
+            ["mirrored"],
+        ),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "fit": {"similarity": 0.25, "ceiling": 0.9, "ratio": 0.25 / 0.9},
+            },
+            SUSPECT,
+            ["explains little", "0.28 of"],
+        ),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "fit": {"similarity": 0.6, "ceiling": 0.9, "ratio": 0.6 / 0.9},
+            },
+            OK,
+            [],
+        ),
+        # the finest scale far from the coarser scales' optimum, or still travelling when capped
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 12.8},
+            },
+            FAILED,
+            ["moved the pose 12.8 mm", "2 of their 2.0 mm pixels"],
+        ),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 3.9},
+                "convergence": {"converged": False, "iterations": 10, "cap": 10, "scale": 1.0},
+            },
+            FAILED,
+            ["3.9 mm", "all 10 iterations still moving"],
+        ),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 3.1},
+                "convergence": {"converged": False, "iterations": 10, "cap": 10, "scale": 1.0},
+            },
+            FAILED,
+            ["3.1 mm", "all 10 iterations still moving"],
+        ),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 2.9},
+                "convergence": {"converged": False, "iterations": 10, "cap": 10, "scale": 1.0},
+            },
+            SUSPECT,
+            ["used all 10 iterations"],
+        ),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 3.9},
+                "convergence": {"converged": True, "iterations": 4, "cap": 10, "scale": 1.0},
+            },
+            OK,
+            [],
+        ),
+        # a final DRR that explains the X-ray to its own noise outweighs the scales' disagreement
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 12.8},
+                "fit": {"similarity": 0.93, "ceiling": 0.95, "ratio": 0.93 / 0.95},
+            },
+            OK,
+            [],
+        ),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 12.8},
+                "fit": {"similarity": 0.7, "ceiling": 0.95, "ratio": 0.7 / 0.95},
+            },
+            FAILED,
+            ["12.8 mm"],
+        ),
+        # one scale moves from the start: no disagreement between scales to judge
+        ({"uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0}, "motion_mm": {"1": 40.0}}, OK, []),
+    ],
+)
 def test_the_verdicts_rules(checks, status, words):
     verdict = assess(_result(**checks))
     assert verdict.status == status, verdict
@@ -157,17 +218,30 @@ def test_stopped_and_init_only_runs_are_not_ok():
     assert assess(start_only).status == SUSPECT
 
 
-def test_the_cli_counts_verdicts_and_its_exit_status_says_so(tmp_path, registration_volume,
-                                                            synthetic_cases):
+def test_the_cli_counts_verdicts_and_its_exit_status_says_so(tmp_path, registration_volume, synthetic_cases):
     """Two iterations at 1/8 resolution cannot reach a millimetre: the verdict says so."""
     folder, _ = synthetic_cases
     ct, _ = registration_volume
-    args = [sys.executable, "-m", "napari_xvr.cli", "register", "dicom", folder / "xray_001.dcm",
-            "-v", ct, "--scales", "8", "--n_itrs", "2", "--no-mirror_check"]
+    args = [
+        sys.executable,
+        "-m",
+        "napari_xvr.cli",
+        "register",
+        "dicom",
+        folder / "xray_001.dcm",
+        "-v",
+        ct,
+        "--scales",
+        "8",
+        "--n_itrs",
+        "2",
+        "--no-mirror_check",
+    ]
 
     def run(out, *more):
-        return subprocess.run([*map(str, args), "-o", str(tmp_path / out), *more],
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [*map(str, args), "-o", str(tmp_path / out), *more], capture_output=True, text=True, timeout=600
+        )
 
     first = run("a")
     saved = json.loads((tmp_path / "a" / "xray_001" / "result.json").read_text())
@@ -175,8 +249,9 @@ def test_the_cli_counts_verdicts_and_its_exit_status_says_so(tmp_path, registrat
     assert status in (SUSPECT, FAILED) and saved["verdict"]["reasons"], saved["verdict"]
     assert first.returncode == 0, first.stderr[-2000:]  # --exit_on never: xvr's status 0
     counts = {OK: 0, SUSPECT: 0, FAILED: 0, status: 1}
-    assert (f"1 result(s): {counts[OK]} ok, {counts[SUSPECT]} suspect, {counts[FAILED]} failed"
-            in first.stdout), first.stdout
+    assert (
+        f"1 result(s): {counts[OK]} ok, {counts[SUSPECT]} suspect, {counts[FAILED]} failed" in first.stdout
+    ), first.stdout
     assert status.upper() in first.stdout  # the result's line names its verdict and reasons
     strict = run("b", "--exit_on", "suspect")
     assert strict.returncode == 3 and "Exit status 3" in strict.stderr, strict.stderr[-2000:]
@@ -189,8 +264,20 @@ def _auto(case, d_rot, d_xyz, trust_mm):
     xray, drr, spec, true = case
     rot, xyz = pose_to_zxy(true)
     start = pose_from_zxy(rot + np.asarray(d_rot), xyz + np.asarray(d_xyz))
-    events = list(register_xray(xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing(),
-                                mirror_check=False, trust_mm=trust_mm, retry_starts=AUTO_STARTS))
+    events = list(
+        register_xray(
+            xray,
+            drr,
+            start,
+            spec,
+            {"type": "pose"},
+            QUICK,
+            Preprocessing(),
+            mirror_check=False,
+            trust_mm=trust_mm,
+            retry_starts=AUTO_STARTS,
+        )
+    )
     result = next(e.result for e in events if isinstance(e, Done))
     retried = [e for e in events if isinstance(e, Retrying)]
     return result, retried, mtre(true, pose_from_matrix(result.final_pose), volume_points(drr))
@@ -221,10 +308,17 @@ def test_the_batched_mtre_is_xvrs_mtre():
 
     base = pose_from_zxy([5.0, -3.0, 2.0], [10.0, 850.0, -4.0])
     params = torch.randn(7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    poses = convert(params[:, :3] * 0.1, params[:, 3:] * 5 + torch.tensor([10.0, 850.0, -4.0]),
-                    parameterization="euler_angles", convention="ZXY")
+    poses = convert(
+        params[:, :3] * 0.1,
+        params[:, 3:] * 5 + torch.tensor([10.0, 850.0, -4.0]),
+        parameterization="euler_angles",
+        convention="ZXY",
+    )
     points = np.random.default_rng(0).normal(size=(20, 3)) * 80
-    one_by_one = [mtre(RigidTransform(base.matrix.double()), RigidTransform(poses.matrix[k:k + 1]),
-                       points) for k in range(7)]
-    np.testing.assert_allclose(batched_mtre(RigidTransform(base.matrix.double()), poses, points),
-                               one_by_one, rtol=1e-10)
+    one_by_one = [
+        mtre(RigidTransform(base.matrix.double()), RigidTransform(poses.matrix[k : k + 1]), points)
+        for k in range(7)
+    ]
+    np.testing.assert_allclose(
+        batched_mtre(RigidTransform(base.matrix.double()), poses, points), one_by_one, rtol=1e-10
+    )

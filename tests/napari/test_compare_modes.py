@@ -44,8 +44,9 @@ def test_each_comparison_mode_shows_its_image(make_napari_viewer, qtbot, artifac
     np.testing.assert_allclose(shown["difference"], difference(xray.data, drr), atol=1e-5)
     assert set(np.unique(shown["edges"])) <= {0.0, 1.0} and 0.02 < shown["edges"].mean() < 0.3
     reg.compare.mode.value = "flicker"
-    assert not any(f"({m})" in layer.name for layer in viewer.layers for m in
-                   ("checkerboard", "difference", "edges"))
+    assert not any(
+        f"({m})" in layer.name for layer in viewer.layers for m in ("checkerboard", "difference", "edges")
+    )
     seen = set()
     qtbot.waitUntil(lambda: seen.add(overlay.visible) or len(seen) == 2, timeout=5_000)
     reg.compare.mode.value = "overlay"

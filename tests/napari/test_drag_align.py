@@ -26,16 +26,19 @@ POINT = np.array([[40.0, -20.0, 30.0]])
 def _drag(viewer, start, end, modifiers=(), steps=4):
     """Press at world (row, col) `start`, move in `steps` to `end`, release."""
     lead = list(viewer.dims.point[:-2])
-    press = read_only_mouse_event(type="mouse_press", position=(*lead, *start),
-                                  modifiers=list(modifiers))
+    press = read_only_mouse_event(type="mouse_press", position=(*lead, *start), modifiers=list(modifiers))
     mouse_press_callbacks(viewer, press)
     for t in np.linspace(0, 1, steps + 1)[1:]:
         where = np.asarray(start) + t * (np.asarray(end) - np.asarray(start))
-        mouse_move_callbacks(viewer, read_only_mouse_event(
-            type="mouse_move", is_dragging=True, position=(*lead, *where),
-            modifiers=list(modifiers)))
-    mouse_release_callbacks(viewer, read_only_mouse_event(
-        type="mouse_release", position=(*lead, *end), modifiers=list(modifiers)))
+        mouse_move_callbacks(
+            viewer,
+            read_only_mouse_event(
+                type="mouse_move", is_dragging=True, position=(*lead, *where), modifiers=list(modifiers)
+            ),
+        )
+    mouse_release_callbacks(
+        viewer, read_only_mouse_event(type="mouse_release", position=(*lead, *end), modifiers=list(modifiers))
+    )
 
 
 def test_drags_move_the_pose_as_the_eye_expects(sample_viewer, qtbot):
@@ -70,8 +73,10 @@ def test_drags_move_the_pose_as_the_eye_expects(sample_viewer, qtbot):
     after = pose_from_matrix(widget.pose_matrix())
     p0 = project(before, POINT, intr).numpy()[0] * [intr.delx, intr.dely]
     p1 = project(after, POINT, intr).numpy()[0] * [intr.delx, intr.dely]
-    principal = np.array([intr.width / 2 - intr.x0 / intr.delx,
-                          intr.height / 2 + intr.y0 / intr.dely]) * [intr.delx, intr.dely]
+    principal = np.array([intr.width / 2 - intr.x0 / intr.delx, intr.height / 2 + intr.y0 / intr.dely]) * [
+        intr.delx,
+        intr.dely,
+    ]
     a0 = np.degrees(np.arctan2(-(p0[1] - principal[1]), p0[0] - principal[0]))
     a1 = np.degrees(np.arctan2(-(p1[1] - principal[1]), p1[0] - principal[0]))
     assert (a1 - a0) % 360 == pytest.approx(90.0, abs=0.2)  # counter-clockwise, as dragged

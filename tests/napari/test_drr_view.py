@@ -48,7 +48,8 @@ def test_drag_renders_fast_previews_then_full(sample_viewer, qtbot, artifacts):
     full_edges = _edges(layer)
     shown = []  # (shape, world edges, preview) of every image the layer showed
     layer.events.data.connect(
-        lambda _e: shown.append((layer.data.shape, _edges(layer), layer.metadata["preview"])))
+        lambda _e: shown.append((layer.data.shape, _edges(layer), layer.metadata["preview"]))
+    )
     ticks = []
     timer = QTimer()
     timer.setInterval(20)
@@ -102,8 +103,9 @@ def test_flip_mirrors_the_drr(sample_viewer, qtbot):
     layer = viewer.layers[drr.drr_name]
     plain = layer.data.copy()
     drr.reverse_x_axis.value = not drr.reverse_x_axis.value
-    qtbot.waitUntil(lambda: drr.idle and layer.metadata["reverse_x_axis"] == drr.reverse_x_axis.value,
-                    timeout=120_000)
+    qtbot.waitUntil(
+        lambda: drr.idle and layer.metadata["reverse_x_axis"] == drr.reverse_x_axis.value, timeout=120_000
+    )
     flipped = layer.data
     assert not np.allclose(flipped, plain, atol=1e-2 * plain.max())
     np.testing.assert_allclose(flipped, np.fliplr(plain), rtol=1e-4, atol=1e-4 * plain.max())
@@ -160,20 +162,23 @@ def test_carm_view_3d(sample_viewer, qtbot, artifacts):
     assert shot.std() > 5 and yellow.sum() > 200 and gray.sum() > 5000, (yellow.sum(), gray.sum())
     # without an X-ray chosen the detector shows the DRR, and follows the pose
     drr.intrinsics_from.value = None
-    qtbot.waitUntil(lambda: drr.idle and list(labels.features["label"])[1] == "detector (DRR)",
-                    timeout=120_000)
+    qtbot.waitUntil(
+        lambda: drr.idle and list(labels.features["label"])[1] == "detector (DRR)", timeout=120_000
+    )
     np.testing.assert_allclose(detector.data[0], drr_layer.data)
     moved = viewer.layers[SOURCE].data[0].copy()
     drr.controls["r1"].value = drr.controls["r1"].value + 30
-    qtbot.waitUntil(lambda: drr.idle and not np.allclose(viewer.layers[SOURCE].data[0], moved),
-                    timeout=120_000)
+    qtbot.waitUntil(
+        lambda: drr.idle and not np.allclose(viewer.layers[SOURCE].data[0], moved), timeout=120_000
+    )
     # a 2D layer added meanwhile is hidden too
     extra = viewer.add_image(np.zeros((8, 8), np.float32), name="a 2D image")
     assert not extra.visible
     drr.show_carm.value = False
     assert viewer.dims.ndisplay == 2
-    assert all(viewer.layers[name].visible == seen for name, seen in before.items()), (
-        {layer.name: layer.visible for layer in viewer.layers})
+    assert all(viewer.layers[name].visible == seen for name, seen in before.items()), {
+        layer.name: layer.visible for layer in viewer.layers
+    }
     assert extra.visible
     assert not any(viewer.layers[name].visible for name in (CARM, SOURCE, LABELS))
     assert DETECTOR not in viewer.layers
@@ -217,8 +222,9 @@ def test_detector_fields_show_the_xrays_intrinsics(sample_viewer):
     viewer = sample_viewer
     _, drr = viewer.window.add_plugin_dock_widget("napari-xvr", "DRR and pose")
     own = Intrinsics(sdd=1100.0, height=200, width=180, delx=1.2, dely=1.3, x0=4.0, y0=-2.0)
-    data, kwargs, _ = xray_layer(XRay(image=np.zeros((200, 180), np.float32), intrinsics=own),
-                                 name="other X-ray")
+    data, kwargs, _ = xray_layer(
+        XRay(image=np.zeros((200, 180), np.float32), intrinsics=own), name="other X-ray"
+    )
     layer = viewer.add_image(data, **kwargs)
     drr.intrinsics_from.value = layer
     shown = {k: f.value for k, f in drr._detector_fields().items()}

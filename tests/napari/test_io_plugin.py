@@ -71,10 +71,14 @@ def test_dicom_series_folder_is_a_volume(make_napari_viewer, tmp_path, sample_ca
     series = "1.2.826.0.1.3680043.2.1125.1"
     for k in range(image.GetDepth()):
         slc = image[:, :, k]
-        for tag, value in (("0020|000e", series), ("0008|0060", "CT"),
-                           ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k))))),
-                           ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0013", str(k + 1)),
-                           ("0008|0018", f"{series}.{k + 1}")):
+        for tag, value in (
+            ("0020|000e", series),
+            ("0008|0060", "CT"),
+            ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k))))),
+            ("0020|0037", "1\\0\\0\\0\\1\\0"),
+            ("0020|0013", str(k + 1)),
+            ("0008|0018", f"{series}.{k + 1}"),
+        ):
             slc.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
         writer.Execute(slc)
@@ -125,8 +129,14 @@ def test_result_folder_round_trip(make_napari_viewer, tmp_path, sample_cache):
     xray, truth = sample_xray_file()
     pose = truth["cases"]["xray_000"]["true_pose"]
     init = FixedInitializer(pose["rotation_deg_zxy"], pose["translation_mm"])
-    for _ in register_files([xray], VolumeSpec(ct), init, tmp_path / "out",
-                            RegistrationOptions(scales="16", n_itrs="3"), saveimg=True):
+    for _ in register_files(
+        [xray],
+        VolumeSpec(ct),
+        init,
+        tmp_path / "out",
+        RegistrationOptions(scales="16", n_itrs="3"),
+        saveimg=True,
+    ):
         pass
     folder = tmp_path / "out" / "xray_000"
     viewer = make_napari_viewer()

@@ -15,15 +15,21 @@ VIEWS = ("view_0", "view_1")
 def _canvas_state(viewer) -> dict:
     """What the registration view may change and must give back: grid, order, visibility."""
     grid = viewer.canvas.grid
-    return {"grid": (grid.enabled, grid.stride, tuple(grid.shape)),
-            "order": [layer.name for layer in viewer.layers],
-            "visible": {layer.name: layer.visible for layer in viewer.layers}}
+    return {
+        "grid": (grid.enabled, grid.stride, tuple(grid.shape)),
+        "order": [layer.name for layer in viewer.layers],
+        "visible": {layer.name: layer.visible for layer in viewer.layers},
+    }
 
 
 def _geometry(layer) -> tuple:
     """A layer's data coordinates: what readers, writers and the registration see."""
-    return (tuple(layer.scale), tuple(layer.translate), layer.affine.affine_matrix.tolist(),
-            np.asarray(layer.extent.world).tolist())
+    return (
+        tuple(layer.scale),
+        tuple(layer.translate),
+        layer.affine.affine_matrix.tolist(),
+        np.asarray(layer.extent.world).tolist(),
+    )
 
 
 def _screen_box(viewer, layer) -> np.ndarray:
@@ -62,8 +68,9 @@ def _assert_side_by_side(viewer) -> list[np.ndarray]:
     return boxes
 
 
-def test_register_two_views_jointly(make_napari_viewer, qtbot, biplane_cases, registration_volume,
-                                    tmp_path, artifacts):
+def test_register_two_views_jointly(
+    make_napari_viewer, qtbot, biplane_cases, registration_volume, tmp_path, artifacts
+):
     folder, truth = biplane_cases
     viewer = make_napari_viewer(show=True)
     viewer.open(str(registration_volume[0]), plugin="napari-xvr")
@@ -83,8 +90,9 @@ def test_register_two_views_jointly(make_napari_viewer, qtbot, biplane_cases, re
     reg.run_button.native.click()
     assert reg.running  # returned at once: the work runs in a thread worker
     live = "view_1 DRR overlay"
-    qtbot.waitUntil(lambda: live in viewer.layers and viewer.layers[live].data.std() > 0,
-                    timeout=240_000)  # the second view's overlay updates while it runs
+    qtbot.waitUntil(
+        lambda: live in viewer.layers and viewer.layers[live].data.std() > 0, timeout=240_000
+    )  # the second view's overlay updates while it runs
     assert reg.running
     _assert_side_by_side(viewer)  # mid-run: both views, each with its live overlay
     qtbot.waitUntil(lambda: not reg.running, timeout=300_000)
@@ -99,21 +107,23 @@ def test_register_two_views_jointly(make_napari_viewer, qtbot, biplane_cases, re
         overlay = viewer.layers[f"{name} DRR overlay"]
         assert overlay.data.shape == (128, 128) and overlay.data.std() > 0
         # each view's letters are the core's for its own final pose
-        want = edge_labels(pose, intrinsics_of(layer), reg._job.spec.orientation,
-                           reg._job.spec.reverse_x_axis)
+        want = edge_labels(
+            pose, intrinsics_of(layer), reg._job.spec.orientation, reg._job.spec.reverse_x_axis
+        )
         letters = viewer.layers[f"{name} orientation"].features["label"]
         assert dict(zip(("left", "right", "top", "bottom"), letters, strict=True)) == want
     assert "joint" in lateral.metadata["result"]["checks"]
     qtbot.wait(100)  # drawn
     boxes = _assert_side_by_side(viewer)
-    _assert_drawn_apart(viewer.screenshot(str(artifacts / "register_joint_view.png"),
-                                          canvas_only=True), viewer, boxes)
+    _assert_drawn_apart(
+        viewer.screenshot(str(artifacts / "register_joint_view.png"), canvas_only=True), viewer, boxes
+    )
     assert {v: _geometry(viewer.layers[v]) for v in VIEWS} == geometry  # no layer moved
 
     reg.view.value = False  # the grid, the layer order and the visibility as they were
     after = _canvas_state(viewer)
     assert after["grid"] == before["grid"]
-    assert after["order"][:len(before["order"])] == before["order"]  # the overlays: on top
+    assert after["order"][: len(before["order"])] == before["order"]  # the overlays: on top
     assert {n: after["visible"][n] for n in before["visible"]} == before["visible"]
     assert {v: _geometry(viewer.layers[v]) for v in VIEWS} == geometry
     for layer in viewer.layers:  # the user looks at the lateral view alone
@@ -128,13 +138,16 @@ def _assert_drawn_apart(shot: np.ndarray, viewer, boxes) -> None:
     inside = []
     for box in boxes:
         (top, left), (bottom, right) = np.round(box * factor).astype(int)
-        pixels = shot[max(top, 0) + 2:bottom - 2, max(left, 0) + 2:right - 2, :3].astype(float)
+        pixels = shot[max(top, 0) + 2 : bottom - 2, max(left, 0) + 2 : right - 2, :3].astype(float)
         red, green, blue = pixels.reshape(-1, 3).mean(axis=0)
         assert green > 40 and red > 15 and blue > 15, (box, red, green, blue)
         inside.append((top, left, bottom, right))
     (t0, l0, b0, r0), (t1, l1, b1, r1) = inside
-    gap = shot[max(t0, t1):min(b0, b1), r0 + 1:l1 - 1] if l1 > r0 else \
-        shot[b0 + 1:t1 - 1, max(l0, l1):min(r0, r1)]
+    gap = (
+        shot[max(t0, t1) : min(b0, b1), r0 + 1 : l1 - 1]
+        if l1 > r0
+        else shot[b0 + 1 : t1 - 1, max(l0, l1) : min(r0, r1)]
+    )
     assert gap.size and gap[..., :3].mean() < 10, gap[..., :3].mean()
 
 

@@ -17,8 +17,9 @@ from napari_xvr.pose_history import PoseHistory
 pytestmark = pytest.mark.gui
 
 XRAY = "chest X-ray (synthetic)"
-POINTS = np.array([[-60.0, 20, 40], [55, -10, 35], [0, 40, -60], [-30, -35, -20], [40, 30, -45],
-                   [10, -20, 70]])
+POINTS = np.array(
+    [[-60.0, 20, 40], [55, -10, 35], [0, 40, -60], [-30, -35, -20], [40, 30, -45], [10, -20, 70]]
+)
 
 
 def _pose_widget(viewer, qtbot):
@@ -39,12 +40,21 @@ def test_pose_from_clicked_landmarks_then_undo_and_redo(sample_viewer, qtbot, ar
     rough = widget.pose_matrix()
     # where the X-ray shows the points: DiffDRR's own projection at the true pose
     intr = Intrinsics(**xray.metadata["intrinsics"])
-    drr = DRR(subject_from_layers(widget.volume.value), sdd=intr.sdd, height=intr.height,
-              width=intr.width, delx=intr.delx, dely=intr.dely, x0=intr.x0, y0=intr.y0,
-              reverse_x_axis=False)
+    drr = DRR(
+        subject_from_layers(widget.volume.value),
+        sdd=intr.sdd,
+        height=intr.height,
+        width=intr.width,
+        delx=intr.delx,
+        dely=intr.dely,
+        x0=intr.x0,
+        y0=intr.y0,
+        reverse_x_axis=False,
+    )
     landmarks = np.asarray(xray.metadata["fiducials_mm"])  # anatomy spread over the chest
-    uv = drr.perspective_projection(true.to(torch.float32),
-                                    torch.as_tensor(landmarks, dtype=torch.float32)[None])[0]
+    uv = drr.perspective_projection(
+        true.to(torch.float32), torch.as_tensor(landmarks, dtype=torch.float32)[None]
+    )[0]
     pixels = uv.double().numpy() - 0.5  # (column, row), pixel centres at whole numbers
     pixels += np.random.default_rng(1).normal(0.0, 1.0, pixels.shape)  # clicked by hand: 1 px
     widget.landmarks.add_button.clicked.emit()
@@ -52,8 +62,7 @@ def test_pose_from_clicked_landmarks_then_undo_and_redo(sample_viewer, qtbot, ar
     viewer.layers[XRAY_POINTS].data = pixels[:, ::-1]  # as clicked: (row, col) on the X-ray
     viewer.layers[VOLUME_POINTS].data = landmarks  # world mm: napari-xvr's frame
     widget.landmarks.solve_button.clicked.emit()
-    qtbot.waitUntil(lambda: widget.landmarks.last_fit is not None and widget.idle,
-                    timeout=120_000)
+    qtbot.waitUntil(lambda: widget.landmarks.last_fit is not None and widget.idle, timeout=120_000)
     solved = pose_from_matrix(widget.pose_matrix())
     # 1 px of click noise leaves the camera ~0.2 deg off: 4.7 mm of xvr's mTRE, whose lever is
     # the source distance; the registration from there is what must end under 1 mm

@@ -16,12 +16,25 @@ from napari_xvr.register.pipeline import VolumeSpec, register_files
 
 # widget control -> `xvr register` option of the same meaning
 SHARED = {
-    "crop": "crop", "subtract_background": "subtract_background", "linearize": "linearize",
-    "equalize": "equalize", "reducefn": "reducefn", "scales": "scales", "optimizer": "optimizer",
-    "n_itrs": "n_itrs", "multistart": "multistart", "parameterization": "parameterization",
-    "lr_rot": "lr_rot", "lr_xyz": "lr_xyz", "patience": "patience", "threshold": "threshold",
-    "max_n_plateaus": "max_n_plateaus", "renderer": "renderer",
-    "reverse_x_axis": "reverse_x_axis", "device": "device", "orientation_choice": "orientation",
+    "crop": "crop",
+    "subtract_background": "subtract_background",
+    "linearize": "linearize",
+    "equalize": "equalize",
+    "reducefn": "reducefn",
+    "scales": "scales",
+    "optimizer": "optimizer",
+    "n_itrs": "n_itrs",
+    "multistart": "multistart",
+    "parameterization": "parameterization",
+    "lr_rot": "lr_rot",
+    "lr_xyz": "lr_xyz",
+    "patience": "patience",
+    "threshold": "threshold",
+    "max_n_plateaus": "max_n_plateaus",
+    "renderer": "renderer",
+    "reverse_x_axis": "reverse_x_axis",
+    "device": "device",
+    "orientation_choice": "orientation",
     "xray_mask": "xray_mask",
 }
 
@@ -64,8 +77,7 @@ def test_widget_and_cli_write_the_same_result(sample_viewer, qtbot, tmp_path):
     ct, _ = sample_files()
     path, _ = sample_xray_file()
     options = RegistrationOptions(scales="8,4", n_itrs="15,10")
-    events = register_files([path], VolumeSpec(ct), PoseInitializer(start), tmp_path / "cli",
-                            options)
+    events = register_files([path], VolumeSpec(ct), PoseInitializer(start), tmp_path / "cli", options)
     for _ in events:
         pass
     theirs = json.loads(next((tmp_path / "cli").glob("*/result.json")).read_text())
@@ -78,5 +90,4 @@ def test_widget_and_cli_write_the_same_result(sample_viewer, qtbot, tmp_path):
     assert ours["initialization"] == theirs["initialization"] == {"type": "pose"}
     np.testing.assert_allclose(ours["init_pose"]["matrix"], theirs["init_pose"]["matrix"], atol=1e-5)
     # one code path on one CT: the same optimum (the layer holds the file's voxels)
-    np.testing.assert_allclose(ours["final_pose"]["matrix"], theirs["final_pose"]["matrix"],
-                               atol=1e-3)
+    np.testing.assert_allclose(ours["final_pose"]["matrix"], theirs["final_pose"]["matrix"], atol=1e-3)

@@ -56,8 +56,7 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
             frames.append(viewer.screenshot(canvas_only=True)[::2, ::2, :3])
 
     reg.worker.yielded.connect(grab)
-    qtbot.waitUntil(lambda: len(reg.similarities) >= 4 and reg.overlay_name in viewer.layers,
-                    timeout=120_000)
+    qtbot.waitUntil(lambda: len(reg.similarities) >= 4 and reg.overlay_name in viewer.layers, timeout=120_000)
     overlay = viewer.layers[reg.overlay_name]
     assert overlay.data.dtype == np.float32 and overlay.blending == "additive"
     assert tuple(overlay.contrast_limits) == (-1.5, 8.5)  # fixed, not auto
@@ -76,8 +75,9 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     qtbot.waitUntil(lambda: not reg.running, timeout=240_000)
     result = reg.result
     assert result is not None and not result.stopped
-    errors = evaluate_layers(xray.metadata["true_pose"], result.final_pose, xray.metadata["fiducials_mm"],
-                             intrinsics_of(xray))
+    errors = evaluate_layers(
+        xray.metadata["true_pose"], result.final_pose, xray.metadata["fiducials_mm"], intrinsics_of(xray)
+    )
     (artifacts / "register_errors.json").write_text(json.dumps(errors.to_dict(), indent=2))
     assert errors.mtre < 1.0, errors
     # results saved like the CLI's, the pose on the layer and back in the DRR widget
@@ -97,9 +97,10 @@ def test_register_sample_to_submm(sample_viewer, qtbot, tmp_path, artifacts):
     assert len(frames) > 5
     frames = [f for f in frames if f.shape == frames[-1].shape]
     rows, cols = np.nonzero(frames[-1].max(axis=-1) > 10)
-    frames = [f[rows.min():rows.max() + 1, cols.min():cols.max() + 1] for f in frames]
-    iio.imwrite(artifacts / "register_live.gif", np.stack(frames[::2] + [frames[-1]] * 5), duration=150,
-                loop=0)
+    frames = [f[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] for f in frames]
+    iio.imwrite(
+        artifacts / "register_live.gif", np.stack(frames[::2] + [frames[-1]] * 5), duration=150, loop=0
+    )
     qtbot.waitUntil(lambda: drr_widget.idle, timeout=60_000)
 
 
@@ -211,8 +212,7 @@ def test_the_device_is_chosen_in_the_widget(sample_viewer):
     assert reg.make_job().spec.device == "cpu"
 
 
-def test_a_restart_follows_the_previous_results_flip_as_the_cli(make_napari_viewer, qtbot,
-                                                                 tmp_path):
+def test_a_restart_follows_the_previous_results_flip_as_the_cli(make_napari_viewer, qtbot, tmp_path):
     """The widget's restart ignored the previous result's flip; the core's rule (register/
     resolve.py) now decides it for the widget as for `xvr register restart`."""
     import subprocess
@@ -221,10 +221,29 @@ def test_a_restart_follows_the_previous_results_flip_as_the_cli(make_napari_view
     viewer = make_napari_viewer()
     xray, reg, _ = _widget_on_samples(viewer)
     ct = viewer.layers[0].metadata["path"]
-    proc = subprocess.run([sys.executable, "-m", "napari_xvr.cli", "register", "fixed",
-                           xray.metadata["path"], "-v", ct, "-o", tmp_path, "--rot", "0,0,0",
-                           "--xyz", "0,850,0", "--reverse_x_axis", "--init_only"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_xvr.cli",
+            "register",
+            "fixed",
+            xray.metadata["path"],
+            "-v",
+            ct,
+            "-o",
+            tmp_path,
+            "--rot",
+            "0,0,0",
+            "--xyz",
+            "0,850,0",
+            "--reverse_x_axis",
+            "--init_only",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     previous = next(p for p in tmp_path.iterdir() if (p / "result.json").is_file())
     reg.init.value = "previous result"

@@ -73,9 +73,13 @@ def test_a_mirrored_xray_is_warned_about(sample_viewer, qtbot):
 
     viewer = sample_viewer
     drr_widget, reg, xray = _setup(viewer)
-    mirrored = viewer.add_image(np.ascontiguousarray(xray.data[:, ::-1]), name="mirrored X-ray",
-                                metadata=dict(xray.metadata), scale=xray.scale,
-                                translate=xray.translate)
+    mirrored = viewer.add_image(
+        np.ascontiguousarray(xray.data[:, ::-1]),
+        name="mirrored X-ray",
+        metadata=dict(xray.metadata),
+        scale=xray.scale,
+        translate=xray.translate,
+    )
     reg.reset_choices()
     reg.xray.value = mirrored
     messages = []

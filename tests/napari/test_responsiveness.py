@@ -53,10 +53,11 @@ class GapMeter:
         gaps = self.gaps_ms()
         i = int(np.argmax(gaps))
         start, end = self.times[i], self.times[i + 1]
-        inside = [f"{(e - s) * 1e3:.0f} ms" for s, e in self.full_collections
-                  if e >= start and s <= end]
-        return (f"longest gap {gaps[i]:.0f} ms at {start - self.times[0]:.1f} s; full garbage "
-                f"collections in it: {', '.join(inside) or 'none'}")
+        inside = [f"{(e - s) * 1e3:.0f} ms" for s, e in self.full_collections if e >= start and s <= end]
+        return (
+            f"longest gap {gaps[i]:.0f} ms at {start - self.times[0]:.1f} s; full garbage "
+            f"collections in it: {', '.join(inside) or 'none'}"
+        )
 
 
 def _report(what: str, gaps: np.ndarray) -> tuple[float, float]:

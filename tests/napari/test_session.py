@@ -52,8 +52,7 @@ def test_a_saved_session_reopens_the_same(sample_viewer, make_napari_viewer, qtb
         opened = [layer.name for layer in other.layers if layer.metadata.get("path")]
         assert opened == [layer.name for layer in viewer.layers if layer.metadata.get("path")]
         np.testing.assert_allclose(again.pose_matrix(), drr.pose_matrix(), atol=1e-4)
-        assert [e.source for e in again.history.entries] == \
-            [e.source for e in drr.history.entries]
+        assert [e.source for e in again.history.entries] == [e.source for e in drr.history.entries]
         assert again.live.value is False and again.reverse_x_axis.value is True
         assert again.intrinsics_from.value is other.layers[XRAY]
         assert reg2.scales.value == "8,4"

@@ -57,8 +57,14 @@ GUI_FIRST = textwrap.dedent("""
 def test_docking_and_running_does_not_crash(script, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NAPARI_XVR_TRITON"}
     env.setdefault("QT_QPA_PLATFORM", "xcb")
-    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "results")], env=env,
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "results")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
     assert "triton: None" in run.stdout or "triton: <module" in run.stdout, run.stdout
 

@@ -16,11 +16,9 @@ def test_every_control_has_a_tooltip(make_napari_viewer):
     from napari_xvr.cli.register import dicom
 
     viewer = make_napari_viewer(show=False)
-    widgets = {name: viewer.window.add_plugin_dock_widget("napari-xvr", name)[1]
-               for name in DOCKS}
+    widgets = {name: viewer.window.add_plugin_dock_widget("napari-xvr", name)[1] for name in DOCKS}
     for name, widget in widgets.items():
-        missing = [attr for attr, control in controls(widget)
-                   if not (control.tooltip or "").strip()]
+        missing = [attr for attr, control in controls(widget) if not (control.tooltip or "").strip()]
         assert not missing, f"{name}: no tooltip on {missing}"
     register = widgets["Register"]
     assert register.scales.tooltip == cli_help(dicom)["scales"]

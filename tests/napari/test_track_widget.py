@@ -26,8 +26,9 @@ def _tracked(layer) -> dict:
     return layer.metadata.get("track", {}).get("poses", {})
 
 
-def test_track_a_sequence_stop_and_resume(make_napari_viewer, qtbot, sequence, registration_volume,
-                                          artifacts):
+def test_track_a_sequence_stop_and_resume(
+    make_napari_viewer, qtbot, sequence, registration_volume, artifacts
+):
     path, truth = sequence
     viewer = make_napari_viewer(show=True)
     viewer.open(str(registration_volume[0]), plugin="napari-xvr")
@@ -70,15 +71,15 @@ def test_track_a_sequence_stop_and_resume(make_napari_viewer, qtbot, sequence, r
     widget.run_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=240_000)
     for key in ("3", "4", "5"):
-        np.testing.assert_allclose(np.asarray(_tracked(layer)[key]["matrix"]), before[key],
-                                   atol=1e-3)
+        np.testing.assert_allclose(np.asarray(_tracked(layer)[key]["matrix"]), before[key], atol=1e-3)
     # that run's 3 frames smoothed together (core register/smooth.py), kept beside the poses
     assert "smoothed: predicted mTRE" in widget.status.value
     smoothed = layer.metadata["track"]["smoothed"]
     assert {"3", "4", "5"} <= set(smoothed)
     for key in ("3", "4", "5"):
-        error = anatomy_tre(pose_from_dict(truth["frames"][int(key)]), pose_from_dict(smoothed[key]),
-                            fiducials)
+        error = anatomy_tre(
+            pose_from_dict(truth["frames"][int(key)]), pose_from_dict(smoothed[key]), fiducials
+        )
         assert error < 1.0, f"smoothed frame {key}: {error:.2f} mm"
     widget.show_frame(layer, 4)
     shot = viewer.screenshot(str(artifacts / "track_sequence.png"), canvas_only=False)

@@ -41,9 +41,14 @@ def test_train_names_choices_and_defaults(make_napari_viewer):
     _, tr = viewer.window.add_plugin_dock_widget("napari-xvr", "Train")
     # CPU-sized defaults without a GPU; the core's (xvr's) on a GPU
     core = TrainConfig(volpath="", outpath="")
-    controls = {"height": "det_height", "delx": "delx", "batch_size": "batch_size",
-                "n_total_itrs": "n_total_itrs", "n_warmup_itrs": "n_warmup_itrs",
-                "n_save_every_itrs": "n_save_every_itrs"}
+    controls = {
+        "height": "det_height",
+        "delx": "delx",
+        "batch_size": "batch_size",
+        "n_total_itrs": "n_total_itrs",
+        "n_warmup_itrs": "n_warmup_itrs",
+        "n_save_every_itrs": "n_save_every_itrs",
+    }
     expected = CPU_PRESET if on_cpu() else {k: getattr(core, k) for k in controls}
     assert tr.cpu_preset == on_cpu()
     for key, attr in controls.items():
@@ -83,8 +88,16 @@ def test_train_locks_options_and_shows_a_labelled_mosaic_apart(sample_viewer, qt
     tr.device.value = "cpu"
     tr.start_button.native.click()
     assert tr.running
-    locked = (tr.batch_size, tr.device, tr.model_name, tr.ranges["r1"], tr.start_button,
-              tr.resume_button, tr.outpath, tr.volpath)
+    locked = (
+        tr.batch_size,
+        tr.device,
+        tr.model_name,
+        tr.ranges["r1"],
+        tr.start_button,
+        tr.resume_button,
+        tr.outpath,
+        tr.volpath,
+    )
     assert not [w.name for w in locked if w.enabled] and tr.stop_button.enabled
     _idle(qtbot, tr)
     assert tr.done is not None and tr.done.itr == 3, tr.status.value
@@ -196,9 +209,10 @@ def test_docks_scroll_so_run_and_stop_stay_reachable(make_napari_viewer, qtbot):
     qtbot.wait(300)
     QApplication.processEvents()
     assert window.height() <= 1000 and window.width() <= 1600, window.size()
-    for name, buttons in (("Train", ("start_button", "stop_button", "resume_button")),
-                          ("Evaluate and animate", ("evaluate_button", "replay_button",
-                                                    "stop_button"))):
+    for name, buttons in (
+        ("Train", ("start_button", "stop_button", "resume_button")),
+        ("Evaluate and animate", ("evaluate_button", "replay_button", "stop_button")),
+    ):
         widget = docks[name]
         assert isinstance(widget.scroll, QScrollArea), name
         assert widget.scroll.minimumSizeHint().height() < 250, name  # never forces the window taller

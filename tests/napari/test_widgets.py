@@ -33,8 +33,15 @@ def test_drr_follows_pose_and_draws_carm(sample_viewer, qtbot, artifacts):
     for step in range(8):
         drr.controls["r1"].value = rot[0] + step
     assert drr.worker is not None or drr._timer.isActive()
-    qtbot.waitUntil(lambda: drr.shown_serial > serial and drr.worker is None and not drr._timer.isActive()
-                    and not drr._pending, timeout=120_000)
+    qtbot.waitUntil(
+        lambda: (
+            drr.shown_serial > serial
+            and drr.worker is None
+            and not drr._timer.isActive()
+            and not drr._pending
+        ),
+        timeout=120_000,
+    )
     np.testing.assert_allclose(layer.metadata["pose"]["rotation_deg_zxy"][0], rot[0] + 7, atol=0.5)
     # the C-arm in 3D
     for name in ("chest_mask_4x4x2", drr.drr_name, xray.name):
@@ -77,8 +84,12 @@ def test_evaluate_and_replay(sample_viewer, qtbot, artifacts):
     xray = viewer.layers["chest X-ray (synthetic)"]
     rot, xyz = pose_to_zxy(pose_from_dict(xray.metadata["true_pose"]))
     # a quick (coarse) registration without a viewer: the Python API on layers
-    result = register_layers(xray, viewer.layers["chest_ct_4x4x2"], pose_from_zxy(rot + 2, xyz + 5),
-                             options=RegistrationOptions(scales="8", n_itrs="30"))
+    result = register_layers(
+        xray,
+        viewer.layers["chest_ct_4x4x2"],
+        pose_from_zxy(rot + 2, xyz + 5),
+        options=RegistrationOptions(scales="8", n_itrs="30"),
+    )
     # the CLI's pipeline: a verdict and the mirror check, as `xvr register` gives
     assert result.verdict["status"] in ("ok", "suspect", "failed") and "mirror" in result.checks
     xray.metadata.update(pose={"matrix": result.final_pose.tolist()}, trajectory=result.trajectory)
@@ -175,10 +186,23 @@ def test_register_from_a_model_checkpoint(sample_viewer, qtbot, tmp_path):
     from napari_xvr.train import TrainConfig, run_training, train
 
     ct = sample_viewer.layers["chest_ct_4x4x2"]
-    done = run_training(train(TrainConfig(
-        volpath=ct.metadata["path"], outpath=str(tmp_path / "m"), batch_size=2, height=32, delx=12.0,
-        n_total_itrs=1, n_warmup_itrs=1, n_grad_accum_itrs=1, n_save_every_itrs=1, num_workers=0,
-        device="cpu")))
+    done = run_training(
+        train(
+            TrainConfig(
+                volpath=ct.metadata["path"],
+                outpath=str(tmp_path / "m"),
+                batch_size=2,
+                height=32,
+                delx=12.0,
+                n_total_itrs=1,
+                n_warmup_itrs=1,
+                n_grad_accum_itrs=1,
+                n_save_every_itrs=1,
+                num_workers=0,
+                device="cpu",
+            )
+        )
+    )
     _, reg = sample_viewer.window.add_plugin_dock_widget("napari-xvr", "Register")
     reg.init.value = "model checkpoint"
     reg.init_path.value = done.path

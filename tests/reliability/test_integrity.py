@@ -14,15 +14,21 @@ from napari_xvr.register.result import RegistrationResult, read_result, write_re
 from napari_xvr.train.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 from napari_xvr.train.network import PoseRegressor
 
-CONFIG = {"model_name": "test_resnet", "parameterization": "euler_angles", "convention": "ZXY",
-          "norm_layer": "groupnorm1", "height": 32, "sdd": 1020.0, "delx": 12.8}
+CONFIG = {
+    "model_name": "test_resnet",
+    "parameterization": "euler_angles",
+    "convention": "ZXY",
+    "norm_layer": "groupnorm1",
+    "height": 32,
+    "sdd": 1020.0,
+    "delx": 12.8,
+}
 
 
 @pytest.fixture()
 def checkpoint(tmp_path):
     model = PoseRegressor("test_resnet", "euler_angles", "ZXY", False, 32, "groupnorm1", 1000.0)
-    return save_checkpoint(tmp_path / "0000.pth", {"model_state_dict": model.state_dict(),
-                                                   "config": CONFIG})
+    return save_checkpoint(tmp_path / "0000.pth", {"model_state_dict": model.state_dict(), "config": CONFIG})
 
 
 def test_a_changed_weight_is_refused(checkpoint, tmp_path):
@@ -48,8 +54,9 @@ def test_a_flipped_byte_in_the_file_is_refused(checkpoint, tmp_path, where):
 def test_an_edited_pose_in_result_json_is_refused(tmp_path):
     pose = np.eye(4)
     pose[1, 3] = 850.0
-    result = RegistrationResult(init_pose=pose, final_pose=pose,
-                                intrinsics=Intrinsics(1020.0, 64, 64, 6.4, 6.4))
+    result = RegistrationResult(
+        init_pose=pose, final_pose=pose, intrinsics=Intrinsics(1020.0, 64, 64, 6.4, 6.4)
+    )
     folder = write_result(result, tmp_path / "x")
     assert read_result(folder)["pose_sha256"]
     data = json.loads((folder / "result.json").read_text())

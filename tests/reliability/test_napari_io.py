@@ -71,13 +71,16 @@ def result_folder(synthetic_cases, example_volume, tmp_path_factory, npe2_pm):
     pose = truth["cases"]["xray_000"]["true_pose"]
     out = tmp_path_factory.mktemp("results")
     init = FixedInitializer(pose["rotation_deg_zxy"], pose["translation_mm"])
-    for _ in register_files([folder / "xray_000.dcm"], VolumeSpec(example_volume[0]), init, out,
-                            init_only=True):
+    for _ in register_files(
+        [folder / "xray_000.dcm"], VolumeSpec(example_volume[0]), init, out, init_only=True
+    ):
         pass
     result = out / "xray_000"
-    rows = ["stage,itr,r1,r2,r3,tx,ty,tz,similarity,time,lr_rot,lr_xyz,start",
-            "1,0,1.0,2.0,3.0,4.0,850.0,6.0,0.5,0.1,0.01,1.0,0",
-            "1,1,1.5,2.0,3.0,4.0,851.0,6.0,0.6,0.2,0.01,1.0,0"]
+    rows = [
+        "stage,itr,r1,r2,r3,tx,ty,tz,similarity,time,lr_rot,lr_xyz,start",
+        "1,0,1.0,2.0,3.0,4.0,850.0,6.0,0.5,0.1,0.01,1.0,0",
+        "1,1,1.5,2.0,3.0,4.0,851.0,6.0,0.6,0.2,0.01,1.0,0",
+    ]
     (result / "trajectory.csv").write_text("\n".join(rows) + "\n")
     return result
 
@@ -126,25 +129,31 @@ def _pose_string(d):
     return d
 
 
-@pytest.mark.parametrize("edit,words", [
-    (_huge, ["height=40000"]),
-    (_nan, ["NaN"]),
-    (_not_rigid, ["not a rotation"]),
-    (lambda d: [1, 2, 3], ["not a napari-xvr result"]),
-    (_no_intrinsics, ["intrinsics"]),
-    (_pose_string, ["init_pose"]),
-    (lambda d: {**d, "inputs": [1]}, ["'inputs' must be an object"]),
-])
+@pytest.mark.parametrize(
+    "edit,words",
+    [
+        (_huge, ["height=40000"]),
+        (_nan, ["NaN"]),
+        (_not_rigid, ["not a rotation"]),
+        (lambda d: [1, 2, 3], ["not a napari-xvr result"]),
+        (_no_intrinsics, ["intrinsics"]),
+        (_pose_string, ["init_pose"]),
+        (lambda d: {**d, "inputs": [1]}, ["'inputs' must be an object"]),
+    ],
+)
 def test_an_edited_result_json_is_one_line(result_folder, tmp_path, edit, words):
     folder = edited(result_folder, tmp_path, edit)
     fails(folder, *words)
 
 
-@pytest.mark.parametrize("raw,words", [
-    (b"", ["empty"]),
-    (b'{"init_pose": \xff\xfe}', ["not UTF-8"]),
-    (b"{not json", ["not valid JSON"]),
-])
+@pytest.mark.parametrize(
+    "raw,words",
+    [
+        (b"", ["empty"]),
+        (b'{"init_pose": \xff\xfe}', ["not UTF-8"]),
+        (b"{not json", ["not valid JSON"]),
+    ],
+)
 def test_a_damaged_result_json_is_one_line(result_folder, tmp_path, raw, words):
     fails(edited(result_folder, tmp_path, raw=raw) / "result.json", *words)
 
@@ -159,6 +168,7 @@ def test_extra_keys_and_missing_inputs_still_open(result_folder, tmp_path):
 
 def test_a_huge_detector_is_rendered_within_the_memory_budget(result_folder, tmp_path, monkeypatch):
     """16000 x 16000 px is a valid detector, but a full-size DRR would need hundreds of GiB."""
+
     def big(d):
         d["intrinsics"].update(height=16000, width=16000, delx=0.1, dely=0.1)
         return d
@@ -182,13 +192,29 @@ def test_pth_files(npe2_pm, tmp_path):
     refused(junk)
     det = {"sdd": 1020.0, "height": 64, "width": 64, "delx": 2.0, "dely": 2.0, "reverse_x_axis": False}
     ours = tmp_path / "upstream.pth"
-    torch.save({"detector": det, "init_pose": torch.eye(4)[None], "final_pose": torch.eye(4)[None],
-                "gt": torch.rand(1, 1, 64, 64), "runtime": 1.0, "log": None}, ours)
+    torch.save(
+        {
+            "detector": det,
+            "init_pose": torch.eye(4)[None],
+            "final_pose": torch.eye(4)[None],
+            "gt": torch.rand(1, 1, 64, 64),
+            "runtime": 1.0,
+            "log": None,
+        },
+        ours,
+    )
     [(data, kwargs, kind)] = read(ours)
     assert kind == "image" and data.shape == (64, 64)
     bad = tmp_path / "nan.pth"
-    torch.save({"detector": det, "init_pose": torch.full((1, 4, 4), float("nan")),
-                "final_pose": torch.eye(4)[None], "gt": torch.rand(1, 1, 64, 64)}, bad)
+    torch.save(
+        {
+            "detector": det,
+            "init_pose": torch.full((1, 4, 4), float("nan")),
+            "final_pose": torch.eye(4)[None],
+            "gt": torch.rand(1, 1, 64, 64),
+        },
+        bad,
+    )
     fails(bad, "NaN")
 
 
@@ -215,27 +241,42 @@ def damaged(synthetic_cases, example_volume, tmp_path_factory):
     folder = tmp_path_factory.mktemp("damaged")
     dcm = (synthetic_cases[0] / "xray_000.dcm").read_bytes()
     nii = Path(example_volume[0]).read_bytes()
-    files = {"truncated.dcm": dcm[: len(dcm) // 2], "header_only.dcm": dcm[:400], "empty.dcm": b"",
-             "notdicom.dcm": b"not a dicom at all" * 10, "truncated.nii.gz": nii[: len(nii) // 2],
-             "truncated.nii": gzip.decompress(nii)[:200_000], "empty.nii.gz": b""}
+    files = {
+        "truncated.dcm": dcm[: len(dcm) // 2],
+        "header_only.dcm": dcm[:400],
+        "empty.dcm": b"",
+        "notdicom.dcm": b"not a dicom at all" * 10,
+        "truncated.nii.gz": nii[: len(nii) // 2],
+        "truncated.nii": gzip.decompress(nii)[:200_000],
+        "empty.nii.gz": b"",
+    }
     for name, data in files.items():
         (folder / name).write_bytes(data)
     header = nib.Nifti1Header()
     header.set_data_shape((4000, 4000, 4000))
     header.set_data_dtype(np.float32)
     (folder / "bomb.nii").write_bytes(header.binaryblock + b"\0" * 1004)
-    (folder / "bomb.mha").write_text("ObjectType = Image\nNDims = 3\nDimSize = 4000 4000 4000\n"
-                                     "ElementType = MET_FLOAT\nElementDataFile = LOCAL\n")
+    (folder / "bomb.mha").write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 4000 4000 4000\n"
+        "ElementType = MET_FLOAT\nElementDataFile = LOCAL\n"
+    )
     return folder
 
 
-@pytest.mark.parametrize("name,words", [
-    ("truncated.dcm", ["truncated"]), ("header_only.dcm", ["no pixel data"]),
-    ("empty.dcm", ["empty (0 bytes)"]), ("notdicom.dcm", ["not a DICOM"]),
-    ("truncated.nii.gz", ["truncated"]), ("truncated.nii", ["truncated"]),
-    ("empty.nii.gz", ["empty"]),
-    ("bomb.nii", ["4000 x 4000 x 4000", "memory"]), ("bomb.mha", ["4000 x 4000 x 4000", "memory"]),
-])
+@pytest.mark.parametrize(
+    "name,words",
+    [
+        ("truncated.dcm", ["truncated"]),
+        ("header_only.dcm", ["no pixel data"]),
+        ("empty.dcm", ["empty (0 bytes)"]),
+        ("notdicom.dcm", ["not a DICOM"]),
+        ("truncated.nii.gz", ["truncated"]),
+        ("truncated.nii", ["truncated"]),
+        ("empty.nii.gz", ["empty"]),
+        ("bomb.nii", ["4000 x 4000 x 4000", "memory"]),
+        ("bomb.mha", ["4000 x 4000 x 4000", "memory"]),
+    ],
+)
 def test_damaged_images_are_one_line(npe2_pm, damaged, name, words):
     started = time.perf_counter()
     fails(damaged / name, *words)
@@ -391,12 +432,24 @@ def test_a_full_disk_leaves_nothing_half_written(result_folder, tmp_path):
     """)
     xray = read(result_folder)[0]
     meta = tmp_path / "meta.json"
-    meta.write_text(json.dumps({"metadata": {"result": xray[1]["metadata"]["result"],
-                                             "trajectory": xray[1]["metadata"]["trajectory"] * 20}}))
+    meta.write_text(
+        json.dumps(
+            {
+                "metadata": {
+                    "result": xray[1]["metadata"]["result"],
+                    "trajectory": xray[1]["metadata"]["trajectory"] * 20,
+                }
+            }
+        )
+    )
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-c", script, str(meta), str(out)], capture_output=True,
-                          encoding="utf-8", timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(meta), str(out)],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REFUSED")]
     assert len(lines) == 2 and all("File too large" in line for line in lines), proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -407,9 +460,13 @@ def test_a_full_disk_leaves_nothing_half_written(result_folder, tmp_path):
 def test_animate_refuses_absurd_sizes_before_rendering(result_folder, tmp_path, monkeypatch):
     from napari_xvr.animate import animate_result
 
-    for kwargs, words in (({"max_frames": 10**9}, "--max_frames"), ({"max_size": 0}, "--max_size"),
-                          ({"max_frames": 0}, "--max_frames"), ({"fps": 0}, "--fps"),
-                          ({"path": tmp_path / "a.txt"}, "gif")):
+    for kwargs, words in (
+        ({"max_frames": 10**9}, "--max_frames"),
+        ({"max_size": 0}, "--max_size"),
+        ({"max_frames": 0}, "--max_frames"),
+        ({"fps": 0}, "--fps"),
+        ({"path": tmp_path / "a.txt"}, "gif"),
+    ):
         with pytest.raises(XvrInputError, match=words):
             animate_result(result_folder, kwargs.pop("path", tmp_path / "a.gif"), **kwargs)
     folder = tmp_path / "long"
@@ -448,8 +505,9 @@ def test_sample_data_needs_no_network(tmp_path):
         print("OK", kind, lkind, ct.shape == labels.shape)
     """)
     env = {**os.environ, "NAPARI_XVR_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, encoding="utf-8",
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, encoding="utf-8", env=env, timeout=300
+    )
     assert "OK image labels True" in proc.stdout, proc.stdout + proc.stderr
 
 

@@ -16,12 +16,26 @@ from napari_xvr.register.pipeline import plan_outputs
 
 
 def xvr(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
-                          capture_output=True, encoding="utf-8", errors="replace", timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=600,
+    )
 
 
-@pytest.mark.parametrize("name,stem", [(".dcm", "_dcm"), ("a.dcm", "a"), ("a.b.DCM", "a.b"),
-                                       (".png", "_png"), ("noext", "noext"), ("..", "__")])
+@pytest.mark.parametrize(
+    "name,stem",
+    [
+        (".dcm", "_dcm"),
+        ("a.dcm", "a"),
+        ("a.b.DCM", "a.b"),
+        (".png", "_png"),
+        ("noext", "noext"),
+        ("..", "__"),
+    ],
+)
 def test_a_stem_is_never_empty(name, stem):
     assert xray_stem(name) == stem
 
@@ -65,14 +79,27 @@ def test_cli_keeps_the_users_files_and_every_result(tricky_folder, example_volum
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("the user's own file")
-    args = ("register", "dicom", first, second, "-v", example_volume[0], "-o", out, "--init_only",
-            "--verbose", "0")
+    args = (
+        "register",
+        "dicom",
+        first,
+        second,
+        "-v",
+        example_volume[0],
+        "-o",
+        out,
+        "--init_only",
+        "--verbose",
+        "0",
+    )
     run = xvr(*args)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (out / "notes.txt").read_text() == "the user's own file"
     assert sorted(p.name for p in out.iterdir()) == ["_dcm", "in1_a", "in2_a", "notes.txt"]
-    sources = {json.loads((out / n / "result.json").read_text())["inputs"]["xray"]
-               for n in ("_dcm", "in1_a", "in2_a")}
+    sources = {
+        json.loads((out / n / "result.json").read_text())["inputs"]["xray"]
+        for n in ("_dcm", "in1_a", "in2_a")
+    }
     assert len(sources) == 3
     before = (out / "in1_a" / "result.json").read_text()
     # the same run again is refused in one line before any work, and nothing changes

@@ -10,14 +10,34 @@ import sys
 
 
 def xvr(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "napari_xvr.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, encoding="utf-8", errors="replace", timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "napari_xvr.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def register(xrays, volume, out, cwd=None, env=None):
-    return xvr("register", "fixed", *xrays, "-v", volume, "-o", out, "--rot", "0,0,0",
-               "--xyz", "0,850,0", "--init_only", cwd=cwd, env=env)
+    return xvr(
+        "register",
+        "fixed",
+        *xrays,
+        "-v",
+        volume,
+        "-o",
+        out,
+        "--rot",
+        "0,0,0",
+        "--xyz",
+        "0,850,0",
+        "--init_only",
+        cwd=cwd,
+        env=env,
+    )
 
 
 def test_odd_names_symlinks_and_the_same_file_twice(synthetic_cases, example_volume, tmp_path):
@@ -37,8 +57,7 @@ def test_odd_names_symlinks_and_the_same_file_twice(synthetic_cases, example_vol
 def test_relative_output_through_a_symlinked_folder(synthetic_cases, example_volume, tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "linked").symlink_to(tmp_path / "real")
-    proc = register([synthetic_cases[0] / "xray_000.dcm"], example_volume[0], "linked/sub",
-                    cwd=tmp_path)
+    proc = register([synthetic_cases[0] / "xray_000.dcm"], example_volume[0], "linked/sub", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "real" / "sub" / "xray_000" / "result.json").is_file()
     assert (tmp_path / "linked").is_symlink()
@@ -57,8 +76,9 @@ def test_a_tilde_output_means_home(synthetic_cases, example_volume, tmp_path):
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
-    proc = register([synthetic_cases[0] / "xray_000.dcm"], example_volume[0], "~/res", cwd=work,
-                    env={"HOME": str(home)})
+    proc = register(
+        [synthetic_cases[0] / "xray_000.dcm"], example_volume[0], "~/res", cwd=work, env={"HOME": str(home)}
+    )
     assert proc.returncode == 0, proc.stderr
     assert not (work / "~").exists()
     assert (home / "res" / "xray_000" / "result.json").is_file()

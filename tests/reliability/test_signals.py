@@ -15,17 +15,37 @@ def _default_sigint() -> None:
 
 
 @pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_mid_run_leaves_whole_results_only(synthetic_cases, example_volume, tmp_path,
-                                                    signum, status):
+def test_a_signal_mid_run_leaves_whole_results_only(
+    synthetic_cases, example_volume, tmp_path, signum, status
+):
     folder, truth = synthetic_cases
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "napari_xvr.cli", "register", "dicom", str(folder), "-v",
-         str(example_volume[0]), "-o", str(out), "--renderer", "trilinear", "--verbose", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+        [
+            sys.executable,
+            "-m",
+            "napari_xvr.cli",
+            "register",
+            "dicom",
+            str(folder),
+            "-v",
+            str(example_volume[0]),
+            "-o",
+            str(out),
+            "--renderer",
+            "trilinear",
+            "--verbose",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
         # as from an interactive shell: a job started in the background of a script inherits
         # SIGINT ignored, and Python then installs no KeyboardInterrupt handler
-        preexec_fn=_default_sigint)
+        preexec_fn=_default_sigint,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not list(out.glob("xray_*")):
         time.sleep(0.05)

@@ -28,41 +28,44 @@ def _nothing_written(out: Path) -> None:
     assert not out.exists() or not any(out.iterdir()), sorted(out.iterdir())
 
 
-@pytest.mark.parametrize("kw,words", [
-    ({"batch_size": 0}, "--batch_size 0"),
-    ({"n_total_itrs": -3}, "--n_total_itrs -3"),
-    ({"lr": 0.0}, "--lr 0"),
-    ({"lr": 1e30}, "--lr 1e+30"),
-    ({"height": 0}, "--height 0"),
-    ({"height": 8}, "--height 8"),
-    ({"height": 20000}, "--height 20000"),
-    ({"r1": (10, 5)}, "--r1 10 5"),
-    ({"r1": (-1e30, 1e30)}, "--r1"),
-    ({"tx": (float("nan"), 3)}, "--tx nan 3"),
-    ({"ty": (1e9, 2e9)}, "--ty"),
-    ({"n_grad_accum_itrs": 0}, "--n_grad_accum_itrs 0"),
-    ({"n_save_every_itrs": 0}, "--n_save_every_itrs 0"),
-    ({"n_warmup_itrs": -1}, "--n_warmup_itrs -1"),
-    ({"delx": 0.0}, "--delx 0"),
-    ({"sdd": -1.0}, "--sdd -1"),
-    ({"sdd": float("inf")}, "--sdd inf"),
-    ({"unit_conversion_factor": 1e12}, "--unit_conversion_factor"),
-    ({"voxel_shift": 1e9}, "--voxel_shift"),
-    ({"n_samples": 1}, "--n_samples 1"),
-    ({"n_samples": 10**9}, "--n_samples"),
-    ({"num_workers": -1}, "--num_workers -1"),
-    ({"n_drr_every_itrs": -1}, "--n_drr_every_itrs -1"),
-    ({"seed": -1}, "--seed -1"),
-    ({"seed": 10**20}, "--seed"),
-    ({"parameterization": "euler_angles", "convention": "QQQ"}, "--convention 'QQQ'"),
-    ({"parameterization": "euler_angles", "convention": "ZZX"}, "--convention 'ZZX'"),
-    ({"weight_ncc": 0.0, "weight_geo": 0.0, "weight_dice": 0.0, "weight_haus": 0.0}, "all 0"),
-    ({"geodesic_only": True, "weight_geo": 0.0}, "--geodesic_only"),
-    ({"batch_size": "8"}, "--batch_size '8'"),
-    ({"height": 32.5}, "--height 32.5"),
-    ({"lr": None}, "--lr None"),
-    ({"pretrained": "yes"}, "--pretrained 'yes'"),
-])
+@pytest.mark.parametrize(
+    "kw,words",
+    [
+        ({"batch_size": 0}, "--batch_size 0"),
+        ({"n_total_itrs": -3}, "--n_total_itrs -3"),
+        ({"lr": 0.0}, "--lr 0"),
+        ({"lr": 1e30}, "--lr 1e+30"),
+        ({"height": 0}, "--height 0"),
+        ({"height": 8}, "--height 8"),
+        ({"height": 20000}, "--height 20000"),
+        ({"r1": (10, 5)}, "--r1 10 5"),
+        ({"r1": (-1e30, 1e30)}, "--r1"),
+        ({"tx": (float("nan"), 3)}, "--tx nan 3"),
+        ({"ty": (1e9, 2e9)}, "--ty"),
+        ({"n_grad_accum_itrs": 0}, "--n_grad_accum_itrs 0"),
+        ({"n_save_every_itrs": 0}, "--n_save_every_itrs 0"),
+        ({"n_warmup_itrs": -1}, "--n_warmup_itrs -1"),
+        ({"delx": 0.0}, "--delx 0"),
+        ({"sdd": -1.0}, "--sdd -1"),
+        ({"sdd": float("inf")}, "--sdd inf"),
+        ({"unit_conversion_factor": 1e12}, "--unit_conversion_factor"),
+        ({"voxel_shift": 1e9}, "--voxel_shift"),
+        ({"n_samples": 1}, "--n_samples 1"),
+        ({"n_samples": 10**9}, "--n_samples"),
+        ({"num_workers": -1}, "--num_workers -1"),
+        ({"n_drr_every_itrs": -1}, "--n_drr_every_itrs -1"),
+        ({"seed": -1}, "--seed -1"),
+        ({"seed": 10**20}, "--seed"),
+        ({"parameterization": "euler_angles", "convention": "QQQ"}, "--convention 'QQQ'"),
+        ({"parameterization": "euler_angles", "convention": "ZZX"}, "--convention 'ZZX'"),
+        ({"weight_ncc": 0.0, "weight_geo": 0.0, "weight_dice": 0.0, "weight_haus": 0.0}, "all 0"),
+        ({"geodesic_only": True, "weight_geo": 0.0}, "--geodesic_only"),
+        ({"batch_size": "8"}, "--batch_size '8'"),
+        ({"height": 32.5}, "--height 32.5"),
+        ({"lr": None}, "--lr None"),
+        ({"pretrained": "yes"}, "--pretrained 'yes'"),
+    ],
+)
 def test_every_number_is_checked_in_python(kw, words):
     with pytest.raises(XvrInputError) as info:
         TrainConfig(volpath="ct.nii.gz", outpath="run", **{**TINY, **kw}).check_geometry()
@@ -126,8 +129,9 @@ def files(example_volume, tmp_path_factory):
 def finished_run(example_volume, tmp_path_factory):
     """A finished 2-iteration run (checkpoints 0000 at itr 0, 0001 at itr 2)."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    config = TrainConfig(volpath=str(example_volume[0]), outpath=str(out), n_total_itrs=2,
-                         n_save_every_itrs=2, **TINY)
+    config = TrainConfig(
+        volpath=str(example_volume[0]), outpath=str(out), n_total_itrs=2, n_save_every_itrs=2, **TINY
+    )
     done = run_training(train(config))
     assert done.itr == 2
     return out
@@ -138,26 +142,35 @@ def _config(files, out, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("kw,words", [
-    ({"maskpath": "small"}, ["small.nii.gz", "shape", "resample"]),
-    ({"maskpath": "shifted"}, ["shifted.nii.gz", "grid"]),
-    ({"maskpath": "zero"}, ["zero.nii.gz", "empty"]),
-    ({"maskpath": "negative"}, ["negative.nii.gz", "negative"]),
-    ({"volpath": "air"}, ["air.nii.gz", "constant"]),
-    ({"volpath": "missing"}, ["missing.nii.gz", "no such"]),
-    ({"warp": "garbage"}, ["--warp", "garbage.tfm", "cannot read"]),
-    ({"warp": "scale"}, ["--warp", "scale.tfm", "scales"]),
-    ({"warp": "bspline"}, ["--warp", "bspline.tfm", "BSplineTransform"]),
-    ({"warp": "flat"}, ["--warp", "flat.tfm", "3D"]),
-    ({"warp": "folder"}, ["--warp", "folder"]),
-    ({"ty": (-10, 10)}, ["--ty -10 10", "--sdd"]),
-    ({"ty": (900, 1100)}, ["--ty 900 1100"]),
-    ({"tx": (-5000, 5000)}, ["--tx -5000 5000"]),
-    ({"batch_size": 10**7}, ["--batch_size 10000000", "GiB"]),
-])
+@pytest.mark.parametrize(
+    "kw,words",
+    [
+        ({"maskpath": "small"}, ["small.nii.gz", "shape", "resample"]),
+        ({"maskpath": "shifted"}, ["shifted.nii.gz", "grid"]),
+        ({"maskpath": "zero"}, ["zero.nii.gz", "empty"]),
+        ({"maskpath": "negative"}, ["negative.nii.gz", "negative"]),
+        ({"volpath": "air"}, ["air.nii.gz", "constant"]),
+        ({"volpath": "missing"}, ["missing.nii.gz", "no such"]),
+        ({"warp": "garbage"}, ["--warp", "garbage.tfm", "cannot read"]),
+        ({"warp": "scale"}, ["--warp", "scale.tfm", "scales"]),
+        ({"warp": "bspline"}, ["--warp", "bspline.tfm", "BSplineTransform"]),
+        ({"warp": "flat"}, ["--warp", "flat.tfm", "3D"]),
+        ({"warp": "folder"}, ["--warp", "folder"]),
+        ({"ty": (-10, 10)}, ["--ty -10 10", "--sdd"]),
+        ({"ty": (900, 1100)}, ["--ty 900 1100"]),
+        ({"tx": (-5000, 5000)}, ["--tx -5000 5000"]),
+        ({"batch_size": 10**7}, ["--batch_size 10000000", "GiB"]),
+    ],
+)
 def test_a_run_refuses_bad_inputs_before_writing(files, tmp_path, kw, words):
-    kw = {k: (files.get(v, tmp_path / f"{v}.nii.gz") if k in ("maskpath", "volpath", "warp")
-              and isinstance(v, str) else v) for k, v in kw.items()}
+    kw = {
+        k: (
+            files.get(v, tmp_path / f"{v}.nii.gz")
+            if k in ("maskpath", "volpath", "warp") and isinstance(v, str)
+            else v
+        )
+        for k, v in kw.items()
+    }
     if kw.get("warp") == tmp_path / "folder.nii.gz":
         kw["warp"] = tmp_path
     kw = {k: str(v) if isinstance(v, Path) else v for k, v in kw.items()}
@@ -171,8 +184,14 @@ def test_a_run_refuses_bad_inputs_before_writing(files, tmp_path, kw, words):
 
 
 def test_a_good_warp_and_mask_are_accepted(files, finished_run, tmp_path):
-    config = _config(files, tmp_path / "run", maskpath=str(files["mask"]), warp=str(files["rigid"]),
-                     ckptpath=str(finished_run / "0001.pth"), n_total_itrs=1)
+    config = _config(
+        files,
+        tmp_path / "run",
+        maskpath=str(files["mask"]),
+        warp=str(files["rigid"]),
+        ckptpath=str(finished_run / "0001.pth"),
+        n_total_itrs=1,
+    )
     assert run_training(train(config)).itr == 1
 
 
@@ -206,12 +225,15 @@ def _edited(finished_run, tmp_path, change) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kw,words", [
-    ({"parameterization": "euler_angles"}, ["--parameterization quaternion_adjugate"]),
-    ({"norm_layer": "groupnorm"}, ["--norm_layer groupnorm1"]),
-    ({"unit_conversion_factor": 1.0}, ["--unit_conversion_factor 1000"]),
-    ({"reuse_optimizer": True, "n_total_itrs": 2}, ["--reuse_optimizer", "--n_total_itrs above 2"]),
-])
+@pytest.mark.parametrize(
+    "kw,words",
+    [
+        ({"parameterization": "euler_angles"}, ["--parameterization quaternion_adjugate"]),
+        ({"norm_layer": "groupnorm"}, ["--norm_layer groupnorm1"]),
+        ({"unit_conversion_factor": 1.0}, ["--unit_conversion_factor 1000"]),
+        ({"reuse_optimizer": True, "n_total_itrs": 2}, ["--reuse_optimizer", "--n_total_itrs above 2"]),
+    ],
+)
 def test_finetune_from_an_incompatible_model_is_refused(files, finished_run, tmp_path, kw, words):
     out = tmp_path / "run"
     with pytest.raises(XvrInputError) as info:
@@ -220,15 +242,18 @@ def test_finetune_from_an_incompatible_model_is_refused(files, finished_run, tmp
     _nothing_written(out)
 
 
-@pytest.mark.parametrize("change,words", [
-    (lambda c: c.update(model_state_dict=[1, 2], weights_sha256=None), ["model_state_dict"]),
-    (lambda c: c.pop("optimizer_state_dict"), ["optimizer_state_dict"]),
-    (lambda c: c.update(itr="x"), ["itr='x'"]),
-    (lambda c: c.update(rng=[{"torch": 1}]), ["rng"]),
-    (lambda c: c["config"].update(batch_size="abc"), ["--batch_size 'abc'"]),
-    (lambda c: c["config"].update(lr=None), ["--lr None"]),
-    (lambda c: c["config"].update(ty=[2000, 3000]), ["--ty 2000 3000"]),
-])
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        (lambda c: c.update(model_state_dict=[1, 2], weights_sha256=None), ["model_state_dict"]),
+        (lambda c: c.pop("optimizer_state_dict"), ["optimizer_state_dict"]),
+        (lambda c: c.update(itr="x"), ["itr='x'"]),
+        (lambda c: c.update(rng=[{"torch": 1}]), ["rng"]),
+        (lambda c: c["config"].update(batch_size="abc"), ["--batch_size 'abc'"]),
+        (lambda c: c["config"].update(lr=None), ["--lr None"]),
+        (lambda c: c["config"].update(ty=[2000, 3000]), ["--ty 2000 3000"]),
+    ],
+)
 def test_restart_from_a_damaged_checkpoint_is_refused(finished_run, tmp_path, change, words):
     path = _edited(finished_run, tmp_path, change)
     out = tmp_path / "elsewhere"
@@ -258,8 +283,15 @@ def test_restart_never_writes_where_a_stored_outpath_points(finished_run, tmp_pa
 
 # ------------------------------------------------------------------ the CLI: one line, exit 2
 def _cli(*args, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run([*XVR, *map(str, args)], env=ENV, capture_output=True, encoding="utf-8",
-                          errors="replace", timeout=240, **popen)
+    return subprocess.run(
+        [*XVR, *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=240,
+        **popen,
+    )
 
 
 def _error_line(run: subprocess.CompletedProcess) -> str:
@@ -270,8 +302,11 @@ def _error_line(run: subprocess.CompletedProcess) -> str:
 
 def test_cli_refuses_a_mask_on_another_grid_before_writing(files, tmp_path):
     out = tmp_path / "run"
-    line = _error_line(_cli("train", "-v", files["ct"], "-m", files["small"], "-o", out,
-                            "--n_total_itrs", 2, *cli_args(TINY)))
+    line = _error_line(
+        _cli(
+            "train", "-v", files["ct"], "-m", files["small"], "-o", out, "--n_total_itrs", 2, *cli_args(TINY)
+        )
+    )
     assert "small.nii.gz" in line and "resample" in line
     _nothing_written(out)
 
@@ -283,13 +318,23 @@ def _file_size_limit(limit: int):
 
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # the default kills; the CLI must handle it
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
 def test_cli_on_a_file_size_limit_refuses_before_writing(files, tmp_path):
     out = tmp_path / "run"
-    run = _cli("train", "-v", files["ct"], "-o", out, "--n_total_itrs", 2, *cli_args(TINY),
-               preexec_fn=_file_size_limit(200_000))
+    run = _cli(
+        "train",
+        "-v",
+        files["ct"],
+        "-o",
+        out,
+        "--n_total_itrs",
+        2,
+        *cli_args(TINY),
+        preexec_fn=_file_size_limit(200_000),
+    )
     line = _error_line(run)
     assert "0000.pth" in line and "file-size limit" in line
     _nothing_written(out)

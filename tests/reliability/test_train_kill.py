@@ -24,8 +24,20 @@ N, EVERY = 40, 4  # room after the restart's first new checkpoint: the SIGTERM m
 
 
 def _args(ct, out) -> list[str]:
-    return ["train", "-v", str(ct), "-o", str(out), "--n_total_itrs", str(N), "--n_save_every_itrs",
-            str(EVERY), "--verbose", "0", *cli_args(TINY)]
+    return [
+        "train",
+        "-v",
+        str(ct),
+        "-o",
+        str(out),
+        "--n_total_itrs",
+        str(N),
+        "--n_save_every_itrs",
+        str(EVERY),
+        "--verbose",
+        "0",
+        *cli_args(TINY),
+    ]
 
 
 def _itrs_saved(out: Path) -> list[int]:
@@ -34,8 +46,15 @@ def _itrs_saved(out: Path) -> list[int]:
 
 def _start_and_signal(args, out: Path, signum, after_itr: int) -> subprocess.Popen:
     """Start `xvr args`, send `signum` once a checkpoint past `after_itr` is on disk."""
-    proc = subprocess.Popen([*XVR, *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, encoding="utf-8", errors="replace")
+    proc = subprocess.Popen(
+        [*XVR, *args],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         names = [p.name for p in out.glob("[0-9]*.pth")] if out.is_dir() else []
@@ -63,8 +82,7 @@ def _whole(out: Path) -> None:
 def test_kill_terminate_restart_reproduces_an_uninterrupted_run(example_volume, tmp_path):
     ct, _ = example_volume
     straight = tmp_path / "straight"
-    run = subprocess.run([*XVR, *_args(ct, straight)], env=ENV, capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run([*XVR, *_args(ct, straight)], env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
 
     out = tmp_path / "killed"
@@ -73,16 +91,20 @@ def test_kill_terminate_restart_reproduces_an_uninterrupted_run(example_volume, 
     resumed_at = max(_itrs_saved(out))
     assert 0 < resumed_at < N
 
-    proc = _start_and_signal(["restart", "-c", str(out), "--verbose", "0"], out, signal.SIGTERM,
-                             resumed_at)
+    proc = _start_and_signal(["restart", "-c", str(out), "--verbose", "0"], out, signal.SIGTERM, resumed_at)
     err = proc.stderr.read()
     assert proc.returncode == 143, err[-2000:]
     assert "Traceback" not in err and "Terminated" in err
     _whole(out)
     assert resumed_at < max(_itrs_saved(out)) < N
 
-    run = subprocess.run([*XVR, "restart", "-c", str(out), "--verbose", "0"], env=ENV,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [*XVR, "restart", "-c", str(out), "--verbose", "0"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     _whole(out)
     rows = _rows(out)
@@ -91,7 +113,12 @@ def test_kill_terminate_restart_reproduces_an_uninterrupted_run(example_volume, 
     assert max(_itrs_saved(out)) == N
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    again = subprocess.run([*XVR, "restart", "-c", str(out), "--verbose", "0"], env=ENV,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [*XVR, "restart", "-c", str(out), "--verbose", "0"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 2 and "the run is finished" in again.stderr, again.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -17,10 +17,9 @@ from napari_xvr.simulate.cases import make_realistic_cases
 def test_a_case_reads_back_with_its_truth(tmp_path, anatomy):
     if anatomy == "skull":
         pytest.importorskip("totalsegmentator", reason="pip install --no-deps TotalSegmentator")
-    truth_path = make_realistic_cases(tmp_path / "cases", anatomy, 1, seed=0,
-                                      cache=tmp_path / "volumes")
+    truth_path = make_realistic_cases(tmp_path / "cases", anatomy, 1, seed=0, cache=tmp_path / "volumes")
     truth = json.loads(truth_path.read_text())
-    (name, case), = truth["cases"].items()
+    ((name, case),) = truth["cases"].items()
     xray = read_xray(tmp_path / "cases" / f"{name}.dcm")
     assert xray.intrinsics.height == case["intrinsics"]["height"]
     image = np.asarray(xray.image, dtype=np.float64)

@@ -38,8 +38,9 @@ def subject(example_volume):
     return read_volume(example_volume[0], example_volume[1], orientation="AP")
 
 
-@pytest.mark.parametrize("rot, xyz", [([25, -10, 5], [10, 850, -15]), ([90, 5, 0], [0, 800, 20]),
-                                      ([180, 0, 3], [-5, 900, 0])])
+@pytest.mark.parametrize(
+    "rot, xyz", [([25, -10, 5], [10, 850, -15]), ([90, 5, 0], [0, 800, 20]), ([180, 0, 3], [-5, 900, 0])]
+)
 def test_projector_matches_diffdrrs_geometry(subject, example_volume, rot, xyz):
     """The same pose and detector give the same line-integral image as DiffDRR's Siddon DRR
     (non-square pixels, an offset principal point); a mirrored or flipped image does not."""
@@ -116,8 +117,9 @@ def test_every_factor_alone_and_all(grid):
     intr = Intrinsics(sdd=1020.0, height=64, width=64, delx=6.4, dely=6.4)
 
     def make(realism, acquisition=None, seed=1):
-        return simulate_xray(grid, pose, intr, np.random.default_rng(seed), realism=realism,
-                             acquisition=acquisition)
+        return simulate_xray(
+            grid, pose, intr, np.random.default_rng(seed), realism=realism, acquisition=acquisition
+        )
 
     plain = make(Realism.none()).bone_bright()
     assert np.array_equal(make(Realism.every()).pixels, make(Realism.every()).pixels)
@@ -136,8 +138,9 @@ def test_every_factor_alone_and_all(grid):
 def test_collimated_border_is_bright_and_recorded(grid):
     pose = pose_from_zxy([0, 0, 0], [0, 850, 0]).matrix[0].double().numpy()
     intr = Intrinsics(sdd=1020.0, height=64, width=64, delx=6.4, dely=6.4)
-    xray = simulate_xray(grid, pose, intr, np.random.default_rng(2),
-                         realism=Realism.only("collimator"), shutter_chance=0.0)
+    xray = simulate_xray(
+        grid, pose, intr, np.random.default_rng(2), realism=Realism.only("collimator"), shutter_chance=0.0
+    )
     image = xray.bone_bright()
     assert xray.field is not None and 0.3 < xray.field.mean() < 0.99
     assert np.median(image[~xray.field]) > np.percentile(image[xray.field], 90)

@@ -27,8 +27,12 @@ class XvrStyleRegressor(torch.nn.Module):
 
     def forward(self, x):
         f = self.backbone(x)
-        return convert(self.rot_regression(f), 1000 * self.xyz_regression(f), convention=self.convention,
-                       parameterization=self.parameterization)
+        return convert(
+            self.rot_regression(f),
+            1000 * self.xyz_regression(f),
+            convention=self.convention,
+            parameterization=self.parameterization,
+        )
 
 
 def _xvr_checkpoint(path, parameterization="quaternion_adjugate"):
@@ -36,15 +40,39 @@ def _xvr_checkpoint(path, parameterization="quaternion_adjugate"):
     net = XvrStyleRegressor("test_resnet", parameterization, "ZXY", "groupnorm1", 32).eval()
     optim = torch.optim.Adam(net.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.StepLR(optim, 10)
-    config = {"volpath": "/data/ct.nii.gz", "maskpath": None, "outpath": "/models", "alphamin": -30.0,
-              "alphamax": 30.0, "sdd": 1020.0, "height": 32, "delx": 12.8, "orientation": "AP",
-              "reverse_x_axis": True, "unit_conversion_factor": 1000.0,
-              "parameterization": parameterization, "convention": "ZXY",
-              "model_name": "test_resnet", "pretrained": False, "norm_layer": "groupnorm1",
-              "patch_size": None, "weights": None, "lr": 1e-3}
-    torch.save({"model_state_dict": net.state_dict(), "optimizer_state_dict": optim.state_dict(),
-                "scheduler_state_dict": sched.state_dict(), "itr": 1000, "model_number": 1,
-                "date": datetime.datetime(2025, 3, 1, 12, 0), "config": config}, path)
+    config = {
+        "volpath": "/data/ct.nii.gz",
+        "maskpath": None,
+        "outpath": "/models",
+        "alphamin": -30.0,
+        "alphamax": 30.0,
+        "sdd": 1020.0,
+        "height": 32,
+        "delx": 12.8,
+        "orientation": "AP",
+        "reverse_x_axis": True,
+        "unit_conversion_factor": 1000.0,
+        "parameterization": parameterization,
+        "convention": "ZXY",
+        "model_name": "test_resnet",
+        "pretrained": False,
+        "norm_layer": "groupnorm1",
+        "patch_size": None,
+        "weights": None,
+        "lr": 1e-3,
+    }
+    torch.save(
+        {
+            "model_state_dict": net.state_dict(),
+            "optimizer_state_dict": optim.state_dict(),
+            "scheduler_state_dict": sched.state_dict(),
+            "itr": 1000,
+            "model_number": 1,
+            "date": datetime.datetime(2025, 3, 1, 12, 0),
+            "config": config,
+        },
+        path,
+    )
     return net
 
 
@@ -61,8 +89,15 @@ def test_xvr_checkpoint_loads_safely_and_predicts_identically(tmp_path, paramete
 
 
 def test_our_checkpoint_is_plain_weights_only(tmp_path):
-    path = save_checkpoint(tmp_path / "a.pth", {"model_state_dict": {"w": torch.ones(2)}, "itr": 3,
-                                                "config": {"x": 1}, "date": "2025-01-01T00:00:00"})
+    path = save_checkpoint(
+        tmp_path / "a.pth",
+        {
+            "model_state_dict": {"w": torch.ones(2)},
+            "itr": 3,
+            "config": {"x": 1},
+            "date": "2025-01-01T00:00:00",
+        },
+    )
     assert torch.load(path, weights_only=True)["itr"] == 3
     assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left behind
 

@@ -25,8 +25,23 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
     ct, mask = train_volume
     out = tmp_path / "model"
-    args = [XVR, "train", "-v", str(ct), "-m", str(mask), "-o", str(out), "--n_total_itrs", "16",
-            "--n_save_every_itrs", "2", "--verbose", "0", *cli_args(TINY)]
+    args = [
+        XVR,
+        "train",
+        "-v",
+        str(ct),
+        "-m",
+        str(mask),
+        "-o",
+        str(out),
+        "--n_total_itrs",
+        "16",
+        "--n_save_every_itrs",
+        "2",
+        "--verbose",
+        "0",
+        *cli_args(TINY),
+    ]
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.glob("0*.pth"))) < 3 and proc.poll() is None:
@@ -39,8 +54,14 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
     resumed_at = max(torch.load(p, weights_only=True)["itr"] for p in out.glob("*.pth"))
     assert 0 < resumed_at < 16
 
-    run = subprocess.run([XVR, "restart", "-c", str(out), "--verbose", "0"], env=ENV, capture_output=True,
-                         encoding="utf-8", errors="replace", timeout=300)
+    run = subprocess.run(
+        [XVR, "restart", "-c", str(out), "--verbose", "0"],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     with open(out / "losses.csv") as handle:
         assert [int(r["itr"]) for r in csv.DictReader(handle)] == list(range(16))
@@ -50,10 +71,32 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
     cases, truth = synthetic_cases
     first = sorted(truth["cases"])[0]
     reg = tmp_path / "registered"
-    run = subprocess.run([XVR, "register", "model", str(cases / f"{first}.dcm"), "-c", str(final),
-                          "-v", str(ct), "-o", str(reg), "--scales", "8", "--n_itrs", "5", "--verbose", "0",
-                          "--antipodal"],
-                         env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    run = subprocess.run(
+        [
+            XVR,
+            "register",
+            "model",
+            str(cases / f"{first}.dcm"),
+            "-c",
+            str(final),
+            "-v",
+            str(ct),
+            "-o",
+            str(reg),
+            "--scales",
+            "8",
+            "--n_itrs",
+            "5",
+            "--verbose",
+            "0",
+            "--antipodal",
+        ],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((reg / first / "result.json").read_text())
     assert result["initialization"]["type"] == "model"
@@ -67,11 +110,34 @@ def test_the_fast_renderer_trains_from_the_cli(train_volume, tmp_path):
     """`--renderer fast` (napari-xvr's renderer) reaches training, the label terms included."""
     ct, mask = train_volume
     out = tmp_path / "fast"
-    run = subprocess.run([XVR, "train", "-v", str(ct), "-m", str(mask), "-o", str(out),
-                          "--n_total_itrs", "2", "--n_save_every_itrs", "2", "--verbose", "0",
-                          "--renderer", "fast", "--weight_dice", "0.5", *cli_args(TINY)],
-                         env=ENV, capture_output=True, encoding="utf-8", errors="replace",
-                         timeout=300)
+    run = subprocess.run(
+        [
+            XVR,
+            "train",
+            "-v",
+            str(ct),
+            "-m",
+            str(mask),
+            "-o",
+            str(out),
+            "--n_total_itrs",
+            "2",
+            "--n_save_every_itrs",
+            "2",
+            "--verbose",
+            "0",
+            "--renderer",
+            "fast",
+            "--weight_dice",
+            "0.5",
+            *cli_args(TINY),
+        ],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     final = torch.load(max(out.glob("*.pth")), weights_only=True)
     assert final["itr"] == 2 and final["config"]["renderer"] == "fast", final["config"]
@@ -79,14 +145,33 @@ def test_the_fast_renderer_trains_from_the_cli(train_volume, tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, train_volume):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
-    run = subprocess.run([XVR, "restart", "-c", str(tmp_path / "bad.pth")], env=ENV, capture_output=True,
-                         encoding="utf-8", errors="replace", timeout=120)
+    run = subprocess.run(
+        [XVR, "restart", "-c", str(tmp_path / "bad.pth")],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+    )
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0
     assert "not a torch.save archive" in run.stderr
     ct, _ = train_volume
-    run = subprocess.run([XVR, "train", "-v", str(ct), "-o", str(tmp_path / "o"),
-                          *cli_args({**TINY, "parameterization": "rotation_7d"})],
-                         env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=120)
+    run = subprocess.run(
+        [
+            XVR,
+            "train",
+            "-v",
+            str(ct),
+            "-o",
+            str(tmp_path / "o"),
+            *cli_args({**TINY, "parameterization": "rotation_7d"}),
+        ],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+    )
     assert run.returncode == 2 and "parameterization" in run.stderr
 
 
@@ -94,10 +179,34 @@ def test_torchrun_two_cpu_processes_gloo(train_volume, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     ct, _ = train_volume
     out = tmp_path / "ddp"
-    run = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", XVR, "train", "-v", str(ct),
-                          "-o", str(out), "--n_total_itrs", "4", "--n_save_every_itrs", "10",
-                          "--verbose", "0", "--device", "cpu", *cli_args(TINY)],
-                         env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    run = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            XVR,
+            "train",
+            "-v",
+            str(ct),
+            "-o",
+            str(out),
+            "--n_total_itrs",
+            "4",
+            "--n_save_every_itrs",
+            "10",
+            "--verbose",
+            "0",
+            "--device",
+            "cpu",
+            *cli_args(TINY),
+        ],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     ckpts = sorted(out.glob("*.pth"))
     assert [p.name for p in ckpts] == ["0000.pth", "0001.pth"]  # rank 0 alone writes

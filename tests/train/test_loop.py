@@ -24,8 +24,14 @@ from napari_xvr.train import (
 
 def test_train_events_and_exact_resume(train_volume, tmp_path):
     ct, mask = train_volume
-    config = TrainConfig(volpath=str(ct), maskpath=str(mask), outpath=str(tmp_path / "run"),
-                         n_total_itrs=6, n_save_every_itrs=3, **TINY)
+    config = TrainConfig(
+        volpath=str(ct),
+        maskpath=str(mask),
+        outpath=str(tmp_path / "run"),
+        n_total_itrs=6,
+        n_save_every_itrs=3,
+        **TINY,
+    )
     events = list(train(config))
     assert isinstance(events[0], TrainStarted) and isinstance(events[-1], TrainDone)
     steps = [e for e in events if isinstance(e, TrainStep)]
@@ -36,8 +42,16 @@ def test_train_events_and_exact_resume(train_volume, tmp_path):
     assert steps[1].drr is None
     assert all(0 <= s.dice <= 1 and s.geo > 0 and torch.isfinite(torch.tensor(s.loss)) for s in steps)
     ckpt = torch.load(saved[1].path, weights_only=True)  # plain weights_only, no allow-list needed
-    assert {"model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "itr", "rng", "config",
-            "date", "grads"} <= set(ckpt) and ckpt["itr"] == 3
+    assert {
+        "model_state_dict",
+        "optimizer_state_dict",
+        "scheduler_state_dict",
+        "itr",
+        "rng",
+        "config",
+        "date",
+        "grads",
+    } <= set(ckpt) and ckpt["itr"] == 3
     assert ckpt["grads"], "itr 3 is mid-accumulation: the pending gradients must be saved"
     with open(tmp_path / "run" / "losses.csv") as handle:
         logged = [float(r["loss"]) for r in csv.DictReader(handle)]
@@ -54,8 +68,9 @@ def test_train_events_and_exact_resume(train_volume, tmp_path):
 
 def test_stop_token_checkpoints_and_finishes(train_volume, tmp_path):
     ct, _ = train_volume
-    config = TrainConfig(volpath=str(ct), outpath=str(tmp_path / "run"), n_total_itrs=50,
-                         n_save_every_itrs=100, **TINY)
+    config = TrainConfig(
+        volpath=str(ct), outpath=str(tmp_path / "run"), n_total_itrs=50, n_save_every_itrs=100, **TINY
+    )
     stop, seen = StopToken(), []
     for event in train(config, stop):
         seen.append(event)
@@ -70,24 +85,37 @@ def test_finetune_with_warp_runs(train_volume, tmp_path):
     import SimpleITK as sitk
 
     ct, _ = train_volume
-    base = TrainConfig(volpath=str(ct), outpath=str(tmp_path / "a"), n_total_itrs=1, n_save_every_itrs=5,
-                       **TINY)
+    base = TrainConfig(
+        volpath=str(ct), outpath=str(tmp_path / "a"), n_total_itrs=1, n_save_every_itrs=5, **TINY
+    )
     first = run_training(train(base))
-    sitk.WriteTransform(sitk.Euler3DTransform((0, 0, 0), 0.0, 0.0, 0.05, (2.0, 0.0, 0.0)),
-                        str(tmp_path / "w.tfm"))
-    tuned = TrainConfig(volpath=str(ct), outpath=str(tmp_path / "b"), n_total_itrs=2, n_save_every_itrs=5,
-                        ckptpath=str(first.path), warp=str(tmp_path / "w.tfm"), invert=True, **TINY)
+    sitk.WriteTransform(
+        sitk.Euler3DTransform((0, 0, 0), 0.0, 0.0, 0.05, (2.0, 0.0, 0.0)), str(tmp_path / "w.tfm")
+    )
+    tuned = TrainConfig(
+        volpath=str(ct),
+        outpath=str(tmp_path / "b"),
+        n_total_itrs=2,
+        n_save_every_itrs=5,
+        ckptpath=str(first.path),
+        warp=str(tmp_path / "w.tfm"),
+        invert=True,
+        **TINY,
+    )
     done = run_training(train(tuned))
     assert done.itr == 2 and done.path.exists()
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"r1": (30, -30)}, "r1"),
-    ({"parameterization": "rotation_7d"}, "parameterization"),
-    ({"p_augmentation": 2.0}, "p_augmentation"),
-    ({"reuse_optimizer": True}, "ckptpath"),
-    ({"batch_size": 0}, "batch_size"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"r1": (30, -30)}, "r1"),
+        ({"parameterization": "rotation_7d"}, "parameterization"),
+        ({"p_augmentation": 2.0}, "p_augmentation"),
+        ({"reuse_optimizer": True}, "ckptpath"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
 def test_bad_config_is_clear(bad, match):
     kw = {**TINY, **bad}
     with pytest.raises(XvrInputError, match=match):

@@ -22,8 +22,13 @@ from napari_xvr.train.loss import chamfer_distance, hausdorff_loss
 
 def _trainer(tmp_path, ct, mask=None, **over) -> Trainer:
     kw = {**TINY, "p_augmentation": 0.0, **over}
-    config = TrainConfig(volpath=str(ct), maskpath=None if mask is None else str(mask),
-                         outpath=str(tmp_path / "run"), n_total_itrs=4, **kw)
+    config = TrainConfig(
+        volpath=str(ct),
+        maskpath=None if mask is None else str(mask),
+        outpath=str(tmp_path / "run"),
+        n_total_itrs=4,
+        **kw,
+    )
     return Trainer(config)
 
 
@@ -58,8 +63,14 @@ def test_geodesic_only_renders_no_prediction_drrs(train_volume, tmp_path, monkey
 
 def test_geodesic_only_run_yields_steps_without_pred(train_volume, tmp_path):
     ct, _ = train_volume
-    config = TrainConfig(volpath=str(ct), outpath=str(tmp_path / "g"), n_total_itrs=2,
-                         n_save_every_itrs=5, geodesic_only=True, **TINY)
+    config = TrainConfig(
+        volpath=str(ct),
+        outpath=str(tmp_path / "g"),
+        n_total_itrs=2,
+        n_save_every_itrs=5,
+        geodesic_only=True,
+        **TINY,
+    )
     steps = [e for e in loop_module.train(config) if isinstance(e, loop_module.TrainStep)]
     assert [s.itr for s in steps] == [0, 1] and steps[0].drr is not None and steps[0].pred is None
 
@@ -115,7 +126,7 @@ def test_hausdorff_loss_measures_distance():
     region[..., 3, 3] = True
     dist = chamfer_distance(region, max_distance=4)
     assert dist[0, 0, 3, 6] == 3 and dist[0, 0, 0, 0] == 4  # exact to the cap, capped beyond it
-    assert dist[0, 0, 2, 2] == pytest.approx(2 ** 0.5)
+    assert dist[0, 0, 2, 2] == pytest.approx(2**0.5)
 
 
 def test_reverse_x_axis_defaults_to_xvrs_false():
@@ -126,8 +137,19 @@ def test_reverse_x_axis_defaults_to_xvrs_false():
 
 
 def _parse(*args: str) -> dict:
-    required = ["-v", ".", "-o", "out", "--sdd", "1020", "--height", "32", "--delx", "2",
-                *(w for k in ("r1", "r2", "r3", "tx", "ty", "tz") for w in (f"--{k}", "-1", "1"))]
+    required = [
+        "-v",
+        ".",
+        "-o",
+        "out",
+        "--sdd",
+        "1020",
+        "--height",
+        "32",
+        "--delx",
+        "2",
+        *(w for k in ("r1", "r2", "r3", "tx", "ty", "tz") for w in (f"--{k}", "-1", "1")),
+    ]
     ctx = train_command.make_context("train", [*required, *args])
     return ctx.params
 
@@ -161,8 +183,19 @@ def test_n_points_is_a_hidden_alias_of_n_samples(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop_module, "train", fake_train)
     monkeypatch.setattr("napari_xvr.cli.train._run", lambda events, verbose: list(events))
-    base = ["-v", str(tmp_path), "-o", str(tmp_path / "o"), "--sdd", "1020", "--height", "32",
-            "--delx", "2", *(w for k in ("r1", "r2", "r3", "tx", "ty", "tz") for w in (f"--{k}", "-1", "1"))]
+    base = [
+        "-v",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "o"),
+        "--sdd",
+        "1020",
+        "--height",
+        "32",
+        "--delx",
+        "2",
+        *(w for k in ("r1", "r2", "r3", "tx", "ty", "tz") for w in (f"--{k}", "-1", "1")),
+    ]
     train_command.main([*base, "--n_points", "64"], standalone_mode=False)
     assert seen["config"].n_samples == 64
     train_command.main(base, standalone_mode=False)

@@ -19,13 +19,27 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _xvr(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([XVR, *map(str, args)], env=ENV, capture_output=True, encoding="utf-8",
-                          errors="replace", timeout=300)
+    return subprocess.run(
+        [XVR, *map(str, args)], env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=300
+    )
 
 
 def _train(ct, out, itrs=4, *extra) -> subprocess.CompletedProcess:
-    return _xvr("train", "-v", ct, "-o", out, "--n_total_itrs", itrs, "--n_save_every_itrs", 2,
-                "--verbose", 0, *cli_args(TINY), *extra)
+    return _xvr(
+        "train",
+        "-v",
+        ct,
+        "-o",
+        out,
+        "--n_total_itrs",
+        itrs,
+        "--n_save_every_itrs",
+        2,
+        "--verbose",
+        0,
+        *cli_args(TINY),
+        *extra,
+    )
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -48,8 +48,9 @@ def _hide(option: click.Option, hidden: set[str]) -> None:
 
 def kebab_aliases(command: click.Command, epilog: bool = True) -> click.Command:
     """Give every ``--x_y`` option of `command` the alias ``--x-y``; returns `command`."""
-    taken = {name for p in command.params if isinstance(p, click.Option)
-             for name in (*p.opts, *p.secondary_opts)}
+    taken = {
+        name for p in command.params if isinstance(p, click.Option) for name in (*p.opts, *p.secondary_opts)
+    }
     for param in command.params:
         if not isinstance(param, click.Option):
             continue
@@ -67,5 +68,9 @@ def kebab_aliases(command: click.Command, epilog: bool = True) -> click.Command:
 
 def all_names(command: click.Command) -> dict[str, str]:
     """Every option name the parser accepts -> the parameter it sets (for tests and checks)."""
-    return {name: p.name for p in command.params if isinstance(p, click.Option)
-            for name in (*p.opts, *p.secondary_opts)}
+    return {
+        name: p.name
+        for p in command.params
+        if isinstance(p, click.Option)
+        for name in (*p.opts, *p.secondary_opts)
+    }

@@ -15,16 +15,29 @@ from ._help import CONTEXT, SectionedCommand, UserPath, section
 @click.argument("outpath", type=UserPath(path_type=Path), required=False)
 @section(
     "Series options",
-    click.option("--series", "series_uid", type=str, default=None,
-                 help="SeriesInstanceUID to convert when the folder holds several "
-                 "(default: the series with the most slices)"),
-    click.option("--list", "list_only", is_flag=True,
-                 help="List the series found in INPATH (UID, slice count) and exit"),
-    click.option("--overwrite/--no-overwrite", default=False,
-                 help="Replace OUTPATH if it exists (otherwise it is refused before reading)"),
+    click.option(
+        "--series",
+        "series_uid",
+        type=str,
+        default=None,
+        help="SeriesInstanceUID to convert when the folder holds several "
+        "(default: the series with the most slices)",
+    ),
+    click.option(
+        "--list",
+        "list_only",
+        is_flag=True,
+        help="List the series found in INPATH (UID, slice count) and exit",
+    ),
+    click.option(
+        "--overwrite/--no-overwrite",
+        default=False,
+        help="Replace OUTPATH if it exists (otherwise it is refused before reading)",
+    ),
 )
-def dcm2nii(inpath: Path, outpath: Path | None, series_uid: str | None, list_only: bool,
-            overwrite: bool) -> None:
+def dcm2nii(
+    inpath: Path, outpath: Path | None, series_uid: str | None, list_only: bool, overwrite: bool
+) -> None:
     """Convert a DICOMDIR to a NIfTI file.
 
     INPATH is a folder of DICOM slices (searched recursively when it holds none itself), a
@@ -58,8 +71,9 @@ def dcm2nii(inpath: Path, outpath: Path | None, series_uid: str | None, list_onl
             ".nii.gz, .nii, .nrrd or .mha"
         )
     if outpath.exists() and not overwrite:
-        raise XvrInputError(f"{outpath} already exists; pass --overwrite to replace it, or give "
-                            "another OUTPATH")
+        raise XvrInputError(
+            f"{outpath} already exists; pass --overwrite to replace it, or give another OUTPATH"
+        )
     image = read_dicom_series(inpath, series_uid)
     _check_volume(image, inpath, _validate)
     write_volume(image, outpath)

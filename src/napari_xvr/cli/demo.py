@@ -14,22 +14,43 @@ from ._help import CONTEXT, UserPath
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("-o", "--outpath", type=UserPath(), default="demo-out", show_default=True,
-              help="Folder for the example volume, the synthetic X-rays and the results")
-@click.option("-n", "--n_xrays", type=int, default=3, show_default=True,
-              help="How many synthetic X-rays to make and register")
+@click.option(
+    "-o",
+    "--outpath",
+    type=UserPath(),
+    default="demo-out",
+    show_default=True,
+    help="Folder for the example volume, the synthetic X-rays and the results",
+)
+@click.option(
+    "-n",
+    "--n_xrays",
+    type=int,
+    default=3,
+    show_default=True,
+    help="How many synthetic X-rays to make and register",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random C-arm poses")
 @click.option("--device", type=str, default="auto", show_default=True, help="Compute device")
-@click.option("--renderer", type=str, default=None,
-              help="Registration renderer (default: the register commands' default)")
+@click.option(
+    "--renderer",
+    type=str,
+    default=None,
+    help="Registration renderer (default: the register commands' default)",
+)
 @click.option("--verbose", type=click.IntRange(0, 3), default=1, show_default=True)
-@click.option("--overwrite/--no-overwrite", default=False,
-              help="Replace the results of an earlier demo in -o")
-@click.option("--realistic", type=click.Choice(ANATOMIES), default=None,
-              help="Realistic X-rays of this anatomy instead (an independent projector, a tube "
-              "spectrum through HU-derived materials, scatter, noise, vendor processing, "
-              "collimators, annotations; needs the [simulate] extra, and for head and skull "
-              "TotalSegmentator's brain atlas: pip install --no-deps TotalSegmentator)")
+@click.option(
+    "--overwrite/--no-overwrite", default=False, help="Replace the results of an earlier demo in -o"
+)
+@click.option(
+    "--realistic",
+    type=click.Choice(ANATOMIES),
+    default=None,
+    help="Realistic X-rays of this anatomy instead (an independent projector, a tube "
+    "spectrum through HU-derived materials, scatter, noise, vendor processing, "
+    "collimators, annotations; needs the [simulate] extra, and for head and skull "
+    "TotalSegmentator's brain atlas: pip install --no-deps TotalSegmentator)",
+)
 def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite, realistic):
     """Make synthetic X-ray DICOMs of the bundled chest CT, `register dicom` them, print errors.
 
@@ -54,8 +75,11 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite, realistic
     out = Path(outpath)
     cases = out / "xrays"
     truth_path = cases / "truth.json"
-    made = truth_path.exists() and len(json.loads(truth_path.read_text())["cases"]) == n_xrays \
+    made = (
+        truth_path.exists()
+        and len(json.loads(truth_path.read_text())["cases"]) == n_xrays
         and json.loads(truth_path.read_text()).get("anatomy") == realistic
+    )
     if realistic:
         if not made:
             click.echo(f"simulating {n_xrays} realistic {realistic} X-rays into {cases} ...")
@@ -71,8 +95,15 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite, realistic
     spec = VolumeSpec(ct, mask, device=device)
     if renderer:
         spec.renderer = renderer
-    events = register_files([cases], spec, DicomInitializer(), out / "results", RegistrationOptions(),
-                            Preprocessing(), overwrite=overwrite)
+    events = register_files(
+        [cases],
+        spec,
+        DicomInitializer(),
+        out / "results",
+        RegistrationOptions(),
+        Preprocessing(),
+        overwrite=overwrite,
+    )
     written = run_with_progress(events, verbose)
     fiducials = np.asarray(truth["fiducials_mm"])
     errors, seconds = [], []
@@ -85,12 +116,16 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite, realistic
         final = evaluate_poses(true, result_pose(res.to_json()), fiducials, intr)
         errors.append(final.mtre)
         seconds.append(res.runtime_s)
-        click.echo(f"{stem}: mTRE {init.mtre:6.2f} -> {final.mtre:.3f} mm  "
-                   f"(mPE {final.mpe:.3f} mm, rotation {final.rotation_error_deg:.3f} deg) "
-                   f"in {res.runtime_s:.1f} s; {verdict_text(res)}")
+        click.echo(
+            f"{stem}: mTRE {init.mtre:6.2f} -> {final.mtre:.3f} mm  "
+            f"(mPE {final.mpe:.3f} mm, rotation {final.rotation_error_deg:.3f} deg) "
+            f"in {res.runtime_s:.1f} s; {verdict_text(res)}"
+        )
     errors = np.asarray(errors)
-    click.echo(f"mTRE median {np.median(errors):.3f} mm, max {errors.max():.3f} mm, under 1 mm: "
-               f"{int((errors < 1).sum())}/{len(errors)}; {np.mean(seconds):.1f} s per X-ray")
+    click.echo(
+        f"mTRE median {np.median(errors):.3f} mm, max {errors.max():.3f} mm, under 1 mm: "
+        f"{int((errors < 1).sum())}/{len(errors)}; {np.mean(seconds):.1f} s per X-ray"
+    )
 
 
 def _simulate(cases: Path, anatomy: str, n: int, seed: int, volumes: Path) -> None:
@@ -98,13 +133,20 @@ def _simulate(cases: Path, anatomy: str, n: int, seed: int, volumes: Path) -> No
     from ..simulate.cases import make_realistic_cases
 
     try:
-        make_realistic_cases(cases, anatomy, n, seed, cache=volumes,
-                             progress=lambda i, t, name: click.echo(f"  {i}/{t} {name}"))
+        make_realistic_cases(
+            cases,
+            anatomy,
+            n,
+            seed,
+            cache=volumes,
+            progress=lambda i, t, name: click.echo(f"  {i}/{t} {name}"),
+        )
     except ImportError as error:
         raise click.ClickException(
             f"--realistic needs the simulator's packages ({error}): pip install "
             "'napari-xvr[simulate]' (and for head or skull: pip install --no-deps "
-            "TotalSegmentator)") from None
+            "TotalSegmentator)"
+        ) from None
 
 
 COMMANDS = [demo]

@@ -32,8 +32,9 @@ class XvrGroup(click.Group):
             sys.exit(2)
         except KeyboardInterrupt as err:
             how = "Terminated" if isinstance(err, Terminated) else "Interrupted"
-            click.echo(f"{how}; finished results are kept whole and nothing half-written was left "
-                       "behind.", err=True)
+            click.echo(
+                f"{how}; finished results are kept whole and nothing half-written was left behind.", err=True
+            )
             sys.exit(143 if isinstance(err, Terminated) else 130)
 
 
@@ -51,8 +52,7 @@ def main():
 def _attach() -> None:
     from . import animate, dcm2nii, demo, evaluate, export, register, register_model, track, train
 
-    for module in (train, register, register_model, track, animate, dcm2nii, evaluate, export,
-                   demo):
+    for module in (train, register, register_model, track, animate, dcm2nii, evaluate, export, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -31,38 +31,55 @@ def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
                     bar.close()
                 if verbose >= 2:
                     starts = f", from {event.n_starts} starts" if event.n_starts > 1 else ""
-                    _line(tag, f"  stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
-                          f"detector ({event.height}x{event.width} px{starts})")
-                bar = tqdm(total=event.max_itrs, desc=f"  stage {event.index}", ncols=90,
-                           leave=verbose >= 2, disable=verbose < 1 or bool(tag))
+                    _line(
+                        tag,
+                        f"  stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
+                        f"detector ({event.height}x{event.width} px{starts})",
+                    )
+                bar = tqdm(
+                    total=event.max_itrs,
+                    desc=f"  stage {event.index}",
+                    ncols=90,
+                    leave=verbose >= 2,
+                    disable=verbose < 1 or bool(tag),
+                )
             elif isinstance(event, Step):
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"sim={event.similarity:.4f}")
                 if verbose >= 3:
                     r1, r2, r3, tx, ty, tz = event.params
-                    _line(tag, f"    itr {event.itr:4d} sim {event.similarity:.5f} "
-                          f"rot {r1:7.2f} {r2:7.2f} {r3:7.2f} xyz {tx:7.1f} {ty:7.1f} "
-                          f"{tz:7.1f} {_rates(event)}")
+                    _line(
+                        tag,
+                        f"    itr {event.itr:4d} sim {event.similarity:.5f} "
+                        f"rot {r1:7.2f} {r2:7.2f} {r3:7.2f} xyz {tx:7.1f} {ty:7.1f} "
+                        f"{tz:7.1f} {_rates(event)}",
+                    )
             elif isinstance(event, Done):
                 if bar is not None:
                     bar.close()
                     bar = None
             elif isinstance(event, Retrying):
                 if verbose >= 1:
-                    _line(tag, f"  {verdict_text_of(event.verdict)}: retrying from "
-                          f"{event.starts} more starts (--multistart auto)")
+                    _line(
+                        tag,
+                        f"  {verdict_text_of(event.verdict)}: retrying from "
+                        f"{event.starts} more starts (--multistart auto)",
+                    )
             elif isinstance(event, MirrorCheck | SetupCheck):
                 if event.warns:  # shown whatever the verbosity: the result is suspect
-                    click.echo(f"{tag}  Warning: {event.message(prefix.split('] ')[-1] or 'the X-ray')}",
-                               err=True)
+                    click.echo(
+                        f"{tag}  Warning: {event.message(prefix.split('] ')[-1] or 'the X-ray')}", err=True
+                    )
             elif isinstance(event, Written):
                 written.append(event)
                 if verbose >= 1:
                     res = event.result
                     sim = "n/a" if res.similarity is None else f"{res.similarity:.4f}"
-                    click.echo(f"{tag}  -> {event.path}  similarity {sim}, {res.iterations} itrs, "
-                               f"{res.runtime_s:.1f} s; {verdict_text(res)}")
+                    click.echo(
+                        f"{tag}  -> {event.path}  similarity {sim}, {res.iterations} itrs, "
+                        f"{res.runtime_s:.1f} s; {verdict_text(res)}"
+                    )
     finally:
         if bar is not None:
             bar.close()
@@ -111,8 +128,9 @@ def verdict_counts(written) -> dict:
 def summary(written, noun: str = "result") -> str:
     """One line: how many results (or frames, ...) are ok, suspect and failed."""
     counts = verdict_counts(written)
-    return (f"{len(written)} {noun}(s): {counts['ok']} ok, {counts['suspect']} suspect, "
-            f"{counts['failed']} failed")
+    return (
+        f"{len(written)} {noun}(s): {counts['ok']} ok, {counts['suspect']} suspect, {counts['failed']} failed"
+    )
 
 
 def _line(tag: str, text: str) -> None:

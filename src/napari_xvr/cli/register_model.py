@@ -14,19 +14,33 @@ from .upstream_args import UpstreamCompatibleCommand
 @XRAY_ARG
 @section(
     "Required options",
-    click.option("-c", "--ckptpath", type=UserPath(exists=True), required=True,
-                 help="Checkpoint of a pretrained pose regressor (napari-xvr's or xvr's)"),
+    click.option(
+        "-c",
+        "--ckptpath",
+        type=UserPath(exists=True),
+        required=True,
+        help="Checkpoint of a pretrained pose regressor (napari-xvr's or xvr's)",
+    ),
     *REQUIRED,
 )
 @section(
     "Model options",
-    click.option("--warp", type=UserPath(exists=True), default=None,
-                 help="Rigid ITK transform (.tfm/.mat/.h5) mapping the CT to the model's template frame"),
-    click.option("--invert/--no-invert", default=False, show_default=True,
-                 help="Whether to invert the warp or not"),
-    click.option("--antipodal/--no-antipodal", default=False, show_default=True,
-                 help="Also try xvr's antipode of the predicted pose (ZXY angles a, b, c -> 180-a, "
-                 "-b, c) and start from the one whose DRR is more similar to the X-ray"),
+    click.option(
+        "--warp",
+        type=UserPath(exists=True),
+        default=None,
+        help="Rigid ITK transform (.tfm/.mat/.h5) mapping the CT to the model's template frame",
+    ),
+    click.option(
+        "--invert/--no-invert", default=False, show_default=True, help="Whether to invert the warp or not"
+    ),
+    click.option(
+        "--antipodal/--no-antipodal",
+        default=False,
+        show_default=True,
+        help="Also try xvr's antipode of the predicted pose (ZXY angles a, b, c -> 180-a, "
+        "-b, c) and start from the one whose DRR is more similar to the X-ray",
+    ),
 )
 @common
 def model(**kw):
@@ -39,15 +53,25 @@ def model(**kw):
     ctx = click.get_current_context()
     explicit_flip = ctx.get_parameter_source("reverse_x_axis") == ParameterSource.COMMANDLINE
     init = ModelInitializer(
-        kw["ckptpath"], kw["volume"], kw["warp"], kw["invert"], kw["antipodal"],
-        reverse_x_axis=kw["reverse_x_axis"] if explicit_flip else None, crop=kw["crop"],
-        subtract_background=kw["subtract_background"], linearize=kw["linearize"], device=kw["device"],
+        kw["ckptpath"],
+        kw["volume"],
+        kw["warp"],
+        kw["invert"],
+        kw["antipodal"],
+        reverse_x_axis=kw["reverse_x_axis"] if explicit_flip else None,
+        crop=kw["crop"],
+        subtract_background=kw["subtract_background"],
+        linearize=kw["linearize"],
+        device=kw["device"],
     )
     if init.mirrored:
         flag = "--reverse_x_axis" if init.reverse_x_axis else "--no-reverse_x_axis"
-        click.echo(f"Warning: {flag} contradicts the checkpoint's reverse_x_axis="
-                   f"{bool(init.spec['reverse_x_axis'])}: the X-ray is mirrored for the model "
-                   "(omit the option to follow the checkpoint)", err=True)
+        click.echo(
+            f"Warning: {flag} contradicts the checkpoint's reverse_x_axis="
+            f"{bool(init.spec['reverse_x_axis'])}: the X-ray is mirrored for the model "
+            "(omit the option to follow the checkpoint)",
+            err=True,
+        )
     _run(init, kw)  # the renderer's flip and orientation follow the checkpoint unless given
 
 

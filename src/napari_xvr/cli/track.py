@@ -36,33 +36,64 @@ _NOT_FOR_TRACK = {  # options of `xvr register` that a tracked sequence cannot t
 
 def tracking_options():
     return (
-        click.option("--track_scales", type=str, default=T["track_scales"].ours, show_default=True,
-                     help="Scales of each frame after the first (the first uses --scales): the "
-                     "previous pose is close, so the frame's own resolution alone is enough"),
-        click.option("--track_itrs", type=str, default=T["track_itrs"].ours, show_default=True,
-                     help="Maximum LM iterations per scale of each frame after the first (it "
-                     "stops on convergence, after 2-4 on smooth motion)"),
-        click.option("--predict", type=click.Choice(PREDICTS), default=T["predict"].ours,
-                     show_default=True,
-                     help="Where a frame starts: 'none' the previous frame's pose, 'velocity' the "
-                     "previous frame's motion applied once more (constant velocity)"),
-        click.option("--hessian_every", type=click.IntRange(1, None),
-                     default=T["hessian_every"].ours, show_default=True,
-                     help="Each frame after the first reuses a recent frame's LM Hessian for its "
-                     "convergence test and uncertainty, and computes a new one at least every "
-                     "this many frames (the fast renderer: at the frame's first render, from its "
-                     "Jacobian; DiffDRR's: six renders at its optimum); 1: every frame its own "
-                     "(slower)"),
-        click.option("--smooth/--no-smooth", default=T["smooth"].ours, show_default=True,
-                     help="Also write poses_smoothed.csv: every frame's pose fused with the other "
-                     "frames' (a constant-velocity smoother whose motion noise is the sequence's "
-                     "maximum-likelihood value; each frame's covariance from its uncertainty), "
-                     "with its predicted mTRE; poses.csv keeps each frame's own pose"),
-        click.option("--start_frame", type=click.IntRange(0, None), default=0, show_default=True,
-                     help="The first frame to register (0-based); with `restart -r TRACKDIR` the "
-                     "run resumes there from that track's state after the frame before"),
-        click.option("--end_frame", type=click.IntRange(1, None), default=None,
-                     help="Stop before this frame (default: the last frame)"),
+        click.option(
+            "--track_scales",
+            type=str,
+            default=T["track_scales"].ours,
+            show_default=True,
+            help="Scales of each frame after the first (the first uses --scales): the "
+            "previous pose is close, so the frame's own resolution alone is enough",
+        ),
+        click.option(
+            "--track_itrs",
+            type=str,
+            default=T["track_itrs"].ours,
+            show_default=True,
+            help="Maximum LM iterations per scale of each frame after the first (it "
+            "stops on convergence, after 2-4 on smooth motion)",
+        ),
+        click.option(
+            "--predict",
+            type=click.Choice(PREDICTS),
+            default=T["predict"].ours,
+            show_default=True,
+            help="Where a frame starts: 'none' the previous frame's pose, 'velocity' the "
+            "previous frame's motion applied once more (constant velocity)",
+        ),
+        click.option(
+            "--hessian_every",
+            type=click.IntRange(1, None),
+            default=T["hessian_every"].ours,
+            show_default=True,
+            help="Each frame after the first reuses a recent frame's LM Hessian for its "
+            "convergence test and uncertainty, and computes a new one at least every "
+            "this many frames (the fast renderer: at the frame's first render, from its "
+            "Jacobian; DiffDRR's: six renders at its optimum); 1: every frame its own "
+            "(slower)",
+        ),
+        click.option(
+            "--smooth/--no-smooth",
+            default=T["smooth"].ours,
+            show_default=True,
+            help="Also write poses_smoothed.csv: every frame's pose fused with the other "
+            "frames' (a constant-velocity smoother whose motion noise is the sequence's "
+            "maximum-likelihood value; each frame's covariance from its uncertainty), "
+            "with its predicted mTRE; poses.csv keeps each frame's own pose",
+        ),
+        click.option(
+            "--start_frame",
+            type=click.IntRange(0, None),
+            default=0,
+            show_default=True,
+            help="The first frame to register (0-based); with `restart -r TRACKDIR` the "
+            "run resumes there from that track's state after the frame before",
+        ),
+        click.option(
+            "--end_frame",
+            type=click.IntRange(1, None),
+            default=None,
+            help="Stop before this frame (default: the last frame)",
+        ),
     )
 
 
@@ -76,15 +107,19 @@ def command(func):
         return func(**kw)
 
     decorated = section("Tracking options", *tracking_options())(checked)
-    for name, group in (("Logging options", LOGGING), ("Optimizer options", OPTIMIZER),
-                        ("Preprocessing options", PREPROCESSING),
-                        ("Intrinsics options", INTRINSICS), ("Renderer options", RENDERER),
-                        ("Required options", REQUIRED)):
+    for name, group in (
+        ("Logging options", LOGGING),
+        ("Optimizer options", OPTIMIZER),
+        ("Preprocessing options", PREPROCESSING),
+        ("Intrinsics options", INTRINSICS),
+        ("Renderer options", RENDERER),
+        ("Required options", REQUIRED),
+    ):
         decorated = section(name, *group)(decorated)
-    decorated = click.argument("sequence", nargs=-1, required=True,
-                               type=UserPath(exists=True))(decorated)
-    return track.command(cls=SectionedCommand, context_settings=CONTEXT,
-                         help=f"{inspect.getdoc(func)}\n\n{SEQUENCES_HELP}")(decorated)
+    decorated = click.argument("sequence", nargs=-1, required=True, type=UserPath(exists=True))(decorated)
+    return track.command(
+        cls=SectionedCommand, context_settings=CONTEXT, help=f"{inspect.getdoc(func)}\n\n{SEQUENCES_HELP}"
+    )(decorated)
 
 
 def _refuse_register_only(ctx: click.Context) -> None:
@@ -115,23 +150,48 @@ def _run(initializer, kw, state=None) -> None:
     from .register import exit_on_verdicts, follow_initializer
 
     options = registration_options(kw)
-    track_options = TrackOptions(kw["track_scales"], kw["track_itrs"], kw["predict"],
-                                 kw["start_frame"], kw["end_frame"], kw["hessian_every"],
-                                 kw["smooth"])
-    spec = VolumeSpec(kw["volume"], kw["mask"], kw["labels"], kw["orientation"], kw["renderer"],
-                      kw["reverse_x_axis"], kw["voxel_shift"], kw["device"], density=kw["density"])
+    track_options = TrackOptions(
+        kw["track_scales"],
+        kw["track_itrs"],
+        kw["predict"],
+        kw["start_frame"],
+        kw["end_frame"],
+        kw["hessian_every"],
+        kw["smooth"],
+    )
+    spec = VolumeSpec(
+        kw["volume"],
+        kw["mask"],
+        kw["labels"],
+        kw["orientation"],
+        kw["renderer"],
+        kw["reverse_x_axis"],
+        kw["voxel_shift"],
+        kw["device"],
+        density=kw["density"],
+    )
     spec = follow_initializer(spec, initializer)
     shard = join(kw["device"])  # under torchrun: this rank's device and share of the sequences
     spec.device = shard.device
     events = track_sequences(
-        kw["sequence"], spec, initializer, kw["outpath"], options, track_options,
+        kw["sequence"],
+        spec,
+        initializer,
+        kw["outpath"],
+        options,
+        track_options,
         Preprocessing(kw["subtract_background"], kw["linearize"]),
-        {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")}, kw["pattern"],
-        overwrite=kw["overwrite"], saveimg=kw["saveimg"], mirror_check=kw["mirror_check"],
-        trust_mm=kw["trust_mm"], retry_starts=AUTO_STARTS if kw["multistart"] == "auto" else 0,
-        state=state, shard=shard.part)
-    tracks = run_sharded(events, kw["verbose"], shard, run_track_with_progress, gather_tracks,
-                         tracks_summary)
+        {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
+        kw["pattern"],
+        overwrite=kw["overwrite"],
+        saveimg=kw["saveimg"],
+        mirror_check=kw["mirror_check"],
+        trust_mm=kw["trust_mm"],
+        retry_starts=AUTO_STARTS if kw["multistart"] == "auto" else 0,
+        state=state,
+        shard=shard.part,
+    )
+    tracks = run_sharded(events, kw["verbose"], shard, run_track_with_progress, gather_tracks, tracks_summary)
     exit_on_verdicts([frame for written in tracks for frame in written.frames], kw["exit_on"])
 
 
@@ -153,14 +213,22 @@ def run_track_with_progress(events, verbose: int = 1, tag: str = "") -> list:
                 if verbose >= 1 and (event.total > 1 or tag):
                     _line(tag, f"[{event.index + 1}/{event.total}] {event.name} -> {event.path}")
             elif isinstance(event, TrackStarted):
-                bar = tqdm(total=event.end - event.first, desc="frames", ncols=90, unit="frame",
-                           disable=verbose < 1 or bool(tag))
+                bar = tqdm(
+                    total=event.end - event.first,
+                    desc="frames",
+                    ncols=90,
+                    unit="frame",
+                    disable=verbose < 1 or bool(tag),
+                )
             elif isinstance(event, FrameDone):
                 bar.update(1)
                 bar.set_postfix_str(_frame_text(event.result, short=True))
                 if verbose >= 2:
-                    _line(tag, f"  frame {event.index}: {_frame_text(event.result)}, "
-                          f"{event.result.iterations} itrs, {event.seconds:.2f} s")
+                    _line(
+                        tag,
+                        f"  frame {event.index}: {_frame_text(event.result)}, "
+                        f"{event.result.iterations} itrs, {event.seconds:.2f} s",
+                    )
             elif isinstance(event, MirrorCheck) and event.mirrored_better:
                 click.echo(f"{tag}  Warning: {event.message('frame 0')}", err=True)
             elif isinstance(event, TrackWritten):
@@ -184,8 +252,10 @@ def tracks_summary(tracks) -> str:
     """The total of several tracks: '3 sequence(s), 24 frame(s): 24 ok, 0 suspect, 0 failed'."""
     stopped = sum(written.next_frame is not None for written in tracks)
     tail = f"; {stopped} stopped (see their lines for --start_frame)" if stopped else ""
-    return (f"{len(tracks)} sequence(s), "
-            f"{summary([frame for written in tracks for frame in written.frames], 'frame')}{tail}")
+    return (
+        f"{len(tracks)} sequence(s), "
+        f"{summary([frame for written in tracks for frame in written.frames], 'frame')}{tail}"
+    )
 
 
 def _frame_text(result, short: bool = False) -> str:
@@ -199,11 +269,12 @@ def _frame_text(result, short: bool = False) -> str:
 
 def _summary(event) -> str:
     counts = verdict_counts(event.frames)
-    tail = "" if event.next_frame is None else \
-        f"; stopped: resume with --start_frame {event.next_frame}"
-    return (f"-> {event.path}: {len(event.frames)} frame(s), {counts['ok']} ok, "
-            f"{counts['suspect']} suspect, {counts['failed']} failed{tail}"
-            f"{_smoothed_text(event.smoothed)}")
+    tail = "" if event.next_frame is None else f"; stopped: resume with --start_frame {event.next_frame}"
+    return (
+        f"-> {event.path}: {len(event.frames)} frame(s), {counts['ok']} ok, "
+        f"{counts['suspect']} suspect, {counts['failed']} failed{tail}"
+        f"{_smoothed_text(event.smoothed)}"
+    )
 
 
 def _smoothed_text(smoothed) -> str:
@@ -233,10 +304,13 @@ def dicom(**kw):
 @command
 @section(
     "Initial pose options",
-    click.option("--rot", type=str, required=True,
-                 help="Rotation, comma-separated (degrees for euler_angles), e.g. 0,0,0"),
-    click.option("--xyz", type=str, required=True,
-                 help="Translation in mm, comma-separated, e.g. 0,850,0"),
+    click.option(
+        "--rot",
+        type=str,
+        required=True,
+        help="Rotation, comma-separated (degrees for euler_angles), e.g. 0,0,0",
+    ),
+    click.option("--xyz", type=str, required=True, help="Translation in mm, comma-separated, e.g. 0,850,0"),
 )
 def fixed(**kw):
     """Initialize frame 0 from a fixed pose (--rot, --xyz)."""
@@ -248,11 +322,16 @@ def fixed(**kw):
 @command
 @section(
     "Initial pose options",
-    click.option("-r", "--previous", type=UserPath(exists=True), required=True,
-                 help="A previous result (its folder or result.json): frame --start_frame is "
-                 "registered in full from its pose; or a track folder (OUTDIR of `xvr track`): "
-                 "the run resumes at --start_frame from the state it recorded after the frame "
-                 "before, with the same poses"),
+    click.option(
+        "-r",
+        "--previous",
+        type=UserPath(exists=True),
+        required=True,
+        help="A previous result (its folder or result.json): frame --start_frame is "
+        "registered in full from its pose; or a track folder (OUTDIR of `xvr track`): "
+        "the run resumes at --start_frame from the state it recorded after the frame "
+        "before, with the same poses",
+    ),
 )
 def restart(**kw):
     """Initialize from a previous result, or resume a tracked sequence."""
@@ -265,8 +344,9 @@ def restart(**kw):
     previous = Path(kw["previous"])
     if (previous / "track.json").is_file():
         if kw["start_frame"] < 1:
-            raise XvrInputError(f"-r {previous} is a track: give --start_frame (>= 1), the frame "
-                                "to resume at")
+            raise XvrInputError(
+                f"-r {previous} is a track: give --start_frame (>= 1), the frame to resume at"
+            )
         _run(RestartInitializer(previous), kw, resume_state(previous, kw["start_frame"] - 1))
         return
     _run(RestartInitializer(previous), kw)

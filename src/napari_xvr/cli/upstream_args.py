@@ -42,8 +42,9 @@ def _numbers(args: list[str], start: int, limit: int | None = None) -> int:
 
 def _joined(option: str, words: list[str]) -> str:
     if option == "--patience" and len(set(words)) > 1:
-        raise XvrInputError(f"--patience {' '.join(words)}: napari-xvr takes one patience for every "
-                            "scale; give one number")
+        raise XvrInputError(
+            f"--patience {' '.join(words)}: napari-xvr takes one patience for every scale; give one number"
+        )
     return words[0] if option == "--patience" else ",".join(words)
 
 
@@ -90,8 +91,9 @@ def translate(command: click.Command, args: list[str]) -> list[str]:
         elif len(names) == 1 and len(positionals) == 1:
             out += [names[0], positionals[0]]
         elif positionals:
-            raise XvrInputError(f"unexpected argument(s) {' '.join(positionals)}: with --files, give "
-                                f"the X-rays after --files")
+            raise XvrInputError(
+                f"unexpected argument(s) {' '.join(positionals)}: with --files, give the X-rays after --files"
+            )
         out += files
     return out
 

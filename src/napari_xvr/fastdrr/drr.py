@@ -24,14 +24,37 @@ class FastDRR(DRR):
     ``reverse_x_axis=False``) come in through :func:`napari_xvr.render.make_drr`.
     """
 
-    def __init__(self, subject, sdd: float, height: int, delx: float, width: int | None = None,
-                 dely: float | None = None, x0: float = 0.0, y0: float = 0.0,
-                 reverse_x_axis: bool = True, voxel_shift: float = 0.5,
-                 samples_per_slice: int | str = "auto", slab_mm: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        subject,
+        sdd: float,
+        height: int,
+        delx: float,
+        width: int | None = None,
+        dely: float | None = None,
+        x0: float = 0.0,
+        y0: float = 0.0,
+        reverse_x_axis: bool = True,
+        voxel_shift: float = 0.5,
+        samples_per_slice: int | str = "auto",
+        slab_mm: float = 0.0,
+        **kwargs,
+    ):
         kwargs.pop("renderer", None)
-        super().__init__(subject, sdd, height, delx, width, dely, x0, y0,
-                         reverse_x_axis=reverse_x_axis, renderer="trilinear",
-                         voxel_shift=voxel_shift, **kwargs)
+        super().__init__(
+            subject,
+            sdd,
+            height,
+            delx,
+            width,
+            dely,
+            x0,
+            y0,
+            reverse_x_axis=reverse_x_axis,
+            renderer="trilinear",
+            voxel_shift=voxel_shift,
+            **kwargs,
+        )
         if samples_per_slice not in (1, 2, "auto"):
             raise ValueError(f"samples_per_slice must be 1, 2 or 'auto', not {samples_per_slice!r}")
         if not 0 <= voxel_shift <= 1:
@@ -142,6 +165,7 @@ class FastDRR(DRR):
         if samples == "auto":
             travel = float(torch.maximum(r_u.detach().abs().max(), r_v.detach().abs().max()))
             samples = 2 if travel > OBLIQUE else 1
-        total = march_slices(slices, coef.reshape(-1, 4), bounds.reshape(-1, 2),
-                             samples, self.occupied_along(axis, slab)).view(step.shape)
+        total = march_slices(
+            slices, coef.reshape(-1, 4), bounds.reshape(-1, 2), samples, self.occupied_along(axis, slab)
+        ).view(step.shape)
         return total * length / step.abs()

@@ -47,27 +47,42 @@ def _weights(s: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     return _hat_cdf(hi - offsets) - _hat_cdf(lo - offsets)
 
 
-def _march(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor, with_grad: bool,
-           offsets: tuple[float, ...] = (0.0,), span: tuple[int, int] | None = None):
+def _march(
+    slices: torch.Tensor,
+    coef: torch.Tensor,
+    bounds: torch.Tensor,
+    with_grad: bool,
+    offsets: tuple[float, ...] = (0.0,),
+    span: tuple[int, int] | None = None,
+):
     """(S, moments): S (R,) the slice sums; moments (2, R, 2) = (sum g, sum s g) or None.
     `span` ``(first, end)``: only those slices can be non-zero (the rest are skipped)."""
     n_rays = coef.shape[0]
     span = span or (0, slices.shape[0])
     if n_rays <= RAY_BLOCK * 3 // 2:
         return _march_block(slices, coef, bounds, with_grad, offsets, span)
-    parts = [_march_block(slices, coef[i:i + RAY_BLOCK], bounds[i:i + RAY_BLOCK], with_grad,
-                          offsets, span)
-             for i in range(0, n_rays, RAY_BLOCK)]
+    parts = [
+        _march_block(slices, coef[i : i + RAY_BLOCK], bounds[i : i + RAY_BLOCK], with_grad, offsets, span)
+        for i in range(0, n_rays, RAY_BLOCK)
+    ]
     total = torch.cat([part[0] for part in parts])
     moments = torch.cat([part[1] for part in parts], dim=1) if with_grad else None
     return total, moments
 
 
-def _march_block(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor, with_grad: bool,
-                 offsets: tuple[float, ...], span: tuple[int, int]):
+def _march_block(
+    slices: torch.Tensor,
+    coef: torch.Tensor,
+    bounds: torch.Tensor,
+    with_grad: bool,
+    offsets: tuple[float, ...],
+    span: tuple[int, int],
+):
     n_slices, n_rays = slices.shape[0], coef.shape[0]
-    lo_min, lo_max, hi_min, hi_max = (float(v) for v in torch.stack(
-        [bounds[:, 0].min(), bounds[:, 0].max(), bounds[:, 1].min(), bounds[:, 1].max()]))
+    lo_min, lo_max, hi_min, hi_max = (
+        float(v)
+        for v in torch.stack([bounds[:, 0].min(), bounds[:, 0].max(), bounds[:, 1].min(), bounds[:, 1].max()])
+    )
     # the slices any ray's hat weights reach (s in (lo - 1, hi + 1)), of those that hold anything
     first = max(span[0], math.floor(lo_min))
     end = min(span[1], n_slices, math.ceil(hi_max) + 1)
@@ -80,7 +95,7 @@ def _march_block(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor,
     for start in range(first, end, step):
         k = min(step, end - start)
         s = torch.arange(start, start + k, dtype=coef.dtype, device=coef.device)
-        chunk = slices[start:start + k]
+        chunk = slices[start : start + k]
         clipped = start - 1 < lo_max or start + k > hi_min  # a ray starts or ends in this chunk
         weights = _weights(s, bounds) if clipped else None
         if weights is not None and share != 1.0:
@@ -106,8 +121,14 @@ def _march_block(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor,
 
 class _SliceSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, coef: torch.Tensor, bounds: torch.Tensor, slices: torch.Tensor,
-                offsets: tuple[float, ...], span: tuple[int, int] | None) -> torch.Tensor:
+    def forward(
+        ctx,
+        coef: torch.Tensor,
+        bounds: torch.Tensor,
+        slices: torch.Tensor,
+        offsets: tuple[float, ...],
+        span: tuple[int, int] | None,
+    ) -> torch.Tensor:
         with_grad = ctx.needs_input_grad[0]
         total, moments = _march(slices, coef.detach(), bounds.detach(), with_grad, offsets, span)
         if with_grad:
@@ -118,18 +139,21 @@ class _SliceSum(torch.autograd.Function):
     def backward(ctx, grad_total: torch.Tensor):
         (moments,) = ctx.saved_tensors
         # coef columns: alpha_x, beta_x, alpha_y, beta_y ; moments[m, r, axis]
-        grad = torch.stack(
-            [moments[0, :, 0], moments[1, :, 0], moments[0, :, 1], moments[1, :, 1]], dim=-1
-        )
+        grad = torch.stack([moments[0, :, 0], moments[1, :, 0], moments[0, :, 1], moments[1, :, 1]], dim=-1)
         return grad * grad_total.unsqueeze(-1), None, None, None, None
 
 
 # where to sample a slice's hat-weighted segment: 1 point, or 2 (exact for quadratics: c^2 = 1/6)
-RULES = {1: (0.0,), 2: (-(1 / 6) ** 0.5, (1 / 6) ** 0.5)}
+RULES = {1: (0.0,), 2: (-((1 / 6) ** 0.5), (1 / 6) ** 0.5)}
 
 
-def march_slices(slices: torch.Tensor, coef: torch.Tensor, bounds: torch.Tensor,
-                 samples_per_slice: int = 1, span: tuple[int, int] | None = None) -> torch.Tensor:
+def march_slices(
+    slices: torch.Tensor,
+    coef: torch.Tensor,
+    bounds: torch.Tensor,
+    samples_per_slice: int = 1,
+    span: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """Sum over slices of bilinear samples along each ray, differentiable w.r.t. `coef`.
 
     `slices`: (n_slices, 1, H, W) volume, contiguous per slice; `coef`: (R, 4) rays as

@@ -30,8 +30,9 @@ def output_error(path: Path, err: OSError, atomic: bool = True) -> XvrOutputErro
     """The user's message for an OSError while writing `path` (the system's reason, the fix)."""
     reason = err.strerror or type(err).__name__
     tail = "; nothing half-written was left behind" if atomic else ""
-    return XvrOutputError(f"could not write {path}: {reason}. Free some disk space or choose another "
-                          f"output folder{tail}")
+    return XvrOutputError(
+        f"could not write {path}: {reason}. Free some disk space or choose another output folder{tail}"
+    )
 
 
 def _final_name(filename: str | None, tmp: Path, path: Path) -> Path:

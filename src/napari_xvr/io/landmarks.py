@@ -47,14 +47,17 @@ class Landmarks:
         if self.frame not in FRAMES:
             raise XvrInputError(f"{where}: frame {self.frame!r}; use one of {', '.join(FRAMES)}")
         if len(self.pixels) != len(self.points):
-            raise XvrInputError(f"{where}: {len(self.pixels)} X-ray points but {len(self.points)} "
-                                "volume points; give one volume point for each X-ray point")
+            raise XvrInputError(
+                f"{where}: {len(self.pixels)} X-ray points but {len(self.points)} "
+                "volume points; give one volume point for each X-ray point"
+            )
         if not (np.isfinite(self.pixels).all() and np.isfinite(self.points).all()):
-            raise XvrInputError(f"{where}: a coordinate is NaN or infinite; every point needs "
-                                "finite numbers")
+            raise XvrInputError(f"{where}: a coordinate is NaN or infinite; every point needs finite numbers")
         if len(self.pixels) < MIN_PAIRS:
-            raise XvrInputError(f"{where}: {len(self.pixels)} landmark pair(s); the pose needs at "
-                                f"least {MIN_PAIRS} (6 or more, spread over the anatomy, is better)")
+            raise XvrInputError(
+                f"{where}: {len(self.pixels)} landmark pair(s); the pose needs at "
+                f"least {MIN_PAIRS} (6 or more, spread over the anatomy, is better)"
+            )
         if not self.labels:
             self.labels = [str(i + 1) for i in range(len(self.pixels))]
 
@@ -68,17 +71,20 @@ class Landmarks:
         return pts - np.asarray(centre_ras, dtype=np.float64)
 
     def to_json(self) -> dict:
-        return {"frame": self.frame, "pairs": [
-            {"label": label, "xray": [float(c), float(r)], "volume": [float(v) for v in p]}
-            for label, (c, r), p in zip(self.labels, self.pixels, self.points, strict=True)]}
+        return {
+            "frame": self.frame,
+            "pairs": [
+                {"label": label, "xray": [float(c), float(r)], "volume": [float(v) for v in p]}
+                for label, (c, r), p in zip(self.labels, self.pixels, self.points, strict=True)
+            ],
+        }
 
 
 def _numbers(row: dict, names: tuple[str, ...], where: str) -> list[float]:
     try:
         return [float(row[n]) for n in names]
     except (KeyError, TypeError, ValueError) as err:
-        raise XvrInputError(f"{where}: a line lacks a number for {', '.join(names)} ({row})") \
-            from err
+        raise XvrInputError(f"{where}: a line lacks a number for {', '.join(names)} ({row})") from err
 
 
 def _read_csv(path: Path, names: tuple[str, ...]) -> tuple[list, list[str]]:
@@ -92,8 +98,10 @@ def _read_csv(path: Path, names: tuple[str, ...]) -> tuple[list, list[str]]:
     rows = [{k.strip().lower(): v for k, v in r.items() if k is not None} for r in rows]
     missing = [n for n in names if n not in rows[0]]
     if missing:
-        raise XvrInputError(f"{path}: no column {', '.join(missing)}; the header must name "
-                            f"{','.join(names)} (and optionally label)")
+        raise XvrInputError(
+            f"{path}: no column {', '.join(missing)}; the header must name "
+            f"{','.join(names)} (and optionally label)"
+        )
     values = [_numbers(r, names, str(path)) for r in rows]
     labels = [str(r.get("label") or "").strip() for r in rows]
     return values, labels if all(labels) else []
@@ -138,10 +146,15 @@ def read_volume_points(path, frame: str | None = None) -> tuple[np.ndarray, list
         points, labels, declared = _slicer_points(path, data)
         return np.asarray(points, dtype=np.float64), labels, declared
     if isinstance(data, dict) and "volume" in data:
-        return np.asarray(data["volume"], dtype=np.float64), list(data.get("labels") or []), \
-            data.get("frame", frame or "RAS")
-    raise XvrInputError(f"{path}: no volume points: give a 3D Slicer .mrk.json, a CSV x,y,z or "
-                        'JSON {"volume": [[x, y, z], ...]}')
+        return (
+            np.asarray(data["volume"], dtype=np.float64),
+            list(data.get("labels") or []),
+            data.get("frame", frame or "RAS"),
+        )
+    raise XvrInputError(
+        f"{path}: no volume points: give a 3D Slicer .mrk.json, a CSV x,y,z or "
+        'JSON {"volume": [[x, y, z], ...]}'
+    )
 
 
 def _exists(path: Path) -> None:
@@ -154,13 +167,17 @@ def _pair(path, pixels, pixel_labels, points, point_labels) -> tuple[list, list,
     if pixel_labels and point_labels:
         missing = [lb for lb in pixel_labels if lb not in point_labels]
         if missing:
-            raise XvrInputError(f"{path}: X-ray point(s) {', '.join(missing)} have no volume point "
-                                f"of that label (volume labels: {', '.join(point_labels)})")
+            raise XvrInputError(
+                f"{path}: X-ray point(s) {', '.join(missing)} have no volume point "
+                f"of that label (volume labels: {', '.join(point_labels)})"
+            )
         index = {lb: i for i, lb in enumerate(point_labels)}
         return list(pixels), [points[index[lb]] for lb in pixel_labels], list(pixel_labels)
     if len(pixels) != len(points):
-        raise XvrInputError(f"{path}: {len(pixels)} X-ray points but {len(points)} volume points; "
-                            "give as many (paired in order), or label both to pair them by label")
+        raise XvrInputError(
+            f"{path}: {len(pixels)} X-ray points but {len(points)} volume points; "
+            "give as many (paired in order), or label both to pair them by label"
+        )
     return list(pixels), list(points), list(pixel_labels or point_labels)
 
 
@@ -175,8 +192,9 @@ def read_landmarks(path, volume_points=None, frame: str | None = None) -> Landma
         else:
             data = _read_json(path)
             if not isinstance(data, dict) or "xray" not in data:
-                raise XvrInputError(f'{path}: give the X-ray points as {{"xray": [[column, row], '
-                                    '...]} or a CSV column,row')
+                raise XvrInputError(
+                    f'{path}: give the X-ray points as {{"xray": [[column, row], ...]}} or a CSV column,row'
+                )
             pixels, pixel_labels = data["xray"], list(data.get("labels") or [])
         pixels, points, labels = _pair(path, pixels, pixel_labels, points, point_labels)
         return Landmarks(pixels, points, vframe, labels, str(path))
@@ -186,19 +204,24 @@ def read_landmarks(path, volume_points=None, frame: str | None = None) -> Landma
         return Landmarks(array[:, :2], array[:, 2:], frame or "RAS", labels, str(path))
     data = _read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("pairs"), list):
-        raise XvrInputError(f'{path}: no "pairs": give {{"frame": "RAS", "pairs": [{{"xray": '
-                            '[column, row], "volume": [x, y, z]}, ...]}, or a CSV')
+        raise XvrInputError(
+            f'{path}: no "pairs": give {{"frame": "RAS", "pairs": [{{"xray": '
+            '[column, row], "volume": [x, y, z]}, ...]}, or a CSV'
+        )
     try:
         pixels = [p["xray"] for p in data["pairs"]]
         points = [p["volume"] for p in data["pairs"]]
     except (KeyError, TypeError) as err:
-        raise XvrInputError(f'{path}: every pair needs "xray" [column, row] and "volume" '
-                            "[x, y, z]") from err
+        raise XvrInputError(f'{path}: every pair needs "xray" [column, row] and "volume" [x, y, z]') from err
     labels = [str(p.get("label") or "") for p in data["pairs"]]
     try:
-        return Landmarks(np.asarray(pixels, dtype=np.float64), np.asarray(points, dtype=np.float64),
-                         data.get("frame", frame or "RAS"), labels if all(labels) else [],
-                         str(path))
+        return Landmarks(
+            np.asarray(pixels, dtype=np.float64),
+            np.asarray(points, dtype=np.float64),
+            data.get("frame", frame or "RAS"),
+            labels if all(labels) else [],
+            str(path),
+        )
     except ValueError as err:
         raise XvrInputError(f"{path}: a point is not a list of numbers ({err})") from err
 

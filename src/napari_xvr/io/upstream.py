@@ -48,19 +48,22 @@ def load_upstream(path) -> dict:
 
 def _check(path: Path, data) -> None:
     if not isinstance(data, dict):
-        raise XvrInputError(f"{path}: holds a {type(data).__name__}, not the dict xvr register "
-                            "saves; give a registration result .pth")
+        raise XvrInputError(
+            f"{path}: holds a {type(data).__name__}, not the dict xvr register "
+            "saves; give a registration result .pth"
+        )
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
-        raise XvrInputError(f"{path}: not an xvr registration result, it lacks "
-                            f"{', '.join(repr(k) for k in missing)} (a model checkpoint?)")
+        raise XvrInputError(
+            f"{path}: not an xvr registration result, it lacks "
+            f"{', '.join(repr(k) for k in missing)} (a model checkpoint?)"
+        )
     detector = data["detector"]
     if not isinstance(detector, dict):
         raise XvrInputError(f"{path}: 'detector' must be a dict of {', '.join(DETECTOR_KEYS)}")
     lacking = [key for key in DETECTOR_KEYS if key not in detector]
     if lacking:
-        raise XvrInputError(f"{path}: 'detector' lacks {', '.join(lacking)}; re-save it with "
-                            "xvr register")
+        raise XvrInputError(f"{path}: 'detector' lacks {', '.join(lacking)}; re-save it with xvr register")
     for key in ("init_pose", "final_pose"):
         pose = data[key]
         if not isinstance(pose, torch.Tensor) or pose.shape[-2:] != (4, 4) or pose.numel() != 16:
@@ -74,8 +77,15 @@ def upstream_to_json(data: dict, path) -> dict:
     from ..register.result import RegistrationResult
 
     det = data["detector"]
-    intr = Intrinsics(sdd=float(det["sdd"]), height=int(det["height"]), width=int(det["width"]),
-                      delx=float(det["delx"]), dely=float(det["dely"]), x0=0.0, y0=0.0)
+    intr = Intrinsics(
+        sdd=float(det["sdd"]),
+        height=int(det["height"]),
+        width=int(det["width"]),
+        delx=float(det["delx"]),
+        dely=float(det["dely"]),
+        x0=0.0,
+        y0=0.0,
+    )
     log = data.get("log") or {}
     losses = [float(x) for x in log.get("losses", [])]
     try:
@@ -84,9 +94,12 @@ def upstream_to_json(data: dict, path) -> dict:
     except XvrInputError as err:
         raise XvrInputError(f"{path}: {err}") from err
     result = RegistrationResult(
-        init_pose=init, final_pose=final, intrinsics=intr,
+        init_pose=init,
+        final_pose=final,
+        intrinsics=intr,
         similarity=losses[-1] if losses else None,
-        runtime_s=float(data.get("runtime", 0.0) or 0.0), iterations=len(losses),
+        runtime_s=float(data.get("runtime", 0.0) or 0.0),
+        iterations=len(losses),
         inputs={"reverse_x_axis": bool(det["reverse_x_axis"]), "result_file": str(Path(path).resolve())},
         options={"scales": sorted({float(s) for s in log.get("scales", [])}, reverse=True)},
     )
@@ -115,8 +128,10 @@ def _gt(result_json: dict) -> torch.Tensor:
         return torch.zeros(1, 1, 0, 0)
     try:
         image = read_xray(xray, pre.get("reducefn", "max")).preprocessed(
-            int(pre.get("crop", 0)), bool(pre.get("subtract_background", False)),
-            bool(pre.get("linearize", False)))
+            int(pre.get("crop", 0)),
+            bool(pre.get("subtract_background", False)),
+            bool(pre.get("linearize", False)),
+        )
     except XvrInputError:
         return torch.zeros(1, 1, 0, 0)
     return image.detach().float().cpu().reshape(1, 1, *image.shape[-2:])
@@ -129,10 +144,14 @@ def upstream_dict(result_json: dict) -> dict:
     intr, inputs = result_json["intrinsics"], result_json.get("inputs", {})
     final = result_json.get("final_pose") or result_json["init_pose"]
     return {
-        "detector": {"sdd": float(intr["sdd"]), "height": int(intr["height"]),
-                     "width": int(intr["width"]), "delx": float(intr["delx"]),
-                     "dely": float(intr["dely"]),
-                     "reverse_x_axis": bool(inputs.get("reverse_x_axis", False))},
+        "detector": {
+            "sdd": float(intr["sdd"]),
+            "height": int(intr["height"]),
+            "width": int(intr["width"]),
+            "delx": float(intr["delx"]),
+            "dely": float(intr["dely"]),
+            "reverse_x_axis": bool(inputs.get("reverse_x_axis", False)),
+        },
         "runtime": float(result_json.get("runtime_s", 0.0)),
         "init_pose": pose_from_dict(result_json["init_pose"]).matrix.float().cpu(),
         "final_pose": pose_from_dict(final).matrix.float().cpu(),
@@ -145,8 +164,7 @@ def write_upstream_result(result_json: dict, path, overwrite: bool = False) -> P
     """Write `result_json` as upstream's ``<stem>.pth`` (atomically; refuses to replace)."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise XvrInputError(f"{path} already exists; pass --overwrite to replace it or choose "
-                            "another -o")
+        raise XvrInputError(f"{path} already exists; pass --overwrite to replace it or choose another -o")
     if path.is_dir():
         raise XvrInputError(f"{path} is a folder; give a .pth file name or another -o")
     buffer = io.BytesIO()

@@ -38,8 +38,6 @@ def file_suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-
-
 def is_dicom_file(path: Path, by_name: bool = True) -> bool:
     """True when `path` has the DICM magic of a Part 10 file; with `by_name`, a DICOM suffix
     or the name DICOMDIR is enough (nothing is read)."""
@@ -102,9 +100,7 @@ def _choose_series(where: Path, series: dict[str, list[str]], series_uid: str | 
     if series_uid is not None:
         if series_uid not in series:
             listing = ", ".join(f"{uid} ({len(f)} files)" for uid, f in series.items())
-            raise XvrInputError(
-                f"{where}: SeriesInstanceUID {series_uid} is not here; present: {listing}"
-            )
+            raise XvrInputError(f"{where}: SeriesInstanceUID {series_uid} is not here; present: {listing}")
         return series_uid
     ranked = sorted(series, key=lambda uid: len(series[uid]), reverse=True)
     if len(ranked) > 1 and len(series[ranked[0]]) == len(series[ranked[1]]):
@@ -157,7 +153,9 @@ def _left_out(files: list[str], series: dict[str, list[str]]) -> list[str]:
     used = {os.path.realpath(f) for group in series.values() for f in group}
     folders = {Path(f).parent for f in files}
     return sorted(
-        p.name for folder in folders for p in folder.iterdir()
+        p.name
+        for folder in folders
+        for p in folder.iterdir()
         if p.is_file() and os.path.realpath(p) not in used and is_dicom_file(p)
     )
 
@@ -203,16 +201,20 @@ def _check_slice(path: Path):
             f"{path}: this slice is not readable DICOM ({one_line(err)}); remove or replace it"
         ) from err
     if "PixelData" not in ds:
-        raise XvrInputError(
-            f"{path}: this slice has no pixel data (truncated?); remove or replace it"
-        )
+        raise XvrInputError(f"{path}: this slice has no pixel data (truncated?); remove or replace it")
     info = _slice_geometry(path, ds)
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is not None and syntax.is_compressed:
         return info
     try:
-        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
-                    * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8)
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1) or 1)
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
+            // 8
+        )
     except (AttributeError, TypeError, ValueError) as err:
         raise XvrInputError(
             f"{path}: Rows/Columns/BitsAllocated are missing or invalid; fix or remove this slice"
@@ -247,8 +249,15 @@ def _slice_numbers(path: Path, ds, keyword: str, tag: str, count: int):
 def _slice_geometry(path: Path, ds) -> dict:
     """What must agree between the slices of one series (checked for each slice alone here)."""
     modality = str(ds.get("Modality", "") or "").strip().upper()
-    plane = any(k in ds for k in ("ImageOrientationPatient", "ImagePositionPatient",
-                                  "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"))
+    plane = any(
+        k in ds
+        for k in (
+            "ImageOrientationPatient",
+            "ImagePositionPatient",
+            "SharedFunctionalGroupsSequence",
+            "PerFrameFunctionalGroupsSequence",
+        )
+    )
     if modality in PROJECTION and not plane:
         raise XvrInputError(
             f"{path}: Modality {modality} is an X-ray projection, not a slice of a CT/MR volume; "
@@ -258,8 +267,11 @@ def _slice_geometry(path: Path, ds) -> dict:
     orientation = _slice_numbers(path, ds, "ImageOrientationPatient", "(0020,0037)", 6)
     if orientation is not None:
         rows, cols = np.asarray(orientation[:3]), np.asarray(orientation[3:])
-        if (abs(np.linalg.norm(rows) - 1) > 1e-2 or abs(np.linalg.norm(cols) - 1) > 1e-2
-                or abs(float(rows @ cols)) > 1e-2):
+        if (
+            abs(np.linalg.norm(rows) - 1) > 1e-2
+            or abs(np.linalg.norm(cols) - 1) > 1e-2
+            or abs(float(rows @ cols)) > 1e-2
+        ):
             raise XvrInputError(
                 f"{path}: ImageOrientationPatient (0020,0037) {orientation} is not two orthogonal "
                 "unit vectors; fix the header or remove this slice"
@@ -271,8 +283,12 @@ def _slice_geometry(path: Path, ds) -> dict:
             f"{path}: PixelSpacing (0028,0030) {spacing} mm is outside the plausible range "
             f"{lo:g}..{hi:g} mm; fix the header"
         )
-    return {"position": position, "orientation": orientation, "spacing": spacing,
-            "size": (ds.get("Rows"), ds.get("Columns"))}
+    return {
+        "position": position,
+        "orientation": orientation,
+        "spacing": spacing,
+        "size": (ds.get("Rows"), ds.get("Columns")),
+    }
 
 
 def _check_consistent(where: Path, uid: str, files: list[str], slices: list[dict]) -> None:
@@ -292,12 +308,17 @@ def _check_consistent(where: Path, uid: str, files: list[str], slices: list[dict
                 f"{file}: ImagePositionPatient (0020,0032) is missing, so the slice spacing of "
                 f"series {uid} is unknown; give a series whose slices carry their positions"
             )
-        for key, keyword, close in (("size", "Rows/Columns", None),
-                                    ("spacing", "PixelSpacing (0028,0030)", 1e-3),
-                                    ("orientation", "ImageOrientationPatient (0020,0037)", 1e-3)):
+        for key, keyword, close in (
+            ("size", "Rows/Columns", None),
+            ("spacing", "PixelSpacing (0028,0030)", 1e-3),
+            ("orientation", "ImageOrientationPatient (0020,0037)", 1e-3),
+        ):
             a, b = first[key], info[key]
-            differs = (a != b) if close is None or a is None or b is None else (
-                not np.allclose(a, b, atol=close * max(1.0, float(np.abs(a).max()))))
+            differs = (
+                (a != b)
+                if close is None or a is None or b is None
+                else (not np.allclose(a, b, atol=close * max(1.0, float(np.abs(a).max()))))
+            )
             if differs:
                 raise XvrInputError(
                     f"{where}: series {uid} mixes slices of different {keyword}: "
@@ -347,9 +368,10 @@ def _nifti_precheck(path: Path, what: str):
             f"{path}: the {what}'s header has pixdim[{axis}] = {value:g}, not a voxel size in mm; "
             "fix the header's spacing (e.g. re-save it with the scanner's voxel size)"
         )
-    for code, fields in (("qform_code", ("quatern_b", "quatern_c", "quatern_d", "qoffset_x",
-                                         "qoffset_y", "qoffset_z")),
-                         ("sform_code", ("srow_x", "srow_y", "srow_z"))):
+    for code, fields in (
+        ("qform_code", ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")),
+        ("sform_code", ("srow_x", "srow_y", "srow_z")),
+    ):
         values = np.concatenate([np.ravel(np.asarray(header[f], dtype=float)) for f in fields])
         if int(header[code]) > 0 and not np.isfinite(values).all():
             raise XvrInputError(
@@ -427,8 +449,17 @@ def _check_dtype(path: Path, what: str, dtype, field: str) -> None:
 #: header fields of NRRD / MetaImage files that hold spacing, origin or direction numbers
 _TEXT_GEOMETRY = {
     "nrrd": ("spacings", "space directions", "space origin", "thicknesses", "axis mins", "axis maxs"),
-    "meta": ("elementspacing", "elementsize", "offset", "origin", "position", "transformmatrix",
-             "orientation", "rotation", "centerofrotation"),
+    "meta": (
+        "elementspacing",
+        "elementsize",
+        "offset",
+        "origin",
+        "position",
+        "transformmatrix",
+        "orientation",
+        "rotation",
+        "centerofrotation",
+    ),
 }
 
 
@@ -566,9 +597,7 @@ def read_image(path, label: bool = False, series_uid: str | None = None) -> tio.
 def _validate(img: tio.Image, path: Path, what: str) -> None:
     shape = tuple(img.shape[1:])
     if img.shape[0] != 1:
-        raise XvrInputError(
-            f"{path}: the {what} has {img.shape[0]} channels; give a single-channel 3D image"
-        )
+        raise XvrInputError(f"{path}: the {what} has {img.shape[0]} channels; give a single-channel 3D image")
     if sum(s > 1 for s in shape) < 3:
         raise XvrInputError(
             f"{path}: the {what} has shape {shape}; a 3D image with at least 2 voxels per axis "
@@ -587,8 +616,7 @@ def _validate(img: tio.Image, path: Path, what: str) -> None:
         _check_spacing(img, path, what)
     if not np.isfinite(img.affine).all() or abs(np.linalg.det(img.affine[:3, :3])) < 1e-12:
         raise XvrInputError(
-            f"{path}: the {what}'s spacing/origin/direction is not finite or is singular; "
-            "fix the header"
+            f"{path}: the {what}'s spacing/origin/direction is not finite or is singular; fix the header"
         )
     _check_grid(img, path, what)
 
@@ -754,16 +782,20 @@ def _verify_written(image, tmp: Path, path: Path) -> None:
 
     try:
         back = sitk.ReadImage(str(tmp))
-        same = (back.GetSize() == image.GetSize()
-                and np.allclose(back.GetSpacing(), image.GetSpacing())
-                and np.allclose(back.GetOrigin(), image.GetOrigin())
-                and np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image)))
+        same = (
+            back.GetSize() == image.GetSize()
+            and np.allclose(back.GetSpacing(), image.GetSpacing())
+            and np.allclose(back.GetOrigin(), image.GetOrigin())
+            and np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image))
+        )
     except RuntimeError:
         same = False
     if not same:
-        raise XvrOutputError(f"could not write {path}: the written file does not read back whole "
-                             "(disk full or a size limit?); free some space or choose another "
-                             "output; nothing half-written was left behind")
+        raise XvrOutputError(
+            f"could not write {path}: the written file does not read back whole "
+            "(disk full or a size limit?); free some space or choose another "
+            "output; nothing half-written was left behind"
+        )
 
 
 def write_volume(image, path) -> Path:
@@ -774,8 +806,7 @@ def write_volume(image, path) -> Path:
     suffix = file_suffix(path)
     if suffix not in WRITE_SUFFIXES:
         raise XvrInputError(
-            f"{path}: cannot write {suffix or '(no suffix)'!r}; name the output .nii.gz, .nii, "
-            ".nrrd or .mha"
+            f"{path}: cannot write {suffix or '(no suffix)'!r}; name the output .nii.gz, .nii, .nrrd or .mha"
         )
     if path.is_dir():
         raise XvrInputError(f"{path} is a folder; give a file name such as {path / 'volume.nii.gz'}")
@@ -792,4 +823,3 @@ def write_volume(image, path) -> Path:
             raise XvrInputError(f"{path}: cannot write the volume ({one_line(err)})") from err
         raise
     return path
-

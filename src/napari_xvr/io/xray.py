@@ -213,8 +213,7 @@ def _in_range(path, name, number, bounds, unit, fix):
     if not np.isfinite(number) or not lo <= number <= hi:
         where = f"{path}: " if path is not None else ""
         raise XvrInputError(
-            f"{where}{name} {number:g} {unit} is outside the plausible range {lo:g}..{hi:g} "
-            f"{unit}; {fix}"
+            f"{where}{name} {number:g} {unit} is outside the plausible range {lo:g}..{hi:g} {unit}; {fix}"
         )
 
 
@@ -223,8 +222,9 @@ def _check_geometry(path, values: dict, sources: dict) -> None:
     flags = {"sdd": "--sdd", "delx": "--delx", "dely": "--dely", "x0": "--x0", "y0": "--y0"}
     for key, bounds in (("sdd", SDD_RANGE_MM), ("delx", SPACING_RANGE_MM), ("dely", SPACING_RANGE_MM)):
         source = sources.get(key, flags[key])
-        fix = (f"give a plausible {flags[key]}" if source == flags[key]
-               else f"fix the tag or pass {flags[key]}")
+        fix = (
+            f"give a plausible {flags[key]}" if source == flags[key] else f"fix the tag or pass {flags[key]}"
+        )
         _in_range(path, source, float(values[key]), bounds, "mm", fix)
 
 
@@ -255,9 +255,7 @@ def _header_int(path, ds, keyword, tag, required=True):
         return None
     numbers = _numbers(value)
     if not numbers or len(numbers) != 1 or not np.isfinite(numbers[0]) or not numbers[0].is_integer():
-        raise XvrInputError(
-            f"{path}: {keyword} {tag} is {_shown(value)}, not a whole number; fix the header"
-        )
+        raise XvrInputError(f"{path}: {keyword} {tag} is {_shown(value)}, not a whole number; fix the header")
     return int(numbers[0])
 
 
@@ -377,9 +375,14 @@ def _check_pixel_module(path: Path, ds) -> int:
                     f"NumberOfFrames (0028,0008) is {said}; fix NumberOfFrames to {int(held)} "
                     "(or Rows/Columns if they are wrong)"
                 )
-            cause = ("the file is probably truncated (or Rows/Columns/NumberOfFrames are wrong); "
-                     "give the complete original file") if length < expected else (
-                     "Rows/Columns/BitsAllocated/NumberOfFrames are probably wrong; fix the header")
+            cause = (
+                (
+                    "the file is probably truncated (or Rows/Columns/NumberOfFrames are wrong); "
+                    "give the complete original file"
+                )
+                if length < expected
+                else ("Rows/Columns/BitsAllocated/NumberOfFrames are probably wrong; fix the header")
+            )
             raise XvrInputError(
                 f"{path}: the pixel data does not fit Rows/Columns/BitsAllocated/NumberOfFrames: "
                 f"{keyword} is {length} bytes but Rows {rows} x Columns {columns} x "
@@ -387,8 +390,11 @@ def _check_pixel_module(path: Path, ds) -> int:
                 f"needs {expected} ({held:.3g} frame(s) held); {cause}"
             )
     if frames > 1:
-        check_memory(total * DECODE_BYTES_PER_PX, f"{path}: {frames} frames of {rows}x{columns} px",
-                     "open a single frame (xvr reads it with --reducefn) or split the file")
+        check_memory(
+            total * DECODE_BYTES_PER_PX,
+            f"{path}: {frames} frames of {rows}x{columns} px",
+            "open a single frame (xvr reads it with --reducefn) or split the file",
+        )
     return frames
 
 
@@ -466,8 +472,10 @@ def _pixels(path: Path, ds) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         pixels = pixels.max() - pixels
     if not np.isfinite(pixels).all():
-        raise XvrInputError(f"{path}: the pixel data holds NaN or infinite values; fix the image "
-                            "(or replace them with the background value)")
+        raise XvrInputError(
+            f"{path}: the pixel data holds NaN or infinite values; fix the image "
+            "(or replace them with the background value)"
+        )
     _refuse_constant(path, pixels)
     return pixels
 
@@ -475,8 +483,9 @@ def _pixels(path: Path, ds) -> np.ndarray:
 def _refuse_constant(path: Path, pixels: np.ndarray) -> None:
     """An image with one value everywhere (all zero, say) has nothing to register against."""
     if pixels.size and float(pixels.max()) == float(pixels.min()):
-        raise XvrInputError(f"{path}: every pixel is {float(pixels.min()):g}; the image is blank, give "
-                            "the X-ray itself")
+        raise XvrInputError(
+            f"{path}: every pixel is {float(pixels.min()):g}; the image is blank, give the X-ray itself"
+        )
 
 
 def _refuse_slice(path: Path, ds) -> None:
@@ -499,8 +508,7 @@ def _dicom_geometry(path: Path, ds, overrides: dict) -> tuple[dict, dict]:
     sources = {k: f"--{k}" for k in given}
     sdd = None
     if "sdd" not in given:
-        sdd = _header_number(path, ds, "DistanceSourceToDetector", "(0018,1110)", "--sdd",
-                             SDD_RANGE_MM)
+        sdd = _header_number(path, ds, "DistanceSourceToDetector", "(0018,1110)", "--sdd", SDD_RANGE_MM)
         sources["sdd"] = "DistanceSourceToDetector (0018,1110)"
     dely = delx = None
     if "delx" not in given or "dely" not in given:
@@ -513,8 +521,9 @@ def _dicom_geometry(path: Path, ds, overrides: dict) -> tuple[dict, dict]:
                 break
     y0 = x0 = 0.0
     if "x0" not in given or "y0" not in given:
-        origin = _header_pair(path, ds, "DetectorActiveOrigin", "(0018,7028)",
-                              "fix the tag or pass --x0 and --y0")
+        origin = _header_pair(
+            path, ds, "DetectorActiveOrigin", "(0018,7028)", "fix the tag or pass --x0 and --y0"
+        )
         if origin is not None:
             y0, x0 = origin
             sources.setdefault("x0", "DetectorActiveOrigin (0018,7028)")
@@ -542,8 +551,7 @@ def _check_frame_index(path: Path, pixels: np.ndarray, reducefn) -> None:
     """A frame index beyond a single-frame image is refused too (it is not silently ignored)."""
     if pixels.ndim == 2 and isinstance(reducefn, int) and reducefn not in (0, -1):
         raise XvrInputError(
-            f"{path}: --reducefn {reducefn} is out of range; the file has 1 frame "
-            "(use 0, max or sum)"
+            f"{path}: --reducefn {reducefn} is out of range; the file has 1 frame (use 0, max or sum)"
         )
 
 
@@ -713,8 +721,10 @@ def read_xray(
 def check_crop(crop: int, height: int, width: int) -> None:
     """A centre crop must leave at least 2 pixels per axis."""
     if crop < 0 or crop >= min(height, width) - 1:
-        raise XvrInputError(f"--crop {crop}: this {height} x {width} px X-ray allows 0 to "
-                            f"{min(height, width) - 2} pixels removed per axis")
+        raise XvrInputError(
+            f"--crop {crop}: this {height} x {width} px X-ray allows 0 to "
+            f"{min(height, width) - 2} pixels removed per axis"
+        )
 
 
 def crop_intrinsics(intrinsics: Intrinsics, crop: int) -> Intrinsics:
@@ -722,9 +732,7 @@ def crop_intrinsics(intrinsics: Intrinsics, crop: int) -> Intrinsics:
     if crop <= 0:
         return intrinsics
     check_crop(crop, intrinsics.height, intrinsics.width)
-    return intrinsics.with_overrides(
-        height=intrinsics.height - crop, width=intrinsics.width - crop
-    )
+    return intrinsics.with_overrides(height=intrinsics.height - crop, width=intrinsics.width - crop)
 
 
 def preprocess_xray(

@@ -11,5 +11,12 @@ guard_triton()  # before anything here imports torch._dynamo (see _triton)
 from ._sample_data import sample_files, sample_xray_file  # noqa: E402
 from .api import carm_outline, evaluate_layers, register_layers, render_drr, subject_from_layers  # noqa: E402
 
-__all__ = ["carm_outline", "evaluate_layers", "register_layers", "render_drr", "sample_files",
-           "sample_xray_file", "subject_from_layers"]
+__all__ = [
+    "carm_outline",
+    "evaluate_layers",
+    "register_layers",
+    "render_drr",
+    "sample_files",
+    "sample_xray_file",
+    "subject_from_layers",
+]

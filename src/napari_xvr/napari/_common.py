@@ -36,8 +36,12 @@ def find_widget(kind: str, viewer):
 
 
 def _is_volume(layer) -> bool:
-    return isinstance(layer, Image) and layer.ndim == 3 and not layer.rgb and (
-        layer.metadata.get(KIND) in (None, "volume"))
+    return (
+        isinstance(layer, Image)
+        and layer.ndim == 3
+        and not layer.rgb
+        and (layer.metadata.get(KIND) in (None, "volume"))
+    )
 
 
 def _is_labels(layer) -> bool:
@@ -53,7 +57,10 @@ def _is_points3d(layer) -> bool:
 
 
 PREDICATES: dict[str, Callable] = {
-    "volume": _is_volume, "labels": _is_labels, "xray": _is_xray, "points": _is_points3d,
+    "volume": _is_volume,
+    "labels": _is_labels,
+    "xray": _is_xray,
+    "points": _is_points3d,
 }
 
 
@@ -70,6 +77,7 @@ def layer_combo(viewer, kind: str, label: str, optional: bool = False) -> ComboB
 
 def follow_layers(container: Container, viewer) -> None:
     """Refresh the container's layer pickers whenever layers come, go or are renamed."""
+
     def reset(event=None):
         with contextlib.suppress(RuntimeError):  # widget already deleted
             container.reset_choices()
@@ -81,9 +89,11 @@ def follow_layers(container: Container, viewer) -> None:
 
 def while_alive(handler):
     """Wrap a worker callback so that it does nothing once its dock widget has been closed."""
+
     def call(*args):
         with contextlib.suppress(RuntimeError):  # "wrapped C/C++ object ... has been deleted"
             handler(*args)
+
     return call
 
 
@@ -232,10 +242,22 @@ def upsert_image(viewer, name: str, data: np.ndarray, **kwargs):
 
 
 PLOT_COLOURS = {  # napari's dark and light themes: the plot reads like the rest of the window
-    "dark": {"face": "#262930", "axes": "#1f2126", "text": "#f0f1f2", "grid": "#5a626c",
-             "line": "#ffb000", "marker": "#7fb2ff"},
-    "light": {"face": "#efebe9", "axes": "#ffffff", "text": "#3b3a39", "grid": "#a8a8a8",
-              "line": "#c05800", "marker": "#1f5fbf"},
+    "dark": {
+        "face": "#262930",
+        "axes": "#1f2126",
+        "text": "#f0f1f2",
+        "grid": "#5a626c",
+        "line": "#ffb000",
+        "marker": "#7fb2ff",
+    },
+    "light": {
+        "face": "#efebe9",
+        "axes": "#ffffff",
+        "text": "#3b3a39",
+        "grid": "#a8a8a8",
+        "line": "#c05800",
+        "marker": "#1f5fbf",
+    },
 }
 
 
@@ -291,8 +313,15 @@ class LivePlot(Container):
     Lines are updated in place and redrawn at most every `min_redraw_s` (a full matplotlib draw
     takes 50-200 ms on a software-GL machine: drawing every event stalled the UI)."""
 
-    def __init__(self, title: str, ylabel: str, xlabel: str = "iteration", height: int = 180,
-                 min_redraw_s: float = 0.5, theme: str | None = None):
+    def __init__(
+        self,
+        title: str,
+        ylabel: str,
+        xlabel: str = "iteration",
+        height: int = 180,
+        min_redraw_s: float = 0.5,
+        theme: str | None = None,
+    ):
         super().__init__(labels=False)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
@@ -328,8 +357,16 @@ class LivePlot(Container):
         """A dotted vertical line at `x` with `label` at its top (e.g. where a stage begins)."""
         line = self.axes.axvline(x, color=self.colours["marker"], ls=":", lw=1.0)
         # inside the axes, under their top edge: above it, labels ran into the title
-        text = self.axes.text(x, 0.97, f" {label}", transform=self.axes.get_xaxis_transform(),
-                              color=self.colours["marker"], fontsize=7, va="top", ha="left")
+        text = self.axes.text(
+            x,
+            0.97,
+            f" {label}",
+            transform=self.axes.get_xaxis_transform(),
+            color=self.colours["marker"],
+            fontsize=7,
+            va="top",
+            ha="left",
+        )
         self._markers.append((x, label, line, text))
         self._request_draw()
 
@@ -360,8 +397,9 @@ class LivePlot(Container):
                 colour = self.colours["line"] if not self._lines else None
                 (self._lines[label],) = self.axes.plot(x, y, label=label, lw=1.2, color=colour)
                 if len(self._lines) > 1:
-                    self.axes.legend(fontsize=7, facecolor=self.colours["axes"],
-                                     labelcolor=self.colours["text"])
+                    self.axes.legend(
+                        fontsize=7, facecolor=self.colours["axes"], labelcolor=self.colours["text"]
+                    )
         self.axes.relim()
         self.axes.autoscale_view()
         self._request_draw()

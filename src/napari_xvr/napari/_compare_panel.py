@@ -26,11 +26,16 @@ class ComparePanel(Container):
     def __init__(self, viewer, source):
         super().__init__(layout="horizontal", labels=True)
         self.viewer, self._source = viewer, source
-        self.mode = ComboBox(label="compare", choices=list(MODES), value="overlay",
-                             tooltip="how the DRR is shown against the X-ray: blended, in "
-                             "alternating tiles, as the signed residual, as edges, or flickering")
-        self.tiles = SpinBox(label="tiles", value=8, min=2, max=64,
-                             tooltip="checkerboard tiles along the longer side")
+        self.mode = ComboBox(
+            label="compare",
+            choices=list(MODES),
+            value="overlay",
+            tooltip="how the DRR is shown against the X-ray: blended, in "
+            "alternating tiles, as the signed residual, as edges, or flickering",
+        )
+        self.tiles = SpinBox(
+            label="tiles", value=8, min=2, max=64, tooltip="checkerboard tiles along the longer side"
+        )
         self.extend([self.mode, self.tiles])
         self._timer = QTimer(self.native)
         self._timer.setInterval(FLICKER_MS)
@@ -74,8 +79,11 @@ class ComparePanel(Container):
             return
         scale = np.multiply(overlay.scale, np.divide(overlay.data.shape, image.shape))
         translate = np.add(overlay.translate, 0.5 * (scale - np.asarray(overlay.scale)))
-        kwargs = {"scale": tuple(scale), "translate": tuple(translate),
-                  "metadata": {KIND: "comparison", "mode": mode}}
+        kwargs = {
+            "scale": tuple(scale),
+            "translate": tuple(translate),
+            "metadata": {KIND: "comparison", "mode": mode},
+        }
         if mode == "difference":
             limit = float(np.percentile(np.abs(shown), 99.5)) or 1.0
             kwargs.update(colormap="PiYG", contrast_limits=(-limit, limit))

@@ -46,8 +46,7 @@ class StatusLine(Label):
     def _show(self) -> None:
         native = self.native
         width = max(10, native.width() - 4)
-        native.setText(native.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
-                                                       width))
+        native.setText(native.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width))
 
 
 class _OnResize(QObject):
@@ -128,8 +127,11 @@ class _Scroll(QScrollArea):
         hint = super().minimumSizeHint()
         body = self.widget()
         if body is not None:
-            hint.setWidth(body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
-                          + 2 * self.frameWidth())
+            hint.setWidth(
+                body.minimumSizeHint().width()
+                + self.verticalScrollBar().sizeHint().width()
+                + 2 * self.frameWidth()
+            )
         return hint
 
 
@@ -146,8 +148,11 @@ def _keep_wide(scroll) -> None:
 
     def fit_width() -> None:
         with contextlib.suppress(RuntimeError):  # the dock was closed
-            scroll.setMinimumWidth(inner.minimumSizeHint().width() + 2 * scroll.frameWidth()
-                                   + scroll.verticalScrollBar().sizeHint().width())
+            scroll.setMinimumWidth(
+                inner.minimumSizeHint().width()
+                + 2 * scroll.frameWidth()
+                + scroll.verticalScrollBar().sizeHint().width()
+            )
 
     scroll._xvr_fit = _OnResize(fit_width)  # lives as long as the scroll area
     inner.installEventFilter(scroll._xvr_fit)

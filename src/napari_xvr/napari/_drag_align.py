@@ -64,13 +64,18 @@ class DragAlign:
                 return start_matrix
             a0 = np.arctan2(-(start[0] - centre[0]), start[1] - centre[1])
             a1 = np.arctan2(-(now[0] - centre[0]), now[1] - centre[1])
-            moved = roll(pose, float(np.degrees(a1 - a0)), orientation,
-                         widget.reverse_x_axis.value)
+            moved = roll(pose, float(np.degrees(a1 - a0)), orientation, widget.reverse_x_axis.value)
         elif "Control" in modifiers:
             moved = dolly(pose, -d_row_mm / intr.dely * DOLLY_MM_PER_PX, orientation)
         else:
-            moved = pan(pose, d_col_mm / intr.delx, d_row_mm / intr.dely, intr, orientation,
-                        widget.reverse_x_axis.value)
+            moved = pan(
+                pose,
+                d_col_mm / intr.delx,
+                d_row_mm / intr.dely,
+                intr,
+                orientation,
+                widget.reverse_x_axis.value,
+            )
         return moved.matrix[0].double().numpy()
 
     def drag(self, viewer, event):
@@ -89,8 +94,7 @@ class DragAlign:
             matrix = self.moved(start_matrix, start, np.asarray(event.position)[-2:], modifiers)
             widget.show_pose(matrix, preview=True)
             yield
-        widget.show_pose(self.moved(start_matrix, start, np.asarray(event.position)[-2:],
-                                    modifiers), preview=False)
+        widget.show_pose(
+            self.moved(start_matrix, start, np.asarray(event.position)[-2:], modifiers), preview=False
+        )
         widget.remember_pose("drag")
-
-

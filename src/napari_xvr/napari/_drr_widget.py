@@ -39,17 +39,31 @@ from ._render_job import Rendered, RenderRequest, render_requests
 from ._session import SessionPanel
 from ._tooltips import explain
 
-POSE_RANGES = {"r1": (-180, 180, 0.0), "r2": (-90, 90, 0.0), "r3": (-180, 180, 0.0),
-               "tx": (-400, 400, 0.0), "ty": (0, 2000, 850.0), "tz": (-400, 400, 0.0)}
-POSE_LABELS = {"r1": "primary (deg)", "r2": "secondary (deg)", "r3": "tertiary (deg)",
-               "tx": "x (mm)", "ty": "y (mm)", "tz": "z (mm)"}
+POSE_RANGES = {
+    "r1": (-180, 180, 0.0),
+    "r2": (-90, 90, 0.0),
+    "r3": (-180, 180, 0.0),
+    "tx": (-400, 400, 0.0),
+    "ty": (0, 2000, 850.0),
+    "tz": (-400, 400, 0.0),
+}
+POSE_LABELS = {
+    "r1": "primary (deg)",
+    "r2": "secondary (deg)",
+    "r3": "tertiary (deg)",
+    "tx": "x (mm)",
+    "ty": "y (mm)",
+    "tz": "z (mm)",
+}
 CARM = "C-arm"
 SOURCE = "X-ray source"
 DETECTOR = "C-arm detector image"
 LABELS = "C-arm labels"
 FLIP_LABEL = "flip DRR left-right"
-FLIP_TOOLTIP = ("reverse_x_axis: render the DRR mirrored (radiologic convention). Off is xvr's "
-                "default; turn it on only for X-rays made with DiffDRR's reverse_x_axis=True")
+FLIP_TOOLTIP = (
+    "reverse_x_axis: render the DRR mirrored (radiologic convention). Off is xvr's "
+    "default; turn it on only for X-rays made with DiffDRR's reverse_x_axis=True"
+)
 SETTLE_MS = 200  # no change for this long ends a drag: the full-resolution render follows
 VIEW_TILT_DEG = 35.0  # the 3D view looks at the C-arm from its side, this much onto the detector
 VIEW_TURN_DEG = 30.0  # ... and this much round the central ray, off the detector's column axis
@@ -67,8 +81,9 @@ def fit_3d(viewer, points: np.ndarray, view_direction, up_direction, margin: flo
     """Look along `view_direction` (world axes) with `up_direction` up, centred and zoomed so
     that all `points` (N, 3 world) are in view."""
     camera = _camera(viewer)
-    camera.set_view_direction(tuple(float(v) for v in view_direction),
-                              up_direction=tuple(float(v) for v in up_direction))
+    camera.set_view_direction(
+        tuple(float(v) for v in view_direction), up_direction=tuple(float(v) for v in up_direction)
+    )
     view, up = np.asarray(camera.view_direction, float), np.asarray(camera.up_direction, float)
     right = np.cross(view, up)
     axes = np.stack([up, right / np.linalg.norm(right)])
@@ -91,8 +106,10 @@ def _placement(shown: Intrinsics, full: Intrinsics) -> tuple[tuple, tuple]:
     """Layer (scale, translate) of a DRR on `shown`'s grid over the full detector's extent:
     a preview's fewer, larger pixels cover the same mm as the full DRR (centres aligned)."""
     scale = (shown.dely, shown.delx)
-    translate = (0.5 * ((full.height - 1) * full.dely - (shown.height - 1) * shown.dely),
-                 0.5 * ((full.width - 1) * full.delx - (shown.width - 1) * shown.delx))
+    translate = (
+        0.5 * ((full.height - 1) * full.dely - (shown.height - 1) * shown.dely),
+        0.5 * ((full.width - 1) * full.delx - (shown.width - 1) * shown.delx),
+    )
     return scale, translate
 
 
@@ -107,8 +124,7 @@ class DrrPoseWidget(Container):
     rays over the volume in 3D, and hides the layers drawn in detector coordinates meanwhile.
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, debounce_ms: int = 40,
-                 settle_ms: int = SETTLE_MS):
+    def __init__(self, viewer: napari.viewer.Viewer, debounce_ms: int = 40, settle_ms: int = SETTLE_MS):
         super().__init__(labels=False)
         self.viewer = viewer
         self.volume = layer_combo(viewer, "volume", "volume")
@@ -123,8 +139,9 @@ class DrrPoseWidget(Container):
         self.dely = FloatSpinBox(label="dely (mm)", value=1.6, min=0.01, max=50, step=0.1)
         self.x0 = FloatSpinBox(label="x0 (mm)", value=0.0, min=-1000, max=1000)
         self.y0 = FloatSpinBox(label="y0 (mm)", value=0.0, min=-1000, max=1000)
-        self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"),
-                                       tooltip=FLIP_TOOLTIP)
+        self.reverse_x_axis = CheckBox(
+            label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"), tooltip=FLIP_TOOLTIP
+        )
         self.controls = {
             key: FloatSlider(label=POSE_LABELS[key], min=lo, max=hi, value=default, step=0.5)
             for key, (lo, hi, default) in POSE_RANGES.items()
@@ -132,31 +149,57 @@ class DrrPoseWidget(Container):
         self.from_header = PushButton(text="Pose from X-ray header")
         self.history = PoseHistory()
         self.drag_align = CheckBox(
-            label="drag to align", value=False,
+            label="drag to align",
+            value=False,
             tooltip="drag in the 2D view to move the DRR: plain drag pans it, Shift turns it "
-            "about the principal point, Ctrl moves it along the central ray (up: larger)")
+            "about the principal point, Ctrl moves it along the central ray (up: larger)",
+        )
         self.undo_button = PushButton(text="Undo", tooltip="the pose before the last change")
         self.redo_button = PushButton(text="Redo", tooltip="the pose the last Undo left")
         self.reset_button = PushButton(text="Reset", tooltip="the first pose (can be undone)")
-        self.show_carm = CheckBox(label="show C-arm", value=False,
-                                  tooltip="the source, the detector (with the DRR on it) and the "
-                                  "rays over the volume in 3D; 2D layers are hidden meanwhile")
+        self.show_carm = CheckBox(
+            label="show C-arm",
+            value=False,
+            tooltip="the source, the detector (with the DRR on it) and the "
+            "rays over the volume in 3D; 2D layers are hidden meanwhile",
+        )
         self.live = CheckBox(label="live", value=True)
         self.landmarks = LandmarkPanel(viewer, self)
         self.session = SessionPanel(viewer)
         self.render_button = PushButton(text="Render")
         self.status = StatusLine("choose a volume layer")
-        self.body = Container(labels=False, widgets=[
-            group("Volume", self.volume, self.labels_layer, self.label_ids, self.orientation_choice),
-            group("Detector", self.intrinsics_from, self.sdd, self.det_height, self.det_width,
-                   self.delx, self.dely, self.x0, self.y0, self.reverse_x_axis),
-            group("Pose", *self.controls.values(), self.from_header, self.drag_align,
-                  Container(layout="horizontal", labels=False, widgets=[
-                      self.undo_button, self.redo_button, self.reset_button])),
-            group("Landmarks", self.landmarks),
-            group("Session", self.session),
-            group("View", self.show_carm, self.live),
-        ])
+        self.body = Container(
+            labels=False,
+            widgets=[
+                group("Volume", self.volume, self.labels_layer, self.label_ids, self.orientation_choice),
+                group(
+                    "Detector",
+                    self.intrinsics_from,
+                    self.sdd,
+                    self.det_height,
+                    self.det_width,
+                    self.delx,
+                    self.dely,
+                    self.x0,
+                    self.y0,
+                    self.reverse_x_axis,
+                ),
+                group(
+                    "Pose",
+                    *self.controls.values(),
+                    self.from_header,
+                    self.drag_align,
+                    Container(
+                        layout="horizontal",
+                        labels=False,
+                        widgets=[self.undo_button, self.redo_button, self.reset_button],
+                    ),
+                ),
+                group("Landmarks", self.landmarks),
+                group("Session", self.session),
+                group("View", self.show_carm, self.live),
+            ],
+        )
 
         self.scroll = scrolled(self, self.body, pinned=(self.render_button, self.status))
         self.body.native.layout().addStretch(1)  # rows packed at the top when there is room
@@ -177,12 +220,28 @@ class DrrPoseWidget(Container):
         self._ndisplay_before: int | None = None
         self._reframe = False
         self.timings: dict[str, list[float]] = {"preview": [], "full": []}  # seconds per render
-        for widget in [*self.controls.values(), self.label_ids, self.orientation_choice, self.sdd,
-                       self.det_height, self.det_width, self.delx, self.dely, self.x0, self.y0,
-                       self.reverse_x_axis, self.volume, self.labels_layer, self.intrinsics_from]:
+        for widget in [
+            *self.controls.values(),
+            self.label_ids,
+            self.orientation_choice,
+            self.sdd,
+            self.det_height,
+            self.det_width,
+            self.delx,
+            self.dely,
+            self.x0,
+            self.y0,
+            self.reverse_x_axis,
+            self.volume,
+            self.labels_layer,
+            self.intrinsics_from,
+        ]:
             widget.changed.connect(self._on_control_changed)
-        self._sliders = [slider for control in self.controls.values()
-                         for slider in control.native.findChildren(QAbstractSlider)]
+        self._sliders = [
+            slider
+            for control in self.controls.values()
+            for slider in control.native.findChildren(QAbstractSlider)
+        ]
         for slider in self._sliders:
             slider.sliderReleased.connect(self._on_released)
         self.show_carm.changed.connect(self._on_show_carm)
@@ -202,6 +261,7 @@ class DrrPoseWidget(Container):
         follow_layers(self, viewer)
         remember(self, "drr")
         from ..cli.register import dicom as _cli
+
         explain(self, _cli)  # every control says what it does
 
     # ---------------------------------------------------------------- pose and intrinsics
@@ -252,8 +312,7 @@ class DrrPoseWidget(Container):
     def _restore(self, entry) -> None:
         if entry is not None:
             self.set_pose_matrix(entry.matrix, source=None)
-            self.status.value = f"pose {self.history.index + 1}/{len(self.history.entries)} " \
-                                f"({entry.source})"
+            self.status.value = f"pose {self.history.index + 1}/{len(self.history.entries)} ({entry.source})"
         self._update_history_buttons()
 
     def _update_history_buttons(self) -> None:
@@ -279,12 +338,22 @@ class DrrPoseWidget(Container):
         """What to do next, for the volume chosen now (the status said "choose a volume layer"
         with one chosen)."""
         volume = self.volume.value
-        self.status.value = "choose a volume layer" if volume is None else \
-            f"{volume.name}: set the pose (controls, header, landmarks or a drag)"
+        self.status.value = (
+            "choose a volume layer"
+            if volume is None
+            else f"{volume.name}: set the pose (controls, header, landmarks or a drag)"
+        )
 
     def _detector_fields(self) -> dict:
-        return {"sdd": self.sdd, "height": self.det_height, "width": self.det_width,
-                "delx": self.delx, "dely": self.dely, "x0": self.x0, "y0": self.y0}
+        return {
+            "sdd": self.sdd,
+            "height": self.det_height,
+            "width": self.det_width,
+            "delx": self.delx,
+            "dely": self.dely,
+            "x0": self.x0,
+            "y0": self.y0,
+        }
 
     def _show_intrinsics(self) -> None:
         """The Detector fields show what the DRR uses: an X-ray layer's own intrinsics (read
@@ -302,8 +371,15 @@ class DrrPoseWidget(Container):
         layer = self.intrinsics_from.value
         if layer is not None and layer.metadata.get("intrinsics"):
             return Intrinsics(**layer.metadata["intrinsics"])
-        return Intrinsics(self.sdd.value, self.det_height.value, self.det_width.value, self.delx.value,
-                          self.dely.value, self.x0.value, self.y0.value)
+        return Intrinsics(
+            self.sdd.value,
+            self.det_height.value,
+            self.det_width.value,
+            self.delx.value,
+            self.dely.value,
+            self.x0.value,
+            self.y0.value,
+        )
 
     # ---------------------------------------------------------------- rendering
     @property
@@ -353,10 +429,16 @@ class DrrPoseWidget(Container):
         try:
             self._serial += 1
             request = RenderRequest(
-                self._serial, LayerSnapshot.of(volume), LayerSnapshot.of(self.labels_layer.value),
-                self.label_ids.value, self.orientation_choice.value, self.intrinsics(),
-                self.pose_matrix(), outline=self.show_carm.value,
-                reverse_x_axis=self.reverse_x_axis.value, preview=preview,
+                self._serial,
+                LayerSnapshot.of(volume),
+                LayerSnapshot.of(self.labels_layer.value),
+                self.label_ids.value,
+                self.orientation_choice.value,
+                self.intrinsics(),
+                self.pose_matrix(),
+                outline=self.show_carm.value,
+                reverse_x_axis=self.reverse_x_axis.value,
+                preview=preview,
             )
         except RuntimeError:  # closed while a render was queued
             return
@@ -392,21 +474,36 @@ class DrrPoseWidget(Container):
             return
         intr = event.intrinsics
         rot, xyz = pose_to_zxy(pose_from_matrix(event.matrix))
-        meta = {KIND: "drr", "intrinsics": intr.to_dict(), "preview": event.preview,
-                "reverse_x_axis": event.reverse_x_axis,
-                "pose": {"matrix": np.asarray(event.matrix).tolist(),
-                         "rotation_deg_zxy": [float(v) for v in rot],
-                         "translation_mm": [float(v) for v in xyz]}}
+        meta = {
+            KIND: "drr",
+            "intrinsics": intr.to_dict(),
+            "preview": event.preview,
+            "reverse_x_axis": event.reverse_x_axis,
+            "pose": {
+                "matrix": np.asarray(event.matrix).tolist(),
+                "rotation_deg_zxy": [float(v) for v in rot],
+                "translation_mm": [float(v) for v in xyz],
+            },
+        }
         scale, translate = _placement(intr, event.detector)
-        upsert_image(self.viewer, self.drr_name, event.drr, scale=scale, translate=translate,
-                     metadata=meta, colormap="gray", contrast_limits=display_range(event.drr))
+        upsert_image(
+            self.viewer,
+            self.drr_name,
+            event.drr,
+            scale=scale,
+            translate=translate,
+            metadata=meta,
+            colormap="gray",
+            contrast_limits=display_range(event.drr),
+        )
         self.shown_serial, self.shown_preview = event.serial, event.preview
         self.timings["preview" if event.preview else "full"].append(event.seconds)
         if event.outline is not None and self.show_carm.value:
             self._draw_carm(event.outline, event.drr)
         what = "preview" if event.preview else "DRR"
-        self.status.value = (f"{what} {intr.height}x{intr.width} of pose #{event.serial} in "
-                             f"{1000 * event.seconds:.0f} ms")
+        self.status.value = (
+            f"{what} {intr.height}x{intr.width} of pose #{event.serial} in {1000 * event.seconds:.0f} ms"
+        )
 
     # ---------------------------------------------------------------- C-arm in 3D
     def _on_show_carm(self, show: bool) -> None:
@@ -471,21 +568,33 @@ class DrrPoseWidget(Container):
             self.viewer.layers[CARM].data = shapes  # same shapes moved: types and colours stay
         else:
             self.viewer.add_shapes(
-                shapes, shape_type=["path", "line"] + ["line"] * 4,
-                edge_color=["yellow", "red"] + ["#66ccff"] * 4, edge_width=[3, 3, 1, 1, 1, 1],
-                name=CARM, metadata={KIND: "carm"})
+                shapes,
+                shape_type=["path", "line"] + ["line"] * 4,
+                edge_color=["yellow", "red"] + ["#66ccff"] * 4,
+                edge_width=[3, 3, 1, 1, 1, 1],
+                name=CARM,
+                metadata={KIND: "carm"},
+            )
         if SOURCE in self.viewer.layers:
             self.viewer.layers[SOURCE].data = src[None]
         else:
-            self.viewer.add_points(src[None], name=SOURCE, size=25, face_color="yellow",
-                                   metadata={KIND: "carm"})
+            self.viewer.add_points(
+                src[None], name=SOURCE, size=25, face_color="yellow", metadata={KIND: "carm"}
+            )
         image, what = self._detector_image(drr)
         thickness = float(min(np.linalg.norm(outline.row_step), np.linalg.norm(outline.col_step)))
         with warnings.catch_warnings():  # napari warns of its (unused) 2D slice of a tilted plane
             warnings.filterwarnings("ignore", "Non-orthogonal slicing", UserWarning)
-            upsert_image(self.viewer, DETECTOR, np.asarray(image, np.float32)[None],
-                         affine=outline.image_affine(image.shape, thickness), colormap="gray",
-                         contrast_limits=display_range(image), rendering="mip", metadata={KIND: "carm"})
+            upsert_image(
+                self.viewer,
+                DETECTOR,
+                np.asarray(image, np.float32)[None],
+                affine=outline.image_affine(image.shape, thickness),
+                colormap="gray",
+                contrast_limits=display_range(image),
+                rendering="mip",
+                metadata={KIND: "carm"},
+            )
         self._draw_labels(_label_points(outline), [SOURCE, f"detector ({what})"])
         if self._reframe:
             self._reframe = False
@@ -500,9 +609,17 @@ class DrrPoseWidget(Container):
             layer.features = {"label": texts}
             layer.text = text
             return
-        self.viewer.add_points(points, name=LABELS, size=1, face_color="transparent",
-                               border_width=0, features={"label": texts}, text=text,
-                               blending="translucent_no_depth", metadata={KIND: "carm"})
+        self.viewer.add_points(
+            points,
+            name=LABELS,
+            size=1,
+            face_color="transparent",
+            border_width=0,
+            features={"label": texts},
+            text=text,
+            blending="translucent_no_depth",
+            metadata={KIND: "carm"},
+        )
 
     def _fit(self, outline) -> None:
         """Look at the C-arm from its side, tilted onto the detector, with everything in view."""
@@ -514,8 +631,9 @@ class DrrPoseWidget(Container):
         ray = outline.center - outline.source
         ray /= np.linalg.norm(ray)
         turn, tilt = np.radians(VIEW_TURN_DEG), np.radians(VIEW_TILT_DEG)
-        side = (np.cos(turn) * outline.col_step / np.linalg.norm(outline.col_step)
-                + np.sin(turn) * outline.row_step / np.linalg.norm(outline.row_step))
+        side = np.cos(turn) * outline.col_step / np.linalg.norm(outline.col_step) + np.sin(
+            turn
+        ) * outline.row_step / np.linalg.norm(outline.row_step)
         fit_3d(self.viewer, np.vstack(points), np.cos(tilt) * side + np.sin(tilt) * ray, -ray)
 
 

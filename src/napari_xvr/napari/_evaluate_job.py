@@ -23,8 +23,11 @@ class Evaluated:
 def evaluation(true_pose, pred_pose, fiducials: np.ndarray, intrinsics, orientation: str):
     """mTRE/mPE/mRPE and the fiducials' projections under both poses."""
     errors = api.evaluate_layers(true_pose, pred_pose, fiducials, intrinsics, orientation)
-    yield Evaluated(errors, api.project_points(true_pose, fiducials, intrinsics, orientation),
-                    api.project_points(pred_pose, fiducials, intrinsics, orientation))
+    yield Evaluated(
+        errors,
+        api.project_points(true_pose, fiducials, intrinsics, orientation),
+        api.project_points(pred_pose, fiducials, intrinsics, orientation),
+    )
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,16 @@ class Replayed:
 
 
 @guarded
-def replay(volume: LayerSnapshot, labels: LayerSnapshot | None, label_ids: str, orientation: str,
-           intrinsics, trajectory: list[dict], n_frames: int = 30, max_size: int = 128):
+def replay(
+    volume: LayerSnapshot,
+    labels: LayerSnapshot | None,
+    label_ids: str,
+    orientation: str,
+    intrinsics,
+    trajectory: list[dict],
+    n_frames: int = 30,
+    max_size: int = 128,
+):
     """DRRs along an optimisation trajectory (a time axis for the overlay)."""
     from ..geometry import pose_from_zxy
     from ..render import render
@@ -47,8 +58,7 @@ def replay(volume: LayerSnapshot, labels: LayerSnapshot | None, label_ids: str, 
     scale = min(1.0, max_size / max(intrinsics.height, intrinsics.width))
     small = intrinsics.rescaled(scale) if scale < 1 else intrinsics
     drr = api.make_renderer(volume, small, labels, label_ids or None, orientation)
-    picks = np.unique(np.linspace(0, len(trajectory) - 1, min(n_frames, len(trajectory))).round()
-                      .astype(int))
+    picks = np.unique(np.linspace(0, len(trajectory) - 1, min(n_frames, len(trajectory))).round().astype(int))
     frames = []
     for count, index in enumerate(picks, start=1):
         row = trajectory[index]

@@ -21,26 +21,33 @@ from ._register_job import OVERLAY_CONTRAST
 from ._tooltips import explain
 
 TRUE_SOURCES = ("X-ray metadata 'true_pose'", "pose file")
-PRED_SOURCES = ("X-ray metadata 'pose' (last registration)", "DRR and pose widget",
-                "result file (result.json)")
+PRED_SOURCES = (
+    "X-ray metadata 'pose' (last registration)",
+    "DRR and pose widget",
+    "result file (result.json)",
+)
 #: apart from the registration overlay's green X-ray and magenta DRR
 TRUE_COLOR, PRED_COLOR, ERROR_COLOR = "cyan", "yellow", "orange"
 FIDUCIAL_COLOR = "lime"  # the 3D points: not the colour of their true projections
-LEGEND = (f'<span style="color:{TRUE_COLOR}">&#9679;</span> true projection &nbsp; '
-          f'<span style="color:{PRED_COLOR}">&#9679;</span> estimated projection<br>'
-          f'<span style="color:{ERROR_COLOR}">&#10230;</span> error, from the true projection to '
-          'the estimated one')
+LEGEND = (
+    f'<span style="color:{TRUE_COLOR}">&#9679;</span> true projection &nbsp; '
+    f'<span style="color:{PRED_COLOR}">&#9679;</span> estimated projection<br>'
+    f'<span style="color:{ERROR_COLOR}">&#10230;</span> error, from the true projection to '
+    "the estimated one"
+)
 
 
 def metrics_text(e) -> str:
     """The errors, each with its definition (xvr's, from the core)."""
     from ..conventions import METRIC_DEFINITIONS as D
 
-    return (f"mTRE {e.mtre:.2f} mm: {D['mTRE']}\n"
-            f"mPE {e.mpe:.2f} mm: {D['mPE']}\n"
-            f"mRPE {e.mrpe:.2f} mm: {D['mRPE']}\n"
-            f"geodesic {e.geodesic_mm:.2f} mm (rotation {e.rotation_error_deg:.2f} deg): "
-            f"{D['geodesic']}")
+    return (
+        f"mTRE {e.mtre:.2f} mm: {D['mTRE']}\n"
+        f"mPE {e.mpe:.2f} mm: {D['mPE']}\n"
+        f"mRPE {e.mrpe:.2f} mm: {D['mRPE']}\n"
+        f"geodesic {e.geodesic_mm:.2f} mm (rotation {e.rotation_error_deg:.2f} deg): "
+        f"{D['geodesic']}"
+    )
 
 
 REPLAY_PLANE_MM = 1e5  # the replay's one plane covers any CT slice position (100 m)
@@ -62,23 +69,37 @@ class EvaluateWidget(Container):
         self.xray = layer_combo(viewer, "xray", "X-ray")
         self.fiducials = layer_combo(viewer, "points", "fiducials (3D points)")
         self.fiducials_file = FileEdit(
-            label="fiducials file", mode="r", value="", filter="*.csv *.json",
+            label="fiducials file",
+            mode="r",
+            value="",
+            filter="*.csv *.json",
             tooltip="3D points in world mm: a CSV with x,y,z columns, a JSON list of [x, y, z] or "
-            "a truth.json with fiducials_mm (as `xvr evaluate -f` reads them)")
+            "a truth.json with fiducials_mm (as `xvr evaluate -f` reads them)",
+        )
         self.fiducials_file_button = PushButton(text="Load fiducials file")
         self.fiducials_button = PushButton(text="Fiducials from X-ray metadata")
         self.true_source = ComboBox(
-            label="true pose", choices=TRUE_SOURCES, value=TRUE_SOURCES[0],
+            label="true pose",
+            choices=TRUE_SOURCES,
+            value=TRUE_SOURCES[0],
             tooltip="the X-ray's metadata (e.g. the sample's), or a file: result.json, pose JSON, "
-            "truth.json, xvr .pth or DICOM")
+            "truth.json, xvr .pth or DICOM",
+        )
         self.true_file = FileEdit(
-            label="true pose file", mode="r", value="",
+            label="true pose file",
+            mode="r",
+            value="",
             tooltip="as `xvr evaluate --true`: a result folder/result.json or xvr .pth, a JSON 4x4 "
             "matrix, a truth.json of synthetic cases (matched by the X-ray's file name), or a "
-            "DICOM (its header's pose)")
+            "DICOM (its header's pose)",
+        )
         self.pred_source = ComboBox(label="estimated pose", choices=PRED_SOURCES, value=PRED_SOURCES[0])
-        self.pred_file = FileEdit(label="estimated result", mode="r", value="",
-                                  tooltip="a result folder, its result.json, or an xvr .pth")
+        self.pred_file = FileEdit(
+            label="estimated result",
+            mode="r",
+            value="",
+            tooltip="a result folder, its result.json, or an xvr .pth",
+        )
         self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
         self.evaluate_button = PushButton(text="Evaluate")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -90,16 +111,35 @@ class EvaluateWidget(Container):
         self.n_frames = SpinBox(label="frames", value=30, min=2, max=500)
         self.replay_button = PushButton(text="Replay")
         self.status = StatusLine("")
-        self.body = Container(labels=False, widgets=[
-            group("Fiducials", self.xray, self.fiducials, self.fiducials_button,
-                   self.fiducials_file, self.fiducials_file_button),
-            group("Poses", self.true_source, self.true_file, self.pred_source, self.pred_file,
-                   self.orientation_choice),
-            self.legend, self.errors,
-            group("Replay", self.volume, self.labels_layer, self.label_ids, self.n_frames),
-        ])
-        buttons = Container(widgets=[self.evaluate_button, self.replay_button, self.stop_button],
-                            layout="horizontal", labels=False)
+        self.body = Container(
+            labels=False,
+            widgets=[
+                group(
+                    "Fiducials",
+                    self.xray,
+                    self.fiducials,
+                    self.fiducials_button,
+                    self.fiducials_file,
+                    self.fiducials_file_button,
+                ),
+                group(
+                    "Poses",
+                    self.true_source,
+                    self.true_file,
+                    self.pred_source,
+                    self.pred_file,
+                    self.orientation_choice,
+                ),
+                self.legend,
+                self.errors,
+                group("Replay", self.volume, self.labels_layer, self.label_ids, self.n_frames),
+            ],
+        )
+        buttons = Container(
+            widgets=[self.evaluate_button, self.replay_button, self.stop_button],
+            layout="horizontal",
+            labels=False,
+        )
         self.scroll = scrolled(self, self.body, pinned=(buttons, self.status))
         self.evaluate_button.changed.connect(self.evaluate)
         self.replay_button.changed.connect(self.replay)
@@ -129,8 +169,9 @@ class EvaluateWidget(Container):
             from ..evaluate import read_true_pose
 
             if path is None:
-                raise XvrInputError("choose the true pose file (result.json, pose JSON, truth.json, "
-                                    "xvr .pth or DICOM)")
+                raise XvrInputError(
+                    "choose the true pose file (result.json, pose JSON, truth.json, xvr .pth or DICOM)"
+                )
             return read_true_pose(path, self._xray_stem(), self.orientation_choice.value)
         from ..register.result import read_result, result_pose
 
@@ -150,16 +191,16 @@ class EvaluateWidget(Container):
         if name in self.viewer.layers:
             self.viewer.layers[name].data = points
         else:
-            self.viewer.add_points(points, name=name, size=8, face_color=FIDUCIAL_COLOR,
-                                   metadata={KIND: "fiducials"})
+            self.viewer.add_points(
+                points, name=name, size=8, face_color=FIDUCIAL_COLOR, metadata={KIND: "fiducials"}
+            )
         self.fiducials.value = self.viewer.layers[name]
 
     def fiducials_from_metadata(self) -> None:
         """Add the X-ray's ``fiducials_mm`` (e.g. the sample data's) as a 3D Points layer."""
         xray = self.xray.value
         if xray is None or not xray.metadata.get("fiducials_mm"):
-            report_error(XvrInputError("the X-ray layer has no 'fiducials_mm' in its metadata"),
-                         "Fiducials")
+            report_error(XvrInputError("the X-ray layer has no 'fiducials_mm' in its metadata"), "Fiducials")
             return
         self._add_fiducials(np.asarray(xray.metadata["fiducials_mm"]), "fiducials")
 
@@ -183,8 +224,9 @@ class EvaluateWidget(Container):
         try:
             xray, points = self.xray.value, self.fiducials.value
             if xray is None or points is None:
-                raise XvrInputError("choose an X-ray layer and a 3D Points layer of fiducials (mm), "
-                                    "or load them from a file")
+                raise XvrInputError(
+                    "choose an X-ray layer and a 3D Points layer of fiducials (mm), or load them from a file"
+                )
             true = self._pose(self.true_source.value, self.true_file.value)
             pred = self._pose(self.pred_source.value, self.pred_file.value)
             intr = Intrinsics(**xray.metadata["intrinsics"])
@@ -246,18 +288,31 @@ class EvaluateWidget(Container):
             if layer_name in self.viewer.layers:
                 self.viewer.layers[layer_name].data = coords
             else:
-                self.viewer.add_points(coords, name=layer_name, size=6, face_color=color,
-                                       border_color=color, metadata={KIND: "projections"})
+                self.viewer.add_points(
+                    coords,
+                    name=layer_name,
+                    size=6,
+                    face_color=color,
+                    border_color=color,
+                    metadata={KIND: "projections"},
+                )
         vectors = np.stack([true, pred - true], axis=1)
         layer_name = f"{name} errors (true to estimated)"
         if layer_name in self.viewer.layers:
             self.viewer.layers[layer_name].data = vectors
         else:
-            self.viewer.add_vectors(vectors, name=layer_name, edge_color=ERROR_COLOR, edge_width=1.5,
-                                    length=1.0, vector_style="arrow",
-                                    metadata={KIND: "projections"})
-        self.status.value = (f"mTRE {e.mtre:.2f} mm, mPE {e.mpe:.2f} mm, mRPE {e.mrpe:.2f} mm "
-                             f"over {e.n_fiducials} fiducials")
+            self.viewer.add_vectors(
+                vectors,
+                name=layer_name,
+                edge_color=ERROR_COLOR,
+                edge_width=1.5,
+                length=1.0,
+                vector_style="arrow",
+                metadata={KIND: "projections"},
+            )
+        self.status.value = (
+            f"mTRE {e.mtre:.2f} mm, mPE {e.mpe:.2f} mm, mRPE {e.mrpe:.2f} mm over {e.n_fiducials} fiducials"
+        )
         info(f"Evaluate: {self.status.value}")
 
     # ---------------------------------------------------------------- replay
@@ -268,9 +323,15 @@ class EvaluateWidget(Container):
                 raise XvrInputError("choose the X-ray (with a registration) and the volume")
             trajectory = xray.metadata.get("trajectory") or []
             intr = Intrinsics(**xray.metadata["intrinsics"])
-            args = (LayerSnapshot.of(volume), LayerSnapshot.of(self.labels_layer.value),
-                    self.label_ids.value, self.orientation_choice.value, intr, list(trajectory),
-                    self.n_frames.value)
+            args = (
+                LayerSnapshot.of(volume),
+                LayerSnapshot.of(self.labels_layer.value),
+                self.label_ids.value,
+                self.orientation_choice.value,
+                intr,
+                list(trajectory),
+                self.n_frames.value,
+            )
         except Exception as err:
             report_error(err, "Replay")
             return
@@ -294,9 +355,17 @@ class EvaluateWidget(Container):
             layer.data = frames
             layer.metadata.update(meta)
         else:
-            self.viewer.add_image(frames, name=name, scale=scale, translate=translate,
-                                  colormap="magenta", blending="additive", opacity=0.6,
-                                  contrast_limits=OVERLAY_CONTRAST, metadata=meta)
+            self.viewer.add_image(
+                frames,
+                name=name,
+                scale=scale,
+                translate=translate,
+                colormap="magenta",
+                blending="additive",
+                opacity=0.6,
+                contrast_limits=OVERLAY_CONTRAST,
+                metadata=meta,
+            )
             labels = list(self.viewer.dims.axis_labels)
             labels[-4] = "replay frame"
             self.viewer.dims.axis_labels = labels

@@ -53,8 +53,10 @@ class Failed:
     message: str
     details: str = ""
 
+
 def guarded(gen_func):
     """Turn exceptions of a job into a yielded :class:`Failed` event."""
+
     def run(*args, **kwargs):
         try:
             yield from gen_func(*args, **kwargs)

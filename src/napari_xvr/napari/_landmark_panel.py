@@ -28,17 +28,24 @@ class LandmarkPanel(Container):
     def __init__(self, viewer, pose_widget):
         super().__init__(labels=False)
         self.viewer, self.pose_widget = viewer, pose_widget
-        self.add_button = PushButton(text="Add landmark layers",
-                                     tooltip="click points on the X-ray, then the same anatomy on "
-                                     "the volume (any slice or 3D), in the same order")
-        self.solve_button = PushButton(text="Pose from landmarks",
-                                       tooltip="4 or more pairs: the pose that reprojects the "
-                                       "volume's points onto the X-ray's best")
+        self.add_button = PushButton(
+            text="Add landmark layers",
+            tooltip="click points on the X-ray, then the same anatomy on "
+            "the volume (any slice or 3D), in the same order",
+        )
+        self.solve_button = PushButton(
+            text="Pose from landmarks",
+            tooltip="4 or more pairs: the pose that reprojects the volume's points onto the X-ray's best",
+        )
         self.status = StatusLine("4+ pairs: X-ray point i <-> volume point i")
         self.worker = None
         self.last_fit = None
-        self.extend([Container(layout="horizontal", labels=False,
-                               widgets=[self.add_button, self.solve_button]), self.status])
+        self.extend(
+            [
+                Container(layout="horizontal", labels=False, widgets=[self.add_button, self.solve_button]),
+                self.status,
+            ]
+        )
         self.add_button.changed.connect(lambda *_: self._guarded(self.add_layers))
         self.solve_button.changed.connect(lambda *_: self._guarded(self.solve))
 
@@ -57,17 +64,29 @@ class LandmarkPanel(Container):
             raise XvrInputError("choose the volume and, in 'intrinsics from', the X-ray layer first")
         if VOLUME_POINTS not in self.viewer.layers:
             points = self.viewer.add_points(
-                np.empty((0, 3)), name=VOLUME_POINTS, ndim=3, size=6, face_color="cyan",
-                metadata={KIND: "landmarks"}, features={"label": np.empty(0, dtype=object)},
-                text={"string": "{label}", "color": "cyan", "translation": [0, 0, -8]})
+                np.empty((0, 3)),
+                name=VOLUME_POINTS,
+                ndim=3,
+                size=6,
+                face_color="cyan",
+                metadata={KIND: "landmarks"},
+                features={"label": np.empty(0, dtype=object)},
+                text={"string": "{label}", "color": "cyan", "translation": [0, 0, -8]},
+            )
             points.events.data.connect(lambda _e: self._number(points))
         if XRAY_POINTS not in self.viewer.layers:
             layer = self.viewer.add_points(
-                np.empty((0, 2)), name=XRAY_POINTS, ndim=2, scale=xray.scale,
-                translate=xray.translate, size=6, face_color="yellow",
+                np.empty((0, 2)),
+                name=XRAY_POINTS,
+                ndim=2,
+                scale=xray.scale,
+                translate=xray.translate,
+                size=6,
+                face_color="yellow",
                 metadata={KIND: "landmarks", "xray": xray.name},
                 text={"string": "{label}", "color": "yellow", "translation": [-8, 0]},
-                features={"label": np.empty(0, dtype=object)})
+                features={"label": np.empty(0, dtype=object)},
+            )
             layer.events.data.connect(lambda _e: self._number(layer))
             self.viewer.layers.selection.active = layer
             layer.mode = "add"
@@ -84,13 +103,14 @@ class LandmarkPanel(Container):
         """(X-ray pixels (N, 2: column, row), volume points (N, 3 world mm)) in click order."""
         missing = [n for n in (XRAY_POINTS, VOLUME_POINTS) if n not in self.viewer.layers]
         if missing:
-            raise XvrInputError(f"no layer {missing[0]!r}: press 'Add landmark layers' and click "
-                                "the pairs")
+            raise XvrInputError(f"no layer {missing[0]!r}: press 'Add landmark layers' and click the pairs")
         rows_cols = np.asarray(self.viewer.layers[XRAY_POINTS].data, dtype=np.float64)
         world = np.asarray(self.viewer.layers[VOLUME_POINTS].data, dtype=np.float64)
         if len(rows_cols) != len(world):
-            raise XvrInputError(f"{len(rows_cols)} points on the X-ray but {len(world)} on the "
-                                "volume: click one volume point for each X-ray point, in order")
+            raise XvrInputError(
+                f"{len(rows_cols)} points on the X-ray but {len(world)} on the "
+                "volume: click one volume point for each X-ray point, in order"
+            )
         return rows_cols[:, ::-1], world
 
     def solve(self) -> None:
@@ -101,8 +121,13 @@ class LandmarkPanel(Container):
             return
         pixels, world = self.pairs()
         widget = self.pose_widget
-        args = (world, pixels, widget.intrinsics(), widget.orientation_choice.value,
-                widget.reverse_x_axis.value)
+        args = (
+            world,
+            pixels,
+            widget.intrinsics(),
+            widget.orientation_choice.value,
+            widget.reverse_x_axis.value,
+        )
         start = widget.pose_matrix()
 
         def run():
@@ -126,10 +151,11 @@ class LandmarkPanel(Container):
         layers = self.viewer.layers
         layer = layers[XRAY_POINTS] if XRAY_POINTS in layers else None  # noqa: SIM401 (no .get)
         if layer is not None and len(layer.data) == len(fit.errors_px):
-            layer.features["label"] = [f"{i + 1}: {e:.1f} mm"
-                                       for i, e in enumerate(fit.errors_mm)]
+            layer.features["label"] = [f"{i + 1}: {e:.1f} mm" for i, e in enumerate(fit.errors_mm)]
             layer.refresh_text()
         worst = int(np.argmax(fit.errors_mm)) + 1
-        self.status.value = (f"pose from {len(fit.errors_px)} pairs: reprojection RMS "
-                             f"{fit.rms_mm:.2f} mm ({fit.rms_px:.2f} px), worst pair {worst} "
-                             f"{fit.errors_mm.max():.2f} mm (Undo: the pose before)")
+        self.status.value = (
+            f"pose from {len(fit.errors_px)} pairs: reprojection RMS "
+            f"{fit.rms_mm:.2f} mm ({fit.rms_px:.2f} px), worst pair {worst} "
+            f"{fit.errors_mm.max():.2f} mm (Undo: the pose before)"
+        )

@@ -46,13 +46,28 @@ def volume_layers(path, orientation: str = "AP", as_labels: bool | None = None) 
     source_affine = np.asarray(image.affine).tolist()
     affine = centred_affine(image)
     name = _stem(path)
-    meta = {KIND: "labels" if as_labels else "volume", "path": str(path.resolve()),
-            "orientation": orientation, "source_affine": source_affine}
+    meta = {
+        KIND: "labels" if as_labels else "volume",
+        "path": str(path.resolve()),
+        "orientation": orientation,
+        "source_affine": source_affine,
+    }
     if as_labels:
-        return [(data.astype(np.int32), {"name": name, "affine": affine, "metadata": meta,
-                                         "opacity": 0.5}, "labels")]
-    kwargs = {"name": name, "affine": affine, "metadata": meta, "colormap": "gray",
-              "contrast_limits": _ct_limits(data), "rendering": "mip"}
+        return [
+            (
+                data.astype(np.int32),
+                {"name": name, "affine": affine, "metadata": meta, "opacity": 0.5},
+                "labels",
+            )
+        ]
+    kwargs = {
+        "name": name,
+        "affine": affine,
+        "metadata": meta,
+        "colormap": "gray",
+        "contrast_limits": _ct_limits(data),
+        "rendering": "mip",
+    }
     return [(data.astype(np.float32), kwargs, "image")]
 
 
@@ -85,9 +100,12 @@ def check_volume_memory(path: Path) -> None:
     size, itemsize = info
     voxels = int(np.prod(size, dtype=np.float64))
     # ITK's buffer, torchio's tensor and the layer's float32 copy
-    check_memory(voxels * (2 * itemsize + 4), f"{path}: its header claims "
-                 f"{' x '.join(map(str, size))} voxels, which", "the file is damaged or far larger "
-                 "than a CT/MR volume; downsample it (e.g. with SimpleITK) before opening it")
+    check_memory(
+        voxels * (2 * itemsize + 4),
+        f"{path}: its header claims {' x '.join(map(str, size))} voxels, which",
+        "the file is damaged or far larger "
+        "than a CT/MR volume; downsample it (e.g. with SimpleITK) before opening it",
+    )
 
 
 def centred_affine(image) -> np.ndarray:
@@ -132,8 +150,13 @@ def xray_layer(xray, name: str | None = None, frames: np.ndarray | None = None) 
     intr = xray.intrinsics
     data = xray.image if frames is None else frames
     scale = (intr.dely, intr.delx) if data.ndim == 2 else (1.0, intr.dely, intr.delx)
-    kwargs = {"name": name or xray.stem, "scale": scale, "metadata": xray_meta(xray),
-              "colormap": "gray", "contrast_limits": display_range(data, (0.5, 99.5))}
+    kwargs = {
+        "name": name or xray.stem,
+        "scale": scale,
+        "metadata": xray_meta(xray),
+        "colormap": "gray",
+        "contrast_limits": display_range(data, (0.5, 99.5)),
+    }
     return (np.ascontiguousarray(data, dtype=np.float32), kwargs, "image")
 
 
@@ -142,12 +165,13 @@ def intrinsics_from_meta(meta: dict) -> Intrinsics | None:
     return None if not values else Intrinsics(**values)
 
 
-def drr_layer_kwargs(name: str, intr: Intrinsics, meta: dict | None = None,
-                     overlay: bool = False) -> dict:
+def drr_layer_kwargs(name: str, intr: Intrinsics, meta: dict | None = None, overlay: bool = False) -> dict:
     """Display settings of a DRR layer drawn on top of an X-ray (fixed contrast, blended)."""
-    kwargs = {"name": name, "scale": (intr.dely, intr.delx),
-              "metadata": {KIND: "overlay" if overlay else "drr", "intrinsics": intr.to_dict(),
-                           **(meta or {})}}
+    kwargs = {
+        "name": name,
+        "scale": (intr.dely, intr.delx),
+        "metadata": {KIND: "overlay" if overlay else "drr", "intrinsics": intr.to_dict(), **(meta or {})},
+    }
     if overlay:
         kwargs.update(colormap="magenta", blending="additive", opacity=0.6)
     else:

@@ -143,30 +143,44 @@ def read_one(path: Path) -> list:
     """The layers of one claimed path; any failure is an XvrInputError that names `path`."""
     kind = _kind(path)
     if kind is None:
-        raise XvrInputError(f"{path}: napari-xvr does not read this (no such file, or not a volume, "
-                            "X-ray DICOM, result folder/.json, xvr .pth or session); check the path")
-    readers = {"volume": _read_volume, "xray": _read_xray, "folder": _read_folder,
-               "upstream": upstream_layers, "result": result_layers, "session": _read_session}
+        raise XvrInputError(
+            f"{path}: napari-xvr does not read this (no such file, or not a volume, "
+            "X-ray DICOM, result folder/.json, xvr .pth or session); check the path"
+        )
+    readers = {
+        "volume": _read_volume,
+        "xray": _read_xray,
+        "folder": _read_folder,
+        "upstream": upstream_layers,
+        "result": result_layers,
+        "session": _read_session,
+    }
     try:
         if path.is_file():
             if path.stat().st_size == 0:
                 raise XvrInputError(f"{path}: the file is empty (0 bytes); copy it again")
             if not os.access(path, os.R_OK):
-                raise XvrInputError(f"{path}: no permission to read it; make it readable "
-                                    "(chmod +r) or copy it somewhere you can read")
+                raise XvrInputError(
+                    f"{path}: no permission to read it; make it readable "
+                    "(chmod +r) or copy it somewhere you can read"
+                )
         layers = readers[kind](path)
     except XvrInputError as err:
         if _names(path, str(err)):
             raise
         raise XvrInputError(f"{path}: {err}") from err
     except MemoryError as err:
-        raise XvrInputError(f"{path}: too large to open with the memory this machine has free; "
-                            "downsample it or close other programs") from err
+        raise XvrInputError(
+            f"{path}: too large to open with the memory this machine has free; "
+            "downsample it or close other programs"
+        ) from err
     except Exception as err:  # torchio, SimpleITK, pydicom, nibabel, imageio raise many kinds
         from ..io._messages import one_line
 
-        raise XvrInputError(f"{path}: cannot read it ({type(err).__name__}: {one_line(err, 200)}); "
-                            "the file may be truncated or damaged, copy it again") from err
+        raise XvrInputError(
+            f"{path}: cannot read it ({type(err).__name__}: {one_line(err, 200)}); "
+            "the file may be truncated or damaged, copy it again"
+        ) from err
     if not layers:
         raise XvrInputError(f"{path}: holds nothing napari-xvr can show")
     return layers
@@ -186,8 +200,11 @@ def _read_session(path: Path) -> list:
             layers.append((data, kwargs, kind))
     if layers:
         data, kwargs, kind = layers[-1]
-        layers[-1] = (data, {**kwargs, "metadata": {**kwargs.get("metadata", {}),
-                                                     "xvr_session": str(path.resolve())}}, kind)
+        layers[-1] = (
+            data,
+            {**kwargs, "metadata": {**kwargs.get("metadata", {}), "xvr_session": str(path.resolve())}},
+            kind,
+        )
     return layers
 
 
@@ -214,8 +231,9 @@ def _read_folder(path: Path) -> list:
         return result_layers(path)
     files = _dicom_files(path)
     if not files:
-        raise XvrInputError(f"{path}: no result.json and no DICOM files in this folder; open the "
-                            "files themselves")
+        raise XvrInputError(
+            f"{path}: no result.json and no DICOM files in this folder; open the files themselves"
+        )
     try:
         return volume_layers(path)
     except XvrInputError as series_error:
@@ -226,11 +244,14 @@ def _read_folder(path: Path) -> list:
             except XvrInputError as err:
                 failed.append(str(err))
         if not layers:
-            raise XvrInputError(f"{path}: neither a DICOM series ({series_error}) nor a folder of "
-                                f"X-rays ({failed[0]})") from series_error
+            raise XvrInputError(
+                f"{path}: neither a DICOM series ({series_error}) nor a folder of X-rays ({failed[0]})"
+            ) from series_error
         if failed:
-            _warn(f"napari-xvr opened {len(layers)} X-ray(s) of {path} and skipped "
-                  f"{len(failed)}: {'; '.join(failed[:3])}")
+            _warn(
+                f"napari-xvr opened {len(layers)} X-ray(s) of {path} and skipped "
+                f"{len(failed)}: {'; '.join(failed[:3])}"
+            )
         return layers
 
 
@@ -244,15 +265,19 @@ def upstream_layers(path: Path) -> list:
     data = upstream_to_json(raw, path)
     image = upstream_image(raw)
     if image is None:
-        raise XvrInputError(f"{path}: holds no X-ray image ('gt' is empty); the pose is in the file, "
-                            "read it with `xvr export` or open the X-ray itself")
+        raise XvrInputError(
+            f"{path}: holds no X-ray image ('gt' is empty); the pose is in the file, "
+            "read it with `xvr export` or open the X-ray itself"
+        )
     if not np.isfinite(image).all():
-        raise XvrInputError(f"{path}: its X-ray ('gt') has NaN or infinite pixels; the file is "
-                            "damaged, save it again")
+        raise XvrInputError(
+            f"{path}: its X-ray ('gt') has NaN or infinite pixels; the file is damaged, save it again"
+        )
     xray = XRay(image=image, intrinsics=Intrinsics(**data["intrinsics"]))
     layer = xray_layer(xray, name=f"{path.stem} X-ray")
-    layer[1]["metadata"].update({"pose": data["final_pose"], "result": data,
-                                 "result_path": str(path.resolve()), "trajectory": []})
+    layer[1]["metadata"].update(
+        {"pose": data["final_pose"], "result": data, "result_path": str(path.resolve()), "trajectory": []}
+    )
     return [layer]
 
 
@@ -286,16 +311,24 @@ def result_layers(folder: Path) -> list:
     folder = Path(folder)
     file = folder / "result.json" if folder.is_dir() else folder
     if file.stat().st_size > MAX_RESULT_BYTES:
-        raise XvrInputError(f"{file}: {file.stat().st_size} bytes is far more than a result.json; "
-                            "the file is damaged or not a result")
+        raise XvrInputError(
+            f"{file}: {file.stat().st_size} bytes is far more than a result.json; "
+            "the file is damaged or not a result"
+        )
     data = read_result(file)
     if not isinstance(data.get("intrinsics"), dict):
-        raise XvrInputError(f"{file}: has no 'intrinsics' (sdd, height, width, delx, dely); write "
-                            "the result again with xvr register")
+        raise XvrInputError(
+            f"{file}: has no 'intrinsics' (sdd, height, width, delx, dely); write "
+            "the result again with xvr register"
+        )
     pose = result_pose(data)
     name = folder.name if folder.is_dir() else file.stem
-    meta = {"pose": data.get("final_pose") or data["init_pose"], "result": data,
-            "result_path": str(folder.resolve()), "trajectory": _trajectory(file)}
+    meta = {
+        "pose": data.get("final_pose") or data["init_pose"],
+        "result": data,
+        "result_path": str(folder.resolve()),
+        "trajectory": _trajectory(file),
+    }
     layers = []
     inputs = data.get("inputs") or {}
     intr = Intrinsics(**data["intrinsics"])
@@ -336,8 +369,11 @@ def _render_intrinsics(intr, renderer: str, volume_shape):
         return intr
     side = max(intr.height, intr.width) * math.sqrt(allowed / pixels)
     shown = panel_intrinsics(intr, max(16, int(side)))
-    check_memory(render_bytes(shown.height, shown.width, renderer, volume_shape),
-                 f"rendering the final DRR ({shown.height}x{shown.width} px)", "close other programs")
+    check_memory(
+        render_bytes(shown.height, shown.width, renderer, volume_shape),
+        f"rendering the final DRR ({shown.height}x{shown.width} px)",
+        "close other programs",
+    )
     return shown
 
 
@@ -352,9 +388,9 @@ def _result_drr(file: Path, inputs: dict, intr, pose):
 
         # the spec it was registered with; a labelmap that is gone: the whole volume
         mask = _input_file(inputs, "mask")
-        spec = VolumeSpec.from_inputs({**inputs, "volume": str(volume),
-                                       "mask": None if mask is None else str(mask)},
-                                      str(file), "cpu")
+        spec = VolumeSpec.from_inputs(
+            {**inputs, "volume": str(volume), "mask": None if mask is None else str(mask)}, str(file), "cpu"
+        )
         check_volume_memory(volume)
         subject = spec.read()
         shown = _render_intrinsics(intr, spec.renderer, tuple(subject.volume.shape[1:]))
@@ -374,21 +410,38 @@ def _read_png(png: Path, intr):
 
     with Image.open(png) as img:
         width, height = img.size
-    check_memory(width * height * 16, f"{png} ({height}x{width} px)", "the file is damaged or "
-                 "not the final_drr.png xvr writes; delete it")
+    check_memory(
+        width * height * 16,
+        f"{png} ({height}x{width} px)",
+        "the file is damaged or not the final_drr.png xvr writes; delete it",
+    )
     import imageio.v3 as iio
 
     image = np.asarray(iio.imread(png), dtype=np.float32)
     if image.ndim == 3:
         image = image[..., :3].mean(axis=-1)
-    shown = replace(intr, height=max(2, image.shape[0]), width=max(2, image.shape[1]),
-                    dely=intr.dely * intr.height / image.shape[0],
-                    delx=intr.delx * intr.width / image.shape[1])
+    shown = replace(
+        intr,
+        height=max(2, image.shape[0]),
+        width=max(2, image.shape[1]),
+        dely=intr.dely * intr.height / image.shape[0],
+        delx=intr.delx * intr.width / image.shape[1],
+    )
     return image, shown
 
 
 # the names earlier versions exported (one reader reads every kind now)
 read_volumes = read_xrays = read_folders = read_upstream_results = read_paths
 
-__all__ = ["KIND", "get_reader", "read_folders", "read_one", "read_paths",
-           "read_upstream_results", "read_volumes", "read_xrays", "result_layers", "upstream_layers"]
+__all__ = [
+    "KIND",
+    "get_reader",
+    "read_folders",
+    "read_one",
+    "read_paths",
+    "read_upstream_results",
+    "read_volumes",
+    "read_xrays",
+    "result_layers",
+    "upstream_layers",
+]

@@ -39,11 +39,14 @@ class Progress:
     def merged(self, later: Progress) -> Progress:
         """This and a later event as one: values appended, the latest images kept."""
         keep_new = later.drr is not None
-        return replace(later, itrs=self.itrs + later.itrs,
-                       similarities=self.similarities + later.similarities,
-                       drr=later.drr if keep_new else self.drr,
-                       stage_shape=later.stage_shape if keep_new else self.stage_shape,
-                       view_drrs=later.view_drrs if keep_new else self.view_drrs)
+        return replace(
+            later,
+            itrs=self.itrs + later.itrs,
+            similarities=self.similarities + later.similarities,
+            drr=later.drr if keep_new else self.drr,
+            stage_shape=later.stage_shape if keep_new else self.stage_shape,
+            view_drrs=later.view_drrs if keep_new else self.view_drrs,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,13 @@ class RegisterJob:
 
 def _xrays(job: RegisterJob) -> list:
     """The job's X-ray(s) from their snapshots; views of a joint run named by their layers."""
-    xrays = [api.xray_from_layer(s, None, job.preprocessing.reducefn)
-             for s in (job.xray, *job.views)]
+    xrays = [api.xray_from_layer(s, None, job.preprocessing.reducefn) for s in (job.xray, *job.views)]
     if not job.views:
         return xrays
-    return [dataclasses.replace(x, path=Path(str(s.metadata.get("path") or s.name)))
-            for x, s in zip(xrays, (job.xray, *job.views), strict=True)]
+    return [
+        dataclasses.replace(x, path=Path(str(s.metadata.get("path") or s.name)))
+        for x, s in zip(xrays, (job.xray, *job.views), strict=True)
+    ]
 
 
 @guarded
@@ -130,11 +134,23 @@ def registration(job: RegisterJob, stop):
     initialization = describe(initializer)
     if job.views:
         initialization |= {"init_view": 0, "geometry": "dicom"}
-    for event in register_xray(xrays if job.views else xray, drr, init, spec, initialization,
-                               job.options, job.preprocessing, job.target, keep_images=True,
-                               saveimg=job.saveimg, stop=stop, xray_name=job.xray_name,
-                               mirror_check=job.mirror_check, retry_starts=job.retry_starts,
-                               relatives=relatives):
+    for event in register_xray(
+        xrays if job.views else xray,
+        drr,
+        init,
+        spec,
+        initialization,
+        job.options,
+        job.preprocessing,
+        job.target,
+        keep_images=True,
+        saveimg=job.saveimg,
+        stop=stop,
+        xray_name=job.xray_name,
+        mirror_check=job.mirror_check,
+        retry_starts=job.retry_starts,
+        relatives=relatives,
+    ):
         if isinstance(event, Stage):
             shape = (event.height, event.width)
             yield event
@@ -145,24 +161,45 @@ def registration(job: RegisterJob, stop):
             latest_views = event.view_drrs or latest_views
             now = time.perf_counter()
             if now - last >= job.min_interval_s:
-                yield Progress(event.stage, n_stages, event.total_itr, tuple(itrs), tuple(sims),
-                               event.params, event.matrix, f32(latest), shape,
-                               tuple(f32(d) for d in latest_views) if latest is not None else ())
+                yield Progress(
+                    event.stage,
+                    n_stages,
+                    event.total_itr,
+                    tuple(itrs),
+                    tuple(sims),
+                    event.params,
+                    event.matrix,
+                    f32(latest),
+                    shape,
+                    tuple(f32(d) for d in latest_views) if latest is not None else (),
+                )
                 itrs, sims, latest, latest_views, last = [], [], None, (), now
         elif isinstance(event, Done):
             result = event.result
             if itrs:  # flush what the throttle held back
-                yield Progress(n_stages, n_stages, itrs[-1], tuple(itrs), tuple(sims),
-                               tuple(result_params(result)), result.pose, f32(latest), shape,
-                               tuple(f32(d) for d in latest_views) if latest is not None else ())
+                yield Progress(
+                    n_stages,
+                    n_stages,
+                    itrs[-1],
+                    tuple(itrs),
+                    tuple(sims),
+                    tuple(result_params(result)),
+                    result.pose,
+                    f32(latest),
+                    shape,
+                    tuple(f32(d) for d in latest_views) if latest is not None else (),
+                )
         elif isinstance(event, Written):
             folder = event.path
         elif isinstance(event, MirrorCheck | SetupCheck | Retrying):
             yield event
     final = result.images.get("final_drr")
     overlay = standardized(final) if final is not None else None
-    views = tuple(standardized(v["images"]["final_drr"]) for v in result.views or ()
-                  if v.get("images", {}).get("final_drr") is not None)
+    views = tuple(
+        standardized(v["images"]["final_drr"])
+        for v in result.views or ()
+        if v.get("images", {}).get("final_drr") is not None
+    )
     yield Finished(result, overlay, folder, result.init_pose, views)
 
 

@@ -79,8 +79,13 @@ from ._tooltips import explain
 from ._view_grid import ViewGrid
 from .api import intrinsics_of
 
-INITS = ("DRR and pose widget", "DICOM header", "model checkpoint", "previous result",
-         "pose in X-ray metadata")
+INITS = (
+    "DRR and pose widget",
+    "DICOM header",
+    "model checkpoint",
+    "previous result",
+    "pose in X-ray metadata",
+)
 
 
 class RegisterWidget(Stoppable, Container):
@@ -97,10 +102,12 @@ class RegisterWidget(Stoppable, Container):
         d = RegistrationOptions()
         self.xray = layer_combo(viewer, "xray", "X-ray")
         self.views = Select(
-            label="joint with", choices=self._view_choices,
+            label="joint with",
+            choices=self._view_choices,
             tooltip="more X-rays of the same patient position (a biplane pair, a rotated C-arm): "
             "one pose registered against every view (as xvr register --joint), each view's "
-            "geometry from its DICOM header's C-arm angles and distances")
+            "geometry from its DICOM header's C-arm angles and distances",
+        )
         self.volume = layer_combo(viewer, "volume", "volume")
         self.labels_layer = layer_combo(viewer, "labels", "labels", optional=True)
         self.label_ids = LineEdit(label="render labels", value="", tooltip="e.g. 1,2,3; empty: all")
@@ -108,77 +115,134 @@ class RegisterWidget(Stoppable, Container):
         self.init = ComboBox(label="initialisation", choices=INITS, value=INITS[0])
         self.init_path = FileEdit(label="checkpoint / result", mode="r", value="")
         self.crop = SpinBox(label="crop (px)", min=0, max=4096, value=d.crop)
-        self.subtract_background = CheckBox(label="subtract background",
-                                            value=defaults.reg("subtract_background"))
+        self.subtract_background = CheckBox(
+            label="subtract background", value=defaults.reg("subtract_background")
+        )
         self.linearize = CheckBox(label="linearize", value=defaults.reg("linearize"))
         self.equalize = CheckBox(label="equalize", value=d.equalize)
-        self.xray_mask = ComboBox(label="mask X-ray", choices=XRAY_MASKS, value=d.xray_mask,
-                                  tooltip="auto: leave burned-in text, markers and collimator "
-                                  "borders out of the similarity")
+        self.xray_mask = ComboBox(
+            label="mask X-ray",
+            choices=XRAY_MASKS,
+            value=d.xray_mask,
+            tooltip="auto: leave burned-in text, markers and collimator borders out of the similarity",
+        )
         self.reducefn = LineEdit(label="reduce frames", value=defaults.reg("reducefn"))
         self.scales = LineEdit(label="scales", value=d.scales)
-        self.optimizer = ComboBox(label="optimizer", choices=OPTIMIZERS, value=d.optimizer,
-                                  tooltip="lm: Levenberg-Marquardt (fast); adam: xvr's optimiser")
+        self.optimizer = ComboBox(
+            label="optimizer",
+            choices=OPTIMIZERS,
+            value=d.optimizer,
+            tooltip="lm: Levenberg-Marquardt (fast); adam: xvr's optimiser",
+        )
         self.n_itrs = LineEdit(label="max iterations", value=d.n_itrs)
-        self.multistart = SpinBox(label="more starts", value=d.multistart, min=0, max=64,
-                                tooltip="also run the first scale from this many poses up to "
-                                f"{d.multistart_rot:g} deg / {d.multistart_xyz:g} mm off the start and go "
-                                "on from the best: for starts more than ~15 deg / 50 mm off")
+        self.multistart = SpinBox(
+            label="more starts",
+            value=d.multistart,
+            min=0,
+            max=64,
+            tooltip="also run the first scale from this many poses up to "
+            f"{d.multistart_rot:g} deg / {d.multistart_xyz:g} mm off the start and go "
+            "on from the best: for starts more than ~15 deg / 50 mm off",
+        )
         self.auto_retry = CheckBox(
-            label="retry when not ok", value=False,
+            label="retry when not ok",
+            value=False,
             tooltip=f"--multistart auto: when the verdict is not ok, register again from "
-            f"{AUTO_STARTS} more starts and keep the better result")
-        self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
-                                         value=d.parameterization)
+            f"{AUTO_STARTS} more starts and keep the better result",
+        )
+        self.parameterization = ComboBox(
+            label="parameterization", choices=PARAMETERIZATIONS, value=d.parameterization
+        )
         self.lr_rot = FloatSpinBox(label="lr rotation (rad)", value=d.lr_rot, min=0, max=10, step=1e-3)
         self.lr_xyz = FloatSpinBox(label="lr translation (mm)", value=d.lr_xyz, min=0, max=100, step=0.1)
         self.patience = SpinBox(label="patience", value=d.patience, min=1, max=1000)
-        self.threshold = FloatSpinBox(label="threshold (similarity)", value=d.threshold, min=0,
-                                      max=1, step=1e-4)
+        self.threshold = FloatSpinBox(
+            label="threshold (similarity)", value=d.threshold, min=0, max=1, step=1e-4
+        )
         self.max_n_plateaus = SpinBox(label="max plateaus", value=d.max_n_plateaus, min=1, max=20)
         self.renderer = ComboBox(label="renderer", choices=RENDERERS, value=defaults.reg("renderer"))
-        self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"),
-                                       tooltip=FLIP_TOOLTIP)
+        self.reverse_x_axis = CheckBox(
+            label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"), tooltip=FLIP_TOOLTIP
+        )
         self.mirror_check = CheckBox(
-            label="mirror check", value=defaults.reg("mirror_check"),
+            label="mirror check",
+            value=defaults.reg("mirror_check"),
             tooltip="after the run, the first scale again on the X-ray flipped left-right: a "
-            "warning when it matches clearly better (an X-ray of the other flip convention)")
+            "warning when it matches clearly better (an X-ray of the other flip convention)",
+        )
         self.device = ComboBox(
-            label="device", choices=device_choices(), value=defaults.reg("device"),
-            tooltip="auto (cuda, then mps, then cpu) or a device of this machine, as the CLI's "
-            "--device")
+            label="device",
+            choices=device_choices(),
+            value=defaults.reg("device"),
+            tooltip="auto (cuda, then mps, then cpu) or a device of this machine, as the CLI's --device",
+        )
         self.outdir = FileEdit(label="output folder", mode="d", value="")
         self.saveimg = CheckBox(label="save images", value=False)
         self.overwrite = CheckBox(
-            label="replace an existing result", value=False,
+            label="replace an existing result",
+            value=False,
             tooltip="Otherwise a run whose result folder exists in the output folder is refused "
-            "before it starts (as the CLI without --overwrite)")
+            "before it starts (as the CLI without --overwrite)",
+        )
         self.view = CheckBox(
-            label="registration view", value=True,
+            label="registration view",
+            value=True,
             tooltip="the 2D canvas shows the X-ray, its DRR overlay and orientation labels alone "
             "(other layers hidden; a joint registration: every view side by side, in napari's "
-            "grid); untick to show the other layers again")
+            "grid); untick to show the other layers again",
+        )
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = StatusLine("idle")
         self.plot = LivePlot("similarity", "similarity")
         self.compare = ComparePanel(viewer, self._comparison_source)
-        self.body = Container(labels=False, widgets=[
-            group("Inputs", self.xray, self.views, self.volume, self.labels_layer, self.label_ids,
-                  self.orientation_choice, self.reverse_x_axis),
-            group("Initialisation", self.init, self.init_path),
-            group("Preprocessing", self.crop, self.subtract_background, self.linearize,
-                  self.equalize, self.xray_mask, self.reducefn),
-            group("Optimiser", self.optimizer, self.scales, self.n_itrs, self.multistart,
-                  self.auto_retry,
-                  self.parameterization, self.lr_rot, self.lr_xyz, self.patience,
-                  self.threshold, self.max_n_plateaus, self.renderer, self.device),
-            group("Output", self.outdir, self.saveimg, self.overwrite, self.mirror_check),
-            group("View", self.view, self.compare),
-            self.plot,
-        ])
-        self.scroll = scrolled(self, self.body,
-                               pinned=(run_stop_row(self.run_button, self.stop_button), self.status))
+        self.body = Container(
+            labels=False,
+            widgets=[
+                group(
+                    "Inputs",
+                    self.xray,
+                    self.views,
+                    self.volume,
+                    self.labels_layer,
+                    self.label_ids,
+                    self.orientation_choice,
+                    self.reverse_x_axis,
+                ),
+                group("Initialisation", self.init, self.init_path),
+                group(
+                    "Preprocessing",
+                    self.crop,
+                    self.subtract_background,
+                    self.linearize,
+                    self.equalize,
+                    self.xray_mask,
+                    self.reducefn,
+                ),
+                group(
+                    "Optimiser",
+                    self.optimizer,
+                    self.scales,
+                    self.n_itrs,
+                    self.multistart,
+                    self.auto_retry,
+                    self.parameterization,
+                    self.lr_rot,
+                    self.lr_xyz,
+                    self.patience,
+                    self.threshold,
+                    self.max_n_plateaus,
+                    self.renderer,
+                    self.device,
+                ),
+                group("Output", self.outdir, self.saveimg, self.overwrite, self.mirror_check),
+                group("View", self.view, self.compare),
+                self.plot,
+            ],
+        )
+        self.scroll = scrolled(
+            self, self.body, pinned=(run_stop_row(self.run_button, self.stop_button), self.status)
+        )
         self.xray.changed.connect(lambda _layer: self.views.reset_choices())
         self.xray.changed.connect(self._xray_changed)
         self.optimizer.changed.connect(self._optimizer_changed)
@@ -203,6 +267,7 @@ class RegisterWidget(Stoppable, Container):
         follow_layers(self, viewer)
         remember(self, "register")
         from ..cli.register import dicom as _cli
+
         explain(self, _cli)  # every control says what it does
         self._optimizer_changed(self.optimizer.value)
 
@@ -211,8 +276,7 @@ class RegisterWidget(Stoppable, Container):
         """The X-ray layers besides the one registered (it is not its own joint view)."""
         test = PREDICATES["xray"]
         chosen = self.xray.value
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if test(layer) and layer is not chosen]
+        return [(layer.name, layer) for layer in self.viewer.layers if test(layer) and layer is not chosen]
 
     def _optimizer_changed(self, name: str) -> None:
         """Swap in the optimiser's iteration caps unless the user typed their own."""
@@ -225,12 +289,20 @@ class RegisterWidget(Stoppable, Container):
     def _options(self) -> tuple[RegistrationOptions, Preprocessing]:
         """The controls as the core's option objects (their checks are the CLI's)."""
         options = RegistrationOptions(
-            scales=self.scales.value, n_itrs=self.n_itrs.value, optimizer=self.optimizer.value,
+            scales=self.scales.value,
+            n_itrs=self.n_itrs.value,
+            optimizer=self.optimizer.value,
             multistart=self.multistart.value,
-            parameterization=self.parameterization.value, lr_rot=self.lr_rot.value,
-            lr_xyz=self.lr_xyz.value, patience=self.patience.value, threshold=self.threshold.value,
-            max_n_plateaus=self.max_n_plateaus.value, equalize=self.equalize.value,
-            crop=self.crop.value, xray_mask=self.xray_mask.value, drr_every=5,
+            parameterization=self.parameterization.value,
+            lr_rot=self.lr_rot.value,
+            lr_xyz=self.lr_xyz.value,
+            patience=self.patience.value,
+            threshold=self.threshold.value,
+            max_n_plateaus=self.max_n_plateaus.value,
+            equalize=self.equalize.value,
+            crop=self.crop.value,
+            xray_mask=self.xray_mask.value,
+            drr_every=5,
         )
         reducefn = check_reducefn(self.reducefn.value.strip() or None)
         prep = Preprocessing(self.subtract_background.value, self.linearize.value, reducefn)
@@ -242,19 +314,23 @@ class RegisterWidget(Stoppable, Container):
             volume=volume.metadata.get("path") or volume.name,
             mask=None if labels is None else (labels.metadata.get("path") or labels.name),
             labels=self.label_ids.value.strip() or None,
-            orientation=self.orientation_choice.value, renderer=self.renderer.value,
-            reverse_x_axis=self.reverse_x_axis.value, device=device,
+            orientation=self.orientation_choice.value,
+            renderer=self.renderer.value,
+            reverse_x_axis=self.reverse_x_axis.value,
+            device=device,
         )
 
-    def _initializer(self, xray_layer, spec: VolumeSpec, options: RegistrationOptions,
-                     prep: Preprocessing) -> Callable[[], object]:
+    def _initializer(
+        self, xray_layer, spec: VolumeSpec, options: RegistrationOptions, prep: Preprocessing
+    ) -> Callable[[], object]:
         """The core initializer the chosen initialisation stands for, made in the worker."""
         choice = self.init.value
         if choice == INITS[0]:
             drr_widget = find_widget("drr", self.viewer)
             if drr_widget is None:
-                raise XvrInputError("open the 'DRR and pose' widget to set the initial pose, or "
-                                    "choose another initialisation")
+                raise XvrInputError(
+                    "open the 'DRR and pose' widget to set the initial pose, or choose another initialisation"
+                )
             drr_widget.remember_pose("manual")  # the start the user set stays one Undo away
             return partial(PoseInitializer, drr_widget.pose_matrix())
         if choice == INITS[1]:
@@ -273,12 +349,17 @@ class RegisterWidget(Stoppable, Container):
         from ..train.model_init import ModelInitializer
 
         volume = Path(spec.volume)
-        return partial(ModelInitializer, path, volume=volume if volume.exists() else None,
-                       crop=options.crop, subtract_background=prep.subtract_background,
-                       linearize=prep.linearize,
-                       # unticked: the renderer follows the checkpoint, as the CLI without the flag
-                       reverse_x_axis=True if spec.reverse_x_axis else None,
-                       device=spec.device)
+        return partial(
+            ModelInitializer,
+            path,
+            volume=volume if volume.exists() else None,
+            crop=options.crop,
+            subtract_background=prep.subtract_background,
+            linearize=prep.linearize,
+            # unticked: the renderer follows the checkpoint, as the CLI without the flag
+            reverse_x_axis=True if spec.reverse_x_axis else None,
+            device=spec.device,
+        )
 
     def make_job(self) -> RegisterJob:
         """Snapshot the inputs (main thread) into a job the worker can run."""
@@ -296,22 +377,30 @@ class RegisterWidget(Stoppable, Container):
         views = [v for v in self.views.value if v is not xray]
         if outdir not in ("", "."):  # decided before any work, by the CLI's rule
             name = joint_name([Path(xray.name)] * (1 + len(views))) if views else xray.name
-            target = plan_outputs([Path(name)], Path(outdir).expanduser(),
-                                  self.overwrite.value,
-                                  how_to_replace="tick 'replace an existing result'")[0]
+            target = plan_outputs(
+                [Path(name)],
+                Path(outdir).expanduser(),
+                self.overwrite.value,
+                how_to_replace="tick 'replace an existing result'",
+            )[0]
         return RegisterJob(
-            xray=LayerSnapshot.of(xray), volume=LayerSnapshot.of(volume),
-            labels=LayerSnapshot.of(self.labels_layer.value), spec=spec,
-            make_initializer=self._initializer(xray, spec, options, prep), options=options,
-            preprocessing=prep, target=target, saveimg=self.saveimg.value,
+            xray=LayerSnapshot.of(xray),
+            volume=LayerSnapshot.of(volume),
+            labels=LayerSnapshot.of(self.labels_layer.value),
+            spec=spec,
+            make_initializer=self._initializer(xray, spec, options, prep),
+            options=options,
+            preprocessing=prep,
+            target=target,
+            saveimg=self.saveimg.value,
             mirror_check=self.mirror_check.value,
             retry_starts=AUTO_STARTS if self.auto_retry.value else 0,
             views=tuple(LayerSnapshot.of(v) for v in views),
             # the CLI's "given on the command line": a ticked flip, an orientation not the default
-            explicit=frozenset(
-                {"reverse_x_axis"} if self.reverse_x_axis.value else set()) | frozenset(
-                {"orientation"} if self.orientation_choice.value != defaults.reg("orientation")
-                else set()),
+            explicit=frozenset({"reverse_x_axis"} if self.reverse_x_axis.value else set())
+            | frozenset(
+                {"orientation"} if self.orientation_choice.value != defaults.reg("orientation") else set()
+            ),
         )
 
     # ---------------------------------------------------------------- run / stop
@@ -377,9 +466,11 @@ class RegisterWidget(Stoppable, Container):
         if not joint:
             self._grid.give_back()  # a single view: one canvas, the user's grid and layer order
         if self.view.value:
-            self._hide_all_but([layer.name for cell in self._view_groups() for layer in cell]
-                               if joint else
-                               [xray.name, f"{xray.name} DRR overlay", f"{xray.name} orientation"])
+            self._hide_all_but(
+                [layer.name for cell in self._view_groups() for layer in cell]
+                if joint
+                else [xray.name, f"{xray.name} DRR overlay", f"{xray.name} orientation"]
+            )
         if joint:
             self._show_views()
         xray.visible = True
@@ -450,37 +541,51 @@ class RegisterWidget(Stoppable, Container):
         names = [v.name for v in self._job.views]
         for name, relative in zip(names, self._relatives[1:] or [None] * len(names), strict=True):
             if name in self.viewer.layers:
-                pose = None if matrix is None or relative is None else \
-                    np.asarray(matrix) @ np.asarray(relative)
+                pose = (
+                    None if matrix is None or relative is None else np.asarray(matrix) @ np.asarray(relative)
+                )
                 self._show_letters(self.viewer.layers[name], pose)
 
     def _show_letters(self, xray, matrix) -> None:
         """The letters layer ``<xray> orientation`` for pose `matrix` (None: blank)."""
         spec = self._job.spec
-        letters = dict.fromkeys(("left", "right", "top", "bottom"), "") if matrix is None else \
-            edge_labels(pose_from_matrix(matrix), intrinsics_of(xray), spec.orientation,
-                        spec.reverse_x_axis)
+        letters = (
+            dict.fromkeys(("left", "right", "top", "bottom"), "")
+            if matrix is None
+            else edge_labels(
+                pose_from_matrix(matrix), intrinsics_of(xray), spec.orientation, spec.reverse_x_axis
+            )
+        )
         (r0, c0), (r1, c1) = np.asarray(xray.extent.world)[:, -2:]
         inset_r, inset_c = 0.04 * (r1 - r0), 0.04 * (c1 - c0)
         rm, cm = 0.5 * (r0 + r1), 0.5 * (c0 + c1)
-        where = {"left": (rm, c0 + inset_c), "right": (rm, c1 - inset_c),
-                 "top": (r0 + inset_r, cm), "bottom": (r1 - inset_r, cm)}
+        where = {
+            "left": (rm, c0 + inset_c),
+            "right": (rm, c1 - inset_c),
+            "top": (r0 + inset_r, cm),
+            "bottom": (r1 - inset_r, cm),
+        }
         points = np.array([where[edge] for edge in where], dtype=float)
         features = {"label": [letters[edge] for edge in where]}
         name = f"{xray.name} orientation"
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
-            if np.array_equal(layer.data, points) and \
-                    list(layer.features["label"]) == features["label"]:
+            if np.array_equal(layer.data, points) and list(layer.features["label"]) == features["label"]:
                 return  # unchanged: a points layer's refresh costs the main thread ~20 ms
             layer.data, layer.features = points, features
             layer.text.refresh(layer.features)
             return
         self.viewer.add_points(
-            points, name=name, features=features, size=0, face_color="transparent",
-            border_width=0, opacity=1.0,
+            points,
+            name=name,
+            features=features,
+            size=0,
+            face_color="transparent",
+            border_width=0,
+            opacity=1.0,
             text={"string": "{label}", "color": "yellow", "size": 14, "anchor": "center"},
-            metadata={KIND: "orientation"})
+            metadata={KIND: "orientation"},
+        )
 
     # ---------------------------------------------------------------- events (main thread)
     @property
@@ -496,10 +601,12 @@ class RegisterWidget(Stoppable, Container):
         s_row = intr["dely"] * height / shape[0]
         s_col = intr["delx"] * width / shape[1]
         base = np.asarray(xray.translate[-2:], dtype=float)
-        translate = base + np.array([
-            (crop // 2) * intr["dely"] + 0.5 * (s_row - intr["dely"]),
-            (crop // 2) * intr["delx"] + 0.5 * (s_col - intr["delx"]),
-        ])
+        translate = base + np.array(
+            [
+                (crop // 2) * intr["dely"] + 0.5 * (s_row - intr["dely"]),
+                (crop // 2) * intr["delx"] + 0.5 * (s_col - intr["delx"]),
+            ]
+        )
         return {"scale": (s_row, s_col), "translate": tuple(translate)}
 
     def _comparison_source(self):
@@ -513,7 +620,7 @@ class RegisterWidget(Stoppable, Container):
         image = np.asarray(xray.data)
         if crop:
             h, w = image.shape[-2] - crop, image.shape[-1] - crop
-            image = image[..., crop // 2: crop // 2 + h, crop // 2: crop // 2 + w]
+            image = image[..., crop // 2 : crop // 2 + h, crop // 2 : crop // 2 + w]
         if image.ndim != 2:
             return None
         return image, self.viewer.layers[self.overlay_name], self.overlay_name
@@ -544,28 +651,33 @@ class RegisterWidget(Stoppable, Container):
         names = [v.name for v in self._job.views] if self._job else []
         return [self.viewer.layers[n] for n in names if n in self.viewer.layers]
 
-    def _show_overlay(self, image: np.ndarray, shape: tuple[int, int], meta: dict | None = None,
-                      xray=None):
+    def _show_overlay(self, image: np.ndarray, shape: tuple[int, int], meta: dict | None = None, xray=None):
         """The DRR `image` over the X-ray layer `xray` (default: the registered one)."""
         xray = xray or self.xray_layer
         if xray is None:
             return
         name = self.overlay_name if xray is self.xray_layer else f"{xray.name} DRR overlay"
-        kwargs = {**self._overlay_geometry(shape, xray), "colormap": "magenta", "blending": "additive",
-                  "interpolation2d": "linear",  # coarse stages: smooth, not blocky
-                  "opacity": 0.8, "contrast_limits": OVERLAY_CONTRAST,
-                  "metadata": {KIND: "overlay", **(meta or {})}}
+        kwargs = {
+            **self._overlay_geometry(shape, xray),
+            "colormap": "magenta",
+            "blending": "additive",
+            "interpolation2d": "linear",  # coarse stages: smooth, not blocky
+            "opacity": 0.8,
+            "contrast_limits": OVERLAY_CONTRAST,
+            "metadata": {KIND: "overlay", **(meta or {})},
+        }
         upsert_image(self.viewer, name, image, **kwargs)
 
     def _on_event(self, event) -> None:
         if isinstance(event, Stage):
             self._guard_view(partial(self.focus_xray, fit=event.index == 1))
-            self.plot.mark(self.similarities[-1][0] + 1 if self.similarities else 0,
-                           f"1/{event.scale:g}")
+            self.plot.mark(self.similarities[-1][0] + 1 if self.similarities else 0, f"1/{event.scale:g}")
             self._relabel = True
             starts = f", from {event.n_starts} starts" if event.n_starts > 1 else ""
-            self.status.value = (f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
-                                 f"({event.height} x {event.width} px{starts})")
+            self.status.value = (
+                f"stage {event.index}/{event.n_stages}: 1/{event.scale:g} "
+                f"({event.height} x {event.width} px{starts})"
+            )
         elif isinstance(event, Progress):
             if self.result is not None:
                 return  # a late progress event must not replace the final overlay and status
@@ -575,9 +687,11 @@ class RegisterWidget(Stoppable, Container):
             if event.drr is not None or self._relabel:
                 self._live_view.set(event)
             r = event.params
-            self.status.value = (f"stage {event.stage}/{event.n_stages} itr {event.total_itr}: "
-                                 f"sim {event.similarities[-1]:.4f}  rot ({r[0]:.1f}, {r[1]:.1f}, "
-                                 f"{r[2]:.1f})  xyz ({r[3]:.1f}, {r[4]:.1f}, {r[5]:.1f})")
+            self.status.value = (
+                f"stage {event.stage}/{event.n_stages} itr {event.total_itr}: "
+                f"sim {event.similarities[-1]:.4f}  rot ({r[0]:.1f}, {r[1]:.1f}, "
+                f"{r[2]:.1f})  xyz ({r[3]:.1f}, {r[4]:.1f}, {r[5]:.1f})"
+            )
             if self._pbar is not None:
                 self._pbar.reach(event.total_itr + 1)
         elif isinstance(event, Retrying):
@@ -614,8 +728,11 @@ class RegisterWidget(Stoppable, Container):
         result = event.result
         self.result = result
         self._live_view.cancel()
-        meta = {"pose": pose_to_dict(pose_from_matrix(result.pose)), "result": result.to_json(),
-                "trajectory": list(result.trajectory)}
+        meta = {
+            "pose": pose_to_dict(pose_from_matrix(result.pose)),
+            "result": result.to_json(),
+            "trajectory": list(result.trajectory),
+        }
         if event.folder is not None:
             meta["result_path"] = str(event.folder)
             self.last_folder = event.folder
@@ -624,11 +741,11 @@ class RegisterWidget(Stoppable, Container):
             xray.metadata.update(meta)
             if event.final_overlay is not None:
                 self._show_overlay(event.final_overlay, event.final_overlay.shape, meta)
-        for k, (view, image) in enumerate(zip(self.view_layers, event.view_overlays[1:],
-                                              strict=False), start=1):
+        for k, (view, image) in enumerate(
+            zip(self.view_layers, event.view_overlays[1:], strict=False), start=1
+        ):
             single = result.view_result(k)
-            view_meta = {"pose": pose_to_dict(pose_from_matrix(single.pose)),
-                         "result": single.to_json()}
+            view_meta = {"pose": pose_to_dict(pose_from_matrix(single.pose)), "result": single.to_json()}
             view.metadata.update(view_meta)
             self._show_overlay(image, image.shape, view_meta, xray=view)
         drr_widget = find_widget("drr", self.viewer)
@@ -642,9 +759,11 @@ class RegisterWidget(Stoppable, Container):
         # own resolution: below the plot's peak from the coarser scale is no loss
         scale = self.plot.markers[-1][1] if result.stopped and self.plot.markers else ""
         at = f" at scale {scale} (scales are not comparable)" if scale else ""
-        self.status.value = (f"{how} [{verdict_text(result)}]: {result.iterations} iterations in "
-                             f"{result.runtime_s:.1f} s, similarity {result.similarity:.4f}{at}"
-                             f"{where}")
+        self.status.value = (
+            f"{how} [{verdict_text(result)}]: {result.iterations} iterations in "
+            f"{result.runtime_s:.1f} s, similarity {result.similarity:.4f}{at}"
+            f"{where}"
+        )
         self.status.set_tone((result.verdict or {}).get("status", "ok"))
         if self.mirror is not None and self.mirror.mirrored_better:
             self.status.value = f"check the flip: {self.mirror.message()}; {self.status.value}"

@@ -60,20 +60,41 @@ def render_requests(request: RenderRequest, cache: dict):
     from ..render import set_intrinsics
 
     intr = request.rendered_intrinsics
-    key = (id(request.volume.data), request.volume.world_affine.tobytes(),
-           None if request.labels is None else id(request.labels.data), request.label_ids,
-           request.orientation, request.reverse_x_axis, request.renderer)
+    key = (
+        id(request.volume.data),
+        request.volume.world_affine.tobytes(),
+        None if request.labels is None else id(request.labels.data),
+        request.label_ids,
+        request.orientation,
+        request.reverse_x_axis,
+        request.renderer,
+    )
     drr = cache.get(key)
     if drr is None:
         cache.clear()
-        drr = api.make_renderer(request.volume, intr, request.labels, request.label_ids or None,
-                                request.orientation, renderer=request.renderer,
-                                reverse_x_axis=request.reverse_x_axis)
+        drr = api.make_renderer(
+            request.volume,
+            intr,
+            request.labels,
+            request.label_ids or None,
+            request.orientation,
+            renderer=request.renderer,
+            reverse_x_axis=request.reverse_x_axis,
+        )
         cache[key] = drr
     start = time.perf_counter()
     set_intrinsics(drr, intr)
     image = api.render_drr(request.volume, request.matrix, intr, drr=drr)
     seconds = time.perf_counter() - start
     outline = api.carm_outline(drr, request.matrix) if request.outline else None
-    yield Rendered(request.serial, image, outline, intr, request.intrinsics, request.matrix,
-                   intr is not request.intrinsics, request.reverse_x_axis, seconds)
+    yield Rendered(
+        request.serial,
+        image,
+        outline,
+        intr,
+        request.intrinsics,
+        request.matrix,
+        intr is not request.intrinsics,
+        request.reverse_x_axis,
+        seconds,
+    )

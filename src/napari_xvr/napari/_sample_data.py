@@ -24,12 +24,15 @@ def cache_dir() -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise XvrOutputError(f"could not create the sample-data cache {path}: "
-                             f"{err.strerror or type(err).__name__}; set NAPARI_XVR_CACHE to a "
-                             "folder you can write") from err
+        raise XvrOutputError(
+            f"could not create the sample-data cache {path}: "
+            f"{err.strerror or type(err).__name__}; set NAPARI_XVR_CACHE to a "
+            "folder you can write"
+        ) from err
     if not os.access(path, os.W_OK):
-        raise XvrOutputError(f"the sample-data cache {path} is not writable; set NAPARI_XVR_CACHE "
-                             "to a folder you can write")
+        raise XvrOutputError(
+            f"the sample-data cache {path} is not writable; set NAPARI_XVR_CACHE to a folder you can write"
+        )
     return path
 
 

@@ -28,8 +28,11 @@ def widget_options(widget) -> dict:
     """Every value control of `widget` by attribute name (layers by name, paths as text)."""
     options = {}
     for attr, control in vars(widget).items():
-        if not isinstance(control, ValueWidget) or isinstance(control, PushButton | Label) \
-                or attr.startswith("_"):
+        if (
+            not isinstance(control, ValueWidget)
+            or isinstance(control, PushButton | Label)
+            or attr.startswith("_")
+        ):
             continue
         value = control.value
         if isinstance(value, Layer):
@@ -59,10 +62,11 @@ def apply_options(widget, options: dict, viewer) -> None:
 
 def session_of(viewer) -> Session:
     """The viewer's session as it stands."""
-    layers = [{"name": layer.name, "role": ROLE_OF[layer.metadata[KIND]],
-               "path": layer.metadata["path"]}
-              for layer in viewer.layers
-              if layer.metadata.get(KIND) in ROLE_OF and layer.metadata.get("path")]
+    layers = [
+        {"name": layer.name, "role": ROLE_OF[layer.metadata[KIND]], "path": layer.metadata["path"]}
+        for layer in viewer.layers
+        if layer.metadata.get(KIND) in ROLE_OF and layer.metadata.get("path")
+    ]
     session = Session(layers)
     drr = find_widget("drr", viewer)
     if drr is not None:
@@ -109,13 +113,21 @@ class SessionPanel(Container):
     def __init__(self, viewer):
         super().__init__(labels=False)
         self.viewer = viewer
-        self.path = FileEdit(label="session", mode="w", filter=f"*{SUFFIX}",
-                             tooltip="one human-readable file: layers by path, the pose and its "
-                             "history, the widgets' options, the last result")
+        self.path = FileEdit(
+            label="session",
+            mode="w",
+            filter=f"*{SUFFIX}",
+            tooltip="one human-readable file: layers by path, the pose and its "
+            "history, the widgets' options, the last result",
+        )
         self.save_button = PushButton(text="Save session")
         self.open_button = PushButton(text="Open session")
-        self.extend([self.path, Container(layout="horizontal", labels=False,
-                                          widgets=[self.save_button, self.open_button])])
+        self.extend(
+            [
+                self.path,
+                Container(layout="horizontal", labels=False, widgets=[self.save_button, self.open_button]),
+            ]
+        )
         self.save_button.changed.connect(lambda *_: self._guarded(self.save))
         self.open_button.changed.connect(lambda *_: self._guarded(self.open))
 

@@ -96,8 +96,19 @@ def tracking(job: TrackJob, stop):
     full = first.intrinsics
     drr = job.spec.make_renderer(subject, full)
     last = 0.0
-    for event in track(frames, drr, init, job.spec, job.options, job.track_options,
-                       Preprocessing(), initialization, stop, job.state, mirror_check=False):
+    for event in track(
+        frames,
+        drr,
+        init,
+        job.spec,
+        job.options,
+        job.track_options,
+        Preprocessing(),
+        initialization,
+        stop,
+        job.state,
+        mirror_check=False,
+    ):
         if isinstance(event, FrameStarted | TrackDone):
             yield event
         elif isinstance(event, Step) and time.perf_counter() - last >= job.min_interval_s:
@@ -106,5 +117,4 @@ def tracking(job: TrackJob, stop):
         elif isinstance(event, FrameDone):
             set_intrinsics(drr, full)
             image = render(drr, api.as_pose(event.result.pose))[0, 0].cpu().numpy()
-            yield Tracked(event.index, event.result, standardized(image), event.seconds,
-                          event.state)
+            yield Tracked(event.index, event.result, standardized(image), event.seconds, event.state)

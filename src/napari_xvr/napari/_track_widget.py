@@ -62,29 +62,38 @@ class TrackWidget(Stoppable, Container):
         self.sequence = layer_combo(viewer, "xray", "sequence")
         self.volume = layer_combo(viewer, "volume", "volume")
         self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
-        self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"),
-                                       tooltip=FLIP_TOOLTIP)
+        self.reverse_x_axis = CheckBox(
+            label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"), tooltip=FLIP_TOOLTIP
+        )
         self.init = ComboBox(label="first frame from", choices=INITS, value=INITS[0])
         self.scales = LineEdit(label="first frame scales", value=first.scales)
-        self.track_scales = LineEdit(label="frame scales", value=frame.scales,
-                                     tooltip="each later frame: scales from its previous pose")
+        self.track_scales = LineEdit(
+            label="frame scales",
+            value=frame.scales,
+            tooltip="each later frame: scales from its previous pose",
+        )
         self.track_itrs = LineEdit(label="frame iterations", value=frame.n_itrs)
-        self.predict = ComboBox(label="start each frame", choices=PREDICTS, value=frame.predict,
-                                tooltip="none: the previous frame's pose; velocity: its motion "
-                                "continued")
+        self.predict = ComboBox(
+            label="start each frame",
+            choices=PREDICTS,
+            value=frame.predict,
+            tooltip="none: the previous frame's pose; velocity: its motion continued",
+        )
         self.run_button = PushButton(text="Track from the slider's frame")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = StatusLine("idle: Run starts at the frame the slider shows")
         self.plot = LivePlot("similarity per frame", "similarity")
-        self.body = Container(labels=False, widgets=[
-            group("Inputs", self.sequence, self.volume, self.orientation_choice,
-                  self.reverse_x_axis),
-            group("Tracking", self.init, self.scales, self.track_scales, self.track_itrs,
-                  self.predict),
-            self.plot,
-        ])
-        self.scroll = scrolled(self, self.body,
-                               pinned=(run_stop_row(self.run_button, self.stop_button), self.status))
+        self.body = Container(
+            labels=False,
+            widgets=[
+                group("Inputs", self.sequence, self.volume, self.orientation_choice, self.reverse_x_axis),
+                group("Tracking", self.init, self.scales, self.track_scales, self.track_itrs, self.predict),
+                self.plot,
+            ],
+        )
+        self.scroll = scrolled(
+            self, self.body, pinned=(run_stop_row(self.run_button, self.stop_button), self.status)
+        )
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self.worker = None
@@ -96,6 +105,7 @@ class TrackWidget(Stoppable, Container):
         follow_layers(self, viewer)
         remember(self, "track")
         from ..cli.track import dicom as _cli
+
         explain(self, _cli)  # every control says what it does
 
     # ---------------------------------------------------------------- the job
@@ -131,23 +141,32 @@ class TrackWidget(Stoppable, Container):
         state = None
         if start > 0 and str(start - 1) in states:
             state = TrackState.from_json(states[str(start - 1)])
-        track_options = TrackOptions(self.track_scales.value, self.track_itrs.value,
-                                     self.predict.value, start_frame=start)
-        spec = VolumeSpec(volume=volume.metadata.get("path") or volume.name,
-                          orientation=self.orientation_choice.value,
-                          reverse_x_axis=self.reverse_x_axis.value)
-        return TrackJob(LayerSnapshot.of(sequence), LayerSnapshot.of(volume), spec,
-                        None if state is not None else self._initializer(spec),
-                        RegistrationOptions(scales=self.scales.value, drr_every=0),
-                        track_options, state)
+        track_options = TrackOptions(
+            self.track_scales.value, self.track_itrs.value, self.predict.value, start_frame=start
+        )
+        spec = VolumeSpec(
+            volume=volume.metadata.get("path") or volume.name,
+            orientation=self.orientation_choice.value,
+            reverse_x_axis=self.reverse_x_axis.value,
+        )
+        return TrackJob(
+            LayerSnapshot.of(sequence),
+            LayerSnapshot.of(volume),
+            spec,
+            None if state is not None else self._initializer(spec),
+            RegistrationOptions(scales=self.scales.value, drr_every=0),
+            track_options,
+            state,
+        )
 
     def _initializer(self, spec: VolumeSpec):
         if self.init.value == INITS[0]:
             return partial(DicomInitializer, spec.orientation)
         drr_widget = find_widget("drr", self.viewer)
         if drr_widget is None:
-            raise XvrInputError("open the 'DRR and pose' widget to set the first frame's pose, "
-                                "or start from the DICOM header")
+            raise XvrInputError(
+                "open the 'DRR and pose' widget to set the first frame's pose, or start from the DICOM header"
+            )
         return partial(PoseInitializer, drr_widget.pose_matrix())
 
     def run(self) -> None:
@@ -181,13 +200,19 @@ class TrackWidget(Stoppable, Container):
         name = self.overlay_name(sequence)
         if name in self.viewer.layers and self.viewer.layers[name].data.shape == shape:
             return
-        upsert_image(self.viewer, name, np.zeros(shape, np.float32),
-                     scale=tuple(sequence.scale)[-3:] if data.ndim == 3 else (1.0, *sequence.scale),
-                     translate=tuple(sequence.translate)[-3:] if data.ndim == 3
-                     else (0.0, *sequence.translate),
-                     colormap="magenta", blending="additive", opacity=0.8,
-                     contrast_limits=OVERLAY_CONTRAST, interpolation2d="linear",
-                     metadata={KIND: "overlay"})
+        upsert_image(
+            self.viewer,
+            name,
+            np.zeros(shape, np.float32),
+            scale=tuple(sequence.scale)[-3:] if data.ndim == 3 else (1.0, *sequence.scale),
+            translate=tuple(sequence.translate)[-3:] if data.ndim == 3 else (0.0, *sequence.translate),
+            colormap="magenta",
+            blending="additive",
+            opacity=0.8,
+            contrast_limits=OVERLAY_CONTRAST,
+            interpolation2d="linear",
+            metadata={KIND: "overlay"},
+        )
         if sequence.colormap.name == "gray":  # green X-ray + magenta DRR: aligned parts grey
             sequence.colormap = "green"
         volume = self._layer(job.volume.name)
@@ -212,11 +237,14 @@ class TrackWidget(Stoppable, Container):
             how = "stopped" if event.stopped else "done"
             line = f"{how}: {len(event.results)} frame(s), {event.seconds:.1f} s"
             smoothed = event.smoothed
-            self.status.value = line + ("" if smoothed is None else
-                                        f"; smoothed: {smoothed.summary(short=True)}") + more
+            self.status.value = (
+                line + ("" if smoothed is None else f"; smoothed: {smoothed.summary(short=True)}") + more
+            )
             self._record_smoothed(smoothed)
-            info(f"Track: {line}{more}" + ("" if smoothed is None else
-                                           f"; smoothed poses: {smoothed.summary()}"))
+            info(
+                f"Track: {line}{more}"
+                + ("" if smoothed is None else f"; smoothed poses: {smoothed.summary()}")
+            )
         elif isinstance(event, Failed):
             report_error(XvrInputError(event.message), "Track")
             self.status.value = f"failed: {event.message}"
@@ -230,8 +258,11 @@ class TrackWidget(Stoppable, Container):
             return
         record = sequence.metadata.setdefault(TRACK_KEY, {"poses": {}, "states": {}})
         record.setdefault("smoothed", {}).update(
-            {str(f): pose_to_dict(pose_from_matrix(p))
-             for f, p in zip(smoothed.frames, smoothed.poses, strict=True)})
+            {
+                str(f): pose_to_dict(pose_from_matrix(p))
+                for f, p in zip(smoothed.frames, smoothed.poses, strict=True)
+            }
+        )
 
     def _on_tracked(self, event: Tracked) -> None:
         """A frame's overlay plane, pose and state; the slider follows the tracking."""
@@ -255,8 +286,10 @@ class TrackWidget(Stoppable, Container):
         sims = [record["similarity"][str(k)] for k in frames]
         self.plot.set_lines({"similarity": (np.array(frames), np.array(sims))})
         self.show_frame(sequence, event.index)
-        self.status.value = (f"frame {event.index}: sim {event.result.similarity:.4f}, "
-                             f"{event.seconds:.2f} s [{verdict_text(event.result)}]")
+        self.status.value = (
+            f"frame {event.index}: sim {event.result.similarity:.4f}, "
+            f"{event.seconds:.2f} s [{verdict_text(event.result)}]"
+        )
 
     def _on_finished(self) -> None:
         if self._pump is not None:

@@ -24,11 +24,17 @@ class TrainProgress:
 
     def merged(self, later: TrainProgress) -> TrainProgress:
         """This and a later event as one: values appended, the latest mosaic kept."""
-        return replace(later, itrs=self.itrs + later.itrs, losses=self.losses + later.losses,
-                       mosaic=later.mosaic if later.mosaic is not None else self.mosaic)
+        return replace(
+            later,
+            itrs=self.itrs + later.itrs,
+            losses=self.losses + later.losses,
+            mosaic=later.mosaic if later.mosaic is not None else self.mosaic,
+        )
+
 
 def mosaic(drr: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Sample DRRs in the top row, the DRRs of the predicted poses below, each min-max scaled."""
+
     def row(images):
         return np.concatenate([unit(np.asarray(img, dtype=np.float32)) for img in images], axis=1)
 
@@ -36,8 +42,9 @@ def mosaic(drr: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 @guarded
-def training(config=None, stop=None, resume_from=None, min_interval_s: float = 0.3,
-             overrides: dict | None = None):
+def training(
+    config=None, stop=None, resume_from=None, min_interval_s: float = 0.3, overrides: dict | None = None
+):
     """Run (or resume) training; yields TrainStarted, TrainProgress, Checkpointed, TrainDone.
 
     A resume continues the run in `resume_from` with `overrides` (e.g. a larger
@@ -60,14 +67,16 @@ def training(config=None, stop=None, resume_from=None, min_interval_s: float = 0
                 image = mosaic(event.drr, event.pred)
             now = time.perf_counter()
             if now - last >= min_interval_s or image is not None:
-                yield TrainProgress(tuple(itrs), tuple(losses), event.itr, total,
-                                    float(np.mean(times[-20:])), image)
+                yield TrainProgress(
+                    tuple(itrs), tuple(losses), event.itr, total, float(np.mean(times[-20:])), image
+                )
                 itrs, losses, image, last = [], [], None, now
         elif isinstance(event, TrainStarted | Checkpointed):
             total = getattr(event, "n_total_itrs", total)
             yield event
         elif isinstance(event, TrainDone):
             if itrs:
-                yield TrainProgress(tuple(itrs), tuple(losses), itrs[-1], total,
-                                    float(np.mean(times[-20:])), image)
+                yield TrainProgress(
+                    tuple(itrs), tuple(losses), itrs[-1], total, float(np.mean(times[-20:])), image
+                )
             yield event

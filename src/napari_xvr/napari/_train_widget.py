@@ -57,15 +57,32 @@ DRR_EVERY = 25  # the widget shows DRRs more often than the CLI's 250: they are 
 #: an iteration at 64 px, batch 4, on a 2-core machine, so ~10 minutes in all); xvr's own
 #: defaults (napari_xvr.defaults / TrainConfig) stay in force on a GPU. The field of view
 #: (height x delx = 512 mm) is xvr's; only the sampling of it is coarser.
-CPU_PRESET = {"height": 64, "delx": 8.0, "batch_size": 4, "n_total_itrs": 150,
-              "n_warmup_itrs": 10, "n_save_every_itrs": 50}
+CPU_PRESET = {
+    "height": 64,
+    "delx": 8.0,
+    "batch_size": 4,
+    "n_total_itrs": 150,
+    "n_warmup_itrs": 10,
+    "n_save_every_itrs": 50,
+}
 CPU_DRR_EVERY = 10
 
 #: timm backbones the regressor builds from offline (no weights needed) with the default
 #: group norm at any square image size; pretrained weights are fetched only with "ImageNet
 #: weights" ticked
-MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet18d", "resnet34d",
-          "resnet50d", "resnext50_32x4d", "wide_resnet50_2", "densenet121")
+MODELS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet18d",
+    "resnet34d",
+    "resnet50d",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "densenet121",
+)
 
 
 def model_choices(current: str) -> list[str]:
@@ -107,52 +124,79 @@ class TrainWidget(Stoppable, Container):
         self.volume = layer_combo(viewer, "volume", "volume layer")
         self.volpath = FileEdit(label="or volume file", mode="r", value="")
         self.labels_layer = layer_combo(viewer, "labels", "labels layer", optional=True)
-        self.ranges = {name: LineEdit(
-            label=_range_label(name), value=f"{getattr(d, name)[0]:g},{getattr(d, name)[1]:g}",
-            tooltip=f"low,high: poses are drawn uniformly in this range (xvr's --{name})")
-            for name in RANGES}
+        self.ranges = {
+            name: LineEdit(
+                label=_range_label(name),
+                value=f"{getattr(d, name)[0]:g},{getattr(d, name)[1]:g}",
+                tooltip=f"low,high: poses are drawn uniformly in this range (xvr's --{name})",
+            )
+            for name in RANGES
+        }
         self.batch_size = SpinBox(label="batch size", value=d.batch_size, min=1, max=4096)
         self.sdd = FloatSpinBox(label="sdd (mm)", value=d.sdd, min=1, max=5000)
         self.det_height = SpinBox(label="height (px)", value=d.height, min=8, max=2048)
-        self.det_width = SpinBox(label="width (px)", value=d.height, min=8, max=2048, enabled=False,
-                                 tooltip="training DRRs are square: the width follows the height")
+        self.det_width = SpinBox(
+            label="width (px)",
+            value=d.height,
+            min=8,
+            max=2048,
+            enabled=False,
+            tooltip="training DRRs are square: the width follows the height",
+        )
         self.delx = FloatSpinBox(label="delx (mm)", value=d.delx, min=0.01, max=50, step=0.1)
-        self.dely = FloatSpinBox(label="dely (mm)", value=d.delx, min=0.01, max=50, step=0.1,
-                                 enabled=False,
-                                 tooltip="training pixels are square: dely follows delx")
+        self.dely = FloatSpinBox(
+            label="dely (mm)",
+            value=d.delx,
+            min=0.01,
+            max=50,
+            step=0.1,
+            enabled=False,
+            tooltip="training pixels are square: dely follows delx",
+        )
         self.det_height.changed.connect(lambda v: setattr(self.det_width, "value", v))
         self.delx.changed.connect(lambda v: setattr(self.dely, "value", v))
         self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value=d.orientation)
-        self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=d.reverse_x_axis,
-                                       tooltip=FLIP_TOOLTIP)
+        self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=d.reverse_x_axis, tooltip=FLIP_TOOLTIP)
         self.renderer = ComboBox(label="renderer", choices=RENDERERS, value=d.renderer)
         self.model_name = ComboBox(
-            label="model", choices=model_choices(d.model_name), value=d.model_name,
-            tooltip="the timm backbone of the pose regressor (xvr's --model_name)")
-        self.parameterization = ComboBox(label="parameterization", choices=PARAMETERIZATIONS,
-                                         value=d.parameterization)
-        self.pretrained = CheckBox(label="ImageNet weights", value=d.pretrained,
-                                   tooltip="start from timm's ImageNet weights (downloaded once; "
-                                   "offline they must be in the Hugging Face cache)")
-        self.p_augmentation = FloatSpinBox(label="p augmentation", value=d.p_augmentation, min=0, max=1,
-                                           step=0.05)
+            label="model",
+            choices=model_choices(d.model_name),
+            value=d.model_name,
+            tooltip="the timm backbone of the pose regressor (xvr's --model_name)",
+        )
+        self.parameterization = ComboBox(
+            label="parameterization", choices=PARAMETERIZATIONS, value=d.parameterization
+        )
+        self.pretrained = CheckBox(
+            label="ImageNet weights",
+            value=d.pretrained,
+            tooltip="start from timm's ImageNet weights (downloaded once; "
+            "offline they must be in the Hugging Face cache)",
+        )
+        self.p_augmentation = FloatSpinBox(
+            label="p augmentation", value=d.p_augmentation, min=0, max=1, step=0.05
+        )
         self.lr = FloatSpinBox(label="lr (Adam step)", value=d.lr, min=1e-7, max=1, step=1e-5)
         self.weight_ncc = FloatSpinBox(label="weight mNCC (unitless)", value=d.weight_ncc, min=0, max=100)
-        self.weight_geo = FloatSpinBox(label="weight geodesic (per mm)", value=d.weight_geo, min=0, max=100,
-                                       step=0.01)
+        self.weight_geo = FloatSpinBox(
+            label="weight geodesic (per mm)", value=d.weight_geo, min=0, max=100, step=0.01
+        )
         self.weight_dice = FloatSpinBox(label="weight Dice (unitless)", value=d.weight_dice, min=0, max=100)
         self.n_total_itrs = SpinBox(label="iterations", value=d.n_total_itrs, min=1, max=10_000_000)
         self.n_warmup_itrs = SpinBox(label="warm-up itrs", value=d.n_warmup_itrs, min=0, max=1_000_000)
-        self.n_grad_accum_itrs = SpinBox(label="grad accumulation", value=d.n_grad_accum_itrs, min=1,
-                                         max=1000)
-        self.n_save_every_itrs = SpinBox(label="save every", value=d.n_save_every_itrs, min=1,
-                                         max=1_000_000)
-        self.n_drr_every_itrs = SpinBox(label="show DRRs every",
-                                        value=CPU_DRR_EVERY if self.cpu_preset else DRR_EVERY,
-                                        min=1, max=100_000)
+        self.n_grad_accum_itrs = SpinBox(
+            label="grad accumulation", value=d.n_grad_accum_itrs, min=1, max=1000
+        )
+        self.n_save_every_itrs = SpinBox(label="save every", value=d.n_save_every_itrs, min=1, max=1_000_000)
+        self.n_drr_every_itrs = SpinBox(
+            label="show DRRs every", value=CPU_DRR_EVERY if self.cpu_preset else DRR_EVERY, min=1, max=100_000
+        )
         self.device = ComboBox(
-            label="device", choices=device_choices(), value=d.device,
-            tooltip="auto: cuda, then mps, then cpu (the CLI's --device)")
+            label="device",
+            choices=device_choices(),
+            value=d.device,
+            tooltip="auto: cuda, then mps, then cpu (the CLI's --device)",
+        )
         self.outpath = FileEdit(label="output folder", mode="d", value="")
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -163,22 +207,44 @@ class TrainWidget(Stoppable, Container):
         preset.native.setWordWrap(True)
         preset.visible = self.cpu_preset
         self.preset_note = preset
-        self.body = Container(labels=False, widgets=[
-            preset,
-            group("Data", self.volume, self.volpath, self.labels_layer),
-            group("Sampling", *self.ranges.values(), self.batch_size),
-            group("Detector and renderer", self.sdd, self.det_height, self.det_width, self.delx,
-                   self.dely, self.orientation_choice, self.reverse_x_axis, self.renderer),
-            group("Model", self.model_name, self.parameterization, self.pretrained,
-                   self.p_augmentation),
-            group("Optimiser", self.lr, self.weight_ncc, self.weight_geo, self.weight_dice,
-                   self.n_total_itrs, self.n_warmup_itrs, self.n_grad_accum_itrs,
-                   self.n_save_every_itrs),
-            group("Output", self.outpath, self.n_drr_every_itrs, self.device),
-            self.plot,
-        ])
-        buttons = Container(widgets=[self.start_button, self.stop_button, self.resume_button],
-                            layout="horizontal", labels=False)
+        self.body = Container(
+            labels=False,
+            widgets=[
+                preset,
+                group("Data", self.volume, self.volpath, self.labels_layer),
+                group("Sampling", *self.ranges.values(), self.batch_size),
+                group(
+                    "Detector and renderer",
+                    self.sdd,
+                    self.det_height,
+                    self.det_width,
+                    self.delx,
+                    self.dely,
+                    self.orientation_choice,
+                    self.reverse_x_axis,
+                    self.renderer,
+                ),
+                group("Model", self.model_name, self.parameterization, self.pretrained, self.p_augmentation),
+                group(
+                    "Optimiser",
+                    self.lr,
+                    self.weight_ncc,
+                    self.weight_geo,
+                    self.weight_dice,
+                    self.n_total_itrs,
+                    self.n_warmup_itrs,
+                    self.n_grad_accum_itrs,
+                    self.n_save_every_itrs,
+                ),
+                group("Output", self.outpath, self.n_drr_every_itrs, self.device),
+                self.plot,
+            ],
+        )
+        buttons = Container(
+            widgets=[self.start_button, self.stop_button, self.resume_button],
+            layout="horizontal",
+            labels=False,
+        )
         self.scroll = scrolled(self, self.body, pinned=(buttons, self.status))
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
@@ -195,6 +261,7 @@ class TrainWidget(Stoppable, Container):
         follow_layers(self, viewer)
         remember(self, "train")
         from ..cli.train import train as _cli
+
         explain(self, _cli)  # every control says what it does
 
     # ---------------------------------------------------------------- config
@@ -202,8 +269,9 @@ class TrainWidget(Stoppable, Container):
         if layer is not None:
             path = layer.metadata.get("path")
             if not path:
-                raise XvrInputError(f"layer {layer.name!r} has no file path; save it as NIfTI and "
-                                    "choose the file instead")
+                raise XvrInputError(
+                    f"layer {layer.name!r} has no file path; save it as NIfTI and choose the file instead"
+                )
             return path
         value = str(edit.value or "") if edit is not None else ""
         return value if value not in ("", ".") else None
@@ -219,18 +287,32 @@ class TrainWidget(Stoppable, Container):
         if outpath is None:
             raise XvrInputError("choose an output folder for the checkpoints")
         return TrainConfig(
-            volpath=volpath, outpath=outpath, maskpath=self._path(self.labels_layer.value, None),
+            volpath=volpath,
+            outpath=outpath,
+            maskpath=self._path(self.labels_layer.value, None),
             **{name: _range(name, edit.value) for name, edit in self.ranges.items()},
-            batch_size=self.batch_size.value, sdd=self.sdd.value, height=self.det_height.value,
-            delx=self.delx.value, orientation=self.orientation_choice.value,
-            reverse_x_axis=self.reverse_x_axis.value, renderer=self.renderer.value,
-            model_name=self.model_name.value, parameterization=self.parameterization.value,
-            pretrained=self.pretrained.value, p_augmentation=self.p_augmentation.value,
-            lr=self.lr.value, weight_ncc=self.weight_ncc.value, weight_geo=self.weight_geo.value,
-            weight_dice=self.weight_dice.value, n_total_itrs=self.n_total_itrs.value,
-            n_warmup_itrs=self.n_warmup_itrs.value, n_grad_accum_itrs=self.n_grad_accum_itrs.value,
+            batch_size=self.batch_size.value,
+            sdd=self.sdd.value,
+            height=self.det_height.value,
+            delx=self.delx.value,
+            orientation=self.orientation_choice.value,
+            reverse_x_axis=self.reverse_x_axis.value,
+            renderer=self.renderer.value,
+            model_name=self.model_name.value,
+            parameterization=self.parameterization.value,
+            pretrained=self.pretrained.value,
+            p_augmentation=self.p_augmentation.value,
+            lr=self.lr.value,
+            weight_ncc=self.weight_ncc.value,
+            weight_geo=self.weight_geo.value,
+            weight_dice=self.weight_dice.value,
+            n_total_itrs=self.n_total_itrs.value,
+            n_warmup_itrs=self.n_warmup_itrs.value,
+            n_grad_accum_itrs=self.n_grad_accum_itrs.value,
             n_save_every_itrs=self.n_save_every_itrs.value,
-            n_drr_every_itrs=self.n_drr_every_itrs.value, device=self.device.value, num_workers=0,
+            n_drr_every_itrs=self.n_drr_every_itrs.value,
+            device=self.device.value,
+            num_workers=0,
         )
 
     # ---------------------------------------------------------------- start / stop / resume
@@ -275,8 +357,9 @@ class TrainWidget(Stoppable, Container):
         self.stop_token = StopToken()
         self.losses, self.done, self.checkpoints = [], None, []
         self.plot.clear()
-        self.worker = create_worker(training, config, self.stop_token, resume_from,
-                                    overrides=overrides, _start_thread=False)
+        self.worker = create_worker(
+            training, config, self.stop_token, resume_from, overrides=overrides, _start_thread=False
+        )
         self._pump = EventPump(self._on_event, merge_progress)
         self.worker.yielded.connect(self._pump.push)
         self.worker.finished.connect(while_alive(self._on_finished))
@@ -294,9 +377,16 @@ class TrainWidget(Stoppable, Container):
         height, with a label above it and one below it naming the rows."""
         top, left, height = _free_place(self.viewer, exclude=(MOSAIC, MOSAIC_TEXT))
         scale = height / image.shape[0]
-        upsert_image(self.viewer, MOSAIC, image, colormap="gray", contrast_limits=(0.0, 1.0),
-                     scale=(scale, scale), translate=(top, left),
-                     metadata={KIND: "training", "itr": itr})
+        upsert_image(
+            self.viewer,
+            MOSAIC,
+            image,
+            colormap="gray",
+            contrast_limits=(0.0, 1.0),
+            scale=(scale, scale),
+            translate=(top, left),
+            metadata={KIND: "training", "itr": itr},
+        )
         tall, wide = image.shape[0] * scale, image.shape[1] * scale
         middle = left + 0.5 * wide  # one label above the top row, one below the bottom row
         where = np.array([[top - 0.04 * tall, middle], [top + 1.04 * tall, middle]])
@@ -304,10 +394,15 @@ class TrainWidget(Stoppable, Container):
             self.viewer.layers[MOSAIC_TEXT].data = where
         else:
             self.viewer.add_points(
-                where, name=MOSAIC_TEXT, size=0, face_color="transparent", border_width=0,
+                where,
+                name=MOSAIC_TEXT,
+                size=0,
+                face_color="transparent",
+                border_width=0,
                 features={"row": list(ROW_NAMES)},
                 text={"string": "{row}", "color": "yellow", "size": 11, "anchor": "center"},
-                metadata={KIND: "training"})
+                metadata={KIND: "training"},
+            )
         if itr is None:  # the placeholder made at the click (adding layers mid-run stalls)
             return
         if not self._shown_mosaic:  # the first images of a session: bring them into view
@@ -329,8 +424,10 @@ class TrainWidget(Stoppable, Container):
                 if note.startswith("wandb"):
                     logging.getLogger("napari_xvr").info(note)
             notes = "; ".join(n for n in event.notes if not n.startswith("wandb"))
-            self.status.value = (f"training on {event.device} from itr {event.start_itr} "
-                                 f"({event.n_parameters / 1e6:.1f} M parameters) {notes}")
+            self.status.value = (
+                f"training on {event.device} from itr {event.start_itr} "
+                f"({event.n_parameters / 1e6:.1f} M parameters) {notes}"
+            )
         elif isinstance(event, TrainProgress):
             self.losses.extend(zip(event.itrs, event.losses, strict=True))
             x, y = np.array(self.losses).T
@@ -338,8 +435,10 @@ class TrainWidget(Stoppable, Container):
             if self._pbar is not None:
                 self._pbar.reach(event.itr + 1)
             eta = (self._total - event.itr - 1) * event.step_time_s
-            self.status.value = (f"itr {event.itr + 1}/{self._total}  loss {event.losses[-1]:.4f}  "
-                                 f"{event.step_time_s:.2f} s/itr  ETA {_duration(eta)}")
+            self.status.value = (
+                f"itr {event.itr + 1}/{self._total}  loss {event.losses[-1]:.4f}  "
+                f"{event.step_time_s:.2f} s/itr  ETA {_duration(eta)}"
+            )
             if event.mosaic is not None:
                 self._show_mosaic(event.mosaic, event.itr)
         elif isinstance(event, Checkpointed):
@@ -347,8 +446,9 @@ class TrainWidget(Stoppable, Container):
         elif isinstance(event, TrainDone):
             self.done = event
             how = "stopped" if event.stopped else "done"
-            self.status.value = (f"{how} at itr {event.itr} after {_duration(event.elapsed_s)}; "
-                                 f"checkpoint {event.path}")
+            self.status.value = (
+                f"{how} at itr {event.itr} after {_duration(event.elapsed_s)}; checkpoint {event.path}"
+            )
             info(f"Train: {self.status.value}")
         elif isinstance(event, Failed):
             report_error(XvrInputError(event.message), "Train")
@@ -372,8 +472,7 @@ class TrainWidget(Stoppable, Container):
 def _free_place(viewer, exclude: tuple[str, ...]) -> tuple[float, float, float]:
     """(top, left, height) in world units of a place right of every other layer's extent
     (rows and columns: the last two world axes), as tall as they are."""
-    boxes = [np.asarray(layer.extent.world)[:, -2:] for layer in viewer.layers
-             if layer.name not in exclude]
+    boxes = [np.asarray(layer.extent.world)[:, -2:] for layer in viewer.layers if layer.name not in exclude]
     if not boxes:
         return 0.0, 0.0, 256.0
     lo = np.min([b[0] for b in boxes], axis=0)
@@ -385,9 +484,11 @@ def _free_place(viewer, exclude: tuple[str, ...]) -> tuple[float, float, float]:
 
 def _preset_note(core) -> str:
     """What the CPU preset changed, against the core's (xvr's) defaults in `core`."""
-    return (f"No GPU found: CPU-sized defaults ({CPU_PRESET['height']} px, batch "
-            f"{CPU_PRESET['batch_size']}, {CPU_PRESET['n_total_itrs']} iterations); xvr's are "
-            f"{core.height} px, batch {core.batch_size}, {core.n_total_itrs:,} iterations.")
+    return (
+        f"No GPU found: CPU-sized defaults ({CPU_PRESET['height']} px, batch "
+        f"{CPU_PRESET['batch_size']}, {CPU_PRESET['n_total_itrs']} iterations); xvr's are "
+        f"{core.height} px, batch {core.batch_size}, {core.n_total_itrs:,} iterations."
+    )
 
 
 def _range(name: str, text: str) -> tuple[float, float]:

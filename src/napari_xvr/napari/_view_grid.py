@@ -38,6 +38,7 @@ ROW_GAIN = 1.2  # a row more only when it shows the views this much larger: side
 def grid_shape(n: int, size: tuple[float, float], canvas: tuple[float, float]) -> tuple[int, int]:
     """(rows, columns) that show `n` views of world size `size` (h, w) largest on a `canvas`
     of (h, w) px, side by side unless another row shows them `ROW_GAIN` times larger."""
+
     def zoom(rows: int) -> float:
         columns = math.ceil(n / rows)
         return min(canvas[0] / rows / max(size[0], 1e-6), canvas[1] / columns / max(size[1], 1e-6))
@@ -74,20 +75,25 @@ class ViewGrid:
         layers, grid = self.viewer.layers, self.viewer.canvas.grid
         groups = [[_unwrap(layer) for layer in group] for group in groups]
         grouped = {id(layer) for group in groups for layer in group}
-        padded = _padded(groups, [layer for layer in layers
-                                  if id(layer) not in grouped and not layer.visible])
+        padded = _padded(
+            groups, [layer for layer in layers if id(layer) not in grouped and not layer.visible]
+        )
         if padded is None:  # a view lost a layer and nothing can stand in: one canvas again
             self.give_back()
             return
         if self.saved is None:
-            self.saved = CanvasState(grid.enabled, grid.stride, tuple(grid.shape),
-                                     tuple(weakref.ref(layer) for layer in layers))
+            self.saved = CanvasState(
+                grid.enabled, grid.stride, tuple(grid.shape), tuple(weakref.ref(layer) for layer in layers)
+            )
         placed = {id(layer) for group in padded for layer in group}
-        order = [*(layer for group in padded for layer in group),
-                 *(layer for layer in layers if id(layer) not in placed)]
+        order = [
+            *(layer for group in padded for layer in group),
+            *(layer for layer in layers if id(layer) not in placed),
+        ]
         settings = (len(padded[0]), self._shape(groups, fit), True)
-        if settings != (grid.stride, tuple(grid.shape), grid.enabled) or \
-                [layers.index(layer) for layer in order] != list(range(len(layers))):
+        if settings != (grid.stride, tuple(grid.shape), grid.enabled) or [
+            layers.index(layer) for layer in order
+        ] != list(range(len(layers))):
             with layers.batched_update():  # one scene-graph update for it all
                 self._reorder(order)
                 grid.stride, grid.shape, grid.enabled = settings

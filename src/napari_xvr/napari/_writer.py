@@ -70,21 +70,24 @@ def write_result(path: str, data, meta: dict) -> list[str]:
     except (TypeError, ValueError) as err:
         if isinstance(err, XvrInputError):
             raise XvrInputError(f"{err}; the layer's result was not saved") from err
-        raise XvrInputError(f"{target}: the layer's result cannot be saved as JSON ({err}); it was "
-                            "not saved") from err
+        raise XvrInputError(
+            f"{target}: the layer's result cannot be saved as JSON ({err}); it was not saved"
+        ) from err
     rows = meta.get("trajectory") or []
     lines = [",".join(TRAJECTORY_COLUMNS)]
     try:
         lines += [",".join(_cell(row.get(k)) for k in TRAJECTORY_COLUMNS) for row in rows]
     except (AttributeError, TypeError, ValueError) as err:
-        raise XvrInputError(f"{target}: the layer's trajectory is not a list of rows of numbers "
-                            f"({err}); it was not saved") from err
+        raise XvrInputError(
+            f"{target}: the layer's trajectory is not a list of rows of numbers ({err}); it was not saved"
+        ) from err
     csv = target.with_suffix(".csv")
     if csv.exists() and (csv.is_dir() or not _is_our_trajectory(csv)):
-        raise XvrOutputError(f"could not write {csv}: a file of that name exists and is not a "
-                             "napari-xvr trajectory; it was kept, save under another name")
-    atomic_write_files({csv: ("\n".join(lines) + "\n").encode("utf-8"),
-                        target: text.encode("utf-8")})
+        raise XvrOutputError(
+            f"could not write {csv}: a file of that name exists and is not a "
+            "napari-xvr trajectory; it was kept, save under another name"
+        )
+    atomic_write_files({csv: ("\n".join(lines) + "\n").encode("utf-8"), target: text.encode("utf-8")})
     return [str(target), str(csv)]
 
 
@@ -101,11 +104,14 @@ def _image(data, target: Path) -> np.ndarray:
     while array.ndim > 3 or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         array = array[-1]  # the last frame of a time series
     if array.ndim < 2 or array.size == 0 or min(array.shape[:2]) < 1:
-        raise XvrInputError(f"{target}: this layer is not an image (shape {array.shape}); select "
-                            "a DRR, overlay or X-ray layer")
+        raise XvrInputError(
+            f"{target}: this layer is not an image (shape {array.shape}); select "
+            "a DRR, overlay or X-ray layer"
+        )
     if array.dtype.kind not in "biuf":
-        raise XvrInputError(f"{target}: this layer holds {array.dtype} data; only real-valued "
-                            "images are saved")
+        raise XvrInputError(
+            f"{target}: this layer holds {array.dtype} data; only real-valued images are saved"
+        )
     return array
 
 

@@ -47,8 +47,7 @@ def _meta(layer) -> dict:
     return dict(getattr(layer, "metadata", {}) or {})
 
 
-def subject_from_layers(volume, labels=None, label_ids=None, orientation: str | None = None,
-                        affine=None):
+def subject_from_layers(volume, labels=None, label_ids=None, orientation: str | None = None, affine=None):
     """The DiffDRR subject of a volume layer (+ labels layer) or of arrays with `affine`."""
     import torchio as tio
 
@@ -61,8 +60,10 @@ def subject_from_layers(volume, labels=None, label_ids=None, orientation: str | 
     lab = None
     if labels is not None:
         lab_data = _data(labels)
-        lab = tio.LabelMap(tensor=torch.as_tensor(lab_data.astype(np.int32))[None],
-                           affine=_affine(labels, affine if not hasattr(labels, "affine") else None))
+        lab = tio.LabelMap(
+            tensor=torch.as_tensor(lab_data.astype(np.int32))[None],
+            affine=_affine(labels, affine if not hasattr(labels, "affine") else None),
+        )
     return read_volume(image, lab, parse_labels(label_ids), orientation)
 
 
@@ -92,12 +93,16 @@ def xray_from_layer(xray, intrinsics: Intrinsics | None = None, reducefn="max") 
     if (intr.height, intr.width) != data.shape:
         intr = intr.with_overrides(height=data.shape[0], width=data.shape[1])
     meta = _meta(xray)
-    return XRay(image=np.ascontiguousarray(data), intrinsics=intr, path=None,
-                pf_to_af=bool(meta.get("pf_to_af", False)),
-                primary_angle=meta.get("primary_angle"),
-                secondary_angle=meta.get("secondary_angle"),
-                source_to_patient=meta.get("source_to_patient"),
-                header=dict(meta.get("header", {})))
+    return XRay(
+        image=np.ascontiguousarray(data),
+        intrinsics=intr,
+        path=None,
+        pf_to_af=bool(meta.get("pf_to_af", False)),
+        primary_angle=meta.get("primary_angle"),
+        secondary_angle=meta.get("secondary_angle"),
+        source_to_patient=meta.get("source_to_patient"),
+        header=dict(meta.get("header", {})),
+    )
 
 
 def as_pose(pose):
@@ -111,25 +116,49 @@ def as_pose(pose):
     return pose_from_matrix(pose)
 
 
-def make_renderer(volume, intrinsics: Intrinsics, labels=None, label_ids=None, orientation=None,
-                  renderer: str = defaults.reg("renderer"), device=defaults.reg("device"),
-                  affine=None, reverse_x_axis: bool = defaults.reg("reverse_x_axis")):
+def make_renderer(
+    volume,
+    intrinsics: Intrinsics,
+    labels=None,
+    label_ids=None,
+    orientation=None,
+    renderer: str = defaults.reg("renderer"),
+    device=defaults.reg("device"),
+    affine=None,
+    reverse_x_axis: bool = defaults.reg("reverse_x_axis"),
+):
     """A DiffDRR DRR module for a volume layer/array (reuse it across renders)."""
     from ..render import make_drr
 
     subject = subject_from_layers(volume, labels, label_ids, orientation, affine)
-    return make_drr(subject, intrinsics, renderer=renderer, reverse_x_axis=reverse_x_axis,
-                    device=device)
+    return make_drr(subject, intrinsics, renderer=renderer, reverse_x_axis=reverse_x_axis, device=device)
 
 
-def render_drr(volume, pose, intrinsics: Intrinsics, labels=None, label_ids=None,
-               orientation=None, renderer=defaults.reg("renderer"), affine=None, drr=None,
-               reverse_x_axis: bool = defaults.reg("reverse_x_axis")) -> np.ndarray:
+def render_drr(
+    volume,
+    pose,
+    intrinsics: Intrinsics,
+    labels=None,
+    label_ids=None,
+    orientation=None,
+    renderer=defaults.reg("renderer"),
+    affine=None,
+    drr=None,
+    reverse_x_axis: bool = defaults.reg("reverse_x_axis"),
+) -> np.ndarray:
     """The DRR (H, W float32) of a volume layer/array at `pose`."""
     from ..render import render
 
-    drr = drr or make_renderer(volume, intrinsics, labels, label_ids, orientation, renderer,
-                               affine=affine, reverse_x_axis=reverse_x_axis)
+    drr = drr or make_renderer(
+        volume,
+        intrinsics,
+        labels,
+        label_ids,
+        orientation,
+        renderer,
+        affine=affine,
+        reverse_x_axis=reverse_x_axis,
+    )
     return render(drr, as_pose(pose))[0, 0].cpu().numpy().astype(np.float32)
 
 
@@ -174,17 +203,42 @@ def carm_outline(drr, pose) -> CarmOutline:
     row = (grid[-1, 0] - grid[0, 0]) / (h - 1)
     col = (grid[0, -1] - grid[0, 0]) / (w - 1)
     half_r, half_c = 0.5 * row, 0.5 * col
-    corners = np.stack([grid[0, 0] - half_r - half_c, grid[0, -1] - half_r + half_c,
-                        grid[-1, -1] + half_r + half_c, grid[-1, 0] + half_r - half_c])
-    return CarmOutline(source=source[0, 0].double().cpu().numpy(), corners=corners,
-                       center=corners.mean(axis=0), row_step=row, col_step=col, shape=(h, w))
+    corners = np.stack(
+        [
+            grid[0, 0] - half_r - half_c,
+            grid[0, -1] - half_r + half_c,
+            grid[-1, -1] + half_r + half_c,
+            grid[-1, 0] + half_r - half_c,
+        ]
+    )
+    return CarmOutline(
+        source=source[0, 0].double().cpu().numpy(),
+        corners=corners,
+        center=corners.mean(axis=0),
+        row_step=row,
+        col_step=col,
+        shape=(h, w),
+    )
 
 
-def register_layers(xray, volume, init_pose, labels=None, label_ids=None, intrinsics=None,
-                    options=None, preprocessing=None, renderer=defaults.reg("renderer"),
-                    device=defaults.reg("device"), orientation=None, stop=None, affine=None,
-                    reverse_x_axis: bool = defaults.reg("reverse_x_axis"),
-                    mirror_check: bool = defaults.reg("mirror_check"), retry_starts: int = 0):
+def register_layers(
+    xray,
+    volume,
+    init_pose,
+    labels=None,
+    label_ids=None,
+    intrinsics=None,
+    options=None,
+    preprocessing=None,
+    renderer=defaults.reg("renderer"),
+    device=defaults.reg("device"),
+    orientation=None,
+    stop=None,
+    affine=None,
+    reverse_x_axis: bool = defaults.reg("reverse_x_axis"),
+    mirror_check: bool = defaults.reg("mirror_check"),
+    retry_starts: int = 0,
+):
     """Register an X-ray layer/array to a volume layer/array; returns the RegistrationResult.
 
     It is the CLI's pipeline (:func:`napari_xvr.register.pipeline.register_xray`): the result
@@ -197,19 +251,34 @@ def register_layers(xray, volume, init_pose, labels=None, label_ids=None, intrin
 
     preprocessing = preprocessing or Preprocessing()
     xr = xray_from_layer(xray, intrinsics, preprocessing.reducefn)
-    drr = make_renderer(volume, xr.intrinsics, labels, label_ids, orientation, renderer, device,
-                        affine, reverse_x_axis)
+    drr = make_renderer(
+        volume, xr.intrinsics, labels, label_ids, orientation, renderer, device, affine, reverse_x_axis
+    )
     meta = _meta(volume)
-    spec = VolumeSpec(meta.get("path") or getattr(volume, "name", "volume"),
-                      None if labels is None else (_meta(labels).get("path")
-                                                   or getattr(labels, "name", "labels")),
-                      label_ids, orientation or meta.get("orientation", "AP"), renderer,
-                      reverse_x_axis, device=str(drr.device))
+    spec = VolumeSpec(
+        meta.get("path") or getattr(volume, "name", "volume"),
+        None if labels is None else (_meta(labels).get("path") or getattr(labels, "name", "labels")),
+        label_ids,
+        orientation or meta.get("orientation", "AP"),
+        renderer,
+        reverse_x_axis,
+        device=str(drr.device),
+    )
     result = None
-    for event in register_xray(xr, drr, as_pose(init_pose), spec, {"type": "pose"},
-                               options or RegistrationOptions(), preprocessing, keep_images=True,
-                               stop=stop, xray_name=getattr(xray, "name", "X-ray"),
-                               mirror_check=mirror_check, retry_starts=retry_starts):
+    for event in register_xray(
+        xr,
+        drr,
+        as_pose(init_pose),
+        spec,
+        {"type": "pose"},
+        options or RegistrationOptions(),
+        preprocessing,
+        keep_images=True,
+        stop=stop,
+        xray_name=getattr(xray, "name", "X-ray"),
+        mirror_check=mirror_check,
+        retry_starts=retry_starts,
+    ):
         if isinstance(event, Done):
             result = event.result
     return result
@@ -232,6 +301,17 @@ def project_points(pose, fiducials, intrinsics: Intrinsics, orientation="AP") ->
     return np.stack([cols_rows[:, 1] * intrinsics.dely, cols_rows[:, 0] * intrinsics.delx], axis=1)
 
 
-__all__ = ["KIND", "CarmOutline", "as_pose", "carm_outline", "evaluate_layers", "intrinsics_of",
-           "make_renderer", "project_points", "register_layers", "render_drr",
-           "subject_from_layers", "xray_from_layer"]
+__all__ = [
+    "KIND",
+    "CarmOutline",
+    "as_pose",
+    "carm_outline",
+    "evaluate_layers",
+    "intrinsics_of",
+    "make_renderer",
+    "project_points",
+    "register_layers",
+    "render_drr",
+    "subject_from_layers",
+    "xray_from_layer",
+]

@@ -103,8 +103,7 @@ def _consistent(img: np.ndarray, distance: np.ndarray, segment: np.ndarray, ids)
     return len(votes) >= 4 and float(np.mean(votes)) >= 0.85
 
 
-def _accept(img: np.ndarray, beyond: np.ndarray, inside_band: np.ndarray,
-            need_flat: bool = False) -> bool:
+def _accept(img: np.ndarray, beyond: np.ndarray, inside_band: np.ndarray, need_flat: bool = False) -> bool:
     """A shadow is painted (flat), or brighter than most of the field along its edge and either
     smoother than the field or far brighter (a noisy unexposed border)."""
     if beyond.sum() < 8 or inside_band.sum() < 8:
@@ -121,8 +120,7 @@ def _accept(img: np.ndarray, beyond: np.ndarray, inside_band: np.ndarray,
     return bool(above and gap > STEP and (smoother or gap > 2 * STEP))
 
 
-def _blade(img: np.ndarray, rng: np.random.Generator, k: int, need_flat: bool = False
-           ) -> np.ndarray | None:
+def _blade(img: np.ndarray, rng: np.random.Generator, k: int, need_flat: bool = False) -> np.ndarray | None:
     """The shadow of a blade at the image's left side (True beyond it), or None (`need_flat`:
     only a painted, flat one)."""
     h, w = img.shape
@@ -144,8 +142,7 @@ def _blade(img: np.ndarray, rng: np.random.Generator, k: int, need_flat: bool = 
     return beyond if _accept(img, beyond, band, need_flat) else None
 
 
-def _iris(img: np.ndarray, rng: np.random.Generator, k: int, need_flat: bool = False
-          ) -> np.ndarray | None:
+def _iris(img: np.ndarray, rng: np.random.Generator, k: int, need_flat: bool = False) -> np.ndarray | None:
     """The shadow outside a circular iris (True beyond it), or None (`need_flat`: only a
     painted, flat one)."""
     h, w = img.shape
@@ -161,7 +158,7 @@ def _iris(img: np.ndarray, rng: np.random.Generator, k: int, need_flat: bool = F
     # step up going outward (brighter beyond), from the 30 % radius on
     out = np.full(profiles.shape, -np.inf)
     for r in range(max(k, int(0.3 * min(h, w) / 2)), reach - k):
-        before, after = profiles[:, r - k:r], profiles[:, r:r + k]
+        before, after = profiles[:, r - k : r], profiles[:, r : r + k]
         full = np.isfinite(before).all(axis=1) & np.isfinite(after).all(axis=1)
         step = np.where(full, after.sum(axis=1) - before.sum(axis=1), -np.inf) / k
         out[:, r] = np.where(np.isfinite(step), step, -np.inf)
@@ -191,6 +188,7 @@ def _iris(img: np.ndarray, rng: np.random.Generator, k: int, need_flat: bool = F
     rr, cc = np.mgrid[0:h, 0:w]
     distance = np.hypot(cc - ccx, rr - ccy) - radius
     beyond, band = distance > 1, (distance < -2) & (distance > -2 - max(4, min(h, w) // 12))
+
     def sector_of(y, x):
         return np.floor((np.arctan2(y - ccy, x - ccx) + np.pi) / (2 * np.pi) * 48).astype(int) % 48
 
@@ -232,6 +230,6 @@ def open_field(image, margin_px: float = 1.0, seed: int = 0) -> np.ndarray | Non
     out = np.ones((h, w), bool)
     out[: full.shape[0], : full.shape[1]] = ~full
     if full.shape != (h, w):  # the rows/columns the shrink dropped follow their neighbours
-        out[full.shape[0]:, :] = out[full.shape[0] - 1: full.shape[0], :]
-        out[:, full.shape[1]:] = out[:, full.shape[1] - 1: full.shape[1]]
+        out[full.shape[0] :, :] = out[full.shape[0] - 1 : full.shape[0], :]
+        out[:, full.shape[1] :] = out[:, full.shape[1] - 1 : full.shape[1]]
     return out

@@ -81,8 +81,9 @@ def check_stages(options: RegistrationOptions, intrinsics: Intrinsics, where="th
         )
 
 
-def check_view(drr, pose: RigidTransform, options: RegistrationOptions, intrinsics: Intrinsics,
-               where="the X-ray") -> None:
+def check_view(
+    drr, pose: RigidTransform, options: RegistrationOptions, intrinsics: Intrinsics, where="the X-ray"
+) -> None:
     """Refuse a start whose DRR (at the coarsest scale) is blank or flat: the volume is not in view.
 
     Such a start has nothing to register to, and the similarity of a flat image is noise.
@@ -143,8 +144,14 @@ def _preparer(size: tuple[int, int], equalize: bool, valid: torch.Tensor | None 
     return prepare
 
 
-def _leave_out(similarity: Similarity, valid: np.ndarray | None, intr: Intrinsics, scale: float,
-               device, explained: torch.Tensor | None = None) -> int:
+def _leave_out(
+    similarity: Similarity,
+    valid: np.ndarray | None,
+    intr: Intrinsics,
+    scale: float,
+    device,
+    explained: torch.Tensor | None = None,
+) -> int:
     """Set the stage's mask on `similarity` (the X-ray's valid pixels, and those the CT can
     explain); returns the stage's pixels that count."""
     if valid is None and explained is None:
@@ -160,7 +167,8 @@ def _leave_out(similarity: Similarity, valid: np.ndarray | None, intr: Intrinsic
             f"{similarity.patch_size} x {similarity.patch_size} window touches a left-out pixel "
             f"({100 * (1 - float(stage_valid.float().mean())):.0f} % of the X-ray is left out: "
             "collimated, annotated or beyond the CT's ends): give smaller "
-            "scales (e.g. --scales 4,2,1) or pass --xray_mask off")
+            "scales (e.g. --scales 4,2,1) or pass --xray_mask off"
+        )
     return int(stage_valid.sum())
 
 
@@ -180,19 +188,30 @@ def _xray_mask(img: torch.Tensor, options: RegistrationOptions) -> np.ndarray | 
         return None
     valid = valid_mask(img[0, 0].detach().cpu().double().numpy())
     if not valid.any():
-        raise XvrInputError(f"--xray_mask {options.xray_mask} leaves no pixel of the X-ray to "
-                            "compare (it is "
-                            "constant or saturated everywhere): check the image, or pass "
-                            "--xray_mask off")
+        raise XvrInputError(
+            f"--xray_mask {options.xray_mask} leaves no pixel of the X-ray to "
+            "compare (it is "
+            "constant or saturated everywhere): check the image, or pass "
+            "--xray_mask off"
+        )
     return valid
 
 
 def _row(stage, itr, pose, similarity, elapsed, lrs, start) -> dict:
     rot, xyz = pose_to_zxy(pose)
     return {
-        "stage": stage, "itr": itr,
-        "r1": rot[0], "r2": rot[1], "r3": rot[2], "tx": xyz[0], "ty": xyz[1], "tz": xyz[2],
-        "similarity": similarity, "time": elapsed, "lr_rot": lrs[0], "lr_xyz": lrs[1],
+        "stage": stage,
+        "itr": itr,
+        "r1": rot[0],
+        "r2": rot[1],
+        "r3": rot[2],
+        "tx": xyz[0],
+        "ty": xyz[1],
+        "tz": xyz[2],
+        "similarity": similarity,
+        "time": elapsed,
+        "lr_rot": lrs[0],
+        "lr_xyz": lrs[1],
         "start": start,
     }
 
@@ -218,21 +237,28 @@ class _View:
 def _views(xrays: list[XRay], relatives, options, preprocessing, device, init_only) -> list[_View]:
     views = []
     for index, xray in enumerate(xrays):
-        img = xray.preprocessed(options.crop, preprocessing.subtract_background,
-                                preprocessing.linearize).to(device, torch.float32)
+        img = xray.preprocessed(options.crop, preprocessing.subtract_background, preprocessing.linearize).to(
+            device, torch.float32
+        )
         relative = None
         if index and relatives is not None:
-            relative = torch.as_tensor(np.asarray(relatives[index]), dtype=torch.float32,
-                                       device=device)
-        views.append(_View(xray, img, crop_intrinsics(xray.intrinsics, options.crop),
-                           None if init_only else _xray_mask(img, options),
-                           Similarity(options.patch_size, options.sigma,
-                                      options.similarity_beta).to(device), relative))
+            relative = torch.as_tensor(np.asarray(relatives[index]), dtype=torch.float32, device=device)
+        views.append(
+            _View(
+                xray,
+                img,
+                crop_intrinsics(xray.intrinsics, options.crop),
+                None if init_only else _xray_mask(img, options),
+                Similarity(options.patch_size, options.sigma, options.similarity_beta).to(device),
+                relative,
+            )
+        )
     return views
 
 
-def _stage_views(views: list[_View], drr, scale: float, options, device, pose: RigidTransform,
-                 faces: list) -> tuple[list, int]:
+def _stage_views(
+    views: list[_View], drr, scale: float, options, device, pose: RigidTransform, faces: list
+) -> tuple[list, int]:
     """Every view's :class:`LMView` at one scale, and the pixels that enter the similarity: with
     the CT's cut `faces`, only those whose rays at `pose` stay clear of them (:mod:`.fov`).
     One view renders with the detector set on `drr` here; several set their own per render."""
@@ -246,10 +272,10 @@ def _stage_views(views: list[_View], drr, scale: float, options, device, pose: R
             if explained is not None and float(explained.float().mean()) < MIN_EXPLAINED:
                 explained = None
         pixels += _leave_out(view.similarity, view.valid, intr, scale, device, explained)
-        prep = _preparer((intr.height, intr.width), options.equalize,
-                         view.similarity.weight("pixels"))
-        stage.append(LMView(prep(view.img), prep, view.similarity,
-                            intr if len(views) > 1 else None, view.relative))
+        prep = _preparer((intr.height, intr.width), options.equalize, view.similarity.weight("pixels"))
+        stage.append(
+            LMView(prep(view.img), prep, view.similarity, intr if len(views) > 1 else None, view.relative)
+        )
     set_intrinsics(drr, stage_intrinsics(views[0].full, scale, options.crop))
     return stage, pixels
 
@@ -295,16 +321,19 @@ def register(
     t_start = time.perf_counter()
     xrays = list(xray) if isinstance(xray, list | tuple) else [xray]
     if relatives is not None and len(relatives) != len(xrays):
-        raise XvrInputError(f"{len(xrays)} X-rays but {len(relatives)} relative poses: give one "
-                            "per X-ray (the first the identity)")
+        raise XvrInputError(
+            f"{len(xrays)} X-rays but {len(relatives)} relative poses: give one "
+            "per X-ray (the first the identity)"
+        )
     for view_xray in xrays if not init_only else ():
         check_stages(options, view_xray.intrinsics, view_xray.path or "the X-ray")
     views = _views(xrays, relatives, options, preprocessing, device, init_only)
     init_pose = RigidTransform(init_pose.matrix.to(device, dtype))
     if check_start and not init_only:  # --init_only reports the start itself, whatever it shows
         for view in views:
-            check_view(drr, view.pose(init_pose), options, view.xray.intrinsics,
-                       view.xray.path or "the X-ray")
+            check_view(
+                drr, view.pose(init_pose), options, view.xray.intrinsics, view.xray.path or "the X-ray"
+            )
     first = views[0]
     result = RegistrationResult(
         init_pose=init_pose.matrix[0].detach().cpu().double().numpy(),
@@ -333,8 +362,9 @@ def register(
         yield Done(result)
         return
 
-    run = _Run(options, first.similarity, stop, result, init_pose, hessian=hessian,
-               trust_hessian=trust_hessian)
+    run = _Run(
+        options, first.similarity, stop, result, init_pose, hessian=hessian, trust_hessian=trust_hessian
+    )
     faces = volume_cut_faces(drr.subject) if options.xray_mask == "auto" else []  # not "image"
     lm_views = at_optimum = None  # at_optimum: the views' similarities at the final pose
     slab_before = _set_slab(drr, options.slab_mm)
@@ -344,8 +374,9 @@ def register(
         for stage_idx, (scale, n_itrs) in enumerate(stages, start=1):
             _set_slab(drr, options.slab_mm if scale > 1 else 0.0)  # full resolution: every slice
             try:
-                lm_views, pixels = _stage_views(views, drr, scale, options, device,
-                                                run.best_pose or init_pose, faces)
+                lm_views, pixels = _stage_views(
+                    views, drr, scale, options, device, run.best_pose or init_pose, faces
+                )
             except EmptyStage as empty:
                 skipped.append((scale, empty))
                 if stage_idx == len(stages) and lm_views is None:
@@ -358,15 +389,16 @@ def register(
             intr = stage_intrinsics(first.full, scale, options.crop)
             stage = _lm_stage if options.optimizer == "lm" else _adam_stage
             if run.best_pose is None and options.multistart > 0:  # the first scale that runs
-                starts = start_poses(init_pose, options.multistart, options.multistart_rot,
-                                     options.multistart_xyz)
-                yield Stage(stage_idx, len(stages), scale, intr.height, intr.width,
-                            n_itrs * len(starts), len(starts))
+                starts = start_poses(
+                    init_pose, options.multistart, options.multistart_rot, options.multistart_xyz
+                )
+                yield Stage(
+                    stage_idx, len(stages), scale, intr.height, intr.width, n_itrs * len(starts), len(starts)
+                )
                 yield from _multistart(run, starts, stage, (drr, lm_views, stage_idx, n_itrs, intr))
             else:
                 yield Stage(stage_idx, len(stages), scale, intr.height, intr.width, n_itrs)
-                yield from stage(run, drr, lm_views, stage_idx, n_itrs, intr,
-                                 run.best_pose or init_pose)
+                yield from stage(run, drr, lm_views, stage_idx, n_itrs, intr, run.best_pose or init_pose)
             if run.best_pose is not None:
                 motion.append((scale, _moved_mm(drr, entering, run.best_pose)))
             if stop.stopped:
@@ -374,18 +406,23 @@ def register(
         if not stop.stopped and run.best_pose is not None:  # at the last scale, as it ran
             if len(views) > 1:  # the weights at the optimum, for the covariance
                 at_optimum = _weigh(drr, lm_views, run.best_pose)
-            result.checks["uncertainty"] = _uncertainty(run, drr, lm_views, intr, pixels,
-                                                        result.inputs).to_json()
+            result.checks["uncertainty"] = _uncertainty(
+                run, drr, lm_views, intr, pixels, result.inputs
+            ).to_json()
             weights = _lm_solver(run, drr, lm_views, intr).weights().numpy()
-            ceiling = float(np.dot(weights, [similarity_ceiling(v.similarity, v.fixed, v.prep)
-                                             for v in lm_views]))
+            ceiling = float(
+                np.dot(weights, [similarity_ceiling(v.similarity, v.fixed, v.prep) for v in lm_views])
+            )
             result.checks["fit"] = Fit(float(run.best_similarity), ceiling).to_json()
             if skipped:
                 result.checks["skipped_scales"] = [s for s, _ in skipped]
             if run.converged is not None and stages[-1][0] == scale:
-                result.checks["convergence"] = {"converged": bool(run.converged),
-                                                "iterations": int(run.stage_itrs),
-                                                "cap": int(n_itrs), "scale": scale}
+                result.checks["convergence"] = {
+                    "converged": bool(run.converged),
+                    "iterations": int(run.stage_itrs),
+                    "cap": int(n_itrs),
+                    "scale": scale,
+                }
             if motion:
                 result.checks["motion_mm"] = {f"{s:g}": round(mm, 4) for s, mm in motion}
             if len(views) > 1:
@@ -442,8 +479,15 @@ def _view_similarities(drr, lm_views: list[LMView], pose: RigidTransform) -> lis
 
 
 @torch.no_grad()
-def _joint_views(result: RegistrationResult, views: list[_View], drr, init_pose, final,
-                 similarities: list[float] | None, keep_images: bool) -> None:
+def _joint_views(
+    result: RegistrationResult,
+    views: list[_View],
+    drr,
+    init_pose,
+    final,
+    similarities: list[float] | None,
+    keep_images: bool,
+) -> None:
     """A joint registration's per-view record: ``result.views`` (each view's X-ray, relative
     pose, pose and similarity) and, with `keep_images`, each view's X-ray and DRRs."""
     if len(views) < 2:
@@ -453,9 +497,13 @@ def _joint_views(result: RegistrationResult, views: list[_View], drr, init_pose,
         pose = view.pose(final)
         entry = {
             "xray": str(view.xray.path) if view.xray.path else f"view {index}",
-            "relative_pose": pose_to_dict(RigidTransform(
-                torch.eye(4, dtype=torch.float64)[None] if view.relative is None
-                else view.relative.double().cpu()[None])),
+            "relative_pose": pose_to_dict(
+                RigidTransform(
+                    torch.eye(4, dtype=torch.float64)[None]
+                    if view.relative is None
+                    else view.relative.double().cpu()[None]
+                )
+            ),
             "init_pose": pose_to_dict(view.pose(init_pose)),
             "final_pose": pose_to_dict(pose),
             "intrinsics": view.full.to_dict(),
@@ -463,9 +511,11 @@ def _joint_views(result: RegistrationResult, views: list[_View], drr, init_pose,
         }
         if keep_images:
             set_intrinsics(drr, view.full)
-            entry["images"] = {"xray": view.img[0, 0].cpu().numpy(),
-                               "init_drr": drr(view.pose(init_pose))[0, 0].float().cpu().numpy(),
-                               "final_drr": drr(pose)[0, 0].float().cpu().numpy()}
+            entry["images"] = {
+                "xray": view.img[0, 0].cpu().numpy(),
+                "init_drr": drr(view.pose(init_pose))[0, 0].float().cpu().numpy(),
+                "final_drr": drr(pose)[0, 0].float().cpu().numpy(),
+            }
         result.views.append(entry)
 
 
@@ -482,9 +532,15 @@ def _uncertainty(run: _Run, drr, lm_views, intr, pixels: int, inputs: dict):
     if len(lm_views) > 1:  # sigma^2 whose inverse is the views' mean inverse (see _weigh)
         residuals = [max(1.0 - s, MIN_RESIDUAL) for s in fit.view_similarities]
         similarity = 1.0 - len(residuals) / sum(1.0 / r for r in residuals)
-    return pose_uncertainty(fit.hessian, similarity, pixels, run.best_pose,
-                            volume_points(drr), inputs.get("orientation") or "AP",
-                            solver.convention)
+    return pose_uncertainty(
+        fit.hessian,
+        similarity,
+        pixels,
+        run.best_pose,
+        volume_points(drr),
+        inputs.get("orientation") or "AP",
+        solver.convention,
+    )
 
 
 def _lm_solver(run: _Run, drr, lm_views: list[LMView], intr) -> PoseLM:
@@ -492,8 +548,16 @@ def _lm_solver(run: _Run, drr, lm_views: list[LMView], intr) -> PoseLM:
     options = run.options
     convention = options.convention if options.parameterization == "euler_angles" else "ZXY"
     first = lm_views[0]
-    return PoseLM(drr, first.fixed, first.prep, first.similarity, convention,
-                  step_mm=intr.delx / 6, views=lm_views, prior=pose_prior(options, run.pixels))
+    return PoseLM(
+        drr,
+        first.fixed,
+        first.prep,
+        first.similarity,
+        convention,
+        step_mm=intr.delx / 6,
+        views=lm_views,
+        prior=pose_prior(options, run.pixels),
+    )
 
 
 def pose_prior(options: RegistrationOptions, pixels: int) -> torch.Tensor | None:
@@ -504,8 +568,7 @@ def pose_prior(options: RegistrationOptions, pixels: int) -> torch.Tensor | None
     the coarse images hardly see, and fades as the scales get finer."""
     if options.prior_deg <= 0 or options.prior_mm <= 0 or pixels <= 0:
         return None
-    sd = torch.tensor([math.radians(options.prior_deg)] * 3 + [options.prior_mm] * 3,
-                      dtype=torch.float64)
+    sd = torch.tensor([math.radians(options.prior_deg)] * 3 + [options.prior_mm] * 3, dtype=torch.float64)
     return torch.diag(1.0 / sd**2) * KAPPA / pixels
 
 
@@ -526,16 +589,25 @@ def _multistart(run: _Run, starts: list[RigidTransform], stage, args: tuple) -> 
     _choose_start(run, starts, ends)
 
 
-def _lm_starts(run: _Run, starts: list[RigidTransform], drr, lm_views, stage_idx, n_itrs,
-               intr, hessian=None, track: bool = False) -> Iterator[Step]:
+def _lm_starts(
+    run: _Run,
+    starts: list[RigidTransform],
+    drr,
+    lm_views,
+    stage_idx,
+    n_itrs,
+    intr,
+    hessian=None,
+    track: bool = False,
+) -> Iterator[Step]:
     """LM at one stage from every start at once (:meth:`PoseLM.run_many`); returns each start's
     (best similarity, best pose, Hessian). With `track`, the run's best follows every accepted
     step (one start: a stop or a closed generator keeps the stage's progress)."""
     solver = _lm_solver(run, drr, lm_views, intr)
     ends: list[tuple] = [(None, None, None)] * len(starts)
-    for index, lm_step in solver.run_many(starts, n_itrs, hessian=hessian,
-                                          should_stop=lambda: run.stop.stopped,
-                                          trust_hessian=run.trust_hessian):
+    for index, lm_step in solver.run_many(
+        starts, n_itrs, hessian=hessian, should_stop=lambda: run.stop.stopped, trust_hessian=run.trust_hessian
+    ):
         ev = lm_step.evaluation
         if lm_step.accepted:
             if ev.fresh:
@@ -548,10 +620,18 @@ def _lm_starts(run: _Run, starts: list[RigidTransform], drr, lm_views, stage_idx
             run.converged, run.stage_itrs = lm_step.converged, lm_step.itr + 1
         if len(starts) > 1:  # one start: a later stage keeps the index of the chosen start
             run.start_index = index
-        yield run.step(stage_idx, lm_step.itr, ev.pose, ev.similarity, lm_step.seconds,
-                       (math.nan, math.nan), ev.views_moving, lm_views,
-                       show=lm_step.accepted and run.options.drr_every > 0,
-                       damping=lm_step.damping)
+        yield run.step(
+            stage_idx,
+            lm_step.itr,
+            ev.pose,
+            ev.similarity,
+            lm_step.seconds,
+            (math.nan, math.nan),
+            ev.views_moving,
+            lm_views,
+            show=lm_step.accepted and run.options.drr_every > 0,
+            damping=lm_step.damping,
+        )
     return ends
 
 
@@ -597,20 +677,25 @@ class _Run:
     stage_itrs: int = 0  # LM: the last scale's iterations (its first evaluation counts one)
     pixels: int = 0  # the current stage's pixels that enter the similarity
 
-    def step(self, stage, itr, pose, sim, elapsed, lrs, movings, lm_views, show,
-             damping=None) -> Step:
+    def step(self, stage, itr, pose, sim, elapsed, lrs, movings, lm_views, show, damping=None) -> Step:
         """The event of one iteration (`movings`: each view's prepared DRR)."""
         self.result.trajectory.append(_row(stage, itr, pose, sim, elapsed, lrs, self.start_index))
         moving, fixed = movings[0], lm_views[0].fixed
         joint = len(lm_views) > 1
         event = Step(
-            stage=stage, itr=itr, total_itr=self.total_itr, similarity=sim,
+            stage=stage,
+            itr=itr,
+            total_itr=self.total_itr,
+            similarity=sim,
             params=tuple(float(v) for v in np.concatenate(pose_to_zxy(pose))),
             matrix=pose.matrix[0].detach().cpu().double().numpy(),
-            lr_rot=lrs[0], lr_xyz=lrs[1], time_s=elapsed,
+            lr_rot=lrs[0],
+            lr_xyz=lrs[1],
+            time_s=elapsed,
             drr=moving[0, 0].detach().float().cpu().numpy() if show else None,
             fixed=fixed[0, 0].float().cpu().numpy() if itr == 0 else None,
-            damping=damping, start=self.start_index,
+            damping=damping,
+            start=self.start_index,
             view_drrs=tuple(_image(m) for m in movings) if show and joint else (),
             view_fixed=tuple(_image(v.fixed) for v in lm_views) if itr == 0 and joint else (),
         )
@@ -627,8 +712,7 @@ def _lm_stage(run: _Run, drr, lm_views, stage_idx, n_itrs, intr, start) -> Itera
     hessian = None
     if run.hessian is not None:  # the previous scale's, as curvature grows ~ resolution^2
         hessian = run.hessian[0] * (run.hessian[1] / intr.delx) ** 2
-    yield from _lm_starts(run, [start], drr, lm_views, stage_idx, n_itrs, intr, hessian,
-                          track=True)
+    yield from _lm_starts(run, [start], drr, lm_views, stage_idx, n_itrs, intr, hessian, track=True)
 
 
 def _adam_stage(run: _Run, drr, lm_views, stage_idx, n_itrs, intr, start) -> Iterator[Step]:
@@ -637,12 +721,17 @@ def _adam_stage(run: _Run, drr, lm_views, stage_idx, n_itrs, intr, start) -> Ite
     rot, xyz = _params(start, options)
     step_scalar = 2 ** ((stage_idx - 1) * stage_idx // 2)  # xvr halves the rates every stage
     optimizer = torch.optim.Adam(
-        [{"params": [rot], "lr": options.lr_rot / step_scalar},
-         {"params": [xyz], "lr": options.lr_xyz / step_scalar}],
+        [
+            {"params": [rot], "lr": options.lr_rot / step_scalar},
+            {"params": [xyz], "lr": options.lr_xyz / step_scalar},
+        ],
         maximize=True,
     )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=options.lr_reduce_factor, patience=options.patience,
+        optimizer,
+        mode="max",
+        factor=options.lr_reduce_factor,
+        patience=options.patience,
         threshold=options.threshold,
     )
     best_sim, n_levels, current_lr = -np.inf, 0, np.inf
@@ -654,8 +743,12 @@ def _adam_stage(run: _Run, drr, lm_views, stage_idx, n_itrs, intr, start) -> Ite
         optimizer.zero_grad(set_to_none=True)
         pose = _pose(rot, xyz, options)
         movings = [view.render(drr, pose) for view in lm_views]
-        loss = torch.stack([view.similarity(view.fixed, moving).mean()
-                            for view, moving in zip(lm_views, movings, strict=True)]).mean()
+        loss = torch.stack(
+            [
+                view.similarity(view.fixed, moving).mean()
+                for view, moving in zip(lm_views, movings, strict=True)
+            ]
+        ).mean()
         loss.backward()
         sim = float(loss.detach())
         if sim > best_sim:
@@ -666,8 +759,17 @@ def _adam_stage(run: _Run, drr, lm_views, stage_idx, n_itrs, intr, start) -> Ite
         _sync(device)
         lrs = [group["lr"] for group in optimizer.param_groups]
         show = options.drr_every > 0 and itr % options.drr_every == 0
-        yield run.step(stage_idx, itr, pose, sim, time.perf_counter() - t0, lrs,
-                       [m.detach() for m in movings], lm_views, show)
+        yield run.step(
+            stage_idx,
+            itr,
+            pose,
+            sim,
+            time.perf_counter() - t0,
+            lrs,
+            [m.detach() for m in movings],
+            lm_views,
+            show,
+        )
         # xvr's rule: a stage ends when it reaches its max_n_plateaus-th step size
         if lrs[0] < current_lr:
             current_lr = lrs[0]

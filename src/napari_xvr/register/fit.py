@@ -29,8 +29,13 @@ class Fit:
         return self.similarity / self.ceiling if self.ceiling > 0 else float("nan")
 
     def to_json(self) -> dict:
-        return {"similarity": self.similarity, "ceiling": self.ceiling, "ratio": self.ratio,
-                "blur_px": BLUR_PX, "suspect_below": FIT_RATIO}
+        return {
+            "similarity": self.similarity,
+            "ceiling": self.ceiling,
+            "ratio": self.ratio,
+            "blur_px": BLUR_PX,
+            "suspect_below": FIT_RATIO,
+        }
 
 
 def similarity_ceiling(similarity, fixed, prep) -> float:

@@ -50,8 +50,7 @@ def cut_faces(hu: np.ndarray) -> list[CutFace]:
                 continue
             idx = np.argwhere(face)
             lo, hi = idx.min(0) - MARGIN_VOXELS, idx.max(0) + MARGIN_VOXELS
-            faces.append(CutFace(axis, high, (float(lo[0]), float(lo[1])),
-                                 (float(hi[0]), float(hi[1]))))
+            faces.append(CutFace(axis, high, (float(lo[0]), float(lo[1])), (float(hi[0]), float(hi[1]))))
     return faces
 
 

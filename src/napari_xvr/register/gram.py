@@ -15,8 +15,9 @@ import torch
 from .similarity import Similarity, exact_dtype, masked_mean, window_average
 
 
-def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5,
-             weight: torch.Tensor | None = None) -> torch.Tensor:
+def ncc_gram(
+    images: torch.Tensor, patch: int | None, eps: float = 1e-5, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """(n, n) matrix of NCCs between `images` (n, C, H, W), averaged over windows and channels.
 
     Entry (i, j) equals :func:`~napari_xvr.register.similarity.local_ncc` of images i and j
@@ -28,9 +29,10 @@ def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5,
     inverse_std = ((masked_mean(x * x, patch, weight) - mean * mean).clamp_min(0) + eps).rsqrt()
     gram = x.new_zeros(n, n)
     for i in range(n):  # row i from image i and the images after it (no gathered copies)
-        cov = masked_mean(x[i:i + 1] * x[i:], patch, weight) - mean[i:i + 1] * mean[i:]
-        ncc = window_average(cov * (inverse_std[i:i + 1] * inverse_std[i:]),
-                             None if patch is None else weight)
+        cov = masked_mean(x[i : i + 1] * x[i:], patch, weight) - mean[i : i + 1] * mean[i:]
+        ncc = window_average(
+            cov * (inverse_std[i : i + 1] * inverse_std[i:]), None if patch is None else weight
+        )
         gram[i, i:] = ncc
         gram[i:, i] = ncc
     return gram
@@ -39,11 +41,13 @@ def ncc_gram(images: torch.Tensor, patch: int | None, eps: float = 1e-5,
 def similarity_gram(similarity: Similarity, images: torch.Tensor) -> torch.Tensor:
     """(n, n): ``similarity`` between every pair of prepared images (n, 1, H, W)."""
     beta, patch, w = similarity.beta, similarity.patch_size, similarity.weight
-    gram = 0.5 * beta * (ncc_gram(images, None, weight=w("pixels"))
-                         + ncc_gram(images, patch, weight=w("windows")))
+    gram = (
+        0.5
+        * beta
+        * (ncc_gram(images, None, weight=w("pixels")) + ncc_gram(images, patch, weight=w("windows")))
+    )
     if beta < 1:
-        gram = gram + (1 - beta) * ncc_gram(similarity.sobel(images), patch,
-                                            weight=w("gradients"))
+        gram = gram + (1 - beta) * ncc_gram(similarity.sobel(images), patch, weight=w("gradients"))
     return gram
 
 

@@ -41,11 +41,13 @@ class DicomInitializer:
 
     def __call__(self, xray: XRay) -> RigidTransform:
         missing = [
-            tag for tag, value in (
+            tag
+            for tag, value in (
                 ("PositionerPrimaryAngle (0018,1510)", xray.primary_angle),
                 ("PositionerSecondaryAngle (0018,1511)", xray.secondary_angle),
                 ("DistanceSourceToPatient (0018,1111)", xray.source_to_patient),
-            ) if value is None
+            )
+            if value is None
         ]
         if missing:
             raise XvrInputError(
@@ -59,8 +61,10 @@ class DicomInitializer:
                 f"DistanceSourceToDetector {sdd:g} mm; fix the header or use `xvr register fixed`"
             )
         if not (abs(xray.primary_angle) <= 360 and abs(xray.secondary_angle) <= 360):
-            raise XvrInputError(f"{xray.path}: PositionerPrimary/SecondaryAngle {xray.primary_angle:g}, "
-                                f"{xray.secondary_angle:g} deg are out of range (-360..360)")
+            raise XvrInputError(
+                f"{xray.path}: PositionerPrimary/SecondaryAngle {xray.primary_angle:g}, "
+                f"{xray.secondary_angle:g} deg are out of range (-360..360)"
+            )
         return carm_pose(xray.primary_angle, xray.secondary_angle, sid, self.orientation)
 
     def describe(self) -> dict:
@@ -84,21 +88,25 @@ class FixedInitializer:
         self.rot, self.xyz = parse_triple(self.rot, "--rot"), parse_triple(self.xyz, "--xyz")
         need = N_ANGULAR_COMPONENTS.get(self.parameterization, 3)
         if len(self.rot) != need:
-            raise XvrInputError(
-                f"--rot has {len(self.rot)} values; {self.parameterization} needs {need}"
-            )
+            raise XvrInputError(f"--rot has {len(self.rot)} values; {self.parameterization} needs {need}")
         if len(self.xyz) != 3:
             raise XvrInputError(f"--xyz has {len(self.xyz)} values; give 3 (x,y,z in mm)")
-        self._pose = pose_from_params(self.rot, self.xyz, self.parameterization, self.convention,
-                                      self.degrees)
+        self._pose = pose_from_params(
+            self.rot, self.xyz, self.parameterization, self.convention, self.degrees
+        )
 
     def __call__(self, xray: XRay) -> RigidTransform:
         return self._pose
 
     def describe(self) -> dict:
-        return {"type": "fixed", "rot": self.rot, "xyz": self.xyz,
-                "parameterization": self.parameterization, "convention": self.convention,
-                "degrees": self.degrees}
+        return {
+            "type": "fixed",
+            "rot": self.rot,
+            "xyz": self.xyz,
+            "parameterization": self.parameterization,
+            "convention": self.convention,
+            "degrees": self.degrees,
+        }
 
 
 @dataclass
@@ -171,8 +179,10 @@ class LandmarkInitializer:
         for suffix in (".json", ".csv"):
             if (path / f"{xray.stem}{suffix}").is_file():
                 return path / f"{xray.stem}{suffix}"
-        raise XvrInputError(f"{path}: no {xray.stem}.csv or {xray.stem}.json for the X-ray "
-                            f"{xray.path}; name each X-ray's landmarks after it")
+        raise XvrInputError(
+            f"{path}: no {xray.stem}.csv or {xray.stem}.json for the X-ray "
+            f"{xray.path}; name each X-ray's landmarks after it"
+        )
 
     def __call__(self, xray: XRay) -> RigidTransform:
         from ..io.landmarks import read_landmarks, volume_centre_ras
@@ -182,14 +192,26 @@ class LandmarkInitializer:
         pairs = read_landmarks(path, self.volume_points, self.frame)
         if self._centre is None and pairs.frame != "world":
             self._centre = volume_centre_ras(self.volume)
-        fit = solve_pose(pairs.world(self._centre), pairs.pixels, xray.intrinsics,
-                         self.orientation, self.reverse_x_axis, where=str(path))
-        self.fits[xray.stem] = {"file": str(path.resolve()), "frame": pairs.frame,
-                                **fit.to_json(pairs.labels)}
+        fit = solve_pose(
+            pairs.world(self._centre),
+            pairs.pixels,
+            xray.intrinsics,
+            self.orientation,
+            self.reverse_x_axis,
+            where=str(path),
+        )
+        self.fits[xray.stem] = {
+            "file": str(path.resolve()),
+            "frame": pairs.frame,
+            **fit.to_json(pairs.labels),
+        }
         return fit.pose
 
     def describe(self) -> dict:
-        return {"type": "landmarks", "landmarks": str(Path(self.landmarks).resolve()),
-                "volume_points": None if self.volume_points is None
-                else str(Path(self.volume_points).resolve()),
-                "orientation": self.orientation, "fits": dict(self.fits)}
+        return {
+            "type": "landmarks",
+            "landmarks": str(Path(self.landmarks).resolve()),
+            "volume_points": None if self.volume_points is None else str(Path(self.volume_points).resolve()),
+            "orientation": self.orientation,
+            "fits": dict(self.fits),
+        }

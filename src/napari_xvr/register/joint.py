@@ -26,15 +26,16 @@ from .options import RegistrationOptions
 from .pipeline import VolumeSpec, XrayStarted, collect_xrays, describe, plan_outputs, register_xray
 from .trust import TRUST_MM
 
-GEOMETRY_HELP = ("where each view's camera sits relative to the first: 'dicom' (the headers' "
-                 "PositionerPrimary/SecondaryAngle and DistanceSourceToPatient) or a JSON file "
-                 "of each view's pose in any common frame: {\"views\": [{\"xray\": NAME, "
-                 "\"pose\": {\"matrix\": 4x4} or {\"rotation_deg_zxy\": [...], "
-                 "\"translation_mm\": [...]}}, ...]}")
+GEOMETRY_HELP = (
+    "where each view's camera sits relative to the first: 'dicom' (the headers' "
+    "PositionerPrimary/SecondaryAngle and DistanceSourceToPatient) or a JSON file "
+    'of each view\'s pose in any common frame: {"views": [{"xray": NAME, '
+    '"pose": {"matrix": 4x4} or {"rotation_deg_zxy": [...], '
+    '"translation_mm": [...]}}, ...]}'
+)
 
 
-def relative_poses(xrays: Sequence[XRay], geometry="dicom", orientation: str = "AP"
-                   ) -> list[np.ndarray]:
+def relative_poses(xrays: Sequence[XRay], geometry="dicom", orientation: str = "AP") -> list[np.ndarray]:
     """Each view's 4x4 camera pose relative to the first view's (the first is the identity)."""
     if len(xrays) < 2:
         raise XvrInputError(f"--joint needs at least 2 X-rays; {len(xrays)} given")
@@ -60,25 +61,31 @@ def _file_poses(path: Path, xrays: Sequence[XRay]) -> list[np.ndarray]:
         stem = xray_stem(xray.path) if xray.path else None
         entry = named.get(stem) if named else (entries[index] if index < len(entries) else None)
         if entry is None:
-            raise XvrInputError(f"--geometry {path}: no pose for the X-ray "
-                                f"{stem or index}; give one entry per X-ray")
+            raise XvrInputError(
+                f"--geometry {path}: no pose for the X-ray {stem or index}; give one entry per X-ray"
+            )
         pose = entry.get("pose", entry)
         try:
-            matrix = (pose_from_matrix(pose["matrix"]) if "matrix" in pose
-                      else pose_from_dict(pose))
+            matrix = pose_from_matrix(pose["matrix"]) if "matrix" in pose else pose_from_dict(pose)
         except (KeyError, TypeError, ValueError, XvrInputError) as err:
             raise XvrInputError(f"--geometry {path}: the pose of {stem or index}: {err}") from err
         poses.append(matrix.matrix[0].double().numpy())
     return poses
 
 
-def joint_init(initializer: Callable[[XRay], RigidTransform], xrays: Sequence[XRay],
-               relatives: Sequence[np.ndarray], init_view: int = 0) -> RigidTransform:
+def joint_init(
+    initializer: Callable[[XRay], RigidTransform],
+    xrays: Sequence[XRay],
+    relatives: Sequence[np.ndarray],
+    init_view: int = 0,
+) -> RigidTransform:
     """The first view's start from `initializer` applied to view `init_view` (any view: e.g. the
     one a pose model was trained for)."""
     if not 0 <= init_view < len(xrays):
-        raise XvrInputError(f"--init_view {init_view}: give 0 to {len(xrays) - 1} (the index of "
-                            "the X-ray the initial pose is for)")
+        raise XvrInputError(
+            f"--init_view {init_view}: give 0 to {len(xrays) - 1} (the index of "
+            "the X-ray the initial pose is for)"
+        )
     pose = initializer(xrays[init_view]).matrix[0].double().cpu().numpy()
     return pose_from_matrix(pose @ np.linalg.inv(relatives[init_view]))
 
@@ -125,10 +132,22 @@ def register_joint_files(
     subject = spec.read()
     drr = spec.make_renderer(subject, views[0].intrinsics)
     yield XrayStarted(0, 1, paths[0])
-    yield from register_xray(views, drr, init, spec,
-                             {**describe(initializer), "init_view": init_view,
-                              "geometry": str(geometry)},
-                             options, preprocessing, target, init_only=init_only,
-                             keep_images=saveimg, saveimg=saveimg, saveplot=saveplot, stop=stop,
-                             mirror_check=defaults.reg("mirror_check"), trust_mm=trust_mm,
-                             retry_starts=retry_starts, relatives=relatives)
+    yield from register_xray(
+        views,
+        drr,
+        init,
+        spec,
+        {**describe(initializer), "init_view": init_view, "geometry": str(geometry)},
+        options,
+        preprocessing,
+        target,
+        init_only=init_only,
+        keep_images=saveimg,
+        saveimg=saveimg,
+        saveplot=saveplot,
+        stop=stop,
+        mirror_check=defaults.reg("mirror_check"),
+        trust_mm=trust_mm,
+        retry_starts=retry_starts,
+        relatives=relatives,
+    )

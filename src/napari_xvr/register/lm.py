@@ -73,8 +73,7 @@ def renders_jacobian(drr) -> bool:
     """Whether `drr`'s backward can be differentiated again (:class:`~napari_xvr.fastdrr.FastDRR`),
     so that LM's Gauss-Newton Hessians come from a render's own Jacobian, at the cost of a few
     backward passes, rather than from six more renders."""
-    return bool(getattr(drr, "exact_jacobian", False)) and \
-        not getattr(drr, "checkpoint_gradients", False)
+    return bool(getattr(drr, "exact_jacobian", False)) and not getattr(drr, "checkpoint_gradients", False)
 
 
 def image_jacobian(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -87,8 +86,7 @@ def image_jacobian(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     probe = torch.zeros_like(images, requires_grad=True)
     (vjp,) = torch.autograd.grad(images, params, grad_outputs=probe, create_graph=True)
     n = params.shape[1]
-    columns = [torch.autograd.grad(vjp[:, k].sum(), probe, retain_graph=k < n - 1)[0]
-               for k in range(n)]
+    columns = [torch.autograd.grad(vjp[:, k].sum(), probe, retain_graph=k < n - 1)[0] for k in range(n)]
     return torch.stack(columns, dim=1).detach()
 
 
@@ -116,9 +114,17 @@ class LMStep:
 class PoseLM:
     """Levenberg-Marquardt over ``convert(rot, xyz, 'euler_angles', convention)``."""
 
-    def __init__(self, drr, fixed: torch.Tensor, prep: Callable, similarity: Similarity,
-                 convention: str = "ZXY", step_mm: float = 1.0, views: list[LMView] | None = None,
-                 prior: torch.Tensor | None = None):
+    def __init__(
+        self,
+        drr,
+        fixed: torch.Tensor,
+        prep: Callable,
+        similarity: Similarity,
+        convention: str = "ZXY",
+        step_mm: float = 1.0,
+        views: list[LMView] | None = None,
+        prior: torch.Tensor | None = None,
+    ):
         """`views` (joint registration): every X-ray's :class:`LMView`; the similarity is their
         weighted mean, and so are the gradient and Gauss-Newton Hessian. Without it, the one view
         (`fixed`, `prep`, `similarity`) with the renderer as it is. `prior` (6, 6), in the units
@@ -161,8 +167,10 @@ class PoseLM:
         if need:
             weights = self.weights()
             nudges = torch.cat([out[i].params[None] + torch.diag(self.steps) for i in need])
-            found = [self._view_hessians(view, [out[i].views_moving[k] for i in need], nudges)
-                     for k, view in enumerate(self.views)]
+            found = [
+                self._view_hessians(view, [out[i].views_moving[k] for i in need], nudges)
+                for k, view in enumerate(self.views)
+            ]
             for j, i in enumerate(need):
                 hessian = sum(float(w) * h[j] for w, h in zip(weights, found, strict=True))
                 out[i] = dataclasses.replace(out[i], hessian=hessian, fresh=True)
@@ -173,12 +181,12 @@ class PoseLM:
         render per view); each keeps its ask's Hessian (None: still to find)."""
         params = torch.stack([a.params for a in asks])
         p = params.to(self.fixed.device, torch.float32).clone().requires_grad_(True)
-        pose = convert(p[:, :3], p[:, 3:], parameterization="euler_angles",
-                       convention=self.convention)
+        pose = convert(p[:, :3], p[:, 3:], parameterization="euler_angles", convention=self.convention)
         raws = [view.raw(self.drr, pose) for view in self.views]
         movings = [view.prep(raw) for view, raw in zip(self.views, raws, strict=True)]
-        view_sims = torch.stack([view.similarity(view.fixed, moving)
-                                 for view, moving in zip(self.views, movings, strict=True)])
+        view_sims = torch.stack(
+            [view.similarity(view.fixed, moving) for view, moving in zip(self.views, movings, strict=True)]
+        )
         weights = self.weights()
         sims = (weights.to(view_sims)[:, None] * view_sims).sum(dim=0)
         need = [i for i, a in enumerate(asks) if a.hessian is None] if self.linearised() else []
@@ -186,27 +194,35 @@ class PoseLM:
         (grads,) = torch.autograd.grad(sims.sum(), p, retain_graph=bool(need))
         hessians = [a.hessian for a in asks]
         if need:
-            found = [self._linear_hessians(view, p, raw, moving, need)
-                     for view, raw, moving in zip(self.views, raws, movings, strict=True)]
+            found = [
+                self._linear_hessians(view, p, raw, moving, need)
+                for view, raw, moving in zip(self.views, raws, movings, strict=True)
+            ]
             for j, i in enumerate(need):
                 hessians[i] = sum(float(w) * h[j] for w, h in zip(weights, found, strict=True))
         matrices = pose.matrix.detach()
-        return [Evaluation(params=params[i].clone(),
-                           pose=RigidTransform(matrices[i:i + 1].clone()),
-                           similarity=float(sims[i].detach()),
-                           gradient=grads[i].detach().cpu().to(torch.float64),
-                           hessian=hessians[i], moving=movings[0][i:i + 1].detach(),
-                           views_moving=tuple(m[i:i + 1].detach() for m in movings),
-                           view_similarities=tuple(float(v) for v in view_sims[:, i].detach()),
-                           fresh=i in need)
-                for i in range(len(asks))]
+        return [
+            Evaluation(
+                params=params[i].clone(),
+                pose=RigidTransform(matrices[i : i + 1].clone()),
+                similarity=float(sims[i].detach()),
+                gradient=grads[i].detach().cpu().to(torch.float64),
+                hessian=hessians[i],
+                moving=movings[0][i : i + 1].detach(),
+                views_moving=tuple(m[i : i + 1].detach() for m in movings),
+                view_similarities=tuple(float(v) for v in view_sims[:, i].detach()),
+                fresh=i in need,
+            )
+            for i in range(len(asks))
+        ]
 
     def linearised(self) -> bool:
         """Whether a Hessian comes with its centre's render (:func:`renders_jacobian`)."""
         return renders_jacobian(self.drr)
 
-    def _linear_hessians(self, view: LMView, p: torch.Tensor, raw: torch.Tensor,
-                         moving: torch.Tensor, rows: list[int]) -> list[torch.Tensor]:
+    def _linear_hessians(
+        self, view: LMView, p: torch.Tensor, raw: torch.Tensor, moving: torch.Tensor, rows: list[int]
+    ) -> list[torch.Tensor]:
         """One view's Gauss-Newton Hessian at the centres `rows` of `p` from its DRR `raw`
         (the graph kept) and their prepared DRRs `moving`.
 
@@ -218,10 +234,13 @@ class PoseLM:
             steps = self.steps.to(raw.device, raw.dtype).view(1, 6, 1, 1, 1)
             nudged = raw.detach()[rows].unsqueeze(1) + steps * jacobian
             nudged = view.prep(nudged.flatten(0, 1)).reshape(len(rows), 6, *moving.shape[1:])
-            return [gauss_newton_hessian(similarity_gram(view.similarity,
-                                                         torch.cat([moving[i:i + 1].detach(),
-                                                                    nudged[j]])), self.steps)
-                    for j, i in enumerate(rows)]
+            return [
+                gauss_newton_hessian(
+                    similarity_gram(view.similarity, torch.cat([moving[i : i + 1].detach(), nudged[j]])),
+                    self.steps,
+                )
+                for j, i in enumerate(rows)
+            ]
 
     def weights(self) -> torch.Tensor:
         """The views' normalised weights (float64, summing to 1)."""
@@ -229,21 +248,28 @@ class PoseLM:
         return w / w.sum()
 
     @torch.no_grad()
-    def _view_hessians(self, view: LMView, centres: list[torch.Tensor],
-                       nudges: torch.Tensor) -> list[torch.Tensor]:
+    def _view_hessians(
+        self, view: LMView, centres: list[torch.Tensor], nudges: torch.Tensor
+    ) -> list[torch.Tensor]:
         """One view's Gauss-Newton Hessian at each centre (its prepared DRR, 1x1xHxW) from its six
         nudged renders (`nudges`: six parameter rows per centre)."""
-        nudged = view.render(self.drr, self.pose_of(nudges)).reshape(len(centres), 6,
-                                                                      *centres[0].shape[1:])
-        return [gauss_newton_hessian(similarity_gram(view.similarity,
-                                                     torch.cat([centre, nudged[k]])),
-                                     self.steps)
-                for k, centre in enumerate(centres)]
+        nudged = view.render(self.drr, self.pose_of(nudges)).reshape(len(centres), 6, *centres[0].shape[1:])
+        return [
+            gauss_newton_hessian(similarity_gram(view.similarity, torch.cat([centre, nudged[k]])), self.steps)
+            for k, centre in enumerate(centres)
+        ]
 
-    def run(self, pose: RigidTransform, max_itrs: int, damping: float = 1e-3,
-            tolerance: float = 0.1, refresh: int = 8, hessian: torch.Tensor | None = None,
-            should_stop: Callable[[], bool] = lambda: False, trust_hessian: bool = False
-            ) -> Iterator[LMStep]:
+    def run(
+        self,
+        pose: RigidTransform,
+        max_itrs: int,
+        damping: float = 1e-3,
+        tolerance: float = 0.1,
+        refresh: int = 8,
+        hessian: torch.Tensor | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        trust_hessian: bool = False,
+    ) -> Iterator[LMStep]:
         """Yield every evaluated step; the last accepted evaluation is the best.
 
         Ends after `max_itrs` evaluations; when, after an accepted step, the Gauss-Newton step
@@ -258,19 +284,37 @@ class PoseLM:
         frame's Hessian, at the same scale and a nearby pose) a reused Hessian's convergence
         verdict stands.
         """
-        for _, step in self.run_many([pose], max_itrs, damping, tolerance, refresh, hessian,
-                                     should_stop, trust_hessian):
+        for _, step in self.run_many(
+            [pose], max_itrs, damping, tolerance, refresh, hessian, should_stop, trust_hessian
+        ):
             yield step
 
-    def run_many(self, poses: list[RigidTransform], max_itrs: int, damping: float = 1e-3,
-                 tolerance: float = 0.1, refresh: int = 8, hessian: torch.Tensor | None = None,
-                 should_stop: Callable[[], bool] = lambda: False, trust_hessian: bool = False
-                 ) -> Iterator[tuple[int, LMStep]]:
+    def run_many(
+        self,
+        poses: list[RigidTransform],
+        max_itrs: int,
+        damping: float = 1e-3,
+        tolerance: float = 0.1,
+        refresh: int = 8,
+        hessian: torch.Tensor | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        trust_hessian: bool = False,
+    ) -> Iterator[tuple[int, LMStep]]:
         """:meth:`run` from every pose at once, in lockstep: each round, what all the runs
         still going need rendered is rendered in one batch. Yields (run index, step)."""
-        runs = {i: self._steps(self.params_of(pose), max_itrs, damping, tolerance, refresh,
-                               hessian, should_stop, trust_hessian)
-                for i, pose in enumerate(poses)}
+        runs = {
+            i: self._steps(
+                self.params_of(pose),
+                max_itrs,
+                damping,
+                tolerance,
+                refresh,
+                hessian,
+                should_stop,
+                trust_hessian,
+            )
+            for i, pose in enumerate(poses)
+        }
         answers: dict[int, Evaluation | None] = dict.fromkeys(runs)
         while runs:
             asks: dict[int, _Ask] = {}
@@ -286,9 +330,17 @@ class PoseLM:
             if asks:
                 answers = dict(zip(asks, self.evaluate_many(list(asks.values())), strict=True))
 
-    def _steps(self, params: torch.Tensor, max_itrs: int, damping: float, tolerance: float,
-               refresh: int, hessian: torch.Tensor | None, should_stop: Callable[[], bool],
-               trust_hessian: bool = False):
+    def _steps(
+        self,
+        params: torch.Tensor,
+        max_itrs: int,
+        damping: float,
+        tolerance: float,
+        refresh: int,
+        hessian: torch.Tensor | None,
+        should_stop: Callable[[], bool],
+        trust_hessian: bool = False,
+    ):
         """One run of :meth:`run` as a coroutine: it yields an :class:`_Ask` when it needs an
         evaluation (sent back to it) and an :class:`LMStep` for every evaluated step."""
         t0 = time.perf_counter()
@@ -329,8 +381,9 @@ class PoseLM:
             if converged:
                 return
 
-    def objective(self, evaluation: Evaluation, centre: torch.Tensor
-                  ) -> tuple[float, torch.Tensor, torch.Tensor]:
+    def objective(
+        self, evaluation: Evaluation, centre: torch.Tensor
+    ) -> tuple[float, torch.Tensor, torch.Tensor]:
         """What LM climbs: the similarity minus the prior's penalty ``d^T P d / 2`` (d: the
         parameters' offset from `centre`, the run's start), with its gradient and Gauss-Newton
         curvature. Without a prior, the similarity's own. Evaluations keep the image's alone."""
@@ -338,8 +391,11 @@ class PoseLM:
             return evaluation.similarity, evaluation.gradient, evaluation.hessian
         offset = evaluation.params - centre
         pulled = self.prior @ offset
-        return (evaluation.similarity - 0.5 * float(offset @ pulled), evaluation.gradient - pulled,
-                evaluation.hessian + self.prior)
+        return (
+            evaluation.similarity - 0.5 * float(offset @ pulled),
+            evaluation.gradient - pulled,
+            evaluation.hessian + self.prior,
+        )
 
     def _near_optimum(self, current: Evaluation, centre: torch.Tensor, tolerance: float) -> bool:
         """Whether the Gauss-Newton step to the model's optimum moves every parameter by less

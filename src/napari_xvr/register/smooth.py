@@ -58,31 +58,36 @@ class SmoothedTrack:
         predicted, shift = np.asarray(self.predicted_mtre_mm), np.asarray(self.shift_mm)
         if short:
             return f"predicted mTRE {np.median(predicted):.2f} mm"
-        return (f"predicted mTRE median {np.median(predicted):.2f} (max {predicted.max():.2f}) "
-                f"mm, frames moved up to {shift.max():.2f} mm")
+        return (
+            f"predicted mTRE median {np.median(predicted):.2f} (max {predicted.max():.2f}) "
+            f"mm, frames moved up to {shift.max():.2f} mm"
+        )
 
     def to_json(self) -> dict:
-        return {"model": "constant velocity, Rauch-Tung-Striebel smoother",
-                "parameters": f"{self.convention} Euler angles (rad), translation (mm)",
-                "process_noise_rad2": self.process_noise[0],
-                "process_noise_mm2": self.process_noise[1],
-                "log_likelihood": self.log_likelihood,
-                "measured_frames": int(sum(self.measured)), "frames": len(self.frames)}
+        return {
+            "model": "constant velocity, Rauch-Tung-Striebel smoother",
+            "parameters": f"{self.convention} Euler angles (rad), translation (mm)",
+            "process_noise_rad2": self.process_noise[0],
+            "process_noise_mm2": self.process_noise[1],
+            "log_likelihood": self.log_likelihood,
+            "measured_frames": int(sum(self.measured)),
+            "frames": len(self.frames),
+        }
 
 
 def pose_parameters(poses: np.ndarray, convention: str = "ZXY") -> np.ndarray:
     """(n, 6) Euler angles (rad) and translations (mm) of (n, 4, 4) poses; the angles unwrapped
     along the sequence (no 2 pi jumps between frames)."""
     rot, xyz = RigidTransform(torch.as_tensor(np.asarray(poses), dtype=torch.float64)).convert(
-        "euler_angles", convention)
+        "euler_angles", convention
+    )
     return np.concatenate([np.unwrap(rot.numpy(), axis=0), xyz.numpy()], axis=1)
 
 
 def pose_matrices(params: np.ndarray, convention: str = "ZXY") -> np.ndarray:
     """The inverse of :func:`pose_parameters`: (n, 4, 4) poses of (n, 6) parameters."""
     p = torch.as_tensor(np.asarray(params), dtype=torch.float64)
-    return convert(p[:, :3], p[:, 3:], parameterization="euler_angles",
-                   convention=convention).matrix.numpy()
+    return convert(p[:, :3], p[:, 3:], parameterization="euler_angles", convention=convention).matrix.numpy()
 
 
 def _motion(dt: float, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,13 +96,19 @@ def _motion(dt: float, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     eye = np.eye(6)
     transition = np.block([[eye, dt * eye], [np.zeros((6, 6)), eye]])
     qd = q[..., :, None] * eye  # (..., 6, 6)
-    noise = np.concatenate([np.concatenate([qd * dt**3 / 3, qd * dt**2 / 2], axis=-1),
-                            np.concatenate([qd * dt**2 / 2, qd * dt], axis=-1)], axis=-2)
+    noise = np.concatenate(
+        [
+            np.concatenate([qd * dt**3 / 3, qd * dt**2 / 2], axis=-1),
+            np.concatenate([qd * dt**2 / 2, qd * dt], axis=-1),
+        ],
+        axis=-2,
+    )
     return transition, noise
 
 
-def kalman(times: np.ndarray, z: np.ndarray, r: np.ndarray, measured: np.ndarray,
-           q: np.ndarray, keep: bool = False):
+def kalman(
+    times: np.ndarray, z: np.ndarray, r: np.ndarray, measured: np.ndarray, q: np.ndarray, keep: bool = False
+):
     """Constant-velocity Kalman filter of measurements `z` (n, 6) with covariances `r`
     (n, 6, 6) at frame `times` (n,), for a batch of acceleration variances `q` (b, 6).
     Returns the log-likelihood of the measurements after the first (b,), and with `keep` the
@@ -121,9 +132,11 @@ def kalman(times: np.ndarray, z: np.ndarray, r: np.ndarray, measured: np.ndarray
             solved = np.linalg.solve(s, np.concatenate([p[:, :6, :], v[..., None]], axis=-1))
             gain = solved[..., :12].transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
             if t > first:
-                loglik -= 0.5 * (np.linalg.slogdet(s)[1]
-                                 + np.einsum("bi,bi->b", v, solved[..., 12])
-                                 + 6 * np.log(2 * np.pi))
+                loglik -= 0.5 * (
+                    np.linalg.slogdet(s)[1]
+                    + np.einsum("bi,bi->b", v, solved[..., 12])
+                    + 6 * np.log(2 * np.pi)
+                )
             x = x + np.einsum("bij,bj->bi", gain, v)
             joseph = np.eye(12) - gain @ np.eye(6, 12)
             p = joseph @ p @ joseph.transpose(0, 2, 1) + gain @ r[t] @ gain.transpose(0, 2, 1)
@@ -182,8 +195,11 @@ def smooth_track(frames, poses, covariances, convention: str = "ZXY") -> Smoothe
         if cov is None:
             continue
         cov = np.asarray(cov, dtype=np.float64)
-        if cov.shape == (6, 6) and np.all(np.isfinite(cov)) \
-                and np.all(np.linalg.eigvalsh(0.5 * (cov + cov.T)) > 0):
+        if (
+            cov.shape == (6, 6)
+            and np.all(np.isfinite(cov))
+            and np.all(np.linalg.eigvalsh(0.5 * (cov + cov.T)) > 0)
+        ):
             r[i], measured[i] = 0.5 * (cov + cov.T), True
     if measured.sum() < MIN_FRAMES:
         return None
@@ -191,8 +207,15 @@ def smooth_track(frames, poses, covariances, convention: str = "ZXY") -> Smoothe
     q = _noise(qr, qt)
     _, history = kalman(times, z, r, measured, q, keep=True)
     xs, ps = rts(times, history, q)
-    return SmoothedTrack([int(f) for f in frames], pose_matrices(xs[:, :6], convention),
-                         ps[:, :6, :6], measured.tolist(), (qr, qt), loglik, convention)
+    return SmoothedTrack(
+        [int(f) for f in frames],
+        pose_matrices(xs[:, :6], convention),
+        ps[:, :6, :6],
+        measured.tolist(),
+        (qr, qt),
+        loglik,
+        convention,
+    )
 
 
 def frame_covariance(result):
@@ -222,10 +245,17 @@ def smooth_results(results: list, points) -> SmoothedTrack | None:
         return None
     if smoothed is None:
         return None
-    predicted = [predicted_mtre(pose, cov, points, smoothed.convention)
-                 for pose, cov in zip(smoothed.poses, smoothed.covariances, strict=True)]
+    predicted = [
+        predicted_mtre(pose, cov, points, smoothed.convention)
+        for pose, cov in zip(smoothed.poses, smoothed.covariances, strict=True)
+    ]
     to = RigidTransform(torch.as_tensor(smoothed.poses))
-    shift = [float(batched_mtre(RigidTransform(torch.as_tensor(raw[i])[None]),
-                                RigidTransform(to.matrix[i:i + 1]), points)[0])
-             for i in range(len(frames))]
+    shift = [
+        float(
+            batched_mtre(
+                RigidTransform(torch.as_tensor(raw[i])[None]), RigidTransform(to.matrix[i : i + 1]), points
+            )[0]
+        )
+        for i in range(len(frames))
+    ]
     return dataclasses.replace(smoothed, predicted_mtre_mm=predicted, shift_mm=shift)

@@ -50,8 +50,9 @@ def gaussian_taps(sigma: float) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _axis_operators(n: int, sigma: float, dtype: torch.dtype,
-                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _axis_operators(
+    n: int, sigma: float, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(smooth, difference) matrices for one axis of `n` pixels: blur, then Sobel's 3 taps."""
     blur = _band(n, gaussian_taps(sigma), reflect=True) if sigma > 0 else torch.eye(n, dtype=torch.float64)
     smooth = _band(n, torch.tensor([1.0, 2.0, 1.0]), reflect=False) @ blur

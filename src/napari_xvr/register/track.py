@@ -71,18 +71,26 @@ class TrackOptions:
             raise XvrInputError(f"smooth={self.smooth!r}: give True or False")
         if self.predict not in PREDICTS:
             raise XvrInputError(f"--predict {self.predict!r}: use one of {', '.join(PREDICTS)}")
-        if isinstance(self.start_frame, bool) or not isinstance(self.start_frame, int) \
-                or self.start_frame < 0:
+        if (
+            isinstance(self.start_frame, bool)
+            or not isinstance(self.start_frame, int)
+            or self.start_frame < 0
+        ):
             raise XvrInputError(f"--start_frame {self.start_frame!r}: give a frame index >= 0")
-        if self.end_frame is not None and (isinstance(self.end_frame, bool)
-                                           or not isinstance(self.end_frame, int)
-                                           or self.end_frame <= self.start_frame):
-            raise XvrInputError(f"--end_frame {self.end_frame!r}: give a frame index after "
-                                f"--start_frame {self.start_frame}")
-        if isinstance(self.hessian_every, bool) or not isinstance(self.hessian_every, int) \
-                or self.hessian_every < 1:
-            raise XvrInputError(f"--hessian_every {self.hessian_every!r}: give a number of "
-                                "frames >= 1")
+        if self.end_frame is not None and (
+            isinstance(self.end_frame, bool)
+            or not isinstance(self.end_frame, int)
+            or self.end_frame <= self.start_frame
+        ):
+            raise XvrInputError(
+                f"--end_frame {self.end_frame!r}: give a frame index after --start_frame {self.start_frame}"
+            )
+        if (
+            isinstance(self.hessian_every, bool)
+            or not isinstance(self.hessian_every, int)
+            or self.hessian_every < 1
+        ):
+            raise XvrInputError(f"--hessian_every {self.hessian_every!r}: give a number of frames >= 1")
         try:
             RegistrationOptions(scales=self.scales, n_itrs=self.n_itrs)
         except XvrInputError as err:
@@ -95,8 +103,9 @@ class TrackOptions:
     def frame_range(self, count: int) -> range:
         """The frames a run over a sequence of `count` frames visits."""
         if self.start_frame >= count:
-            raise XvrInputError(f"--start_frame {self.start_frame}: the sequence has {count} "
-                                f"frames (0..{count - 1})")
+            raise XvrInputError(
+                f"--start_frame {self.start_frame}: the sequence has {count} frames (0..{count - 1})"
+            )
         end = count if self.end_frame is None else min(self.end_frame, count)
         return range(self.start_frame, end)
 
@@ -158,8 +167,12 @@ class TrackState:
     def after(self, result) -> TrackState:
         """The state once `result` (the next frame's) is done."""
         fresh = result.hessian is not None and result.hessian_fresh
-        return TrackState(np.asarray(result.pose, dtype=np.float64), self.pose,
-                          result.hessian or self.hessian, 0 if fresh else self.hessian_age + 1)
+        return TrackState(
+            np.asarray(result.pose, dtype=np.float64),
+            self.pose,
+            result.hessian or self.hessian,
+            0 if fresh else self.hessian_age + 1,
+        )
 
     def trusted(self, every: int) -> bool:
         """Whether the next frame may trust this Hessian (computed under `every` frames ago)."""
@@ -176,11 +189,16 @@ class TrackState:
     def to_json(self) -> dict:
         hessian = None
         if self.hessian is not None:
-            hessian = {"jtj": torch.as_tensor(self.hessian[0]).double().tolist(),
-                       "delx": float(self.hessian[1])}
-        return {"pose": np.asarray(self.pose).tolist(),
-                "before": None if self.before is None else np.asarray(self.before).tolist(),
-                "hessian": hessian, "hessian_age": int(self.hessian_age)}
+            hessian = {
+                "jtj": torch.as_tensor(self.hessian[0]).double().tolist(),
+                "delx": float(self.hessian[1]),
+            }
+        return {
+            "pose": np.asarray(self.pose).tolist(),
+            "before": None if self.before is None else np.asarray(self.before).tolist(),
+            "hessian": hessian,
+            "hessian_age": int(self.hessian_age),
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> TrackState:
@@ -188,9 +206,12 @@ class TrackState:
         if hessian is not None:
             hessian = (torch.tensor(hessian["jtj"], dtype=torch.float64), float(hessian["delx"]))
         before = data.get("before")
-        return cls(np.asarray(data["pose"], dtype=np.float64),
-                   None if before is None else np.asarray(before, dtype=np.float64), hessian,
-                   int(data.get("hessian_age", 0)))
+        return cls(
+            np.asarray(data["pose"], dtype=np.float64),
+            None if before is None else np.asarray(before, dtype=np.float64),
+            hessian,
+            int(data.get("hessian_age", 0)),
+        )
 
 
 def predict_pose(pose: np.ndarray, before: np.ndarray) -> np.ndarray:
@@ -206,16 +227,24 @@ def predict_pose(pose: np.ndarray, before: np.ndarray) -> np.ndarray:
 
 def _frame_inputs(frames, index: int, xray, spec: VolumeSpec, drr) -> dict:
     """result.json's ``inputs`` for a tracked frame (what register_xray records, and the frame)."""
-    return {"xray": str(frames.path(index).resolve()), **spec.describe(), "header": xray.header,
-            "pf_to_af": xray.pf_to_af, "device": str(drr.device), "frame": index}
+    return {
+        "xray": str(frames.path(index).resolve()),
+        **spec.describe(),
+        "header": xray.header,
+        "pf_to_af": xray.pf_to_af,
+        "device": str(drr.device),
+        "frame": index,
+    }
 
 
-def _register_first(frames, index, drr, init_pose, spec, options, preprocessing, initialization,
-                    stop, checks: dict):
+def _register_first(
+    frames, index, drr, init_pose, spec, options, preprocessing, initialization, stop, checks: dict
+):
     """The run's first frame, registered as ``xvr register`` does; returns its result."""
     result = None
-    for event in register_xray(frames.frame(index), drr, init_pose, spec, initialization,
-                               options, preprocessing, stop=stop, **checks):
+    for event in register_xray(
+        frames.frame(index), drr, init_pose, spec, initialization, options, preprocessing, stop=stop, **checks
+    ):
         if isinstance(event, Done):
             result = event.result
         else:
@@ -225,21 +254,30 @@ def _register_first(frames, index, drr, init_pose, spec, options, preprocessing,
     return result
 
 
-def _register_tracked(frames, index, drr, state: TrackState, spec, options, track_options,
-                      preprocessing, stop, trust_mm):
+def _register_tracked(
+    frames, index, drr, state: TrackState, spec, options, track_options, preprocessing, stop, trust_mm
+):
     """A later frame: the per-frame budget from the state's (predicted) pose and Hessian."""
     xray = frames.frame(index)
     start = pose_from_matrix(state.start(track_options.predict))
-    initialization = {"type": "track", "predict": track_options.predict,
-                      "previous_frame": index - 1}
+    initialization = {"type": "track", "predict": track_options.predict, "previous_frame": index - 1}
     hessian, trusted = state.hessian, state.trusted(track_options.hessian_every)
     if not trusted and renders_jacobian(drr):  # renew it at the frame's first render, for free
         hessian, trusted = None, True
     result = None
-    for event in register(xray, drr, start, track_options.frame_options(options), preprocessing,
-                          stop=stop, inputs=_frame_inputs(frames, index, xray, spec, drr),
-                          initialization=initialization, hessian=hessian,
-                          trust_hessian=trusted, check_start=False):
+    for event in register(
+        xray,
+        drr,
+        start,
+        track_options.frame_options(options),
+        preprocessing,
+        stop=stop,
+        inputs=_frame_inputs(frames, index, xray, spec, drr),
+        initialization=initialization,
+        hessian=hessian,
+        trust_hessian=trusted,
+        check_start=False,
+    ):
         if isinstance(event, Done):
             result = event.result
         else:
@@ -254,8 +292,7 @@ def budget_check(result, options: RegistrationOptions) -> dict:
     """How much of its per-frame budget a tracked frame used, per scale: a scale that ran all
     its iterations did not converge within them."""
     caps = [n for _, n in options.scale_list()]
-    used = [sum(1 for row in result.trajectory if row["stage"] == stage)
-            for stage in range(1, len(caps) + 1)]
+    used = [sum(1 for row in result.trajectory if row["stage"] == stage) for stage in range(1, len(caps) + 1)]
     exhausted = not result.stopped and any(u >= c for u, c in zip(used, caps, strict=True))
     return {"iterations": used, "budget": caps, "exhausted": exhausted}
 
@@ -272,7 +309,8 @@ def tracked_verdict(result, trust_mm: float = TRUST_MM) -> dict:
         verdict["reasons"].append(
             f"ran out of the frame's iterations (--track_itrs {budget}) before converging: "
             "motion too fast for the budget, or tracking lost (register this frame in full with "
-            "`xvr track restart --start_frame`)")
+            "`xvr track restart --start_frame`)"
+        )
     return verdict
 
 
@@ -317,12 +355,14 @@ def track(
         yield FrameStarted(index, len(frames), frames.name(index), state is not None)
         prep = dataclasses.replace(preprocessing, reducefn=frames.reducefn(index))
         if state is None:
-            result = yield from _register_first(frames, index, drr, init_pose, spec, options,
-                                                prep, initialization, stop, checks)
+            result = yield from _register_first(
+                frames, index, drr, init_pose, spec, options, prep, initialization, stop, checks
+            )
             state = TrackState(np.asarray(result.pose, np.float64), None, result.hessian)
         else:
-            result = yield from _register_tracked(frames, index, drr, state, spec, options,
-                                                  track_options, prep, stop, trust_mm)
+            result = yield from _register_tracked(
+                frames, index, drr, state, spec, options, track_options, prep, stop, trust_mm
+            )
             state = state.after(result)
         done.append((index, result))
         yield FrameDone(index, len(frames), result, time.perf_counter() - t0, state)

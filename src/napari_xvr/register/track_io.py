@@ -81,11 +81,15 @@ def check_output(outpath, overwrite: bool = False) -> Path:
         raise XvrInputError(f"-o {path}: is a file; give a folder for the tracked sequence")
     if path.is_dir() and any(path.iterdir()):
         if not any((path / name).exists() for name in TRACK_FILES):
-            raise XvrInputError(f"-o {path}: the folder holds other files; give a new or empty "
-                                "folder for the tracked sequence")
+            raise XvrInputError(
+                f"-o {path}: the folder holds other files; give a new or empty "
+                "folder for the tracked sequence"
+            )
         if not overwrite:
-            raise XvrInputError(f"-o {path}: already holds a tracked sequence; pass --overwrite "
-                                "to replace it, or choose another output folder")
+            raise XvrInputError(
+                f"-o {path}: already holds a tracked sequence; pass --overwrite "
+                "to replace it, or choose another output folder"
+            )
     return path
 
 
@@ -93,30 +97,50 @@ def _pose_columns(pose) -> dict:
     """A pose's columns: ZXY degrees + mm and the 3x4 matrix."""
     pose = np.asarray(pose, dtype=np.float64)
     rot, xyz = pose_to_zxy(pose_from_matrix(pose))
-    return {**dict(zip(("r1", "r2", "r3"), rot.tolist(), strict=True)),
-            **dict(zip(("tx", "ty", "tz"), xyz.tolist(), strict=True)),
-            **{col: float(pose[int(col[1]), int(col[2])]) for col in MATRIX_COLUMNS}}
+    return {
+        **dict(zip(("r1", "r2", "r3"), rot.tolist(), strict=True)),
+        **dict(zip(("tx", "ty", "tz"), xyz.tolist(), strict=True)),
+        **{col: float(pose[int(col[1]), int(col[2])]) for col in MATRIX_COLUMNS},
+    }
 
 
 def pose_row(index: int, name: str, result, seconds: float) -> dict:
     """One line of poses.csv: the final pose as ZXY degrees + mm and as the 3x4 matrix."""
     verdict = (result.verdict or {}).get("status", "")
     predicted = (result.checks.get("uncertainty") or {}).get("predicted_mtre_mm")
-    return {"frame": index, "name": name, **_pose_columns(result.pose),
-            "similarity": math.nan if result.similarity is None else float(result.similarity),
-            "verdict": verdict, "predicted_mtre_mm": math.nan if predicted is None else predicted,
-            "iterations": int(result.iterations), "seconds": float(seconds)}
+    return {
+        "frame": index,
+        "name": name,
+        **_pose_columns(result.pose),
+        "similarity": math.nan if result.similarity is None else float(result.similarity),
+        "verdict": verdict,
+        "predicted_mtre_mm": math.nan if predicted is None else predicted,
+        "iterations": int(result.iterations),
+        "seconds": float(seconds),
+    }
 
 
 def smoothed_rows(smoothed, names: dict) -> list[dict]:
     """poses_smoothed.csv's lines: per frame its smoothed pose, the predicted mTRE from its
     smoothed covariance, how far smoothing moved it (mTRE, mm) and whether its own pose entered."""
-    return [{"frame": frame, "name": names[frame], **_pose_columns(pose),
-             "predicted_mtre_mm": float(predicted), "shift_mm": float(shift),
-             "measured": int(measured)}
-            for frame, pose, predicted, shift, measured in zip(
-                smoothed.frames, smoothed.poses, smoothed.predicted_mtre_mm, smoothed.shift_mm,
-                smoothed.measured, strict=True)]
+    return [
+        {
+            "frame": frame,
+            "name": names[frame],
+            **_pose_columns(pose),
+            "predicted_mtre_mm": float(predicted),
+            "shift_mm": float(shift),
+            "measured": int(measured),
+        }
+        for frame, pose, predicted, shift, measured in zip(
+            smoothed.frames,
+            smoothed.poses,
+            smoothed.predicted_mtre_mm,
+            smoothed.shift_mm,
+            smoothed.measured,
+            strict=True,
+        )
+    ]
 
 
 def poses_csv(rows: list[dict], columns: tuple = POSE_COLUMNS) -> str:
@@ -143,24 +167,38 @@ class TrackWriter:
         write_result(event.result, target, saveimg=self.saveimg)
         row = pose_row(event.index, name, event.result, event.seconds)
         self.rows.append(row)
-        self.summaries.append({
-            "frame": event.index, "name": name, "folder": str(target.relative_to(self.folder)),
-            "final_pose": pose_to_dict(pose_from_matrix(event.result.pose)),
-            "similarity": event.result.similarity, "verdict": event.result.verdict,
-            "iterations": event.result.iterations, "seconds": event.seconds,
-            "stopped": bool(event.result.stopped), "state": event.state.to_json()})
+        self.summaries.append(
+            {
+                "frame": event.index,
+                "name": name,
+                "folder": str(target.relative_to(self.folder)),
+                "final_pose": pose_to_dict(pose_from_matrix(event.result.pose)),
+                "similarity": event.result.similarity,
+                "verdict": event.result.verdict,
+                "iterations": event.result.iterations,
+                "seconds": event.seconds,
+                "stopped": bool(event.result.stopped),
+                "state": event.state.to_json(),
+            }
+        )
         self.save("running")
         self.written.append(FrameWritten(target, event.index, event.result))
         return self.written[-1]
 
     def save(self, status: str, done: TrackDone | None = None) -> None:
-        data = {"napari_xvr_track": TRACK_VERSION, "status": status, **self.header,
-                "summary": self.summary(done), "frames": self.summaries}
+        data = {
+            "napari_xvr_track": TRACK_VERSION,
+            "status": status,
+            **self.header,
+            "summary": self.summary(done),
+            "frames": self.summaries,
+        }
         files = {self.folder / "poses.csv": poses_csv(self.rows).encode()}
         if done is not None and done.smoothed is not None:
             names = {int(row["frame"]): row["name"] for row in self.rows}
             files[self.folder / SMOOTHED_FILE] = poses_csv(
-                smoothed_rows(done.smoothed, names), SMOOTHED_COLUMNS).encode()
+                smoothed_rows(done.smoothed, names), SMOOTHED_COLUMNS
+            ).encode()
             data["smoothed"] = {**done.smoothed.to_json(), "file": SMOOTHED_FILE}
         files[self.folder / "track.json"] = (json.dumps(data, indent=2) + "\n").encode()
         atomic_write_files(files)
@@ -178,11 +216,14 @@ class TrackWriter:
             if row["verdict"] in verdicts:
                 verdicts[row["verdict"]] += 1
         tracked = [row["seconds"] for row in self.rows[1:]]
-        return {"frames": len(self.rows), "verdicts": verdicts,
-                "seconds": None if done is None else done.seconds,
-                "tracked_frames_per_s": len(tracked) / sum(tracked) if tracked else None,
-                "next_frame": None if done is None else done.next_frame,
-                "stopped": None if done is None else done.stopped}
+        return {
+            "frames": len(self.rows),
+            "verdicts": verdicts,
+            "seconds": None if done is None else done.seconds,
+            "tracked_frames_per_s": len(tracked) / sum(tracked) if tracked else None,
+            "next_frame": None if done is None else done.next_frame,
+            "stopped": None if done is None else done.stopped,
+        }
 
 
 @dataclass(frozen=True)
@@ -208,8 +249,10 @@ def plan_tracks(sequences: Sequence[Sequence], outpath, overwrite: bool = False)
     if root.exists() and not root.is_dir():
         raise XvrInputError(f"-o {root}: is a file; give a folder for the tracked sequences")
     if any((root / name).exists() for name in TRACK_FILES):
-        raise XvrInputError(f"-o {root}: holds a tracked sequence itself, and {len(sequences)} "
-                            "sequences go to a folder each inside -o; give another output folder")
+        raise XvrInputError(
+            f"-o {root}: holds a tracked sequence itself, and {len(sequences)} "
+            "sequences go to a folder each inside -o; give another output folder"
+        )
     roots = [Path(items[0]).expanduser().resolve() for items in sequences]
     folders = plan_outputs(roots, root, overwrite=True)  # the names only: tracks are checked here
     return [check_output(folder, overwrite) for folder in folders]
@@ -256,9 +299,22 @@ def track_files(
     """Track the frames in `sequence` (a multi-frame file, a folder, or frame files) and write
     `outpath` (see the module docstring); yields progress events, last :class:`TrackWritten`."""
     outpath = check_output(outpath, overwrite)
-    yield from _track_planned([(list(sequence), outpath)], spec, initializer, options,
-                              track_options, preprocessing, intrinsic_overrides, pattern, stop,
-                              saveimg, mirror_check, trust_mm, retry_starts, state)
+    yield from _track_planned(
+        [(list(sequence), outpath)],
+        spec,
+        initializer,
+        options,
+        track_options,
+        preprocessing,
+        intrinsic_overrides,
+        pattern,
+        stop,
+        saveimg,
+        mirror_check,
+        trust_mm,
+        retry_starts,
+        state,
+    )
 
 
 def track_sequences(
@@ -292,20 +348,47 @@ def track_sequences(
         raise XvrInputError(
             f"{len(sequences)} sequences given ({', '.join(str(s[0]) for s in sequences)}), but "
             "resuming a track (-r TRACKDIR) continues one sequence: give only the sequence that "
-            "track recorded, and track the others without -r")
+            "track recorded, and track the others without -r"
+        )
     folders = plan_tracks(sequences, outpath, overwrite)
-    yield from _track_planned(list(zip(sequences, folders, strict=True)), spec, initializer,
-                              options, track_options, preprocessing, intrinsic_overrides, pattern,
-                              stop, saveimg, mirror_check, trust_mm, retry_starts, state, shard,
-                              announce=True)
+    yield from _track_planned(
+        list(zip(sequences, folders, strict=True)),
+        spec,
+        initializer,
+        options,
+        track_options,
+        preprocessing,
+        intrinsic_overrides,
+        pattern,
+        stop,
+        saveimg,
+        mirror_check,
+        trust_mm,
+        retry_starts,
+        state,
+        shard,
+        announce=True,
+    )
 
 
-def _track_planned(planned: list, spec: VolumeSpec, initializer: Callable,
-                   options: RegistrationOptions | None, track_options: TrackOptions | None,
-                   preprocessing: Preprocessing | None, intrinsic_overrides: dict | None,
-                   pattern: str, stop: StopToken | None, saveimg: bool, mirror_check: bool,
-                   trust_mm: float, retry_starts: int, state: TrackState | None,
-                   shard: tuple[int, int] = (0, 1), announce: bool = False) -> Iterator:
+def _track_planned(
+    planned: list,
+    spec: VolumeSpec,
+    initializer: Callable,
+    options: RegistrationOptions | None,
+    track_options: TrackOptions | None,
+    preprocessing: Preprocessing | None,
+    intrinsic_overrides: dict | None,
+    pattern: str,
+    stop: StopToken | None,
+    saveimg: bool,
+    mirror_check: bool,
+    trust_mm: float,
+    retry_starts: int,
+    state: TrackState | None,
+    shard: tuple[int, int] = (0, 1),
+    announce: bool = False,
+) -> Iterator:
     """Check every planned ``(items, folder)`` (frames, initial pose, scales, view), then
     track this rank's share of them one after the other on one renderer."""
     options = options or RegistrationOptions()
@@ -316,36 +399,65 @@ def _track_planned(planned: list, spec: VolumeSpec, initializer: Callable,
         frames = read_frames(items, pattern, **overrides)
         first = track_options.frame_range(len(frames))[0]
         start = None if state is not None else initializer(frames.frame(first))
-        checked.append(_Planned(items, outpath, frames if len(planned) == 1 else None, start,
-                                frames.intrinsics, frames.name(first)))
+        checked.append(
+            _Planned(
+                items,
+                outpath,
+                frames if len(planned) == 1 else None,
+                start,
+                frames.intrinsics,
+                frames.name(first),
+            )
+        )
     subject = spec.read()
     for plan in checked:
         if state is None:  # the first frame registered in full; a resumed run tracks it
             check_stages(options, plan.intrinsics, plan.where)
-        check_stages(track_options.frame_options(options), plan.intrinsics,
-                     f"{plan.where} (--track_scales)")
+        check_stages(track_options.frame_options(options), plan.intrinsics, f"{plan.where} (--track_scales)")
     drr = spec.make_renderer(subject, checked[0].intrinsics)
     for plan in checked:
-        check_view(drr, plan.start if state is None else
-                   pose_from_matrix(state.start(track_options.predict)),
-                   options, plan.intrinsics, plan.where)
-    initialization = describe(initializer) if state is None else \
-        {"type": "resume", "from": describe(initializer)}
+        check_view(
+            drr,
+            plan.start if state is None else pose_from_matrix(state.start(track_options.predict)),
+            options,
+            plan.intrinsics,
+            plan.where,
+        )
+    initialization = (
+        describe(initializer) if state is None else {"type": "resume", "from": describe(initializer)}
+    )
     for index in ready_share(len(checked), shard):
         if stop is not None and stop.stopped:
             break
         plan = checked[index]
         if announce:
             yield SequenceStarted(index, len(checked), plan.name, plan.outpath)
-        frames = plan.frames if plan.frames is not None else \
-            read_frames(plan.items, pattern, **overrides)
-        header = {"inputs": {"sequence": frames.describe(), **spec.describe()},
-                  "options": options.to_dict(), "track_options": track_options.to_dict(),
-                  "initialization": initialization,
-                  "preprocessing": {k: v for k, v in vars(preprocessing or Preprocessing()).items()
-                                    if k != "reducefn"}, "trust_mm": trust_mm}
-        events = track(frames, drr, plan.start, spec, options, track_options, preprocessing,
-                       initialization, stop, state, trust_mm, mirror_check, retry_starts)
+        frames = plan.frames if plan.frames is not None else read_frames(plan.items, pattern, **overrides)
+        header = {
+            "inputs": {"sequence": frames.describe(), **spec.describe()},
+            "options": options.to_dict(),
+            "track_options": track_options.to_dict(),
+            "initialization": initialization,
+            "preprocessing": {
+                k: v for k, v in vars(preprocessing or Preprocessing()).items() if k != "reducefn"
+            },
+            "trust_mm": trust_mm,
+        }
+        events = track(
+            frames,
+            drr,
+            plan.start,
+            spec,
+            options,
+            track_options,
+            preprocessing,
+            initialization,
+            stop,
+            state,
+            trust_mm,
+            mirror_check,
+            retry_starts,
+        )
         yield from _write(events, plan.outpath, frames, header, saveimg)
 
 
@@ -372,10 +484,13 @@ def _write(events: Iterator, outpath: Path, frames: Frames, header: dict, saveim
             writer.drop_unlisted()
     if interrupted is not None:
         raise interrupted
-    yield TrackWritten(outpath, [FrameWritten(frame_folder(outpath, w.index), w.index, w.result)
-                                 for w in writer.written],
-                       done.stopped if done else True, done.next_frame if done else None,
-                       done.smoothed if done else None)
+    yield TrackWritten(
+        outpath,
+        [FrameWritten(frame_folder(outpath, w.index), w.index, w.result) for w in writer.written],
+        done.stopped if done else True,
+        done.next_frame if done else None,
+        done.smoothed if done else None,
+    )
 
 
 def read_track(folder) -> dict:
@@ -385,13 +500,18 @@ def read_track(folder) -> dict:
     if not file.is_file():
         raise XvrInputError(f"{folder}: no track.json here; give a folder written by `xvr track`")
     data = read_json(file, hint="; the file is damaged")
-    if not isinstance(data, dict) or "napari_xvr_track" not in data or \
-            not isinstance(data.get("frames"), list):
+    if (
+        not isinstance(data, dict)
+        or "napari_xvr_track" not in data
+        or not isinstance(data.get("frames"), list)
+    ):
         raise XvrInputError(f"{file}: not a napari-xvr track (no 'napari_xvr_track' and 'frames')")
     data["rows"] = read_poses(folder / "poses.csv")
     if [int(r["frame"]) for r in data["rows"]] != [f.get("frame") for f in data["frames"]]:
-        raise XvrInputError(f"{folder}: poses.csv and track.json list different frames; the folder "
-                            "is damaged (track the sequence again)")
+        raise XvrInputError(
+            f"{folder}: poses.csv and track.json list different frames; the folder "
+            "is damaged (track the sequence again)"
+        )
     return data
 
 
@@ -399,8 +519,10 @@ def read_smoothed(folder) -> list[dict]:
     """A track folder's poses_smoothed.csv as a list of dicts (see :func:`read_poses`)."""
     file = Path(folder).expanduser() / SMOOTHED_FILE
     if not file.is_file():
-        raise XvrInputError(f"{file.parent}: no {SMOOTHED_FILE}; the track was run with "
-                            "--no-smooth, was stopped, or has fewer than 3 usable frames")
+        raise XvrInputError(
+            f"{file.parent}: no {SMOOTHED_FILE}; the track was run with "
+            "--no-smooth, was stopped, or has fewer than 3 usable frames"
+        )
     return read_poses(file, SMOOTHED_COLUMNS)
 
 
@@ -413,10 +535,10 @@ def read_poses(file, columns: tuple = POSE_COLUMNS) -> list[dict]:
         with file.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or not set(columns) <= set(reader.fieldnames):
-                raise XvrInputError(f"{file}: not a poses table (its header is not "
-                                    f"{','.join(columns)})")
-            return [{k: (v if k in ("name", "verdict") else float(v)) for k, v in row.items()}
-                    for row in reader]
+                raise XvrInputError(f"{file}: not a poses table (its header is not {','.join(columns)})")
+            return [
+                {k: (v if k in ("name", "verdict") else float(v)) for k, v in row.items()} for row in reader
+            ]
     except XvrInputError:
         raise
     except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
@@ -437,13 +559,16 @@ def resume_state(folder, frame: int) -> TrackState:
     for summary in data["frames"]:
         if summary.get("frame") == frame:
             if summary.get("stopped"):
-                raise XvrInputError(f"{folder}: frame {frame} was stopped before it converged; "
-                                    f"resume from an earlier frame")
+                raise XvrInputError(
+                    f"{folder}: frame {frame} was stopped before it converged; resume from an earlier frame"
+                )
             return TrackState.from_json(summary["state"])
     done = [f.get("frame") for f in data["frames"]]
-    raise XvrInputError(f"{folder}: frame {frame} is not in this track (it has frames "
-                        f"{done[0] if done else '-'}..{done[-1] if done else '-'}); resume after one "
-                        "of them")
+    raise XvrInputError(
+        f"{folder}: frame {frame} is not in this track (it has frames "
+        f"{done[0] if done else '-'}..{done[-1] if done else '-'}); resume after one "
+        "of them"
+    )
 
 
 def frame_result(folder, index: int) -> dict:

@@ -77,8 +77,11 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
         elif predicted > trust_mm:
             suspect.append(f"predicted mTRE {predicted:.2f} mm (> {trust_mm:g} mm)")
     convergence = result.checks.get("convergence")
-    moved, pixel = (0.0, math.inf) if result.stopped or "tracking" in result.checks else \
-        finest_scale_motion(result.checks, result.intrinsics.delx, result.intrinsics.dely)
+    moved, pixel = (
+        (0.0, math.inf)
+        if result.stopped or "tracking" in result.checks
+        else finest_scale_motion(result.checks, result.intrinsics.delx, result.intrinsics.dely)
+    )
     fit = result.checks.get("fit") or {}
     if fit.get("ratio", 0.0) >= EXPLAINED:  # (a NaN ratio explains nothing)
         moved = 0.0
@@ -87,34 +90,44 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
             f"the finest scale moved the pose {moved:.1f} mm away from the coarser scales' "
             f"optimum (> {DRIFT_PX:g} of their {pixel:.1f} mm pixels): the scales disagree, the "
             "pose is likely several mm off or more (start closer: --multistart, a model, "
-            "landmarks; or check the X-ray's mask)")
+            "landmarks; or check the X-ray's mask)"
+        )
     elif moved > UNSETTLED_PX * pixel and convergence and not convergence["converged"]:
         failed.append(
             f"the finest scale moved the pose {moved:.1f} mm and used all {convergence['cap']} "
             "iterations still moving: the pose is likely several mm off (start closer: "
-            "--multistart, a model, landmarks)")
-    elif convergence and not convergence["converged"] and not result.stopped \
-            and "tracking" not in result.checks:  # (a tracked frame's own check says it)
+            "--multistart, a model, landmarks)"
+        )
+    elif (
+        convergence
+        and not convergence["converged"]
+        and not result.stopped
+        and "tracking" not in result.checks
+    ):  # (a tracked frame's own check says it)
         suspect.append(
             f"used all {convergence['cap']} iterations of its last scale without converging: the "
             "pose was still moving (raise the last --n_itrs, or start closer: --multistart, a "
-            "model)")
+            "model)"
+        )
     if fit and math.isfinite(fit.get("ratio", math.nan)) and fit["ratio"] < FIT_RATIO:
         suspect.append(
             f"the DRR explains little of this X-ray: similarity {fit['similarity']:.3f} is "
             f"{fit['ratio']:.2f} of what its own noise allows ({fit['ceiling']:.3f}): a wrong "
-            "optimum?")
+            "optimum?"
+        )
     mirror = result.checks.get("mirror")
     if mirror and mirror.get("mirrored_better"):
         suspect.append(
             f"matches better mirrored left-right ({mirror['mirrored_similarity']:.3f} vs "
-            f"{mirror['similarity']:.3f}): the other flip convention?")
+            f"{mirror['similarity']:.3f}): the other flip convention?"
+        )
     setup = result.checks.get("setup") or {}
     if setup.get("better"):
         failed.append(
             f"the X-ray matches the volume far better {setup['mistake']} (similarity "
             f"{setup['tried'][setup['better']]:.3f} vs {setup['similarity']:.3f} as set up): "
-            f"{setup['fix']}")
+            f"{setup['fix']}"
+        )
     rivals = _rival_starts(result)
     if rivals:
         suspect.append(rivals)
@@ -145,8 +158,10 @@ def _rival_starts(result) -> str | None:
         return None
     ranked = sorted(sims, reverse=True)
     if ranked[0] - ranked[1] < STARTS_AGREE and ranked[0] < 0.9:
-        return (f"two starts ended nearly as well (similarity {ranked[0]:.3f} and {ranked[1]:.3f}) "
-                "at a low similarity: the optimum is ambiguous")
+        return (
+            f"two starts ended nearly as well (similarity {ranked[0]:.3f} and {ranked[1]:.3f}) "
+            "at a low similarity: the optimum is ambiguous"
+        )
     return None
 
 

@@ -63,8 +63,9 @@ class Uncertainty:
             "similarity": number(self.similarity),
             "pixels": int(self.pixels),
             "kappa": self.kappa,
-            "covariance": None if self.covariance is None else
-            [[float(v) for v in row] for row in self.covariance],
+            "covariance": None
+            if self.covariance is None
+            else [[float(v) for v in row] for row in self.covariance],
             "convention": self.convention,
             "covariance_parameters": f"{self.convention} Euler angles (rad) and translation (mm) "
             "of diffdrr.pose.convert at the final pose",
@@ -82,9 +83,18 @@ def volume_points(drr, n: int = 3, inset: float = 0.25) -> np.ndarray:
     return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
-def pose_uncertainty(hessian, similarity: float, pixels: int, pose: RigidTransform,
-                     points: np.ndarray, orientation: str = "AP", convention: str = "ZXY",
-                     kappa: float = KAPPA, n_samples: int = 256, seed: int = 0) -> Uncertainty:
+def pose_uncertainty(
+    hessian,
+    similarity: float,
+    pixels: int,
+    pose: RigidTransform,
+    points: np.ndarray,
+    orientation: str = "AP",
+    convention: str = "ZXY",
+    kappa: float = KAPPA,
+    n_samples: int = 256,
+    seed: int = 0,
+) -> Uncertainty:
     """The uncertainty of `pose` from the Hessian of ``1 - similarity`` in (rad, mm) of
     ``convert(rot, xyz, 'euler_angles', convention)`` at the optimum."""
     from ..geometry import reorient_matrix
@@ -99,8 +109,7 @@ def pose_uncertainty(hessian, similarity: float, pixels: int, pose: RigidTransfo
     n_eff = max(float(pixels) / kappa, 1.0)
     nan3 = (math.nan,) * 3
     if not math.isfinite(condition) or not math.isfinite(sigma2):
-        return Uncertainty(math.inf, math.inf, math.inf, nan3, nan3, condition, similarity, pixels,
-                           kappa)
+        return Uncertainty(math.inf, math.inf, math.inf, nan3, nan3, condition, similarity, pixels, kappa)
     cov = sigma2 / n_eff * torch.linalg.inv(normalised) / (scale[:, None] * scale[None, :])
     cov = 0.5 * (cov + cov.T)
     sd = cov.diagonal().clamp_min(0).sqrt()
@@ -118,33 +127,37 @@ def pose_uncertainty(hessian, similarity: float, pixels: int, pose: RigidTransfo
         inplane_sd_mm=float(spread[:2].norm()),
         rotation_sd_deg=tuple(float(v) for v in torch.rad2deg(sd[:3])),
         translation_sd_mm=tuple(float(v) for v in sd[3:]),
-        condition=condition, similarity=float(similarity), pixels=int(pixels), kappa=kappa,
+        condition=condition,
+        similarity=float(similarity),
+        pixels=int(pixels),
+        kappa=kappa,
         covariance=tuple(tuple(float(v) for v in row) for row in cov.tolist()),
         convention=convention,
     )
 
 
-def sample_poses(base: RigidTransform, covariance, convention: str = "ZXY",
-                 n_samples: int = 256, seed: int = 0) -> RigidTransform:
+def sample_poses(
+    base: RigidTransform, covariance, convention: str = "ZXY", n_samples: int = 256, seed: int = 0
+) -> RigidTransform:
     """`n_samples` poses drawn around `base` from a 6x6 `covariance` of its (rad, mm)
     ``convert(rot, xyz, 'euler_angles', convention)`` parameters (a fixed seed: repeatable)."""
     rot, xyz = base.convert("euler_angles", convention)
     centre = torch.cat([rot[0], xyz[0]])
     cov = torch.as_tensor(covariance, dtype=torch.float64)
     chol = torch.linalg.cholesky(cov + 1e-18 * torch.eye(6, dtype=torch.float64))
-    draws = torch.randn(n_samples, 6, dtype=torch.float64,
-                        generator=torch.Generator().manual_seed(seed))
+    draws = torch.randn(n_samples, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     samples = centre + draws @ chol.T
-    return convert(samples[:, :3], samples[:, 3:], parameterization="euler_angles",
-                   convention=convention)
+    return convert(samples[:, :3], samples[:, 3:], parameterization="euler_angles", convention=convention)
 
 
-def predicted_mtre(pose, covariance, points, convention: str = "ZXY",
-                   n_samples: int = 256, seed: int = 0) -> float:
+def predicted_mtre(
+    pose, covariance, points, convention: str = "ZXY", n_samples: int = 256, seed: int = 0
+) -> float:
     """The expected mTRE (xvr's) over `points` of a pose (4x4) known to `covariance`."""
     base = RigidTransform(torch.as_tensor(np.asarray(pose), dtype=torch.float64)[None])
-    return float(np.mean(batched_mtre(base, sample_poses(base, covariance, convention,
-                                                         n_samples, seed), points)))
+    return float(
+        np.mean(batched_mtre(base, sample_poses(base, covariance, convention, n_samples, seed), points))
+    )
 
 
 def batched_mtre(base: RigidTransform, poses: RigidTransform, points) -> np.ndarray:

@@ -54,7 +54,7 @@ def _cut(src: Path, dst: Path, k_range: tuple[int, int]) -> np.ndarray:
     import nibabel as nib
 
     image = nib.load(str(src))
-    cut = image.slicer[:, :, k_range[0]:k_range[1]]
+    cut = image.slicer[:, :, k_range[0] : k_range[1]]
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{dst.name}.tmp.nii.gz")
@@ -74,8 +74,9 @@ def label_fiducials(mask_path: Path, max_points: int = 24, min_voxels: int = 200
     picked = [v for v, c in zip(values[order], counts[order], strict=True) if c >= min_voxels]
     affine = image.affine.copy()
     affine[:3, 3] -= _centre(affine, image.shape)
-    points = [affine[:3, :3] @ np.argwhere(labels_img == v).mean(0) + affine[:3, 3]
-              for v in picked[:max_points]]
+    points = [
+        affine[:3, :3] @ np.argwhere(labels_img == v).mean(0) + affine[:3, 3] for v in picked[:max_points]
+    ]
     return np.asarray(points)
 
 

@@ -33,8 +33,12 @@ ANATOMY_VIEWS = {
     "skull": ("AP", "PA", "lateral"),
 }
 # (kVp range, scatter-to-primary range): a head scatters less and is imaged softer than a trunk
-PROFILES = {"chest": ((85, 120), (0.4, 1.0)), "abdomen": ((75, 100), (0.6, 1.0)),
-            "head": ((65, 85), (0.2, 0.5)), "skull": ((65, 85), (0.2, 0.5))}
+PROFILES = {
+    "chest": ((85, 120), (0.4, 1.0)),
+    "abdomen": ((75, 100), (0.6, 1.0)),
+    "head": ((65, 85), (0.2, 0.5)),
+    "skull": ((65, 85), (0.2, 0.5)),
+}
 DETECTORS = ((256, 256, 1.6), (256, 320, 1.3), (288, 288, 1.4), (240, 240, 1.8))
 PARTIAL_DETECTOR = (192, 192, 1.1)
 
@@ -59,8 +63,7 @@ class Case:
 
     def true_pose(self):
         tx, ty, tz = self.offset
-        return pose_from_zxy([self.primary, self.secondary, self.tertiary],
-                             [tx, self.sid + ty, tz])
+        return pose_from_zxy([self.primary, self.secondary, self.tertiary], [tx, self.sid + ty, tz])
 
 
 def _signed(rng, lo, hi) -> float:
@@ -92,28 +95,51 @@ def draw_case(anatomy: str, view: str, seed: int) -> Case:
     else:
         h, w, spacing = DETECTORS[int(rng.integers(len(DETECTORS)))]
         x0, y0 = rng.uniform(-10, 10, 2)
-    intrinsics = Intrinsics(sdd=float(sdd), height=h, width=w, delx=spacing, dely=spacing,
-                            x0=float(x0), y0=float(y0))
+    intrinsics = Intrinsics(
+        sdd=float(sdd), height=h, width=w, delx=spacing, dely=spacing, x0=float(x0), y0=float(y0)
+    )
     kvp, spr = PROFILES[anatomy]
     acquisition = Acquisition(
-        kvp=float(rng.uniform(*kvp)), al_mm=float(rng.uniform(2.5, 4.0)),
+        kvp=float(rng.uniform(*kvp)),
+        al_mm=float(rng.uniform(2.5, 4.0)),
         cu_mm=float(rng.choice([0.0, 0.1, 0.2])),
         photons_per_mm2=float(np.exp(rng.uniform(np.log(1e4), np.log(1e5)))),
-        electronic_noise=float(rng.uniform(2, 8)), scatter_to_primary=float(rng.uniform(*spr)),
-        scatter_sigma_mm=float(rng.uniform(25, 60)), blur_mm=float(rng.uniform(0.3, 1.0)),
-        heel_pct=float(rng.uniform(4, 12)), heel_angle_deg=float(rng.uniform(0, 360)),
-        gain_pct=float(rng.uniform(0.5, 3)), stripes_pct=float(rng.uniform(0.1, 0.6)),
+        electronic_noise=float(rng.uniform(2, 8)),
+        scatter_to_primary=float(rng.uniform(*spr)),
+        scatter_sigma_mm=float(rng.uniform(25, 60)),
+        blur_mm=float(rng.uniform(0.3, 1.0)),
+        heel_pct=float(rng.uniform(4, 12)),
+        heel_angle_deg=float(rng.uniform(0, 360)),
+        gain_pct=float(rng.uniform(0.5, 3)),
+        stripes_pct=float(rng.uniform(0.1, 0.6)),
         saturation=float(rng.uniform(0.7, 0.95)),
-        shutter_leak=float(np.exp(rng.uniform(np.log(5e-4), np.log(1e-2)))))
+        shutter_leak=float(np.exp(rng.uniform(np.log(5e-4), np.log(1e-2)))),
+    )
     processing = Processing(
-        drc=float(rng.uniform(0.2, 0.8)), drc_sigma_mm=float(rng.uniform(15, 50)),
-        unsharp=float(rng.uniform(0.3, 2.0)), unsharp_sigma_mm=float(rng.uniform(1.5, 5)),
-        contrast=float(rng.uniform(3, 8)), gamma=float(rng.uniform(0.7, 1.4)),
-        bits=int(rng.choice([12, 14, 16])), monochrome1=bool(rng.uniform() < 0.3))
-    return Case(anatomy, view, float(primary), float(secondary), float(rng.uniform(-3, 3)),
-                tuple(float(v) for v in rng.uniform(-20, 20, 3)), float(sid), intrinsics,
-                float(primary + _signed(rng, 2, 4)), float(secondary + _signed(rng, 2, 4)),
-                acquisition, processing, int(seed))
+        drc=float(rng.uniform(0.2, 0.8)),
+        drc_sigma_mm=float(rng.uniform(15, 50)),
+        unsharp=float(rng.uniform(0.3, 2.0)),
+        unsharp_sigma_mm=float(rng.uniform(1.5, 5)),
+        contrast=float(rng.uniform(3, 8)),
+        gamma=float(rng.uniform(0.7, 1.4)),
+        bits=int(rng.choice([12, 14, 16])),
+        monochrome1=bool(rng.uniform() < 0.3),
+    )
+    return Case(
+        anatomy,
+        view,
+        float(primary),
+        float(secondary),
+        float(rng.uniform(-3, 3)),
+        tuple(float(v) for v in rng.uniform(-20, 20, 3)),
+        float(sid),
+        intrinsics,
+        float(primary + _signed(rng, 2, 4)),
+        float(secondary + _signed(rng, 2, 4)),
+        acquisition,
+        processing,
+        int(seed),
+    )
 
 
 def case_seed(anatomy: str, seed: int, index: int) -> int:
@@ -138,22 +164,55 @@ def write_case(case: Case, grid, path: Path, realism: Realism | None = None, dev
 
     rng = np.random.default_rng(case.seed + 7919)
     pose = case.true_pose()
-    xray = simulate_xray(grid, pose.matrix[0].double().numpy(), case.intrinsics, rng,
-                         realism=realism, acquisition=case.acquisition, processing=case.processing)
-    write_xray_dicom(path, xray.pixels, case.intrinsics, case.header_primary,
-                     case.header_secondary, case.sid, modality="RF",
-                     extra={"PhotometricInterpretation": "MONOCHROME1" if xray.monochrome1
-                            else "MONOCHROME2", "BitsStored": xray.bits, "HighBit": xray.bits - 1})
-    fields = {k: v for k, v in dataclasses.asdict(case).items()
-              if k not in ("intrinsics", "acquisition", "processing")}
-    return {"true_pose": pose_to_dict(pose), **_jsonable(fields),
-            "intrinsics": case.intrinsics.to_dict(), "acquisition": _jsonable(case.acquisition),
-            "processing": _jsonable(case.processing), "realism": (realism or Realism.every()).name,
-            "annotated_fraction": None if xray.annotated is None else float(xray.annotated.mean())}
+    xray = simulate_xray(
+        grid,
+        pose.matrix[0].double().numpy(),
+        case.intrinsics,
+        rng,
+        realism=realism,
+        acquisition=case.acquisition,
+        processing=case.processing,
+    )
+    write_xray_dicom(
+        path,
+        xray.pixels,
+        case.intrinsics,
+        case.header_primary,
+        case.header_secondary,
+        case.sid,
+        modality="RF",
+        extra={
+            "PhotometricInterpretation": "MONOCHROME1" if xray.monochrome1 else "MONOCHROME2",
+            "BitsStored": xray.bits,
+            "HighBit": xray.bits - 1,
+        },
+    )
+    fields = {
+        k: v
+        for k, v in dataclasses.asdict(case).items()
+        if k not in ("intrinsics", "acquisition", "processing")
+    }
+    return {
+        "true_pose": pose_to_dict(pose),
+        **_jsonable(fields),
+        "intrinsics": case.intrinsics.to_dict(),
+        "acquisition": _jsonable(case.acquisition),
+        "processing": _jsonable(case.processing),
+        "realism": (realism or Realism.every()).name,
+        "annotated_fraction": None if xray.annotated is None else float(xray.annotated.mean()),
+    }
 
 
-def make_realistic_cases(out_dir, anatomy: str, n: int, seed: int = 0, cache=None,
-                         realism: Realism | None = None, views=None, progress=None) -> Path:
+def make_realistic_cases(
+    out_dir,
+    anatomy: str,
+    n: int,
+    seed: int = 0,
+    cache=None,
+    realism: Realism | None = None,
+    views=None,
+    progress=None,
+) -> Path:
     """Write `n` realistic X-ray DICOMs of `anatomy` (views in turn) and truth.json into
     `out_dir`; the anatomy's CTs go to `cache` (default: `out_dir`/volume). Returns truth.json."""
     out_dir = Path(out_dir)
@@ -161,11 +220,14 @@ def make_realistic_cases(out_dir, anatomy: str, n: int, seed: int = 0, cache=Non
     prepared = prepare(anatomy, Path(cache) if cache else out_dir / "volume")
     grid = prepared.truth_volume().materials()
     views = tuple(views or ANATOMY_VIEWS[anatomy])
-    truth = {"volume": str(prepared.registration_ct.resolve()),
-             "mask": None if prepared.registration_mask is None
-             else str(prepared.registration_mask.resolve()),
-             "orientation": "AP", "anatomy": anatomy,
-             "fiducials_mm": np.asarray(prepared.fiducials_mm).tolist(), "cases": {}}
+    truth = {
+        "volume": str(prepared.registration_ct.resolve()),
+        "mask": None if prepared.registration_mask is None else str(prepared.registration_mask.resolve()),
+        "orientation": "AP",
+        "anatomy": anatomy,
+        "fiducials_mm": np.asarray(prepared.fiducials_mm).tolist(),
+        "cases": {},
+    }
     for index in range(n):
         view = views[index % len(views)]
         case = draw_case(anatomy, view, case_seed(anatomy, seed, index))

@@ -27,8 +27,18 @@ from scipy import ndimage
 
 from .materials import Spectrum, detector_absorption, mass_attenuation, tube_spectrum
 
-FACTORS = ("spectrum", "scatter", "noise", "blur", "gain", "processing", "collimator",
-           "saturation", "annotations", "devices")
+FACTORS = (
+    "spectrum",
+    "scatter",
+    "noise",
+    "blur",
+    "gain",
+    "processing",
+    "collimator",
+    "saturation",
+    "annotations",
+    "devices",
+)
 """The realism factors, each one switch (:class:`Realism`)."""
 
 
@@ -115,8 +125,11 @@ class Formed:
     info: dict = field(default_factory=dict)
 
 
-def transmission(integrals: dict[str, np.ndarray], spectrum: Spectrum, polychromatic: bool,
-                 ) -> np.ndarray:
+def transmission(
+    integrals: dict[str, np.ndarray],
+    spectrum: Spectrum,
+    polychromatic: bool,
+) -> np.ndarray:
     """Detected signal over the unattenuated one, from per-material mass thicknesses (g/cm^2)."""
     names = list(integrals)
     if not polychromatic:
@@ -136,10 +149,9 @@ def transmission(integrals: dict[str, np.ndarray], spectrum: Spectrum, polychrom
 
 
 def _heel(shape, percent: float, angle_deg: float) -> np.ndarray:
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
     a = np.deg2rad(angle_deg)
-    u = ((cols / max(shape[1] - 1, 1) - 0.5) * np.cos(a) + (rows / max(shape[0] - 1, 1) - 0.5)
-         * np.sin(a))
+    u = (cols / max(shape[1] - 1, 1) - 0.5) * np.cos(a) + (rows / max(shape[0] - 1, 1) - 0.5) * np.sin(a)
     return 1.0 + percent / 100.0 * u
 
 
@@ -150,8 +162,9 @@ def _gain(shape, rng: np.random.Generator, percent: float, stripes: float) -> np
     return 1.0 + percent / 100.0 * smooth + stripes / 100.0 * columns
 
 
-def scatter(primary: np.ndarray, field: np.ndarray, spr: float, sigma_px: float,
-            body: np.ndarray) -> np.ndarray:
+def scatter(
+    primary: np.ndarray, field: np.ndarray, spr: float, sigma_px: float, body: np.ndarray
+) -> np.ndarray:
     """Scatter from a kernel of the primary times its attenuation (-log), made inside the open
     `field`, scaled so that the median scatter-to-primary ratio over the `body` pixels in the
     field is `spr` (as an anti-scatter grid keeps it: 0.2-1 by anatomy)."""
@@ -170,11 +183,12 @@ def bin_pixels(image: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return image
     h, w = image.shape[0] // factor, image.shape[1] // factor
-    return image[:h * factor, :w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3))
+    return image[: h * factor, : w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3))
 
 
-def process(log_image: np.ndarray, processing: Processing, pixel_mm: float, on: bool,
-            valid: np.ndarray) -> np.ndarray:
+def process(
+    log_image: np.ndarray, processing: Processing, pixel_mm: float, on: bool, valid: np.ndarray
+) -> np.ndarray:
     """The vendor's processing of a log image to [0, 1] (bone bright); `valid`: pixels that set
     the window (the open field)."""
     img = log_image.astype(np.float64)
@@ -184,8 +198,7 @@ def process(log_image: np.ndarray, processing: Processing, pixel_mm: float, on: 
             low = ndimage.gaussian_filter(img, processing.drc_sigma_mm / pixel_mm, mode="nearest")
             img = img - processing.drc * (low - ref.mean())
         if processing.unsharp > 0:
-            low = ndimage.gaussian_filter(img, processing.unsharp_sigma_mm / pixel_mm,
-                                          mode="nearest")
+            low = ndimage.gaussian_filter(img, processing.unsharp_sigma_mm / pixel_mm, mode="nearest")
             img = img + processing.unsharp * (img - low)
         ref = img[valid] if valid.any() else img.ravel()
     lo, hi = np.percentile(ref, processing.window_pct if on else (0.0, 100.0))
@@ -197,9 +210,16 @@ def process(log_image: np.ndarray, processing: Processing, pixel_mm: float, on: 
     return x
 
 
-def form_image(integrals: dict[str, np.ndarray], oversample: int, pixel_mm: float,
-               acquisition: Acquisition, processing: Processing, realism: Realism,
-               rng: np.random.Generator, field: np.ndarray | None = None) -> Formed:
+def form_image(
+    integrals: dict[str, np.ndarray],
+    oversample: int,
+    pixel_mm: float,
+    acquisition: Acquisition,
+    processing: Processing,
+    realism: Realism,
+    rng: np.random.Generator,
+    field: np.ndarray | None = None,
+) -> Formed:
     """The stored image from per-material mass thicknesses (g/cm^2) at `oversample` x the
     detector's resolution (`pixel_mm`: the detector's pixel size); `field` is the collimator's
     open field at that resolution (None: no collimation)."""
@@ -210,8 +230,9 @@ def form_image(integrals: dict[str, np.ndarray], oversample: int, pixel_mm: floa
     open_field = np.ones(primary.shape) if field is None else field.astype(np.float64)
     signal = primary * (open_field + (1 - open_field) * acquisition.shutter_leak)
     if realism.on("scatter"):  # made in the open field, it spreads under the blades too
-        signal = signal + scatter(primary, open_field, acquisition.scatter_to_primary,
-                                  acquisition.scatter_sigma_mm / fine_mm, body)
+        signal = signal + scatter(
+            primary, open_field, acquisition.scatter_to_primary, acquisition.scatter_sigma_mm / fine_mm, body
+        )
     if realism.on("gain"):
         signal = signal * _heel(signal.shape, acquisition.heel_pct, acquisition.heel_angle_deg)
     if realism.on("blur") and acquisition.blur_mm > 0:
@@ -230,12 +251,21 @@ def form_image(integrals: dict[str, np.ndarray], oversample: int, pixel_mm: floa
     log_image = -np.log(np.clip(counts, 0.5, None) / quanta)
     # the vendor sets its window on the anatomy: the open field's attenuated pixels
     anatomy = open_coarse & (log_image > ANATOMY_LOG)
-    shown = process(log_image, processing, pixel_mm, realism.on("processing"),
-                    anatomy if anatomy.sum() > 0.05 * anatomy.size else open_coarse)
-    top = 2 ** processing.bits - 1
+    shown = process(
+        log_image,
+        processing,
+        pixel_mm,
+        realism.on("processing"),
+        anatomy if anatomy.sum() > 0.05 * anatomy.size else open_coarse,
+    )
+    top = 2**processing.bits - 1
     stored = np.round(shown * top)
     if processing.monochrome1:
         stored = top - stored
-    return Formed(stored.astype(np.uint16), processing.monochrome1,
-                  open_coarse if field is not None else None, log_image,
-                  {"mean_kev": spectrum.mean_kev, "quanta_per_pixel": quanta, "bits": processing.bits})
+    return Formed(
+        stored.astype(np.uint16),
+        processing.monochrome1,
+        open_coarse if field is not None else None,
+        log_image,
+        {"mean_kev": spectrum.mean_kev, "quanta_per_pixel": quanta, "bits": processing.bits},
+    )

@@ -35,9 +35,11 @@ def brain_atlas() -> Path:
         path = Path(folder) / ATLAS
         if path.is_file():
             return path
-    raise XvrInputError("the head phantom needs TotalSegmentator's brain atlas: pip install "
-                        "--no-deps TotalSegmentator (its wheel ships "
-                        "totalsegmentator/resources/ct_brain_atlas_1mm.nii.gz)")
+    raise XvrInputError(
+        "the head phantom needs TotalSegmentator's brain atlas: pip install "
+        "--no-deps TotalSegmentator (its wheel ships "
+        "totalsegmentator/resources/ct_brain_atlas_1mm.nii.gz)"
+    )
 
 
 def _smooth_noise(shape, rng: np.random.Generator, sigma: float, downsample: int = 4) -> np.ndarray:
@@ -71,14 +73,25 @@ def build_head(out_path, face: bool = True, seed: int = 0) -> Path:
     idx = np.argwhere(brain)
     lo, hi = idx.min(0), idx.max(0)
     centre = (lo + hi) / 2
-    x, y, z = (np.arange(n, dtype=np.float32)[s] - c for n, c, s in zip(
-        brain.shape, centre, (np.s_[:, None, None], np.s_[None, :, None], np.s_[None, None, :]),
-        strict=True))
+    x, y, z = (
+        np.arange(n, dtype=np.float32)[s] - c
+        for n, c, s in zip(
+            brain.shape,
+            centre,
+            (np.s_[:, None, None], np.s_[None, :, None], np.s_[None, None, :]),
+            strict=True,
+        )
+    )
     x, y, z = np.broadcast_arrays(x, y, z)
     radius = np.sqrt(x * x + y * y + z * z) + 1e-6
     outside = ndimage.distance_transform_edt(~brain).astype(np.float32)
-    thickness = (6.0 + 2.2 * np.clip(-y / radius, 0, 1) ** 2 + 1.0 * np.clip(y / radius, 0, 1) ** 2
-                 - 2.8 * (x / radius) ** 2 + 0.7 * _smooth_noise(brain.shape, rng, 12.0))
+    thickness = (
+        6.0
+        + 2.2 * np.clip(-y / radius, 0, 1) ** 2
+        + 1.0 * np.clip(y / radius, 0, 1) ** 2
+        - 2.8 * (x / radius) ** 2
+        + 0.7 * _smooth_noise(brain.shape, rng, 12.0)
+    )
     thickness = np.clip(thickness, 2.5, 11.0)
     dura = 1.0
     inner = (outside > dura) & (outside <= dura + 1.6)
@@ -139,10 +152,18 @@ def _face_and_neck(hu, brain, xyz, lo, hi, skull, rng) -> None:
         bone |= (o > 16) & (o <= 19) & (y > front - 40)
         hu[(o <= 16) & ~brain] = FAT_HU
         # zygomatic arch and petrous ridge
-        bone |= _segment_distance((x, y, z), (side * 44, front - 34, roof - 36),
-                                  (side * 60, front - 80, roof - 30)) <= 4
-        dense |= (_segment_distance((x, y, z), (side * 52, stem_y - 12, roof - 24),
-                                    (side * 14, stem_y + 14, roof - 18)) <= 7) & ~brain
+        bone |= (
+            _segment_distance(
+                (x, y, z), (side * 44, front - 34, roof - 36), (side * 60, front - 80, roof - 30)
+            )
+            <= 4
+        )
+        dense |= (
+            _segment_distance(
+                (x, y, z), (side * 52, stem_y - 12, roof - 24), (side * 14, stem_y + 14, roof - 18)
+            )
+            <= 7
+        ) & ~brain
     # teeth on two arches, and the mandible's body and rami
     for z_arch, r_arch, tube in ((roof - 70, 27, 5.5), (roof - 80, 27, 5.5)):
         ring = np.abs(np.sqrt(x * x + (y - front + 52) ** 2) - r_arch)
@@ -151,8 +172,12 @@ def _face_and_neck(hu, brain, xyz, lo, hi, skull, rng) -> None:
     ring = np.abs(np.sqrt(x * x + (y - front + 56) ** 2) - 31)
     bone |= (ring <= 6) & (np.abs(z - roof + 96) <= 10) & (y > front - 62)
     for side in (-1, 1):
-        bone |= _segment_distance((x, y, z), (side * 45, front - 78, roof - 100),
-                                  (side * 50, front - 86, roof - 46)) <= 6
+        bone |= (
+            _segment_distance(
+                (x, y, z), (side * 45, front - 78, roof - 100), (side * 50, front - 86, roof - 46)
+            )
+            <= 6
+        )
     # cervical vertebrae in front of the cord, with arches behind it
     for k in range(8):
         zk = bottom + 10 - 17 * k

@@ -65,13 +65,13 @@ def hu_to_materials(hu: np.ndarray) -> np.ndarray:
     density = hu_to_density(hu)
     out = np.zeros((len(TISSUES), *hu.shape), dtype=np.float32)
     clipped = np.clip(hu, ANCHORS_HU[0], ANCHORS_HU[-1])
-    segment = np.clip(np.searchsorted(ANCHORS_HU, clipped, side="right") - 1, 0,
-                      len(ANCHORS_HU) - 2)
+    segment = np.clip(np.searchsorted(ANCHORS_HU, clipped, side="right") - 1, 0, len(ANCHORS_HU) - 2)
     lo, hi = ANCHORS_HU[segment], ANCHORS_HU[segment + 1]
     share_hi = ((clipped - lo) / (hi - lo)).astype(np.float32)
     for tissue in range(len(TISSUES)):
-        weight = np.where(ANCHOR_TISSUE[segment] == tissue, 1.0 - share_hi, 0.0) + \
-            np.where(ANCHOR_TISSUE[segment + 1] == tissue, share_hi, 0.0)
+        weight = np.where(ANCHOR_TISSUE[segment] == tissue, 1.0 - share_hi, 0.0) + np.where(
+            ANCHOR_TISSUE[segment + 1] == tissue, share_hi, 0.0
+        )
         out[tissue] = (weight * density).astype(np.float32)
     return out
 
@@ -107,8 +107,9 @@ def _xraylib():
     try:
         import xraylib
     except ImportError as err:  # pragma: no cover - the [simulate] extra is part of [testing]
-        raise XvrInputError("the X-ray simulator needs xraylib and spekpy: pip install "
-                            "'napari-xvr[simulate]'") from err
+        raise XvrInputError(
+            "the X-ray simulator needs xraylib and spekpy: pip install 'napari-xvr[simulate]'"
+        ) from err
     return xraylib
 
 
@@ -155,8 +156,7 @@ def _spectrum(kvp: float, al_mm: float, cu_mm: float, bin_kev: float) -> tuple:
     try:
         import spekpy
     except ImportError as err:  # pragma: no cover
-        raise XvrInputError("the X-ray simulator needs spekpy: pip install "
-                            "'napari-xvr[simulate]'") from err
+        raise XvrInputError("the X-ray simulator needs spekpy: pip install 'napari-xvr[simulate]'") from err
     spek = spekpy.Spek(kvp=kvp, th=12, dk=bin_kev)
     if al_mm > 0:
         spek.filter("Al", al_mm)
@@ -167,8 +167,9 @@ def _spectrum(kvp: float, al_mm: float, cu_mm: float, bin_kev: float) -> tuple:
     return tuple(energies[keep]), tuple(fluence[keep] / fluence[keep].sum())
 
 
-def tube_spectrum(kvp: float = 90.0, al_mm: float = 3.0, cu_mm: float = 0.1,
-                  bin_kev: float = 1.0) -> Spectrum:
+def tube_spectrum(
+    kvp: float = 90.0, al_mm: float = 3.0, cu_mm: float = 0.1, bin_kev: float = 1.0
+) -> Spectrum:
     """A tungsten-anode spectrum (12 deg anode) after `al_mm` of aluminium and `cu_mm` of copper."""
     if not 40 <= kvp <= 150:
         raise XvrInputError(f"kVp {kvp}: give 40-150 kV")

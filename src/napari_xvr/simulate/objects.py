@@ -70,10 +70,8 @@ def _cylinder_chords(source: np.ndarray, ends: np.ndarray, cyl: Cylinder) -> np.
         # and between the end caps: 0 <= (w + t d) . axis <= height
         da, wa = d @ axis, w @ axis
         c0, c1 = (0 - wa) / da, (height - wa) / da
-    lo_cap = np.where(da == 0, np.where((wa >= 0) & (wa <= height), -np.inf, np.inf),
-                      np.minimum(c0, c1))
-    hi_cap = np.where(da == 0, np.where((wa >= 0) & (wa <= height), np.inf, -np.inf),
-                      np.maximum(c0, c1))
+    lo_cap = np.where(da == 0, np.where((wa >= 0) & (wa <= height), -np.inf, np.inf), np.minimum(c0, c1))
+    hi_cap = np.where(da == 0, np.where((wa >= 0) & (wa <= height), np.inf, -np.inf), np.maximum(c0, c1))
     t_in = np.clip(np.maximum(t0, lo_cap), 0, 1)
     t_out = np.clip(np.minimum(t1, hi_cap), 0, 1)
     return np.maximum(t_out - t_in, 0) * np.linalg.norm(d, axis=-1)
@@ -82,8 +80,7 @@ def _cylinder_chords(source: np.ndarray, ends: np.ndarray, cyl: Cylinder) -> np.
 def chord_lengths(source: np.ndarray, pixels: np.ndarray, obj: Box | Cylinder) -> np.ndarray:
     """Path length (mm) of every ray from `source` (3,) to `pixels` (..., 3) through `obj`."""
     ends = pixels.reshape(-1, 3)
-    chords = _box_chords(source, ends, obj) if isinstance(obj, Box) else \
-        _cylinder_chords(source, ends, obj)
+    chords = _box_chords(source, ends, obj) if isinstance(obj, Box) else _cylinder_chords(source, ends, obj)
     return chords.reshape(pixels.shape[:-1])
 
 

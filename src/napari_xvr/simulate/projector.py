@@ -62,8 +62,9 @@ def _clip_to_box(source: np.ndarray, ends: np.ndarray, shape) -> tuple[np.ndarra
 
 
 @torch.no_grad()
-def line_integrals(grid: VoxelGrid, source: np.ndarray, pixels: np.ndarray,
-                   step_mm: float | None = None) -> torch.Tensor:
+def line_integrals(
+    grid: VoxelGrid, source: np.ndarray, pixels: np.ndarray, step_mm: float | None = None
+) -> torch.Tensor:
     """(C, *pixels.shape[:-1]) integrals (channel units x mm) from `source` (3,) to every point of
     `pixels` (..., 3), both in world mm, through `grid`'s channels."""
     device = grid.channels.device
@@ -80,8 +81,7 @@ def line_integrals(grid: VoxelGrid, source: np.ndarray, pixels: np.ndarray,
     # grid_sample's coordinates: (k, j, i) scaled to [-1, 1]
     scale = 2.0 / np.maximum(np.asarray(grid.shape, dtype=np.float64) - 1, 1)
     src_n = torch.as_tensor((src_ijk * scale - 1)[::-1].copy(), dtype=torch.float32, device=device)
-    dir_n = torch.as_tensor(((end_ijk - src_ijk) * scale)[:, ::-1].copy(), dtype=torch.float32,
-                            device=device)
+    dir_n = torch.as_tensor(((end_ijk - src_ijk) * scale)[:, ::-1].copy(), dtype=torch.float32, device=device)
     out = torch.zeros(n_channels, len(ends), dtype=torch.float32, device=device)
     order = np.argsort(-length_mm)  # chunks of similar lengths waste few samples
     order = order[length_mm[order] > 0]
@@ -89,7 +89,7 @@ def line_integrals(grid: VoxelGrid, source: np.ndarray, pixels: np.ndarray,
     while start < len(order):
         n_samples = max(1, int(np.ceil(length_mm[order[start]] / step)))
         count = max(1, SAMPLES_PER_CHUNK // n_samples)
-        rays = order[start:start + count]
+        rays = order[start : start + count]
         start += count
         index = torch.as_tensor(rays, device=device)
         fractions = (torch.arange(n_samples, device=device, dtype=torch.float32) + 0.5) / n_samples
@@ -97,8 +97,9 @@ def line_integrals(grid: VoxelGrid, source: np.ndarray, pixels: np.ndarray,
         b = torch.as_tensor(t_out[rays], dtype=torch.float32, device=device)[:, None]
         t = a + (b - a) * fractions  # (R, S)
         points = src_n + t[..., None] * dir_n[index][:, None, :]  # (R, S, 3)
-        samples = grid_sample(volume, points[None, :, :, None, :], mode="bilinear",
-                              padding_mode="zeros", align_corners=True)  # (1, C, R, S, 1)
+        samples = grid_sample(
+            volume, points[None, :, :, None, :], mode="bilinear", padding_mode="zeros", align_corners=True
+        )  # (1, C, R, S, 1)
         seg = torch.as_tensor(length_mm[rays] / n_samples, device=device, dtype=torch.float32)
         out[:, index] = samples[0, :, :, :, 0].sum(-1) * seg
     return out.reshape(n_channels, *shape)

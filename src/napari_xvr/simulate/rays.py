@@ -46,16 +46,18 @@ def pixel_centres(intrinsics: Intrinsics, oversample: int = 1) -> np.ndarray:
     return np.stack([xx, yy, np.full_like(xx, intrinsics.sdd)], axis=-1)
 
 
-def detector_rays(pose: np.ndarray, intrinsics: Intrinsics, orientation: str = "AP",
-                  oversample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def detector_rays(
+    pose: np.ndarray, intrinsics: Intrinsics, orientation: str = "AP", oversample: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """The source (3,) and every (sub-)pixel centre (H * o, W * o, 3) in world mm."""
     to_world = camera_to_world(pose, orientation)
     pixels = pixel_centres(intrinsics, oversample) @ to_world[:3, :3].T + to_world[:3, 3]
     return to_world[:3, 3].copy(), pixels
 
 
-def project_points(points: np.ndarray, pose: np.ndarray, intrinsics: Intrinsics,
-                   orientation: str = "AP") -> np.ndarray:
+def project_points(
+    points: np.ndarray, pose: np.ndarray, intrinsics: Intrinsics, orientation: str = "AP"
+) -> np.ndarray:
     """(N, 2) (row, column) pixel positions (continuous, 0 at the first pixel's edge) of world
     points (N, 3): where their rays from the source meet the detector."""
     to_camera = np.linalg.inv(camera_to_world(pose, orientation))

@@ -17,8 +17,14 @@ from .objects import Box, Cylinder
 from .rays import camera_to_world
 
 
-def collimator_field(shape, rng: np.random.Generator, margin=(0.04, 0.2), max_tilt_deg=15.0,
-                     edge_px: float = 1.5, circle_chance: float = 0.25) -> np.ndarray:
+def collimator_field(
+    shape,
+    rng: np.random.Generator,
+    margin=(0.04, 0.2),
+    max_tilt_deg=15.0,
+    edge_px: float = 1.5,
+    circle_chance: float = 0.25,
+) -> np.ndarray:
     """The open field (float (H, W) in [0, 1], a soft edge): a rectangle with blades `margin`
     (fractions of the side) in from each border, turned up to `max_tilt_deg`, or a circle."""
     h, w = shape
@@ -57,8 +63,13 @@ class View:
     def point(self, row: float, col: float, distance_mm: float) -> np.ndarray:
         """The world point `distance_mm` from the source on the ray through pixel (row, col)."""
         intr = self.intrinsics
-        cam = np.array([intr.delx * (col - intr.width / 2) + intr.x0,
-                        -intr.dely * (row - intr.height / 2) + intr.y0, intr.sdd])
+        cam = np.array(
+            [
+                intr.delx * (col - intr.width / 2) + intr.x0,
+                -intr.dely * (row - intr.height / 2) + intr.y0,
+                intr.sdd,
+            ]
+        )
         direction = self.to_world[:3, :3] @ (cam / np.linalg.norm(cam))
         return self.source + distance_mm * direction
 
@@ -78,16 +89,30 @@ def table(view: View, corners: np.ndarray, rng: np.random.Generator) -> list[Box
     centre_z = (hi[2] + lo[2]) / 2
     half_width = max(hi[0] - lo[0], 300) / 2 + rng.uniform(20, 60)
     thickness = rng.uniform(15, 25)
-    parts = [Box("carbon", (0.0, y - thickness / 2, centre_z), (2 * half_width, thickness, length),
-                 density=rng.uniform(0.15, 0.3))]  # a foam sandwich: low mean density
+    parts = [
+        Box(
+            "carbon",
+            (0.0, y - thickness / 2, centre_z),
+            (2 * half_width, thickness, length),
+            density=rng.uniform(0.15, 0.3),
+        )
+    ]  # a foam sandwich: low mean density
     for side in (-1, 1):
-        parts.append(Box("aluminium", (side * (half_width + 5), y - thickness / 2, centre_z),
-                         (10.0, 30.0, length)))
+        parts.append(
+            Box("aluminium", (side * (half_width + 5), y - thickness / 2, centre_z), (10.0, 30.0, length))
+        )
     return parts
 
 
-def _letter_boxes(letter: str, origin: np.ndarray, right: np.ndarray, down: np.ndarray,
-                  normal: np.ndarray, cell_mm: float, depth_mm: float) -> list[Box]:
+def _letter_boxes(
+    letter: str,
+    origin: np.ndarray,
+    right: np.ndarray,
+    down: np.ndarray,
+    normal: np.ndarray,
+    cell_mm: float,
+    depth_mm: float,
+) -> list[Box]:
     axes = np.stack([right, down, normal], axis=1)
     boxes = []
     for r, row in enumerate(_bitmap(MARKERS[letter])):
@@ -98,8 +123,9 @@ def _letter_boxes(letter: str, origin: np.ndarray, right: np.ndarray, down: np.n
     return boxes
 
 
-def lead_marker(view: View, corners: np.ndarray, rng: np.random.Generator,
-                field: np.ndarray | None) -> list[Box]:
+def lead_marker(
+    view: View, corners: np.ndarray, rng: np.random.Generator, field: np.ndarray | None
+) -> list[Box]:
     """An L or R lead letter (2 mm strokes) on the patient's near skin, in a corner of the field."""
     intr = view.intrinsics
     rows, cols = _open_rows_cols(field, intr)
@@ -108,12 +134,14 @@ def lead_marker(view: View, corners: np.ndarray, rng: np.random.Generator,
     near, far = body_depths(view, corners)
     origin = view.point(row, col, near + rng.uniform(0, 20))
     right, down, normal = view.axes().T
-    return _letter_boxes("LR"[int(rng.integers(2))], origin, right, down, normal,
-                         cell_mm=rng.uniform(2.5, 4.0), depth_mm=1.5)
+    return _letter_boxes(
+        "LR"[int(rng.integers(2))], origin, right, down, normal, cell_mm=rng.uniform(2.5, 4.0), depth_mm=1.5
+    )
 
 
-def radiopaque_ruler(view: View, corners: np.ndarray, rng: np.random.Generator,
-                     field: np.ndarray | None) -> list[Box]:
+def radiopaque_ruler(
+    view: View, corners: np.ndarray, rng: np.random.Generator, field: np.ndarray | None
+) -> list[Box]:
     """A ruler on the table: lead ticks every 10 mm (long ones every 50 mm) along one side."""
     intr = view.intrinsics
     rows, cols = _open_rows_cols(field, intr)
@@ -122,11 +150,17 @@ def radiopaque_ruler(view: View, corners: np.ndarray, rng: np.random.Generator,
     right, down, normal = view.axes().T
     along, across = (down, right) if vertical else (right, down)
     if vertical:
-        at = view.point((rows[0] + rows[1]) / 2, cols[0] + rng.uniform(0.05, 0.12) * (cols[1] - cols[0]),
-                        far - rng.uniform(0, 30))
+        at = view.point(
+            (rows[0] + rows[1]) / 2,
+            cols[0] + rng.uniform(0.05, 0.12) * (cols[1] - cols[0]),
+            far - rng.uniform(0, 30),
+        )
     else:
-        at = view.point(rows[1] - rng.uniform(0.05, 0.12) * (rows[1] - rows[0]), (cols[0] + cols[1]) / 2,
-                        far - rng.uniform(0, 30))
+        at = view.point(
+            rows[1] - rng.uniform(0.05, 0.12) * (rows[1] - rows[0]),
+            (cols[0] + cols[1]) / 2,
+            far - rng.uniform(0, 30),
+        )
     axes = np.stack([along, across, normal], axis=1)
     ticks = []
     for k in range(-15, 16):
@@ -149,12 +183,25 @@ def devices(view: View, corners: np.ndarray, rng: np.random.Generator) -> list[C
         direction /= np.linalg.norm(direction)
         if kind == "wire":
             half = rng.uniform(60, 120)
-            parts.append(Cylinder("iron", tuple(at - half * direction), tuple(at + half * direction),
-                                  rng.uniform(0.8, 1.25), density=7.9))
+            parts.append(
+                Cylinder(
+                    "iron",
+                    tuple(at - half * direction),
+                    tuple(at + half * direction),
+                    rng.uniform(0.8, 1.25),
+                    density=7.9,
+                )
+            )
         else:
             half = rng.uniform(15, 25)
-            parts.append(Cylinder("titanium", tuple(at - half * direction), tuple(at + half * direction),
-                                  rng.uniform(2.0, 3.25)))
+            parts.append(
+                Cylinder(
+                    "titanium",
+                    tuple(at - half * direction),
+                    tuple(at + half * direction),
+                    rng.uniform(2.0, 3.25),
+                )
+            )
             head = at - half * direction
             parts.append(Cylinder("titanium", tuple(head - 3 * direction), tuple(head), 5.0))
     return parts
@@ -169,19 +216,27 @@ def _open_rows_cols(field: np.ndarray | None, intr: Intrinsics) -> tuple[tuple, 
     inner = 0.1  # keep away from the blades
     rr = (r.min() * scale_r, (r.max() + 1) * scale_r)
     cc = (c.min() * scale_c, (c.max() + 1) * scale_c)
-    return ((rr[0] + inner * (rr[1] - rr[0]), rr[1] - inner * (rr[1] - rr[0])),
-            (cc[0] + inner * (cc[1] - cc[0]), cc[1] - inner * (cc[1] - cc[0])))
+    return (
+        (rr[0] + inner * (rr[1] - rr[0]), rr[1] - inner * (rr[1] - rr[0])),
+        (cc[0] + inner * (cc[1] - cc[0]), cc[1] - inner * (cc[1] - cc[0])),
+    )
 
 
-def burn_in(stored: np.ndarray, top: int, rng: np.random.Generator, field: np.ndarray | None,
-            monochrome1: bool) -> tuple[np.ndarray, np.ndarray]:
+def burn_in(
+    stored: np.ndarray, top: int, rng: np.random.Generator, field: np.ndarray | None, monochrome1: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Burned-in text (patient, date) and a digital scale bar at the display's white; returns the
     image and the pixels drawn."""
     canvas = np.zeros(stored.shape, np.float32)
     canvas[0, 0] = 1.0  # burn_in_text draws at the canvas's max
-    _, drawn = burn_in_text(canvas, rng, n_lines=int(rng.integers(1, 4)),
-                            glyph_px=int(rng.integers(1, 3)), marker=False,
-                            within=None if field is None or rng.uniform() < 0.5 else field)
+    _, drawn = burn_in_text(
+        canvas,
+        rng,
+        n_lines=int(rng.integers(1, 4)),
+        glyph_px=int(rng.integers(1, 3)),
+        marker=False,
+        within=None if field is None or rng.uniform() < 0.5 else field,
+    )
     drawn = drawn | _scale_bar(stored.shape, rng)
     result = stored.copy()
     result[drawn] = 0 if monochrome1 else top
@@ -197,20 +252,21 @@ def _scale_bar(shape, rng: np.random.Generator) -> np.ndarray:
         c0, c1 = int(0.6 * w), int(0.92 * w)
         bar[r, c0:c1] = True
         for c in range(c0, c1 + 1, max(2, (c1 - c0) // 10)):
-            bar[r - 3:r, min(c, w - 1)] = True
+            bar[r - 3 : r, min(c, w - 1)] = True
     else:
         c = w - int(rng.integers(4, 10))
         r0, r1 = int(0.3 * h), int(0.7 * h)
         bar[r0:r1, c] = True
         for r in range(r0, r1 + 1, max(2, (r1 - r0) // 10)):
-            bar[min(r, h - 1), c - 3:c] = True
+            bar[min(r, h - 1), c - 3 : c] = True
     return bar
 
 
-def electronic_shutter(stored: np.ndarray, field: np.ndarray, top: int, monochrome1: bool,
-                       rng: np.random.Generator) -> np.ndarray:
+def electronic_shutter(
+    stored: np.ndarray, field: np.ndarray, top: int, monochrome1: bool, rng: np.random.Generator
+) -> np.ndarray:
     """Some vendors paint the collimated border: white (as fully attenuated) or black."""
-    value = (top if rng.uniform() < 0.7 else 0)
+    value = top if rng.uniform() < 0.7 else 0
     if monochrome1:
         value = top - value
     out = stored.copy()

@@ -42,11 +42,19 @@ class SimulatedXray:
         return (img.max() - img) if self.monochrome1 else img
 
 
-def simulate_xray(grid: VoxelGrid, pose: np.ndarray, intrinsics: Intrinsics,
-                  rng: np.random.Generator, orientation: str = "AP",
-                  realism: Realism | None = None, acquisition: Acquisition | None = None,
-                  processing: Processing | None = None, step_mm: float | None = None,
-                  oversample: int = 1, shutter_chance: float = 0.3) -> SimulatedXray:
+def simulate_xray(
+    grid: VoxelGrid,
+    pose: np.ndarray,
+    intrinsics: Intrinsics,
+    rng: np.random.Generator,
+    orientation: str = "AP",
+    realism: Realism | None = None,
+    acquisition: Acquisition | None = None,
+    processing: Processing | None = None,
+    step_mm: float | None = None,
+    oversample: int = 1,
+    shutter_chance: float = 0.3,
+) -> SimulatedXray:
     """A realistic X-ray of `grid` (:meth:`HUVolume.materials`) at the camera-to-world `pose`.
 
     `realism` says which factors of :mod:`.formation` and :mod:`.scene` are on (default: all).
@@ -70,13 +78,13 @@ def simulate_xray(grid: VoxelGrid, pose: np.ndarray, intrinsics: Intrinsics,
     for name, amount in object_line_integrals(source, pixels, objects).items():
         integrals[name] = integrals.get(name, 0) + amount
     pixel_mm = float(np.sqrt(intrinsics.delx * intrinsics.dely))
-    formed = form_image(integrals, oversample, pixel_mm, acquisition, processing, realism, rng,
-                        field)
-    stored, annotated, top = formed.pixels, None, 2 ** processing.bits - 1
+    formed = form_image(integrals, oversample, pixel_mm, acquisition, processing, realism, rng, field)
+    stored, annotated, top = formed.pixels, None, 2**processing.bits - 1
     if realism.on("annotations"):
         stored, annotated = burn_in(stored, top, rng, formed.field, formed.monochrome1)
     if formed.field is not None and rng.uniform() < shutter_chance:
         stored = electronic_shutter(stored, formed.field, top, formed.monochrome1, rng)
     info = {**formed.info, "realism": realism.name, "objects": len(objects)}
-    return SimulatedXray(stored, formed.monochrome1, processing.bits, formed.field, annotated,
-                         formed.log_image, info)
+    return SimulatedXray(
+        stored, formed.monochrome1, processing.bits, formed.field, annotated, formed.log_image, info
+    )

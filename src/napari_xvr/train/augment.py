@@ -42,15 +42,17 @@ class XrayAugmentations(torch.nn.Module):
         import kornia.augmentation as K
 
         self.p = float(p)
-        self.ops = torch.nn.ModuleList([
-            K.RandomClahe(clip_limit=(2.0, 8.0), grid_size=(4, 4), p=p, keepdim=True),
-            K.RandomGamma(gamma=(0.6, 1.6), p=p, keepdim=True),
-            K.RandomGaussianBlur((5, 5), (0.1, 1.5), p=p, keepdim=True),
-            K.RandomSharpness(sharpness=0.5, p=p, keepdim=True),
-            K.RandomGaussianNoise(std=0.02, p=p, keepdim=True),
-            K.RandomInvert(p=p / 5, keepdim=True),
-            K.RandomErasing(scale=(0.01, 0.08), p=p, keepdim=True),
-        ])
+        self.ops = torch.nn.ModuleList(
+            [
+                K.RandomClahe(clip_limit=(2.0, 8.0), grid_size=(4, 4), p=p, keepdim=True),
+                K.RandomGamma(gamma=(0.6, 1.6), p=p, keepdim=True),
+                K.RandomGaussianBlur((5, 5), (0.1, 1.5), p=p, keepdim=True),
+                K.RandomSharpness(sharpness=0.5, p=p, keepdim=True),
+                K.RandomGaussianNoise(std=0.02, p=p, keepdim=True),
+                K.RandomInvert(p=p / 5, keepdim=True),
+                K.RandomErasing(scale=(0.01, 0.08), p=p, keepdim=True),
+            ]
+        )
         self.collimation = Collimation(p)
 
     @torch.no_grad()

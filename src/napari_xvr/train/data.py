@@ -21,8 +21,11 @@ MAX_LABEL = 1024
 
 
 def _volume_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir()
-                   if not p.name.startswith(".") and p.is_file() and file_suffix(p) in VOLUME_SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and p.is_file() and file_suffix(p) in VOLUME_SUFFIXES
+    )
     if not files:
         raise XvrInputError(f"-v {folder}: no NIfTI/NRRD/MHA volumes in this folder")
     return files
@@ -49,8 +52,15 @@ def match_masks(volumes: list[Path], maskpath) -> list[Path | None]:
 class VolumeSet:
     """The training volumes, a weighted draw of one per step and its (cropped) Subject."""
 
-    def __init__(self, volpath, maskpath=None, orientation="AP", patch_size=None,
-                 sample_weights=None, cache_size: int = 8):
+    def __init__(
+        self,
+        volpath,
+        maskpath=None,
+        orientation="AP",
+        patch_size=None,
+        sample_weights=None,
+        cache_size: int = 8,
+    ):
         path = Path(volpath)
         if not path.exists():
             raise XvrInputError(f"-v {path}: no such volume file or folder")
@@ -92,9 +102,11 @@ class VolumeSet:
         vol = read_image(self.volumes[index])
         mask = None if self.masks[index] is None else read_image(self.masks[index], label=True)
         if mask is not None and tuple(mask.shape) != tuple(vol.shape):
-            raise XvrInputError(f"-m {self.masks[index]}: mask shape {tuple(mask.shape[1:])} differs "
-                                f"from the volume's {tuple(vol.shape[1:])} ({self.volumes[index]}); "
-                                "resample it onto the volume grid")
+            raise XvrInputError(
+                f"-m {self.masks[index]}: mask shape {tuple(mask.shape[1:])} differs "
+                f"from the volume's {tuple(vol.shape[1:])} ({self.volumes[index]}); "
+                "resample it onto the volume grid"
+            )
         self.cache[index] = (vol, mask)
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
@@ -115,15 +127,21 @@ class VolumeSet:
                 continue
             low, high = (float(v) for v in torch.aminmax(lab.data))
             if high <= 0 and low >= 0:
-                raise XvrInputError(f"-m {mask}: the labelmap is empty (every voxel is 0); give the "
-                                    "segmentation of this volume, or train without -m")
+                raise XvrInputError(
+                    f"-m {mask}: the labelmap is empty (every voxel is 0); give the "
+                    "segmentation of this volume, or train without -m"
+                )
             if low < 0:
-                raise XvrInputError(f"-m {mask}: the labelmap holds negative values (down to {low:g}); "
-                                    "labels are whole numbers >= 0 (is this a CT given as the mask?)")
+                raise XvrInputError(
+                    f"-m {mask}: the labelmap holds negative values (down to {low:g}); "
+                    "labels are whole numbers >= 0 (is this a CT given as the mask?)"
+                )
             if high > MAX_LABEL:
-                raise XvrInputError(f"-m {mask}: the labelmap holds a label {high:g}; labels above "
-                                    f"{MAX_LABEL} each cost a rendered channel (is this a CT given "
-                                    "as the mask?); renumber the labels")
+                raise XvrInputError(
+                    f"-m {mask}: the labelmap holds a label {high:g}; labels above "
+                    f"{MAX_LABEL} each cost a rendered channel (is this a CT given "
+                    "as the mask?); renumber the labels"
+                )
         return shapes
 
     def subject(self, index: int):

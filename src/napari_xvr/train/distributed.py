@@ -24,8 +24,20 @@ from ..distributed import (
     world_size,
 )
 
-__all__ = ["active", "any_rank", "barrier", "gather_objects", "init_from_env", "launched",
-           "local_device", "no_sync", "rank", "shutdown", "world_size", "wrap"]
+__all__ = [
+    "active",
+    "any_rank",
+    "barrier",
+    "gather_objects",
+    "init_from_env",
+    "launched",
+    "local_device",
+    "no_sync",
+    "rank",
+    "shutdown",
+    "world_size",
+    "wrap",
+]
 
 
 def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

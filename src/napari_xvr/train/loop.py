@@ -45,8 +45,16 @@ from .loss import PoseRegressionLoss, soft_masks
 from .network import PoseRegressor
 from .sampler import prior_centre, random_poses
 
-__all__ = ["Checkpointed", "StopToken", "TrainDone", "TrainStarted", "TrainStep", "Trainer",
-           "run_training", "train"]
+__all__ = [
+    "Checkpointed",
+    "StopToken",
+    "TrainDone",
+    "TrainStarted",
+    "TrainStep",
+    "Trainer",
+    "run_training",
+    "train",
+]
 
 #: memory one ray sample of a training step takes (float32 points, values and autograd's copies;
 #: measured ~18 bytes on the CPU, so a batch needing more than the device's memory cannot run)
@@ -140,8 +148,9 @@ def _tuplify(value):
 class Trainer:
     """Everything one training run holds; :meth:`run` is the event generator."""
 
-    def __init__(self, config: TrainConfig, resume: dict | None = None, resume_path=None,
-                 overwrite: bool = False):
+    def __init__(
+        self, config: TrainConfig, resume: dict | None = None, resume_path=None, overwrite: bool = False
+    ):
         self.config = config
         self.overwrite = overwrite
         self.notes: list[str] = []
@@ -173,8 +182,9 @@ class Trainer:
             from .warp import read_itk_matrix
 
             read_itk_matrix(config.warp, config.invert)
-        self.volumes = VolumeSet(config.volpath, config.maskpath, config.orientation,
-                                 config.patch_size, config.sample_weights)
+        self.volumes = VolumeSet(
+            config.volpath, config.maskpath, config.orientation, config.patch_size, config.sample_weights
+        )
         shapes = self.volumes.validate()
         self._check_memory(shapes)
         if config.frame_center_ras is None:
@@ -184,9 +194,15 @@ class Trainer:
 
         torch.manual_seed(config.seed + self.rank)  # the checks above draw nothing; be sure of it
         random.seed(config.seed + self.rank)
-        self.model = PoseRegressor(config.model_name, config.parameterization, config.convention,
-                                   config.pretrained, config.height, config.norm_layer,
-                                   config.unit_conversion_factor).to(self.device)
+        self.model = PoseRegressor(
+            config.model_name,
+            config.parameterization,
+            config.convention,
+            config.pretrained,
+            config.height,
+            config.norm_layer,
+            config.unit_conversion_factor,
+        ).to(self.device)
         self._check_space()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         warmup = config.n_warmup_itrs / config.n_grad_accum_itrs
@@ -195,7 +211,8 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: 1.0)
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda s: lr_factor(s, warmup, total))
+                self.optimizer, lambda s: lr_factor(s, warmup, total)
+            )
         self.start_itr, self.model_number = 0, 0
         self.template_centre = None
         self._grads = None
@@ -207,8 +224,9 @@ class Trainer:
             self._finetune(finetune, config.ckptpath)
         else:  # a fresh model predicts the centre of the sampling box until it learns better
             self.model.start_at(prior_centre(self.ranges).to(self.device))
-        self.lossfn = PoseRegressionLoss(config.sdd, config.weight_ncc, config.weight_geo,
-                                         config.weight_dice, config.weight_haus).to(self.device)
+        self.lossfn = PoseRegressionLoss(
+            config.sdd, config.weight_ncc, config.weight_geo, config.weight_dice, config.weight_haus
+        ).to(self.device)
         self.augment = XrayAugmentations(config.p_augmentation)
         self.autocast = self._autocast()
         self.raw = _Raw(self.model)
@@ -216,8 +234,9 @@ class Trainer:
             if self.device.type == "cuda":
                 self.raw = torch.compile(self.raw, mode="max-autotune-no-cudagraphs")
             else:
-                self.notes.append(f"--use_compile ignored: compiling is only used on CUDA (device "
-                                  f"{self.device.type})")
+                self.notes.append(
+                    f"--use_compile ignored: compiling is only used on CUDA (device {self.device.type})"
+                )
         if self.world > 1:
             self.raw = dist_utils.wrap(self.raw, self.device)
         self._drrs: dict = {}
@@ -225,8 +244,10 @@ class Trainer:
             try:
                 _set_rng_state(self._rng)
             except (TypeError, ValueError, RuntimeError, KeyError) as err:
-                raise XvrInputError(f"-c {resume_path}: the checkpoint's RNG state is damaged ({err}); "
-                                    "restart from an earlier checkpoint") from err
+                raise XvrInputError(
+                    f"-c {resume_path}: the checkpoint's RNG state is damaged ({err}); "
+                    "restart from an earlier checkpoint"
+                ) from err
 
     # ----------------------------------------------------------------- setup helpers
     def _autocast(self):
@@ -234,8 +255,10 @@ class Trainer:
             return None
         if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.autocast("cuda", dtype=torch.bfloat16)
-        self.notes.append(f"--use_bf16 ignored: bf16 autocast is only used on CUDA GPUs that support "
-                          f"it (device {self.device.type})")
+        self.notes.append(
+            f"--use_bf16 ignored: bf16 autocast is only used on CUDA GPUs that support "
+            f"it (device {self.device.type})"
+        )
         return None
 
     def _load_weights(self, state: dict, source) -> None:
@@ -252,34 +275,48 @@ class Trainer:
         cfg = self.config
         ckpt = load_checkpoint(path)
         spec = model_spec(ckpt["config"], path)
-        ours = {"model_name": cfg.model_name, "parameterization": cfg.parameterization,
-                "norm_layer": cfg.norm_layer, "unit_conversion_factor": cfg.unit_conversion_factor}
+        ours = {
+            "model_name": cfg.model_name,
+            "parameterization": cfg.parameterization,
+            "norm_layer": cfg.norm_layer,
+            "unit_conversion_factor": cfg.unit_conversion_factor,
+        }
         if cfg.parameterization == "euler_angles":
             ours["convention"] = cfg.convention
-        differ = [k for k, v in ours.items()
-                  if (float(spec[k]) != float(v) if k == "unit_conversion_factor" else spec[k] != v)]
+        differ = [
+            k
+            for k, v in ours.items()
+            if (float(spec[k]) != float(v) if k == "unit_conversion_factor" else spec[k] != v)
+        ]
         if differ:
             theirs = " ".join(f"--{k} {spec[k]}" for k in differ)
             given = " ".join(f"--{k} {ours[k]}" for k in differ)
-            raise XvrInputError(f"-c {path}: the checkpoint's network has {theirs}, not {given}; pass "
-                                f"{theirs} to finetune it")
+            raise XvrInputError(
+                f"-c {path}: the checkpoint's network has {theirs}, not {given}; pass {theirs} to finetune it"
+            )
         for key in ("height", "sdd", "delx"):
             if float(spec[key]) != float(getattr(cfg, key)):
-                self.notes.append(f"finetuning a model trained with --{key} {spec[key]:g} at --{key} "
-                                  f"{getattr(cfg, key):g}")
+                self.notes.append(
+                    f"finetuning a model trained with --{key} {spec[key]:g} at --{key} {getattr(cfg, key):g}"
+                )
         if cfg.reuse_optimizer:
-            if not isinstance(ckpt.get("optimizer_state_dict"), dict) or \
-                    not isinstance(ckpt.get("scheduler_state_dict"), dict):
+            if not isinstance(ckpt.get("optimizer_state_dict"), dict) or not isinstance(
+                ckpt.get("scheduler_state_dict"), dict
+            ):
                 raise XvrInputError(f"-c {path}: --reuse_optimizer needs optimizer and scheduler states")
             itr, number = ckpt.get("itr", 0), ckpt.get("model_number", 0)
             for name, value in (("itr", itr), ("model_number", number)):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise XvrInputError(f"-c {path}: the checkpoint's {name}={value!r} is not a count; "
-                                        "the file is damaged (finetune without --reuse_optimizer)")
+                    raise XvrInputError(
+                        f"-c {path}: the checkpoint's {name}={value!r} is not a count; "
+                        "the file is damaged (finetune without --reuse_optimizer)"
+                    )
             if itr >= cfg.n_total_itrs:
-                raise XvrInputError(f"-c {path}: with --reuse_optimizer training goes on from iteration "
-                                    f"{itr}, which --n_total_itrs {cfg.n_total_itrs} has reached; pass "
-                                    f"--n_total_itrs above {itr}")
+                raise XvrInputError(
+                    f"-c {path}: with --reuse_optimizer training goes on from iteration "
+                    f"{itr}, which --n_total_itrs {cfg.n_total_itrs} has reached; pass "
+                    f"--n_total_itrs above {itr}"
+                )
         return ckpt
 
     def _finetune(self, ckpt: dict, path) -> None:
@@ -293,12 +330,15 @@ class Trainer:
                 self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
                 self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
             except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
-                raise XvrInputError(f"-c {path}: its optimizer state does not fit this network "
-                                    f"({_one_line(err)}); finetune without --reuse_optimizer") from err
+                raise XvrInputError(
+                    f"-c {path}: its optimizer state does not fit this network "
+                    f"({_one_line(err)}); finetune without --reuse_optimizer"
+                ) from err
             self.start_itr = int(ckpt.get("itr", 0))
             self.model_number = int(ckpt.get("model_number", 0)) + 1
-        self.notes.append(f"finetuning from {path}" + (" (optimizer reused)" if self.config.reuse_optimizer
-                                                      else ""))
+        self.notes.append(
+            f"finetuning from {path}" + (" (optimizer reused)" if self.config.reuse_optimizer else "")
+        )
 
     def _check_resume(self, ckpt: dict, path) -> None:
         if not is_ours(ckpt):
@@ -320,9 +360,11 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
             self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
-            raise XvrInputError(f"-c {path}: the checkpoint's optimizer state does not fit its network "
-                                f"({_one_line(err)}); the file is damaged: restart from an earlier "
-                                "checkpoint") from err
+            raise XvrInputError(
+                f"-c {path}: the checkpoint's optimizer state does not fit its network "
+                f"({_one_line(err)}); the file is damaged: restart from an earlier "
+                "checkpoint"
+            ) from err
         self.start_itr = int(ckpt["itr"])
         self.model_number = int(ckpt.get("model_number", 0)) + 1
         self.template_centre = ckpt.get("template_centre")
@@ -339,9 +381,11 @@ class Trainer:
             params = dict(self.model.named_parameters())
             for name, grad in self._grads.items():
                 if name not in params or tuple(grad.shape) != tuple(params[name].shape):
-                    raise XvrInputError(f"-c {path}: the checkpoint's pending gradient {name} does not "
-                                        "fit its network; the file is damaged: restart from an "
-                                        "earlier checkpoint")
+                    raise XvrInputError(
+                        f"-c {path}: the checkpoint's pending gradient {name} does not "
+                        "fit its network; the file is damaged: restart from an "
+                        "earlier checkpoint"
+                    )
                 params[name].grad = grad.to(self.device, params[name].dtype).clone()
 
     def _check_memory(self, shapes) -> None:
@@ -355,7 +399,8 @@ class Trainer:
             raise XvrInputError(
                 f"--batch_size {cfg.batch_size} with --height {cfg.height} and {samples} samples per "
                 f"ray needs at least {need / 2**30:.1f} GiB for one batch of DRRs, more than the "
-                f"{total / 2**30:.1f} GiB of {self.device}; lower --batch_size, --height or --n_samples")
+                f"{total / 2**30:.1f} GiB of {self.device}; lower --batch_size, --height or --n_samples"
+            )
 
     def _check_space(self) -> None:
         """Refuse an output where not even one checkpoint fits (a file-size limit, a full disk)."""
@@ -373,7 +418,8 @@ class Trainer:
             raise XvrOutputError(
                 f"could not write {self.outpath / '0000.pth'}: a checkpoint takes about "
                 f"{need / 2**20:.1f} MiB, more than this process's file-size limit ({soft} bytes, "
-                "ulimit -f); raise the limit or train a smaller --model_name")
+                "ulimit -f); raise the limit or train a smaller --model_name"
+            )
         where = _existing_ancestor(self.outpath)
         try:
             free = shutil.disk_usage(where).free
@@ -383,7 +429,8 @@ class Trainer:
             raise XvrOutputError(
                 f"could not write {self.outpath / '0000.pth'}: a checkpoint takes about "
                 f"{need / 2**20:.1f} MiB and {where} has {free / 2**20:.1f} MiB free; free some "
-                "disk space or choose another output folder")
+                "disk space or choose another output folder"
+            )
 
     def _renderer(self, index: int):
         """(DRR, HU volume, template->volume warp or None) for volume `index`."""
@@ -392,16 +439,23 @@ class Trainer:
         if index in self._drrs and self.volumes.single:
             return self._drrs[index]
         subject = self.volumes.subject(index)
-        drr = make_drr(subject, self.intrinsics, self.config.renderer, self.config.reverse_x_axis,
-                       self.config.voxel_shift, device=self.device)
+        drr = make_drr(
+            subject,
+            self.intrinsics,
+            self.config.renderer,
+            self.config.reverse_x_axis,
+            self.config.voxel_shift,
+            device=self.device,
+        )
         hu = subject.volume.data.squeeze().to(self.device, torch.float32)
         warp = None
         if self.config.warp is not None:
             from .warp import reframe
 
             patient_centre = self.volumes.last_centre_ras
-            warp = reframe(self.config.warp, self.template_centre, patient_centre,
-                           self.config.invert).to(self.device)
+            warp = reframe(self.config.warp, self.template_centre, patient_centre, self.config.invert).to(
+                self.device
+            )
         entry = (drr, hu, warp)
         if self.volumes.single:
             self._drrs[index] = entry
@@ -420,8 +474,11 @@ class Trainer:
         cfg = self.config
         index = self.volumes.draw()
         drr, hu, warp = self._renderer(index)
-        use_masks = (getattr(drr, "mask", None) is not None and not cfg.geodesic_only
-                     and (cfg.weight_dice > 0 or cfg.weight_haus > 0))
+        use_masks = (
+            getattr(drr, "mask", None) is not None
+            and not cfg.geodesic_only
+            and (cfg.weight_dice > 0 or cfg.weight_haus > 0)
+        )
         pose = random_poses(self.ranges, cfg.batch_size, device=self.device)
         multiplier = 1.0
         if torch.rand(()) < cfg.p_augmentation:
@@ -459,19 +516,27 @@ class Trainer:
                 raise XvrInputError(
                     f"training stopped at iteration {itr}: the loss is {float(loss)} (not finite); "
                     f"the weights were not updated with it and the checkpoints in {self.outpath} "
-                    "hold the last good ones; lower --lr, or check the volume's intensities")
+                    "hold the last good ones; lower --lr, or check the volume's intensities"
+                )
             loss.backward()
         if boundary:
             from timm.utils.agc import adaptive_clip_grad
 
             adaptive_clip_grad(self.model.parameters())
-            bad = next((n for n, p in self.model.named_parameters()
-                        if p.grad is not None and not torch.isfinite(p.grad).all()), None)
+            bad = next(
+                (
+                    n
+                    for n, p in self.model.named_parameters()
+                    if p.grad is not None and not torch.isfinite(p.grad).all()
+                ),
+                None,
+            )
             if bad is not None:
                 raise XvrInputError(
                     f"training stopped at iteration {itr}: the gradient of {bad} is not finite; the "
                     f"weights were not updated with it and the checkpoints in {self.outpath} hold the "
-                    "last good ones; lower --lr, or check the volume's intensities")
+                    "last good ones; lower --lr, or check the volume's intensities"
+                )
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -481,16 +546,22 @@ class Trainer:
 
         return {
             "loss": float(loss.detach()) * cfg.n_grad_accum_itrs,
-            "ncc": kept_mean(terms.ncc), "geo": kept_mean(terms.geo), "rgeo": kept_mean(terms.rgeo),
-            "tgeo": kept_mean(terms.tgeo), "dice": kept_mean(terms.dice), "haus": kept_mean(terms.haus),
-            "lr": float(self.scheduler.get_last_lr()[0]), "kept": float(keep.mean()),
+            "ncc": kept_mean(terms.ncc),
+            "geo": kept_mean(terms.geo),
+            "rgeo": kept_mean(terms.rgeo),
+            "tgeo": kept_mean(terms.tgeo),
+            "dice": kept_mean(terms.dice),
+            "haus": kept_mean(terms.haus),
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "kept": float(keep.mean()),
             "images": (img, pred_img),
         }
 
     # ----------------------------------------------------------------- checkpoints / logs
     def state(self, itr: int) -> dict:
-        grads = {n: p.grad.detach().cpu().clone() for n, p in self.model.named_parameters()
-                 if p.grad is not None}
+        grads = {
+            n: p.grad.detach().cpu().clone() for n, p in self.model.named_parameters() if p.grad is not None
+        }
         return {
             "model_state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer_state_dict": self.optimizer.state_dict(),
@@ -509,7 +580,8 @@ class Trainer:
         if bad is not None:  # never let a diverged network replace the last good checkpoint
             raise XvrInputError(
                 f"training stopped at iteration {itr}: the weights ({bad}) are not finite; the "
-                f"checkpoints in {self.outpath} hold the last good ones; lower --lr")
+                f"checkpoints in {self.outpath} hold the last good ones; lower --lr"
+            )
         state = self.state(itr)  # every rank joins the RNG gather
         path = None
         if self.rank == 0:
@@ -529,8 +601,11 @@ class Trainer:
         rows = []
         if self.start_itr > 0 and source.is_file():
             with source.open(newline="") as handle:
-                rows = [r for r in csv.DictReader(handle)
-                        if r.get("itr", "").strip().isdigit() and int(r["itr"]) < self.start_itr]
+                rows = [
+                    r
+                    for r in csv.DictReader(handle)
+                    if r.get("itr", "").strip().isdigit() and int(r["itr"]) < self.start_itr
+                ]
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -564,8 +639,9 @@ class Trainer:
         handle, writer = self._open_csv() if lead else (None, None)
         wandb_run = _wandb(cfg, self.notes) if lead else None
         n_params = sum(p.numel() for p in self.model.parameters())
-        yield TrainStarted(self.start_itr, cfg.n_total_itrs, self.outpath, str(self.device), n_params,
-                           tuple(self.notes))
+        yield TrainStarted(
+            self.start_itr, cfg.n_total_itrs, self.outpath, str(self.device), n_params, tuple(self.notes)
+        )
         t0, last, itr, stopped = time.perf_counter(), None, self.start_itr, False
         self.model.train()
         try:
@@ -587,10 +663,10 @@ class Trainer:
                         wandb_run.log({**log, "itr": itr})
                 show = cfg.n_drr_every_itrs > 0 and itr % cfg.n_drr_every_itrs == 0
                 yield TrainStep(
-                    itr=itr, **log,
+                    itr=itr,
+                    **log,
                     drr=img[:4, 0].detach().float().cpu().numpy() if show else None,
-                    pred=pred[:4, 0].detach().float().cpu().numpy() if show and pred is not None
-                    else None,
+                    pred=pred[:4, 0].detach().float().cpu().numpy() if show and pred is not None else None,
                 )
                 itr += 1
             last = self.checkpoint(itr)
@@ -620,8 +696,10 @@ def _wandb(cfg: TrainConfig, notes: list[str]):
         if cfg.name or cfg.id or cfg.group:
             notes.append("wandb is not installed: --name/--id/--group ignored; losses go to losses.csv")
         return None
-    configured = bool(os.environ.get("WANDB_API_KEY")) or os.environ.get("WANDB_MODE") in ("offline",
-                                                                                          "disabled")
+    configured = bool(os.environ.get("WANDB_API_KEY")) or os.environ.get("WANDB_MODE") in (
+        "offline",
+        "disabled",
+    )
     if not configured:
         try:
             configured = bool(wandb.api.api_key)
@@ -630,8 +708,15 @@ def _wandb(cfg: TrainConfig, notes: list[str]):
     if not configured:
         notes.append("wandb is not configured (no WANDB_API_KEY/login): losses go to losses.csv only")
         return None
-    return wandb.init(project=cfg.project, group=cfg.group, name=cfg.name, id=cfg.id, resume="allow",
-                      config=cfg.to_dict(), dir=str(cfg.outpath))
+    return wandb.init(
+        project=cfg.project,
+        group=cfg.group,
+        name=cfg.name,
+        id=cfg.id,
+        resume="allow",
+        config=cfg.to_dict(),
+        dir=str(cfg.outpath),
+    )
 
 
 def train(config: TrainConfig, stop: StopToken | None = None, overwrite: bool = False) -> Iterator:
@@ -643,8 +728,9 @@ def train(config: TrainConfig, stop: StopToken | None = None, overwrite: bool = 
     return Trainer(config, overwrite=overwrite).run(stop)
 
 
-def restart(ckptpath, stop: StopToken | None = None, outpath=None, overwrite: bool = False,
-            **overrides) -> Iterator:
+def restart(
+    ckptpath, stop: StopToken | None = None, outpath=None, overwrite: bool = False, **overrides
+) -> Iterator:
     """Event generator continuing the run a checkpoint (file, or folder of them) came from.
 
     The run goes on in the checkpoint's own folder (never where its stored config points: a
@@ -667,8 +753,9 @@ def restart(ckptpath, stop: StopToken | None = None, outpath=None, overwrite: bo
     try:
         config.check_geometry()
     except XvrInputError as err:
-        raise XvrInputError(f"{path}: the training config it holds is not valid ({err}); the file is "
-                            "damaged or was edited") from err
+        raise XvrInputError(
+            f"{path}: the training config it holds is not valid ({err}); the file is damaged or was edited"
+        ) from err
     return Trainer(config, resume=ckpt, resume_path=path, overwrite=overwrite).run(stop)
 
 
@@ -711,8 +798,9 @@ def check_output_folder(outpath: Path) -> None:
     if not where.is_dir():
         raise XvrInputError(f"-o {outpath}: {where} is a file, not a folder; choose another -o")
     if not os.access(where, os.W_OK | os.X_OK):
-        raise XvrOutputError(f"could not write {outpath}: no permission to write in {where}; choose "
-                             "another output folder")
+        raise XvrOutputError(
+            f"could not write {outpath}: no permission to write in {where}; choose another output folder"
+        )
 
 
 def _same_folder(a: Path, b: Path) -> bool:

@@ -42,7 +42,7 @@ def dice_loss(true: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     return torch.where(n > 0, 1.0 - mean, torch.zeros_like(mean))
 
 
-_SQRT2 = 2.0 ** 0.5
+_SQRT2 = 2.0**0.5
 #: 3x3 chamfer step lengths (diagonal sqrt 2, edge 1, centre 0), row-major like F.unfold
 _CHAMFER = torch.tensor([_SQRT2, 1.0, _SQRT2, 1.0, 0.0, 1.0, _SQRT2, 1.0, _SQRT2])
 
@@ -69,8 +69,9 @@ def chamfer_distance(region: torch.Tensor, max_distance: int = 10) -> torch.Tens
     return dist
 
 
-def hausdorff_loss(true: torch.Tensor, pred: torch.Tensor, alpha: float = 2.0,
-                   max_distance: int = 10) -> torch.Tensor:
+def hausdorff_loss(
+    true: torch.Tensor, pred: torch.Tensor, alpha: float = 2.0, max_distance: int = 10
+) -> torch.Tensor:
     """Differentiable Hausdorff-distance loss between soft masks (B, C, H, W) -> (B,).
 
     Distance-transform form of Karimi & Salcudean (2019): each pixel's squared disagreement
@@ -87,7 +88,7 @@ def hausdorff_loss(true: torch.Tensor, pred: torch.Tensor, alpha: float = 2.0,
     flat_true, flat_pred = true.reshape(b * c, 1, h, w), pred.reshape(b * c, 1, h, w)
     to_true = chamfer_distance(flat_true > 0.5, max_distance)
     to_pred = chamfer_distance(flat_pred.detach() > 0.5, max_distance)
-    weight = to_true ** alpha + to_pred ** alpha
+    weight = to_true**alpha + to_pred**alpha
     per_channel = ((flat_pred - flat_true) ** 2 * weight).flatten(1).mean(1).view(b, c)
     present = (true.flatten(2).amax(-1) > 0.5) | (pred.detach().flatten(2).amax(-1) > 0.5)
     n = present.sum(-1)
@@ -97,8 +98,14 @@ def hausdorff_loss(true: torch.Tensor, pred: torch.Tensor, alpha: float = 2.0,
 class PoseRegressionLoss(torch.nn.Module):
     """xvr's training objective (image similarity as the registration engine measures it)."""
 
-    def __init__(self, sdd: float, weight_ncc: float = 1.0, weight_geo: float = 0.01,
-                 weight_dice: float = 1.0, weight_haus: float = 0.1):
+    def __init__(
+        self,
+        sdd: float,
+        weight_ncc: float = 1.0,
+        weight_geo: float = 0.01,
+        weight_dice: float = 1.0,
+        weight_haus: float = 0.1,
+    ):
         super().__init__()
         self.similarity = Similarity()
         self.geodesic = DoubleGeodesicSE3(sdd)
@@ -120,6 +127,10 @@ class PoseRegressionLoss(torch.nn.Module):
             dice = dice_loss(mask, pred_mask)
             if self.weight_haus > 0:
                 haus = hausdorff_loss(mask, pred_mask)
-        loss = (self.weight_ncc * (1 - ncc) + self.weight_geo * geo + self.weight_dice * dice
-                + self.weight_haus * haus)
+        loss = (
+            self.weight_ncc * (1 - ncc)
+            + self.weight_geo * geo
+            + self.weight_dice * dice
+            + self.weight_haus * haus
+        )
         return LossTerms(loss, ncc, geo, rgeo, tgeo, dice, haus)

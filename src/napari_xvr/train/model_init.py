@@ -26,8 +26,9 @@ def image_x0(intrinsics: Intrinsics, reverse_x_axis: bool) -> float:
     return float(intrinsics.x0) if reverse_x_axis else -float(intrinsics.x0)
 
 
-def to_model_detector(img: torch.Tensor, intrinsics: Intrinsics, spec: dict,
-                      reverse_x_axis: bool = False) -> torch.Tensor:
+def to_model_detector(
+    img: torch.Tensor, intrinsics: Intrinsics, spec: dict, reverse_x_axis: bool = False
+) -> torch.Tensor:
     """Resample an X-ray (1, 1, H, W) to the model's detector (sdd, delx, height, centred).
 
     The image is first re-projected to the model's source-to-detector distance and a pixel size
@@ -43,12 +44,26 @@ def to_model_detector(img: torch.Tensor, intrinsics: Intrinsics, spec: dict,
     side = min(height, width)
     if abs(intrinsics.delx - intrinsics.dely) > 1e-3 * intrinsics.delx:
         scale = intrinsics.dely / intrinsics.delx  # make pixels square first (rows resampled)
-        img = interpolate(img, size=(max(2, round(height * scale)), width), mode="bilinear",
-                          antialias=True, align_corners=False)
+        img = interpolate(
+            img,
+            size=(max(2, round(height * scale)), width),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
         height, side = img.shape[-2], min(img.shape[-2], width)
     new_delx = spec["delx"] * spec["height"] / side
-    img = resample(img, intrinsics.sdd, intrinsics.delx, image_x0(intrinsics, reverse_x_axis),
-                   intrinsics.y0, spec["sdd"], new_delx, 0.0, 0.0)
+    img = resample(
+        img,
+        intrinsics.sdd,
+        intrinsics.delx,
+        image_x0(intrinsics, reverse_x_axis),
+        intrinsics.y0,
+        spec["sdd"],
+        new_delx,
+        0.0,
+        0.0,
+    )
     img = center_crop(img, [side, side])
     return standardize(img, (spec["height"], spec["height"]))
 
@@ -103,8 +118,9 @@ class ModelInitializer:
                 raise XvrInputError("--warp needs the volume (-v) the transform was computed for")
             from .warp import reframe, volume_centre_ras
 
-            self._warp = reframe(self.warp, self.spec["frame_center_ras"], volume_centre_ras(self.volume),
-                                 self.invert)
+            self._warp = reframe(
+                self.warp, self.spec["frame_center_ras"], volume_centre_ras(self.volume), self.invert
+            )
         elif self.invert:
             raise XvrInputError("--invert needs a transform: pass it with --warp")
         self._drr = None
@@ -124,8 +140,9 @@ class ModelInitializer:
 
     def model_input(self, xray: XRay) -> torch.Tensor:
         img = preprocess_xray(xray.image, self.crop, self.subtract_background, self.linearize)
-        x = to_model_detector(img, crop_intrinsics(xray.intrinsics, self.crop), self.spec,
-                              bool(self.reverse_x_axis))
+        x = to_model_detector(
+            img, crop_intrinsics(xray.intrinsics, self.crop), self.spec, bool(self.reverse_x_axis)
+        )
         if self.mirrored:
             x = x.flip(-1)  # the model saw DRRs mirrored relative to this X-ray
         return x.to(self._device)
@@ -152,8 +169,9 @@ class ModelInitializer:
             subject = read_volume(self.volume, orientation=self.orientation)
             h = self.spec["height"]
             intr = Intrinsics(self.spec["sdd"], h, h, self.spec["delx"], self.spec["delx"])
-            self._drr = make_drr(subject, intr, reverse_x_axis=bool(self.spec["reverse_x_axis"]),
-                                 device=self._device)
+            self._drr = make_drr(
+                subject, intr, reverse_x_axis=bool(self.spec["reverse_x_axis"]), device=self._device
+            )
         sim = Similarity()
         size = tuple(x.shape[-2:])
         scores = []

@@ -28,8 +28,10 @@ def _backbone(model_name: str, pretrained: bool, norm_layer: str | None) -> torc
         try:
             get_norm_layer(norm_layer)
         except (KeyError, ValueError, AssertionError) as err:
-            raise XvrInputError(f"--norm_layer {norm_layer!r} is not a timm norm layer; use e.g. "
-                                "groupnorm, groupnorm1, batchnorm or layernorm2d") from err
+            raise XvrInputError(
+                f"--norm_layer {norm_layer!r} is not a timm norm layer; use e.g. "
+                "groupnorm, groupnorm1, batchnorm or layernorm2d"
+            ) from err
         kwargs["norm_layer"] = norm_layer
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)

@@ -54,8 +54,10 @@ def read_itk_matrix(path, invert: bool = False) -> np.ndarray:
     if xform.GetDimension() != 3:
         raise XvrInputError(f"--warp {path}: a 3D transform is needed, got {xform.GetDimension()}D")
     if not xform.IsLinear():
-        raise XvrInputError(f"--warp {path}: a {xform.GetName()} is not a rigid transform (it bends "
-                            "space); give the rigid (Euler/versor/affine) transform of the registration")
+        raise XvrInputError(
+            f"--warp {path}: a {xform.GetName()} is not a rigid transform (it bends "
+            "space); give the rigid (Euler/versor/affine) transform of the registration"
+        )
     origin = np.asarray(xform.TransformPoint((0.0, 0.0, 0.0)))
     columns = [np.asarray(xform.TransformPoint(tuple(e))) - origin for e in np.eye(3)]
     matrix = np.eye(4)
@@ -64,8 +66,10 @@ def read_itk_matrix(path, invert: bool = False) -> np.ndarray:
     if not np.isfinite(matrix).all():
         raise XvrInputError(f"--warp {path}: the transform holds NaN or infinite parameters")
     if np.abs(origin).max() > 1e5:
-        raise XvrInputError(f"--warp {path}: the transform moves points by {np.abs(origin).max():g} mm; "
-                            "a registration of two CTs moves them by far less (check the file)")
+        raise XvrInputError(
+            f"--warp {path}: the transform moves points by {np.abs(origin).max():g} mm; "
+            "a registration of two CTs moves them by far less (check the file)"
+        )
     u, s, vt = np.linalg.svd(matrix[:3, :3])
     if np.linalg.det(u @ vt) < 0:
         raise XvrInputError(f"--warp {path}: the transform flips handedness; a rigid one is needed")
