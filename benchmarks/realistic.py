@@ -281,10 +281,10 @@ def parse(argv):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default=None, help="comma-separated case names")
     parser.add_argument(
-        "--readme",
+        "--doc",
         type=Path,
         default=None,
-        help="write the tables into this document's realistic block (README.md)",
+        help="write the tables into this document's realistic block (docs/accuracy.md)",
     )
     parser.add_argument(
         "--plot", type=Path, default=None, help="a PNG of the verdict's calibration (every factor on)"
@@ -345,12 +345,12 @@ def main(argv=None) -> int:
     print()
     print_table(out["by_view"])
     print(f"{time.perf_counter() - t0:.0f} s in all")
-    if args.readme:
+    if args.doc:
         from .report import replace_block
 
         env = out["environment"]
         replace_block(
-            args.readme,
+            args.doc,
             "realistic",
             "\n".join(
                 [

@@ -2,8 +2,9 @@
 (the README of the reference and, where it changed, upstream 0.1.0 = PyPI ``xvreg``), and the
 measured reason wherever ours differs.
 
-The CLI, the option dataclasses, the napari widgets, the Python API and the README's table of
-differences all read from here (``python -m napari_xvr.defaults`` prints the README table).
+The CLI, the option dataclasses, the napari widgets, the Python API and the documentation's table
+of differences all read from here (``python -m napari_xvr.defaults`` prints the table for
+docs/command-line.md).
 Importing this module is cheap: it imports nothing heavy.
 """
 
@@ -314,7 +315,7 @@ def _fmt(value) -> str:
 
 
 def differences_markdown() -> str:
-    """The README's table: every option whose default is not xvr's, with both and the reason."""
+    """The documentation's table: every option whose default is not xvr's, with both and why."""
     rows = [
         "| option | xvr (README) | xvr 0.1.0 | napari-xvr | why (measured on the synthetic "
         "chest-CT cases unless said) |",

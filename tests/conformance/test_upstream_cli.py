@@ -172,5 +172,5 @@ def test_upstream_spellings_are_accepted(tmp_path):
 def test_the_readme_shows_the_table_of_differences():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "command-line.md").read_text()
     assert defaults.differences_markdown() in readme, "run python -m napari_xvr.defaults and paste it"

@@ -26,7 +26,7 @@ def _differs(name: str) -> str:
     if not d.differs:
         return ""
     shown = d.reference if d.reference == d.upstream else f"{d.reference}; 0.1.0: {d.upstream}"
-    return f" (xvr: {shown}; see the README's table of defaults)"
+    return f" (xvr: {shown}; see docs/command-line.md)"
 
 
 REQUIRED = (
