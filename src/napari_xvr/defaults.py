@@ -185,7 +185,7 @@ REGISTER: dict[str, Default] = {
         None,
         why="napari-xvr's own option: LM keeps each scale's pose near its start with a Gaussian "
         "prior of this many degrees per angle (and `--prior_mm` per axis), weighed as one "
-        "pixel's worth of evidence against the scale's image (register/engine.py pose_prior): "
+        "pixel's worth of evidence against the scale's image (register/stage_run.py pose_prior): "
         "the coarse scales cannot see the out-of-plane angles and depth and otherwise wander "
         "tens of mm; at full resolution it moves the optimum by far under 0.1 mm. 0 turns it "
         "off, as xvr",

@@ -6,7 +6,7 @@ from .._lazy import lazy_exports
 
 _WHERE = {  # name -> submodule: imported on first use, so `xvr --help` stays light
     "Preprocessing": ".engine",
-    "StopToken": ".engine",
+    "StopToken": ".events",
     "register": ".engine",
     "run_to_end": ".engine",
     "Done": ".events",

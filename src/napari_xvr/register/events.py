@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,3 +48,17 @@ class Done:
     """The run ended; `result` is the final :class:`~napari_xvr.register.result.RegistrationResult`."""
 
     result: object
+
+
+class StopToken:
+    """Thread-safe flag: `stop()` ends a run after the current iteration, keeping its best pose."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def stop(self) -> None:
+        self._event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._event.is_set()
