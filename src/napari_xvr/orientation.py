@@ -52,3 +52,12 @@ def edge_labels(
         order = [i for i in np.argsort(-toward) if toward[i] >= share * longest > 0]
         labels[edge] = "".join(letters[i] for i in order[:2])
     return labels
+
+
+def radiological_mirror(labels: dict) -> bool:
+    """Whether an image with these edge `labels` (:func:`edge_labels`) is shown mirrored left-right
+    in the radiological convention (the patient's left on the viewer's right, as PACS and 3D
+    Slicer show frontal views): a frontal view whose left edge points to the patient's left.
+    Lateral and other views are shown as they are."""
+    left, right = labels.get("left", ""), labels.get("right", "")
+    return left.startswith("L") and right.startswith("R")

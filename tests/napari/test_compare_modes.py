@@ -29,6 +29,22 @@ def test_each_comparison_mode_shows_its_image(make_napari_viewer, qtbot, artifac
     qtbot.waitUntil(lambda: not reg.running and reg.result is not None, timeout=240_000)
     overlay = viewer.layers[reg.overlay_name]
     drr = np.asarray(overlay.data, dtype=np.float64)
+    # radiological display: this AP X-ray is stored with the patient's left on its left, so the
+    # view is mirrored (the left edge's letter L then shows on the viewer's right)
+    letters = list(viewer.layers[f"{xray.name} orientation"].features["label"])
+    assert letters[0] == "L" and letters[1] == "R", letters
+    horizontal = lambda: str(
+        getattr(
+            viewer.scene.camera.orientation2d[1],
+            "value",  # noqa: E731
+            viewer.scene.camera.orientation2d[1],
+        )
+    )
+    assert horizontal() == "left"
+    viewer.screenshot(str(artifacts / "radiological.png"), canvas_only=True)
+    reg.radiological.value = False
+    assert horizontal() == "right"  # as stored
+    reg.radiological.value = True
     shown = {}
     for mode in ("checkerboard", "difference", "edges"):
         reg.compare.mode.value = mode

@@ -27,7 +27,7 @@ from ..device import device_choices, pick_device
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS, pose_from_matrix, pose_to_dict
 from ..io.xray import check_reducefn
-from ..orientation import edge_labels
+from ..orientation import edge_labels, radiological_mirror
 from ..register import (
     DicomInitializer,
     PoseInitializer,
@@ -191,6 +191,13 @@ class RegisterWidget(Stoppable, Container):
             "(other layers hidden; a joint registration: every view side by side, in napari's "
             "grid); untick to show the other layers again",
         )
+        self.radiological = CheckBox(
+            label="radiological display",
+            value=True,
+            tooltip="frontal views shown with the patient's left on the viewer's right, as PACS "
+            "and 3D Slicer show them (the 2D view is mirrored when the X-ray is stored the other "
+            "way); untick to show the X-ray as stored",
+        )
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = StatusLine("idle")
@@ -236,7 +243,7 @@ class RegisterWidget(Stoppable, Container):
                     self.device,
                 ),
                 group("Output", self.outdir, self.saveimg, self.overwrite, self.mirror_check),
-                group("View", self.view, self.compare),
+                group("View", self.view, self.radiological, self.compare),
                 self.plot,
             ],
         )
@@ -249,6 +256,7 @@ class RegisterWidget(Stoppable, Container):
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self.view.changed.connect(self._view_changed)
+        self.radiological.changed.connect(lambda *_: self._apply_display())
         self.worker = None
         self.stop_token: StopToken | None = None
         self.native.destroyed.connect(self._stop_quietly)  # closing the dock ends its run
@@ -262,6 +270,7 @@ class RegisterWidget(Stoppable, Container):
         self._pump: EventPump | None = None
         self._job: RegisterJob | None = None
         self._hidden: dict[str, bool] = {}  # layers the registration view hid: their visibility
+        self._letters: dict | None = None  # the registered X-ray's edge letters
         self._grid = ViewGrid(viewer)  # a joint run's views side by side (grid, layer order)
         self._relatives: tuple = ()  # a joint run: each view's pose relative to the first's
         follow_layers(self, viewer)
@@ -518,10 +527,24 @@ class RegisterWidget(Stoppable, Container):
             self._guard_view(self.focus_xray)
             return
         self._guard_view(self._grid.give_back)
+        self._apply_display()  # as stored, outside the registration view
         for name, visible in self._hidden.items():
             if name in self.viewer.layers:
                 self.viewer.layers[name].visible = visible
         self._hidden.clear()
+
+    def _apply_display(self, letters: dict | None = None) -> None:
+        """The 2D view mirrored left-right when 'radiological display' is on and the registered
+        X-ray is a frontal view with the patient's left on its left (core
+        :func:`~napari_xvr.orientation.radiological_mirror`); as stored otherwise."""
+        letters = self._letters if letters is None else letters
+        mirror = bool(
+            self.radiological.value and self.view.value and letters and radiological_mirror(letters)
+        )
+        camera = self.viewer.scene.camera
+        wanted = ("down", "left" if mirror else "right")
+        if tuple(str(getattr(v, "value", v)) for v in camera.orientation2d) != wanted:
+            camera.orientation2d = wanted
 
     def _show_orientation(self, matrix) -> None:
         """Patient-direction letters at the X-ray's edges for the DRR at pose `matrix` (None:
@@ -567,6 +590,9 @@ class RegisterWidget(Stoppable, Container):
         }
         points = np.array([where[edge] for edge in where], dtype=float)
         features = {"label": [letters[edge] for edge in where]}
+        if xray is self.xray_layer and any(letters.values()):  # (blank at the click)
+            self._letters = letters
+            self._apply_display(letters)
         name = f"{xray.name} orientation"
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]

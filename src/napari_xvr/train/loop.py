@@ -10,21 +10,16 @@ and adaptive gradient clipping.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime
 import io
 import math
-import os
 import random
-import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffdrr.data import transform_hu_to_density
 from diffdrr.pose import RigidTransform
@@ -41,9 +36,20 @@ from .augment import XrayAugmentations
 from .checkpoint import check_resumable, is_ours, load_checkpoint, model_spec, save_checkpoint
 from .config import TrainConfig
 from .data import VolumeSet
+from .events import Checkpointed, TrainDone, TrainStarted, TrainStep
 from .loss import PoseRegressionLoss, soft_masks
 from .network import PoseRegressor
+from .run_folder import (  # noqa: F401 (re-exported)
+    RUN_FILE,
+    _existing_ancestor,
+    _one_line,
+    _same_folder,
+    check_output_folder,
+    remove_stale_temporaries,
+    run_files_in,
+)
 from .sampler import prior_centre, random_poses
+from .wandb_log import _null, _wandb  # noqa: F401
 
 __all__ = [
     "Checkpointed",
@@ -60,50 +66,6 @@ __all__ = [
 #: measured ~18 bytes on the CPU, so a batch needing more than the device's memory cannot run)
 BYTES_PER_SAMPLE = 16
 CSV_COLUMNS = ("itr", "loss", "ncc", "geo", "rgeo", "tgeo", "dice", "haus", "lr", "kept", "time_s")
-
-
-@dataclass(frozen=True)
-class TrainStarted:
-    start_itr: int
-    n_total_itrs: int
-    outpath: Path
-    device: str
-    n_parameters: int
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TrainStep:
-    """One iteration; `drr`/`pred` (up to 4 images, (N, H, W)) every ``n_drr_every_itrs``
-    (`pred` is None with ``geodesic_only``: no DRRs of the predicted poses are rendered)."""
-
-    itr: int
-    loss: float
-    ncc: float
-    geo: float
-    rgeo: float
-    tgeo: float
-    dice: float
-    haus: float
-    lr: float
-    kept: float
-    time_s: float
-    drr: np.ndarray | None = None
-    pred: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class Checkpointed:
-    itr: int  # the iteration a restart resumes at
-    path: Path
-
-
-@dataclass(frozen=True)
-class TrainDone:
-    itr: int
-    path: Path | None  # the last checkpoint
-    elapsed_s: float
-    stopped: bool
 
 
 def lr_factor(step: int, warmup: float, total: float) -> float:
@@ -680,45 +642,6 @@ class Trainer:
         yield TrainDone(itr, last, time.perf_counter() - t0, stopped)
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _wandb(cfg: TrainConfig, notes: list[str]):
-    """A wandb run when wandb is installed and configured (WANDB_API_KEY or a login), else None."""
-    try:
-        import wandb
-    except ImportError:
-        if cfg.name or cfg.id or cfg.group:
-            notes.append("wandb is not installed: --name/--id/--group ignored; losses go to losses.csv")
-        return None
-    configured = bool(os.environ.get("WANDB_API_KEY")) or os.environ.get("WANDB_MODE") in (
-        "offline",
-        "disabled",
-    )
-    if not configured:
-        try:
-            configured = bool(wandb.api.api_key)
-        except Exception:
-            configured = False
-    if not configured:
-        notes.append("wandb is not configured (no WANDB_API_KEY/login): losses go to losses.csv only")
-        return None
-    return wandb.init(
-        project=cfg.project,
-        group=cfg.group,
-        name=cfg.name,
-        id=cfg.id,
-        resume="allow",
-        config=cfg.to_dict(),
-        dir=str(cfg.outpath),
-    )
-
-
 def train(config: TrainConfig, stop: StopToken | None = None, overwrite: bool = False) -> Iterator:
     """Event generator for a new run (or a finetune when ``config.ckptpath`` is set).
 
@@ -757,57 +680,6 @@ def restart(
             f"{path}: the training config it holds is not valid ({err}); the file is damaged or was edited"
         ) from err
     return Trainer(config, resume=ckpt, resume_path=path, overwrite=overwrite).run(stop)
-
-
-RUN_FILE = re.compile(r"^\d{4,}\.pth$")
-
-
-def run_files_in(folder: Path) -> list[Path]:
-    """The files of a training run in `folder`: numbered checkpoints and losses.csv."""
-    if not folder.is_dir():
-        return []
-    found = sorted(p for p in folder.iterdir() if RUN_FILE.match(p.name))
-    return found + ([folder / "losses.csv"] if (folder / "losses.csv").is_file() else [])
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files that a killed atomic write left behind (`.<name>.<random>.tmp`)."""
-    for tmp in folder.glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            if tmp.is_file():
-                tmp.unlink()
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
-
-
-def _existing_ancestor(path: Path) -> Path:
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def check_output_folder(outpath: Path) -> None:
-    """-o must be a folder, or a path whose nearest existing ancestor is a folder we may write in."""
-    if outpath.exists() and not outpath.is_dir():
-        raise XvrInputError(f"-o {outpath}: is a file; give a folder for checkpoints")
-    where = _existing_ancestor(outpath)
-    if not where.is_dir():
-        raise XvrInputError(f"-o {outpath}: {where} is a file, not a folder; choose another -o")
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise XvrOutputError(
-            f"could not write {outpath}: no permission to write in {where}; choose another output folder"
-        )
-
-
-def _same_folder(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
 
 
 def run_training(events: Iterator) -> TrainDone:
