@@ -33,13 +33,11 @@ def test_each_comparison_mode_shows_its_image(make_napari_viewer, qtbot, artifac
     # view is mirrored (the left edge's letter L then shows on the viewer's right)
     letters = list(viewer.layers[f"{xray.name} orientation"].features["label"])
     assert letters[0] == "L" and letters[1] == "R", letters
-    horizontal = lambda: str(
-        getattr(
-            viewer.scene.camera.orientation2d[1],
-            "value",  # noqa: E731
-            viewer.scene.camera.orientation2d[1],
-        )
-    )
+
+    def horizontal() -> str:
+        value = viewer.scene.camera.orientation2d[1]
+        return str(getattr(value, "value", value))
+
     assert horizontal() == "left"
     viewer.screenshot(str(artifacts / "radiological.png"), canvas_only=True)
     reg.radiological.value = False

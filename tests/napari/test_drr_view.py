@@ -128,6 +128,7 @@ def test_carm_view_3d(sample_viewer, qtbot, artifacts):
     viewer.window.resize(1600, 1000)
     drr = _drr_widget(viewer, qtbot)
     xray, drr_layer = viewer.layers[XRAY], viewer.layers[drr.drr_name]
+    drr.detector_view.value = False  # the 3D layers as the user left them (the 2D view: tested below)
     mask = viewer.layers["chest_mask_4x4x2"]
     mask.visible = False  # a user's choice, kept
     before = {layer.name: layer.visible for layer in viewer.layers}
@@ -232,3 +233,22 @@ def test_detector_fields_show_the_xrays_intrinsics(sample_viewer):
     assert not drr.delx.enabled and "other X-ray" in drr.delx.tooltip
     drr.intrinsics_from.value = None  # typed in again: editable, as they were left
     assert drr.delx.enabled and drr.intrinsics().delx == 1.2
+
+
+def test_the_detector_view_frames_the_drr_without_ct_slices(sample_viewer, qtbot, artifacts):
+    """The DRR was drawn over a CT slice, partly off-canvas: the detector view hides the 3D
+    layers in 2D and frames the DRR; unticked, they come back as they were."""
+    viewer = sample_viewer
+    viewer.window.resize(1366, 768)
+    viewer.dims.ndisplay = 2
+    ct, mask = viewer.layers["chest_ct_4x4x2"], viewer.layers["chest_mask_4x4x2"]
+    mask.visible = False  # a user's choice, kept
+    drr = _drr_widget(viewer, qtbot)
+    assert drr.detector_view.value and not ct.visible and not mask.visible
+    layer = viewer.layers[drr.drr_name]
+    (r0, c0), (r1, c1) = _edges(layer)
+    centre = np.asarray(viewer.scene.camera.center)[-2:]
+    np.testing.assert_allclose(centre, [(r0 + r1) / 2, (c0 + c1) / 2], atol=0.05 * (r1 - r0))
+    viewer.screenshot(str(artifacts / "detector_view_1366x768.png"), canvas_only=False)
+    drr.detector_view.value = False
+    assert ct.visible and not mask.visible

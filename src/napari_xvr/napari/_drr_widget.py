@@ -29,7 +29,15 @@ from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from ..imaging import display_range
 from ..pose_history import PoseHistory
-from ._common import follow_layers, layer_combo, remember, report_error, upsert_image, while_alive
+from ._common import (
+    fit_2d,
+    follow_layers,
+    layer_combo,
+    remember,
+    report_error,
+    upsert_image,
+    while_alive,
+)
 from ._dock import StatusLine, group, scrolled
 from ._drag_align import DragAlign
 from ._jobs import Failed, LayerSnapshot
@@ -38,6 +46,7 @@ from ._layers import KIND
 from ._render_job import Rendered, RenderRequest, render_requests
 from ._session import SessionPanel
 from ._tooltips import explain
+from ._visibility import LayerVisibility
 
 POSE_RANGES = {
     "r1": (-180, 180, 0.0),
@@ -157,6 +166,14 @@ class DrrPoseWidget(Container):
         self.undo_button = PushButton(text="Undo", tooltip="the pose before the last change")
         self.redo_button = PushButton(text="Redo", tooltip="the pose the last Undo left")
         self.reset_button = PushButton(text="Reset", tooltip="the first pose (can be undone)")
+        self.detector_view = CheckBox(
+            label="detector view",
+            value=True,
+            tooltip="the 2D canvas shows the detector (the DRR, the X-ray) framed, with the 3D "
+            "layers hidden: a CT slice under a DRR means nothing; untick to show them again",
+        )
+        self._focus = LayerVisibility(viewer)  # the 3D layers the detector view hid
+        self._framed = False  # the detector view was fitted to the DRR once
         self.show_carm = CheckBox(
             label="show C-arm",
             value=False,
@@ -197,7 +214,7 @@ class DrrPoseWidget(Container):
                 ),
                 group("Landmarks", self.landmarks),
                 group("Session", self.session),
-                group("View", self.show_carm, self.live),
+                group("View", self.detector_view, self.show_carm, self.live),
             ],
         )
 
@@ -245,6 +262,7 @@ class DrrPoseWidget(Container):
         for slider in self._sliders:
             slider.sliderReleased.connect(self._on_released)
         self.show_carm.changed.connect(self._on_show_carm)
+        self.detector_view.changed.connect(self._on_detector_view)
         self.render_button.changed.connect(lambda *_: self.render())
         self.from_header.changed.connect(self.pose_from_header)
         self.intrinsics_from.changed.connect(lambda *_: self._show_intrinsics())
@@ -497,6 +515,8 @@ class DrrPoseWidget(Container):
             contrast_limits=display_range(event.drr),
         )
         self.shown_serial, self.shown_preview = event.serial, event.preview
+        if not event.preview:
+            self._focus_detector()
         self.timings["preview" if event.preview else "full"].append(event.seconds)
         if event.outline is not None and self.show_carm.value:
             self._draw_carm(event.outline, event.drr)
@@ -506,7 +526,31 @@ class DrrPoseWidget(Container):
         )
 
     # ---------------------------------------------------------------- C-arm in 3D
+    def _focus_detector(self) -> None:
+        """The detector view: in 2D, the 3D layers hidden and the DRR framed (the first time)."""
+        if not self.detector_view.value or self.show_carm.value or self.viewer.dims.ndisplay != 2:
+            return
+        self._focus.hide(
+            [
+                layer
+                for layer in self.viewer.layers
+                if _is_flat(layer) is False and layer.ndim == 3 and layer.name != self.drr_name
+            ]
+        )
+        if not self._framed and self.drr_name in self.viewer.layers:
+            fit_2d(self.viewer, self.viewer.layers[self.drr_name])
+            self._framed = True
+
+    def _on_detector_view(self, on: bool) -> None:
+        if on:
+            self._framed = False
+            self._focus_detector()
+        else:
+            self._focus.give_back()
+
     def _on_show_carm(self, show: bool) -> None:
+        if show:  # the C-arm in 3D needs the volume: the detector view gives it back
+            self._focus.give_back()
         for name in (CARM, SOURCE, LABELS):
             if name in self.viewer.layers:
                 self.viewer.layers[name].visible = bool(show)
@@ -531,6 +575,8 @@ class DrrPoseWidget(Container):
         if self._ndisplay_before is not None:
             self.viewer.dims.ndisplay = self._ndisplay_before
             self._ndisplay_before = None
+        self._framed = False
+        self._focus_detector()  # back in 2D: the detector view again
 
     def _hide_flat(self, layer) -> None:
         if _is_flat(layer) and id(layer) not in self._hidden:

@@ -77,6 +77,7 @@ from ._register_job import (
 )
 from ._tooltips import explain
 from ._view_grid import ViewGrid
+from ._visibility import LayerVisibility
 from .api import intrinsics_of
 
 INITS = (
@@ -269,7 +270,7 @@ class RegisterWidget(Stoppable, Container):
         self._pbar = None
         self._pump: EventPump | None = None
         self._job: RegisterJob | None = None
-        self._hidden: dict[str, bool] = {}  # layers the registration view hid: their visibility
+        self._hidden = LayerVisibility(viewer)  # what the registration view hid or showed
         self._letters: dict | None = None  # the registered X-ray's edge letters
         self._grid = ViewGrid(viewer)  # a joint run's views side by side (grid, layer order)
         self._relatives: tuple = ()  # a joint run: each view's pose relative to the first's
@@ -475,7 +476,7 @@ class RegisterWidget(Stoppable, Container):
         if not joint:
             self._grid.give_back()  # a single view: one canvas, the user's grid and layer order
         if self.view.value:
-            self._hide_all_but(
+            self._hidden.hide_all_but(
                 [layer.name for cell in self._view_groups() for layer in cell]
                 if joint
                 else [xray.name, f"{xray.name} DRR overlay", f"{xray.name} orientation"]
@@ -491,21 +492,10 @@ class RegisterWidget(Stoppable, Container):
         elif fit:
             fit_2d(self.viewer, xray)
 
-    def _hide_all_but(self, names: list[str]) -> None:
-        """Hide every layer not named (remembering that it was shown)."""
-        mine = set(names)
-        for layer in self.viewer.layers:
-            if layer.name not in mine and layer.visible:
-                self._hidden.setdefault(layer.name, True)
-                layer.visible = False
-
     def _show_views(self) -> None:
         """Every view's layers shown (those that were hidden: hidden again at the untick)."""
         for cell in self._view_groups():
-            for layer in cell:
-                if not layer.visible:
-                    self._hidden.setdefault(layer.name, False)
-                    layer.visible = True
+            self._hidden.show(cell)
 
     def _view_groups(self) -> list[list]:
         """Each view's X-ray, DRR overlay and orientation layers (those in the viewer), the
@@ -528,10 +518,7 @@ class RegisterWidget(Stoppable, Container):
             return
         self._guard_view(self._grid.give_back)
         self._apply_display()  # as stored, outside the registration view
-        for name, visible in self._hidden.items():
-            if name in self.viewer.layers:
-                self.viewer.layers[name].visible = visible
-        self._hidden.clear()
+        self._hidden.give_back()
 
     def _apply_display(self, letters: dict | None = None) -> None:
         """The 2D view mirrored left-right when 'radiological display' is on and the registered
