@@ -88,3 +88,16 @@ def test_track_a_sequence_stop_and_resume(
     without = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
     assert shot.std() > 10
     assert canvas[..., 0].mean() > without[..., 0].mean() + 5, "the overlay does not show"
+
+
+def test_the_sample_sequence_is_ready_to_track(make_napari_viewer):
+    """File > Open Sample had no sequence: one is there now, with every frame's true pose."""
+    viewer = make_napari_viewer(show=False)
+    for key in ("chest_ct", "chest_sequence"):
+        viewer.open_sample("napari-xvr", key)
+    layer = viewer.layers["chest fluoroscopy (synthetic)"]
+    assert layer.data.shape == (20, 128, 128) and np.isfinite(layer.data).all()
+    assert len(layer.metadata["true_poses"]) == 20 and layer.metadata["fiducials_mm"]
+    assert layer.data[0].std() > 0 and not np.array_equal(layer.data[0], layer.data[5])
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xvr", "Track a sequence")
+    assert widget.sequence.value is layer

@@ -59,6 +59,31 @@ def sample_xray_file() -> tuple[Path, dict]:
     return xray, data
 
 
+SEQUENCE_FRAMES = 20
+
+
+def sample_sequence_file() -> tuple[Path, dict]:
+    """A synthetic fluoroscopy sequence of the chest CT (20 frames of breathing motion, 128 x 128
+    px at 3.2 mm, one multi-frame DICOM) and its truth (every frame's pose, fiducials)."""
+    from ..io.jsonfile import read_json
+    from ..synthetic_motion import breathing, make_sequence
+
+    folder = cache_dir() / "sequence"
+    dicom, truth = folder / "breathing.dcm", folder / "breathing.json"
+    data = None
+    if dicom.is_file() and truth.is_file():
+        try:
+            data = read_json(truth)
+        except Exception:  # an interrupted earlier run: make it again
+            data = None
+    if not isinstance(data, dict) or len(data.get("frames") or ()) != SEQUENCE_FRAMES:
+        ct, mask = sample_files()
+        make_sequence(folder, breathing(frames=SEQUENCE_FRAMES), volume=ct, mask=mask,
+                      renderer="trilinear", name="breathing")
+        data = read_json(truth)
+    return dicom, data
+
+
 def _cached_truth(truth: Path) -> dict | None:
     try:
         data = json.loads(truth.read_text(encoding="utf-8"))
@@ -86,4 +111,16 @@ def chest_xray() -> list:
     data, kwargs, kind = xray_layer(read_xray(path), name="chest X-ray (synthetic)")
     case = truth["cases"]["xray_000"]
     kwargs["metadata"].update(true_pose=case["true_pose"], fiducials_mm=truth["fiducials_mm"])
+    return [(data, kwargs, kind)]
+
+
+def chest_sequence() -> list:
+    """A synthetic fluoroscopy sequence (20 frames) to track; ``metadata['true_poses']`` holds
+    every frame's pose and ``metadata['fiducials_mm']`` the points to measure them with."""
+    from ..io.xray import read_xray
+
+    path, truth = sample_sequence_file()
+    xray = read_xray(path)
+    data, kwargs, kind = xray_layer(xray, name="chest fluoroscopy (synthetic)", frames=xray.frames)
+    kwargs["metadata"].update(true_poses=truth["frames"], fiducials_mm=truth["fiducials_mm"])
     return [(data, kwargs, kind)]
