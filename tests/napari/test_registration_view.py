@@ -21,6 +21,7 @@ def _setup(viewer):
     drr_widget.intrinsics_from.value = xray
     drr_widget.set_pose(rot + (2.0, -1.5, 1.0), xyz + (4.0, -6.0, 3.0))
     reg.scales.value, reg.n_itrs.value = "8,4,2", "20,10,5"
+    drr_widget.detector_view.value = False  # the CT as the user left it: the registration view's
     return drr_widget, reg, xray
 
 
@@ -66,6 +67,10 @@ def test_the_registration_view(sample_viewer, qtbot, artifacts):
     assert viewer.layers[0] in hidden  # the CT
     reg.view.value = False  # everything the view hid comes back
     assert all(layer.visible for layer in hidden)
+    # the overlay and the letters are in detector mm: not left as a pink wash over a CT slice
+    assert not overlay.visible and not labels.visible and xray.visible
+    reg.view.value = True
+    assert overlay.visible and labels.visible
 
 
 def test_a_mirrored_xray_is_warned_about(sample_viewer, qtbot):

@@ -350,6 +350,9 @@ class EvaluateWidget(Container):
         translate = (0.0, 0.0, 0.5 * (s_row - intr["dely"]), 0.5 * (s_col - intr["delx"]))
         name = f"{xray.name} replay"
         meta = {KIND: "replay", "iterations": list(event.itrs)}
+        for layer in self.viewer.layers:  # one magenta DRR at a time: no pink wash over the X-ray
+            if layer.metadata.get(KIND) == "overlay" and layer.visible:
+                layer.visible = False
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = frames

@@ -349,6 +349,8 @@ def result_layers(folder: Path) -> list:
         # a resampled DRR covers the same detector: its pixel centres shift by half a pixel
         kwargs["translate"] = (0.5 * (shown.dely - intr.dely), 0.5 * (shown.delx - intr.delx))
         layers.append((image, kwargs, "image"))
+        if len(layers) == 2:  # green X-ray under the magenta DRR, as the registration view:
+            layers[0][1]["colormap"] = "green"  # aligned parts turn grey, not a pink wash
     if not layers:
         raise XvrInputError(
             f"{file}: neither the X-ray ({inputs.get('xray')}) nor final_drr.png nor the volume "

@@ -80,6 +80,8 @@ from ._view_grid import ViewGrid
 from ._visibility import LayerVisibility
 from .api import intrinsics_of
 
+FLAT = ("xray", "overlay", "drr", "replay")  # layers in detector mm, even with frames
+
 INITS = (
     "DRR and pose widget",
     "DICOM header",
@@ -484,6 +486,9 @@ class RegisterWidget(Stoppable, Container):
         if joint:
             self._show_views()
         xray.visible = True
+        if self.view.value:
+            for layer in self._view_layers_shown():
+                layer.visible = True
         for layer in (xray, *views):  # single view: the others shown when the user picks them
             if layer.colormap.name == "gray":  # green X-ray + magenta DRR: aligned parts turn grey
                 layer.colormap = "green"
@@ -507,6 +512,14 @@ class RegisterWidget(Stoppable, Container):
                 groups.append([self.viewer.layers[n] for n in names if n in self.viewer.layers])
         return groups
 
+    def _view_layers_shown(self) -> list:
+        """The registered X-ray's own layers: it, its DRR overlay and its letters."""
+        xray = self.xray_layer if self._job else None
+        if xray is None:
+            return []
+        names = (xray.name, f"{xray.name} DRR overlay", f"{xray.name} orientation")
+        return [self.viewer.layers[n] for n in names if n in self.viewer.layers]
+
     def _keep_layout(self) -> None:
         """A joint view's layers still in their cells (a layer made again lands on top)."""
         if self._grid.active and self.view.value and self.viewer.canvas.grid.enabled:
@@ -519,6 +532,16 @@ class RegisterWidget(Stoppable, Container):
         self._guard_view(self._grid.give_back)
         self._apply_display()  # as stored, outside the registration view
         self._hidden.give_back()
+        # the overlay and letters are in detector mm: over a CT slice (one is shown again) they
+        # are a pink wash; with only 2D layers shown they stay as the user had them
+        xray = self.xray_layer if self._job else None
+        if any(
+            layer.visible and layer.ndim == 3 and layer.metadata.get(KIND) not in FLAT
+            for layer in self.viewer.layers
+        ):
+            for layer in self._view_layers_shown():
+                if xray is not None and layer.name != xray.name:  # (proxies: compare names)
+                    layer.visible = False
 
     def _apply_display(self, letters: dict | None = None) -> None:
         """The 2D view mirrored left-right when 'radiological display' is on and the registered

@@ -78,8 +78,14 @@ def sample_sequence_file() -> tuple[Path, dict]:
             data = None
     if not isinstance(data, dict) or len(data.get("frames") or ()) != SEQUENCE_FRAMES:
         ct, mask = sample_files()
-        make_sequence(folder, breathing(frames=SEQUENCE_FRAMES), volume=ct, mask=mask,
-                      renderer="trilinear", name="breathing")
+        make_sequence(
+            folder,
+            breathing(frames=SEQUENCE_FRAMES),
+            volume=ct,
+            mask=mask,
+            renderer="trilinear",
+            name="breathing",
+        )
         data = read_json(truth)
     return dicom, data
 
