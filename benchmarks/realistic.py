@@ -15,6 +15,7 @@ realism factor alone (and none), to show what each costs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -59,6 +60,8 @@ class Row:
     seconds: float
     reasons: list = field(default_factory=list)
     checks: dict = field(default_factory=dict)
+    mpe: float = float("nan")  # mm on the detector: the in-plane part of the error
+    rotation_deg: float = float("nan")
 
 
 def case_folder(cache: Path, anatomy: str, n: int, seed: int, realism: Realism) -> Path:
@@ -91,9 +94,11 @@ def register_set(
     names=None,
     verbose: bool = True,
     density: str | None = None,
+    from_truth: bool = False,
     **register_kw,
 ) -> list[Row]:
-    """Register every case of a truth.json from its header; one Row per case."""
+    """Register every case of a truth.json from its header (`from_truth`: from its true pose,
+    which measures where the optimum lies rather than whether it is found); one Row per case."""
     truth = json.loads(Path(truth_path).read_text())
     folder = Path(truth_path).parent
     spec = VolumeSpec(
@@ -111,7 +116,7 @@ def register_set(
         xray = read_xray(folder / f"{name}.dcm")
         if drr is None:
             drr = spec.make_renderer(subject, xray.intrinsics)
-        init = initializer(xray)
+        init = pose_from_dict(case["true_pose"]) if from_truth else initializer(xray)
         result = None
         for event in register_xray(
             xray, drr, init, spec, describe(initializer), options, preprocessing, **register_kw
@@ -134,11 +139,14 @@ def register_set(
             result.runtime_s,
             result.verdict["reasons"],
             _light(result.checks),
+            after.mpe,
+            after.rotation_error_deg,
         )
         rows.append(row)
         if verbose:
             print(
-                f"  {name:28s} mTRE {before.mtre:7.2f} -> {after.mtre:8.3f} mm  "
+                f"  {name:28s} mTRE {before.mtre:7.2f} -> {after.mtre:8.3f} mm (mPE "
+                f"{after.mpe:5.2f} mm, {after.rotation_error_deg:4.2f} deg)  "
                 f"{result.runtime_s:5.1f} s  {verdict_text(result)[:110]}",
                 flush=True,
             )
@@ -271,8 +279,16 @@ def parse(argv):
     parser.add_argument("--anatomies", default=",".join(ANATOMIES))
     parser.add_argument("--cases", type=int, default=8, help="cases per anatomy")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--factors", action="store_true", help="also each realism factor alone, and none")
     parser.add_argument(
-        "--factors", action="store_true", help="also each realism factor alone, and none (chest and head)"
+        "--factor_anatomies", default="chest,head", help="the anatomies of --factors (comma-separated)"
+    )
+    parser.add_argument(
+        "--from_truth",
+        action="store_true",
+        help="start at the true pose, the finest scale alone (unless --option scales=... says "
+        "otherwise): where the optimum lies, apart from finding it; mPE separates the in-plane "
+        "error from the depth along the central ray",
     )
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--json", type=Path, default=None)
@@ -316,6 +332,8 @@ def main(argv=None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     options = _options(args.option)
+    if args.from_truth and not any(o.startswith("scales=") for o in args.option):
+        options = dataclasses.replace(options, scales="1", n_itrs="30")
     names = set(args.only.split(",")) if args.only else None
     out = {
         "environment": environment(torch.device(args.device)),
@@ -328,13 +346,27 @@ def main(argv=None) -> int:
         realisms += [Realism.none()] + [Realism.only(f) for f in FACTORS]
     t0 = time.perf_counter()
     for realism in realisms:
-        anatomies = args.anatomies.split(",") if realism.name == "all" else ["chest", "head"]
+        anatomies = (args.anatomies if realism.name == "all" else args.factor_anatomies).split(",")
         for anatomy in anatomies:
             truth = ensure_cases(args.cache, anatomy, args.cases, args.seed, realism)
             print(f"{anatomy} ({realism.name}):", flush=True)
-            rows = register_set(truth, options, Preprocessing(), args.device, names, density=args.density)
+            rows = register_set(
+                truth,
+                options,
+                Preprocessing(),
+                args.device,
+                names,
+                density=args.density,
+                from_truth=args.from_truth,
+            )
             out["rows"] += [r.__dict__ for r in rows]
             out["summaries"].append(summarize(rows, f"{anatomy}, {realism.name}"))
+            print(
+                f"  median mTRE {np.median([r.mtre for r in rows]):.2f} mm, mPE "
+                f"{np.median([r.mpe for r in rows]):.2f} mm, rotation "
+                f"{np.median([r.rotation_deg for r in rows]):.2f} deg",
+                flush=True,
+            )
     all_rows = [Row(**r) for r in out["rows"] if r["realism"] == "all"]
     by_view = {}
     for r in all_rows:
