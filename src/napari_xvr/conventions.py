@@ -14,6 +14,9 @@ PARAMETERIZATIONS = (
 #: Euler-angle orders (three axes, the middle one differing from both outer ones), as xvr's CLI
 CONVENTIONS = ("XYX", "XYZ", "XZX", "XZY", "YXY", "YXZ", "YZX", "YZY", "ZXY", "ZXZ", "ZYX", "ZYZ")
 
+#: how DiffDRR's ``read`` orients a volume's frame (its ``orientation``)
+ORIENTATIONS = ("AP", "PA")
+
 #: DRR renderers: DiffDRR's two, and napari-xvr's own (its images within 1e-3 of trilinear)
 RENDERERS = ("fast", "trilinear", "siddon")
 

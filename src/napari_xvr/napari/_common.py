@@ -442,3 +442,13 @@ def fit_2d(viewer, *layers, margin: float = 0.95) -> None:
     camera.center = tuple(center)
     height, width = viewer.canvas.viewbox_size(viewer.layers)
     camera.zoom = margin * min(height / max(r1 - r0, 1e-6), width / max(c1 - c0, 1e-6))
+
+
+def orientation_combo(value: str | None = None) -> ComboBox:
+    """The volume's orientation control (AP or PA), at the CLI's default unless `value`."""
+    from .. import defaults
+    from ..conventions import ORIENTATIONS
+
+    return ComboBox(
+        label="orientation", choices=list(ORIENTATIONS), value=value or defaults.reg("orientation")
+    )

@@ -10,7 +10,6 @@ import weakref
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
-    ComboBox,
     Container,
     FloatSlider,
     FloatSpinBox,
@@ -33,6 +32,7 @@ from ._common import (
     fit_2d,
     follow_layers,
     layer_combo,
+    orientation_combo,
     remember,
     report_error,
     upsert_image,
@@ -139,7 +139,7 @@ class DrrPoseWidget(Container):
         self.volume = layer_combo(viewer, "volume", "volume")
         self.labels_layer = layer_combo(viewer, "labels", "labels", optional=True)
         self.label_ids = LineEdit(label="render labels", value="")
-        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
+        self.orientation_choice = orientation_combo()
         self.intrinsics_from = layer_combo(viewer, "xray", "intrinsics from", optional=True)
         self.sdd = FloatSpinBox(label="sdd (mm)", value=1020.0, min=1, max=5000)
         self.det_height = SpinBox(label="height (px)", value=256, min=2, max=4096)

@@ -12,7 +12,16 @@ import napari
 
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix
-from ._common import find_widget, follow_layers, info, layer_combo, remember, report_error, while_alive
+from ._common import (
+    find_widget,
+    follow_layers,
+    info,
+    layer_combo,
+    orientation_combo,
+    remember,
+    report_error,
+    while_alive,
+)
 from ._dock import StatusLine, group, lock_options, scrolled, wrapped_label
 from ._evaluate_job import Evaluated, Replayed, evaluation, replay
 from ._jobs import Failed, LayerSnapshot
@@ -100,7 +109,7 @@ class EvaluateWidget(Container):
             value="",
             tooltip="a result folder, its result.json, or an xvr .pth",
         )
-        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
+        self.orientation_choice = orientation_combo()
         self.evaluate_button = PushButton(text="Evaluate")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.errors = wrapped_label()

@@ -56,6 +56,7 @@ from ._common import (
     follow_layers,
     info,
     layer_combo,
+    orientation_combo,
     remember,
     report_error,
     upsert_image,
@@ -114,7 +115,7 @@ class RegisterWidget(Stoppable, Container):
         self.volume = layer_combo(viewer, "volume", "volume")
         self.labels_layer = layer_combo(viewer, "labels", "labels", optional=True)
         self.label_ids = LineEdit(label="render labels", value="", tooltip="e.g. 1,2,3; empty: all")
-        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
+        self.orientation_choice = orientation_combo()
         self.init = ComboBox(label="initialisation", choices=INITS, value=INITS[0])
         self.init_path = FileEdit(label="checkpoint / result", mode="r", value="")
         self.crop = SpinBox(label="crop (px)", min=0, max=4096, value=d.crop)

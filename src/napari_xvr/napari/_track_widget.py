@@ -34,6 +34,7 @@ from ._common import (
     follow_layers,
     info,
     layer_combo,
+    orientation_combo,
     remember,
     report_error,
     upsert_image,
@@ -61,7 +62,7 @@ class TrackWidget(Stoppable, Container):
         frame = TrackOptions()
         self.sequence = layer_combo(viewer, "xray", "sequence")
         self.volume = layer_combo(viewer, "volume", "volume")
-        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value="AP")
+        self.orientation_choice = orientation_combo()
         self.reverse_x_axis = CheckBox(
             label=FLIP_LABEL, value=defaults.reg("reverse_x_axis"), tooltip=FLIP_TOOLTIP
         )

@@ -35,6 +35,7 @@ from ._common import (
     follow_layers,
     info,
     layer_combo,
+    orientation_combo,
     remember,
     report_error,
     upsert_image,
@@ -155,7 +156,7 @@ class TrainWidget(Stoppable, Container):
         )
         self.det_height.changed.connect(lambda v: setattr(self.det_width, "value", v))
         self.delx.changed.connect(lambda v: setattr(self.dely, "value", v))
-        self.orientation_choice = ComboBox(label="orientation", choices=["AP", "PA"], value=d.orientation)
+        self.orientation_choice = orientation_combo(d.orientation)
         self.reverse_x_axis = CheckBox(label=FLIP_LABEL, value=d.reverse_x_axis, tooltip=FLIP_TOOLTIP)
         self.renderer = ComboBox(label="renderer", choices=RENDERERS, value=d.renderer)
         self.model_name = ComboBox(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import ORIENTATIONS
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_to_dict
 from ..imaging import unit_finite
@@ -254,7 +255,7 @@ _INPUT_CHECKS = {  # what replaying, exporting and opening a result read from it
     "xray": (lambda v: v is None or isinstance(v, str), "a file name"),
     "volume": (lambda v: v is None or isinstance(v, str), "a file name"),
     "mask": (lambda v: v is None or isinstance(v, str), "a file name or null"),
-    "orientation": (lambda v: v in ("AP", "PA"), "AP or PA"),
+    "orientation": (lambda v: v in ORIENTATIONS, " or ".join(ORIENTATIONS)),
     "renderer": (lambda v: v in ("fast", "trilinear", "siddon"), "fast, trilinear or siddon"),
     "reverse_x_axis": (lambda v: isinstance(v, bool), "true or false"),
     "voxel_shift": (

@@ -9,7 +9,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..conventions import PARAMETERIZATIONS, RENDERERS
+from ..conventions import ORIENTATIONS, PARAMETERIZATIONS, RENDERERS
 from ..defaults import train as _default
 from ..errors import XvrInputError
 
@@ -156,7 +156,7 @@ class TrainConfig:
             )
         if self.parameterization == "euler_angles":
             check_convention(self.convention)
-        if self.orientation not in ("AP", "PA"):
+        if self.orientation not in ORIENTATIONS:
             raise XvrInputError(f"--orientation {self.orientation!r}: use AP or PA")
         if self.renderer not in RENDERERS:
             raise XvrInputError(f"--renderer {self.renderer!r}: use one of {', '.join(RENDERERS)}")
