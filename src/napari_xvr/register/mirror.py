@@ -55,10 +55,15 @@ class MirrorCheck:
         }
 
 
-def flipped(xray):
-    """The X-ray mirrored left-right (its principal point too)."""
-    intrinsics = xray.intrinsics.with_overrides(x0=-xray.intrinsics.x0)
-    return dataclasses.replace(xray, image=np.ascontiguousarray(xray.image[:, ::-1]), intrinsics=intrinsics)
+def flipped(xray, rows: bool = False):
+    """The X-ray mirrored left-right (`rows`: top-bottom), its principal point too."""
+    if rows:
+        intrinsics = xray.intrinsics.with_overrides(y0=-xray.intrinsics.y0)
+        image = xray.image[::-1]
+    else:
+        intrinsics = xray.intrinsics.with_overrides(x0=-xray.intrinsics.x0)
+        image = xray.image[:, ::-1]
+    return dataclasses.replace(xray, image=np.ascontiguousarray(image), intrinsics=intrinsics)
 
 
 def check_mirror(

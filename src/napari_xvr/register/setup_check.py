@@ -12,14 +12,13 @@ better than the set-up as given (by :data:`~.mirror.MARGIN`, as the mirror check
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import XvrInputError
-from .mirror import coarse_best
+from .mirror import coarse_best, flipped
 
 OTHER_ORIENTATION = {"AP": "PA", "PA": "AP"}
 
@@ -94,8 +93,7 @@ class SetupCheck:
 
 def upside_down(xray):
     """The X-ray flipped top-bottom (its principal point too)."""
-    intrinsics = xray.intrinsics.with_overrides(y0=-xray.intrinsics.y0)
-    return dataclasses.replace(xray, image=np.ascontiguousarray(xray.image[::-1]), intrinsics=intrinsics)
+    return flipped(xray, rows=True)
 
 
 def other_orientation_pose(pose):
