@@ -35,8 +35,8 @@ from napari_xvr.register.track_io import (
     read_track,
     resume_state,
     row_matrix,
-    track_files,
 )
+from napari_xvr.register.track_many import track_files
 from napari_xvr.synthetic import DENSITY
 from napari_xvr.synthetic_motion import make_sequence, sweep
 

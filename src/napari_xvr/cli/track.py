@@ -146,7 +146,8 @@ def _run(initializer, kw, state=None) -> None:
     from ..register.pipeline import AUTO_STARTS, VolumeSpec
     from ..register.shard import join
     from ..register.track import TrackOptions
-    from ..register.track_io import gather_tracks, track_sequences
+    from ..register.track_io import gather_tracks
+    from ..register.track_many import track_sequences
     from .register import exit_on_verdicts, follow_initializer
 
     options = registration_options(kw)
@@ -204,7 +205,8 @@ def run_track_with_progress(events, verbose: int = 1, tag: str = "") -> list:
     it, and there are no bars and no total."""
     from ..register.mirror import MirrorCheck
     from ..register.track import FrameDone, TrackStarted
-    from ..register.track_io import SequenceStarted, TrackWritten
+    from ..register.track_io import TrackWritten
+    from ..register.track_many import SequenceStarted
 
     bar, tracks = None, []
     try:
