@@ -19,8 +19,8 @@ from napari_xvr.register.engine import _preparer, stage_intrinsics
 from napari_xvr.register.lm import PoseLM
 from napari_xvr.register.multistart import start_poses
 from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.register.pipeline import VolumeSpec
 from napari_xvr.register.similarity import Similarity
+from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.render import set_intrinsics
 from napari_xvr.synthetic import example_volume
 

@@ -32,10 +32,12 @@ from napari_xvr.geometry import Intrinsics, pose_from_dict
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing
 from napari_xvr.register.initializers import DicomInitializer
+from napari_xvr.register.one_xray import register_xray
 from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.register.pipeline import VolumeSpec, describe, register_xray
+from napari_xvr.register.pipeline import describe
 from napari_xvr.register.result import result_pose
 from napari_xvr.register.trust import verdict_text
+from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.simulate.anatomy import ANATOMIES
 from napari_xvr.simulate.cases import make_realistic_cases
 from napari_xvr.simulate.formation import FACTORS, Realism

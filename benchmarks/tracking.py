@@ -34,8 +34,8 @@ from napari_xvr.geometry import pose_from_dict, pose_from_matrix, pose_from_zxy,
 from napari_xvr.io.volume import read_volume
 from napari_xvr.register.engine import Preprocessing, register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer
+from napari_xvr.register.one_xray import register_xray
 from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.register.pipeline import VolumeSpec, register_xray
 from napari_xvr.register.sequence import read_frames
 from napari_xvr.register.smooth import smooth_results
 from napari_xvr.register.track import (
@@ -49,6 +49,7 @@ from napari_xvr.register.track import (
 )
 from napari_xvr.register.trust import assess
 from napari_xvr.register.uncertainty import volume_points
+from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.synthetic import example_volume
 from napari_xvr.synthetic_motion import breathing, make_sequence, sweep
 

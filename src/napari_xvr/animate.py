@@ -53,8 +53,8 @@ def chosen_path(rows: list[dict], data: dict) -> list[dict]:
 
 def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None) -> Iterator[Frame]:
     """Render the DRR at each (sub-sampled) trajectory row of a result folder."""
-    from .register.pipeline import VolumeSpec
     from .register.similarity import standardize
+    from .register.volume_spec import VolumeSpec
 
     max_frames, max_size = _check_limits(max_frames, max_size)
     data = read_result(result_folder)
@@ -271,7 +271,7 @@ def _track_frames(folder, data: dict):
 
 def _track_renderer(inputs: dict, small: Intrinsics, n_frames: int, device):
     """The DRR module a track was registered with, at the panel's size."""
-    from .register.pipeline import VolumeSpec
+    from .register.volume_spec import VolumeSpec
 
     spec = VolumeSpec.from_inputs(inputs, "track.json", device)
     check_memory(

@@ -19,8 +19,8 @@ from napari_xvr.register.initializers import DicomInitializer, FixedInitializer
 from napari_xvr.register.joint import joint_init, relative_poses
 from napari_xvr.register.lm import LMView, PoseLM
 from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.register.pipeline import VolumeSpec
 from napari_xvr.register.result import read_result
+from napari_xvr.register.volume_spec import VolumeSpec
 
 FAST = RegistrationOptions(scales="4,2,1", n_itrs="30,20,10")
 

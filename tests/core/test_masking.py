@@ -111,7 +111,7 @@ def degraded_case(registration_volume, synthetic_cases):
     import dataclasses
 
     from napari_xvr.geometry import pose_from_dict
-    from napari_xvr.register.pipeline import VolumeSpec
+    from napari_xvr.register.volume_spec import VolumeSpec
     from napari_xvr.synthetic import DENSITY
 
     folder, truth = synthetic_cases

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from napari_xvr.register.initializers import RestartInitializer
-from napari_xvr.register.pipeline import VolumeSpec
 from napari_xvr.register.resolve import resolve_spec
+from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.train.checkpoint import save_checkpoint
 from napari_xvr.train.model_init import ModelInitializer
 from napari_xvr.train.network import PoseRegressor

@@ -15,7 +15,6 @@ from napari_xvr.evaluate import mtre
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from napari_xvr.io.dicom_write import write_xray_dicom
 from napari_xvr.register import DicomInitializer, RegistrationOptions, Step, StopToken
-from napari_xvr.register.pipeline import VolumeSpec
 from napari_xvr.register.sequence import read_frames
 from napari_xvr.register.track import (
     FrameDone,
@@ -37,6 +36,7 @@ from napari_xvr.register.track_io import (
     row_matrix,
 )
 from napari_xvr.register.track_many import track_files
+from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.synthetic import DENSITY
 from napari_xvr.synthetic_motion import make_sequence, sweep
 

@@ -12,9 +12,10 @@ from napari_xvr.evaluate import mtre
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from napari_xvr.io import read_xray
 from napari_xvr.register import Done, Preprocessing, RegistrationOptions, RegistrationResult
-from napari_xvr.register.pipeline import AUTO_STARTS, Retrying, VolumeSpec, register_xray
+from napari_xvr.register.one_xray import AUTO_STARTS, Retrying, register_xray
 from napari_xvr.register.trust import FAILED, OK, SUSPECT, assess
 from napari_xvr.register.uncertainty import volume_points
+from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.synthetic import DENSITY
 
 # 8,4,2,1 of a 128 px detector; the X-rays are DiffDRR's images of exactly this CT (nothing

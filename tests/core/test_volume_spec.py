@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from napari_xvr.errors import XvrInputError
-from napari_xvr.register.pipeline import VolumeSpec
+from napari_xvr.register.volume_spec import VolumeSpec
 
 
 def test_describe_then_from_inputs_is_the_same_spec(tmp_path):

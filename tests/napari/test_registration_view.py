@@ -98,7 +98,7 @@ def test_a_mirrored_xray_is_warned_about(sample_viewer, qtbot):
 
 
 def test_retry_when_not_ok_is_the_clis_multistart_auto(sample_viewer):
-    from napari_xvr.register.pipeline import AUTO_STARTS
+    from napari_xvr.register.one_xray import AUTO_STARTS
 
     _, reg, _ = _setup(sample_viewer)
     assert reg.make_job().retry_starts == 0  # the CLI's default: no retry

@@ -66,9 +66,10 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite, realistic
     from ..register.engine import Preprocessing
     from ..register.initializers import DicomInitializer
     from ..register.options import RegistrationOptions
-    from ..register.pipeline import VolumeSpec, register_files
+    from ..register.pipeline import register_files
     from ..register.result import result_pose
     from ..register.trust import verdict_text
+    from ..register.volume_spec import VolumeSpec
     from ..synthetic import example_volume, make_cases
     from .progress import run_with_progress
 

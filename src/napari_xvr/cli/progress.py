@@ -17,7 +17,8 @@ def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
     With a `tag` (a rank of a sharded run, :func:`run_sharded`), every line starts with it, and
     there are no bars (several processes' bars garble one terminal) and no summary.
     """
-    from ..register.pipeline import Retrying, Written, XrayStarted
+    from ..register.one_xray import Retrying, Written
+    from ..register.pipeline import XrayStarted
 
     bar, written, prefix = None, [], ""
     try:

@@ -438,8 +438,10 @@ def common(func):
 def _run(initializer, kw):
     from ..io.xray import check_reducefn
     from ..register.engine import Preprocessing
-    from ..register.pipeline import AUTO_STARTS, VolumeSpec, register_files
+    from ..register.one_xray import AUTO_STARTS
+    from ..register.pipeline import register_files
     from ..register.shard import join
+    from ..register.volume_spec import VolumeSpec
 
     auto = kw["multistart"] == "auto"
 

@@ -143,11 +143,12 @@ def registration_options(kw: dict):
 
 def _run(initializer, kw, state=None) -> None:
     from ..register.engine import Preprocessing
-    from ..register.pipeline import AUTO_STARTS, VolumeSpec
+    from ..register.one_xray import AUTO_STARTS
     from ..register.shard import join
     from ..register.track import TrackOptions
     from ..register.track_io import gather_tracks
     from ..register.track_many import track_sequences
+    from ..register.volume_spec import VolumeSpec
     from .register import exit_on_verdicts, follow_initializer
 
     options = registration_options(kw)

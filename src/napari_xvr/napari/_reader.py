@@ -385,7 +385,7 @@ def _result_drr(file: Path, inputs: dict, intr, pose):
     png = file.with_name("final_drr.png") if file.name == "result.json" else None
     volume = _input_file(inputs, "volume")
     if volume is not None:
-        from ..register.pipeline import VolumeSpec
+        from ..register.volume_spec import VolumeSpec
         from ..render import render
 
         # the spec it was registered with; a labelmap that is gone: the whole volume

@@ -14,9 +14,11 @@ from ..imaging import STANDARD_RANGE, standardize
 from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
 from ..register.joint import joint_init, relative_poses
 from ..register.mirror import MirrorCheck
-from ..register.pipeline import Retrying, VolumeSpec, Written, describe, register_xray
+from ..register.one_xray import Retrying, Written, register_xray
+from ..register.pipeline import describe
 from ..register.resolve import resolve_spec
 from ..register.setup_check import SetupCheck
+from ..register.volume_spec import VolumeSpec
 from . import api
 from ._jobs import LayerSnapshot, f32, guarded
 

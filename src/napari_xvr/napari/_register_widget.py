@@ -39,10 +39,12 @@ from ..register import (
 )
 from ..register.joint import joint_name
 from ..register.mirror import MirrorCheck
+from ..register.one_xray import AUTO_STARTS, Retrying
 from ..register.options import DEFAULT_ITRS, OPTIMIZERS, XRAY_MASKS
-from ..register.pipeline import AUTO_STARTS, Retrying, VolumeSpec, plan_outputs
+from ..register.pipeline import plan_outputs
 from ..register.setup_check import SetupCheck
 from ..register.trust import verdict_text, verdict_text_of
+from ..register.volume_spec import VolumeSpec
 from ..render import RENDERERS
 from ._common import (
     PREDICATES,

@@ -11,8 +11,9 @@ import numpy as np
 
 from ..io.xray import XRay
 from ..register import Preprocessing, RegistrationOptions, Step
-from ..register.pipeline import VolumeSpec, describe
+from ..register.pipeline import describe
 from ..register.track import FrameDone, FrameStarted, TrackDone, TrackOptions, TrackState, track
+from ..register.volume_spec import VolumeSpec
 from . import api
 from ._jobs import LayerSnapshot, guarded
 from ._register_job import standardized

@@ -22,9 +22,9 @@ from ..defaults import PREDICTS
 from ..errors import XvrInputError
 from ..geometry import pose_from_matrix, pose_to_dict
 from ..register import DicomInitializer, PoseInitializer, RegistrationOptions, StopToken
-from ..register.pipeline import VolumeSpec
 from ..register.track import FrameStarted, TrackDone, TrackOptions, TrackState
 from ..register.trust import verdict_text
+from ..register.volume_spec import VolumeSpec
 from ._common import (
     EventPump,
     LivePlot,

@@ -241,13 +241,14 @@ def register_layers(
 ):
     """Register an X-ray layer/array to a volume layer/array; returns the RegistrationResult.
 
-    It is the CLI's pipeline (:func:`napari_xvr.register.pipeline.register_xray`): the result
+    It is the CLI's pipeline (:func:`napari_xvr.register.one_xray.register_xray`): the result
     carries the verdict, the mirror and setup checks and, with `retry_starts`, the retry of
     ``--multistart auto``. Arrays need their geometry: `intrinsics` for the X-ray, the
     voxel->world `affine` (mm, the frame of :func:`napari_xvr.io.read_volume`) for the volume.
     """
     from ..register import Done, Preprocessing, RegistrationOptions
-    from ..register.pipeline import VolumeSpec, register_xray
+    from ..register.one_xray import register_xray
+    from ..register.volume_spec import VolumeSpec
 
     preprocessing = preprocessing or Preprocessing()
     xr = xray_from_layer(xray, intrinsics, preprocessing.reducefn)

@@ -22,9 +22,11 @@ from ..io.jsonfile import read_json
 from ..io.xray import XRay, read_xray, xray_stem
 from .engine import Preprocessing, StopToken, check_stages
 from .initializers import DicomInitializer
+from .one_xray import register_xray
 from .options import RegistrationOptions
-from .pipeline import VolumeSpec, XrayStarted, collect_xrays, describe, plan_outputs, register_xray
+from .pipeline import XrayStarted, collect_xrays, describe, plan_outputs
 from .trust import TRUST_MM
+from .volume_spec import VolumeSpec
 
 GEOMETRY_HELP = (
     "where each view's camera sits relative to the first: 'dicom' (the headers' "

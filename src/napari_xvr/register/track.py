@@ -34,11 +34,12 @@ from ..geometry import pose_from_matrix
 from .engine import Preprocessing, StopToken, register
 from .events import Done
 from .lm import renders_jacobian
+from .one_xray import register_xray
 from .options import RegistrationOptions
-from .pipeline import VolumeSpec, register_xray
 from .smooth import SmoothedTrack, smooth_results
 from .trust import SUSPECT, TRUST_MM, assess, worst
 from .uncertainty import volume_points
+from .volume_spec import VolumeSpec
 
 TRACK_SCALES: str = defaults.track("track_scales")
 """Scales of a tracked frame: its own resolution only (the previous pose is close)."""

@@ -21,12 +21,13 @@ from ..geometry import Intrinsics, pose_from_matrix
 from ..io.atomic import atomic_dir
 from .engine import Preprocessing, StopToken, check_stages, check_view
 from .options import RegistrationOptions
-from .pipeline import VolumeSpec, describe, plan_outputs
+from .pipeline import describe, plan_outputs
 from .sequence import Frames, read_frames, split_sequences
 from .shard import ready_share
 from .track import FrameDone, TrackDone, TrackOptions, TrackState, track
 from .track_io import TRACK_FILES, FrameWritten, TrackWriter, TrackWritten, check_output, frame_folder
 from .trust import TRUST_MM
+from .volume_spec import VolumeSpec
 
 
 @dataclass(frozen=True)
