@@ -169,7 +169,7 @@ def test_the_renderers_jacobian_is_the_renders_finite_difference(case):
     differences of real renders, per pose parameter."""
     from diffdrr.pose import convert
 
-    from napari_xvr.register.lm import image_jacobian
+    from napari_xvr.register.jacobian import image_jacobian
 
     solver = _solver(case, scale=4)
     drr = case[0]

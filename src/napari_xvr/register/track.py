@@ -33,7 +33,7 @@ from ..errors import XvrInputError
 from ..geometry import pose_from_matrix
 from .engine import Preprocessing, StopToken, register
 from .events import Done
-from .lm import renders_jacobian
+from .jacobian import renders_jacobian
 from .one_xray import register_xray
 from .options import RegistrationOptions
 from .smooth import SmoothedTrack, smooth_results
