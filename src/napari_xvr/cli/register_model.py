@@ -6,7 +6,9 @@ import click
 from click.core import ParameterSource
 
 from ._help import CONTEXT, UserPath, section
-from .register import REQUIRED, XRAY_ARG, _run, common, register
+from .register import _run, register
+from .register_input_args import REQUIRED, XRAY_ARG
+from .register_run_args import common
 from .upstream_args import UpstreamCompatibleCommand
 
 

@@ -14,7 +14,8 @@ from .. import defaults
 from ..defaults import PREDICTS
 from ._help import CONTEXT, SectionedCommand, UserPath, section
 from .progress import _line, run_sharded, summary, verdict_counts
-from .register import INTRINSICS, LOGGING, OPTIMIZER, PREPROCESSING, RENDERER, REQUIRED
+from .register_input_args import INTRINSICS, PREPROCESSING, RENDERER, REQUIRED
+from .register_run_args import LOGGING, OPTIMIZER
 
 T = defaults.TRACK
 SEQUENCES_HELP = (
