@@ -213,7 +213,8 @@ def test_bad_pth_is_a_one_line_error(case, tmp_path):
 
 
 def test_napari_reader_path_check(upstream_pth, tmp_path):
-    from napari_xvr.napari._reader import _kind, upstream_layers
+    from napari_xvr.napari._reader import upstream_layers
+    from napari_xvr.napari._reader_kinds import _kind
 
     assert _kind(upstream_pth) == "upstream"
     for path in _bad_files(tmp_path):
