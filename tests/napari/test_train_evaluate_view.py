@@ -179,7 +179,7 @@ def test_evaluate_vectors_legend_and_files(sample_viewer, qtbot, tmp_path, sampl
     assert ev.last_errors.mtre == pytest.approx(e.mtre, rel=1e-6)
     for layer in list(viewer.layers):  # the X-ray and what was drawn on it
         layer.visible = layer.ndim == 2
-    from napari_xvr.napari._common import fit_2d
+    from napari_xvr.napari._layer_helpers import fit_2d
 
     fit_2d(viewer, xray)
     qtbot.wait(500)

@@ -13,8 +13,9 @@ from qtpy.QtCore import QTimer
 from scipy import ndimage
 
 from ..compare import MODES, compare
-from ._common import report_error, upsert_image
+from ._layer_helpers import upsert_image
 from ._layers import KIND
+from ._workers import report_error
 
 FLICKER_MS = 500
 

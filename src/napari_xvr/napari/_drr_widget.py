@@ -28,25 +28,17 @@ from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from ..imaging import display_range
 from ..pose_history import PoseHistory
-from ._common import (
-    fit_2d,
-    follow_layers,
-    layer_combo,
-    orientation_combo,
-    remember,
-    report_error,
-    upsert_image,
-    while_alive,
-)
 from ._dock import StatusLine, group, scrolled
 from ._drag_align import DragAlign
 from ._jobs import Failed, LayerSnapshot
 from ._landmark_panel import LandmarkPanel
+from ._layer_helpers import fit_2d, follow_layers, layer_combo, orientation_combo, remember, upsert_image
 from ._layers import KIND
 from ._render_job import Rendered, RenderRequest, render_requests
 from ._session import SessionPanel
 from ._tooltips import explain
 from ._visibility import LayerVisibility
+from ._workers import report_error, while_alive
 
 POSE_RANGES = {
     "r1": (-180, 180, 0.0),

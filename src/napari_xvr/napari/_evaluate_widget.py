@@ -12,22 +12,14 @@ import napari
 
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix
-from ._common import (
-    find_widget,
-    follow_layers,
-    info,
-    layer_combo,
-    orientation_combo,
-    remember,
-    report_error,
-    while_alive,
-)
 from ._dock import StatusLine, group, lock_options, scrolled, wrapped_label
 from ._evaluate_job import Evaluated, Replayed, evaluation, replay
 from ._jobs import Failed, LayerSnapshot
+from ._layer_helpers import find_widget, follow_layers, layer_combo, orientation_combo, remember
 from ._layers import KIND
 from ._register_job import OVERLAY_CONTRAST
 from ._tooltips import explain
+from ._workers import info, report_error, while_alive
 
 TRUE_SOURCES = ("X-ray metadata 'true_pose'", "pose file")
 PRED_SOURCES = (

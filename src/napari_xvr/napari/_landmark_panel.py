@@ -14,9 +14,9 @@ from magicgui.widgets import Container, PushButton
 from napari.qt.threading import create_worker
 
 from ..errors import XvrInputError
-from ._common import report_error
 from ._dock import StatusLine
 from ._layers import KIND
+from ._workers import report_error
 
 XRAY_POINTS = "landmarks on X-ray"
 VOLUME_POINTS = "landmarks on volume"

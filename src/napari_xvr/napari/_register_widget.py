@@ -46,30 +46,22 @@ from ..register.setup_check import SetupCheck
 from ..register.trust import verdict_text, verdict_text_of
 from ..register.volume_spec import VolumeSpec
 from ..render import RENDERERS
-from ._common import (
-    PREDICATES,
-    ActivityBar,
-    Deferred,
-    EventPump,
-    LivePlot,
-    Stoppable,
-    find_widget,
-    fit_2d,
-    follow_layers,
-    info,
-    layer_combo,
-    orientation_combo,
-    remember,
-    report_error,
-    upsert_image,
-    warn,
-    while_alive,
-)
 from ._compare_panel import ComparePanel
 from ._dock import StatusLine, group, lock_options, run_stop_row, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP
 from ._jobs import Failed, LayerSnapshot, merge_progress
+from ._layer_helpers import (
+    PREDICATES,
+    find_widget,
+    fit_2d,
+    follow_layers,
+    layer_combo,
+    orientation_combo,
+    remember,
+    upsert_image,
+)
 from ._layers import KIND
+from ._plots import LivePlot
 from ._register_job import (
     OVERLAY_CONTRAST,
     Finished,
@@ -81,6 +73,7 @@ from ._register_job import (
 from ._tooltips import explain
 from ._view_grid import ViewGrid
 from ._visibility import LayerVisibility
+from ._workers import ActivityBar, Deferred, EventPump, Stoppable, info, report_error, warn, while_alive
 from .api import intrinsics_of
 
 FLAT = ("xray", "overlay", "drr", "replay")  # layers in detector mm, even with frames

@@ -17,8 +17,9 @@ from napari.layers import Layer
 from ..errors import XvrInputError
 from ..pose_history import PoseHistory
 from ..session import SUFFIX, Session, read_session, write_session
-from ._common import find_widget, info, report_error
+from ._layer_helpers import find_widget
 from ._layers import KIND
+from ._workers import info, report_error
 
 OPTION_WIDGETS = ("drr", "register")
 ROLE_OF = {"volume": "volume", "labels": "labels", "xray": "xray"}

@@ -25,28 +25,24 @@ from ..register import DicomInitializer, PoseInitializer, RegistrationOptions, S
 from ..register.track import FrameStarted, TrackDone, TrackOptions, TrackState
 from ..register.trust import verdict_text
 from ..register.volume_spec import VolumeSpec
-from ._common import (
-    EventPump,
-    LivePlot,
-    Stoppable,
-    find_widget,
-    fit_2d,
-    follow_layers,
-    info,
-    layer_combo,
-    orientation_combo,
-    remember,
-    report_error,
-    upsert_image,
-    while_alive,
-)
 from ._dock import StatusLine, group, lock_options, run_stop_row, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP
 from ._jobs import Failed, LayerSnapshot
+from ._layer_helpers import (
+    find_widget,
+    fit_2d,
+    follow_layers,
+    layer_combo,
+    orientation_combo,
+    remember,
+    upsert_image,
+)
 from ._layers import KIND
+from ._plots import LivePlot
 from ._register_job import OVERLAY_CONTRAST
 from ._tooltips import explain
 from ._track_job import FrameProgress, Tracked, TrackJob, tracking
+from ._workers import EventPump, Stoppable, info, report_error, while_alive
 
 INITS = ("DICOM header", "DRR and pose widget")
 TRACK_KEY = "track"  # the sequence layer's metadata: {"poses": {frame: 4x4}, "states": {...}}

@@ -27,26 +27,15 @@ from ..device import device_choices
 from ..errors import XvrInputError
 from ..geometry import PARAMETERIZATIONS
 from ..register import StopToken
-from ._common import (
-    ActivityBar,
-    EventPump,
-    LivePlot,
-    Stoppable,
-    follow_layers,
-    info,
-    layer_combo,
-    orientation_combo,
-    remember,
-    report_error,
-    upsert_image,
-    while_alive,
-)
 from ._dock import StatusLine, group, lock_options, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP, POSE_LABELS
 from ._jobs import Failed, merge_progress
+from ._layer_helpers import follow_layers, layer_combo, orientation_combo, remember, upsert_image
 from ._layers import KIND
+from ._plots import LivePlot
 from ._tooltips import explain
 from ._train_job import TrainProgress, training
+from ._workers import ActivityBar, EventPump, Stoppable, info, report_error, while_alive
 
 RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
 MOSAIC = "training DRRs (top) / predicted (bottom)"

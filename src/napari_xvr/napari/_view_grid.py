@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._common import _unwrap, extent_2d, fit_2d
+from ._layer_helpers import _unwrap, extent_2d, fit_2d
 
 
 @dataclass(frozen=True)
