@@ -122,7 +122,7 @@ def _in_view(viewer, points: np.ndarray) -> bool:
 
 
 def test_carm_view_3d(sample_viewer, qtbot, artifacts):
-    from napari_xvr.napari._drr_widget import CARM, DETECTOR, LABELS, SOURCE
+    from napari_xvr.napari._carm_view import CARM, DETECTOR, LABELS, SOURCE
 
     viewer = sample_viewer
     viewer.window.resize(1600, 1000)
