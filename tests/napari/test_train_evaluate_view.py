@@ -103,7 +103,7 @@ def test_train_locks_options_and_shows_a_labelled_mosaic_apart(sample_viewer, qt
     assert tr.done is not None and tr.done.itr == 3, tr.status.value
     assert all(w.enabled for w in locked) and not tr.stop_button.enabled
     assert not tr.det_width.enabled  # off for its own reason: it stays off
-    from napari_xvr.napari._train_widget import MOSAIC, MOSAIC_TEXT, ROW_NAMES
+    from napari_xvr.napari._train_display import MOSAIC, MOSAIC_TEXT, ROW_NAMES
 
     mosaic, text = viewer.layers[MOSAIC], viewer.layers[MOSAIC_TEXT]
     box = _extent_2d(mosaic)

@@ -1,8 +1,10 @@
-"""Dock widget 3: train a patient-specific pose regressor, with a live loss plot and DRRs."""
+"""Dock widget 3: train a patient-specific pose regressor, with a live loss plot and DRRs.
+
+The display of a run (progress, plot, the DRR mosaic) is in :mod:`._train_display`.
+"""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,18 +31,15 @@ from ..geometry import PARAMETERIZATIONS
 from ..register import StopToken
 from ._dock import StatusLine, group, lock_options, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP, POSE_LABELS
-from ._jobs import Failed, merge_progress
-from ._layer_helpers import follow_layers, layer_combo, orientation_combo, remember, upsert_image
-from ._layers import KIND
+from ._jobs import merge_progress
+from ._layer_helpers import follow_layers, layer_combo, orientation_combo, remember
 from ._plots import LivePlot
 from ._tooltips import explain
-from ._train_job import TrainProgress, training
-from ._workers import ActivityBar, EventPump, Stoppable, info, report_error, while_alive
+from ._train_display import MOSAIC, TrainDisplay
+from ._train_job import training
+from ._workers import ActivityBar, EventPump, Stoppable, report_error, while_alive
 
 RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
-MOSAIC = "training DRRs (top) / predicted (bottom)"
-MOSAIC_TEXT = "training DRRs: row labels"
-ROW_NAMES = ("top row: DRRs at sampled poses", "bottom row: DRRs at the predicted poses")
 DRR_EVERY = 25  # the widget shows DRRs more often than the CLI's 250: they are the live view
 
 #: what a CPU trains in minutes instead of days (used when "auto" finds no GPU: ~6 CPU-seconds
@@ -93,7 +92,7 @@ def _range_label(name: str) -> str:
     return f"{what} range {unit}"
 
 
-class TrainWidget(Stoppable, Container):
+class TrainWidget(TrainDisplay, Stoppable, Container):
     """The options of ``xvr train`` in groups, an output folder, Start, Stop and Resume.
 
     A live loss plot, a layer of sampled DRRs (top) beside the DRRs of the predicted poses
@@ -361,115 +360,10 @@ class TrainWidget(Stoppable, Container):
         if MOSAIC not in self.viewer.layers:
             self._show_mosaic(np.zeros((2, 2), np.float32), None)
 
-    # ---------------------------------------------------------------- the mosaic, in its own place
-    def _show_mosaic(self, image: np.ndarray, itr: int | None) -> None:
-        """The mosaic beside every other layer (never over the CT or X-ray), scaled to their
-        height, with a label above it and one below it naming the rows."""
-        top, left, height = _free_place(self.viewer, exclude=(MOSAIC, MOSAIC_TEXT))
-        scale = height / image.shape[0]
-        upsert_image(
-            self.viewer,
-            MOSAIC,
-            image,
-            colormap="gray",
-            contrast_limits=(0.0, 1.0),
-            scale=(scale, scale),
-            translate=(top, left),
-            metadata={KIND: "training", "itr": itr},
-        )
-        tall, wide = image.shape[0] * scale, image.shape[1] * scale
-        middle = left + 0.5 * wide  # one label above the top row, one below the bottom row
-        where = np.array([[top - 0.04 * tall, middle], [top + 1.04 * tall, middle]])
-        if MOSAIC_TEXT in self.viewer.layers:
-            self.viewer.layers[MOSAIC_TEXT].data = where
-        else:
-            self.viewer.add_points(
-                where,
-                name=MOSAIC_TEXT,
-                size=0,
-                face_color="transparent",
-                border_width=0,
-                features={"row": list(ROW_NAMES)},
-                text={"string": "{row}", "color": "yellow", "size": 11, "anchor": "center"},
-                metadata={KIND: "training"},
-            )
-        if itr is None:  # the placeholder made at the click (adding layers mid-run stalls)
-            return
-        if not self._shown_mosaic:  # the first images of a session: bring them into view
-            self._shown_mosaic = True
-            self.viewer.reset_view()
-
-    # ---------------------------------------------------------------- events (main thread)
-    def _on_event(self, event) -> None:
-        from ..train import Checkpointed, TrainDone, TrainStarted
-
-        if isinstance(event, TrainStarted):
-            if self._pbar is None:
-                self._pbar = ActivityBar(event.n_total_itrs, "training")
-            self._pbar.total = event.n_total_itrs
-            self._pbar.reach(event.start_itr)
-            self._total = event.n_total_itrs
-            # wandb's absence is the usual case here, not news for the status line: the log has it
-            for note in event.notes:
-                if note.startswith("wandb"):
-                    logging.getLogger("napari_xvr").info(note)
-            notes = "; ".join(n for n in event.notes if not n.startswith("wandb"))
-            self.status.value = (
-                f"training on {event.device} from itr {event.start_itr} "
-                f"({event.n_parameters / 1e6:.1f} M parameters) {notes}"
-            )
-        elif isinstance(event, TrainProgress):
-            self.losses.extend(zip(event.itrs, event.losses, strict=True))
-            x, y = np.array(self.losses).T
-            self.plot.set_lines({"loss": (x, y)})
-            if self._pbar is not None:
-                self._pbar.reach(event.itr + 1)
-            eta = (self._total - event.itr - 1) * event.step_time_s
-            self.status.value = (
-                f"itr {event.itr + 1}/{self._total}  loss {event.losses[-1]:.4f}  "
-                f"{event.step_time_s:.2f} s/itr  ETA {_duration(eta)}"
-            )
-            if event.mosaic is not None:
-                self._show_mosaic(event.mosaic, event.itr)
-        elif isinstance(event, Checkpointed):
-            self.checkpoints.append(Path(event.path))
-        elif isinstance(event, TrainDone):
-            self.done = event
-            how = "stopped" if event.stopped else "done"
-            self.status.value = (
-                f"{how} at itr {event.itr} after {_duration(event.elapsed_s)}; checkpoint {event.path}"
-            )
-            info(f"Train: {self.status.value}")
-        elif isinstance(event, Failed):
-            report_error(XvrInputError(event.message), "Train")
-            self.status.value = f"failed: {event.message}"
-
-    def _on_finished(self) -> None:
-        if self._pump is not None:  # what is still queued comes first (the end of the run among it)
-            self._pump.close()
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self.worker = None
-        self._lock(False)
-
     def _lock(self, running: bool) -> None:
         """Options off while a run goes (Stop on), back as they were after."""
         lock_options(self, running, keep=(self.stop_button,))
         self.stop_button.enabled = running
-
-
-def _free_place(viewer, exclude: tuple[str, ...]) -> tuple[float, float, float]:
-    """(top, left, height) in world units of a place right of every other layer's extent
-    (rows and columns: the last two world axes), as tall as they are."""
-    boxes = [np.asarray(layer.extent.world)[:, -2:] for layer in viewer.layers if layer.name not in exclude]
-    if not boxes:
-        return 0.0, 0.0, 256.0
-    lo = np.min([b[0] for b in boxes], axis=0)
-    hi = np.max([b[1] for b in boxes], axis=0)
-    height = float(max(hi[0] - lo[0], 1e-6))
-    gap = 0.1 * height
-    return float(lo[0]), float(hi[1] + gap), height
 
 
 def _preset_note(core) -> str:
@@ -488,10 +382,3 @@ def _range(name: str, text: str) -> tuple[float, float]:
     except ValueError as err:
         raise XvrInputError(f"{_range_label(name)} {text!r}: give two numbers, e.g. -30,30") from err
     return lo, hi
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
