@@ -29,13 +29,13 @@ import torch
 
 from napari_xvr.evaluate import evaluate_poses
 from napari_xvr.geometry import Intrinsics, pose_from_dict
+from napari_xvr.io.result import result_pose
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing
 from napari_xvr.register.initializers import DicomInitializer
 from napari_xvr.register.one_xray import register_xray
 from napari_xvr.register.options import RegistrationOptions
 from napari_xvr.register.pipeline import describe
-from napari_xvr.register.result import result_pose
 from napari_xvr.register.trust import verdict_text
 from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.simulate.anatomy import ANATOMIES

@@ -13,9 +13,9 @@ from .errors import XvrInputError
 from .geometry import MAX_DETECTOR_PX, Intrinsics, pose_from_matrix, pose_from_zxy
 from .imaging import unit
 from .io.atomic import atomic_write_bytes
+from .io.result import read_result, read_trajectory
 from .io.xray import read_xray
 from .memory import check_memory, gib, render_bytes
-from .register.result import read_result, read_trajectory
 
 #: trajectory.csv files larger than this are refused before they are parsed
 MAX_TRAJECTORY_BYTES = 256 << 20

@@ -228,7 +228,7 @@ def _case_pose(path: Path, cases: dict, stem: str | None):
 def read_true_pose(path, stem: str | None = None, orientation: str = "AP") -> RigidTransform:
     """A true pose from a result.json/folder or xvr .pth, a JSON matrix, a truth.json of cases,
     or a DICOM."""
-    from .register.result import read_result, result_pose
+    from .io.result import read_result, result_pose
 
     path = Path(path)
     if path.is_dir() or path.name == "result.json" or path.suffix.lower() == ".pth":

@@ -64,7 +64,7 @@ def _saved(path) -> dict:
 
 
 def test_read_gives_upstreams_exact_pose(upstream_pth):
-    from napari_xvr.register.result import read_result, result_pose
+    from napari_xvr.io.result import read_result, result_pose
 
     saved = _saved(upstream_pth)
     data = read_result(upstream_pth)

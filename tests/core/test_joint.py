@@ -13,13 +13,13 @@ import torch
 from napari_xvr.errors import XvrInputError
 from napari_xvr.evaluate import anatomy_tre, mtre
 from napari_xvr.geometry import pose_from_dict
+from napari_xvr.io.result import read_result
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing, register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer, FixedInitializer
 from napari_xvr.register.joint import joint_init, relative_poses
 from napari_xvr.register.lm import LMView, PoseLM
 from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.register.result import read_result
 from napari_xvr.register.volume_spec import VolumeSpec
 
 FAST = RegistrationOptions(scales="4,2,1", n_itrs="30,20,10")

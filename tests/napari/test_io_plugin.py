@@ -120,10 +120,10 @@ def test_sample_data(sample_viewer):
 
 
 def test_result_folder_round_trip(make_napari_viewer, tmp_path, sample_cache):
+    from napari_xvr.io.result import read_result
     from napari_xvr.napari._sample_data import sample_files, sample_xray_file
     from napari_xvr.register import FixedInitializer, RegistrationOptions
     from napari_xvr.register.pipeline import register_files
-    from napari_xvr.register.result import read_result
     from napari_xvr.register.volume_spec import VolumeSpec
 
     ct, _ = sample_files()

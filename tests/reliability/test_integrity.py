@@ -10,7 +10,7 @@ import torch
 
 from napari_xvr.errors import XvrInputError
 from napari_xvr.geometry import Intrinsics
-from napari_xvr.register.result import RegistrationResult, read_result, write_result
+from napari_xvr.io.result import RegistrationResult, read_result, write_result
 from napari_xvr.train.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 from napari_xvr.train.network import PoseRegressor
 

@@ -340,7 +340,7 @@ def _write(path, layer):
 
 
 def test_the_written_result_reads_back(result_folder, tmp_path):
-    from napari_xvr.register.result import read_result, read_trajectory
+    from napari_xvr.io.result import read_result, read_trajectory
 
     xray = read(result_folder)[0]
     target = tmp_path / "my result ü #%.json"

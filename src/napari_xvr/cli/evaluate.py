@@ -44,7 +44,7 @@ def evaluate(result, true_path, fiducials, orientation, json_out):
     from ..evaluate import evaluate_poses, read_fiducials, read_true_pose
     from ..geometry import Intrinsics
     from ..io.atomic import atomic_write_text
-    from ..register.result import read_result, result_pose
+    from ..io.result import read_result, result_pose
 
     if fiducials is None:
         data = json.loads(Path(true_path).read_text()) if true_path.endswith(".json") else {}

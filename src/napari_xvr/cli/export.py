@@ -24,7 +24,7 @@ def _targets(results, outpath: Path, fmt: str, ext: str) -> list[tuple[str, dict
     """(RESULT, its data, output file) for each RESULT, all read before anything is written."""
     from ..errors import XvrInputError
     from ..io.itk_export import ITK_SUFFIXES
-    from ..register.result import read_result
+    from ..io.result import read_result
 
     suffix = ".pth" if fmt == "xvr" else f".{ext}"
     names = (".pth",) if fmt == "xvr" else ITK_SUFFIXES

@@ -36,7 +36,7 @@ MAPS = (
 
 def _pose_matrix(data: dict) -> np.ndarray:
     """The final (else initial) pose of a result dict as a float64 4x4."""
-    from ..register.result import result_pose
+    from .result import result_pose
 
     pose = data.get("final_pose") or data["init_pose"]
     if isinstance(pose, dict) and "matrix" in pose:

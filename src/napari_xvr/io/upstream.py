@@ -74,7 +74,7 @@ def _check(path: Path, data) -> None:
 def upstream_to_json(data: dict, path) -> dict:
     """An upstream result dict as our result.json content (see RegistrationResult.to_json)."""
     from ..geometry import Intrinsics, pose_from_matrix
-    from ..register.result import RegistrationResult
+    from .result import RegistrationResult
 
     det = data["detector"]
     intr = Intrinsics(

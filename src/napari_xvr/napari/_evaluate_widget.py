@@ -174,7 +174,7 @@ class EvaluateWidget(Container):
                     "choose the true pose file (result.json, pose JSON, truth.json, xvr .pth or DICOM)"
                 )
             return read_true_pose(path, self._xray_stem(), self.orientation_choice.value)
-        from ..register.result import read_result, result_pose
+        from ..io.result import read_result, result_pose
 
         if path is None:
             raise XvrInputError("choose a result.json (or its folder)")

@@ -206,7 +206,7 @@ def upstream_layers(path: Path) -> list:
 
 def _trajectory(file: Path) -> list[dict]:
     """The trajectory saved beside a result file; [] (with a warning) when absent or damaged."""
-    from ..register.result import read_trajectory, trajectory_file
+    from ..io.result import read_trajectory, trajectory_file
 
     if not trajectory_file(file).is_file():
         return []
@@ -229,7 +229,7 @@ def result_layers(folder: Path) -> list:
     """X-ray, final DRR (an overlay) and pose of a result folder written by `xvr register`, or of
     a ``name.json`` the writer saved (its trajectory in ``name.csv``)."""
     from ..geometry import Intrinsics
-    from ..register.result import read_result, result_pose
+    from ..io.result import read_result, result_pose
 
     folder = Path(folder)
     file = folder / "result.json" if folder.is_dir() else folder

@@ -1,7 +1,7 @@
 """npe2 writers: a registration result (``name.json`` + ``name.csv``) and DRR/overlay images.
 
 What they write, napari-xvr reads back: the reader opens ``name.json`` with its trajectory from
-``name.csv`` (:func:`napari_xvr.register.result.read_trajectory`).
+``name.csv`` (:func:`napari_xvr.io.result.read_trajectory`).
 
 Overwriting: napari's save dialog has already asked about the file the user named, so that file
 is replaced (atomically: a failed write leaves the old one as it was). The ``name.csv`` beside a
@@ -37,7 +37,7 @@ def _target(path, suffix: str, allowed: tuple[str, ...]) -> Path:
 
 
 def _is_our_trajectory(csv: Path) -> bool:
-    from ..register.result import TRAJECTORY_COLUMNS
+    from ..io.result import TRAJECTORY_COLUMNS
 
     try:
         with csv.open("rb") as handle:
@@ -53,7 +53,7 @@ def write_result(path: str, data, meta: dict) -> list[str]:
     ``name.json`` gets the result (poses as 4x4 matrix, ZXY angles and mm) and ``name.csv``
     the optimisation trajectory, written together (all or nothing).
     """
-    from ..register.result import TRAJECTORY_COLUMNS, validate_result
+    from ..io.result import TRAJECTORY_COLUMNS, validate_result
 
     meta = meta if isinstance(meta, dict) else {}
     meta = meta.get("metadata", meta) if isinstance(meta.get("metadata", meta), dict) else {}

@@ -19,10 +19,10 @@ _WHERE = {  # name -> submodule: imported on first use, so `xvr --help` stays li
     "PoseInitializer": ".initializers",
     "RestartInitializer": ".initializers",
     "RegistrationOptions": ".options",
-    "RegistrationResult": ".result",
-    "read_result": ".result",
-    "result_pose": ".result",
-    "write_result": ".result",
+    "RegistrationResult": "..io.result",
+    "read_result": "..io.result",
+    "result_pose": "..io.result",
+    "write_result": "..io.result",
 }
 
 __all__ = sorted(_WHERE)

@@ -17,6 +17,7 @@ import torch
 from diffdrr.pose import RigidTransform
 
 from ..errors import XvrInputError
+from ..io.result import RegistrationResult
 from ..io.xray import XRay
 from ..render import set_intrinsics
 from .events import (
@@ -30,7 +31,6 @@ from .fov import volume_cut_faces
 from .masking import masked_fraction
 from .multistart import start_poses
 from .options import RegistrationOptions
-from .result import RegistrationResult
 from .stage_run import (  # noqa: F401 (pose_prior: the public name)
     _adam_stage,
     _joint_views,

@@ -45,7 +45,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Done:
-    """The run ended; `result` is the final :class:`~napari_xvr.register.result.RegistrationResult`."""
+    """The run ended; `result` is the final :class:`~napari_xvr.io.result.RegistrationResult`."""
 
     result: object
 

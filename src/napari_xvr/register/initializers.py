@@ -10,8 +10,8 @@ from diffdrr.pose import RigidTransform
 
 from ..errors import XvrInputError
 from ..geometry import carm_pose, pose_from_matrix, pose_from_params
+from ..io.result import read_result, result_pose
 from ..io.xray import XRay
-from .result import read_result, result_pose
 
 
 def parse_triple(text, name: str) -> list[float]:

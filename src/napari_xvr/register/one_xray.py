@@ -14,12 +14,12 @@ from pathlib import Path
 from diffdrr.pose import RigidTransform
 
 from .. import defaults
+from ..io.result import write_result
 from ..io.xray import XRay
 from .engine import Preprocessing, StopToken, register
 from .events import Done, Step
 from .mirror import check_mirror
 from .options import RegistrationOptions
-from .result import write_result
 from .setup_check import OTHER_ORIENTATION, check_setup
 from .trust import OK, SEVERITY, TRUST_MM, assess
 from .volume_spec import VolumeSpec, _named

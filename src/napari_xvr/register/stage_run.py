@@ -14,11 +14,11 @@ import torch
 from diffdrr.pose import RigidTransform
 
 from ..geometry import pose_to_dict, pose_to_zxy
+from ..io.result import RegistrationResult
 from ..render import set_intrinsics
 from .events import Step, StopToken
 from .lm import LMView, PoseLM
 from .options import RegistrationOptions
-from .result import RegistrationResult
 from .similarity import Similarity
 from .stage_views import _params, _pose, _row, _sync, _View
 from .uncertainty import KAPPA, batched_mtre, pose_uncertainty, volume_points

@@ -22,7 +22,7 @@ from ..errors import XvrInputError
 from ..geometry import pose_from_matrix, pose_to_dict, pose_to_zxy
 from ..io.atomic import atomic_write_files
 from ..io.jsonfile import read_json
-from .result import read_result, write_result
+from ..io.result import read_result, write_result
 from .shard import gather_brief, outcome
 from .track import FrameDone, TrackDone, TrackState
 from .trust import SEVERITY

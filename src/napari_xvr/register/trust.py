@@ -54,7 +54,7 @@ class Verdict:
 
 
 def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
-    """The verdict for a :class:`~napari_xvr.register.result.RegistrationResult`."""
+    """The verdict for a :class:`~napari_xvr.io.result.RegistrationResult`."""
     failed, suspect = [], []
     if result.final_pose is None:
         return Verdict(SUSPECT, ["no registration ran (--init_only): the pose is the start's"])

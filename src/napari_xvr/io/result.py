@@ -16,7 +16,7 @@ from ..conventions import ORIENTATIONS
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_to_dict
 from ..imaging import unit_finite
-from ..io.atomic import atomic_dir
+from .atomic import atomic_dir
 
 TRAJECTORY_COLUMNS = (
     "stage",
@@ -154,7 +154,7 @@ def write_result(result: RegistrationResult, folder, saveimg: bool = False) -> P
 
 def view_folders(result: RegistrationResult) -> list[str]:
     """The folder names of a joint result's views: ``<k>_<stem>``."""
-    from ..io.xray import xray_stem
+    from .xray import xray_stem
 
     return [f"{k}_{xray_stem(view['xray'])}" for k, view in enumerate(result.views or [])]
 
@@ -282,7 +282,7 @@ def _check_inputs(inputs: dict, file) -> None:
 
 
 def _read_upstream(path: Path) -> dict:
-    from ..io.upstream import read_upstream_result
+    from .upstream import read_upstream_result
 
     return read_upstream_result(path)
 
