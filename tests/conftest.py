@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def workers_end_with_their_test():
+    """After a test (and its viewer) is torn down, its thread workers are asked to quit and
+    waited for, as napari's event loop does when the app quits: a worker still running at the
+    interpreter's exit emits into deleted Qt objects and aborts the process."""
+    yield
+    if "napari.qt.threading" in sys.modules:  # a test that made workers
+        from napari.qt.threading import GeneratorWorker
+
+        GeneratorWorker.await_workers(msecs=60_000)  # every worker (superqt's WorkerBase)
 
 
 @pytest.fixture(scope="session")
