@@ -12,12 +12,16 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 import torch
 from torchvision.transforms.functional import center_crop
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "train"))
+from train_helpers import TINY as TRAIN_TINY  # noqa: E402
 
 from napari_xvr.geometry import pose_from_matrix
 
@@ -254,23 +258,7 @@ def test_antipode_is_upstreams(upstream):
     assert not torch.allclose(ours, pose.matrix, atol=1e-2)
 
 
-TINY = dict(
-    r1=(-30, 30),
-    r2=(-15, 15),
-    r3=(-2, 2),
-    tx=(-15, 15),
-    ty=(810, 890),
-    tz=(-15, 15),
-    batch_size=2,
-    sdd=1020.0,
-    height=32,
-    delx=12.8,
-    n_samples=48,
-    model_name="test_resnet",
-    norm_layer="groupnorm1",
-    n_warmup_itrs=2,
-    n_grad_accum_itrs=2,
-)
+TINY = {k: v for k, v in TRAIN_TINY.items() if k != "n_drr_every_itrs"}  # (xvr has no such option)
 
 
 @pytest.mark.parametrize("parameterization", ["quaternion_adjugate", "euler_angles"])

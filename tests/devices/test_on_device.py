@@ -5,12 +5,17 @@ On a GPU machine: ``python -m pytest -m cuda && python -m benchmarks --device cu
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "train"))
 from diffdrr.drr import DRR
 from diffdrr.pose import convert
+from train_helpers import TINY as TRAIN_TINY  # noqa: E402
 
 from napari_xvr.evaluate import mtre
 from napari_xvr.fastdrr import FastDRR
@@ -29,24 +34,7 @@ CUDA = pytest.param(
     marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")],
 )
 DEVICES = ["cpu", CUDA]
-TINY = dict(
-    r1=(-30, 30),
-    r2=(-15, 15),
-    r3=(-2, 2),
-    tx=(-15, 15),
-    ty=(810, 890),
-    tz=(-15, 15),
-    batch_size=2,
-    sdd=1020.0,
-    height=32,
-    delx=12.8,
-    n_samples=48,
-    model_name="test_resnet",
-    norm_layer="groupnorm1",
-    n_warmup_itrs=1,
-    n_grad_accum_itrs=1,
-    n_drr_every_itrs=1,
-)
+TINY = {**TRAIN_TINY, "n_warmup_itrs": 1, "n_grad_accum_itrs": 1, "n_drr_every_itrs": 1}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from napari.qt.threading import create_worker
 from ..errors import XvrInputError
 from ._dock import StatusLine
 from ._layers import KIND
-from ._workers import report_error
+from ._workers import report_error, run_reported
 
 XRAY_POINTS = "landmarks on X-ray"
 VOLUME_POINTS = "landmarks on volume"
@@ -50,11 +50,7 @@ class LandmarkPanel(Container):
         self.solve_button.changed.connect(lambda *_: self._guarded(self.solve))
 
     def _guarded(self, action) -> None:
-        try:
-            action()
-        except Exception as err:
-            report_error(err, "Landmarks")
-            self.status.value = f"failed: {err}"
+        run_reported(action, "Landmarks", self.status)
 
     def add_layers(self) -> None:
         """The two Points layers (kept when they exist), the X-ray's ready to click on."""

@@ -19,7 +19,7 @@ from ..pose_history import PoseHistory
 from ..session import SUFFIX, Session, read_session, write_session
 from ._layer_helpers import find_widget
 from ._layers import KIND
-from ._workers import info, report_error
+from ._workers import info, run_reported
 
 OPTION_WIDGETS = ("drr", "register")
 ROLE_OF = {"volume": "volume", "labels": "labels", "xray": "xray"}
@@ -147,7 +147,4 @@ class SessionPanel(Container):
         restore(self.viewer, read_session(self._file()))
 
     def _guarded(self, action) -> None:
-        try:
-            action()
-        except Exception as err:
-            report_error(err, "Session")
+        run_reported(action, "Session")

@@ -128,6 +128,16 @@ def report_error(err: Exception, what: str) -> None:
     show_error(f"{what}: {why}")
 
 
+def run_reported(action: Callable[[], object], what: str, status=None) -> None:
+    """Run a button's `action`; an exception becomes a notification (and `status`'s text)."""
+    try:
+        action()
+    except Exception as err:
+        report_error(err, what)
+        if status is not None:
+            status.value = f"failed: {err}"
+
+
 def info(message: str) -> None:
     show_info(message)
 
