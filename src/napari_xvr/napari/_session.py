@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FileEdit, PushButton
 from magicgui.widgets.bases import ValueWidget
 from napari.layers import Layer
 
@@ -19,6 +19,7 @@ from ..pose_history import PoseHistory
 from ..session import SUFFIX, Session, read_session, write_session
 from ._layer_helpers import find_widget
 from ._layers import KIND
+from ._tooltips import controls
 from ._workers import info, run_reported
 
 OPTION_WIDGETS = ("drr", "register")
@@ -28,12 +29,8 @@ ROLE_OF = {"volume": "volume", "labels": "labels", "xray": "xray"}
 def widget_options(widget) -> dict:
     """Every value control of `widget` by attribute name (layers by name, paths as text)."""
     options = {}
-    for attr, control in vars(widget).items():
-        if (
-            not isinstance(control, ValueWidget)
-            or isinstance(control, PushButton | Label)
-            or attr.startswith("_")
-        ):
+    for attr, control in controls(widget, panels=False):
+        if isinstance(control, PushButton):
             continue
         value = control.value
         if isinstance(value, Layer):

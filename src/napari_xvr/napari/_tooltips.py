@@ -73,13 +73,16 @@ def cli_help(*commands) -> dict[str, str]:
     return found
 
 
-def controls(widget):
-    """(name, control) of every value control of `widget` and its panels (not labels)."""
+def controls(widget, panels: bool = True):
+    """(name, control) of every value control of `widget` and, with `panels`, of its panels
+    (not labels)."""
     seen = set()
 
     def walk(container):
         for attr, value in vars(container).items():
             if attr.startswith("_") or id(value) in seen:
+                continue
+            if not panels and not isinstance(value, ValueWidget):
                 continue
             if isinstance(value, dict):
                 for key, item in value.items():
