@@ -171,3 +171,17 @@ def reorient_matrix(orientation: str | None = "AP") -> torch.Tensor:
     if orientation not in rows:
         raise XvrInputError(f"orientation {orientation!r}: use AP or PA")
     return torch.tensor(rows[orientation], dtype=torch.float32)
+
+
+def grid_placement(extent_px, spacing, shape, pixel=None) -> tuple[tuple, tuple]:
+    """Where an image of `shape` (rows, cols) lies over a detector grid of `extent_px` pixels
+    of `spacing` mm (both (rows, cols)): its pixel size (`pixel`, or the extent shared evenly)
+    and the offset (mm) of its first pixel's centre from the grid's, the two grids' centres
+    aligned. What a preview, a coarse scale's DRR or a resampled image needs to cover the
+    X-ray it belongs to: ``(scale, translate)`` of an image layer, relative to the grid's."""
+    extent = np.asarray(extent_px, dtype=float)
+    spacing = np.asarray(spacing, dtype=float)
+    shape = np.asarray(shape, dtype=float)
+    pixel = extent * spacing / shape if pixel is None else np.asarray(pixel, dtype=float)
+    offset = 0.5 * ((extent - 1) * spacing - (shape - 1) * pixel)
+    return tuple(pixel.tolist()), tuple(offset.tolist())

@@ -13,6 +13,7 @@ from qtpy.QtCore import QTimer
 from scipy import ndimage
 
 from ..compare import MODES, compare
+from ..geometry import grid_placement
 from ._layer_helpers import upsert_image
 from ._layers import KIND
 from ._workers import report_error
@@ -78,8 +79,8 @@ class ComparePanel(Container):
             return
         if shown is None:
             return
-        scale = np.multiply(overlay.scale, np.divide(overlay.data.shape, image.shape))
-        translate = np.add(overlay.translate, 0.5 * (scale - np.asarray(overlay.scale)))
+        scale, offset = grid_placement(overlay.data.shape, overlay.scale, image.shape)
+        translate = np.add(overlay.translate, offset)
         kwargs = {
             "scale": tuple(scale),
             "translate": tuple(translate),

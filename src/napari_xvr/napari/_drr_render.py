@@ -10,7 +10,7 @@ import numpy as np
 from napari.qt.threading import create_worker
 
 from ..errors import XvrInputError
-from ..geometry import Intrinsics, pose_from_matrix, pose_to_zxy
+from ..geometry import Intrinsics, grid_placement, pose_from_matrix, pose_to_zxy
 from ..imaging import display_range
 from ._jobs import Failed, LayerSnapshot
 from ._layer_helpers import upsert_image
@@ -22,12 +22,12 @@ from ._workers import report_error
 def _placement(shown: Intrinsics, full: Intrinsics) -> tuple[tuple, tuple]:
     """Layer (scale, translate) of a DRR on `shown`'s grid over the full detector's extent:
     a preview's fewer, larger pixels cover the same mm as the full DRR (centres aligned)."""
-    scale = (shown.dely, shown.delx)
-    translate = (
-        0.5 * ((full.height - 1) * full.dely - (shown.height - 1) * shown.dely),
-        0.5 * ((full.width - 1) * full.delx - (shown.width - 1) * shown.delx),
+    return grid_placement(
+        (full.height, full.width),
+        (full.dely, full.delx),
+        (shown.height, shown.width),
+        (shown.dely, shown.delx),
     )
-    return scale, translate
 
 
 class DrrRendering:

@@ -11,7 +11,7 @@ from napari.qt.threading import create_worker
 import napari
 
 from ..errors import XvrInputError
-from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix
+from ..geometry import Intrinsics, grid_placement, pose_from_dict, pose_from_matrix
 from ._dock import StatusLine, group, lock_options, scrolled, wrapped_label
 from ._evaluate_job import Evaluated, Replayed, evaluation, replay
 from ._jobs import Failed, LayerSnapshot
@@ -345,10 +345,10 @@ class EvaluateWidget(Container):
         xray = self.xray.value
         intr = xray.metadata["intrinsics"]
         frames = event.frames[:, None]
-        s_row = intr["dely"] * intr["height"] / frames.shape[2]
-        s_col = intr["delx"] * intr["width"] / frames.shape[3]
-        scale = (1.0, REPLAY_PLANE_MM, s_row, s_col)
-        translate = (0.0, 0.0, 0.5 * (s_row - intr["dely"]), 0.5 * (s_col - intr["delx"]))
+        pixel, offset = grid_placement(
+            (intr["height"], intr["width"]), (intr["dely"], intr["delx"]), frames.shape[2:]
+        )
+        scale, translate = (1.0, REPLAY_PLANE_MM, *pixel), (0.0, 0.0, *offset)
         name = f"{xray.name} replay"
         meta = {KIND: "replay", "iterations": list(event.itrs)}
         for layer in self.viewer.layers:  # one magenta DRR at a time: no pink wash over the X-ray

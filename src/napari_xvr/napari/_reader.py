@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XvrInputError
+from ..geometry import grid_placement
 from ._layers import KIND, check_volume_memory, drr_layer_kwargs, volume_layers, xray_layer
 from ._reader_kinds import _dicom_files, _kind, _paths
 
@@ -270,7 +271,12 @@ def result_layers(folder: Path) -> list:
         image, shown = drr
         kwargs = drr_layer_kwargs(f"{name} final DRR", shown, meta, overlay=True)
         # a resampled DRR covers the same detector: its pixel centres shift by half a pixel
-        kwargs["translate"] = (0.5 * (shown.dely - intr.dely), 0.5 * (shown.delx - intr.delx))
+        kwargs["translate"] = grid_placement(
+            (intr.height, intr.width),
+            (intr.dely, intr.delx),
+            (shown.height, shown.width),
+            (shown.dely, shown.delx),
+        )[1]
         layers.append((image, kwargs, "image"))
         if len(layers) == 2:  # green X-ray under the magenta DRR, as the registration view:
             layers[0][1]["colormap"] = "green"  # aligned parts turn grey, not a pink wash

@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 
 from ..errors import XvrInputError
-from ..geometry import pose_from_matrix, pose_to_dict
+from ..geometry import grid_placement, pose_from_matrix, pose_to_dict
 from ..register import Stage
 from ..register.mirror import MirrorCheck
 from ..register.one_xray import Retrying
@@ -34,17 +34,10 @@ class RegisterDisplay:
         xray = xray or self.xray_layer
         intr = xray.metadata["intrinsics"]
         crop = self._job.options.crop
-        height, width = intr["height"] - crop, intr["width"] - crop
-        s_row = intr["dely"] * height / shape[0]
-        s_col = intr["delx"] * width / shape[1]
-        base = np.asarray(xray.translate[-2:], dtype=float)
-        translate = base + np.array(
-            [
-                (crop // 2) * intr["dely"] + 0.5 * (s_row - intr["dely"]),
-                (crop // 2) * intr["delx"] + 0.5 * (s_col - intr["delx"]),
-            ]
-        )
-        return {"scale": (s_row, s_col), "translate": tuple(translate)}
+        spacing = np.array([intr["dely"], intr["delx"]])
+        pixel, offset = grid_placement((intr["height"] - crop, intr["width"] - crop), spacing, shape)
+        translate = np.asarray(xray.translate[-2:], dtype=float) + (crop // 2) * spacing + offset
+        return {"scale": pixel, "translate": tuple(translate)}
 
     def _comparison_source(self):
         """(the X-ray's pixels the overlay covers, the overlay layer, its name), or None."""
