@@ -67,3 +67,18 @@ def test_bad_poses_and_intrinsics_are_user_errors():
     intr = Intrinsics(sdd=1000.0, height=200, width=100, delx=0.5, dely=0.25)
     half = intr.rescaled(0.5)
     assert (half.height, half.width, half.delx, half.dely) == (100, 50, 1.0, 0.5)
+
+
+def test_a_coarser_grid_covers_the_same_detector_centred():
+    from napari_xvr.geometry import grid_placement
+
+    # 256 px of 1.6 mm shown as 64 px: 6.4 mm pixels whose first centre sits 2.4 mm in
+    pixel, offset = grid_placement((256, 200), (1.6, 1.6), (64, 50))
+    assert pixel == pytest.approx((6.4, 6.4))
+    assert offset == pytest.approx((2.4, 2.4))
+    first = np.array(offset) - np.array(pixel) / 2  # its first pixel's outer edge
+    assert first == pytest.approx((-0.8, -0.8))  # = the detector's outer edge
+    # the same grid: no offset; a given pixel size (a rounded preview) keeps centres aligned
+    assert grid_placement((10, 10), (1.0, 2.0), (10, 10)) == ((1.0, 2.0), (0.0, 0.0))
+    pixel, offset = grid_placement((255,), (1.0,), (64,), pixel=(4.0,))
+    assert offset[0] + 63 * pixel[0] / 2 == pytest.approx(254 / 2)
