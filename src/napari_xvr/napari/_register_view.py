@@ -172,16 +172,29 @@ class RegistrationView:
             if np.array_equal(layer.data, points) and list(layer.features["label"]) == features["label"]:
                 return  # unchanged: a points layer's refresh costs the main thread ~20 ms
             layer.data, layer.features = points, features
+            layer.face_color = layer.border_color = _badges(features["label"])
             layer.text.refresh(layer.features)
             return
         self.viewer.add_points(
             points,
             name=name,
             features=features,
-            size=0,
-            face_color="transparent",
+            size=LETTER_BADGE_PX,
+            canvas_size_limits=(LETTER_BADGE_PX, LETTER_BADGE_PX),  # the same on screen at any zoom
+            symbol="square",
+            face_color=_badges(features["label"]),
+            border_color=_badges(features["label"]),
             border_width=0,
             opacity=1.0,
             text={"string": "{label}", "color": "yellow", "size": 14, "anchor": "center"},
             metadata={KIND: "orientation"},
         )
+
+
+LETTER_BADGE_PX = 24
+"""The dark square behind each orientation letter (screen pixels): readable on a pale X-ray."""
+
+
+def _badges(labels) -> np.ndarray:
+    """Each letter's badge colour: translucent black behind a letter, nothing where it is blank."""
+    return np.array([[0.0, 0.0, 0.0, 0.7 if label else 0.0] for label in labels])
