@@ -9,7 +9,7 @@ from napari_xvr.napari._tooltips import cli_help, controls
 
 pytestmark = pytest.mark.gui
 
-DOCKS = ("DRR and pose", "Register", "Train", "Evaluate and animate", "Track a sequence")
+DOCKS = ("DRR and pose", "Register", "Train", "Evaluate and animate", "Track a sequence", "Workflow")
 
 
 def test_every_control_has_a_tooltip(make_napari_viewer):

@@ -86,7 +86,7 @@ class RegisterDisplay:
         xray = xray or self.xray_layer
         if xray is None:
             return
-        name = self.overlay_name if xray is self.xray_layer else f"{xray.name} DRR overlay"
+        name = f"{xray.name} DRR overlay"  # (the registered X-ray's: overlay_name)
         kwargs = {
             **self._overlay_geometry(shape, xray),
             "colormap": "magenta",

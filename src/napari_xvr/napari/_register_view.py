@@ -163,7 +163,9 @@ class RegistrationView:
         }
         points = np.array([where[edge] for edge in where], dtype=float)
         features = {"label": [letters[edge] for edge in where]}
-        if xray is self.xray_layer and any(letters.values()):  # (blank at the click)
+        registered = self.xray_layer
+        # (compare names: a plugin's viewer is a proxy, whose every lookup is a new object)
+        if registered is not None and xray.name == registered.name and any(letters.values()):
             self._letters = letters
             self._apply_display(letters)
         name = f"{xray.name} orientation"

@@ -1,0 +1,59 @@
+"""The Workflow panel walks a registration through the real widgets: each step's state follows
+what the user did, its button brings up the dock that does it, and the panel with one working
+dock fits a 1366 x 768 screen."""
+
+from __future__ import annotations
+
+from napari_xvr.workflow import CURRENT, DONE, WARNING
+
+
+def _states(panel) -> dict[str, str]:
+    panel.refresh()
+    return {step.key: step.state for step in panel.steps}
+
+
+def test_the_workflow_follows_a_registration_and_fits_1366x768(sample_viewer, qtbot, tmp_path, artifacts):
+    viewer = sample_viewer
+    viewer.window.resize(1366, 768)
+    _, panel = viewer.window.add_plugin_dock_widget("napari-xvr", "Workflow")
+    assert _states(panel)["load"] == DONE and _states(panel)["initialise"] == CURRENT
+    load = panel.rows["load"][0].value
+    assert "chest X-ray" in load and "chest_ct" in load
+
+    reg = panel.open_dock("Register")  # the step's button: the dock, tabbed beside the panel
+    assert reg is not None and panel.open_dock("Register") is reg  # the same dock, not a second
+    reg.init.value = "DICOM header"
+    assert _states(panel)["initialise"] == DONE and _states(panel)["register"] == CURRENT
+
+    reg.outdir.value = tmp_path
+    reg.scales.value, reg.n_itrs.value = "8", "5"  # a short run: the steps, not the accuracy
+    reg.run()
+    qtbot.waitUntil(lambda: not reg.running, timeout=180_000)
+    states = _states(panel)
+    assert states["register"] == DONE
+    assert states["check"] in (DONE, WARNING)
+    if states["check"] == WARNING:  # says why, in the verdict's words
+        assert reg.result.verdict["status"].upper() in panel.rows["check"][0].value
+    assert states["save"] == DONE and reg.last_folder.name in panel.rows["save"][0].value
+    # the dock a plugin gets sees the viewer through a proxy: the radiological display still
+    # mirrors this AP X-ray, stored with the patient's left on its left
+    letters = list(viewer.layers[f"{reg.xray_layer.name} orientation"].features["label"])
+    assert letters[:2] == ["L", "R"]
+    horizontal = viewer.scene.camera.orientation2d[1]
+    assert str(getattr(horizontal, "value", horizontal)) == "left"
+
+    panel.native.parent().raise_()  # its tab in front: the steps beside the result
+    qtbot.wait(200)
+    size = viewer.window._qt_window.size()
+    assert (size.width(), size.height()) == (1366, 768)  # the docks did not grow the window
+    viewer.screenshot(str(artifacts / "workflow_1366x768.png"), canvas_only=False)
+
+
+def test_the_step_buttons_bring_up_their_docks(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, panel = viewer.window.add_plugin_dock_widget("napari-xvr", "Workflow")
+    assert _states(panel)["load"] == CURRENT
+    assert "open a volume and an X-ray" in panel.rows["load"][0].value
+    _, button = panel.rows["initialise"]
+    button.clicked.emit()
+    assert "DRR and pose (napari-xvr)" in viewer.window.dock_widgets
