@@ -12,9 +12,20 @@ def _states(panel) -> dict[str, str]:
     return {step.key: step.state for step in panel.steps}
 
 
-def test_the_workflow_follows_a_registration_and_fits_1366x768(sample_viewer, qtbot, tmp_path, artifacts):
+def _in_view(native) -> bool:
+    """Shown in full, not scrolled away or cut by the window's edge."""
+    region = native.visibleRegion().boundingRect()
+    return native.isVisible() and region.height() >= native.height() - 1 and region.width() > 0
+
+
+def _size(viewer) -> tuple[int, int]:
+    size = viewer.window._qt_window.size()
+    return size.width(), size.height()
+
+
+def test_the_workflow_follows_a_registration_and_fits_the_screen(sample_viewer, qtbot, tmp_path, artifacts):
     viewer = sample_viewer
-    viewer.window.resize(1366, 768)
+    viewer.window.resize(1600, 1000)
     _, panel = viewer.window.add_plugin_dock_widget("napari-xvr", "Workflow")
     assert _states(panel)["load"] == DONE and _states(panel)["initialise"] == CURRENT
     load = panel.rows["load"][0].value
@@ -26,8 +37,17 @@ def test_the_workflow_follows_a_registration_and_fits_1366x768(sample_viewer, qt
     assert _states(panel)["initialise"] == DONE and _states(panel)["register"] == CURRENT
 
     reg.outdir.value = tmp_path
-    reg.scales.value, reg.n_itrs.value = "8", "5"  # a short run: the steps, not the accuracy
+    reg.scales.value, reg.n_itrs.value = "8,4", "30,20"  # the steps, not the accuracy
     reg.run()
+    qtbot.waitUntil(lambda: len(reg.similarities) >= 3, timeout=120_000)
+    for size in ((1600, 1000), (1366, 768)):  # mid-run: the plot, Run/Stop and status in view
+        viewer.window.resize(*size)
+        qtbot.wait(150)
+        reg.focus_xray()  # framed again for this canvas (napari keeps the zoom on a resize)
+        assert _size(viewer) == size  # the docks did not grow the window
+        for part in (reg.plot.native, reg.run_button.native, reg.status.native):
+            assert _in_view(part), (size, part)
+        viewer.screenshot(str(artifacts / f"workflow_midrun_{size[0]}x{size[1]}.png"), canvas_only=False)
     qtbot.waitUntil(lambda: not reg.running, timeout=180_000)
     states = _states(panel)
     assert states["register"] == DONE
@@ -43,10 +63,13 @@ def test_the_workflow_follows_a_registration_and_fits_1366x768(sample_viewer, qt
     assert str(getattr(horizontal, "value", horizontal)) == "left"
 
     panel.native.parent().raise_()  # its tab in front: the steps beside the result
-    qtbot.wait(200)
-    size = viewer.window._qt_window.size()
-    assert (size.width(), size.height()) == (1366, 768)  # the docks did not grow the window
-    viewer.screenshot(str(artifacts / "workflow_1366x768.png"), canvas_only=False)
+    for size in ((1366, 768), (1600, 1000)):
+        viewer.window.resize(*size)
+        qtbot.wait(150)
+        reg.focus_xray()
+        assert _size(viewer) == size
+        assert all(_in_view(button.native) for button in panel.buttons.values()), size
+        viewer.screenshot(str(artifacts / f"workflow_{size[0]}x{size[1]}.png"), canvas_only=False)
 
 
 def test_the_step_buttons_bring_up_their_docks(make_napari_viewer):

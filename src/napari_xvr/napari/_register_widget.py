@@ -200,11 +200,12 @@ class RegisterWidget(RegisterSetup, RegistrationView, RegisterDisplay, Stoppable
                 ),
                 group("Output", self.outdir, self.saveimg, self.overwrite, self.mirror_check),
                 group("View", self.view, self.radiological, self.compare),
-                self.plot,
             ],
         )
-        self.scroll = scrolled(
-            self, self.body, pinned=(run_stop_row(self.run_button, self.stop_button), self.status)
+        self.scroll = scrolled(  # the plot, Run/Stop and status stay in view at any screen size
+            self,
+            self.body,
+            pinned=(self.plot, run_stop_row(self.run_button, self.stop_button), self.status),
         )
         self.xray.changed.connect(lambda _layer: self.views.reset_choices())
         self.xray.changed.connect(self._xray_changed)

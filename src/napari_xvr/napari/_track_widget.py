@@ -85,11 +85,12 @@ class TrackWidget(Stoppable, Container):
             widgets=[
                 group("Inputs", self.sequence, self.volume, self.orientation_choice, self.reverse_x_axis),
                 group("Tracking", self.init, self.scales, self.track_scales, self.track_itrs, self.predict),
-                self.plot,
             ],
         )
-        self.scroll = scrolled(
-            self, self.body, pinned=(run_stop_row(self.run_button, self.stop_button), self.status)
+        self.scroll = scrolled(  # the plot, Run/Stop and status stay in view at any screen size
+            self,
+            self.body,
+            pinned=(self.plot, run_stop_row(self.run_button, self.stop_button), self.status),
         )
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)

@@ -226,7 +226,6 @@ class TrainWidget(TrainDisplay, Stoppable, Container):
                     self.n_save_every_itrs,
                 ),
                 group("Output", self.outpath, self.n_drr_every_itrs, self.device),
-                self.plot,
             ],
         )
         buttons = Container(
@@ -234,7 +233,7 @@ class TrainWidget(TrainDisplay, Stoppable, Container):
             layout="horizontal",
             labels=False,
         )
-        self.scroll = scrolled(self, self.body, pinned=(buttons, self.status))
+        self.scroll = scrolled(self, self.body, pinned=(self.plot, buttons, self.status))
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.resume_button.changed.connect(self.resume)
