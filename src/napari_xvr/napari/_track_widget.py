@@ -79,7 +79,7 @@ class TrackWidget(Stoppable, Container):
         self.run_button = PushButton(text="Track from the slider's frame")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = StatusLine("idle: Run starts at the frame the slider shows")
-        self.plot = LivePlot("similarity per frame", "similarity")
+        self.plot = LivePlot("similarity per frame", "similarity", xlabel="frame")
         self.body = Container(
             labels=False,
             widgets=[
