@@ -196,8 +196,8 @@ def read_landmarks(path, volume_points=None, frame: str | None = None) -> Landma
                     f'{path}: give the X-ray points as {{"xray": [[column, row], ...]}} or a CSV column,row'
                 )
             pixels, pixel_labels = data["xray"], list(data.get("labels") or [])
-        pixels, points, labels = _pair(path, pixels, pixel_labels, points, point_labels)
-        return Landmarks(pixels, points, vframe, labels, str(path))
+        paired_pixels, paired_points, labels = _pair(path, pixels, pixel_labels, points, point_labels)
+        return Landmarks(np.asarray(paired_pixels), np.asarray(paired_points), vframe, labels, str(path))
     if path.suffix.lower() == ".csv":
         values, labels = _read_csv(path, ("column", "row", "x", "y", "z"))
         array = np.asarray(values)
@@ -209,15 +209,15 @@ def read_landmarks(path, volume_points=None, frame: str | None = None) -> Landma
             '[column, row], "volume": [x, y, z]}, ...]}, or a CSV'
         )
     try:
-        pixels = [p["xray"] for p in data["pairs"]]
-        points = [p["volume"] for p in data["pairs"]]
+        pair_pixels = [p["xray"] for p in data["pairs"]]
+        pair_points = [p["volume"] for p in data["pairs"]]
     except (KeyError, TypeError) as err:
         raise XvrInputError(f'{path}: every pair needs "xray" [column, row] and "volume" [x, y, z]') from err
     labels = [str(p.get("label") or "") for p in data["pairs"]]
     try:
         return Landmarks(
-            np.asarray(pixels, dtype=np.float64),
-            np.asarray(points, dtype=np.float64),
+            np.asarray(pair_pixels, dtype=np.float64),
+            np.asarray(pair_points, dtype=np.float64),
             data.get("frame", frame or "RAS"),
             labels if all(labels) else [],
             str(path),
