@@ -23,7 +23,7 @@ from napari_xvr.geometry import pose_from_dict, pose_from_matrix, pose_from_zxy,
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing, run_to_end
 from napari_xvr.register.one_xray import AUTO_STARTS, register_xray
-from napari_xvr.register.options import RegistrationOptions
+from napari_xvr.register.options import RegistrationOptions, RunChecks
 from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.synthetic import example_volume
 
@@ -41,7 +41,7 @@ def run(xray, drr, start, spec, retry_starts: int) -> tuple[object, float]:
             {"type": "benchmark start"},
             RegistrationOptions(),
             Preprocessing(),
-            retry_starts=retry_starts,
+            checks=RunChecks(retry_starts=retry_starts),
         )
     )
     return result, time.perf_counter() - t0

@@ -15,6 +15,7 @@ from napari_xvr.evaluate import mtre
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from napari_xvr.io.dicom_write import write_xray_dicom
 from napari_xvr.register import DicomInitializer, RegistrationOptions, Step, StopToken
+from napari_xvr.register.options import RunChecks
 from napari_xvr.register.sequence import read_frames
 from napari_xvr.register.track import (
     FrameDone,
@@ -81,7 +82,7 @@ def tracked(tmp_path_factory, sequence, registration_volume):
             DicomInitializer(),
             out,
             FIRST,
-            mirror_check=False,
+            checks=RunChecks(mirror_check=False),
         )
     )
     return out, events
@@ -139,7 +140,7 @@ def test_recent_hessians_are_trusted_and_renewed(tracked, sequence, registration
             spec,
             FIRST,
             TrackOptions(hessian_every=1),
-            mirror_check=False,
+            checks=RunChecks(mirror_check=False),
         )
         if isinstance(e, FrameDone)
     ]
@@ -224,7 +225,7 @@ def test_stop_keeps_the_frames_done(sequence, registration_volume, tmp_path):
         out,
         FIRST,
         TrackOptions(end_frame=6),
-        mirror_check=False,
+        checks=RunChecks(mirror_check=False),
         stop=stop,
     ):
         seen.append(event)
@@ -262,7 +263,8 @@ def test_a_frame_that_runs_out_of_its_budget_is_suspect(sequence, registration_v
 def test_an_interrupted_run_keeps_the_frames_written(sequence, registration_volume, tmp_path):
     out = tmp_path / "interrupted"
     spec = VolumeSpec(registration_volume[0], density=DENSITY)
-    events = track_files([sequence[0]], spec, DicomInitializer(), out, FIRST, mirror_check=False)
+    no_mirror = RunChecks(mirror_check=False)
+    events = track_files([sequence[0]], spec, DicomInitializer(), out, FIRST, checks=no_mirror)
     for event in events:
         if isinstance(event, FrameWritten) and event.index == 1:
             events.close()  # what Ctrl-C in the CLI does to the generator

@@ -13,6 +13,7 @@ from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix, po
 from napari_xvr.io import read_xray
 from napari_xvr.register import Done, Preprocessing, RegistrationOptions, RegistrationResult
 from napari_xvr.register.one_xray import AUTO_STARTS, Retrying, register_xray
+from napari_xvr.register.options import RunChecks
 from napari_xvr.register.trust import FAILED, OK, SUSPECT, assess
 from napari_xvr.register.uncertainty import volume_points
 from napari_xvr.register.volume_spec import VolumeSpec
@@ -21,6 +22,7 @@ from napari_xvr.synthetic import DENSITY
 # 8,4,2,1 of a 128 px detector; the X-rays are DiffDRR's images of exactly this CT (nothing
 # beyond its ends to leave out), registered with the density they were made with
 QUICK = RegistrationOptions(xray_mask="off")
+NO_MIRROR = RunChecks(mirror_check=False)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +39,7 @@ def _run(case, d_rot, d_xyz):
     xray, drr, spec, true = case
     rot, xyz = pose_to_zxy(true)
     start = pose_from_zxy(rot + np.asarray(d_rot), xyz + np.asarray(d_xyz))
-    events = register_xray(
-        xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing(), mirror_check=False
-    )
+    events = register_xray(xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing(), checks=NO_MIRROR)
     result = next(e.result for e in events if isinstance(e, Done))
     return result, mtre(true, pose_from_matrix(result.final_pose), volume_points(drr))
 
@@ -70,7 +70,7 @@ def test_a_last_scale_that_ran_out_of_iterations_is_suspect(case):
     for cap in ("2", "10"):
         options = RegistrationOptions(scales="1", n_itrs=cap, xray_mask="off")
         events = register_xray(
-            xray, drr, start, spec, {"type": "pose"}, options, Preprocessing(), mirror_check=False
+            xray, drr, start, spec, {"type": "pose"}, options, Preprocessing(), checks=NO_MIRROR
         )
         results[cap] = next(e.result for e in events if isinstance(e, Done))
     capped, free = results["2"].checks["convergence"], results["10"].checks["convergence"]
@@ -274,9 +274,7 @@ def _auto(case, d_rot, d_xyz, trust_mm):
             {"type": "pose"},
             QUICK,
             Preprocessing(),
-            mirror_check=False,
-            trust_mm=trust_mm,
-            retry_starts=AUTO_STARTS,
+            checks=RunChecks(mirror_check=False, trust_mm=trust_mm, retry_starts=AUTO_STARTS),
         )
     )
     result = next(e.result for e in events if isinstance(e, Done))

@@ -25,6 +25,7 @@ from napari_xvr.io.xray import read_xray
 from napari_xvr.register import Done, Preprocessing, RegistrationOptions
 from napari_xvr.register.initializers import DicomInitializer
 from napari_xvr.register.one_xray import register_xray
+from napari_xvr.register.options import RunChecks
 from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.synthetic import DENSITY
 from napari_xvr.train import TrainConfig, TrainStep, train
@@ -98,7 +99,7 @@ def test_registration_ends_under_1_mm(registration_volume, synthetic_cases, devi
             {"type": "dicom"},
             options,
             Preprocessing(),
-            mirror_check=False,
+            checks=RunChecks(mirror_check=False),
         )
         if isinstance(e, Done)
     )

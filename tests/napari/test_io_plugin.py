@@ -14,6 +14,7 @@ import pytest
 from napari_xvr.geometry import Intrinsics
 from napari_xvr.io import read_volume
 from napari_xvr.io.dicom_write import write_xray_dicom
+from napari_xvr.register.options import Outputs
 
 
 def test_manifest_validates():
@@ -136,7 +137,7 @@ def test_result_folder_round_trip(make_napari_viewer, tmp_path, sample_cache):
         init,
         tmp_path / "out",
         RegistrationOptions(scales="16", n_itrs="3"),
-        saveimg=True,
+        outputs=Outputs(saveimg=True),
     ):
         pass
     folder = tmp_path / "out" / "xray_000"

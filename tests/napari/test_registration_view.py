@@ -101,6 +101,6 @@ def test_retry_when_not_ok_is_the_clis_multistart_auto(sample_viewer):
     from napari_xvr.register.one_xray import AUTO_STARTS
 
     _, reg, _ = _setup(sample_viewer)
-    assert reg.make_job().retry_starts == 0  # the CLI's default: no retry
+    assert reg.make_job().checks.retry_starts == 0  # the CLI's default: no retry
     reg.auto_retry.value = True
-    assert reg.make_job().retry_starts == AUTO_STARTS
+    assert reg.make_job().checks.retry_starts == AUTO_STARTS

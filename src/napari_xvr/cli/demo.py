@@ -66,7 +66,7 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite, realistic
     from ..io.result import result_pose
     from ..register.engine import Preprocessing
     from ..register.initializers import DicomInitializer
-    from ..register.options import RegistrationOptions
+    from ..register.options import Outputs, RegistrationOptions
     from ..register.pipeline import register_files
     from ..register.trust import verdict_text
     from ..register.volume_spec import VolumeSpec
@@ -103,7 +103,7 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite, realistic
         out / "results",
         RegistrationOptions(),
         Preprocessing(),
-        overwrite=overwrite,
+        outputs=Outputs(overwrite=overwrite),
     )
     written = run_with_progress(events, verbose)
     fiducials = np.asarray(truth["fiducials_mm"])

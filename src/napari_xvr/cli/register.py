@@ -7,7 +7,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from ..register.options import RegistrationOptions
+from ..register.options import Outputs, RegistrationOptions, RunChecks
 from ._help import CONTEXT, UserPath, section
 from .progress import run_sharded
 from .register_input_args import REQUIRED, XRAY_ARG
@@ -80,17 +80,19 @@ def _run(initializer, kw):
         preprocessing,
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
         kw["pattern"],
-        kw["init_only"],
-        kw["saveimg"] or kw["saveplot"],
-        saveplot=kw["saveplot"],
-        overwrite=kw["overwrite"],
-        mirror_check=kw["mirror_check"],
-        trust_mm=kw["trust_mm"],
-        retry_starts=AUTO_STARTS if auto else 0,
+        init_only=kw["init_only"],
+        outputs=outputs_of(kw),
+        checks=RunChecks(kw["mirror_check"], kw["trust_mm"], AUTO_STARTS if auto else 0),
         shard=shard.part,
     )
     written = run_sharded(events, kw["verbose"], shard)
     exit_on_verdicts(written, kw["exit_on"])
+
+
+def outputs_of(kw) -> Outputs:
+    """``--saveimg``, ``--saveplot`` (the animation replays the images: it saves them too) and
+    ``--overwrite``."""
+    return Outputs(kw["saveimg"] or kw["saveplot"], kw["saveplot"], kw["overwrite"])
 
 
 def follow_initializer(spec, initializer):
@@ -136,11 +138,8 @@ def _run_joint(initializer, kw, spec, options, preprocessing, retry_starts: int)
         geometry=kw["geometry"],
         init_view=kw["init_view"],
         init_only=kw["init_only"],
-        saveimg=kw["saveimg"] or kw["saveplot"],
-        saveplot=kw["saveplot"],
-        overwrite=kw["overwrite"],
-        trust_mm=kw["trust_mm"],
-        retry_starts=retry_starts,
+        outputs=outputs_of(kw),
+        checks=RunChecks(kw["mirror_check"], kw["trust_mm"], retry_starts),
     )
     exit_on_verdicts(run_with_progress(events, kw["verbose"]), kw["exit_on"])
 

@@ -145,6 +145,7 @@ def registration_options(kw: dict):
 def _run(initializer, kw, state=None) -> None:
     from ..register.engine import Preprocessing
     from ..register.one_xray import AUTO_STARTS
+    from ..register.options import Outputs, RunChecks
     from ..register.shard import join
     from ..register.track import TrackOptions
     from ..register.track_io import gather_tracks
@@ -186,11 +187,10 @@ def _run(initializer, kw, state=None) -> None:
         Preprocessing(kw["subtract_background"], kw["linearize"]),
         {k: kw[k] for k in ("sdd", "delx", "dely", "x0", "y0")},
         kw["pattern"],
-        overwrite=kw["overwrite"],
-        saveimg=kw["saveimg"],
-        mirror_check=kw["mirror_check"],
-        trust_mm=kw["trust_mm"],
-        retry_starts=AUTO_STARTS if kw["multistart"] == "auto" else 0,
+        outputs=Outputs(saveimg=kw["saveimg"], overwrite=kw["overwrite"]),
+        checks=RunChecks(
+            kw["mirror_check"], kw["trust_mm"], AUTO_STARTS if kw["multistart"] == "auto" else 0
+        ),
         state=state,
         shard=shard.part,
     )

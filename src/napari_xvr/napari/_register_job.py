@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
 from ..register.joint import joint_init, relative_poses
 from ..register.mirror import MirrorCheck
 from ..register.one_xray import Retrying, Written, register_xray
+from ..register.options import Outputs, RunChecks
 from ..register.pipeline import describe
 from ..register.resolve import resolve_spec
 from ..register.setup_check import SetupCheck
@@ -89,9 +90,8 @@ class RegisterJob:
     options: RegistrationOptions
     preprocessing: Preprocessing
     target: Path | None = None  # the result folder (decided at the click), None: not saved
-    saveimg: bool = False
-    mirror_check: bool = True
-    retry_starts: int = 0  # --multistart auto's retry
+    outputs: Outputs = field(default_factory=Outputs)  # saveimg (overwrite: planned at the click)
+    checks: RunChecks = field(default_factory=RunChecks)  # mirror check, retry (--multistart auto)
     min_interval_s: float = 0.2
     views: tuple[LayerSnapshot, ...] = ()  # more X-rays: a joint registration with them
     explicit: frozenset = frozenset()  # spec fields the user set (else a model/result's win)
@@ -146,11 +146,10 @@ def registration(job: RegisterJob, stop):
         job.preprocessing,
         job.target,
         keep_images=True,
-        saveimg=job.saveimg,
+        outputs=job.outputs,
+        checks=job.checks,
         stop=stop,
         xray_name=job.xray_name,
-        mirror_check=job.mirror_check,
-        retry_starts=job.retry_starts,
         relatives=relatives,
     ):
         if isinstance(event, Stage):

@@ -22,7 +22,7 @@ from ..register import (
 )
 from ..register.joint import joint_name
 from ..register.one_xray import AUTO_STARTS
-from ..register.options import DEFAULT_ITRS
+from ..register.options import DEFAULT_ITRS, Outputs, RunChecks
 from ..register.pipeline import plan_outputs
 from ..register.volume_spec import VolumeSpec
 from ._jobs import LayerSnapshot
@@ -161,9 +161,11 @@ class RegisterSetup:
             options=options,
             preprocessing=prep,
             target=target,
-            saveimg=self.saveimg.value,
-            mirror_check=self.mirror_check.value,
-            retry_starts=AUTO_STARTS if self.auto_retry.value else 0,
+            outputs=Outputs(saveimg=self.saveimg.value, overwrite=self.overwrite.value),
+            checks=RunChecks(
+                mirror_check=self.mirror_check.value,
+                retry_starts=AUTO_STARTS if self.auto_retry.value else 0,
+            ),
             views=tuple(LayerSnapshot.of(v) for v in views),
             # the CLI's "given on the command line": a ticked flip, an orientation not the default
             explicit=frozenset({"reverse_x_axis"} if self.reverse_x_axis.value else set())

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..io.xray import XRay
 from ..register import Preprocessing, RegistrationOptions, Step
+from ..register.options import RunChecks
 from ..register.pipeline import describe
 from ..register.track import FrameDone, FrameStarted, TrackDone, TrackOptions, TrackState, track
 from ..register.volume_spec import VolumeSpec
@@ -108,7 +109,7 @@ def tracking(job: TrackJob, stop):
         initialization,
         stop,
         job.state,
-        mirror_check=False,
+        RunChecks(mirror_check=False),
     ):
         if isinstance(event, FrameStarted | TrackDone):
             yield event

@@ -248,6 +248,7 @@ def register_layers(
     """
     from ..register import Done, Preprocessing, RegistrationOptions
     from ..register.one_xray import register_xray
+    from ..register.options import RunChecks
     from ..register.volume_spec import VolumeSpec
 
     preprocessing = preprocessing or Preprocessing()
@@ -277,8 +278,7 @@ def register_layers(
         keep_images=True,
         stop=stop,
         xray_name=getattr(xray, "name", "X-ray"),
-        mirror_check=mirror_check,
-        retry_starts=retry_starts,
+        checks=RunChecks(mirror_check=mirror_check, retry_starts=retry_starts),
     ):
         if isinstance(event, Done):
             result = event.result

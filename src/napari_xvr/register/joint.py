@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from diffdrr.pose import RigidTransform
 
-from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import pose_from_dict, pose_from_matrix
 from ..io.jsonfile import read_json
@@ -23,9 +22,8 @@ from ..io.xray import XRay, read_xray, xray_stem
 from .engine import Preprocessing, StopToken, check_stages
 from .initializers import DicomInitializer
 from .one_xray import register_xray
-from .options import RegistrationOptions
+from .options import Outputs, RegistrationOptions, RunChecks
 from .pipeline import XrayStarted, collect_xrays, describe, plan_outputs
-from .trust import TRUST_MM
 from .volume_spec import VolumeSpec
 
 GEOMETRY_HELP = (
@@ -108,18 +106,18 @@ def register_joint_files(
     pattern: str = "*.dcm",
     geometry="dicom",
     init_view: int = 0,
+    *,
     init_only: bool = False,
-    saveimg: bool = False,
+    outputs: Outputs | None = None,
+    checks: RunChecks | None = None,
     stop: StopToken | None = None,
-    saveplot: bool = False,
-    overwrite: bool = False,
-    trust_mm: float = TRUST_MM,
-    retry_starts: int = 0,
 ) -> Iterator:
     """Register all of `xrays` jointly and write ``outpath/<stem>_joint<N>/`` (the joint result,
-    and ``views/<k>_<stem>/`` per view); yields the engine's and pipeline's events."""
+    and ``views/<k>_<stem>/`` per view); yields the engine's and pipeline's events. `outputs` and
+    `checks` as :func:`.pipeline.register_files`' (a joint registration has no mirror check)."""
     options = options or RegistrationOptions()
     preprocessing = preprocessing or Preprocessing()
+    outputs = outputs or Outputs()
     paths = collect_xrays(xrays, pattern)
     views = [read_xray(p, preprocessing.reducefn, **(intrinsic_overrides or {})) for p in paths]
     relatives = relative_poses(views, geometry, spec.orientation)
@@ -127,7 +125,7 @@ def register_joint_files(
     outpath = Path(outpath)
     if outpath.exists() and not outpath.is_dir():
         raise XvrInputError(f"-o {outpath}: is a file; give a folder for the results")
-    (target,) = plan_outputs([Path(joint_name(paths))], outpath, overwrite)
+    (target,) = plan_outputs([Path(joint_name(paths))], outpath, outputs.overwrite)
     if not init_only:
         for path, view in zip(paths, views, strict=True):
             check_stages(options, view.intrinsics, path)
@@ -144,12 +142,9 @@ def register_joint_files(
         preprocessing,
         target,
         init_only=init_only,
-        keep_images=saveimg,
-        saveimg=saveimg,
-        saveplot=saveplot,
+        keep_images=outputs.saveimg,
+        outputs=outputs,
+        checks=checks,
         stop=stop,
-        mirror_check=defaults.reg("mirror_check"),
-        trust_mm=trust_mm,
-        retry_starts=retry_starts,
         relatives=relatives,
     )

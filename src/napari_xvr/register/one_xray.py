@@ -13,15 +13,14 @@ from pathlib import Path
 
 from diffdrr.pose import RigidTransform
 
-from .. import defaults
 from ..io.result import write_result
 from ..io.xray import XRay
 from .engine import Preprocessing, StopToken, register
 from .events import Done, Step
 from .mirror import check_mirror
-from .options import RegistrationOptions
+from .options import Outputs, RegistrationOptions, RunChecks
 from .setup_check import OTHER_ORIENTATION, check_setup
-from .trust import OK, SEVERITY, TRUST_MM, assess
+from .trust import OK, SEVERITY, assess
 from .volume_spec import VolumeSpec, _named
 
 
@@ -138,13 +137,10 @@ def register_xray(
     *,
     init_only: bool = False,
     keep_images: bool = False,
-    saveimg: bool = False,
-    saveplot: bool = False,
+    outputs: Outputs | None = None,
+    checks: RunChecks | None = None,
     stop: StopToken | None = None,
     xray_name: str | None = None,
-    mirror_check: bool = defaults.reg("mirror_check"),
-    trust_mm: float = TRUST_MM,
-    retry_starts: int = 0,
     relatives: list | None = None,
 ) -> Iterator:
     """Register one X-ray against `drr` (built by ``spec.make_renderer``) from `init_pose`.
@@ -153,17 +149,23 @@ def register_xray(
     folder it then writes the result there, as ``xvr register`` does, and yields
     :class:`Written`. The CLI loops over this for each X-ray; the napari Register widget runs
     it in a worker. `xray_name` is what ``inputs.xray`` records when the X-ray has no file.
-    With `mirror_check`, a finished run is followed by the mirrored-input check
-    (:mod:`.mirror`): a :class:`MirrorCheck` event, also kept in ``result.checks["mirror"]``;
-    a result that is not ok then gets the setup check (:mod:`.setup_check`: upside down, the
-    other orientation), a :class:`SetupCheck` event kept in ``result.checks["setup"]``.
-    Every result gets a verdict (:mod:`.trust`; suspect above a predicted mTRE of `trust_mm`).
-    With `retry_starts` (``--multistart auto``), a result that is not ok is registered again from
-    that many more starts (a :class:`Retrying` event) and the better verdict is kept, so easy
-    cases cost one plain run (``result.checks["recovery"]`` says what happened).
+    `outputs` (:class:`.options.Outputs`) says what the `target` folder also gets: the images
+    (``saveimg``; they are kept in memory with `keep_images`) and ``registration.gif``
+    (``saveplot``). `checks` (:class:`.options.RunChecks`) says what follows the run: with
+    ``mirror_check``, the mirrored-input check (:mod:`.mirror`): a :class:`MirrorCheck` event,
+    also kept in ``result.checks["mirror"]``; a result that is not ok then gets the setup check
+    (:mod:`.setup_check`: upside down, the other orientation), a :class:`SetupCheck` event kept
+    in ``result.checks["setup"]``. Every result gets a verdict (:mod:`.trust`; suspect above a
+    predicted mTRE of ``trust_mm``). With ``retry_starts`` (``--multistart auto``), a result that
+    is not ok is registered again from that many more starts (a :class:`Retrying` event) and the
+    better verdict is kept, so easy cases cost one plain run (``result.checks["recovery"]`` says
+    what happened).
     A joint registration passes a list of X-rays as `xray` and their `relatives` (see
     :func:`.engine.register`); `init_pose` is then the first view's.
     """
+    outputs = outputs or Outputs()
+    checks = checks or RunChecks()
+    retry_starts = checks.retry_starts
     views = list(xray) if isinstance(xray, list | tuple) else [xray]
     named = xray_name or _xray_name(views[0])
     inputs = {
@@ -188,8 +190,8 @@ def register_xray(
             stop,
             inputs,
             initialization,
-            mirror_check,
-            trust_mm,
+            checks.mirror_check,
+            checks.trust_mm,
             relatives,
             spec,
         )
@@ -230,8 +232,8 @@ def register_xray(
     # 8 chars exact so that another target's ("<name>.1") temporary folder is never taken
     for stale in target.parent.glob(f".{glob.escape(target.name)}.{'[!.]' * 8}.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
-    folder = write_result(result, target, saveimg=saveimg)
-    if saveplot and result.trajectory:
+    folder = write_result(result, target, saveimg=outputs.saveimg)
+    if outputs.saveplot and result.trajectory:
         from ..animate import animate_result
 
         animate_result(folder, folder / "registration.gif", device=drr.device)

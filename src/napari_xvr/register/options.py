@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from .. import defaults
 from ..conventions import PARAMETERIZATIONS
 from ..errors import XvrInputError
+from .trust import TRUST_MM
 
 OPTIMIZERS = ("lm", "adam")
 METRICS = ("gmncc", "mncc", "gncc")
@@ -176,3 +177,32 @@ class RegistrationOptions:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunChecks:
+    """What follows each finished run (``xvr register``'s ``--mirror_check``, ``--trust_mm``
+    and ``--multistart auto``).
+
+    With `mirror_check`, the mirrored-input check (:mod:`.mirror`) and, for a result that is not
+    ok, the setup check (:mod:`.setup_check`); a joint registration has neither. Every result
+    gets a verdict (:mod:`.trust`; suspect above a predicted mTRE of `trust_mm`). With
+    `retry_starts` above the options' ``multistart``, a result that is not ok is registered again
+    from that many starts (``--multistart auto``: :data:`.one_xray.AUTO_STARTS`; 0: never).
+    """
+
+    mirror_check: bool = _R("mirror_check")
+    trust_mm: float = TRUST_MM
+    retry_starts: int = 0
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a run writes besides ``result.json`` and ``trajectory.csv``: the X-ray and final DRR
+    images (`saveimg`, ``--saveimg``), the optimisation replayed as ``registration.gif``
+    (`saveplot`, ``--saveplot``; tracking writes none), and whether an existing result folder
+    (or track) is replaced (`overwrite`, ``--overwrite``)."""
+
+    saveimg: bool = _R("saveimg")
+    saveplot: bool = _R("saveplot")
+    overwrite: bool = False

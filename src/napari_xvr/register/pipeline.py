@@ -14,14 +14,12 @@ from pathlib import Path
 
 from diffdrr.pose import RigidTransform
 
-from .. import defaults
 from ..errors import XvrInputError
 from ..io.xray import XRay, read_xray, xray_stem
 from .engine import Preprocessing, StopToken, check_stages, check_view
 from .one_xray import register_xray
-from .options import RegistrationOptions
+from .options import Outputs, RegistrationOptions, RunChecks
 from .shard import ready_share
-from .trust import TRUST_MM
 from .volume_spec import VolumeSpec
 
 
@@ -93,30 +91,31 @@ def register_files(
     preprocessing: Preprocessing | None = None,
     intrinsic_overrides: dict | None = None,
     pattern: str = "*.dcm",
+    *,
     init_only: bool = False,
-    saveimg: bool = False,
+    outputs: Outputs | None = None,
+    checks: RunChecks | None = None,
     stop: StopToken | None = None,
-    saveplot: bool = False,
-    overwrite: bool = False,
-    mirror_check: bool = defaults.reg("mirror_check"),
-    trust_mm: float = TRUST_MM,
-    retry_starts: int = 0,
     shard: tuple[int, int] = (0, 1),
 ) -> Iterator:
     """Register every X-ray in `xrays` and write ``outpath/<stem>/``; yields progress events.
 
-    With `saveplot`, each result folder also gets ``registration.gif`` (the optimisation replayed,
-    as ``xvr animate`` makes it). With `shard` ``(rank, world)`` (``torchrun``, :mod:`.shard`),
-    every X-ray is still planned and checked, but only this rank's share is registered.
+    `outputs` (:class:`.options.Outputs`): with ``saveimg`` each result folder also gets the
+    images, with ``saveplot`` ``registration.gif`` (the optimisation replayed, as ``xvr animate``
+    makes it); an existing result folder is refused unless ``overwrite``. `checks`
+    (:class:`.options.RunChecks`) is what follows each run (:func:`.one_xray.register_xray`).
+    With `shard` ``(rank, world)`` (``torchrun``, :mod:`.shard`), every X-ray is still planned
+    and checked, but only this rank's share is registered.
     """
     options = options or RegistrationOptions()
     preprocessing = preprocessing or Preprocessing()
+    outputs = outputs or Outputs()
     stop = stop or StopToken()
     outpath = Path(outpath)
     if outpath.exists() and not outpath.is_dir():
         raise XvrInputError(f"-o {outpath}: is a file; give a folder for the results")
     paths = collect_xrays(xrays, pattern)
-    folders = plan_outputs(paths, outpath, overwrite)
+    folders = plan_outputs(paths, outpath, outputs.overwrite)
 
     def load(path: Path) -> XRay:
         return read_xray(path, preprocessing.reducefn, **(intrinsic_overrides or {}))
@@ -154,13 +153,10 @@ def register_files(
             preprocessing,
             target,
             init_only=init_only,
-            keep_images=saveimg,
-            saveimg=saveimg,
-            saveplot=saveplot,
+            keep_images=outputs.saveimg,
+            outputs=outputs,
+            checks=checks,
             stop=stop,
-            mirror_check=mirror_check,
-            trust_mm=trust_mm,
-            retry_starts=retry_starts,
         )
 
 

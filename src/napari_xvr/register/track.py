@@ -35,7 +35,7 @@ from .engine import Preprocessing, StopToken, register
 from .events import Done
 from .jacobian import renders_jacobian
 from .one_xray import register_xray
-from .options import RegistrationOptions
+from .options import RegistrationOptions, RunChecks
 from .smooth import SmoothedTrack, smooth_results
 from .trust import SUSPECT, TRUST_MM, assess, worst
 from .uncertainty import volume_points
@@ -239,12 +239,20 @@ def _frame_inputs(frames, index: int, xray, spec: VolumeSpec, drr) -> dict:
 
 
 def _register_first(
-    frames, index, drr, init_pose, spec, options, preprocessing, initialization, stop, checks: dict
+    frames, index, drr, init_pose, spec, options, preprocessing, initialization, stop, checks: RunChecks
 ):
     """The run's first frame, registered as ``xvr register`` does; returns its result."""
     result = None
     for event in register_xray(
-        frames.frame(index), drr, init_pose, spec, initialization, options, preprocessing, stop=stop, **checks
+        frames.frame(index),
+        drr,
+        init_pose,
+        spec,
+        initialization,
+        options,
+        preprocessing,
+        stop=stop,
+        checks=checks,
     ):
         if isinstance(event, Done):
             result = event.result
@@ -326,9 +334,7 @@ def track(
     initialization: dict | None = None,
     stop: StopToken | None = None,
     state: TrackState | None = None,
-    trust_mm: float = TRUST_MM,
-    mirror_check: bool = True,
-    retry_starts: int = 0,
+    checks: RunChecks | None = None,
 ) -> Iterator:
     """Track `frames` (a :class:`~napari_xvr.register.sequence.Frames`: ``len``, ``frame(i)``,
     ``path(i)``, ``name(i)``, ``reducefn(i)``) against the volume in `drr`.
@@ -337,6 +343,8 @@ def track(
     `init_pose`; with a `state` (a resumed run) it is tracked from the state. ``stop.stop()``
     ends the run after the current iteration: the frame in progress is reported stopped, the
     frames before it are kept, and :class:`TrackDone` names the frame to resume from.
+    `checks` (:class:`.options.RunChecks`) follow the first frame's full registration; the
+    later frames' verdicts use its ``trust_mm``.
     """
     options = options or RegistrationOptions()
     track_options = track_options or TrackOptions()
@@ -345,7 +353,7 @@ def track(
     if state is None and init_pose is None:
         raise XvrInputError("track: give the first frame's initial pose or a state to resume from")
     t_start, done, next_frame = time.perf_counter(), [], None
-    checks = {"trust_mm": trust_mm, "mirror_check": mirror_check, "retry_starts": retry_starts}
+    checks = checks or RunChecks()
     visit = track_options.frame_range(len(frames))
     yield TrackStarted(visit.start, visit.stop, len(frames), state is not None)
     for index in visit:
@@ -362,7 +370,7 @@ def track(
             state = TrackState(np.asarray(result.pose, np.float64), None, result.hessian)
         else:
             result = yield from _register_tracked(
-                frames, index, drr, state, spec, options, track_options, prep, stop, trust_mm
+                frames, index, drr, state, spec, options, track_options, prep, stop, checks.trust_mm
             )
             state = state.after(result)
         done.append((index, result))

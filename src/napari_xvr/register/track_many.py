@@ -20,13 +20,12 @@ from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_matrix
 from ..io.atomic import atomic_dir
 from .engine import Preprocessing, StopToken, check_stages, check_view
-from .options import RegistrationOptions
+from .options import Outputs, RegistrationOptions, RunChecks
 from .pipeline import describe, plan_outputs
 from .sequence import Frames, read_frames, split_sequences
 from .shard import ready_share
 from .track import FrameDone, TrackDone, TrackOptions, TrackState, track
 from .track_io import TRACK_FILES, FrameWritten, TrackWriter, TrackWritten, check_output, frame_folder
-from .trust import TRUST_MM
 from .volume_spec import VolumeSpec
 
 
@@ -92,17 +91,19 @@ def track_files(
     preprocessing: Preprocessing | None = None,
     intrinsic_overrides: dict | None = None,
     pattern: str = "*.dcm",
+    *,
+    outputs: Outputs | None = None,
+    checks: RunChecks | None = None,
     stop: StopToken | None = None,
-    overwrite: bool = False,
-    saveimg: bool = False,
-    mirror_check: bool = True,
-    trust_mm: float = TRUST_MM,
-    retry_starts: int = 0,
     state: TrackState | None = None,
 ) -> Iterator:
     """Track the frames in `sequence` (a multi-frame file, a folder, or frame files) and write
-    `outpath` (see the module docstring); yields progress events, last :class:`TrackWritten`."""
-    outpath = check_output(outpath, overwrite)
+    `outpath` (see the module docstring); yields progress events, last :class:`TrackWritten`.
+    `outputs` (:class:`.options.Outputs`): ``saveimg`` writes each frame's images, ``overwrite``
+    replaces an existing track (tracking writes no ``registration.gif``: ``saveplot`` is
+    refused); `checks` (:class:`.options.RunChecks`) as :func:`.track.track`'s."""
+    outputs = _track_outputs(outputs)
+    outpath = check_output(outpath, outputs.overwrite)
     yield from _track_planned(
         [(list(sequence), outpath)],
         spec,
@@ -112,13 +113,20 @@ def track_files(
         preprocessing,
         intrinsic_overrides,
         pattern,
+        outputs,
+        checks,
         stop,
-        saveimg,
-        mirror_check,
-        trust_mm,
-        retry_starts,
         state,
     )
+
+
+def _track_outputs(outputs: Outputs | None) -> Outputs:
+    outputs = outputs or Outputs()
+    if outputs.saveplot:
+        raise XvrInputError(
+            "saveplot: tracking writes no registration.gif; animate a track with `xvr animate -i TRACKDIR`"
+        )
+    return outputs
 
 
 def track_sequences(
@@ -131,12 +139,10 @@ def track_sequences(
     preprocessing: Preprocessing | None = None,
     intrinsic_overrides: dict | None = None,
     pattern: str = "*.dcm",
+    *,
+    outputs: Outputs | None = None,
+    checks: RunChecks | None = None,
     stop: StopToken | None = None,
-    overwrite: bool = False,
-    saveimg: bool = False,
-    mirror_check: bool = True,
-    trust_mm: float = TRUST_MM,
-    retry_starts: int = 0,
     state: TrackState | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> Iterator:
@@ -146,7 +152,9 @@ def track_sequences(
     checked, before any work. With `shard` ``(rank, world)`` (``torchrun``, :mod:`.shard`),
     only this rank's share of the planned sequences is tracked. Yields per sequence
     :class:`SequenceStarted`, then :func:`track_files`' events, last its :class:`TrackWritten`.
-    `state` (a resumed track) continues one sequence only."""
+    `state` (a resumed track) continues one sequence only. `outputs` and `checks` as
+    :func:`track_files`'."""
+    outputs = _track_outputs(outputs)
     sequences = split_sequences(items, **(intrinsic_overrides or {}))
     if state is not None and len(sequences) > 1:
         raise XvrInputError(
@@ -154,7 +162,7 @@ def track_sequences(
             "resuming a track (-r TRACKDIR) continues one sequence: give only the sequence that "
             "track recorded, and track the others without -r"
         )
-    folders = plan_tracks(sequences, outpath, overwrite)
+    folders = plan_tracks(sequences, outpath, outputs.overwrite)
     yield from _track_planned(
         list(zip(sequences, folders, strict=True)),
         spec,
@@ -164,11 +172,9 @@ def track_sequences(
         preprocessing,
         intrinsic_overrides,
         pattern,
+        outputs,
+        checks,
         stop,
-        saveimg,
-        mirror_check,
-        trust_mm,
-        retry_starts,
         state,
         shard,
         announce=True,
@@ -184,11 +190,9 @@ def _track_planned(
     preprocessing: Preprocessing | None,
     intrinsic_overrides: dict | None,
     pattern: str,
+    outputs: Outputs,
+    checks: RunChecks | None,
     stop: StopToken | None,
-    saveimg: bool,
-    mirror_check: bool,
-    trust_mm: float,
-    retry_starts: int,
     state: TrackState | None,
     shard: tuple[int, int] = (0, 1),
     announce: bool = False,
@@ -197,6 +201,7 @@ def _track_planned(
     track this rank's share of them one after the other on one renderer."""
     options = options or RegistrationOptions()
     track_options = track_options or TrackOptions()
+    checks = checks or RunChecks()
     overrides = intrinsic_overrides or {}
     checked = []
     for items, outpath in planned:
@@ -245,7 +250,7 @@ def _track_planned(
             "preprocessing": {
                 k: v for k, v in vars(preprocessing or Preprocessing()).items() if k != "reducefn"
             },
-            "trust_mm": trust_mm,
+            "trust_mm": checks.trust_mm,
         }
         events = track(
             frames,
@@ -258,11 +263,9 @@ def _track_planned(
             initialization,
             stop,
             state,
-            trust_mm,
-            mirror_check,
-            retry_starts,
+            checks,
         )
-        yield from _write(events, plan.outpath, frames, header, saveimg)
+        yield from _write(events, plan.outpath, frames, header, outputs.saveimg)
 
 
 def _write(events: Iterator, outpath: Path, frames: Frames, header: dict, saveimg: bool) -> Iterator:
