@@ -65,6 +65,9 @@ def test_track_a_sequence_stop_and_resume(
     assert overlay.data.shape == (6, 128, 128)
     assert all(overlay.data[i].std() > 0 for i in range(6))  # every frame's DRR, on the slider
     assert widget.start_frame(layer) == 5  # the slider followed the tracking
+    # the patient's directions at the frames' edges, as in the Register view (an AP view)
+    letters = list(viewer.layers["sequence orientation"].features["label"])
+    assert sorted(letters[:2]) == ["L", "R"] and sorted(letters[2:]) == ["I", "S"], letters
     # resuming from a tracked frame again gives the same poses (the state is kept per frame)
     before = {k: np.asarray(v["matrix"]) for k, v in poses.items()}
     widget.show_frame(layer, 3)

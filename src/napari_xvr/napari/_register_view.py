@@ -8,12 +8,11 @@ from functools import partial
 
 import numpy as np
 
-from ..geometry import pose_from_matrix
-from ..orientation import edge_labels, radiological_mirror
+from ..orientation import radiological_mirror
 from ._layer_helpers import fit_2d
 from ._layers import KIND
+from ._letters import letters_for, show_letters
 from ._workers import report_error
-from .api import intrinsics_of
 
 FLAT = ("xray", "overlay", "drr", "replay")  # layers in detector mm, even with frames
 
@@ -145,58 +144,10 @@ class RegistrationView:
     def _show_letters(self, xray, matrix) -> None:
         """The letters layer ``<xray> orientation`` for pose `matrix` (None: blank)."""
         spec = self._job.spec
-        letters = (
-            dict.fromkeys(("left", "right", "top", "bottom"), "")
-            if matrix is None
-            else edge_labels(
-                pose_from_matrix(matrix), intrinsics_of(xray), spec.orientation, spec.reverse_x_axis
-            )
-        )
-        (r0, c0), (r1, c1) = np.asarray(xray.extent.world)[:, -2:]
-        inset_r, inset_c = 0.04 * (r1 - r0), 0.04 * (c1 - c0)
-        rm, cm = 0.5 * (r0 + r1), 0.5 * (c0 + c1)
-        where = {
-            "left": (rm, c0 + inset_c),
-            "right": (rm, c1 - inset_c),
-            "top": (r0 + inset_r, cm),
-            "bottom": (r1 - inset_r, cm),
-        }
-        points = np.array([where[edge] for edge in where], dtype=float)
-        features = {"label": [letters[edge] for edge in where]}
+        letters = letters_for(xray, matrix, spec.orientation, spec.reverse_x_axis)
         registered = self.xray_layer
         # (compare names: a plugin's viewer is a proxy, whose every lookup is a new object)
         if registered is not None and xray.name == registered.name and any(letters.values()):
             self._letters = letters
             self._apply_display(letters)
-        name = f"{xray.name} orientation"
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            if np.array_equal(layer.data, points) and list(layer.features["label"]) == features["label"]:
-                return  # unchanged: a points layer's refresh costs the main thread ~20 ms
-            layer.data, layer.features = points, features
-            layer.face_color = layer.border_color = _badges(features["label"])
-            layer.text.refresh(layer.features)
-            return
-        self.viewer.add_points(
-            points,
-            name=name,
-            features=features,
-            size=LETTER_BADGE_PX,
-            canvas_size_limits=(LETTER_BADGE_PX, LETTER_BADGE_PX),  # the same on screen at any zoom
-            symbol="square",
-            face_color=_badges(features["label"]),
-            border_color=_badges(features["label"]),
-            border_width=0,
-            opacity=1.0,
-            text={"string": "{label}", "color": "yellow", "size": 14, "anchor": "center"},
-            metadata={KIND: "orientation"},
-        )
-
-
-LETTER_BADGE_PX = 24
-"""The dark square behind each orientation letter (screen pixels): readable on a pale X-ray."""
-
-
-def _badges(labels) -> np.ndarray:
-    """Each letter's badge colour: translucent black behind a letter, nothing where it is blank."""
-    return np.array([[0.0, 0.0, 0.0, 0.7 if label else 0.0] for label in labels])
+        show_letters(self.viewer, xray, letters)

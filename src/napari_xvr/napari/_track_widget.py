@@ -38,6 +38,7 @@ from ._layer_helpers import (
     upsert_image,
 )
 from ._layers import KIND
+from ._letters import letters_for, show_letters
 from ._plots import LivePlot
 from ._register_job import OVERLAY_CONTRAST
 from ._tooltips import explain
@@ -283,6 +284,12 @@ class TrackWidget(Stoppable, Container):
         frames = sorted(int(k) for k in record["poses"])
         sims = [record["similarity"][str(k)] for k in frames]
         self.plot.set_lines({"similarity": (np.array(frames), np.array(sims))})
+        spec = self._job.spec  # the patient's directions at the frame's edges, as Register's
+        letters = letters_for(sequence, event.result.pose, spec.orientation, spec.reverse_x_axis)
+        count = len(self.viewer.layers)
+        show_letters(self.viewer, sequence, letters)
+        if len(self.viewer.layers) > count:  # the new letters layer became the active one
+            self.viewer.layers.selection.active = sequence
         self.show_frame(sequence, event.index)
         self.status.value = (
             f"frame {event.index}: sim {event.result.similarity:.4f}, "
