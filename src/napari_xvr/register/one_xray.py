@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from diffdrr.pose import RigidTransform
 
@@ -62,8 +63,7 @@ def _attempt(
     stop,
     inputs,
     initialization,
-    mirror_check,
-    trust_mm,
+    checks: RunChecks,
     relatives=None,
     spec=None,
 ):
@@ -71,8 +71,9 @@ def _attempt(
     check (:mod:`.setup_check`; the other orientation when `spec` is given): yields every event
     but Done; returns the result. A joint registration (`relatives`) has neither check: flipping
     every view does not flip their geometry."""
-    result, coarse_best = None, -math.inf
-    mirror_check = mirror_check and relatives is None
+    result: Any = None  # the engine's Done.result (a RegistrationResult)
+    coarse_best = -math.inf
+    mirror_check, trust_mm = checks.mirror_check and relatives is None, checks.trust_mm
     for event in register(
         xray,
         drr,
@@ -190,8 +191,7 @@ def register_xray(
             stop,
             inputs,
             initialization,
-            checks.mirror_check,
-            checks.trust_mm,
+            checks,
             relatives,
             spec,
         )
