@@ -71,6 +71,23 @@ def test_pixel_noise_shows_in_each_pairs_error(subject):
     assert fit.to_json(list("abcdefgh"))["pairs"][3]["label"] == "d"
 
 
+def test_the_expected_error_matches_what_click_noise_does(subject):
+    """1 px of click noise: the solve's own estimate of its mTRE (the pairs' scatter through the
+    Gauss-Newton covariance) agrees with the mTRE the noise really causes, over 12 draws."""
+    true = pose_from_zxy([5, 3, -2], [0, 720, 10])
+    clean = diffdrr_pixels(subject, true, POINTS)
+    real, expected = [], []
+    for seed in range(12):
+        noisy = clean + np.random.default_rng(seed).normal(0.0, 1.0, clean.shape)
+        fit = solve_pose(POINTS, noisy, DETECTOR, start=true)
+        real.append(mtre(true, fit.pose, POINTS))
+        expected.append(fit.expected_mtre_mm)
+    ratio = np.sqrt(np.mean(np.square(real))) / np.median(expected)
+    assert 0.5 < ratio < 2.0, (real, expected)
+    few = solve_pose(POINTS[:3], clean[:3] + 0.5, DETECTOR, start=true)  # 0 degrees of freedom
+    assert np.isnan(few.expected_mtre_mm) and few.to_json()["expected_mtre_mm"] is None
+
+
 def test_csv_json_and_slicer_lps_files_read_to_the_same_world_points(tmp_path, registration_volume):
     ct = registration_volume[0]
     centre = volume_centre_ras(ct)

@@ -142,6 +142,8 @@ class LandmarkPanel(Container):
         self.worker = None
 
     def _on_solved(self, fit) -> None:
+        from ..register.pnp import expected_error_text
+
         self.last_fit = fit
         self.pose_widget.set_pose_matrix(fit.pose.matrix[0].numpy(), "landmarks")
         layers = self.viewer.layers
@@ -153,5 +155,5 @@ class LandmarkPanel(Container):
         self.status.value = (
             f"pose from {len(fit.errors_px)} pairs: reprojection RMS "
             f"{fit.rms_mm:.2f} mm ({fit.rms_px:.2f} px), worst pair {worst} "
-            f"{fit.errors_mm.max():.2f} mm (Undo: the pose before)"
+            f"{fit.errors_mm.max():.2f} mm; {expected_error_text(fit)} (Undo: the pose before)"
         )

@@ -36,6 +36,9 @@ class PnPSolution:
     errors_px: np.ndarray  # (N,)
     errors_mm: np.ndarray  # (N,), on the detector
     condition: float
+    expected_mtre_mm: float = float("nan")
+    """The mTRE (over the pairs' volume points) that the pairs' own scatter leaves in the pose:
+    the residual's variance through the Gauss-Newton covariance; NaN with fewer than 4 pairs."""
 
     @property
     def rms_px(self) -> float:
@@ -51,11 +54,22 @@ class PnPSolution:
             "rms_px": self.rms_px,
             "rms_mm": self.rms_mm,
             "condition": self.condition,
+            "expected_mtre_mm": None if not np.isfinite(self.expected_mtre_mm) else self.expected_mtre_mm,
             "pairs": [
                 {"label": lb, "error_px": float(p), "error_mm": float(m)}
                 for lb, p, m in zip(labels, self.errors_px, self.errors_mm, strict=True)
             ],
         }
+
+
+def expected_error_text(fit: PnPSolution) -> str:
+    """How far the pairs' own scatter leaves the pose, for a status line."""
+    if not np.isfinite(fit.expected_mtre_mm):
+        return "add pairs for an error estimate (4 or more)"
+    return (
+        f"their scatter leaves ~{fit.expected_mtre_mm:.1f} mm mTRE, most of it along the ray: "
+        "register to refine"
+    )
 
 
 def _pose(params: torch.Tensor) -> RigidTransform:
@@ -70,7 +84,7 @@ def _residuals(params, points, pixels, intrinsics, orientation, reverse_x_axis):
 
 
 def _lm(params, points, pixels, intrinsics, orientation, reverse_x_axis):
-    """LM from `params`; returns (params, sum of squares, condition of J^T J)."""
+    """LM from `params`; returns (params, sum of squares, J^T J at the end)."""
     fun = lambda p: _residuals(p, points, pixels, intrinsics, orientation, reverse_x_axis)  # noqa: E731
     damping, r = 1e-3, fun(params)
     cost = float(r @ r)
@@ -92,9 +106,36 @@ def _lm(params, points, pixels, intrinsics, orientation, reverse_x_axis):
             break
         cost = new_cost
     jac = torch.autograd.functional.jacobian(fun, params)
-    eig = torch.linalg.eigvalsh(jac.T @ jac)
-    condition = float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf")
-    return params, cost, condition
+    return params, cost, jac.T @ jac
+
+
+def _condition(hess: torch.Tensor) -> float:
+    eig = torch.linalg.eigvalsh(hess)
+    return float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf")
+
+
+def expected_mtre(params, hess, cost: float, n_pairs: int, points, draws: int = 256) -> float:
+    """The mean mTRE over `points` of poses drawn from the solve's covariance: the residual
+    variance per coordinate (cost over 2N - 6 degrees of freedom) times (J^T J)^-1."""
+    dof = 2 * n_pairs - 6
+    if dof <= 0:
+        return float("nan")
+    cov = torch.linalg.inv(hess) * (cost / dof)
+    cov = (cov + cov.T) / 2 + 1e-12 * torch.eye(6, dtype=cov.dtype)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(draws, 6, generator=gen, dtype=cov.dtype) @ torch.linalg.cholesky(cov).T
+    centre = _pose(params).matrix[0]
+    drawn = convert(
+        params[:3] + noise[:, :3],
+        params[3:] + noise[:, 3:],
+        parameterization="euler_angles",
+        convention="ZXY",
+        degrees=True,
+    ).matrix
+    homog = torch.cat([points, torch.ones(len(points), 1, dtype=points.dtype)], 1)
+    moved = torch.einsum("bij,nj->bni", drawn, homog)[..., :3]
+    fixed = (homog @ centre.T)[:, :3]
+    return float((moved - fixed).norm(dim=-1).mean())
 
 
 def solve_pose(
@@ -123,12 +164,13 @@ def solve_pose(
     for pose in starts:
         rot, xyz = pose_to_zxy(pose)
         params = torch.as_tensor(np.concatenate([rot, xyz]), dtype=torch.float64)
-        params, cost, condition = _lm(params, points, target, intrinsics, orientation, reverse_x_axis)
+        params, cost, hess = _lm(params, points, target, intrinsics, orientation, reverse_x_axis)
         if np.isfinite(cost) and (best is None or cost < best[1]):
-            best = (params, cost, condition)
+            best = (params, cost, hess)
     if best is None:
         raise XvrInputError(f"{where}: no pose reprojects these points (check the pairs)")
-    params, _, condition = best
+    params, cost, hess = best
+    condition = _condition(hess)
     if not condition < CONDITION:
         raise XvrInputError(
             f"{where}: the points do not determine the pose (condition "
@@ -143,4 +185,5 @@ def solve_pose(
         .norm(dim=-1)
         .numpy()
     )
-    return PnPSolution(RigidTransform(pose.matrix.float()), error_px, error_mm, condition)
+    spread = expected_mtre(params.detach(), hess, cost, len(points), points)
+    return PnPSolution(RigidTransform(pose.matrix.float()), error_px, error_mm, condition, spread)
