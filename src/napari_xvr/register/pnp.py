@@ -185,5 +185,5 @@ def solve_pose(
         .norm(dim=-1)
         .numpy()
     )
-    spread = expected_mtre(params.detach(), hess, cost, len(points), points)
-    return PnPSolution(RigidTransform(pose.matrix.float()), error_px, error_mm, condition, spread)
+    expected = expected_mtre(params.detach(), hess, cost, len(points), points)
+    return PnPSolution(RigidTransform(pose.matrix.float()), error_px, error_mm, condition, expected)
