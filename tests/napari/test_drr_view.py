@@ -204,9 +204,13 @@ def test_dock_scrolls_and_fits_with_other_docks(make_napari_viewer, qtbot, artif
     inner = scroll.widget()
     assert scroll.viewport().width() >= inner.minimumSizeHint().width()  # no row cut off
     assert isinstance(drr.status, StatusLine)
-    drr.status.value = "a long status line " * 20  # elided: never widens the dock
+    drr.status.value = "a long status line " * 20  # wrapped to two lines, then elided
     qtbot.wait(100)
     assert drr.native.width() < 600
+    shown = drr.status.native.text().split("\n")
+    assert len(shown) == 2 and shown[0].startswith("a long status line") and shown[1].endswith("\u2026")
+    drr.status.value = "short"
+    assert drr.status.native.text() == "short"
     for name in ("pose_matrix", "set_pose_matrix", "set_pose", "pose_params", "intrinsics", "render"):
         assert callable(getattr(drr, name))
     assert isinstance(drr.idle, bool) and drr.drr_name and drr.show_carm and len(drr.controls) == 6

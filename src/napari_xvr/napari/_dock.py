@@ -13,16 +13,19 @@ from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QSizePolicy
 
 
 class StatusLine(Label):
-    """One line of status, elided to the dock's width with the whole text in its tooltip, so a
-    long message never widens the dock and pushes Run/Stop out of sight. ``value`` is always
-    the whole text."""
+    """Status text wrapped at word breaks to the dock's width, at most ``LINES`` lines, the last
+    elided, with the whole text in its tooltip: a long message never widens the dock or pushes
+    Run/Stop out of sight, and its height never jumps. ``value`` is always the whole text."""
+
+    LINES = 2
 
     def __init__(self, text: str = "idle"):
         self._full = str(text)
         super().__init__(value=text)
         native = self.native
-        native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         native.setMinimumWidth(10)
+        native.setFixedHeight(self.LINES * native.fontMetrics().lineSpacing() + 4)
         self._filter = _OnResize(self._show)
         native.installEventFilter(self._filter)
 
@@ -45,8 +48,30 @@ class StatusLine(Label):
 
     def _show(self) -> None:
         native = self.native
+        metrics = native.fontMetrics()
         width = max(10, native.width() - 4)
-        native.setText(native.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width))
+        lines = wrap_words(self._full, width, metrics.horizontalAdvance, self.LINES)
+        elide = Qt.TextElideMode.ElideRight
+        native.setText("\n".join(metrics.elidedText(line, elide, width) for line in lines))
+
+
+def wrap_words(text: str, width: int, advance, most: int) -> list[str]:
+    """`text` broken at spaces into lines no wider than `width` (as `advance` measures), at most
+    `most` lines: the last holds the rest (and a word wider than `width` a line of its own), for
+    the caller to elide."""
+    lines: list[str] = []
+    rest = " ".join(text.split("\n"))
+    while rest and len(lines) < most - 1:
+        words, line = rest.split(" "), ""
+        taken = 0
+        for i, word in enumerate(words):
+            trial = word if not line else f"{line} {word}"
+            if advance(trial) > width and line:
+                break
+            line, taken = trial, i + 1
+        lines.append(line.strip())
+        rest = " ".join(words[taken:])
+    return [*lines, rest] if rest or not lines else lines
 
 
 class _OnResize(QObject):
