@@ -54,6 +54,11 @@ def edge_labels(
     return labels
 
 
+RADIOLOGICAL_DISPLAY = True
+"""Frontal views are shown the radiological way by default (the patient's left on the viewer's
+right), in every view that shows X-rays."""
+
+
 def radiological_mirror(labels: dict) -> bool:
     """Whether an image with these edge `labels` (:func:`edge_labels`) is shown mirrored left-right
     in the radiological convention (the patient's left on the viewer's right, as PACS and 3D

@@ -68,6 +68,17 @@ def test_track_a_sequence_stop_and_resume(
     # the patient's directions at the frames' edges, as in the Register view (an AP view)
     letters = list(viewer.layers["sequence orientation"].features["label"])
     assert sorted(letters[:2]) == ["L", "R"] and sorted(letters[2:]) == ["I", "S"], letters
+
+    # shown the radiological way (the patient's left on the viewer's right), switchable
+    def horizontal() -> str:
+        side = viewer.scene.camera.orientation2d[1]
+        return str(getattr(side, "value", side)).lower()
+
+    mirrored = letters[0] == "L"  # stored with the patient's left on the frame's left
+    assert horizontal() == ("left" if mirrored else "right")
+    widget.radiological.value = False
+    assert horizontal() == "right"
+    widget.radiological.value = True
     # resuming from a tracked frame again gives the same poses (the state is kept per frame)
     before = {k: np.asarray(v["matrix"]) for k, v in poses.items()}
     widget.show_frame(layer, 3)

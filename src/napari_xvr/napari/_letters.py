@@ -1,12 +1,13 @@
 """Orientation letters at an X-ray layer's edges (the patient's directions for a pose), each on a
-dark badge so that it reads on a pale image: the Register and Track views draw them alike."""
+dark badge so that it reads on a pale image, and the radiological display they decide: the
+Register and Track views draw them alike."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..geometry import pose_from_matrix
-from ..orientation import edge_labels
+from ..orientation import edge_labels, radiological_mirror
 from ._layers import KIND
 from .api import intrinsics_of
 
@@ -20,6 +21,19 @@ def letters_for(xray, matrix, orientation: str, reverse_x_axis: bool) -> dict[st
     if matrix is None:
         return dict.fromkeys(EDGES, "")
     return edge_labels(pose_from_matrix(matrix), intrinsics_of(xray), orientation, reverse_x_axis)
+
+
+def mirror_view(viewer, letters: dict | None, radiological: bool) -> bool:
+    """The 2D canvas mirrored left-right when `radiological` is on and the X-ray with these
+    `letters` is a frontal view stored with the patient's left on its left (core
+    :func:`~napari_xvr.orientation.radiological_mirror`); as stored otherwise. Returns whether
+    it is mirrored."""
+    mirror = bool(radiological and letters and radiological_mirror(letters))
+    camera = viewer.scene.camera
+    wanted = ("down", "left" if mirror else "right")
+    if tuple(str(getattr(v, "value", v)) for v in camera.orientation2d) != wanted:
+        camera.orientation2d = wanted
+    return mirror
 
 
 def show_letters(viewer, xray, letters: dict[str, str]) -> None:

@@ -8,10 +8,9 @@ from functools import partial
 
 import numpy as np
 
-from ..orientation import radiological_mirror
 from ._layer_helpers import fit_2d
 from ._layers import KIND
-from ._letters import letters_for, show_letters
+from ._letters import letters_for, mirror_view, show_letters
 from ._workers import report_error
 
 FLAT = ("xray", "overlay", "drr", "replay")  # layers in detector mm, even with frames
@@ -110,13 +109,7 @@ class RegistrationView:
         X-ray is a frontal view with the patient's left on its left (core
         :func:`~napari_xvr.orientation.radiological_mirror`); as stored otherwise."""
         letters = self._letters if letters is None else letters
-        mirror = bool(
-            self.radiological.value and self.view.value and letters and radiological_mirror(letters)
-        )
-        camera = self.viewer.scene.camera
-        wanted = ("down", "left" if mirror else "right")
-        if tuple(str(getattr(v, "value", v)) for v in camera.orientation2d) != wanted:
-            camera.orientation2d = wanted
+        mirror_view(self.viewer, letters, self.radiological.value and self.view.value)
 
     def _show_orientation(self, matrix) -> None:
         """Patient-direction letters at the X-ray's edges for the DRR at pose `matrix` (None:

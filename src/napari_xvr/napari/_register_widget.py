@@ -24,6 +24,7 @@ import napari
 from .. import defaults
 from ..device import device_choices
 from ..geometry import PARAMETERIZATIONS
+from ..orientation import RADIOLOGICAL_DISPLAY
 from ..register import RegistrationOptions, StopToken
 from ..register.one_xray import AUTO_STARTS
 from ..register.options import OPTIMIZERS, XRAY_MASKS
@@ -149,7 +150,7 @@ class RegisterWidget(RegisterSetup, RegistrationView, RegisterDisplay, Stoppable
         )
         self.radiological = CheckBox(
             label="radiological display",
-            value=True,
+            value=RADIOLOGICAL_DISPLAY,
             tooltip="frontal views shown with the patient's left on the viewer's right, as PACS "
             "and 3D Slicer show them (the 2D view is mirrored when the X-ray is stored the other "
             "way); untick to show the X-ray as stored",

@@ -21,6 +21,7 @@ from .. import defaults
 from ..defaults import PREDICTS
 from ..errors import XvrInputError
 from ..geometry import pose_from_matrix, pose_to_dict
+from ..orientation import RADIOLOGICAL_DISPLAY
 from ..register import DicomInitializer, PoseInitializer, RegistrationOptions, StopToken
 from ..register.track import FrameStarted, TrackDone, TrackOptions, TrackState
 from ..register.trust import verdict_text
@@ -38,7 +39,7 @@ from ._layer_helpers import (
     upsert_image,
 )
 from ._layers import KIND
-from ._letters import letters_for, show_letters
+from ._letters import letters_for, mirror_view, show_letters
 from ._plots import LivePlot
 from ._register_job import OVERLAY_CONTRAST
 from ._tooltips import explain
@@ -77,6 +78,14 @@ class TrackWidget(Stoppable, Container):
             value=frame.predict,
             tooltip="none: the previous frame's pose; velocity: its motion continued",
         )
+        self.radiological = CheckBox(
+            label="radiological display",
+            value=RADIOLOGICAL_DISPLAY,
+            tooltip="frontal views shown with the patient's left on the viewer's right, as PACS "
+            "and 3D Slicer show them (the 2D view is mirrored when the frames are stored the other "
+            "way); untick to show the frames as stored",
+        )
+        self._letters: dict | None = None
         self.run_button = PushButton(text="Track from the slider's frame")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = StatusLine("idle: Run starts at the frame the slider shows")
@@ -86,6 +95,7 @@ class TrackWidget(Stoppable, Container):
             widgets=[
                 group("Inputs", self.sequence, self.volume, self.orientation_choice, self.reverse_x_axis),
                 group("Tracking", self.init, self.scales, self.track_scales, self.track_itrs, self.predict),
+                group("View", self.radiological),
             ],
         )
         self.scroll = scrolled(  # the plot, Run/Stop and status stay in view at any screen size
@@ -95,6 +105,9 @@ class TrackWidget(Stoppable, Container):
         )
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
+        self.radiological.changed.connect(
+            lambda on: self._letters is not None and mirror_view(self.viewer, self._letters, on)
+        )
         self.worker = None
         self.stop_token: StopToken | None = None
         self.native.destroyed.connect(self._stop_quietly)
@@ -288,6 +301,8 @@ class TrackWidget(Stoppable, Container):
         letters = letters_for(sequence, event.result.pose, spec.orientation, spec.reverse_x_axis)
         count = len(self.viewer.layers)
         show_letters(self.viewer, sequence, letters)
+        self._letters = letters
+        mirror_view(self.viewer, letters, self.radiological.value)
         if len(self.viewer.layers) > count:  # the new letters layer became the active one
             self.viewer.layers.selection.active = sequence
         self.show_frame(sequence, event.index)
