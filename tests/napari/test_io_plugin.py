@@ -55,7 +55,7 @@ def test_xray_reader_single_and_multiframe(make_napari_viewer, tmp_path):
     assert one.metadata["intrinsics"] == intr.to_dict()
     assert one.metadata["primary_angle"] == 10 and one.metadata["source_to_patient"] == 800
     [frames] = viewer.open(multi, plugin="napari-xvr")
-    assert frames.data.shape == (3, 40, 50)
+    assert frames.data.shape == (3, 1, 40, 50)  # frames on an axis of their own, not the CT's
     assert frames.metadata["header"]["NumberOfFrames"] == 3
 
 

@@ -34,7 +34,7 @@ def test_track_a_sequence_stop_and_resume(
     viewer.open(str(registration_volume[0]), plugin="napari-xvr")
     viewer.open(str(path), plugin="napari-xvr")
     layer = viewer.layers["sequence"]
-    assert layer.data.shape == (6, 128, 128)  # the frames are napari's slider
+    assert layer.data.shape == (6, 1, 128, 128)  # the frames: a slider of their own
     _, widget = viewer.window.add_plugin_dock_widget("napari-xvr", "Track a sequence")
     widget.sequence.value = layer
     widget.scales.value = "4,2,1"
@@ -62,7 +62,7 @@ def test_track_a_sequence_stop_and_resume(
         error = anatomy_tre(pose_from_dict(true), pose_from_dict(poses[str(index)]), fiducials)
         assert error < 1.0, f"frame {index}: {error:.2f} mm"
     overlay = viewer.layers["sequence tracked DRR"]
-    assert overlay.data.shape == (6, 128, 128)
+    assert overlay.data.shape == (6, 1, 128, 128)
     assert all(overlay.data[i].std() > 0 for i in range(6))  # every frame's DRR, on the slider
     assert widget.start_frame(layer) == 5  # the slider followed the tracking
     # the patient's directions at the frames' edges, as in the Register view (an AP view)
@@ -96,6 +96,13 @@ def test_track_a_sequence_stop_and_resume(
         )
         assert error < 1.0, f"smoothed frame {key}: {error:.2f} mm"
     widget.show_frame(layer, 4)
+    # the frames have a slider of their own, named and counted in frames; the CT's slices another
+    axis = viewer.dims.ndim - 4
+    assert viewer.dims.axis_labels[axis] == "frame" and viewer.dims.nsteps[axis] == 6
+    assert viewer.dims.current_step[axis] == 4
+    ct_axis = axis + 1
+    viewer.dims.set_current_step(ct_axis, viewer.dims.nsteps[ct_axis] - 1)  # the CT's last slice
+    assert widget.start_frame(layer) == 4 and viewer.dims.nsteps[ct_axis] < 1000
     shot = viewer.screenshot(str(artifacts / "track_sequence.png"), canvas_only=False)
     canvas = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
     overlay.visible = False
@@ -110,7 +117,7 @@ def test_the_sample_sequence_is_ready_to_track(make_napari_viewer):
     for key in ("chest_ct", "chest_sequence"):
         viewer.open_sample("napari-xvr", key)
     layer = viewer.layers["chest fluoroscopy (synthetic)"]
-    assert layer.data.shape == (20, 128, 128) and np.isfinite(layer.data).all()
+    assert layer.data.shape == (20, 1, 128, 128) and np.isfinite(layer.data).all()
     assert len(layer.metadata["true_poses"]) == 20 and layer.metadata["fiducials_mm"]
     assert layer.data[0].std() > 0 and not np.array_equal(layer.data[0], layer.data[5])
     _, widget = viewer.window.add_plugin_dock_widget("napari-xvr", "Track a sequence")

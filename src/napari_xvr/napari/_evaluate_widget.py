@@ -16,7 +16,7 @@ from ._dock import StatusLine, group, lock_options, scrolled, wrapped_label
 from ._evaluate_job import Evaluated, Replayed, evaluation, replay
 from ._jobs import Failed, LayerSnapshot
 from ._layer_helpers import find_widget, follow_layers, layer_combo, orientation_combo, remember
-from ._layers import KIND
+from ._layers import KIND, SPANNING_PLANE_MM, as_frame_axis
 from ._register_job import OVERLAY_CONTRAST
 from ._tooltips import explain
 from ._workers import info, report_error, while_alive
@@ -49,9 +49,6 @@ def metrics_text(e) -> str:
         f"geodesic {e.geodesic_mm:.2f} mm (rotation {e.rotation_error_deg:.2f} deg): "
         f"{D['geodesic']}"
     )
-
-
-REPLAY_PLANE_MM = 1e5  # the replay's one plane covers any CT slice position (100 m)
 
 
 def _file(value) -> Path | None:
@@ -344,11 +341,11 @@ class EvaluateWidget(Container):
         (a 3D (frame, row, col) layer would share the CT's first axis)."""
         xray = self.xray.value
         intr = xray.metadata["intrinsics"]
-        frames = event.frames[:, None]
+        frames = as_frame_axis(event.frames)
         pixel, offset = grid_placement(
             (intr["height"], intr["width"]), (intr["dely"], intr["delx"]), frames.shape[2:]
         )
-        scale, translate = (1.0, REPLAY_PLANE_MM, *pixel), (0.0, 0.0, *offset)
+        scale, translate = (1.0, SPANNING_PLANE_MM, *pixel), (0.0, 0.0, *offset)
         name = f"{xray.name} replay"
         meta = {KIND: "replay", "iterations": list(event.itrs)}
         for layer in self.viewer.layers:  # one magenta DRR at a time: no pink wash over the X-ray

@@ -145,11 +145,32 @@ def xray_meta(xray) -> dict:
     }
 
 
+SPANNING_PLANE_MM = 1e5
+"""The depth of the one plane of a frames layer (frame, plane, row, col): it covers any CT
+slice position (100 m), so the frames show wherever the CT's slider is."""
+
+
+def as_frame_axis(frames: np.ndarray) -> np.ndarray:
+    """Frames (F, H, W) as (F, 1, H, W): a time axis of their own before one spanning plane, so
+    napari's frame slider is not the CT's slice slider (a 3D layer would share its first axis)."""
+    return np.asarray(frames)[:, None]
+
+
+def frames_of(data) -> np.ndarray:
+    """A layer's frames as (F, H, W) (a 2D X-ray: one frame), from (F, 1, H, W), (F, H, W) or
+    (H, W) data."""
+    data = np.asarray(data)
+    if data.ndim == 4:
+        return data[:, 0]
+    return data if data.ndim == 3 else data[None]
+
+
 def xray_layer(xray, name: str | None = None, frames: np.ndarray | None = None) -> tuple:
-    """An X-ray (or its frames, F x H x W) as an Image layer with pixel spacing in mm."""
+    """An X-ray as an Image layer with pixel spacing in mm, or its frames (F x H x W) as one
+    of shape (F, 1, H, W) (:func:`as_frame_axis`)."""
     intr = xray.intrinsics
-    data = xray.image if frames is None else frames
-    scale = (intr.dely, intr.delx) if data.ndim == 2 else (1.0, intr.dely, intr.delx)
+    data = xray.image if frames is None else as_frame_axis(frames)
+    scale = (intr.dely, intr.delx) if data.ndim == 2 else (1.0, SPANNING_PLANE_MM, intr.dely, intr.delx)
     kwargs = {
         "name": name or xray.stem,
         "scale": scale,

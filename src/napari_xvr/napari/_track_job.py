@@ -17,6 +17,7 @@ from ..register.track import FrameDone, FrameStarted, TrackDone, TrackOptions, T
 from ..register.volume_spec import VolumeSpec
 from . import api
 from ._jobs import LayerSnapshot, guarded
+from ._layers import frames_of
 from ._register_job import standardized
 
 
@@ -28,8 +29,7 @@ class LayerFrames:
 
     @property
     def data(self) -> np.ndarray:
-        data = np.asarray(self.snapshot.data, dtype=np.float32)
-        return data if data.ndim == 3 else data[None]
+        return frames_of(self.snapshot.data).astype(np.float32, copy=False)
 
     def __len__(self) -> int:
         return self.data.shape[0]

@@ -129,18 +129,23 @@ class TrackWidget(Stoppable, Container):
         return f"{(sequence or self.sequence.value).name} tracked DRR"
 
     def start_frame(self, sequence) -> int:
-        """The frame the slider shows on the sequence's frame axis (0 for a single X-ray); the
-        axis is shared with a 3D volume's, so the slider's world position is mapped to a frame."""
+        """The frame the slider shows on the sequence's frame axis (0 for a single X-ray)."""
         if sequence.ndim < 3:
             return 0
-        index = sequence.world_to_data(self.viewer.dims.point)[0]
+        index = sequence.world_to_data(self.viewer.dims.point[-sequence.ndim :])[0]
         return int(np.clip(round(float(index)), 0, sequence.data.shape[0] - 1))
 
     def show_frame(self, sequence, index: int) -> None:
-        """Move the slider to frame `index` of `sequence`."""
-        if sequence.ndim >= 3:
-            world = sequence.data_to_world([index, 0, 0])
-            self.viewer.dims.set_point(self.viewer.dims.ndim - 3, float(world[0]))
+        """Move the frame slider to frame `index` of `sequence`, and name that slider."""
+        if sequence.ndim < 3:
+            return
+        axis = self.viewer.dims.ndim - sequence.ndim
+        world = sequence.data_to_world([index] + [0] * (sequence.ndim - 1))
+        self.viewer.dims.set_point(axis, float(world[0]))
+        labels = list(self.viewer.dims.axis_labels)
+        if sequence.ndim == 4 and labels[axis] != "frame":
+            labels[axis] = "frame"
+            self.viewer.dims.axis_labels = labels
 
     def make_job(self) -> TrackJob:
         sequence, volume = self.sequence.value, self.volume.value
@@ -192,6 +197,7 @@ class TrackWidget(Stoppable, Container):
             report_error(err, "Track")
             return
         self._job, self.last_done = job, None
+        self.show_frame(self.viewer.layers[job.sequence.name], job.track_options.start_frame)
         self.stop_token = StopToken()
         self.worker = create_worker(tracking, job, self.stop_token, _start_thread=False)
         self._pump = EventPump(self._on_event)
@@ -208,7 +214,8 @@ class TrackWidget(Stoppable, Container):
         stalls the main thread); planes already tracked keep their DRR."""
         sequence = self.viewer.layers[job.sequence.name]
         data = np.asarray(sequence.data)
-        shape = data.shape if data.ndim == 3 else (1, *data.shape)
+        flat = data.ndim == 2  # one X-ray: one frame
+        shape = (1, *data.shape) if flat else data.shape
         name = self.overlay_name(sequence)
         if name in self.viewer.layers and self.viewer.layers[name].data.shape == shape:
             return
@@ -216,8 +223,8 @@ class TrackWidget(Stoppable, Container):
             self.viewer,
             name,
             np.zeros(shape, np.float32),
-            scale=tuple(sequence.scale)[-3:] if data.ndim == 3 else (1.0, *sequence.scale),
-            translate=tuple(sequence.translate)[-3:] if data.ndim == 3 else (0.0, *sequence.translate),
+            scale=(1.0, *sequence.scale) if flat else tuple(sequence.scale),
+            translate=(0.0, *sequence.translate) if flat else tuple(sequence.translate),
             colormap="magenta",
             blending="additive",
             opacity=0.8,
@@ -286,8 +293,8 @@ class TrackWidget(Stoppable, Container):
         if event.result.stopped:
             return  # a frame cut short keeps no pose: Run resumes at it
         plane = event.drr
-        if plane.shape == overlay.data.shape[1:]:
-            overlay.data[event.index] = plane
+        if plane.shape == overlay.data.shape[-2:]:
+            overlay.data[event.index] = plane  # (a frame's one plane, as its 2D image)
             overlay.refresh()
         record = sequence.metadata.setdefault(TRACK_KEY, {"poses": {}, "states": {}})
         record["poses"][str(event.index)] = pose_to_dict(pose_from_matrix(event.result.pose))
