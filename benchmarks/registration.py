@@ -81,7 +81,7 @@ def methods(quick: bool) -> dict:
     `ours_nudged_hessians` takes LM's Hessians from six nudged renders instead of the render's
     Jacobian (the engine before the Jacobian).
     """
-    reference = dict(optimizer="adam", sigma=5.0, equalize=False, slab_mm=0.0)
+    reference = dict(optimizer="adam", sigma=5.0, fine_sigma=5.0, equalize=False, slab_mm=0.0)
     if quick:  # plumbing only: one small X-ray, a few iterations
         return {
             "xvr_reference": ("trilinear", RegistrationOptions(scales="4", n_itrs="6", **reference)),

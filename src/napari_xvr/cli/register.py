@@ -46,6 +46,7 @@ def _run(initializer, kw):
         crop=kw["crop"],
         patch_size=kw["patch_size"],
         sigma=kw["sigma"],
+        fine_sigma=kw["fine_sigma"],
         beta=kw["beta"],
         xray_mask=kw["xray_mask"],
         prior_deg=kw["prior_deg"],

@@ -161,8 +161,16 @@ OPTIMIZER = (
         type=FINITE,
         default=D["sigma"].ours,
         show_default=True,
-        help="Gaussian blur (px) before the gradient NCC: a sharper gradient term locates "
-        "edges, hence depth, more precisely" + _differs("sigma"),
+        help="Gaussian blur (px) before the gradient NCC at the coarser scales: a sharper "
+        "gradient term locates edges, hence depth, more precisely" + _differs("sigma"),
+    ),
+    click.option(
+        "--fine_sigma",
+        type=FINITE,
+        default=D["fine_sigma"].ours,
+        show_default=True,
+        help="The gradient NCC's blur (px) at full resolution (scale 1): unblurred, the edges pin "
+        "the depth along the ray (not in xvr: give --sigma's value for xvr's one blur)",
     ),
     click.option(
         "--beta",

@@ -60,6 +60,7 @@ class RegistrationOptions:
     metric: str = _R("metric")
     patch_size: int = _R("patch_size")
     sigma: float = _R("sigma")
+    fine_sigma: float = _R("fine_sigma")
     beta: float = _R("beta")
     equalize: bool = _R("equalize")
     crop: int = _R("crop")
@@ -110,8 +111,6 @@ class RegistrationOptions:
             raise XvrInputError(f"--metric {self.metric!r}: use one of {', '.join(METRICS)}")
         if not 0 <= self.beta <= 1:
             raise XvrInputError(f"--beta {self.beta}: the mNCC weight must be in [0, 1] (default 0.5)")
-        if self.sigma < 0:
-            raise XvrInputError(f"--sigma {self.sigma}: give a blur of 0 to 100 pixels")
         if not 0 <= self.threshold < 1:
             raise XvrInputError(
                 f"--threshold {self.threshold}: give a relative improvement in "
@@ -119,10 +118,11 @@ class RegistrationOptions:
             )
         if not 3 <= self.patch_size <= 255:
             raise XvrInputError(f"--patch_size {self.patch_size}: give 3 to 255 pixels (default 9)")
-        if self.sigma > 100:
-            raise XvrInputError(
-                f"--sigma {self.sigma}: give a blur of 0 to 100 pixels (default {_R('sigma')})"
-            )
+        for name in ("sigma", "fine_sigma"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise XvrInputError(
+                    f"--{name} {getattr(self, name)}: give a blur of 0 to 100 pixels (default {_R(name)})"
+                )
         if self.patience < 1:
             raise XvrInputError(
                 f"--patience {self.patience}: give at least 1 iteration (default {_R('patience')})"

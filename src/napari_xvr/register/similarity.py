@@ -99,6 +99,11 @@ class Similarity(torch.nn.Module):
         self.sobel = Sobel(sigma)
         self.weights: dict | None = None  # see `leave_out`
 
+    def set_sigma(self, sigma: float) -> None:
+        """The gradient term's blur from now on (a scale's; set before :meth:`leave_out`)."""
+        if float(sigma) != float(self.sigma):
+            self.sigma, self.sobel = float(sigma), Sobel(sigma)
+
     def leave_out(self, valid: torch.Tensor | None) -> None:
         """Compare only the pixels where `valid` (1, 1, H, W; None: all) is true: the global
         NCC over them, and the windows (of the images, of their gradients) that see only them."""

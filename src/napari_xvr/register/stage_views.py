@@ -227,6 +227,7 @@ def _stage_views(
     One view renders with the detector set on `drr` here; several set their own per render."""
     stage, pixels = [], 0
     for view in views:
+        view.similarity.set_sigma(options.fine_sigma if scale <= 1 else options.sigma)
         intr = stage_intrinsics(view.full, scale, options.crop)
         explained = None
         if faces:
