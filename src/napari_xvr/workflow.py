@@ -36,6 +36,17 @@ class Step:
         return f"{MARKS[self.state]} {self.title}: {self.detail}"
 
 
+def start_of(pose_source: str | None, register_init: str | None, default_init: str | None) -> str | None:
+    """Where the registration's first pose comes from: the Register dock's initialisation when
+    the user chose one other than its default, else the pose set in the DRR dock (its history's
+    latest source: header, landmarks, manual, ...), else nothing chosen yet."""
+    if register_init is not None and register_init != default_init:
+        return register_init
+    if pose_source is not None:
+        return f"the DRR widget's pose ({pose_source})"
+    return None
+
+
 def workflow_steps(facts: WorkflowFacts) -> list[Step]:
     """The five steps for `facts`; the first one not done is the current one."""
     loaded = facts.volume is not None and facts.xray is not None

@@ -45,3 +45,13 @@ def test_a_result_that_is_not_ok_is_a_warning_that_says_why():
     assert check.state == WARNING and check.detail == "FAILED: scales disagree"
     assert check.text.startswith("\u26a0 Check")
     assert states(facts)["save"] == TODO  # the warning is where the user is
+
+
+def test_the_start_is_the_register_docks_choice_else_the_drr_docks_pose():
+    from napari_xvr.workflow import start_of
+
+    default = "the DRR widget's pose"
+    assert start_of(None, default, default) is None  # nothing set yet
+    assert start_of("landmarks", default, default) == "the DRR widget's pose (landmarks)"
+    assert start_of("landmarks", "model checkpoint", default) == "model checkpoint"  # chosen
+    assert start_of(None, None, None) is None  # no Register dock open

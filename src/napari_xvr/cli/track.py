@@ -32,6 +32,7 @@ _NOT_FOR_TRACK = {  # options of `xvr register` that a tracked sequence cannot t
     "init_only": "every frame is registered (use `xvr register ... --init_only` for one X-ray)",
     "saveplot": "use `xvr animate -i OUTDIR` for the tracked sequence",
     "reducefn": "every frame of a multi-frame X-ray is tracked",
+    "fine_sigma": "tracking blurs the gradients as --sigma says at every scale (see docs/tracking.md)",
 }
 
 

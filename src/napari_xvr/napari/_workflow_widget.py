@@ -13,7 +13,7 @@ from qtpy.QtWidgets import QSizePolicy
 
 import napari
 
-from ..workflow import CURRENT, WARNING, WorkflowFacts, workflow_steps
+from ..workflow import CURRENT, WARNING, WorkflowFacts, start_of, workflow_steps
 from ._layer_helpers import PREDICATES, find_widget, remember
 
 REFRESH_MS = 500
@@ -28,11 +28,12 @@ def workflow_facts(viewer) -> WorkflowFacts:
     xray = next((layer.name for layer in viewer.layers if PREDICATES["xray"](layer)), None)
     if drr is not None and drr.volume.value is not None:
         volume = drr.volume.value.name
-    start = None
-    if drr is not None and drr.history.current is not None:
-        start = f"the DRR widget's pose ({drr.history.current.source})"
-    if reg is not None and reg.init.value != reg.init.choices[0]:
-        start = reg.init.value
+    current = drr.history.current if drr is not None else None
+    start = start_of(
+        current.source if current is not None else None,
+        reg.init.value if reg is not None else None,
+        reg.init.choices[0] if reg is not None else None,
+    )
     result = reg.result if reg is not None else None
     verdict = (result.verdict or {}) if result is not None else {}
     return WorkflowFacts(
