@@ -83,6 +83,7 @@ def test_reduce_frames_on_arrays_and_tensors(xray_frames):
 
 
 def test_the_reader_shows_the_core_frames_flipped(tmp_path, xray_frames, intrinsics):
+    from napari_xvr.napari._layers import SPANNING_PLANE_MM
     from napari_xvr.napari._reader import read_one
 
     path = write_xray_dicom(
@@ -91,9 +92,10 @@ def test_the_reader_shows_the_core_frames_flipped(tmp_path, xray_frames, intrins
     xray = read_xray(path)
     assert xray.pf_to_af and xray.frames.shape == xray_frames.shape
     [(data, kwargs, kind)] = read_one(path)
-    assert kind == "image" and kwargs["scale"] == (1.0, intrinsics.dely, intrinsics.delx)
-    np.testing.assert_array_equal(data, xray_frames[..., ::-1].astype(np.float32))
-    np.testing.assert_array_equal(data, xray.frames)
+    # (frame, plane, row, col): the frames a slider of their own, one plane spanning the CT's
+    assert kind == "image" and kwargs["scale"] == (1.0, SPANNING_PLANE_MM, intrinsics.dely, intrinsics.delx)
+    np.testing.assert_array_equal(data[:, 0], xray_frames[..., ::-1].astype(np.float32))
+    np.testing.assert_array_equal(data[:, 0], xray.frames)
 
 
 def test_frames_past_the_memory_budget_are_refused_before_decoding(multiframe_dicom, monkeypatch):
