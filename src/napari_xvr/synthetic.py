@@ -93,7 +93,7 @@ class CarmCase:
     primary: float
     secondary: float
     sid: float
-    offset: tuple[float, float, float]
+    offset: tuple[float, ...]  # (3,) mm
     header_primary: float
     header_secondary: float
 

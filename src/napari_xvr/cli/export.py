@@ -33,7 +33,8 @@ def _targets(results, outpath: Path, fmt: str, ext: str) -> list[tuple[str, dict
         raise XvrInputError(
             f"-o {outpath}: is a file; give a folder (or, for one RESULT, a file name ending in {suffix})"
         )
-    out, seen = [], {}
+    out: list = []
+    seen: dict = {}
     for item in results:
         data = read_result(item)
         stem = result_stem(data, item)

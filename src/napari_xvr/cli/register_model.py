@@ -77,4 +77,4 @@ def model(**kw):
     _run(init, kw)  # the renderer's flip and orientation follow the checkpoint unless given
 
 
-COMMANDS = []  # `model` is attached to the `register` group above
+COMMANDS: list = []  # `model` is attached to the `register` group above

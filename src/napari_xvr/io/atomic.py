@@ -38,7 +38,7 @@ def output_error(path: Path, err: OSError, atomic: bool = True) -> XvrOutputErro
 def _final_name(filename: str | None, tmp: Path, path: Path) -> Path:
     """The path a user asked for, for a file that failed inside the temporary folder."""
     try:
-        return path / Path(filename).relative_to(tmp)
+        return path / Path(filename or "").relative_to(tmp)
     except (TypeError, ValueError):
         return path
 

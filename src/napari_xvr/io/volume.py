@@ -141,7 +141,7 @@ def parse_labels(labels) -> list[int] | None:
     return [int(x) for x in labels]
 
 
-def _check_density(vol: tio.ScalarImage, where, soft_tissue: bool = True) -> None:
+def _check_density(vol: tio.Image, where, soft_tissue: bool = True) -> None:
     """DiffDRR's HU->density conversion needs a non-constant volume with soft-tissue voxels."""
     data = vol.data
     lo, hi = (float(v) for v in torch.aminmax(data))

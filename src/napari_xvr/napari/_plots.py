@@ -114,8 +114,9 @@ class LivePlot(Container):
             line.remove()
             text.remove()
         self._markers.clear()
-        if self.axes.get_legend() is not None:
-            self.axes.get_legend().remove()
+        legend = self.axes.get_legend()
+        if legend is not None:
+            legend.remove()
         self._request_draw()
 
     def set_lines(self, lines: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:

@@ -29,7 +29,7 @@ def _paths(path) -> list[str] | None:
 
 def _dicom_files(folder: Path) -> list[Path]:
     """The DICOM files directly in `folder` (by their 'DICM' preamble), sorted by name."""
-    found = []
+    found: list[Path] = []
     try:
         with os.scandir(folder) as entries:
             for index, entry in enumerate(entries):

@@ -40,7 +40,7 @@ def guard_triton() -> str:
     import torch
 
     if not torch.cuda.is_available() or llvm_loaded():
-        sys.modules["triton"] = None  # `import triton` now fails; torch treats it as absent
+        sys.modules["triton"] = None  # type: ignore[assignment]  # `import triton` now fails; torch treats it as absent
         log.debug("napari-xvr: triton kept out of this napari process (see napari_xvr.napari._triton)")
         return "kept out"
     import torch._dynamo  # noqa: F401  (imports triton before any GL context loads LLVM)

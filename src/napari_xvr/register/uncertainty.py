@@ -36,8 +36,8 @@ class Uncertainty:
     predicted_mtre_mm: float  # expected mTRE over the volume grid
     depth_sd_mm: float  # the volume centre along the central ray
     inplane_sd_mm: float  # the volume centre across the ray (both axes together)
-    rotation_sd_deg: tuple[float, float, float]
-    translation_sd_mm: tuple[float, float, float]
+    rotation_sd_deg: tuple[float, ...]  # (3,)
+    translation_sd_mm: tuple[float, ...]  # (3,)
     condition: float  # of the Hessian with its diagonal scaled to 1
     similarity: float
     pixels: int

@@ -52,7 +52,7 @@ class Case:
     primary: float
     secondary: float
     tertiary: float
-    offset: tuple[float, float, float]
+    offset: tuple[float, ...]  # (3,) mm
     sid: float
     intrinsics: Intrinsics
     header_primary: float

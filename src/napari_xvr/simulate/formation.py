@@ -20,7 +20,8 @@ Objects and digital annotations are in :mod:`.scene`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -122,7 +123,7 @@ class Formed:
     monochrome1: bool
     field: np.ndarray | None  # the open field (bool, H, W), None without collimation
     log_image: np.ndarray  # the line-integral image before processing (H, W), for checks
-    info: dict = field(default_factory=dict)
+    info: dict = dataclasses.field(default_factory=dict)
 
 
 def transmission(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -65,7 +66,7 @@ def build_head(out_path, face: bool = True, seed: int = 0) -> Path:
     import nibabel as nib
 
     rng = np.random.default_rng(seed)
-    atlas = nib.load(str(brain_atlas()))
+    atlas: Any = nib.load(str(brain_atlas()))  # a NIfTI image (dataobj, affine)
     brain_hu = np.pad(np.asarray(atlas.dataobj, dtype=np.float32), PAD)
     affine = atlas.affine.copy()
     affine[:3, 3] -= affine[:3, :3] @ np.array([p[0] for p in PAD], dtype=float)

@@ -30,7 +30,8 @@ class VoxelGrid:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(n) for n in self.channels.shape[1:])
+        depth, rows, cols = (int(n) for n in self.channels.shape[1:])
+        return depth, rows, cols
 
     @property
     def spacing(self) -> np.ndarray:

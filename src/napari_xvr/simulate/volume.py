@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ def read_hu(path) -> HUVolume:
     """A NIfTI CT in CT numbers; values below air (a scanner's padding, -2048) count as air."""
     import nibabel as nib
 
-    image = nib.load(str(path))
+    image: Any = nib.load(str(path))  # a NIfTI image (dataobj, affine)
     hu = np.asarray(image.dataobj, dtype=np.float32)
     hu = np.where(np.isfinite(hu), np.maximum(hu, AIR_HU), AIR_HU).astype(np.float32)
     return HUVolume(hu, centred_affine(image.affine, hu.shape), Path(path))

@@ -112,7 +112,7 @@ class VolumeSet:
             self.cache.popitem(last=False)
         return vol, mask
 
-    def validate(self) -> list[tuple[int, int, int]]:
+    def validate(self) -> list[tuple[int, ...]]:
         """Read and check every volume and mask before any work; returns the volumes' shapes.
 
         Each volume must be a readable 3D image with finite, non-constant voxels; each mask must

@@ -173,7 +173,7 @@ class ModelInitializer:
                 subject, intr, reverse_x_axis=bool(self.spec["reverse_x_axis"]), device=self._device
             )
         sim = Similarity()
-        size = tuple(x.shape[-2:])
+        size = (int(x.shape[-2]), int(x.shape[-1]))
         scores = []
         for pose in poses:
             scores.append(float(sim(x, standardize(self._drr(pose), size))))
