@@ -93,7 +93,10 @@ class RegistrationResult:
     def view_result(self, index: int) -> RegistrationResult:
         """One view of a joint registration as a single-view result: its own poses, detector,
         similarity and images; the joint verdict (the pose is the joint one)."""
-        view = self.views[index]
+        if self.views is None:
+            raise ValueError("view_result: this is not a joint registration's result")
+        views = self.views
+        view = views[index]
         return RegistrationResult(
             init_pose=pose_from_dict(view["init_pose"]).matrix[0].double().numpy(),
             final_pose=pose_from_dict(view["final_pose"]).matrix[0].double().numpy(),
@@ -114,7 +117,7 @@ class RegistrationResult:
             checks={
                 "joint": {
                     "view": index,
-                    "views": len(self.views),
+                    "views": len(views),
                     "relative_pose": view["relative_pose"],
                     "joint_similarity": self.similarity,
                 }

@@ -43,6 +43,7 @@ def load_upstream(path) -> dict:
     path = Path(path)
     data = load_torch_file(path, str(path), "a registration result .pth that xvr register wrote")
     _check(path, data)
+    assert isinstance(data, dict)  # (checked by _check)
     return data
 
 

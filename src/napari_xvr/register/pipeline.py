@@ -27,7 +27,7 @@ from .volume_spec import VolumeSpec
 class XrayStarted:
     index: int  # 0-based
     total: int
-    path: Path
+    path: Path | None  # None: an X-ray given in memory
 
 
 def collect_xrays(items: Sequence, pattern: str = "*.dcm") -> list[Path]:
