@@ -188,13 +188,13 @@ def intrinsics_from_meta(meta: dict) -> Intrinsics | None:
 
 def drr_layer_kwargs(name: str, intr: Intrinsics, meta: dict | None = None, overlay: bool = False) -> dict:
     """Display settings of a DRR layer drawn on top of an X-ray (fixed contrast, blended)."""
-    kwargs = {
+    kwargs: dict = {
         "name": name,
         "scale": (intr.dely, intr.delx),
         "metadata": {KIND: "overlay" if overlay else "drr", "intrinsics": intr.to_dict(), **(meta or {})},
     }
     if overlay:
-        kwargs.update(colormap="magenta", blending="additive", opacity=0.6)
+        kwargs.update({"colormap": "magenta", "blending": "additive", "opacity": 0.6})
     else:
         kwargs.update(colormap="gray")
     return kwargs

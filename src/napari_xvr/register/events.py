@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..io.result import RegistrationResult
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Step:
 class Done:
     """The run ended; `result` is the final :class:`~napari_xvr.io.result.RegistrationResult`."""
 
-    result: object
+    result: RegistrationResult
 
 
 class StopToken:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class SimulatedXray:
     field: np.ndarray | None  # the collimator's open field (bool), None without one
     annotated: np.ndarray | None  # pixels the vendor drew on (bool)
     log_image: np.ndarray  # -log(signal / flat) before processing
-    info: dict = field(default_factory=dict)
+    info: dict = dataclasses.field(default_factory=dict)
 
     def bone_bright(self) -> np.ndarray:
         """The image as the X-ray reader shows it (MONOCHROME2: dense is bright), float32."""
@@ -70,9 +71,9 @@ def simulate_xray(
     shape = pixels.shape[:2]
     field = collimator_field(shape, rng) if realism.on("collimator") else None
     view, corners = View(pose, intrinsics, orientation), grid.corners()
-    objects = []
+    objects: list = []
     if realism.on("devices"):
-        objects += table(view, corners, rng) + devices(view, corners, rng)
+        objects += [*table(view, corners, rng), *devices(view, corners, rng)]
     if realism.on("annotations"):
         objects += lead_marker(view, corners, rng, field) + radiopaque_ruler(view, corners, rng, field)
     for name, amount in object_line_integrals(source, pixels, objects).items():

@@ -15,10 +15,15 @@ def _uniform(lo: float, hi: float, n: int, generator=None, wrap: bool = False) -
     return x
 
 
+def _span(pair) -> tuple[float, float]:
+    lo, hi = pair
+    return float(lo), float(hi)
+
+
 def sample_params(ranges: dict, n: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 3) ZXY angles in degrees and (n, 3) translations in mm, uniform in `ranges`."""
-    rot = torch.stack([_uniform(*ranges[k], n, generator, wrap=True) for k in ("r1", "r2", "r3")], 1)
-    xyz = torch.stack([_uniform(*ranges[k], n, generator) for k in ("tx", "ty", "tz")], 1)
+    rot = torch.stack([_uniform(*_span(ranges[k]), n, generator, wrap=True) for k in ("r1", "r2", "r3")], 1)
+    xyz = torch.stack([_uniform(*_span(ranges[k]), n, generator) for k in ("tx", "ty", "tz")], 1)
     return rot, xyz
 
 
