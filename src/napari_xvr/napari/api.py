@@ -19,7 +19,7 @@ from .. import defaults
 from ..errors import XvrInputError
 from ..geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_from_zxy
 from ..io.xray import XRay
-from ._layers import KIND, intrinsics_from_meta
+from ._layers import KIND, frames_of, intrinsics_from_meta
 
 
 def _affine(layer_or_array, affine) -> np.ndarray:
@@ -83,8 +83,8 @@ def intrinsics_of(xray, intrinsics: Intrinsics | None = None) -> Intrinsics:
 def xray_from_layer(xray, intrinsics: Intrinsics | None = None, reducefn="max") -> XRay:
     """An :class:`~napari_xvr.io.XRay` from a 2D (or frames x 2D) layer or array."""
     data = np.asarray(getattr(xray, "data", xray), dtype=np.float32)
-    if data.ndim == 4 and data.shape[1] == 1:  # frames on their own axis (napari/_layers.py)
-        data = data[:, 0]
+    if data.ndim == 4:  # frames on an axis of their own (napari/_layers.py)
+        data = frames_of(data)
     if data.ndim == 3:
         from ..io.xray import reduce_frames
 

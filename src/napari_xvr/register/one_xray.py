@@ -10,11 +10,10 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from diffdrr.pose import RigidTransform
 
-from ..io.result import write_result
+from ..io.result import RegistrationResult, write_result
 from ..io.xray import XRay
 from .engine import Preprocessing, StopToken, register
 from .events import Done, Step
@@ -71,7 +70,7 @@ def _attempt(
     check (:mod:`.setup_check`; the other orientation when `spec` is given): yields every event
     but Done; returns the result. A joint registration (`relatives`) has neither check: flipping
     every view does not flip their geometry."""
-    result: Any = None  # the engine's Done.result (a RegistrationResult)
+    result: RegistrationResult | None = None
     coarse_best = -math.inf
     mirror_check, trust_mm = checks.mirror_check and relatives is None, checks.trust_mm
     for event in register(
