@@ -222,8 +222,9 @@ def plot_verdicts(rows: list[Row], truths: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter, StrMethodFormatter
 
-    from napari_xvr.register.trust import DRIFT_PX, EXPLAINED, UNSETTLED_PX, finest_scale_motion
+    from napari_xvr.register.trust import DRIFT_PX, EXPLAINED, LONG_WALK, UNSETTLED_PX, finest_scale_motion
 
     colours = {"ok": "#2a9d4b", "suspect": "#e0a000", "failed": "#d62728"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
@@ -234,23 +235,31 @@ def plot_verdicts(rows: list[Row], truths: dict, path: Path) -> Path:
         if not math.isfinite(pixel):
             continue
         moved /= pixel
-        marker = "o" if (row.checks.get("convergence") or {}).get("converged", True) else "x"
+        convergence = row.checks.get("convergence") or {}
+        walked = not convergence.get("converged", True) or convergence.get("iterations", 0) > LONG_WALK
+        marker = "x" if walked else "o"
         for ax, y in zip(axes, (moved, fit), strict=True):
             ax.scatter(row.mtre, y, c=colours[row.verdict], marker=marker, s=36)
     for ax in axes:
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]))
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("true mTRE (mm)")
         for x in (1.0, 2.0):
             ax.axvline(x, color="0.6", lw=0.8, ls=":")
     axes[0].axhline(DRIFT_PX, color="#d62728", lw=0.8)
     axes[0].axhline(UNSETTLED_PX, color="#d62728", lw=0.8, ls="--")
     axes[0].set_ylabel("finest scale's move (previous scale's pixels)")
-    axes[0].set_title("failed: above the solid line, or the dashed one for x (out of iterations)", fontsize=9)
+    axes[0].set_title(
+        f"failed: above the solid line, or the dashed one for x (> {LONG_WALK} iterations or out of them)",
+        fontsize=9,
+    )
     axes[1].axhline(EXPLAINED, color="#2a9d4b", lw=0.8)
     axes[1].set_ylabel("fit: similarity / the X-ray's own ceiling")
     axes[1].set_title("fit: at or above the line a move is a correction", fontsize=9)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=k) for k, c in colours.items()]
-    axes[1].legend(handles=handles, loc="lower left", fontsize=8)
+    axes[1].legend(handles=handles, loc="upper right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -85,12 +85,12 @@ def test_lm_raises_the_similarity_monotonically_and_stops_by_itself(case):
 
 def test_optimizer_option_and_its_iteration_defaults():
     assert RegistrationOptions().optimizer == "lm"
-    assert RegistrationOptions().n_itrs == "30,20,10,10"
+    assert RegistrationOptions().n_itrs == "30,20,30,30"
     assert RegistrationOptions(optimizer="adam").n_itrs == "500,250,100,50"
     assert RegistrationOptions(optimizer="adam", n_itrs="7").n_itrs == "7"
     # other scales without --n_itrs: the first caps, the last one repeated
     assert RegistrationOptions(scales="4,2").n_itrs == "30,20"
-    assert RegistrationOptions(scales="16,8,4,2,1").n_itrs == "30,20,10,10,10"
+    assert RegistrationOptions(scales="16,8,4,2,1").n_itrs == "30,20,30,30,30"
     with pytest.raises(XvrInputError, match="--optimizer 'bfgs'"):
         RegistrationOptions(optimizer="bfgs")
     with pytest.raises(XvrInputError, match="--slab_mm"):

@@ -171,6 +171,25 @@ def _result(**checks) -> RegistrationResult:
             SUSPECT,
             ["used all 10 iterations"],
         ),
+        # converged, but after a long walk from where the coarser scales left it
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 3.9},
+                "convergence": {"converged": True, "iterations": 22, "cap": 30, "scale": 1.0},
+            },
+            FAILED,
+            ["3.9 mm over 22 iterations"],
+        ),
+        (
+            {
+                "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
+                "motion_mm": {"8": 30.0, "4": 9.0, "2": 3.0, "1": 2.9},
+                "convergence": {"converged": True, "iterations": 22, "cap": 30, "scale": 1.0},
+            },
+            OK,
+            [],
+        ),
         (
             {
                 "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
