@@ -68,6 +68,7 @@ def test_pixel_noise_shows_in_each_pairs_error(subject):
     pixels[3] += [6.0, -4.0]  # one pair misplaced by ~7 px
     fit = solve_pose(POINTS, pixels, DETECTOR)
     assert int(np.argmax(fit.errors_px)) == 3
+    assert fit.outliers.tolist() == [i == 3 for i in range(len(POINTS))]  # the one to check
     assert fit.to_json(list("abcdefgh"))["pairs"][3]["label"] == "d"
 
 

@@ -72,7 +72,14 @@ def test_pose_from_clicked_landmarks_then_undo_and_redo(sample_viewer, qtbot, ar
     assert mtre(true, solved, landmarks) < 2.5 * fit.expected_mtre_mm, widget.landmarks.status.value
     assert "reprojection RMS" in widget.landmarks.status.value
     assert f"~{fit.expected_mtre_mm:.1f} mm mTRE" in widget.landmarks.status.value
-    assert viewer.layers[XRAY_POINTS].features["label"][0].startswith("1: ")
+    # every pair's error is in the features (shown on hover); only the pairs that stand out
+    # carry it in their label, coloured apart, so that 24 close pairs stay readable
+    points = viewer.layers[XRAY_POINTS]
+    np.testing.assert_allclose(points.features["error_mm"], fit.errors_mm)
+    labels = list(points.features["label"])
+    assert [lb.split(":")[0] for lb in labels] == [str(i + 1) for i in range(len(labels))]
+    assert [":" in lb for lb in labels] == list(fit.outliers)
+    assert (points.face_color[fit.outliers] != points.face_color[~fit.outliers][:1]).any(axis=1).all()
     viewer.screenshot(str(artifacts / "landmarks.png"), canvas_only=False)
     # the landmarks' pose replaced the rough one: Undo brings it back, Redo the solved one
     assert widget.history.current.source == "landmarks"

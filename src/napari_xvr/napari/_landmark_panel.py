@@ -3,8 +3,8 @@
 Two Points layers: one drawn on the X-ray layer (its pixels), one in the volume's world (mm,
 napari-xvr's frame: the volume's centre at the origin), paired in the order they were clicked.
 "Pose from landmarks" runs the core's PnP solve (:func:`napari_xvr.register.pnp.solve_pose`) in
-a worker and sets the DRR widget's pose (one Undo away from the pose before); each pair's
-reprojection error is written beside its point on the X-ray.
+a worker and sets the DRR widget's pose (one Undo away from the pose before); each X-ray point is
+then coloured by its pair's reprojection error, and the pairs that stand out are labelled with it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ._workers import report_error, run_reported
 
 XRAY_POINTS = "landmarks on X-ray"
 VOLUME_POINTS = "landmarks on volume"
+FITTED_COLOUR, OUTLIER_COLOUR = "#3ddc84", "#ff4040"
 
 
 class LandmarkPanel(Container):
@@ -67,7 +68,7 @@ class LandmarkPanel(Container):
                 face_color="cyan",
                 metadata={KIND: "landmarks"},
                 features={"label": np.empty(0, dtype=object)},
-                text={"string": "{label}", "color": "cyan", "translation": [0, 0, -8]},
+                text={"string": "{label}", "color": "cyan", "size": 9, "translation": [0, 0, -8]},
             )
             points.events.data.connect(lambda _e: self._number(points))
         if XRAY_POINTS not in self.viewer.layers:
@@ -80,7 +81,7 @@ class LandmarkPanel(Container):
                 size=6,
                 face_color="yellow",
                 metadata={KIND: "landmarks", "xray": xray.name},
-                text={"string": "{label}", "color": "yellow", "translation": [-8, 0]},
+                text={"string": "{label}", "color": "yellow", "size": 9, "translation": [-8, 0]},
                 features={"label": np.empty(0, dtype=object)},
             )
             layer.events.data.connect(lambda _e: self._number(layer))
@@ -90,6 +91,7 @@ class LandmarkPanel(Container):
 
     @staticmethod
     def _number(layer) -> None:
+        """Each point labelled with its pair's number (its error cleared until the next solve)."""
         count = len(layer.data)
         if len(layer.features) == count:
             layer.features["label"] = [str(i + 1) for i in range(count)]
@@ -149,11 +151,24 @@ class LandmarkPanel(Container):
         layers = self.viewer.layers
         layer = layers[XRAY_POINTS] if XRAY_POINTS in layers else None  # noqa: SIM401 (no .get)
         if layer is not None and len(layer.data) == len(fit.errors_px):
-            layer.features["label"] = [f"{i + 1}: {e:.1f} mm" for i, e in enumerate(fit.errors_mm)]
-            layer.refresh_text()
+            show_errors(layer, fit)
         worst = int(np.argmax(fit.errors_mm)) + 1
         self.status.value = (
             f"pose from {len(fit.errors_px)} pairs: reprojection RMS "
             f"{fit.rms_mm:.2f} mm ({fit.rms_px:.2f} px), worst pair {worst} "
             f"{fit.errors_mm.max():.2f} mm; {expected_error_text(fit)} (Undo: the pose before)"
         )
+
+
+def show_errors(layer, fit) -> None:
+    """Each X-ray point coloured by its pair's reprojection error (green, red for the pairs the core
+    calls outliers) with its error in the features (shown on hover); only the outliers' labels carry
+    the error, so that many close pairs stay readable."""
+    outliers = fit.outliers
+    layer.features["error_mm"] = fit.errors_mm
+    layer.features["label"] = [
+        f"{i + 1}: {e:.1f} mm" if out else str(i + 1)
+        for i, (e, out) in enumerate(zip(fit.errors_mm, outliers, strict=True))
+    ]
+    layer.face_color = [OUTLIER_COLOUR if out else FITTED_COLOUR for out in outliers]
+    layer.refresh_text()

@@ -26,6 +26,8 @@ SOURCE_SHARE = 0.7
 MAX_ITERATIONS = 100
 CONDITION = 1e12
 """Above this condition number of the Gauss-Newton Hessian the points do not fix the pose."""
+OUTLIER_FACTOR = 2.5
+"""A pair whose reprojection error is this many times the median pair's stands out."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ class PnPSolution:
     @property
     def rms_mm(self) -> float:
         return float(np.sqrt(np.mean(self.errors_mm**2)))
+
+    @property
+    def outliers(self) -> np.ndarray:
+        """(N,) bool: the pairs worth a second look, their error over OUTLIER_FACTOR x the median
+        pair's and over one pixel (a mismatched or misplaced click, not the clicks' scatter)."""
+        floor = max(OUTLIER_FACTOR * float(np.median(self.errors_px)), 1.0)
+        return self.errors_px > floor
 
     def to_json(self, labels: list[str] | None = None) -> dict:
         labels = labels or [str(i + 1) for i in range(len(self.errors_px))]
