@@ -16,10 +16,10 @@ import numpy as np
 from napari_xvr.geometry import pose_from_dict
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import _preparer, stage_intrinsics
-from napari_xvr.register.lm import PoseLM
-from napari_xvr.register.multistart import start_poses
+from napari_xvr.register.optimiser.lm import PoseLM
+from napari_xvr.register.optimiser.multistart import start_poses
+from napari_xvr.register.optimiser.similarity import Similarity
 from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.register.similarity import Similarity
 from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.render import set_intrinsics
 from napari_xvr.synthetic import example_volume

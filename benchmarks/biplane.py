@@ -27,10 +27,10 @@ from napari_xvr.io.volume import read_volume
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing, run_to_end
 from napari_xvr.register.initializers import DicomInitializer
-from napari_xvr.register.joint import relative_poses
-from napari_xvr.register.one_xray import register_xray
 from napari_xvr.register.options import RegistrationOptions
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.joint import relative_poses
+from napari_xvr.register.workflows.one_xray import register_xray
 from napari_xvr.synthetic import example_volume
 from napari_xvr.synthetic_views import make_view_cases
 

@@ -31,13 +31,13 @@ from napari_xvr.evaluate import evaluate_poses
 from napari_xvr.geometry import Intrinsics, pose_from_dict
 from napari_xvr.io.result import result_pose
 from napari_xvr.io.xray import read_xray
+from napari_xvr.register.checks.trust import verdict_text
 from napari_xvr.register.engine import Preprocessing
 from napari_xvr.register.initializers import DicomInitializer
-from napari_xvr.register.one_xray import register_xray
 from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.register.pipeline import describe
-from napari_xvr.register.trust import verdict_text
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.one_xray import register_xray
+from napari_xvr.register.workflows.pipeline import describe
 from napari_xvr.simulate.anatomy import ANATOMIES
 from napari_xvr.simulate.cases import make_realistic_cases
 from napari_xvr.simulate.formation import FACTORS, Realism
@@ -224,7 +224,13 @@ def plot_verdicts(rows: list[Row], truths: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, NullFormatter, StrMethodFormatter
 
-    from napari_xvr.register.trust import DRIFT_PX, EXPLAINED, LONG_WALK, UNSETTLED_PX, finest_scale_motion
+    from napari_xvr.register.checks.trust import (
+        DRIFT_PX,
+        EXPLAINED,
+        LONG_WALK,
+        UNSETTLED_PX,
+        finest_scale_motion,
+    )
 
     colours = {"ok": "#2a9d4b", "suspect": "#e0a000", "failed": "#d62728"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)

@@ -22,9 +22,9 @@ from napari_xvr.evaluate import mtre
 from napari_xvr.geometry import pose_from_dict, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing, run_to_end
-from napari_xvr.register.one_xray import AUTO_STARTS, register_xray
 from napari_xvr.register.options import RegistrationOptions, RunChecks
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.one_xray import AUTO_STARTS, register_xray
 from napari_xvr.synthetic import example_volume
 
 from .optimizers import CACHE, case_set

@@ -11,7 +11,7 @@ before it trusted recent ones), and, as the baseline in the same run, every fram
 registered from scratch with ``xvr register``'s defaults (:func:`register_xray`) from its
 own header pose (frame 0's header error, 3 deg and the source distance, at every frame).
 The velocity run's poses smoothed at the end (``xvr track``'s ``poses_smoothed.csv``,
-:mod:`napari_xvr.register.smooth`) are a row of their own.
+:mod:`napari_xvr.register.workflows.smooth`) are a row of their own.
 Prints per sequence and method the per-frame mTRE (max, median), the frames under 1 mm, the
 verdicts, seconds per frame and frames per second of the frames after the first, and the
 ratios; last, the floor: every frame registered at its own resolution from its true pose (the
@@ -32,13 +32,16 @@ import torch
 from napari_xvr.evaluate import anatomy_tre, mtre
 from napari_xvr.geometry import pose_from_dict, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from napari_xvr.io.volume import read_volume
+from napari_xvr.register.checks.trust import assess
+from napari_xvr.register.checks.uncertainty import volume_points
 from napari_xvr.register.engine import Preprocessing, register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer
-from napari_xvr.register.one_xray import register_xray
 from napari_xvr.register.options import RegistrationOptions
-from napari_xvr.register.sequence import read_frames
-from napari_xvr.register.smooth import smooth_results
-from napari_xvr.register.track import (
+from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.one_xray import register_xray
+from napari_xvr.register.workflows.sequence import read_frames
+from napari_xvr.register.workflows.smooth import smooth_results
+from napari_xvr.register.workflows.track import (
     HESSIAN_EVERY,
     TRACK_ITRS,
     TRACK_SCALES,
@@ -47,9 +50,6 @@ from napari_xvr.register.track import (
     TrackOptions,
     track,
 )
-from napari_xvr.register.trust import assess
-from napari_xvr.register.uncertainty import volume_points
-from napari_xvr.register.volume_spec import VolumeSpec
 from napari_xvr.synthetic import example_volume
 from napari_xvr.synthetic_motion import breathing, make_sequence, sweep
 

@@ -32,10 +32,10 @@ from napari_xvr.geometry import pose_from_dict, pose_from_matrix, pose_from_zxy,
 from napari_xvr.io.volume import read_volume
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing, run_to_end
-from napari_xvr.register.masking import masked_fraction, valid_mask
-from napari_xvr.register.one_xray import register_xray
+from napari_xvr.register.masks.masking import masked_fraction, valid_mask
 from napari_xvr.register.options import RegistrationOptions
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.one_xray import register_xray
 from napari_xvr.synthetic import example_volume
 
 from .optimizers import CACHE, case_set

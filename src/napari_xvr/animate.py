@@ -53,7 +53,7 @@ def chosen_path(rows: list[dict], data: dict) -> list[dict]:
 
 def replay(result_folder, max_frames: int = 60, max_size: int = 256, device=None) -> Iterator[Frame]:
     """Render the DRR at each (sub-sampled) trajectory row of a result folder."""
-    from .register.similarity import standardize
+    from .register.optimiser.similarity import standardize
     from .register.volume_spec import VolumeSpec
 
     max_frames, max_size = _check_limits(max_frames, max_size)
@@ -235,7 +235,7 @@ def is_track(folder) -> bool:
 
 def replay_track(track_folder, max_frames: int = 60, max_size: int = 256, device=None) -> Iterator[Frame]:
     """Each (sub-sampled) frame of a tracked sequence: its X-ray and the DRR at its tracked pose."""
-    from .register.track_io import read_track, row_matrix
+    from .register.workflows.track_io import read_track, row_matrix
 
     max_frames, max_size = _check_limits(max_frames, max_size)
     data = read_track(track_folder)
@@ -256,7 +256,7 @@ def replay_track(track_folder, max_frames: int = 60, max_size: int = 256, device
 
 def _track_frames(folder, data: dict):
     """The tracked sequence's frames (read as recorded: its files and detector)."""
-    from .register.sequence import read_frames
+    from .register.workflows.sequence import read_frames
 
     sequence = (data.get("inputs") or {}).get("sequence") or {}
     paths, intrinsics = sequence.get("paths"), sequence.get("intrinsics")
@@ -286,7 +286,7 @@ def _track_renderer(inputs: dict, small: Intrinsics, n_frames: int, device):
 def _frame_panel(xray, prep: dict, small: Intrinsics) -> np.ndarray:
     """One frame's X-ray preprocessed as it was registered, at the panel's size, in [0, 1]."""
     from .io.xray import preprocess_xray
-    from .register.similarity import standardize
+    from .register.optimiser.similarity import standardize
 
     fixed = preprocess_xray(
         xray.image, prep.get("crop", 0), prep.get("subtract_background", False), prep.get("linearize", False)

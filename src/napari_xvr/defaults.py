@@ -166,7 +166,7 @@ REGISTER: dict[str, Default] = {
         why="napari-xvr's own verdict (xvr has none): a predicted mTRE above 1 mm is 'suspect'; "
         "'failed' above 10 mm, or when the finest scale moves the pose more than 2 of the "
         "previous scale's pixels from the coarser scales' optimum, or 1.5 and is still moving "
-        "or needed more than 10 iterations (register/trust.py)",
+        "or needed more than 10 iterations (register/checks/trust.py)",
     ),
     "exit_on": Default(
         "never",
@@ -182,7 +182,7 @@ REGISTER: dict[str, Default] = {
         "left-right; a warning, in result.json's `checks`, when the flipped image matches clearly "
         "better (an X-ray of the other flip convention); a result that is not ok is also tried "
         "upside down and with the volume read in the other orientation (AP/PA), and `failed` "
-        "with the fix named when one matches clearly better (register/setup_check.py). "
+        "with the fix named when one matches clearly better (register/checks/setup_check.py). "
         "`--no-mirror_check` skips both",
     ),
     "xray_mask": Default(
@@ -191,7 +191,7 @@ REGISTER: dict[str, Default] = {
         why="napari-xvr's own option (xvr has none): `auto` leaves out of the similarity what "
         "the CT cannot explain: collimator shadows (blades and irises, found geometrically), "
         "saturated plateaus (burned-in text, markers, clipped metal) and the rays through the "
-        "CT's cut ends (register/masking.py, collimation.py, fov.py); on the realistic "
+        "CT's cut ends (register/masks/masking.py, collimation.py, fov.py); on the realistic "
         "benchmark it is the difference between gross misses and sub-mm results on collimated "
         "X-rays (see *Accuracy*). `image` leaves out the X-ray's part only (for X-rays that see "
         "nothing beyond the CT, e.g. DRRs made from it); `off` compares every pixel, as xvr",
@@ -201,7 +201,7 @@ REGISTER: dict[str, Default] = {
         None,
         why="napari-xvr's own option: LM keeps each scale's pose near its start with a Gaussian "
         "prior of this many degrees per angle (and `--prior_mm` per axis), weighed as one "
-        "pixel's worth of evidence against the scale's image (register/stage_run.py pose_prior): "
+        "pixel's worth of evidence against the scale's image (register/optimiser/stage_run.py pose_prior): "
         "the coarse scales cannot see the out-of-plane angles and depth and otherwise wander "
         "tens of mm; at full resolution it moves the optimum by far under 0.1 mm. 0 turns it "
         "off, as xvr",
@@ -212,7 +212,7 @@ REGISTER: dict[str, Default] = {
         None,
         why="napari-xvr's own option (xvr registers each X-ray alone): `--joint` registers all "
         "the X-rays given as views of one patient position, one pose against every view "
-        "(register/joint.py)",
+        "(register/workflows/joint.py)",
     ),
     "geometry": Default(
         "dicom",

@@ -1,7 +1,7 @@
 """Several processes under ``torchrun``: which rank this is, its device, gathering, barriers.
 
 Shared by training (:mod:`napari_xvr.train.distributed`) and sharded registration
-(:mod:`napari_xvr.register.shard`). Everything here is a no-op in a single process.
+(:mod:`napari_xvr.register.workflows.shard`). Everything here is a no-op in a single process.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from napari_xvr.io.result import read_result
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register.engine import Preprocessing, register, run_to_end
 from napari_xvr.register.initializers import DicomInitializer, FixedInitializer
-from napari_xvr.register.joint import joint_init, relative_poses
-from napari_xvr.register.lm import LMView, PoseLM
+from napari_xvr.register.optimiser.lm import LMView, PoseLM
 from napari_xvr.register.options import RegistrationOptions
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.joint import joint_init, relative_poses
 
 FAST = RegistrationOptions(scales="4,2,1", n_itrs="30,20,10")
 
@@ -86,7 +86,7 @@ def test_init_from_any_view_lands_on_the_first_views_pose(biplane):
 def test_joint_similarity_gradient_and_hessian_are_the_views_means(biplane, renderer):
     """The joint LM evaluation equals the mean of each view's own single-view evaluation."""
     from napari_xvr.register.engine import _preparer
-    from napari_xvr.register.similarity import Similarity
+    from napari_xvr.register.optimiser.similarity import Similarity
 
     _, xrays, trues, _ = biplane
     _, drr = renderer

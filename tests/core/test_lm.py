@@ -10,9 +10,9 @@ from napari_xvr.geometry import pose_from_dict
 from napari_xvr.io import read_volume, read_xray
 from napari_xvr.register import DicomInitializer, RegistrationOptions
 from napari_xvr.register.engine import _preparer, stage_intrinsics
-from napari_xvr.register.gram import gauss_newton_hessian, ncc_gram, similarity_gram
-from napari_xvr.register.lm import PoseLM
-from napari_xvr.register.similarity import Similarity, local_ncc
+from napari_xvr.register.optimiser.gram import gauss_newton_hessian, ncc_gram, similarity_gram
+from napari_xvr.register.optimiser.lm import PoseLM
+from napari_xvr.register.optimiser.similarity import Similarity, local_ncc
 from napari_xvr.render import make_drr, set_intrinsics
 
 
@@ -117,7 +117,7 @@ def _starts(case, n):
 
 def test_a_batch_of_evaluations_equals_them_one_by_one(case):
     """The multi-start's batched renders give each start what its own evaluation gives."""
-    from napari_xvr.register.lm import _Ask
+    from napari_xvr.register.optimiser.lm import _Ask
 
     solver = _solver(case)
     params = [solver.params_of(pose) for pose in _starts(case, 3)]
@@ -139,7 +139,7 @@ def test_a_batch_of_evaluations_equals_them_one_by_one(case):
 
 def test_lockstep_runs_take_the_steps_of_separate_runs(case):
     from napari_xvr.evaluate import mtre
-    from napari_xvr.register.uncertainty import volume_points
+    from napari_xvr.register.checks.uncertainty import volume_points
 
     solver = _solver(case)
     starts = _starts(case, 3)
@@ -169,7 +169,7 @@ def test_the_renderers_jacobian_is_the_renders_finite_difference(case):
     differences of real renders, per pose parameter."""
     from diffdrr.pose import convert
 
-    from napari_xvr.register.jacobian import image_jacobian
+    from napari_xvr.register.optimiser.jacobian import image_jacobian
 
     solver = _solver(case, scale=4)
     drr = case[0]

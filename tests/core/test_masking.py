@@ -8,8 +8,8 @@ import torch
 
 from napari_xvr import degrade
 from napari_xvr.io import read_xray
-from napari_xvr.register.masking import masked_fraction, stage_mask, valid_mask
-from napari_xvr.register.similarity import local_ncc, valid_windows
+from napari_xvr.register.masks.masking import masked_fraction, stage_mask, valid_mask
+from napari_xvr.register.optimiser.similarity import local_ncc, valid_windows
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +129,8 @@ def _register(case, xray_mask: str, image=None):
     from napari_xvr.evaluate import mtre
     from napari_xvr.geometry import pose_from_matrix, pose_from_zxy, pose_to_zxy
     from napari_xvr.register import Preprocessing, RegistrationOptions
+    from napari_xvr.register.checks.uncertainty import volume_points
     from napari_xvr.register.engine import register, run_to_end
-    from napari_xvr.register.uncertainty import volume_points
 
     xray, _, drr, _, true = case
     if image is not None:

@@ -9,9 +9,9 @@ from diffdrr.drr import DRR
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_zxy, pose_to_zxy
 from napari_xvr.io import XRay, read_volume
 from napari_xvr.register import Done, MirrorCheck, Preprocessing, RegistrationOptions
-from napari_xvr.register.mirror import flipped
-from napari_xvr.register.one_xray import register_xray
+from napari_xvr.register.checks.mirror import flipped
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.one_xray import register_xray
 
 DETECTOR = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
 QUICK = RegistrationOptions(scales="8,4", n_itrs="20,10")

@@ -10,7 +10,7 @@ from napari_xvr.geometry import pose_from_dict, pose_from_zxy, pose_to_zxy
 from napari_xvr.io import read_volume, read_xray
 from napari_xvr.io.result import read_result, read_trajectory
 from napari_xvr.register import RegistrationOptions, Stage, Step, register, run_to_end, write_result
-from napari_xvr.register.multistart import start_poses
+from napari_xvr.register.optimiser.multistart import start_poses
 from napari_xvr.render import make_drr
 
 

@@ -10,10 +10,10 @@ from diffdrr.drr import DRR
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_zxy, pose_to_zxy
 from napari_xvr.io import XRay
 from napari_xvr.register import Done, Preprocessing, RegistrationOptions, SetupCheck
-from napari_xvr.register.one_xray import register_xray
-from napari_xvr.register.setup_check import other_orientation_pose, upside_down
-from napari_xvr.register.trust import verdict_text
+from napari_xvr.register.checks.setup_check import other_orientation_pose, upside_down
+from napari_xvr.register.checks.trust import verdict_text
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.one_xray import register_xray
 from napari_xvr.synthetic import DENSITY
 
 DETECTOR = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)

@@ -13,8 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_xvr.register.one_xray import Written
-from napari_xvr.register.shard import Outcome, Shard, gather_written, join, merge, rank_device, share, take
+from napari_xvr.register.workflows.one_xray import Written
+from napari_xvr.register.workflows.shard import (
+    Outcome,
+    Shard,
+    gather_written,
+    join,
+    merge,
+    rank_device,
+    share,
+    take,
+)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")

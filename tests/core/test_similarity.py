@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffdrr.metrics import GradientNormalizedCrossCorrelation2d, MultiscaleNormalizedCrossCorrelation2d
 
-from napari_xvr.register.similarity import Similarity, soft_equalize
+from napari_xvr.register.optimiser.similarity import Similarity, soft_equalize
 
 
 @pytest.mark.parametrize("size", [24, 48])
@@ -39,8 +39,8 @@ def test_the_masked_similarity_is_blind_to_left_out_pixels_and_its_gram_agrees()
     Gauss-Newton Gram); with an all-true mask it is the plain similarity."""
     import torch
 
-    from napari_xvr.register.gram import similarity_gram
-    from napari_xvr.register.similarity import Similarity
+    from napari_xvr.register.optimiser.gram import similarity_gram
+    from napari_xvr.register.optimiser.similarity import Similarity
 
     torch.manual_seed(0)
     base = torch.randn(1, 1, 48, 40).cumsum(-1).cumsum(-2)
@@ -73,7 +73,7 @@ def test_the_matrix_sobel_is_diffdrrs_blur_and_sobel(height, width, sigma):
     from torch.nn.functional import conv2d
     from torchvision.transforms.functional import gaussian_blur
 
-    from napari_xvr.register.sobel import Sobel
+    from napari_xvr.register.optimiser.sobel import Sobel
 
     torch.manual_seed(1)
     img = torch.rand(3, 1, height, width, dtype=torch.float64).cumsum(-1).cumsum(-2)
@@ -96,7 +96,7 @@ def test_the_matrix_sobel_is_diffdrrs_blur_and_sobel(height, width, sigma):
 
 def test_the_matrix_sobel_takes_images_smaller_than_its_blur():
     """Reflect padding wider than the image (which torch's padding refuses) keeps reflecting."""
-    from napari_xvr.register.sobel import Sobel, _mirror
+    from napari_xvr.register.optimiser.sobel import Sobel, _mirror
 
     assert _mirror(torch.arange(-6, 10), 4).tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
     flat = Sobel(5.0)(torch.full((1, 1, 6, 5), 2.0))

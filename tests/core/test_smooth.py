@@ -1,4 +1,4 @@
-"""The tracked-sequence smoother (register/smooth.py) against the same Gaussian model solved
+"""The tracked-sequence smoother (register/workflows/smooth.py) against the same Gaussian model solved
 another way (one dense least-squares system over every frame), on motion drawn from the model
 with known noise, and on poses across the +-180 deg wrap."""
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffdrr.pose import convert
 
-from napari_xvr.register.smooth import (
+from napari_xvr.register.workflows.smooth import (
     _PRIOR_SD,
     _motion,
     _noise,

@@ -16,8 +16,9 @@ from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from napari_xvr.io.dicom_write import write_xray_dicom
 from napari_xvr.register import DicomInitializer, RegistrationOptions, Step, StopToken
 from napari_xvr.register.options import RunChecks
-from napari_xvr.register.sequence import read_frames
-from napari_xvr.register.track import (
+from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.sequence import read_frames
+from napari_xvr.register.workflows.track import (
     FrameDone,
     FrameStarted,
     TrackDone,
@@ -26,7 +27,7 @@ from napari_xvr.register.track import (
     predict_pose,
     track,
 )
-from napari_xvr.register.track_io import (
+from napari_xvr.register.workflows.track_io import (
     FrameWritten,
     TrackWritten,
     check_output,
@@ -36,8 +37,7 @@ from napari_xvr.register.track_io import (
     resume_state,
     row_matrix,
 )
-from napari_xvr.register.track_many import track_files
-from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.track_many import track_files
 from napari_xvr.synthetic import DENSITY
 from napari_xvr.synthetic_motion import make_sequence, sweep
 

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from napari_xvr.cli import main
 from napari_xvr.geometry import Intrinsics
 from napari_xvr.io.dicom_write import write_xray_dicom
-from napari_xvr.register.sequence import read_frames, split_sequences
-from napari_xvr.register.track_io import read_track, row_matrix
+from napari_xvr.register.workflows.sequence import read_frames, split_sequences
+from napari_xvr.register.workflows.track_io import read_track, row_matrix
 from napari_xvr.synthetic_motion import breathing, make_sequence, sweep
 
 # small and quick: 64 px frames, frame 0 at 1/4 and 1/2 of the detector and never retried from

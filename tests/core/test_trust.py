@@ -12,11 +12,11 @@ from napari_xvr.evaluate import mtre
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix, pose_from_zxy, pose_to_zxy
 from napari_xvr.io import read_xray
 from napari_xvr.register import Done, Preprocessing, RegistrationOptions, RegistrationResult
-from napari_xvr.register.one_xray import AUTO_STARTS, Retrying, register_xray
+from napari_xvr.register.checks.trust import FAILED, OK, SUSPECT, assess
+from napari_xvr.register.checks.uncertainty import volume_points
 from napari_xvr.register.options import RunChecks
-from napari_xvr.register.trust import FAILED, OK, SUSPECT, assess
-from napari_xvr.register.uncertainty import volume_points
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.one_xray import AUTO_STARTS, Retrying, register_xray
 from napari_xvr.synthetic import DENSITY
 
 # 8,4,2,1 of a 128 px detector; the X-rays are DiffDRR's images of exactly this CT (nothing
@@ -322,7 +322,7 @@ def test_the_batched_mtre_is_xvrs_mtre():
     import torch
     from diffdrr.pose import RigidTransform, convert
 
-    from napari_xvr.register.uncertainty import batched_mtre
+    from napari_xvr.register.checks.uncertainty import batched_mtre
 
     base = pose_from_zxy([5.0, -3.0, 2.0], [10.0, 850.0, -4.0])
     params = torch.randn(7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))

@@ -24,9 +24,9 @@ from napari_xvr.io.volume import read_volume
 from napari_xvr.io.xray import read_xray
 from napari_xvr.register import Done, Preprocessing, RegistrationOptions
 from napari_xvr.register.initializers import DicomInitializer
-from napari_xvr.register.one_xray import register_xray
 from napari_xvr.register.options import RunChecks
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.one_xray import register_xray
 from napari_xvr.synthetic import DENSITY
 from napari_xvr.train import TrainConfig, TrainStep, train
 

@@ -93,7 +93,7 @@ def test_multiframe_follows_xvr_order(multiframe_dicom, reducefn):
 
 
 def test_soft_equalize_is_a_monotone_cdf(image):
-    from napari_xvr.register.similarity import soft_equalize
+    from napari_xvr.register.optimiser.similarity import soft_equalize
 
     img = preprocess_xray(image)
     eq = soft_equalize(img)

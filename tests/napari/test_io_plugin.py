@@ -124,8 +124,8 @@ def test_result_folder_round_trip(make_napari_viewer, tmp_path, sample_cache):
     from napari_xvr.io.result import read_result
     from napari_xvr.napari._sample_data import sample_files, sample_xray_file
     from napari_xvr.register import FixedInitializer, RegistrationOptions
-    from napari_xvr.register.pipeline import register_files
     from napari_xvr.register.volume_spec import VolumeSpec
+    from napari_xvr.register.workflows.pipeline import register_files
 
     ct, _ = sample_files()
     xray, truth = sample_xray_file()

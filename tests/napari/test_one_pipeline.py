@@ -12,8 +12,8 @@ from napari_xvr.cli.register import fixed
 from napari_xvr.geometry import pose_from_dict, pose_to_zxy
 from napari_xvr.napari._sample_data import sample_files, sample_xray_file
 from napari_xvr.register import PoseInitializer, RegistrationOptions
-from napari_xvr.register.pipeline import register_files
 from napari_xvr.register.volume_spec import VolumeSpec
+from napari_xvr.register.workflows.pipeline import register_files
 
 # widget control -> `xvr register` option of the same meaning
 SHARED = {

@@ -8,7 +8,7 @@ import numpy as np
 from napari_xvr.geometry import pose_from_dict, pose_from_matrix, pose_to_zxy
 from napari_xvr.napari.api import intrinsics_of
 from napari_xvr.orientation import edge_labels
-from napari_xvr.register.trust import verdict_text
+from napari_xvr.register.checks.trust import verdict_text
 
 XRAY = "chest X-ray (synthetic)"
 
@@ -98,7 +98,7 @@ def test_a_mirrored_xray_is_warned_about(sample_viewer, qtbot):
 
 
 def test_retry_when_not_ok_is_the_clis_multistart_auto(sample_viewer):
-    from napari_xvr.register.one_xray import AUTO_STARTS
+    from napari_xvr.register.workflows.one_xray import AUTO_STARTS
 
     _, reg, _ = _setup(sample_viewer)
     assert reg.make_job().checks.retry_starts == 0  # the CLI's default: no retry

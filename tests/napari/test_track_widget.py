@@ -86,7 +86,7 @@ def test_track_a_sequence_stop_and_resume(
     qtbot.waitUntil(lambda: not widget.running, timeout=240_000)
     for key in ("3", "4", "5"):
         np.testing.assert_allclose(np.asarray(_tracked(layer)[key]["matrix"]), before[key], atol=1e-3)
-    # that run's 3 frames smoothed together (core register/smooth.py), kept beside the poses
+    # that run's 3 frames smoothed together (core register/workflows/smooth.py), kept beside the poses
     assert "smoothed: predicted mTRE" in widget.status.value
     smoothed = layer.metadata["track"]["smoothed"]
     assert {"3", "4", "5"} <= set(smoothed)

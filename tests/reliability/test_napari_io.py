@@ -65,8 +65,8 @@ def fails(path, *words):
 def result_folder(synthetic_cases, example_volume, tmp_path_factory, npe2_pm):
     """A result folder written by the pipeline (init_only: poses, no optimisation)."""
     from napari_xvr.register import FixedInitializer
-    from napari_xvr.register.pipeline import register_files
     from napari_xvr.register.volume_spec import VolumeSpec
+    from napari_xvr.register.workflows.pipeline import register_files
 
     folder, truth = synthetic_cases
     pose = truth["cases"]["xray_000"]["true_pose"]

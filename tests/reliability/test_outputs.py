@@ -12,7 +12,7 @@ import pytest
 
 from napari_xvr.errors import XvrInputError
 from napari_xvr.io.xray import xray_stem
-from napari_xvr.register.pipeline import plan_outputs
+from napari_xvr.register.workflows.pipeline import plan_outputs
 
 
 def xvr(*args) -> subprocess.CompletedProcess:

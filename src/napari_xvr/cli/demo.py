@@ -64,12 +64,12 @@ def demo(outpath, n_xrays, seed, device, renderer, verbose, overwrite, realistic
     from ..evaluate import evaluate_poses
     from ..geometry import Intrinsics, pose_from_dict
     from ..io.result import result_pose
+    from ..register.checks.trust import verdict_text
     from ..register.engine import Preprocessing
     from ..register.initializers import DicomInitializer
     from ..register.options import Outputs, RegistrationOptions
-    from ..register.pipeline import register_files
-    from ..register.trust import verdict_text
     from ..register.volume_spec import VolumeSpec
+    from ..register.workflows.pipeline import register_files
     from ..synthetic import example_volume, make_cases
     from .progress import run_with_progress
 

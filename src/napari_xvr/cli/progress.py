@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 from tqdm import tqdm
 
+from ..register.checks.mirror import MirrorCheck
+from ..register.checks.setup_check import SetupCheck
+from ..register.checks.trust import verdict_text, verdict_text_of
 from ..register.events import Done, Stage, Step
-from ..register.mirror import MirrorCheck
-from ..register.setup_check import SetupCheck
-from ..register.trust import verdict_text, verdict_text_of
 
 
 def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
@@ -17,8 +17,8 @@ def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
     With a `tag` (a rank of a sharded run, :func:`run_sharded`), every line starts with it, and
     there are no bars (several processes' bars garble one terminal) and no summary.
     """
-    from ..register.one_xray import Retrying, Written
-    from ..register.pipeline import XrayStarted
+    from ..register.workflows.one_xray import Retrying, Written
+    from ..register.workflows.pipeline import XrayStarted
 
     bar, written, prefix = None, [], ""
     try:
@@ -90,15 +90,15 @@ def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
 
 
 def run_sharded(events, verbose: int, shard, progress=None, gather=None, summarize=None) -> list:
-    """`progress` on this rank of a :class:`~napari_xvr.register.shard.Shard`, then every rank's
+    """`progress` on this rank of a :class:`~napari_xvr.register.workflows.shard.Shard`, then every rank's
     results gathered (on every rank, for ``--exit_on``) by `gather`; rank 0 prints the one
     summary, `summarize` of them all. By default `xvr register`'s: :func:`run_with_progress`,
-    :func:`~napari_xvr.register.shard.gather_written` and :func:`summary`.
+    :func:`~napari_xvr.register.workflows.shard.gather_written` and :func:`summary`.
 
     In a single process this is `progress` (which prints its own summary).
     """
     from ..distributed import barrier
-    from ..register.shard import gather_written, leave
+    from ..register.workflows.shard import gather_written, leave
 
     progress, gather = progress or run_with_progress, gather or gather_written
     summarize = summarize or summary
@@ -116,7 +116,7 @@ def run_sharded(events, verbose: int, shard, progress=None, gather=None, summari
 
 def verdict_counts(written) -> dict:
     """How many of `written` (each with a ``result.verdict``) are ok, suspect and failed."""
-    from ..register.trust import SEVERITY
+    from ..register.checks.trust import SEVERITY
 
     counts = dict.fromkeys(SEVERITY, 0)
     for item in written:

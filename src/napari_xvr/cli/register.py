@@ -18,10 +18,10 @@ from .upstream_args import UpstreamCompatibleCommand as SectionedCommand
 def _run(initializer, kw):
     from ..io.xray import check_reducefn
     from ..register.engine import Preprocessing
-    from ..register.one_xray import AUTO_STARTS
-    from ..register.pipeline import register_files
-    from ..register.shard import join
     from ..register.volume_spec import VolumeSpec
+    from ..register.workflows.one_xray import AUTO_STARTS
+    from ..register.workflows.pipeline import register_files
+    from ..register.workflows.shard import join
 
     auto = kw["multistart"] == "auto"
 
@@ -118,7 +118,7 @@ def _run_joint(initializer, kw, spec, options, preprocessing, retry_starts: int)
     """``--joint``: every X-ray given is a view of one registration."""
     from ..distributed import launched
     from ..errors import XvrInputError
-    from ..register.joint import register_joint_files
+    from ..register.workflows.joint import register_joint_files
     from .progress import run_with_progress
 
     if launched():
@@ -147,7 +147,7 @@ def _run_joint(initializer, kw, spec, options, preprocessing, retry_starts: int)
 
 def exit_on_verdicts(written, exit_on: str) -> None:
     """Exit status 3 when a result's verdict is `exit_on` or worse (results are all written)."""
-    from ..register.trust import SEVERITY, worst
+    from ..register.checks.trust import SEVERITY, worst
 
     if exit_on == "never" or not written:
         return

@@ -145,13 +145,13 @@ def registration_options(kw: dict):
 
 def _run(initializer, kw, state=None) -> None:
     from ..register.engine import Preprocessing
-    from ..register.one_xray import AUTO_STARTS
     from ..register.options import Outputs, RunChecks
-    from ..register.shard import join
-    from ..register.track import TrackOptions
-    from ..register.track_io import gather_tracks
-    from ..register.track_many import track_sequences
     from ..register.volume_spec import VolumeSpec
+    from ..register.workflows.one_xray import AUTO_STARTS
+    from ..register.workflows.shard import join
+    from ..register.workflows.track import TrackOptions
+    from ..register.workflows.track_io import gather_tracks
+    from ..register.workflows.track_many import track_sequences
     from .register import exit_on_verdicts, follow_initializer
 
     options = registration_options(kw)
@@ -206,10 +206,10 @@ def run_track_with_progress(events, verbose: int = 1, tag: str = "") -> list:
 
     With a `tag` (a rank of a sharded run, :func:`.progress.run_sharded`) every line starts with
     it, and there are no bars and no total."""
-    from ..register.mirror import MirrorCheck
-    from ..register.track import FrameDone, TrackStarted
-    from ..register.track_io import TrackWritten
-    from ..register.track_many import SequenceStarted
+    from ..register.checks.mirror import MirrorCheck
+    from ..register.workflows.track import FrameDone, TrackStarted
+    from ..register.workflows.track_io import TrackWritten
+    from ..register.workflows.track_many import SequenceStarted
 
     bar, tracks = None, []
     try:
@@ -264,7 +264,7 @@ def tracks_summary(tracks) -> str:
 
 
 def _frame_text(result, short: bool = False) -> str:
-    from ..register.trust import verdict_text
+    from ..register.checks.trust import verdict_text
 
     sim = "n/a" if result.similarity is None else f"{result.similarity:.4f}"
     if short:
@@ -344,7 +344,7 @@ def restart(**kw):
 
     from ..errors import XvrInputError
     from ..register.initializers import RestartInitializer
-    from ..register.track_io import resume_state
+    from ..register.workflows.track_io import resume_state
 
     previous = Path(kw["previous"])
     if (previous / "track.json").is_file():

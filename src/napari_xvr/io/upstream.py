@@ -122,7 +122,7 @@ def upstream_image(data: dict) -> np.ndarray | None:
 
 def _gt(result_json: dict) -> torch.Tensor:
     """The preprocessed X-ray of a result when its file can still be read, else an empty tensor."""
-    from ..io.xray import read_xray
+    from .xray import read_xray
 
     xray, pre = result_json.get("inputs", {}).get("xray"), result_json.get("preprocessing", {})
     if not xray or not Path(xray).is_file():

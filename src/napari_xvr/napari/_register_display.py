@@ -10,10 +10,10 @@ import numpy as np
 from ..errors import XvrInputError
 from ..geometry import grid_placement, pose_from_matrix, pose_to_dict
 from ..register import Stage
-from ..register.mirror import MirrorCheck
-from ..register.one_xray import Retrying
-from ..register.setup_check import SetupCheck
-from ..register.trust import verdict_text, verdict_text_of
+from ..register.checks.mirror import MirrorCheck
+from ..register.checks.setup_check import SetupCheck
+from ..register.checks.trust import verdict_text, verdict_text_of
+from ..register.workflows.one_xray import Retrying
 from ._dock import lock_options
 from ._jobs import Failed
 from ._layer_helpers import find_widget, upsert_image

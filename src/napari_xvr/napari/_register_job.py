@@ -12,14 +12,14 @@ import numpy as np
 
 from ..imaging import STANDARD_RANGE, standardize
 from ..register import Done, Preprocessing, RegistrationOptions, Stage, Step
-from ..register.joint import joint_init, relative_poses
-from ..register.mirror import MirrorCheck
-from ..register.one_xray import Retrying, Written, register_xray
+from ..register.checks.mirror import MirrorCheck
+from ..register.checks.setup_check import SetupCheck
 from ..register.options import Outputs, RunChecks
-from ..register.pipeline import describe
 from ..register.resolve import resolve_spec
-from ..register.setup_check import SetupCheck
 from ..register.volume_spec import VolumeSpec
+from ..register.workflows.joint import joint_init, relative_poses
+from ..register.workflows.one_xray import Retrying, Written, register_xray
+from ..register.workflows.pipeline import describe
 from . import api
 from ._jobs import LayerSnapshot, f32, guarded
 

@@ -20,11 +20,11 @@ from ..register import (
     RegistrationOptions,
     RestartInitializer,
 )
-from ..register.joint import joint_name
-from ..register.one_xray import AUTO_STARTS
 from ..register.options import DEFAULT_ITRS, Outputs, RunChecks
-from ..register.pipeline import plan_outputs
 from ..register.volume_spec import VolumeSpec
+from ..register.workflows.joint import joint_name
+from ..register.workflows.one_xray import AUTO_STARTS
+from ..register.workflows.pipeline import plan_outputs
 from ._jobs import LayerSnapshot
 from ._layer_helpers import PREDICATES, find_widget
 from ._register_job import RegisterJob

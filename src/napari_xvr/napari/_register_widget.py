@@ -26,8 +26,8 @@ from ..device import device_choices
 from ..geometry import PARAMETERIZATIONS
 from ..orientation import RADIOLOGICAL_DISPLAY
 from ..register import RegistrationOptions, StopToken
-from ..register.one_xray import AUTO_STARTS
 from ..register.options import OPTIMIZERS, XRAY_MASKS
+from ..register.workflows.one_xray import AUTO_STARTS
 from ..render import RENDERERS
 from ._compare_panel import ComparePanel
 from ._dock import StatusLine, group, lock_options, run_stop_row, scrolled

@@ -12,9 +12,9 @@ import numpy as np
 from ..io.xray import XRay
 from ..register import Preprocessing, RegistrationOptions, Step
 from ..register.options import RunChecks
-from ..register.pipeline import describe
-from ..register.track import FrameDone, FrameStarted, TrackDone, TrackOptions, TrackState, track
 from ..register.volume_spec import VolumeSpec
+from ..register.workflows.pipeline import describe
+from ..register.workflows.track import FrameDone, FrameStarted, TrackDone, TrackOptions, TrackState, track
 from . import api
 from ._jobs import LayerSnapshot, guarded
 from ._layers import frames_of

@@ -23,9 +23,9 @@ from ..errors import XvrInputError
 from ..geometry import pose_from_matrix, pose_to_dict
 from ..orientation import RADIOLOGICAL_DISPLAY
 from ..register import DicomInitializer, PoseInitializer, RegistrationOptions, StopToken
-from ..register.track import FrameStarted, TrackDone, TrackOptions, TrackState
-from ..register.trust import verdict_text
+from ..register.checks.trust import verdict_text
 from ..register.volume_spec import VolumeSpec
+from ..register.workflows.track import FrameStarted, TrackDone, TrackOptions, TrackState
 from ._dock import StatusLine, group, lock_options, run_stop_row, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP
 from ._jobs import Failed, LayerSnapshot

@@ -243,15 +243,15 @@ def register_layers(
 ):
     """Register an X-ray layer/array to a volume layer/array; returns the RegistrationResult.
 
-    It is the CLI's pipeline (:func:`napari_xvr.register.one_xray.register_xray`): the result
+    It is the CLI's pipeline (:func:`napari_xvr.register.workflows.one_xray.register_xray`): the result
     carries the verdict, the mirror and setup checks and, with `retry_starts`, the retry of
     ``--multistart auto``. Arrays need their geometry: `intrinsics` for the X-ray, the
     voxel->world `affine` (mm, the frame of :func:`napari_xvr.io.read_volume`) for the volume.
     """
     from ..register import Done, Preprocessing, RegistrationOptions
-    from ..register.one_xray import register_xray
     from ..register.options import RunChecks
     from ..register.volume_spec import VolumeSpec
+    from ..register.workflows.one_xray import register_xray
 
     preprocessing = preprocessing or Preprocessing()
     xr = xray_from_layer(xray, intrinsics, preprocessing.reducefn)

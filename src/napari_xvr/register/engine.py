@@ -20,18 +20,17 @@ from ..errors import XvrInputError
 from ..io.result import RegistrationResult
 from ..io.xray import XRay
 from ..render import set_intrinsics
+from .checks.fit import Fit, similarity_ceiling
 from .events import (
     Done,
     Stage,
     Step,
     StopToken,  # noqa: F401 (re-exported)
 )
-from .fit import Fit, similarity_ceiling
-from .fov import volume_cut_faces
-from .masking import masked_fraction
-from .multistart import start_poses
-from .options import RegistrationOptions
-from .stage_run import (  # noqa: F401 (pose_prior: the public name)
+from .masks.fov import volume_cut_faces
+from .masks.masking import masked_fraction
+from .optimiser.multistart import start_poses
+from .optimiser.stage_run import (  # noqa: F401 (pose_prior: the public name)
     _adam_stage,
     _joint_views,
     _lm_solver,
@@ -45,7 +44,7 @@ from .stage_run import (  # noqa: F401 (pose_prior: the public name)
     _weigh,
     pose_prior,
 )
-from .stage_views import (  # noqa: F401 (re-exported: the pipeline and tests use them)
+from .optimiser.stage_views import (  # noqa: F401 (re-exported: the pipeline and tests use them)
     MIN_EXPLAINED,
     MIN_STAGE_PX,
     EmptyStage,
@@ -56,6 +55,7 @@ from .stage_views import (  # noqa: F401 (re-exported: the pipeline and tests us
     check_view,
     stage_intrinsics,
 )
+from .options import RegistrationOptions
 
 
 @dataclass

@@ -8,14 +8,14 @@ from dataclasses import asdict, dataclass, fields
 from .. import defaults
 from ..conventions import PARAMETERIZATIONS
 from ..errors import XvrInputError
-from .trust import TRUST_MM
+from .checks.trust import TRUST_MM
 
 OPTIMIZERS = ("lm", "adam")
 METRICS = ("gmncc", "mncc", "gncc")
 # maximum iterations per scale: LM stops on convergence long before; Adam on plateaus
 DEFAULT_ITRS = defaults.N_ITRS
 _R = defaults.reg
-XRAY_MASKS = ("off", "image", "auto")  # image: register/masking.valid_mask; auto: and fov.py
+XRAY_MASKS = ("off", "image", "auto")  # image: register/masks/masking.valid_mask; auto: and fov.py
 MAX_SLAB_MM = 100.0  # thicker than this averages away the anatomy; it is not a speed-up any more
 MAX_STARTS = 1000
 MAX_ITRS = 100_000

@@ -27,7 +27,7 @@ from ..errors import XvrInputError
 from ..geometry import Intrinsics
 from ..io.atomic import output_error
 from ..register.engine import StopToken
-from ..register.similarity import standardize
+from ..register.optimiser.similarity import standardize
 from . import distributed as dist_utils
 from .augment import XrayAugmentations
 from .checkpoint import load_checkpoint

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from diffdrr.metrics import DoubleGeodesicSE3
 
-from ..register.similarity import Similarity, standardize
+from ..register.optimiser.similarity import Similarity, standardize
 
 
 @dataclass

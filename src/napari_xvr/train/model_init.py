@@ -11,7 +11,7 @@ from diffdrr.pose import RigidTransform
 from ..errors import XvrInputError
 from ..geometry import Intrinsics
 from ..io.xray import XRay, crop_intrinsics, preprocess_xray
-from ..register.similarity import standardize
+from ..register.optimiser.similarity import standardize
 
 
 def image_x0(intrinsics: Intrinsics, reverse_x_axis: bool) -> float:
@@ -160,7 +160,7 @@ class ModelInitializer:
     def _pick(self, x: torch.Tensor, poses: list[RigidTransform]) -> RigidTransform:
         """The candidate whose DRR (model detector) is most similar to the X-ray."""
         from ..io.volume import read_volume
-        from ..register.similarity import Similarity
+        from ..register.optimiser.similarity import Similarity
         from ..render import make_drr
 
         if self.volume is None:

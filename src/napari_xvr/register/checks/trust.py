@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .. import defaults
+from ... import defaults
 from .fit import FIT_RATIO
 
 OK, SUSPECT, FAILED = "ok", "suspect", "failed"

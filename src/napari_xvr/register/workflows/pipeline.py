@@ -14,13 +14,13 @@ from pathlib import Path
 
 from diffdrr.pose import RigidTransform
 
-from ..errors import XvrInputError
-from ..io.xray import XRay, read_xray, xray_stem
-from .engine import Preprocessing, StopToken, check_stages, check_view
+from ...errors import XvrInputError
+from ...io.xray import XRay, read_xray, xray_stem
+from ..engine import Preprocessing, StopToken, check_stages, check_view
+from ..options import Outputs, RegistrationOptions, RunChecks
+from ..volume_spec import VolumeSpec
 from .one_xray import register_xray
-from .options import Outputs, RegistrationOptions, RunChecks
 from .shard import ready_share
-from .volume_spec import VolumeSpec
 
 
 @dataclass(frozen=True)

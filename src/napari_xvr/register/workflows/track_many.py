@@ -16,17 +16,17 @@ from pathlib import Path
 
 from diffdrr.pose import RigidTransform
 
-from ..errors import XvrInputError
-from ..geometry import Intrinsics, pose_from_matrix
-from ..io.atomic import atomic_dir
-from .engine import Preprocessing, StopToken, check_stages, check_view
-from .options import Outputs, RegistrationOptions, RunChecks
+from ...errors import XvrInputError
+from ...geometry import Intrinsics, pose_from_matrix
+from ...io.atomic import atomic_dir
+from ..engine import Preprocessing, StopToken, check_stages, check_view
+from ..options import Outputs, RegistrationOptions, RunChecks
+from ..volume_spec import VolumeSpec
 from .pipeline import describe, plan_outputs
 from .sequence import Frames, read_frames, split_sequences
 from .shard import ready_share
 from .track import FrameDone, TrackDone, TrackOptions, TrackState, track
 from .track_io import TRACK_FILES, FrameWritten, TrackWriter, TrackWritten, check_output, frame_folder
-from .volume_spec import VolumeSpec
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from diffdrr.pose import RigidTransform
 
-from ..geometry import pose_from_zxy, pose_to_zxy
+from ...geometry import pose_from_zxy, pose_to_zxy
 
 
 def spread_offsets(n: int, seed: int = 0) -> np.ndarray:

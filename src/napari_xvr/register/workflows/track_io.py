@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import XvrInputError
-from ..geometry import pose_from_matrix, pose_to_dict, pose_to_zxy
-from ..io.atomic import atomic_write_files
-from ..io.jsonfile import read_json
-from ..io.result import read_result, write_result
+from ...errors import XvrInputError
+from ...geometry import pose_from_matrix, pose_to_dict, pose_to_zxy
+from ...io.atomic import atomic_write_files
+from ...io.jsonfile import read_json
+from ...io.result import read_result, write_result
+from ..checks.trust import SEVERITY
 from .shard import gather_brief, outcome
 from .track import FrameDone, TrackDone, TrackState
-from .trust import SEVERITY
 
 TRACK_VERSION = 1
 MATRIX_COLUMNS = tuple(f"m{i}{j}" for i in range(3) for j in range(4))

@@ -20,7 +20,7 @@ attenuation, i.e. no dose, is the bright end):
 
 Everything else is valid.  With ``--xray_mask auto`` the engine takes the mask to each stage's
 size (:func:`stage_mask`) and the similarity compares only the pixels and windows it keeps
-(:meth:`~napari_xvr.register.similarity.Similarity.leave_out`).
+(:meth:`~napari_xvr.register.optimiser.similarity.Similarity.leave_out`).
 """
 
 from __future__ import annotations

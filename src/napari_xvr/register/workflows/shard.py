@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import torch
 
-from .. import distributed
+from ... import distributed
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ class Shard:
 
     @property
     def part(self) -> tuple[int, int]:
-        """``(rank, world)``, as :func:`~napari_xvr.register.pipeline.register_files` takes it."""
+        """``(rank, world)``, as :func:`~napari_xvr.register.workflows.pipeline.register_files` takes it."""
         return self.rank, self.world
 
     @property
@@ -97,7 +97,7 @@ def join(device: str | None = None) -> Shard:
 def rank_device(name: str | None = None) -> torch.device:
     """This rank's device for `name`: on CUDA (cuda, cuda:N or auto on GPUs) the GPU LOCAL_RANK
     names, modulo the GPUs here (more ranks than GPUs share them); otherwise the device itself."""
-    from ..device import pick_device
+    from ...device import pick_device
 
     device = pick_device(name)
     if device.type != "cuda":

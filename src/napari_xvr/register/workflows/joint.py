@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 from diffdrr.pose import RigidTransform
 
-from ..errors import XvrInputError
-from ..geometry import pose_from_dict, pose_from_matrix
-from ..io.jsonfile import read_json
-from ..io.xray import XRay, read_xray, xray_stem
-from .engine import Preprocessing, StopToken, check_stages
-from .initializers import DicomInitializer
+from ...errors import XvrInputError
+from ...geometry import pose_from_dict, pose_from_matrix
+from ...io.jsonfile import read_json
+from ...io.xray import XRay, read_xray, xray_stem
+from ..engine import Preprocessing, StopToken, check_stages
+from ..initializers import DicomInitializer
+from ..options import Outputs, RegistrationOptions, RunChecks
+from ..volume_spec import VolumeSpec
 from .one_xray import register_xray
-from .options import Outputs, RegistrationOptions, RunChecks
 from .pipeline import XrayStarted, collect_xrays, describe, plan_outputs
-from .volume_spec import VolumeSpec
 
 GEOMETRY_HELP = (
     "where each view's camera sits relative to the first: 'dicom' (the headers' "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import XvrInputError
+from ...errors import XvrInputError
 from .mirror import coarse_best, flipped
 
 OTHER_ORIENTATION = {"AP": "PA", "PA": "AP"}

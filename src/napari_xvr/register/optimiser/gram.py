@@ -20,7 +20,7 @@ def ncc_gram(
 ) -> torch.Tensor:
     """(n, n) matrix of NCCs between `images` (n, C, H, W), averaged over windows and channels.
 
-    Entry (i, j) equals :func:`~napari_xvr.register.similarity.local_ncc` of images i and j
+    Entry (i, j) equals :func:`~napari_xvr.register.optimiser.similarity.local_ncc` of images i and j
     (with the same `weight`).
     """
     x = images.to(exact_dtype(images.device))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from diffdrr.pose import RigidTransform, convert
 
-from .uncertainty import batched_mtre, predicted_mtre
+from ..checks.uncertainty import batched_mtre, predicted_mtre
 
 MIN_FRAMES = 3
 """Fewer measured frames than this are not smoothed (nothing to estimate the motion from)."""

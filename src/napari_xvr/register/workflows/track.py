@@ -27,19 +27,19 @@ import numpy as np
 import torch
 from diffdrr.pose import RigidTransform
 
-from .. import defaults
-from ..defaults import PREDICTS
-from ..errors import XvrInputError
-from ..geometry import pose_from_matrix
-from .engine import Preprocessing, StopToken, register
-from .events import Done
-from .jacobian import renders_jacobian
+from ... import defaults
+from ...defaults import PREDICTS
+from ...errors import XvrInputError
+from ...geometry import pose_from_matrix
+from ..checks.trust import SUSPECT, TRUST_MM, assess, worst
+from ..checks.uncertainty import volume_points
+from ..engine import Preprocessing, StopToken, register
+from ..events import Done
+from ..optimiser.jacobian import renders_jacobian
+from ..options import RegistrationOptions, RunChecks
+from ..volume_spec import VolumeSpec
 from .one_xray import register_xray
-from .options import RegistrationOptions, RunChecks
 from .smooth import SmoothedTrack, smooth_results
-from .trust import SUSPECT, TRUST_MM, assess, worst
-from .uncertainty import volume_points
-from .volume_spec import VolumeSpec
 
 TRACK_SCALES: str = defaults.track("track_scales")
 """Scales of a tracked frame: its own resolution only (the previous pose is close)."""
@@ -336,7 +336,7 @@ def track(
     state: TrackState | None = None,
     checks: RunChecks | None = None,
 ) -> Iterator:
-    """Track `frames` (a :class:`~napari_xvr.register.sequence.Frames`: ``len``, ``frame(i)``,
+    """Track `frames` (a :class:`~napari_xvr.register.workflows.sequence.Frames`: ``len``, ``frame(i)``,
     ``path(i)``, ``name(i)``, ``reducefn(i)``) against the volume in `drr`.
 
     Without `state`, frame ``track_options.start_frame`` is registered in full from

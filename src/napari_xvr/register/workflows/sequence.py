@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import XvrInputError
-from ..geometry import Intrinsics
-from ..io.xray import XRay, read_xray
+from ...errors import XvrInputError
+from ...geometry import Intrinsics
+from ...io.xray import XRay, read_xray
 from .pipeline import collect_xrays
 
 

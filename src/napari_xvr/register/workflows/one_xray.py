@@ -13,15 +13,15 @@ from pathlib import Path
 
 from diffdrr.pose import RigidTransform
 
-from ..io.result import RegistrationResult, write_result
-from ..io.xray import XRay
-from .engine import Preprocessing, StopToken, register
-from .events import Done, Step
-from .mirror import check_mirror
-from .options import Outputs, RegistrationOptions, RunChecks
-from .setup_check import OTHER_ORIENTATION, check_setup
-from .trust import OK, SEVERITY, assess
-from .volume_spec import VolumeSpec, _named
+from ...io.result import RegistrationResult, write_result
+from ...io.xray import XRay
+from ..checks.mirror import check_mirror
+from ..checks.setup_check import OTHER_ORIENTATION, check_setup
+from ..checks.trust import OK, SEVERITY, assess
+from ..engine import Preprocessing, StopToken, register
+from ..events import Done, Step
+from ..options import Outputs, RegistrationOptions, RunChecks
+from ..volume_spec import VolumeSpec, _named
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def register_xray(
         shutil.rmtree(stale, ignore_errors=True)
     folder = write_result(result, target, saveimg=outputs.saveimg)
     if outputs.saveplot and result.trajectory:
-        from ..animate import animate_result
+        from ...animate import animate_result
 
         animate_result(folder, folder / "registration.gif", device=drr.device)
     yield Written(folder, result)

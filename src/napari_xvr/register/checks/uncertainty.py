@@ -97,7 +97,7 @@ def pose_uncertainty(
 ) -> Uncertainty:
     """The uncertainty of `pose` from the Hessian of ``1 - similarity`` in (rad, mm) of
     ``convert(rot, xyz, 'euler_angles', convention)`` at the optimum."""
-    from ..geometry import reorient_matrix
+    from ...geometry import reorient_matrix
 
     h = torch.as_tensor(hessian, dtype=torch.float64).cpu()
     h = 0.5 * (h + h.T)

@@ -11,14 +11,14 @@ import torch
 from diffdrr.pose import RigidTransform, convert
 from torch.nn.functional import interpolate
 
-from ..errors import XvrInputError
-from ..geometry import Intrinsics, pose_to_zxy
-from ..io.xray import XRay, crop_intrinsics
-from ..render import set_intrinsics
-from .fov import explained_pixels
+from ...errors import XvrInputError
+from ...geometry import Intrinsics, pose_to_zxy
+from ...io.xray import XRay, crop_intrinsics
+from ...render import set_intrinsics
+from ..masks.fov import explained_pixels
+from ..masks.masking import stage_mask, valid_mask
+from ..options import RegistrationOptions
 from .lm import LMView
-from .masking import stage_mask, valid_mask
-from .options import RegistrationOptions
 from .similarity import Similarity, soft_equalize, standardize
 
 MIN_STAGE_PX = 16  # the coarsest detector: below this the NCC patches see nothing

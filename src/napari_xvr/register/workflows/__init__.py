@@ -1,0 +1,1 @@
+"""Registration from files: one X-ray, joint views, sequences, tracking, sharding among ranks."""
