@@ -1,7 +1,7 @@
 """The registration engine: one generator of progress events for the CLI, napari and scripts.
 
 Multiscale test-time optimisation as in xvr.  At each scale, either Levenberg-Marquardt on the
-six pose parameters (default, :mod:`.lm`: 3-10 evaluations per scale) or xvr's Adam with separate
+six pose parameters (default, :mod:`.optimiser.lm`: 3-10 evaluations per scale) or xvr's Adam with separate
 step sizes for rotation and translation, ReduceLROnPlateau, and a plateau count that moves on
 to the next scale.
 """

@@ -34,12 +34,12 @@ class RegistrationOptions:
 
     Defaults come from :data:`napari_xvr.defaults.REGISTER` (xvr's, except where the README's
     table says why not).  ``optimizer="lm"`` is Levenberg-Marquardt on the six pose parameters
-    (:mod:`.lm`); ``"adam"`` is xvr's Adam with ReduceLROnPlateau (``lr_reduce_factor``).
+    (:mod:`.optimiser.lm`); ``"adam"`` is xvr's Adam with ReduceLROnPlateau (``lr_reduce_factor``).
     ``n_itrs=None`` takes the optimiser's default.  ``metric`` is xvr's: ``gmncc`` blends mNCC
     and gradient-NCC with ``beta``, ``mncc`` and ``gncc`` use one term alone.  ``slab_mm`` is the
     fast renderer's slab thickness while optimising (0: off).  ``multistart > 0`` runs the first
     scale also from that many poses up to ``multistart_rot`` deg and ``multistart_xyz`` mm off the
-    start (:mod:`.multistart`) and goes on from the one with the highest similarity.
+    start (:mod:`.optimiser.multistart`) and goes on from the one with the highest similarity.
     """
 
     scales: str = _R("scales")
@@ -184,11 +184,11 @@ class RunChecks:
     """What follows each finished run (``xvr register``'s ``--mirror_check``, ``--trust_mm``
     and ``--multistart auto``).
 
-    With `mirror_check`, the mirrored-input check (:mod:`.mirror`) and, for a result that is not
-    ok, the setup check (:mod:`.setup_check`); a joint registration has neither. Every result
-    gets a verdict (:mod:`.trust`; suspect above a predicted mTRE of `trust_mm`). With
+    With `mirror_check`, the mirrored-input check (:mod:`.checks.mirror`) and, for a result that is not
+    ok, the setup check (:mod:`.checks.setup_check`); a joint registration has neither. Every result
+    gets a verdict (:mod:`.checks.trust`; suspect above a predicted mTRE of `trust_mm`). With
     `retry_starts` above the options' ``multistart``, a result that is not ok is registered again
-    from that many starts (``--multistart auto``: :data:`.one_xray.AUTO_STARTS`; 0: never).
+    from that many starts (``--multistart auto``: :data:`.workflows.one_xray.AUTO_STARTS`; 0: never).
     """
 
     mirror_check: bool = _R("mirror_check")

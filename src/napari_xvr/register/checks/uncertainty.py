@@ -1,7 +1,7 @@
 """How sure a registration is: a covariance of the six pose parameters and the errors it predicts.
 
 At the optimum the optimiser already has the Gauss-Newton Hessian ``H = J^T J`` of
-``1 - similarity`` (:mod:`.gram`), in which inner products are means over pixels. With
+``1 - similarity`` (:mod:`.optimiser.gram`), in which inner products are means over pixels. With
 ``sigma^2 = 2 (1 - similarity)`` the mean squared normalised residual, and ``N`` independent
 residual samples, the least-squares covariance of the parameters is ``sigma^2 / N * H^-1``.
 Neighbouring pixels of a DRR are not independent: ``N = pixels / KAPPA``, where `KAPPA` (pixels

@@ -26,7 +26,7 @@ from .stage_views import _params, _pose, _row, _sync, _View
 
 def _moved_mm(drr, before: RigidTransform, after: RigidTransform) -> float:
     """How far a stage moved the pose: xvr's mTRE between `before` and `after` over points
-    spanning the volume (:func:`~.uncertainty.volume_points`)."""
+    spanning the volume (:func:`~.checks.uncertainty.volume_points`)."""
     base = RigidTransform(before.matrix.detach().cpu().double())
     moved = RigidTransform(after.matrix.detach().cpu().double())
     return float(batched_mtre(base, moved, volume_points(drr))[0])
@@ -138,7 +138,7 @@ def pose_prior(options: RegistrationOptions, pixels: int) -> torch.Tensor | None
     """The prior's precision (6, 6) in units of ``1 - similarity``: a Gaussian of
     `options.prior_deg` per angle and `options.prior_mm` per translation around each stage's
     start, weighed as one image sample against the stage's ``pixels / KAPPA`` independent ones
-    (:mod:`.uncertainty`'s count, with the residual variance at its worst, 1): it holds what
+    (:mod:`.checks.uncertainty`'s count, with the residual variance at its worst, 1): it holds what
     the coarse images hardly see, and fades as the scales get finer."""
     if options.prior_deg <= 0 or options.prior_mm <= 0 or pixels <= 0:
         return None

@@ -223,7 +223,7 @@ def _stage_views(
     views: list[_View], drr, scale: float, options, device, pose: RigidTransform, faces: list
 ) -> tuple[list, int]:
     """Every view's :class:`LMView` at one scale, and the pixels that enter the similarity: with
-    the CT's cut `faces`, only those whose rays at `pose` stay clear of them (:mod:`.fov`).
+    the CT's cut `faces`, only those whose rays at `pose` stay clear of them (:mod:`.masks.fov`).
     One view renders with the detector set on `drr` here; several set their own per render."""
     stage, pixels = [], 0
     for view in views:

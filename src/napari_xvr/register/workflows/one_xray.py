@@ -67,7 +67,7 @@ def _attempt(
     spec=None,
 ):
     """One engine run, its mirror check, verdict and, for a result that is not ok, the setup
-    check (:mod:`.setup_check`; the other orientation when `spec` is given): yields every event
+    check (:mod:`.checks.setup_check`; the other orientation when `spec` is given): yields every event
     but Done; returns the result. A joint registration (`relatives`) has neither check: flipping
     every view does not flip their geometry."""
     result: RegistrationResult | None = None
@@ -152,10 +152,10 @@ def register_xray(
     `outputs` (:class:`.options.Outputs`) says what the `target` folder also gets: the images
     (``saveimg``; they are kept in memory with `keep_images`) and ``registration.gif``
     (``saveplot``). `checks` (:class:`.options.RunChecks`) says what follows the run: with
-    ``mirror_check``, the mirrored-input check (:mod:`.mirror`): a :class:`MirrorCheck` event,
+    ``mirror_check``, the mirrored-input check (:mod:`.checks.mirror`): a :class:`MirrorCheck` event,
     also kept in ``result.checks["mirror"]``; a result that is not ok then gets the setup check
-    (:mod:`.setup_check`: upside down, the other orientation), a :class:`SetupCheck` event kept
-    in ``result.checks["setup"]``. Every result gets a verdict (:mod:`.trust`; suspect above a
+    (:mod:`.checks.setup_check`: upside down, the other orientation), a :class:`SetupCheck` event kept
+    in ``result.checks["setup"]``. Every result gets a verdict (:mod:`.checks.trust`; suspect above a
     predicted mTRE of ``trust_mm``). With ``retry_starts`` (``--multistart auto``), a result that
     is not ok is registered again from that many more starts (a :class:`Retrying` event) and the
     better verdict is kept, so easy cases cost one plain run (``result.checks["recovery"]`` says

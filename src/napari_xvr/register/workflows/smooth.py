@@ -1,6 +1,6 @@
 """A tracked sequence smoothed: every frame's pose fused with its neighbours' (offline).
 
-Each tracked frame's pose comes with a covariance (:mod:`.uncertainty`: how well that one
+Each tracked frame's pose comes with a covariance (:mod:`.checks.uncertainty`: how well that one
 frame pins the pose). The motion of a patient or a C-arm between frames is smooth, so the
 frames inform each other: a Rauch-Tung-Striebel smoother over the six pose parameters
 (``convention`` Euler angles in rad and translation in mm, as ``diffdrr.pose.convert`` gives
@@ -229,7 +229,7 @@ def frame_covariance(result):
 
 def smooth_results(results: list, points) -> SmoothedTrack | None:
     """:func:`smooth_track` of a tracker's ``[(frame, RegistrationResult)]``, with each frame's
-    predicted mTRE over `points` (:func:`.uncertainty.volume_points`) from its smoothed
+    predicted mTRE over `points` (:func:`.checks.uncertainty.volume_points`) from its smoothed
     covariance, and how far smoothing moved it. None when too few frames are usable or the
     frames' covariances are not all in one convention."""
     if not results:

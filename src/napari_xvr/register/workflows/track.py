@@ -307,7 +307,7 @@ def budget_check(result, options: RegistrationOptions) -> dict:
 
 
 def tracked_verdict(result, trust_mm: float = TRUST_MM) -> dict:
-    """The trust verdict (:func:`.trust.assess`), suspect also when the frame ran out of its
+    """The trust verdict (:func:`.checks.trust.assess`), suspect also when the frame ran out of its
     budget: its pose is where the iterations ended, not an optimum, and the uncertainty (the
     curvature there) does not see that."""
     verdict = assess(result, trust_mm).to_json()
