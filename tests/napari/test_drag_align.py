@@ -95,3 +95,53 @@ def test_drags_move_the_pose_as_the_eye_expects(sample_viewer, qtbot):
     np.testing.assert_array_equal(widget.pose_matrix(), held)
     widget.drag_align.value = False
     assert viewer.scene.camera.mouse_pan
+
+
+def test_dragging_keeps_the_ui_responsive(sample_viewer, qtbot):
+    """A drag of 40 moves, one every 15 ms as a hand makes them: the main thread's gaps stay within
+    the registration's bounds (test_responsiveness), previews never render two at once (a move
+    during a render waits, and only the newest pose is rendered next), and on release the DRR
+    shows the released pose in full."""
+    from test_responsiveness import MAX_MS, P95_MS, GapMeter, _report
+
+    viewer = sample_viewer
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xvr", "DRR and pose")
+    xray = viewer.layers[XRAY]
+    widget.intrinsics_from.value = xray
+    widget.set_pose(*pose_to_zxy(pose_from_dict(xray.metadata["true_pose"])))
+    qtbot.waitUntil(lambda: widget.drr_name in viewer.layers and widget.idle, timeout=120_000)
+    viewer.dims.ndisplay = 2
+    widget.drag_align.value = True
+    started, overlapped = [], []
+    original = widget.render
+
+    def spy(*, preview=False):
+        serial = widget._serial
+        busy = widget.worker is not None
+        original(preview=preview)
+        if widget._serial != serial:
+            started.append(preview)
+            overlapped.append(busy)
+
+    widget.render = spy
+    lead = list(viewer.dims.point[:-2])
+    start, end = np.array([100.0, 120.0]), np.array([140.0, 60.0])
+    with GapMeter() as meter:
+        mouse_press_callbacks(viewer, read_only_mouse_event(type="mouse_press", position=(*lead, *start)))
+        for t in np.linspace(0, 1, 41)[1:]:
+            where = start + t * (end - start)
+            mouse_move_callbacks(
+                viewer,
+                read_only_mouse_event(type="mouse_move", is_dragging=True, position=(*lead, *where)),
+            )
+            qtbot.wait(15)
+        mouse_release_callbacks(viewer, read_only_mouse_event(type="mouse_release", position=(*lead, *end)))
+        qtbot.waitUntil(lambda: widget.idle, timeout=60_000)
+    p95, worst = _report("dragging", meter.gaps_ms())
+    assert p95 < P95_MS and worst < MAX_MS, (p95, worst, meter.worst_gap())
+    assert started and not any(overlapped), "a render started while another was running"
+    assert started.count(True) > 0 and started[-1] is False  # previews while moving, then the full DRR
+    layer = viewer.layers[widget.drr_name]
+    assert layer.metadata["preview"] is False
+    np.testing.assert_allclose(layer.metadata["pose"]["matrix"], widget.pose_matrix(), atol=1e-5)
+    assert widget.history.current.source == "drag"
