@@ -76,3 +76,13 @@ def dolly(pose: RigidTransform, mm: float, orientation: str = "AP") -> RigidTran
     motion = np.eye(4)
     motion[2, 3] = mm
     return _in_camera(pose, motion, orientation)
+
+
+def other_side(pose: RigidTransform, orientation: str = "AP") -> RigidTransform:
+    """The camera turned 180 deg about its vertical axis through the isocentre: the volume seen
+    from the other side (an AP view's PA counterpart), whose DRR is close to this one's mirror
+    image (exactly so for parallel rays)."""
+    depth = isocentre_depth(pose, orientation)
+    motion = np.diag([-1.0, 1.0, -1.0, 1.0])  # 180 deg about the camera's y axis ...
+    motion[2, 3] = 2.0 * depth  # ... through the point `depth` along the central ray
+    return _in_camera(pose, motion, orientation)

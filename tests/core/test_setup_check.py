@@ -1,5 +1,5 @@
 """The setup check on X-rays that DiffDRR renders: a CT read the other orientation, an X-ray
-upside down. Each is named in a `failed` verdict with its fix; a right set-up is not blamed."""
+upside down, a start from the other side of the patient. Each is named in a `failed` verdict with its fix; a right set-up is not blamed."""
 
 import numpy as np
 import pytest
@@ -9,11 +9,12 @@ from diffdrr.drr import DRR
 
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_zxy, pose_to_zxy
 from napari_xvr.io import XRay
+from napari_xvr.manual_pose import other_side
 from napari_xvr.register import Done, Preprocessing, RegistrationOptions, SetupCheck
 from napari_xvr.register.checks.setup_check import other_orientation_pose, upside_down
 from napari_xvr.register.checks.trust import verdict_text
 from napari_xvr.register.volume_spec import VolumeSpec
-from napari_xvr.register.workflows.one_xray import register_xray
+from napari_xvr.register.workflows.one_xray import Retrying, register_xray
 from napari_xvr.synthetic import DENSITY
 
 DETECTOR = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
@@ -94,3 +95,24 @@ def test_upside_down_flips_the_rows_and_the_principal_point():
     )
     once = upside_down(xray)
     assert np.array_equal(once.image, xray.image[::-1]) and once.intrinsics.y0 == -5.0
+
+
+def test_a_start_from_the_other_side_is_named_and_recovered(ap_xray, registration_volume):
+    """A start that looks from behind the patient (an AP/PA mix-up of a header or a model):
+    the setup check finds the X-ray matches far better turned round, and the registration is
+    run again from there and kept."""
+    xray, true = ap_xray
+    spec = VolumeSpec(registration_volume[0], density=DENSITY)
+    drr = spec.make_renderer(spec.read(), DETECTOR)
+    start = other_side(_near(true))
+    events = list(register_xray(xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing()))
+    retried = [e for e in events if isinstance(e, Retrying)]
+    assert len(retried) == 1 and retried[0].other_side and "other side" in retried[0].what
+    result = next(e.result for e in events if isinstance(e, Done))
+    recovery = result.checks["recovery"]
+    assert recovery["retried_from"] == "other_side" and recovery["kept"] == "retry", recovery
+    assert recovery["first_verdict"]["status"] == "failed"
+    assert "other side" in " ".join(recovery["first_verdict"]["reasons"])
+    relative = result.final_pose[:3, :3].T @ true.matrix[0, :3, :3].double().numpy()
+    degrees = np.degrees(np.arccos(np.clip((np.trace(relative) - 1) / 2, -1, 1)))
+    assert degrees < 5.0, (degrees, verdict_text(result))  # the QUICK scales' accuracy, not 180

@@ -116,8 +116,8 @@ def _result(**checks) -> RegistrationResult:
                 "uncertainty": {"predicted_mtre_mm": 0.4, "condition": 3.0},
                 "mirror": {"similarity": 0.8, "mirrored_similarity": 0.99, "mirrored_better": True},
             },
-            SUSPECT,
-            ["mirrored"],
+            FAILED,
+            ["mirrored", "other side"],
         ),
         (
             {

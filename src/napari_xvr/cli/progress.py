@@ -64,8 +64,7 @@ def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
                 if verbose >= 1:
                     _line(
                         tag,
-                        f"  {verdict_text_of(event.verdict)}: retrying from "
-                        f"{event.starts} more starts (--multistart auto)",
+                        f"  {verdict_text_of(event.verdict)}: {event.what}",
                     )
             elif isinstance(event, MirrorCheck | SetupCheck):
                 if event.warns:  # shown whatever the verbosity: the result is suspect

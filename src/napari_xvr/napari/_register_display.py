@@ -125,7 +125,7 @@ class RegisterDisplay:
             if self._pbar is not None:
                 self._pbar.reach(event.total_itr + 1)
         elif isinstance(event, Retrying):
-            self.status.value = f"{verdict_text_of(event.verdict)}: retrying from {event.starts} starts"
+            self.status.value = f"{verdict_text_of(event.verdict)}: {event.what}"
         elif isinstance(event, MirrorCheck):
             self.mirror = event
             if event.warns:

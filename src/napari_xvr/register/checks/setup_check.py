@@ -2,8 +2,9 @@
 
 A registration set up wrongly cannot succeed, yet still ends somewhere with a pose and a
 plausible-looking predicted error: a CT read head-to-foot (slices in the wrong order, a wrong
-affine), an X-ray whose rows are stored bottom-up, or a PA view registered as AP (the camera on
-the other side of the patient). Each likely mistake is tried briefly: the first (coarsest)
+affine), an X-ray whose rows are stored bottom-up, a CT read in the wrong orientation (AP for
+PA), or a start from the wrong side of the patient (a PA view whose header or model guess says
+AP). Each likely mistake is tried briefly: the first (coarsest)
 scale again from the same start, with the mistake undone. When one matches the X-ray clearly
 better than the set-up as given (by :data:`~.mirror.MARGIN`, as the mirror check), the result is
 ``failed`` and the verdict names the mistake and its fix. The left-right mirror is
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import XvrInputError
+from ...manual_pose import other_side
 from .mirror import coarse_best, flipped
 
 OTHER_ORIENTATION = {"AP": "PA", "PA": "AP"}
@@ -44,6 +46,16 @@ UPSIDE_DOWN = SetupAlternative(
     "upside down (head and feet swapped)",
     "the volume's head-foot axis or the X-ray's rows are reversed: check the CT's slice order "
     "and affine (a NIfTI written with a wrong direction) or the X-ray's row order",
+)
+
+
+OTHER_SIDE = SetupAlternative(
+    "other_side",
+    "seen from the other side of the patient (the start turned 180 deg about the image's "
+    "vertical axis)",
+    "the start looks from the wrong side (an AP view given as PA or the reverse, in the header, "
+    "the model's guess or the pose given): start from the other side (the primary angle +180 "
+    "deg), or from landmarks",
 )
 
 
@@ -127,6 +139,8 @@ def check_setup(
     trials: list[tuple[SetupAlternative, object, Callable, object]] = [
         (UPSIDE_DOWN, upside_down(xray), lambda: drr, init_pose)
     ]
+    if orientation in OTHER_ORIENTATION:
+        trials.append((OTHER_SIDE, xray, lambda: drr, other_side(init_pose, orientation)))
     if other_renderer is not None and orientation in OTHER_ORIENTATION:
         trials.append(
             (orientation_alternative(orientation), xray, other_renderer, other_orientation_pose(init_pose))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ... import defaults
 from .fit import FIT_RATIO
+from .setup_check import OTHER_SIDE  # a start from the other side also matches mirrored
 
 OK, SUSPECT, FAILED = "ok", "suspect", "failed"
 SEVERITY = {OK: 0, SUSPECT: 1, FAILED: 2}
@@ -129,12 +130,13 @@ def assess(result, trust_mm: float = TRUST_MM) -> Verdict:
             "optimum?"
         )
     mirror = result.checks.get("mirror")
-    if mirror and mirror.get("mirrored_better"):
-        suspect.append(
-            f"matches better mirrored left-right ({mirror['mirrored_similarity']:.3f} vs "
-            f"{mirror['similarity']:.3f}): the other flip convention?"
-        )
     setup = result.checks.get("setup") or {}
+    if mirror and mirror.get("mirrored_better") and setup.get("better") != OTHER_SIDE.name:
+        failed.append(
+            f"matches clearly better mirrored left-right ({mirror['mirrored_similarity']:.3f} vs "
+            f"{mirror['similarity']:.3f}): no pose of this set-up fits; the other flip "
+            "convention (--reverse_x_axis), or a start from the other side of the patient?"
+        )
     if setup.get("better"):
         failed.append(
             f"the X-ray matches the volume far better {setup['mistake']} (similarity "

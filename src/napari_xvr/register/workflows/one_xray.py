@@ -16,7 +16,8 @@ from diffdrr.pose import RigidTransform
 from ...io.result import RegistrationResult, write_result
 from ...io.xray import XRay
 from ..checks.mirror import check_mirror
-from ..checks.setup_check import OTHER_ORIENTATION, check_setup
+from ...manual_pose import other_side
+from ..checks.setup_check import OTHER_ORIENTATION, OTHER_SIDE, check_setup
 from ..checks.trust import OK, SEVERITY, assess
 from ..engine import Preprocessing, StopToken, register
 from ..events import Done, Step
@@ -37,10 +38,18 @@ def _xray_name(xray: XRay) -> str:
 @dataclass(frozen=True)
 class Retrying:
     """Automatic recovery: the first run's verdict was not ok; the X-ray is registered again
-    from `starts` more starts (``--multistart auto``)."""
+    from `starts` more starts (``--multistart auto``), or (`other_side`) from the start turned
+    to the other side of the patient, where the setup check found the X-ray matches far better."""
 
     starts: int
     verdict: dict
+    other_side: bool = False
+
+    @property
+    def what(self) -> str:
+        if self.other_side:
+            return "retrying from the other side of the patient (the setup check's finding)"
+        return f"retrying from {self.starts} more starts (--multistart auto)"
 
 
 AUTO_STARTS = 8
@@ -125,6 +134,37 @@ def _other_renderer(spec: VolumeSpec, xray: XRay, drr):
     return other.make_renderer(other.read(), xray.intrinsics)
 
 
+def _other_side_found(result: RegistrationResult | None) -> bool:
+    """Whether the setup check found the X-ray matches far better seen from the other side."""
+    if result is None or result.stopped or result.final_pose is None:
+        return False
+    return (result.checks.get("setup") or {}).get("better") == OTHER_SIDE.name
+
+
+def _keep_better(first: RegistrationResult, retry: RegistrationResult, how: dict) -> RegistrationResult:
+    """The better of two runs (verdict first, then similarity), with ``checks['recovery']``
+    saying what was tried and kept (the earlier recovery's record too)."""
+    better = (SEVERITY[retry.verdict["status"]], -(retry.similarity or -math.inf)) < (
+        SEVERITY[first.verdict["status"]],
+        -(first.similarity or -math.inf),
+    )
+    kept = retry if better else first
+    record = {
+        "first_verdict": first.verdict,
+        "first_similarity": first.similarity,
+        **how,
+        "retry_verdict": retry.verdict,
+        "retry_similarity": retry.similarity,
+        "kept": "retry" if better else "first",
+        "seconds": first.runtime_s + retry.runtime_s,
+    }
+    earlier = first.checks.get("recovery")
+    if earlier:
+        record["earlier"] = earlier
+    kept.checks["recovery"] = record
+    return kept
+
+
 def register_xray(
     xray: XRay,
     drr,
@@ -178,11 +218,11 @@ def register_xray(
     if len(views) > 1:
         inputs |= {"xrays": [_xray_name(v) for v in views], "headers": [v.header for v in views]}
 
-    def attempt(opts):
+    def attempt(opts, start=init_pose):
         return _attempt(
             xray,
             drr,
-            init_pose,
+            start,
             opts,
             preprocessing,
             init_only,
@@ -196,6 +236,12 @@ def register_xray(
         )
 
     result = yield from attempt(options)
+    if _other_side_found(result) and not stop_requested(stop):
+        first = result
+        yield Retrying(0, first.verdict, other_side=True)
+        turned = yield from attempt(options, other_side(init_pose, spec.orientation))
+        if turned is not None:
+            result = _keep_better(first, turned, {"retried_from": "other_side"})
     if (
         retry_starts > options.multistart
         and result is not None
@@ -208,20 +254,7 @@ def register_xray(
         yield Retrying(retry_starts, first.verdict)
         retry = yield from attempt(dataclasses.replace(options, multistart=retry_starts))
         if retry is not None:
-            better = (SEVERITY[retry.verdict["status"]], -(retry.similarity or -math.inf)) < (
-                SEVERITY[first.verdict["status"]],
-                -(first.similarity or -math.inf),
-            )
-            result = retry if better else first
-            result.checks["recovery"] = {
-                "first_verdict": first.verdict,
-                "first_similarity": first.similarity,
-                "retried_with_starts": retry_starts,
-                "retry_verdict": retry.verdict,
-                "retry_similarity": retry.similarity,
-                "kept": "retry" if better else "first",
-                "seconds": first.runtime_s + retry.runtime_s,
-            }
+            result = _keep_better(first, retry, {"retried_with_starts": retry_starts})
     if result is not None:
         yield Done(result)
     if target is None or result is None:
