@@ -1,12 +1,12 @@
 """CPU bar for training: a patient-specific model on the downsampled example CT, then `register model`.
 
     python -m benchmarks.train_cpu --out /tmp/train_cpu --itrs 300
-    python -m benchmarks.train_cpu --threads 2 --itrs 2000 --minutes 13 --curve --cases 20 \
-        --batch_size 16 --lr 2e-3 --renderer fast --json curve.json
+    python -m benchmarks.train_cpu --threads 2 --minutes 13 --curve --cases 20 --json curve.json
     python -m benchmarks.train_cpu --from_json curve.json --doc docs/training.md
 
 1. writes synthetic X-ray cases (as the core's accuracy tests) and the 4x4x2-downsampled CT;
-2. trains resnet18 on 64 px DRRs for `--itrs` iterations and reports the wall time;
+2. trains resnet18 with the core's CPU recipe (``xvr train --recipe cpu``: 64 px DRRs, batch 16,
+   the fast renderer, 2000 iterations unless `--itrs`) and reports the wall time;
 3. mTRE of the sampling prior's centre vs the model's prediction for each held-out X-ray;
 4. runs `xvr register model` (CLI, subprocess) on the 2x2x1 CT and reports the final mTRE.
 
@@ -19,6 +19,7 @@ Timings are noisy: the machine's cores are shared.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import subprocess
@@ -36,6 +37,7 @@ from napari_xvr.register.events import StopToken
 from napari_xvr.synthetic import example_volume, make_cases
 from napari_xvr.train import Checkpointed, TrainConfig, TrainStep, train
 from napari_xvr.train.model_init import ModelInitializer
+from napari_xvr.train.recipes import cpu_recipe as cpu_recipe_of
 from napari_xvr.train.sampler import prior_centre
 
 RANGES = {"r1": (-30, 30), "r2": (-15, 15), "r3": (-2, 2), "tx": (-15, 15), "ty": (810, 890), "tz": (-15, 15)}
@@ -46,39 +48,40 @@ def mtre(pred, true, fiducials) -> float:
 
 
 def cpu_recipe(args, ct: Path, outpath: Path) -> TrainConfig:
-    """The CPU recipe: `args`' backbone, batch, lr and renderer on 64 px DRRs of 6.4 mm pixels."""
-    return TrainConfig(
+    """The core's CPU recipe (:func:`napari_xvr.train.recipes.cpu_recipe`) for a field of view of
+    409.6 mm (the cases' 256 px of 1.6 mm), with the options `args` gives (None: the recipe's)."""
+    base = TrainConfig(
         volpath=str(ct),
         outpath=str(outpath),
         **RANGES,
-        batch_size=args.batch_size,
         model_name=args.model_name,
-        renderer=args.renderer,
         sdd=1020.0,
-        height=64,
-        delx=6.4,
-        n_samples=128,
-        lr=args.lr,
-        n_total_itrs=args.itrs,
-        n_warmup_itrs=20,
-        n_grad_accum_itrs=1,
-        n_save_every_itrs=100,
+        height=256,
+        delx=1.6,
         n_drr_every_itrs=0,
         seed=0,
     )
+    config = cpu_recipe_of(base)
+    given = {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "renderer": args.renderer,
+        "n_total_itrs": args.itrs,
+    }
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/train_cpu")
-    ap.add_argument("--itrs", type=int, default=300)
+    ap.add_argument("--itrs", type=int, default=None, help="default: the recipe's")
     ap.add_argument("--cases", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ckpt", default=None, help="skip training: evaluate this checkpoint")
     ap.add_argument("--model_name", default="resnet18")
-    ap.add_argument("--batch_size", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--renderer", default="trilinear")
+    ap.add_argument("--batch_size", type=int, default=None, help="default: the recipe's")
+    ap.add_argument("--lr", type=float, default=None, help="default: the recipe's")
+    ap.add_argument("--renderer", default=None, help="default: the recipe's")
     ap.add_argument("--minutes", type=float, default=None, help="stop training after this long")
     ap.add_argument("--curve", action="store_true", help="evaluate every checkpoint, not only the last")
     ap.add_argument("--json", default=None, help="write the curve and the registration's errors here")
@@ -108,7 +111,10 @@ def main() -> None:
     truth = json.loads((cases / "truth.json").read_text())
     fid = torch.tensor(truth["fiducials_mm"], dtype=torch.float32)
 
-    config = cpu_recipe(args, ct, out / f"model_{args.itrs}")
+    config = cpu_recipe(args, ct, out / "model")
+    config = dataclasses.replace(config, outpath=str(out / f"model_{config.n_total_itrs}"))
+    args.itrs, args.batch_size = config.n_total_itrs, config.batch_size  # what ran, for --json
+    args.lr, args.renderer = config.lr, config.renderer
     tic, last, stop, saved = time.perf_counter(), None, StopToken(), []
     for event in [] if args.ckpt else train(config, stop, overwrite=True):
         if args.minutes is not None and time.perf_counter() - tic > 60 * args.minutes:

@@ -72,9 +72,10 @@ def test_the_cpu_training_benchmark_builds_its_recipe_and_its_doc_block(tmp_path
 
     from benchmarks.train_cpu import cpu_recipe, doc_block
 
-    args = Namespace(batch_size=16, model_name="resnet18", renderer="fast", lr=2e-3, itrs=100, threads=2)
+    args = Namespace(batch_size=None, model_name="resnet18", renderer=None, lr=None, itrs=100, threads=2)
     config = cpu_recipe(args, tmp_path / "ct.nii.gz", tmp_path / "model")
     assert config.renderer == "fast" and config.height == 64 and config.n_total_itrs == 100
+    assert config.delx == 6.4 and config.batch_size == 16  # the field of the cases, the recipe's batch
     data = {
         "args": vars(args),
         "command": "--itrs 100",

@@ -78,7 +78,8 @@ def test_the_other_side_sees_the_mirror_image(orientation):
     with torch.no_grad():
         here, there = (drr(p.to(torch.float32))[0, 0].double().numpy() for p in (pose, turned))
     ncc = lambda a, b: float(np.corrcoef(a.ravel(), b.ravel())[0, 1])  # noqa: E731
-    assert ncc(here[:, ::-1], there) > 0.85 > ncc(here, there) + 0.1, (ncc(here[:, ::-1], there), ncc(here, there))
+    mirrored, same = ncc(here[:, ::-1], there), ncc(here, there)
+    assert mirrored > 0.85 > same + 0.1, (mirrored, same)
     assert isocentre_depth(turned, orientation) == pytest.approx(isocentre_depth(pose, orientation), abs=1e-3)
     again = other_side(turned, orientation).matrix
     assert torch.allclose(again, pose.matrix, atol=1e-3)

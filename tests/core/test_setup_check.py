@@ -1,5 +1,6 @@
 """The setup check on X-rays that DiffDRR renders: a CT read the other orientation, an X-ray
-upside down, a start from the other side of the patient. Each is named in a `failed` verdict with its fix; a right set-up is not blamed."""
+upside down, a start from the other side of the patient. Each is named in a `failed` verdict
+with its fix; a right set-up is not blamed."""
 
 import numpy as np
 import pytest

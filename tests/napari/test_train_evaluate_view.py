@@ -34,8 +34,9 @@ def test_train_names_choices_and_defaults(make_napari_viewer):
     import timm
 
     from napari_xvr.napari._drr_widget import FLIP_LABEL, FLIP_TOOLTIP, POSE_LABELS
-    from napari_xvr.napari._train_widget import CPU_PRESET, MODELS, device_choices, on_cpu
+    from napari_xvr.napari._train_widget import MODELS, device_choices, on_cpu
     from napari_xvr.train import TrainConfig
+    from napari_xvr.train.recipes import cpu_recipe
 
     viewer = make_napari_viewer()
     _, tr = viewer.window.add_plugin_dock_widget("napari-xvr", "Train")
@@ -49,12 +50,13 @@ def test_train_names_choices_and_defaults(make_napari_viewer):
         "n_warmup_itrs": "n_warmup_itrs",
         "n_save_every_itrs": "n_save_every_itrs",
     }
-    expected = CPU_PRESET if on_cpu() else {k: getattr(core, k) for k in controls}
+    expected = {k: getattr(cpu_recipe(core) if on_cpu() else core, k) for k in controls}
     assert tr.cpu_preset == on_cpu()
     for key, attr in controls.items():
         assert getattr(tr, attr).value == pytest.approx(expected[key]), key
     assert tr.preset_note.native.isHidden() != on_cpu()
     assert ("No GPU" in tr.preset_note.value) == on_cpu()
+    assert (tr.renderer.value == "fast") and (tr.lr.value == pytest.approx(2e-3 if on_cpu() else core.lr))
     assert core.batch_size == 116 and core.height == 256  # the core's defaults are untouched
     for name, edit in tr.ranges.items():  # "primary (deg)" -> "primary range (deg)"
         what, unit = POSE_LABELS[name].rsplit(" ", 1)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from train_helpers import TINY, cli_args
 
@@ -216,3 +217,26 @@ def test_torchrun_two_cpu_processes_gloo(train_volume, tmp_path):
     with open(out / "losses.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 4
     shutil.rmtree(out)
+
+
+def test_the_cpu_recipe_resizes_the_run_and_explicit_options_win(train_volume, tmp_path):
+    """`xvr train --recipe cpu`: 64 px DRRs of the same field of view, the recipe's learning rate
+    and renderer; the batch size and samples given on the command line stay."""
+    ct, _ = train_volume
+    out = tmp_path / "cpu"
+    run = subprocess.run(
+        [XVR, "train", "-v", str(ct), "-o", str(out), "--recipe", "cpu", "--n_total_itrs", "2"]
+        + ["--n_save_every_itrs", "2", "--verbose", "0", *cli_args(TINY)],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    config = torch.load(max(out.glob("*.pth")), weights_only=True)["config"]
+    assert config["height"] == 64 and config["delx"] == pytest.approx(TINY["height"] * TINY["delx"] / 64)
+    assert config["renderer"] == "fast" and config["lr"] == 2e-3 and config["n_save_every_itrs"] == 2
+    for given in ("batch_size", "n_samples", "n_grad_accum_itrs", "n_warmup_itrs"):
+        assert config[given] == TINY[given], given
+    assert config["n_total_itrs"] == 2

@@ -8,9 +8,10 @@ import click
 
 from ..errors import XvrInputError
 from ..train.config import TrainConfig
+from ..train.recipes import apply_recipe
 from ._help import CONTEXT, SectionedCommand, UserPath, section
 from .aliases import kebab_aliases
-from .train_args import CHECKPOINT, DATA, LOGGING, MODEL, OPTIMIZER, RENDERER, REQUIRED, SAMPLING
+from .train_args import CHECKPOINT, DATA, LOGGING, MODEL, OPTIMIZER, RECIPE, RENDERER, REQUIRED, SAMPLING
 
 
 def _writes_fail_cleanly() -> None:
@@ -32,6 +33,7 @@ def _run(events, verbose: int) -> None:
 
 @click.command(cls=SectionedCommand, context_settings=CONTEXT)
 @section("Required options", *REQUIRED)
+@section("Recipe", RECIPE)
 @section("Data options", *DATA)
 @section("Sampling options", *SAMPLING)
 @section("Renderer options", *RENDERER)
@@ -39,7 +41,7 @@ def _run(events, verbose: int) -> None:
 @section("Optimizer options", *OPTIMIZER)
 @section("Checkpoint options", *CHECKPOINT)
 @section("Logging options", *LOGGING)
-def train(verbose: int, n_points: int | None, overwrite: bool, **kw) -> None:
+def train(verbose: int, n_points: int | None, overwrite: bool, recipe: str | None, **kw) -> None:
     """Train a pose regression model.
 
     One volume trains a patient-specific model; a folder of volumes pretrains a patient-agnostic
@@ -58,7 +60,10 @@ def train(verbose: int, n_points: int | None, overwrite: bool, **kw) -> None:
         kw["n_samples"] = n_points
     _writes_fail_cleanly()
     dist_utils.init_from_env(kw["device"])
-    config = TrainConfig(**kw)
+    context = click.get_current_context()
+    given = {k for k in kw if context.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+    given -= {"height", "delx"}  # required, so always given: the recipe keeps their field of view
+    config = apply_recipe(TrainConfig(**kw), recipe, keep=given)
     _run(train_events(config, overwrite=overwrite), verbose)
 
 

@@ -98,6 +98,14 @@ SAMPLING = (
         "geodesic loss only (fast)",
     ),
 )
+RECIPE = click.option(
+    "--recipe",
+    type=click.Choice(["cpu"]),
+    default=None,
+    help="Resize the run for the machine: 'cpu' trains 64 px DRRs of the field of view that "
+    "--height x --delx give, with batch 16, lr 2e-3, the fast renderer and 2000 iterations (a "
+    "chest model in ~12 min on 2 cores; docs: Training). Other options given explicitly win",
+)
 RENDERER = (
     click.option("--sdd", type=FINITE, required=True, help="Source-to-detector distance (in millimeters)"),
     click.option("--height", type=int, required=True, help="DRR height (in pixels)"),

@@ -5,7 +5,6 @@ The display of a run (progress, plot, the DRR mosaic) is in :mod:`._train_displa
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +41,6 @@ from ._workers import ActivityBar, EventPump, Stoppable, report_error, while_ali
 RANGES = ("r1", "r2", "r3", "tx", "ty", "tz")
 DRR_EVERY = 25  # the widget shows DRRs more often than the CLI's 250: they are the live view
 
-#: what a CPU trains in minutes instead of days (used when "auto" finds no GPU: ~6 CPU-seconds
-#: an iteration at 64 px, batch 4, on a 2-core machine, so ~10 minutes in all); xvr's own
-#: defaults (napari_xvr.defaults / TrainConfig) stay in force on a GPU. The field of view
-#: (height x delx = 512 mm) is xvr's; only the sampling of it is coarser.
-CPU_PRESET = {
-    "height": 64,
-    "delx": 8.0,
-    "batch_size": 4,
-    "n_total_itrs": 150,
-    "n_warmup_itrs": 10,
-    "n_save_every_itrs": 50,
-}
 CPU_DRR_EVERY = 10
 
 #: timm backbones the regressor builds from offline (no weights needed) with the default
@@ -104,11 +91,13 @@ class TrainWidget(TrainDisplay, Stoppable, Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
         from ..train import TrainConfig
+        from ..train.recipes import cpu_recipe
 
         core = d = TrainConfig(volpath="", outpath="")
         self.cpu_preset = on_cpu()
-        if self.cpu_preset:
-            d = replace(core, **CPU_PRESET)
+        if self.cpu_preset:  # the core's CPU recipe (xvr train --recipe cpu); xvr's on a GPU
+            d = cpu_recipe(core)
+        self._defaults = d
         self.viewer = viewer
         self.volume = layer_combo(viewer, "volume", "volume layer")
         self.volpath = FileEdit(label="or volume file", mode="r", value="")
@@ -299,6 +288,7 @@ class TrainWidget(TrainDisplay, Stoppable, Container):
             n_grad_accum_itrs=self.n_grad_accum_itrs.value,
             n_save_every_itrs=self.n_save_every_itrs.value,
             n_drr_every_itrs=self.n_drr_every_itrs.value,
+            n_samples=self._defaults.n_samples,  # no control: the recipe's on a CPU, else xvr's
             device=self.device.value,
             num_workers=0,
         )
@@ -366,10 +356,13 @@ class TrainWidget(TrainDisplay, Stoppable, Container):
 
 
 def _preset_note(core) -> str:
-    """What the CPU preset changed, against the core's (xvr's) defaults in `core`."""
+    """What the CPU recipe changed, against the core's (xvr's) defaults in `core`."""
+    from ..train.recipes import cpu_recipe
+
+    cpu = cpu_recipe(core)
     return (
-        f"No GPU found: CPU-sized defaults ({CPU_PRESET['height']} px, batch "
-        f"{CPU_PRESET['batch_size']}, {CPU_PRESET['n_total_itrs']} iterations); xvr's are "
+        f"No GPU found: the CPU recipe ({cpu.height} px, batch {cpu.batch_size}, "
+        f"{cpu.n_total_itrs:,} iterations, renderer {cpu.renderer}: ~12 min on 2 cores); xvr's are "
         f"{core.height} px, batch {core.batch_size}, {core.n_total_itrs:,} iterations."
     )
 

@@ -51,8 +51,7 @@ UPSIDE_DOWN = SetupAlternative(
 
 OTHER_SIDE = SetupAlternative(
     "other_side",
-    "seen from the other side of the patient (the start turned 180 deg about the image's "
-    "vertical axis)",
+    "seen from the other side of the patient (the start turned 180 deg about the image's vertical axis)",
     "the start looks from the wrong side (an AP view given as PA or the reverse, in the header, "
     "the model's guess or the pose given): start from the other side (the primary angle +180 "
     "deg), or from landmarks",

@@ -15,8 +15,8 @@ from diffdrr.pose import RigidTransform
 
 from ...io.result import RegistrationResult, write_result
 from ...io.xray import XRay
-from ..checks.mirror import check_mirror
 from ...manual_pose import other_side
+from ..checks.mirror import check_mirror
 from ..checks.setup_check import OTHER_ORIENTATION, OTHER_SIDE, check_setup
 from ..checks.trust import OK, SEVERITY, assess
 from ..engine import Preprocessing, StopToken, register
