@@ -34,7 +34,7 @@ from napari_xvr import evaluate
 from napari_xvr.geometry import Intrinsics, pose_from_dict, pose_from_matrix
 from napari_xvr.io import read_xray
 from napari_xvr.register.events import StopToken
-from napari_xvr.synthetic import example_volume, make_cases
+from napari_xvr.synthetic import downsample_volume, example_volume, make_cases
 from napari_xvr.train import Checkpointed, TrainConfig, TrainStep, train
 from napari_xvr.train.model_init import ModelInitializer
 from napari_xvr.train.recipes import cpu_recipe as cpu_recipe_of
@@ -47,9 +47,38 @@ def mtre(pred, true, fiducials) -> float:
     return evaluate.mtre(true, pred, fiducials)
 
 
+PIXEL_MM = {"chest": 1.6, "head": 1.0}
+"""The held-out X-rays' pixel (256 px): 1.6 mm as `xvr demo`'s chest, 1.0 mm for a skull film."""
+
+
+def _anatomy(args, out: Path) -> tuple[Path, Path, Path]:
+    """(the CT to train on, the CT to register with, the held-out cases' folder) of
+    `args.anatomy`: the example chest CT (4x4x2 and 2x2x1 downsampled) or the head built around
+    TotalSegmentator's brain atlas (:mod:`napari_xvr.simulate`; 3 mm and 1 mm voxels), its
+    X-rays made by DiffDRR's Siddon renderer."""
+    pixel = PIXEL_MM[args.anatomy]
+    intrinsics = Intrinsics(sdd=1020.0, height=256, width=256, delx=pixel, dely=pixel)
+    cases = out / "cases"
+    if args.anatomy == "chest":
+        ct, _ = example_volume(out / "volume", (4, 4, 2))
+        ct_reg, _ = example_volume(out / "volume2", (2, 2, 1))
+        volume = fiducials = None
+    else:
+        from napari_xvr.simulate.anatomy import prepare
+
+        head = prepare("head", out / "volume")
+        ct, ct_reg = out / "volume" / "head_ct_3mm.nii.gz", head.registration_ct
+        volume, fiducials = head.truth_ct, head.fiducials_mm
+        if not ct.exists():
+            downsample_volume(head.truth_ct, ct, (3, 3, 3))
+    if not (cases / "truth.json").exists():
+        make_cases(cases, n=args.cases, seed=0, intrinsics=intrinsics, volume=volume, fiducials=fiducials)
+    return ct, ct_reg, cases
+
+
 def cpu_recipe(args, ct: Path, outpath: Path) -> TrainConfig:
-    """The core's CPU recipe (:func:`napari_xvr.train.recipes.cpu_recipe`) for a field of view of
-    409.6 mm (the cases' 256 px of 1.6 mm), with the options `args` gives (None: the recipe's)."""
+    """The core's CPU recipe (:func:`napari_xvr.train.recipes.cpu_recipe`) for the field of view
+    of the held-out X-rays (256 px), with the options `args` gives (None: the recipe's)."""
     base = TrainConfig(
         volpath=str(ct),
         outpath=str(outpath),
@@ -57,7 +86,7 @@ def cpu_recipe(args, ct: Path, outpath: Path) -> TrainConfig:
         model_name=args.model_name,
         sdd=1020.0,
         height=256,
-        delx=1.6,
+        delx=PIXEL_MM[getattr(args, "anatomy", "chest")],
         n_drr_every_itrs=0,
         seed=0,
     )
@@ -74,6 +103,7 @@ def cpu_recipe(args, ct: Path, outpath: Path) -> TrainConfig:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/train_cpu")
+    ap.add_argument("--anatomy", choices=sorted(PIXEL_MM), default="chest", help="the CT (chest or head)")
     ap.add_argument("--itrs", type=int, default=None, help="default: the recipe's")
     ap.add_argument("--cases", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
@@ -93,21 +123,13 @@ def main() -> None:
         if args.doc:
             from .report import replace_block
 
-            replace_block(Path(args.doc), "train_cpu", doc_block(data))
+            block = "train_cpu" if data["args"].get("anatomy", "chest") == "chest" else "train_cpu_head"
+            replace_block(Path(args.doc), block, doc_block(data))
         print(doc_block(data))
         return
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    ct, _ = example_volume(out / "volume", (4, 4, 2))
-    ct_reg, _ = example_volume(out / "volume2", (2, 2, 1))
-    cases = out / "cases"
-    if not (cases / "truth.json").exists():
-        make_cases(
-            cases,
-            n=args.cases,
-            seed=0,
-            intrinsics=Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6),  # as `xvr demo`
-        )
+    ct, ct_reg, cases = _anatomy(args, out)
     truth = json.loads((cases / "truth.json").read_text())
     fid = torch.tensor(truth["fiducials_mm"], dtype=torch.float32)
 
@@ -230,7 +252,8 @@ def doc_block(data: dict) -> str:
         f"`python -m benchmarks.train_cpu {data.get('command', '')}` on {data.get('cpu', 'this CPU')} "
         f"({a['threads']} threads): {a['model_name']}, 64 px DRRs, batch {a['batch_size']}, renderer "
         f"{a['renderer']}, trained for {data['train_s'] / 60:.1f} min; {len(init)} held-out X-rays "
-        "(DiffDRR-made, 256 px at 1.6 mm, poses in the sampling ranges).",
+        f"of the {a.get('anatomy', 'chest')} (DiffDRR-made, 256 px at "
+        f"{PIXEL_MM[a.get('anatomy', 'chest')]:g} mm, poses in the sampling ranges).",
         "",
         "| minutes | iterations | median mTRE of the model's pose | mean | within 20 mm |",
         "|---|---|---|---|---|",

@@ -142,23 +142,28 @@ def make_cases(
     mask=None,
     renderer: str = "siddon",
     device=None,
+    fiducials=None,
 ) -> Path:
-    """Write `n` synthetic X-ray DICOMs and truth.json into `out_dir`; returns truth.json."""
+    """Write `n` synthetic X-ray DICOMs and truth.json into `out_dir`; returns truth.json.
+    Another `volume` than the example CT comes with its labelmap `mask` (the fiducials are its
+    structures' centroids) or, without one, its `fiducials` (world mm, (N, 3))."""
     from .io.volume import read_volume
     from .render import make_drr
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     intrinsics = intrinsics or Intrinsics(sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6)
-    volume = volume or example_ct()
-    mask = mask or example_mask()
+    if volume is None:
+        volume, mask = example_ct(), mask or example_mask()
+    if mask is None and fiducials is None:
+        raise ValueError("make_cases: give the volume's labelmap (mask) or its fiducials")
     subject = read_volume(volume, mask, orientation="AP", density=DENSITY)
-    fiducials = structure_fiducials(subject)
+    fiducials = structure_fiducials(subject) if fiducials is None else np.asarray(fiducials, float)
     drr = make_drr(subject, intrinsics, renderer=renderer, voxel_shift=0.5, device=device)
     rng = np.random.default_rng(seed + 1)
     truth = {
         "volume": str(Path(volume).resolve()),
-        "mask": str(Path(mask).resolve()),
+        "mask": None if mask is None else str(Path(mask).resolve()),
         "orientation": "AP",
         "intrinsics": intrinsics.to_dict(),
         "fiducials_mm": fiducials.tolist(),
