@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ from napari_xvr.train import Checkpointed, TrainConfig, TrainStep, train
 from napari_xvr.train.model_init import ModelInitializer
 from napari_xvr.train.recipes import cpu_recipe as cpu_recipe_of
 from napari_xvr.train.sampler import prior_centre
+
+from .measure import environment
 
 RANGES = {"r1": (-30, 30), "r2": (-15, 15), "r3": (-2, 2), "tx": (-15, 15), "ty": (810, 890), "tz": (-15, 15)}
 
@@ -231,7 +232,7 @@ def main() -> None:
                 {
                     "args": vars(args),
                     "command": " ".join(sys.argv[1:]),
-                    "cpu": platform.processor() or platform.machine(),
+                    "cpu": environment(torch.device("cpu"))["device_name"],
                     "train_s": train_s,
                     "curve": curve,
                     "init_mm": model.tolist(),

@@ -109,13 +109,11 @@ def test_dragging_keeps_the_ui_responsive(sample_viewer, qtbot):
     rest measured just before where that is more (a busy machine), previews never render two at once (a move
     during a render waits, and only the newest pose is rendered next), and on release the DRR
     shows the released pose in full."""
-    from test_responsiveness import MAX_MS, P95_MS, GapMeter, _report
+    from test_responsiveness import GapMeter, _report, bounds
 
     viewer = sample_viewer
     widget, _ = _drag_ready(viewer, qtbot)
-    with GapMeter() as idle:  # the same machine at rest, now: a busy machine raises both
-        qtbot.wait(600)
-    idle_p95, idle_worst = _report("idle", idle.gaps_ms())
+    p95_bound, max_bound = bounds(qtbot)
     started, overlapped = [], []
     original = widget.render
 
@@ -142,11 +140,7 @@ def test_dragging_keeps_the_ui_responsive(sample_viewer, qtbot):
         mouse_release_callbacks(viewer, read_only_mouse_event(type="mouse_release", position=(*lead, *end)))
         qtbot.waitUntil(lambda: widget.idle, timeout=60_000)
     p95, worst = _report("dragging", meter.gaps_ms())
-    assert p95 < max(P95_MS, 3 * idle_p95) and worst < max(MAX_MS, 3 * idle_worst), (
-        p95,
-        worst,
-        meter.worst_gap(),
-    )
+    assert p95 < p95_bound and worst < max_bound, (p95, worst, meter.worst_gap())
     assert started and not any(overlapped), "a render started while another was running"
     assert started.count(True) > 0 and started[-1] is False  # previews while moving, then the full DRR
     layer = viewer.layers[widget.drr_name]

