@@ -12,10 +12,11 @@ iteration, a chest model whose initial poses are within 20 mm for 20/20 held-out
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from .config import TrainConfig
 
-CPU_RECIPE: dict[str, object] = {
+CPU_RECIPE: dict[str, Any] = {
     "height": 64,
     "batch_size": 16,
     "lr": 2e-3,
@@ -35,7 +36,7 @@ def cpu_recipe(config: TrainConfig, keep: tuple[str, ...] | frozenset[str] = ())
     """`config` with the CPU recipe: :data:`CPU_RECIPE`, and the pixel size that keeps the field
     of view (``height x delx``). Options named in `keep` (given explicitly by the user) stay as
     they are; keeping ``height`` keeps ``delx`` too."""
-    values = {k: v for k, v in CPU_RECIPE.items() if k not in keep}
+    values: dict[str, Any] = {k: v for k, v in CPU_RECIPE.items() if k not in keep}
     if "height" in values and "delx" not in keep:
         values["delx"] = config.delx * config.height / int(values["height"])
     return dataclasses.replace(config, **values)

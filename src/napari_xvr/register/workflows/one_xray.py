@@ -18,7 +18,7 @@ from ...io.xray import XRay
 from ...manual_pose import other_side
 from ..checks.mirror import check_mirror
 from ..checks.setup_check import OTHER_ORIENTATION, OTHER_SIDE, check_setup
-from ..checks.trust import OK, SEVERITY, assess
+from ..checks.trust import FAILED, OK, SEVERITY, assess
 from ..engine import Preprocessing, StopToken, register
 from ..events import Done, Step
 from ..options import Outputs, RegistrationOptions, RunChecks
@@ -144,10 +144,11 @@ def _other_side_found(result: RegistrationResult | None) -> bool:
 def _keep_better(first: RegistrationResult, retry: RegistrationResult, how: dict) -> RegistrationResult:
     """The better of two runs (verdict first, then similarity), with ``checks['recovery']``
     saying what was tried and kept (the earlier recovery's record too)."""
-    better = (SEVERITY[retry.verdict["status"]], -(retry.similarity or -math.inf)) < (
-        SEVERITY[first.verdict["status"]],
-        -(first.similarity or -math.inf),
-    )
+
+    def rank(result: RegistrationResult) -> tuple[int, float]:
+        return SEVERITY[(result.verdict or {}).get("status", FAILED)], -(result.similarity or -math.inf)
+
+    better = rank(retry) < rank(first)
     kept = retry if better else first
     record = {
         "first_verdict": first.verdict,
