@@ -24,7 +24,8 @@ def run_with_progress(events, verbose: int = 1, tag: str = "") -> list:
     try:
         for event in events:
             if isinstance(event, XrayStarted):
-                prefix = f"[{event.index + 1}/{event.total}] {event.path.name}"
+                named = event.path.name if event.path is not None else "X-ray"
+                prefix = f"[{event.index + 1}/{event.total}] {named}"
                 if verbose >= 1:
                     _line(tag, prefix)
             elif isinstance(event, Stage):

@@ -51,13 +51,16 @@ def _joined(option: str, words: list[str]) -> str:
 def translate(command: click.Command, args: list[str]) -> list[str]:
     """`args` in xvr 0.1.0's form rewritten into ours (ours are returned unchanged)."""
     upstream = "--files" in args
-    out, files, positionals, i = [], [], [], 0
+    out: list[str] = []
+    files: list[str] = []
+    positionals: list[str] = []
+    i = 0
     while i < len(args):
         word = args[i]
         name, eq, value = word.partition("=")
         name = RENAMES.get(name, name)
         if name == "--ckpt":
-            name = POSITIONAL.get(command.name, ("--ckptpath",))[0]
+            name = POSITIONAL.get(command.name or "", ("--ckptpath",))[0]
         if name == "--files":
             n = 0
             while i + 1 + n < len(args) and not args[i + 1 + n].startswith("-"):
@@ -85,7 +88,7 @@ def translate(command: click.Command, args: list[str]) -> list[str]:
             i += 1
         i += 1
     if upstream:
-        names = POSITIONAL.get(command.name, ())
+        names = POSITIONAL.get(command.name or "", ())
         if command.name == "fixed" and len(positionals) == 6:
             out += ["--rot", ",".join(positionals[:3]), "--xyz", ",".join(positionals[3:])]
         elif len(names) == 1 and len(positionals) == 1:

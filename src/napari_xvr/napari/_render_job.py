@@ -60,6 +60,7 @@ def render_requests(request: RenderRequest, cache: dict):
     from ..render import set_intrinsics
 
     intr = request.rendered_intrinsics
+    assert request.volume.world_affine is not None  # a volume layer always has its affine
     key = (
         id(request.volume.data),
         request.volume.world_affine.tobytes(),

@@ -11,6 +11,7 @@ workers call these same functions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -260,7 +261,7 @@ def register_layers(
     )
     meta = _meta(volume)
     spec = VolumeSpec(
-        meta.get("path") or getattr(volume, "name", "volume"),
+        Path(meta.get("path") or getattr(volume, "name", None) or "volume"),
         None if labels is None else (_meta(labels).get("path") or getattr(labels, "name", "labels")),
         label_ids,
         orientation or meta.get("orientation", "AP"),

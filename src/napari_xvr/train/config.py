@@ -241,9 +241,9 @@ class TrainConfig:
                     isinstance(value, numbers.Real)
                     and not isinstance(value, numbers.Integral)
                     and math.isfinite(value)
-                    and value == int(value)
+                    and value == int(float(value))
                 ):
-                    value = int(value)
+                    value = int(float(value))
                 if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                     raise XvrInputError(f"--{f.name} {value!r}: give a whole number")
                 value = int(value)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import XvrInputError
-from ...manual_pose import other_side
 from .mirror import coarse_best, flipped
 
 OTHER_ORIENTATION = {"AP": "PA", "PA": "AP"}
@@ -139,6 +138,8 @@ def check_setup(
         (UPSIDE_DOWN, upside_down(xray), lambda: drr, init_pose)
     ]
     if orientation in OTHER_ORIENTATION:
+        from ...manual_pose import other_side  # torch and DiffDRR: not at import (the CLI's help)
+
         trials.append((OTHER_SIDE, xray, lambda: drr, other_side(init_pose, orientation)))
     if other_renderer is not None and orientation in OTHER_ORIENTATION:
         trials.append(

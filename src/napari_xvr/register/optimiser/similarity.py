@@ -121,7 +121,8 @@ class Similarity(torch.nn.Module):
         return None if self.weights is None else self.weights[which]
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
-        p, total, w = self.patch_size, 0.0, self.weight
+        p, w = self.patch_size, self.weight
+        total = torch.zeros((), dtype=fixed.dtype, device=fixed.device)
         if self.beta != 0:  # mncc, or gmncc
             mncc = 0.5 * local_ncc(fixed, moving, None, weight=w("pixels")) + 0.5 * local_ncc(
                 fixed, moving, p, weight=w("windows")

@@ -59,7 +59,7 @@ def _file_poses(path: Path, xrays: Sequence[XRay]) -> list[np.ndarray]:
     poses = []
     for index, xray in enumerate(xrays):
         stem = xray_stem(xray.path) if xray.path else None
-        entry = named.get(stem) if named else (entries[index] if index < len(entries) else None)
+        entry = named.get(stem or "") if named else (entries[index] if index < len(entries) else None)
         if entry is None:
             raise XvrInputError(
                 f"--geometry {path}: no pose for the X-ray {stem or index}; give one entry per X-ray"

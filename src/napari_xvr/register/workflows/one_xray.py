@@ -28,7 +28,7 @@ from ..volume_spec import VolumeSpec, _named
 @dataclass(frozen=True)
 class Written:
     path: Path  # the result folder
-    result: object
+    result: RegistrationResult
 
 
 def _xray_name(xray: XRay) -> str:
@@ -167,7 +167,7 @@ def _keep_better(first: RegistrationResult, retry: RegistrationResult, how: dict
 
 
 def register_xray(
-    xray: XRay,
+    xray: XRay | list[XRay],
     drr,
     init_pose: RigidTransform,
     spec: VolumeSpec,

@@ -39,6 +39,7 @@ class Frames:
         if self.movie is None:
             return read_xray(self.paths[index], **self.overrides)
         movie = self.movie
+        assert movie.frames is not None  # a movie's frames (read_xray keeps them)
         return dataclasses.replace(
             movie,
             image=movie.frames[index].copy(),
