@@ -237,12 +237,14 @@ def register_xray(
         )
 
     result = yield from attempt(options)
+    start = init_pose  # where the kept result started (a later retry starts there too)
     if _other_side_found(result) and not stop_requested(stop):
-        first = result
+        first, turned_start = result, other_side(init_pose, spec.orientation)
         yield Retrying(0, first.verdict, other_side=True)
-        turned = yield from attempt(options, other_side(init_pose, spec.orientation))
+        turned = yield from attempt(options, turned_start)
         if turned is not None:
             result = _keep_better(first, turned, {"retried_from": "other_side"})
+            start = turned_start if result is turned else init_pose
     if (
         retry_starts > options.multistart
         and result is not None
@@ -253,7 +255,7 @@ def register_xray(
     ):
         first = result
         yield Retrying(retry_starts, first.verdict)
-        retry = yield from attempt(dataclasses.replace(options, multistart=retry_starts))
+        retry = yield from attempt(dataclasses.replace(options, multistart=retry_starts), start)
         if retry is not None:
             result = _keep_better(first, retry, {"retried_with_starts": retry_starts})
     if result is not None:
