@@ -98,15 +98,21 @@ def test_upside_down_flips_the_rows_and_the_principal_point():
     assert np.array_equal(once.image, xray.image[::-1]) and once.intrinsics.y0 == -5.0
 
 
-def test_a_start_from_the_other_side_is_named_and_recovered(ap_xray, registration_volume):
-    """A start that looks from behind the patient (an AP/PA mix-up of a header or a model):
-    the setup check finds the X-ray matches far better turned round, and the registration is
-    run again from there and kept."""
+def test_a_start_from_the_other_side_is_named_and_a_models_is_recovered(ap_xray, registration_volume):
+    """A start that looks from behind the patient (an AP/PA mix-up): the setup check finds the
+    X-ray matches far better turned round and the verdict names it; a model's start (a network's
+    AP/PA confusion) is then registered again from there and kept, a pose given is not (a mirrored
+    X-ray would match from the other side too)."""
     xray, true = ap_xray
     spec = VolumeSpec(registration_volume[0], density=DENSITY)
     drr = spec.make_renderer(spec.read(), DETECTOR)
     start = other_side(_near(true))
-    events = list(register_xray(xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing()))
+    given = list(register_xray(xray, drr, start, spec, {"type": "pose"}, QUICK, Preprocessing()))
+    assert not any(isinstance(e, Retrying) for e in given)
+    named = next(e.result for e in given if isinstance(e, Done))
+    assert named.verdict["status"] == "failed" and "other side" in verdict_text(named)
+    assert "recovery" not in named.checks
+    events = list(register_xray(xray, drr, start, spec, {"type": "model"}, QUICK, Preprocessing()))
     retried = [e for e in events if isinstance(e, Retrying)]
     assert len(retried) == 1 and retried[0].other_side and "other side" in retried[0].what
     result = next(e.result for e in events if isinstance(e, Done))

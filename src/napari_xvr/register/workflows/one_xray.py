@@ -52,6 +52,13 @@ class Retrying:
         return f"retrying from {self.starts} more starts (--multistart auto)"
 
 
+TURNED_ROUND = ("model",)
+"""The starts a wrong side is recovered from automatically: a network's guess (pose regressors
+confuse AP with PA, whose images are near mirror images). A header's, a landmark solve's or a
+user's side is trusted: a mirrored X-ray (the other flip convention) also matches from the other
+side, and turning round would give a confident pose 180 deg off, so the verdict names it instead
+(the sample X-ray mirrored: 0.97 from the other side)."""
+
 AUTO_STARTS = 8
 """More starts of ``--multistart auto``'s retry (the capture-range benchmark's 10/10 setting)."""
 
@@ -238,7 +245,11 @@ def register_xray(
 
     result = yield from attempt(options)
     start = init_pose  # where the kept result started (a later retry starts there too)
-    if _other_side_found(result) and not stop_requested(stop):
+    if (
+        _other_side_found(result)
+        and (initialization or {}).get("type") in TURNED_ROUND
+        and not stop_requested(stop)
+    ):
         first, turned_start = result, other_side(init_pose, spec.orientation)
         yield Retrying(0, first.verdict, other_side=True)
         turned = yield from attempt(options, turned_start)
