@@ -179,11 +179,12 @@ REGISTER: dict[str, Default] = {
         True,
         None,
         why="napari-xvr's own check (xvr has none): the first scale again on the X-ray flipped "
-        "left-right; a warning, in result.json's `checks`, when the flipped image matches clearly "
-        "better (an X-ray of the other flip convention); a result that is not ok is also tried "
-        "upside down and with the volume read in the other orientation (AP/PA), and `failed` "
-        "with the fix named when one matches clearly better (register/checks/setup_check.py). "
-        "`--no-mirror_check` skips both",
+        "left-right; `failed`, with a warning and result.json's `checks`, when the flipped image "
+        "matches clearly better (the other flip convention, or a start from the other side); a "
+        "result that is not ok is also tried upside down, from the other side of the patient and "
+        "with the volume read in the other orientation (AP/PA), and `failed` with the fix named "
+        "when one matches clearly better (register/checks/setup_check.py; a model's start from "
+        "the other side is registered again from there). `--no-mirror_check` skips both",
     ),
     "xray_mask": Default(
         "auto",
