@@ -23,6 +23,13 @@ XVR = str(Path(sys.executable).parent / "xvr")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """A command as a user runs it (one thread each), its output decoded whatever the locale."""
+    return subprocess.run(
+        args, env=ENV, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout
+    )
+
+
 def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
     ct, mask = train_volume
     out = tmp_path / "model"
@@ -55,13 +62,8 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
     resumed_at = max(torch.load(p, weights_only=True)["itr"] for p in out.glob("*.pth"))
     assert 0 < resumed_at < 16
 
-    run = subprocess.run(
+    run = _run(
         [XVR, "restart", "-c", str(out), "--verbose", "0"],
-        env=ENV,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     with open(out / "losses.csv") as handle:
@@ -72,7 +74,7 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
     cases, truth = synthetic_cases
     first = sorted(truth["cases"])[0]
     reg = tmp_path / "registered"
-    run = subprocess.run(
+    run = _run(
         [
             XVR,
             "register",
@@ -92,11 +94,6 @@ def test_train_kill_restart_register(train_volume, synthetic_cases, tmp_path):
             "0",
             "--antipodal",
         ],
-        env=ENV,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((reg / first / "result.json").read_text())
@@ -111,7 +108,7 @@ def test_the_fast_renderer_trains_from_the_cli(train_volume, tmp_path):
     """`--renderer fast` (napari-xvr's renderer) reaches training, the label terms included."""
     ct, mask = train_volume
     out = tmp_path / "fast"
-    run = subprocess.run(
+    run = _run(
         [
             XVR,
             "train",
@@ -133,11 +130,6 @@ def test_the_fast_renderer_trains_from_the_cli(train_volume, tmp_path):
             "0.5",
             *cli_args(TINY),
         ],
-        env=ENV,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     final = torch.load(max(out.glob("*.pth")), weights_only=True)
@@ -146,18 +138,11 @@ def test_the_fast_renderer_trains_from_the_cli(train_volume, tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, train_volume):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
-    run = subprocess.run(
-        [XVR, "restart", "-c", str(tmp_path / "bad.pth")],
-        env=ENV,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
+    run = _run([XVR, "restart", "-c", str(tmp_path / "bad.pth")], timeout=120)
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0
     assert "not a torch.save archive" in run.stderr
     ct, _ = train_volume
-    run = subprocess.run(
+    run = _run(
         [
             XVR,
             "train",
@@ -167,10 +152,6 @@ def test_cli_errors_are_one_line(tmp_path, train_volume):
             str(tmp_path / "o"),
             *cli_args({**TINY, "parameterization": "rotation_7d"}),
         ],
-        env=ENV,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
         timeout=120,
     )
     assert run.returncode == 2 and "parameterization" in run.stderr
@@ -180,7 +161,7 @@ def test_torchrun_two_cpu_processes_gloo(train_volume, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     ct, _ = train_volume
     out = tmp_path / "ddp"
-    run = subprocess.run(
+    run = _run(
         [
             str(torchrun),
             "--standalone",
@@ -202,11 +183,6 @@ def test_torchrun_two_cpu_processes_gloo(train_volume, tmp_path):
             "cpu",
             *cli_args(TINY),
         ],
-        env=ENV,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
     )
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     ckpts = sorted(out.glob("*.pth"))
@@ -224,14 +200,9 @@ def test_the_cpu_recipe_resizes_the_run_and_explicit_options_win(train_volume, t
     and renderer; the batch size and samples given on the command line stay."""
     ct, _ = train_volume
     out = tmp_path / "cpu"
-    run = subprocess.run(
+    run = _run(
         [XVR, "train", "-v", str(ct), "-o", str(out), "--recipe", "cpu", "--n_total_itrs", "2"]
         + ["--n_save_every_itrs", "2", "--verbose", "0", *cli_args(TINY)],
-        env=ENV,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     config = torch.load(max(out.glob("*.pth")), weights_only=True)["config"]
