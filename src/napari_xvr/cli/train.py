@@ -62,7 +62,6 @@ def train(verbose: int, n_points: int | None, overwrite: bool, recipe: str | Non
     dist_utils.init_from_env(kw["device"])
     context = click.get_current_context()
     given = {k for k in kw if context.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-    given -= {"height", "delx"}  # required, so always given: the recipe keeps their field of view
     config = apply_recipe(TrainConfig(**kw), recipe, keep=given)
     _run(train_events(config, overwrite=overwrite), verbose)
 

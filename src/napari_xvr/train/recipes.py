@@ -12,6 +12,7 @@ iteration, a chest model whose initial poses are within 20 mm for 20/20 held-out
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from .config import TrainConfig
@@ -32,17 +33,17 @@ CPU_RECIPE: dict[str, Any] = {
 RECIPES = ("cpu",)
 
 
-def cpu_recipe(config: TrainConfig, keep: tuple[str, ...] | frozenset[str] = ()) -> TrainConfig:
+def cpu_recipe(config: TrainConfig, keep: Iterable[str] = ()) -> TrainConfig:
     """`config` with the CPU recipe: :data:`CPU_RECIPE`, and the pixel size that keeps the field
-    of view (``height x delx``). Options named in `keep` (given explicitly by the user) stay as
-    they are; keeping ``height`` keeps ``delx`` too."""
-    values: dict[str, Any] = {k: v for k, v in CPU_RECIPE.items() if k not in keep}
-    if "height" in values and "delx" not in keep:
-        values["delx"] = config.delx * config.height / int(values["height"])
+    of view (``height x delx``, the recipe's input: it always resizes the DRRs). Other options
+    named in `keep` (given explicitly by the user) stay as they are."""
+    kept = set(keep) - {"height", "delx"}
+    values: dict[str, Any] = {k: v for k, v in CPU_RECIPE.items() if k not in kept}
+    values["delx"] = config.delx * config.height / int(values["height"])
     return dataclasses.replace(config, **values)
 
 
-def apply_recipe(config: TrainConfig, recipe: str | None, keep=()) -> TrainConfig:
+def apply_recipe(config: TrainConfig, recipe: str | None, keep: Iterable[str] = ()) -> TrainConfig:
     """`config` with the named recipe (None: as it is)."""
     if recipe is None or recipe == "none":
         return config
