@@ -301,6 +301,17 @@ def parse(argv):
         "--factor_anatomies", default="chest,head", help="the anatomies of --factors (comma-separated)"
     )
     parser.add_argument(
+        "--factor_list",
+        default=None,
+        help="the realism factors of --factors, each alone (comma-separated; default: every one)",
+    )
+    parser.add_argument(
+        "--without",
+        action="store_true",
+        help="with --factors: every factor but each one in turn (what removing it gains), "
+        "instead of each alone",
+    )
+    parser.add_argument(
         "--from_truth",
         action="store_true",
         help="start at the true pose, the finest scale alone (unless --option scales=... says "
@@ -317,7 +328,8 @@ def parse(argv):
         "--doc",
         type=Path,
         default=None,
-        help="write the tables into this document's realistic block (docs/accuracy.md)",
+        help="write the tables into this document's block (docs/accuracy.md): realistic, or "
+        "realistic_factors and _from_truth with those options",
     )
     parser.add_argument(
         "--plot", type=Path, default=None, help="a PNG of the verdict's calibration (every factor on)"
@@ -360,7 +372,11 @@ def main(argv=None) -> int:
     }
     realisms = [Realism.every()]
     if args.factors:
-        realisms += [Realism.none()] + [Realism.only(f) for f in FACTORS]
+        chosen = args.factor_list.split(",") if args.factor_list else FACTORS
+        if args.without:
+            realisms += [Realism(frozenset(FACTORS) - {f}) for f in chosen]
+        else:
+            realisms += [Realism.none()] + [Realism.only(f) for f in chosen]
     t0 = time.perf_counter()
     for realism in realisms:
         anatomies = (args.anatomies if realism.name == "all" else args.factor_anatomies).split(",")
@@ -398,9 +414,10 @@ def main(argv=None) -> int:
         from .report import replace_block
 
         env = out["environment"]
+        block = "realistic" + ("_factors" if args.factors else "") + ("_from_truth" if args.from_truth else "")
         replace_block(
             args.doc,
-            "realistic",
+            block,
             "\n".join(
                 [
                     f"`python -m benchmarks.realistic {' '.join(sys.argv[1:])}` on "

@@ -66,7 +66,7 @@ def test_pose_from_clicked_landmarks_then_undo_and_redo(sample_viewer, qtbot, ar
     solved = pose_from_matrix(widget.pose_matrix())
     # 1 px of click noise (1.6 mm pixels) on these 24 pairs leaves ~6 mm of mTRE, nearly all of it
     # depth along the ray: no solver does better (the solve's covariance, checked against real
-    # noise in tests/core/test_landmarks.py, says so). The panel says how far, and the
+    # noise in tests/register/test_landmarks.py, says so). The panel says how far, and the
     # registration from there is what must end under 1 mm.
     fit = widget.landmarks.last_fit
     assert mtre(true, solved, landmarks) < 2.5 * fit.expected_mtre_mm, widget.landmarks.status.value

@@ -75,8 +75,11 @@ class Realism:
 
     @property
     def name(self) -> str:
-        if set(self.factors) == set(FACTORS):
+        missing = [f for f in FACTORS if f not in self.factors]
+        if not missing:
             return "all"
+        if len(missing) == 1:
+            return f"all-but-{missing[0]}"
         return "+".join(f for f in FACTORS if f in self.factors) or "none"
 
 
