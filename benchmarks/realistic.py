@@ -414,7 +414,9 @@ def main(argv=None) -> int:
         from .report import replace_block
 
         env = out["environment"]
-        block = "realistic" + ("_factors" if args.factors else "") + ("_from_truth" if args.from_truth else "")
+        block = (
+            "realistic" + ("_factors" if args.factors else "") + ("_from_truth" if args.from_truth else "")
+        )
         replace_block(
             args.doc,
             block,

@@ -80,3 +80,23 @@ def test_the_step_buttons_bring_up_their_docks(make_napari_viewer):
     _, button = panel.rows["initialise"]
     button.clicked.emit()
     assert "DRR and pose (napari-xvr)" in viewer.window.dock_widgets
+
+
+def test_the_panel_follows_each_change_as_it_happens(sample_viewer):
+    """No refresh call and no timer: the widgets and the layer list say when the facts change."""
+    from napari_xvr.workflow import MARKS
+
+    viewer = sample_viewer
+    _, panel = viewer.window.add_plugin_dock_widget("napari-xvr", "Workflow")
+    load, initialise = panel.rows["load"][0], panel.rows["initialise"][0]
+    assert initialise.value.startswith(MARKS[CURRENT])
+    reg = panel.open_dock("Register")
+    reg.init.value = "DICOM header"
+    assert initialise.value.startswith(MARKS[DONE]) and "DICOM header" in initialise.value
+    reg.init.value = reg.init.choices[0]
+    assert initialise.value.startswith(MARKS[CURRENT])
+    xray = next(layer for layer in viewer.layers if layer.metadata.get("napari_xvr") == "xray")
+    viewer.layers.remove(xray)
+    assert load.value.startswith(MARKS[CURRENT]) and "an X-ray" in load.value
+    viewer.layers.append(xray)
+    assert load.value.startswith(MARKS[DONE])

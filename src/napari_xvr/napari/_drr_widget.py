@@ -21,7 +21,7 @@ from ._dock import StatusLine, group, scrolled
 from ._drag_align import DragAlign
 from ._drr_render import DrrRendering
 from ._landmark_panel import LandmarkPanel
-from ._layer_helpers import follow_layers, layer_combo, orientation_combo, remember
+from ._layer_helpers import follow_layers, layer_combo, orientation_combo, remember, state_changed
 from ._session import SessionPanel
 from ._tooltips import explain
 from ._visibility import LayerVisibility
@@ -196,6 +196,7 @@ class DrrPoseWidget(DrrRendering, CarmView, Container):
         self.from_header.changed.connect(self.pose_from_header)
         self.intrinsics_from.changed.connect(lambda *_: self._show_intrinsics())
         self.volume.changed.connect(lambda *_: self._idle_status())
+        self.volume.changed.connect(lambda *_: state_changed(self.viewer))
         self._idle_status()
         self._show_intrinsics()
         self._dragger = DragAlign(viewer, self)
@@ -266,6 +267,7 @@ class DrrPoseWidget(DrrRendering, CarmView, Container):
         self.undo_button.enabled = self.history.can_undo
         self.redo_button.enabled = self.history.can_redo
         self.reset_button.enabled = self.history.can_undo
+        state_changed(self.viewer)  # the pose's source: the workflow's start
 
     def pose_from_header(self) -> None:
         """Set the pose from the C-arm angles in the chosen X-ray layer's header."""

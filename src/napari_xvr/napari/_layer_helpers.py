@@ -14,15 +14,36 @@ from napari.layers import Image, Labels, Points
 from ._layers import KIND
 
 _WIDGETS: dict[str, weakref.WeakSet] = {}
+_LISTENERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def remember(widget, kind: str) -> None:
-    """Keep a weak reference so other widgets (e.g. Register) can find this one."""
+    """Keep a weak reference so other widgets (e.g. Register) can find this one, and tell the
+    viewer's listeners (:func:`on_state_change`) that a dock joined."""
     _WIDGETS.setdefault(kind, weakref.WeakSet()).add(widget)
+    viewer = getattr(widget, "viewer", None)
+    if viewer is not None:
+        state_changed(viewer)
 
 
 def _unwrap(viewer):
     return getattr(viewer, "__wrapped__", viewer)  # napari may hand plugins a proxy
+
+
+def on_state_change(viewer, callback: Callable[[], None]) -> None:
+    """Call the bound method `callback` whenever a plugin widget of `viewer` says that what the
+    workflow reads changed (:func:`state_changed`); held weakly, so a closed dock drops out."""
+    _LISTENERS.setdefault(_unwrap(viewer), []).append(weakref.WeakMethod(callback))
+
+
+def state_changed(viewer) -> None:
+    """Tell `viewer`'s listeners that a widget's state (a pose, a start, a result) changed."""
+    listeners = _LISTENERS.get(_unwrap(viewer), [])
+    listeners[:] = [ref for ref in listeners if ref() is not None]
+    for ref in list(listeners):
+        callback = ref()
+        if callback is not None:
+            callback()
 
 
 def find_widget(kind: str, viewer):

@@ -16,7 +16,7 @@ from ..register.checks.trust import verdict_text, verdict_text_of
 from ..register.workflows.one_xray import Retrying
 from ._dock import lock_options
 from ._jobs import Failed
-from ._layer_helpers import find_widget, upsert_image
+from ._layer_helpers import find_widget, state_changed, upsert_image
 from ._layers import KIND
 from ._register_job import OVERLAY_CONTRAST, Finished, JointGeometry, Progress
 from ._workers import info, report_error, warn
@@ -166,6 +166,7 @@ class RegisterDisplay:
         if event.folder is not None:
             meta["result_path"] = str(event.folder)
             self.last_folder = event.folder
+        state_changed(self.viewer)  # the workflow's register, check and save steps
         xray = self.xray_layer
         if xray is not None:
             xray.metadata.update(meta)

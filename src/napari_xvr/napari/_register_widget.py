@@ -33,7 +33,7 @@ from ._compare_panel import ComparePanel
 from ._dock import StatusLine, group, lock_options, run_stop_row, scrolled
 from ._drr_widget import FLIP_LABEL, FLIP_TOOLTIP
 from ._jobs import merge_progress
-from ._layer_helpers import follow_layers, layer_combo, orientation_combo, remember
+from ._layer_helpers import follow_layers, layer_combo, orientation_combo, remember, state_changed
 from ._plots import LivePlot
 from ._register_display import RegisterDisplay
 from ._register_job import RegisterJob, registration
@@ -70,6 +70,7 @@ class RegisterWidget(RegisterSetup, RegistrationView, RegisterDisplay, Stoppable
         self.label_ids = LineEdit(label="render labels", value="", tooltip="e.g. 1,2,3; empty: all")
         self.orientation_choice = orientation_combo()
         self.init = ComboBox(label="initialisation", choices=INITS, value=INITS[0])
+        self.init.changed.connect(lambda *_: state_changed(self.viewer))
         self.init_path = FileEdit(label="checkpoint / result", mode="r", value="")
         self.crop = SpinBox(label="crop (px)", min=0, max=4096, value=d.crop)
         self.subtract_background = CheckBox(
@@ -262,6 +263,7 @@ class RegisterWidget(RegisterSetup, RegistrationView, RegisterDisplay, Stoppable
         self._job = job
         self.similarities = []
         self.result = None
+        state_changed(self.viewer)
         self.status.set_tone("ok")
         self.mirror = None
         self._relabel = True

@@ -1,7 +1,9 @@
 """Dock widget: the registration workflow in one panel (load -> initialise -> register -> check
 -> save), each step's state and a button that brings up the dock that does it, tabbed beside
 this one so that the panel and one working dock fit a 1366 x 768 screen. The steps and their
-rules are the core's (:mod:`napari_xvr.workflow`); this widget gathers the facts."""
+rules are the core's (:mod:`napari_xvr.workflow`); this widget gathers the facts when they
+change: a layer added or removed, or a plugin widget saying so (a pose, a start, a result: see
+``_layer_helpers.state_changed``), never by polling."""
 
 from __future__ import annotations
 
@@ -14,9 +16,8 @@ from qtpy.QtWidgets import QSizePolicy
 import napari
 
 from ..workflow import CURRENT, WARNING, WorkflowFacts, start_of, workflow_steps
-from ._layer_helpers import PREDICATES, find_widget, remember
+from ._layer_helpers import PREDICATES, find_widget, on_state_change, remember
 
-REFRESH_MS = 500
 COLOURS = {CURRENT: "#ffd166", WARNING: "#ef476f"}
 
 
@@ -74,28 +75,32 @@ class WorkflowWidget(Container):
             self.buttons[step.key] = button
             self.append(Container(layout="vertical", labels=False, widgets=[label, button]))
         self.steps = workflow_steps(WorkflowFacts())
-        from qtpy.QtCore import QTimer
-
-        self._timer = QTimer()
-        self._timer.setInterval(REFRESH_MS)
-        self._timer.timeout.connect(self.refresh)
-        self._timer.start()
-        self.native.destroyed.connect(self._timer.stop)
+        on_state_change(viewer, self.refresh)
+        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            emitter.connect(self._layers_changed)
+        self.native.destroyed.connect(self._disconnect)
         remember(self, "workflow")
         self.refresh()
+
+    def _layers_changed(self, event=None) -> None:
+        self.refresh()
+
+    def _disconnect(self, *_) -> None:
+        for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            emitter.disconnect(self._layers_changed)
 
     def refresh(self) -> None:
         """Show each step's state (only what changed is redrawn)."""
         try:
             steps = workflow_steps(workflow_facts(self.viewer))
-        except RuntimeError:  # a widget it reads was closed meanwhile
+            for step in steps:
+                label, _ = self.rows[step.key]
+                if label.value != step.text:
+                    label.value = step.text
+                    colour = COLOURS.get(step.state)
+                    label.native.setStyleSheet(f"color: {colour};" if colour else "")
+        except RuntimeError:  # a widget it reads, or this panel, was closed meanwhile
             return
-        for step in steps:
-            label, _ = self.rows[step.key]
-            if label.value != step.text:
-                label.value = step.text
-                colour = COLOURS.get(step.state)
-                label.native.setStyleSheet(f"color: {colour};" if colour else "")
         self.steps = steps
 
     def open_dock(self, name: str):
