@@ -328,8 +328,8 @@ def parse(argv):
         "--doc",
         type=Path,
         default=None,
-        help="write the tables into this document's block (docs/accuracy.md): realistic, or "
-        "realistic_factors and _from_truth with those options",
+        help="write the tables into this document's block (docs/accuracy.md): realistic, "
+        "with _factors, _from_truth and _seed<N> added by those options",
     )
     parser.add_argument(
         "--plot", type=Path, default=None, help="a PNG of the verdict's calibration (every factor on)"
@@ -414,9 +414,8 @@ def main(argv=None) -> int:
         from .report import replace_block
 
         env = out["environment"]
-        block = (
-            "realistic" + ("_factors" if args.factors else "") + ("_from_truth" if args.from_truth else "")
-        )
+        block = "realistic" + "_factors" * args.factors + "_from_truth" * args.from_truth
+        block += f"_seed{args.seed}" if args.seed else ""
         replace_block(
             args.doc,
             block,
