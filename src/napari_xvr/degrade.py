@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -242,7 +243,7 @@ def crop_volume(
     """
     import nibabel as nib
 
-    image = nib.load(str(src))
+    image = cast(nib.Nifti1Image, nib.load(str(src)))  # a NIfTI volume (shape, slicer, affine)
     size = np.array(image.shape[:3])
     keep_n = np.clip(np.round(size * np.asarray(keep, dtype=np.float64)).astype(int), 1, size)
     start = np.round((size - keep_n) * np.clip(np.asarray(where, dtype=np.float64), 0, 1)).astype(int)
@@ -255,6 +256,6 @@ def crop_volume(
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     nib.save(cut, str(dst))
-    return CroppedVolume(
-        dst, tuple(int(v) for v in start), tuple(int(v) for v in keep_n), centre(image) - centre(cut)
-    )
+    first = (int(start[0]), int(start[1]), int(start[2]))
+    kept = (int(keep_n[0]), int(keep_n[1]), int(keep_n[2]))
+    return CroppedVolume(dst, first, kept, centre(image) - centre(cut))

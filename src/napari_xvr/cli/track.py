@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+from typing import TYPE_CHECKING, cast
 
 import click
 from click.core import ParameterSource
@@ -16,6 +17,9 @@ from ._help import CONTEXT, SectionedCommand, UserPath, section
 from .progress import _line, run_sharded, summary, verdict_counts
 from .register_input_args import INTRINSICS, PREPROCESSING, RENDERER, REQUIRED
 from .register_run_args import LOGGING, OPTIMIZER
+
+if TYPE_CHECKING:
+    from ..io.result import RegistrationResult
 
 T = defaults.TRACK
 SEQUENCES_HELP = (
@@ -226,13 +230,15 @@ def run_track_with_progress(events, verbose: int = 1, tag: str = "") -> list:
                     disable=verbose < 1 or bool(tag),
                 )
             elif isinstance(event, FrameDone):
+                assert bar is not None  # a sequence's TrackStarted comes before its frames
+                result = cast("RegistrationResult", event.result)
                 bar.update(1)
-                bar.set_postfix_str(_frame_text(event.result, short=True))
+                bar.set_postfix_str(_frame_text(result, short=True))
                 if verbose >= 2:
                     _line(
                         tag,
-                        f"  frame {event.index}: {_frame_text(event.result)}, "
-                        f"{event.result.iterations} itrs, {event.seconds:.2f} s",
+                        f"  frame {event.index}: {_frame_text(result)}, "
+                        f"{result.iterations} itrs, {event.seconds:.2f} s",
                     )
             elif isinstance(event, MirrorCheck) and event.mirrored_better:
                 click.echo(f"{tag}  Warning: {event.message('frame 0')}", err=True)

@@ -3,6 +3,8 @@ checkpoints and logging (defaults from :class:`~napari_xvr.train.config.TrainCon
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..conventions import RENDERERS
@@ -10,7 +12,7 @@ from ..train.config import TrainConfig
 from ._help import FINITE, UserPath
 
 _D = TrainConfig(volpath="", outpath="")
-PAIR = {"type": (FINITE, FINITE), "required": True}
+PAIR: dict[str, Any] = {"type": (FINITE, FINITE), "required": True}  # click.option kwargs
 
 REQUIRED = (
     click.option(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from diffdrr.drr import DRR
 
@@ -127,12 +129,13 @@ class FastDRR(DRR):
         direction = tgt - src
         axes = direction.detach().abs().mean(dim=1).argmax(dim=-1)  # dominant axis per pose
         present = torch.unique(axes).tolist()
-        parts, order = [], []
+        parts: list[torch.Tensor] = []
+        order: list[torch.Tensor] = []  # each axis's rows (a tensor when there are several axes)
         for axis in present:
             rows = (axes == axis).nonzero().squeeze(1) if len(present) > 1 else slice(None)
             parts.append(self._march_axis(axis, src[rows], direction[rows], length[rows]))
             if len(present) > 1:
-                order.append(rows)
+                order.append(cast(torch.Tensor, rows))
         if len(parts) == 1:
             return parts[0]
         img = torch.cat(parts)
@@ -166,6 +169,10 @@ class FastDRR(DRR):
             travel = float(torch.maximum(r_u.detach().abs().max(), r_v.detach().abs().max()))
             samples = 2 if travel > OBLIQUE else 1
         total = march_slices(
-            slices, coef.reshape(-1, 4), bounds.reshape(-1, 2), samples, self.occupied_along(axis, slab)
+            slices,
+            coef.reshape(-1, 4),
+            bounds.reshape(-1, 2),
+            cast(int, samples),  # 1 or 2: checked in __init__, "auto" resolved above
+            self.occupied_along(axis, slab),
         ).view(step.shape)
         return total * length / step.abs()

@@ -109,12 +109,14 @@ def _march_block(
             else:
                 total += (samples.view(k, n_rays) * weights).sum(0)
             if with_grad:
+                assert moments is not None  # allocated above when with_grad
                 moment_weights = torch.stack([torch.ones_like(at), at])  # (2, k)
                 if weights is None and share != 1.0:
                     moment_weights = moment_weights * share
                 grad_grid = _grid_grad(chunk, grid, weights)
                 moments += moment_weights @ grad_grid.view(k, n_rays * 2)
     if with_grad:
+        assert moments is not None
         moments = moments.view(2, n_rays, 2)
     return total, moments
 

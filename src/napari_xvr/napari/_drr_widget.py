@@ -5,6 +5,8 @@ The widget's rendering is in :mod:`._drr_render`, its C-arm in 3D in :mod:`._car
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FloatSlider, FloatSpinBox, LineEdit, PushButton, SpinBox
 from qtpy.QtCore import QTimer
@@ -26,6 +28,9 @@ from ._session import SessionPanel
 from ._tooltips import explain
 from ._visibility import LayerVisibility
 from ._workers import report_error, while_alive
+
+if TYPE_CHECKING:
+    from magicgui.widgets.bases import ValueWidget
 
 POSE_RANGES = {
     "r1": (-180, 180, 0.0),
@@ -51,7 +56,8 @@ FLIP_TOOLTIP = (
 SETTLE_MS = 200  # no change for this long ends a drag: the full-resolution render follows
 
 
-class DrrPoseWidget(DrrRendering, CarmView, Container):
+# DrrRendering.render (the DRR, now or next) stands in for magicgui's Widget.render (a screenshot)
+class DrrPoseWidget(DrrRendering, CarmView, Container):  # type: ignore[misc]
     """Volume (+ labels), intrinsics typed in or from an X-ray layer, and six pose controls.
 
     The DRR layer follows the controls live: renders run in a thread worker, at most one at a
@@ -166,7 +172,7 @@ class DrrPoseWidget(DrrRendering, CarmView, Container):
         self._ndisplay_before: int | None = None
         self._reframe = False
         self.timings: dict[str, list[float]] = {"preview": [], "full": []}  # seconds per render
-        for widget in [
+        changing: list[ValueWidget] = [
             *self.controls.values(),
             self.label_ids,
             self.orientation_choice,
@@ -181,7 +187,8 @@ class DrrPoseWidget(DrrRendering, CarmView, Container):
             self.volume,
             self.labels_layer,
             self.intrinsics_from,
-        ]:
+        ]
+        for widget in changing:
             widget.changed.connect(self._on_control_changed)
         self._sliders = [
             slider
@@ -237,7 +244,7 @@ class DrrPoseWidget(DrrRendering, CarmView, Container):
             with self.controls[key].changed.blocked():
                 self.controls[key].value = float(np.clip(value, lo, hi))
 
-    def set_pose_matrix(self, matrix, source: str = "manual") -> None:
+    def set_pose_matrix(self, matrix, source: str | None = "manual") -> None:
         rot, xyz = pose_to_zxy(pose_from_matrix(matrix))
         self.set_pose(rot, xyz, source)
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -22,6 +23,11 @@ from ..register.workflows.one_xray import Retrying, Written, register_xray
 from ..register.workflows.pipeline import describe
 from . import api
 from ._jobs import LayerSnapshot, f32, guarded
+
+if TYPE_CHECKING:
+    from diffdrr.pose import RigidTransform
+
+    from ..io.xray import XRay
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class JointGeometry:
 @dataclass(frozen=True)
 class Finished:
     result: object  # RegistrationResult
-    final_overlay: np.ndarray  # float32, full resolution, standardized like the live DRRs
+    final_overlay: np.ndarray | None  # float32, full resolution, standardized like the live DRRs
     folder: Path | None
     init_pose: np.ndarray
     view_overlays: tuple = ()  # a joint registration: every view's final overlay
@@ -86,7 +92,7 @@ class RegisterJob:
     volume: LayerSnapshot
     labels: LayerSnapshot | None
     spec: VolumeSpec  # volume, labels, orientation and renderer options as the CLI's
-    make_initializer: Callable[[], object]  # called in the worker: a model loads there
+    make_initializer: Callable[[], Callable[[XRay], RigidTransform]]  # called in the worker (a model loads)
     options: RegistrationOptions
     preprocessing: Preprocessing
     target: Path | None = None  # the result folder (decided at the click), None: not saved
@@ -188,12 +194,16 @@ def registration(job: RegisterJob, stop):
                     result.pose,
                     f32(latest),
                     shape,
-                    tuple(f32(d) for d in latest_views) if latest is not None else (),
+                    # (the cast: mypy takes the loop's `latest_views = ()` for an empty tuple's type)
+                    tuple(f32(d) for d in cast("tuple[np.ndarray, ...]", latest_views))
+                    if latest is not None
+                    else (),
                 )
         elif isinstance(event, Written):
             folder = event.path
         elif isinstance(event, MirrorCheck | SetupCheck | Retrying):
             yield event
+    assert result is not None  # register_xray ends with Done (the engine's run always does)
     final = result.images.get("final_drr")
     overlay = standardized(final) if final is not None else None
     views = tuple(

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -19,6 +20,11 @@ from . import api
 from ._jobs import LayerSnapshot, guarded
 from ._layers import frames_of
 from ._register_job import standardized
+
+if TYPE_CHECKING:
+    from diffdrr.pose import RigidTransform
+
+    from ..io.result import RegistrationResult
 
 
 @dataclass
@@ -55,7 +61,7 @@ class TrackJob:
     sequence: LayerSnapshot
     volume: LayerSnapshot
     spec: VolumeSpec
-    make_initializer: Callable[[], object] | None  # None: resumed from `state`
+    make_initializer: Callable[[], Callable[[XRay], RigidTransform]] | None  # None: resumed from `state`
     options: RegistrationOptions  # the first frame's (registered in full)
     track_options: TrackOptions
     state: TrackState | None = None  # resume after the frame before track_options.start_frame
@@ -92,6 +98,7 @@ def tracking(job: TrackJob, stop):
     first = frames.frame(start)
     init, initialization = None, None
     if job.state is None:
+        assert job.make_initializer is not None  # None only with a state to resume from
         initializer = job.make_initializer()
         init, initialization = initializer(first), describe(initializer)
     subject = api.subject_from_layers(job.volume, None, job.spec.labels, job.spec.orientation)
@@ -118,5 +125,6 @@ def tracking(job: TrackJob, stop):
             yield FrameProgress(event.similarity, event.total_itr)
         elif isinstance(event, FrameDone):
             set_intrinsics(drr, full)
-            image = render(drr, api.as_pose(event.result.pose))[0, 0].cpu().numpy()
+            pose = cast("RegistrationResult", event.result).pose
+            image = render(drr, api.as_pose(pose))[0, 0].cpu().numpy()
             yield Tracked(event.index, event.result, standardized(image), event.seconds, event.state)

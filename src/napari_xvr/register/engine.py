@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -132,7 +133,8 @@ def register(
         initialization=dict(initialization or {}),
     )
     if first.valid is not None:
-        fractions = [masked_fraction(view.valid) for view in views]
+        # every view has its mask as the first does (one --xray_mask for all)
+        fractions = [masked_fraction(cast(np.ndarray, view.valid)) for view in views]
         result.checks["xray_mask"] = {"rule": options.xray_mask, "masked_fraction": fractions[0]}
         if len(views) > 1:
             result.checks["xray_mask"]["view_masked_fractions"] = fractions
@@ -190,6 +192,7 @@ def register(
                 motion.append((scale, _moved_mm(drr, entering, run.best_pose)))
             if stop.stopped:
                 break
+        assert lm_views is not None  # a scale ran (the last one raises EmptyStage if none did)
         if not stop.stopped and run.best_pose is not None:  # at the last scale, as it ran
             if len(views) > 1:  # the weights at the optimum, for the covariance
                 at_optimum = _weigh(drr, lm_views, run.best_pose)
@@ -200,6 +203,7 @@ def register(
             ceiling = float(
                 np.dot(weights, [similarity_ceiling(v.similarity, v.fixed, v.prep) for v in lm_views])
             )
+            assert run.best_similarity is not None  # set with run.best_pose
             result.checks["fit"] = Fit(float(run.best_similarity), ceiling).to_json()
             if skipped:
                 result.checks["skipped_scales"] = [s for s, _ in skipped]
@@ -228,6 +232,7 @@ def register(
         if view_sims is None and (len(views) > 1 or run.best_similarity is None):
             view_sims = _view_similarities(drr, lm_views, final)
         if run.best_similarity is None:  # stopped before the first iteration
+            assert view_sims is not None  # found just above
             run.best_similarity = float(np.mean(view_sims))
         result.similarity = run.best_similarity
         if keep_images:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diffdrr.pose import RigidTransform
 
@@ -12,6 +13,9 @@ from ..errors import XvrInputError
 from ..geometry import carm_pose, pose_from_matrix, pose_from_params
 from ..io.result import read_result, result_pose
 from ..io.xray import XRay
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def parse_triple(text, name: str) -> list[float]:
@@ -54,18 +58,20 @@ class DicomInitializer:
                 f"{xray.path}: the header lacks {', '.join(missing)}; use `xvr register fixed` "
                 "with --rot/--xyz instead"
             )
+        primary, secondary = xray.primary_angle, xray.secondary_angle
         sid, sdd = xray.source_to_patient, xray.intrinsics.sdd
+        assert primary is not None and secondary is not None and sid is not None  # none is missing
         if not 0 < sid < sdd:
             raise XvrInputError(
                 f"{xray.path}: DistanceSourceToPatient (0018,1111) {sid:g} mm must be between 0 and "
                 f"DistanceSourceToDetector {sdd:g} mm; fix the header or use `xvr register fixed`"
             )
-        if not (abs(xray.primary_angle) <= 360 and abs(xray.secondary_angle) <= 360):
+        if not (abs(primary) <= 360 and abs(secondary) <= 360):
             raise XvrInputError(
-                f"{xray.path}: PositionerPrimary/SecondaryAngle {xray.primary_angle:g}, "
-                f"{xray.secondary_angle:g} deg are out of range (-360..360)"
+                f"{xray.path}: PositionerPrimary/SecondaryAngle {primary:g}, "
+                f"{secondary:g} deg are out of range (-360..360)"
             )
-        return carm_pose(xray.primary_angle, xray.secondary_angle, sid, self.orientation)
+        return carm_pose(primary, secondary, sid, self.orientation)
 
     def describe(self) -> dict:
         return {"type": "dicom", "orientation": self.orientation}
@@ -168,9 +174,9 @@ class LandmarkInitializer:
     reverse_x_axis: bool = False
     name = "landmarks"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.fits: dict[str, dict] = {}
-        self._centre = None
+        self._centre: np.ndarray | None = None
 
     def file_for(self, xray: XRay) -> Path:
         path = Path(self.landmarks)

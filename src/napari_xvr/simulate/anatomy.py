@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def _cut(src: Path, dst: Path, k_range: tuple[int, int]) -> np.ndarray:
     centred world lies in the cut's (the old centre minus the new)."""
     import nibabel as nib
 
-    image = nib.load(str(src))
+    image = cast(nib.Nifti1Image, nib.load(str(src)))  # a NIfTI CT
     cut = image.slicer[:, :, k_range[0] : k_range[1]]
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def label_fiducials(mask_path: Path, max_points: int = 24, min_voxels: int = 200
     """Centroids (world mm, the volume centred) of the largest labelled structures."""
     import nibabel as nib
 
-    image = nib.load(str(mask_path))
+    image = cast(nib.Nifti1Image, nib.load(str(mask_path)))  # a NIfTI labelmap
     labels_img = np.asarray(image.dataobj).astype(np.int64)
     values, counts = np.unique(labels_img[labels_img > 0], return_counts=True)
     order = np.argsort(-counts)

@@ -11,7 +11,9 @@ import datetime
 import hashlib
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,7 +22,7 @@ from ..io.atomic import atomic_write_bytes
 from ..io.torchfile import load_torch_file
 
 FORMAT = "napari-xvr-checkpoint/1"
-SAFE_GLOBALS = [datetime.datetime]
+SAFE_GLOBALS: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [datetime.datetime]
 #: what a checkpoint's config means when it lacks a key, as xvr 0.1.0's ``load_model`` reads it (an
 #: xvr checkpoint without ``reverse_x_axis`` was rendered unflipped, one without
 #: ``unit_conversion_factor`` regressed millimetres directly); ours always record both
@@ -60,9 +62,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not path.exists():
         raise XvrInputError(f"-c {path}: no such checkpoint file or folder")
     ckpt = load_torch_file(
-        path, f"-c {path}", "a pose-regressor checkpoint (napari-xvr's or xvr's)", SAFE_GLOBALS
+        path, f"-c {path}", "a pose-regressor checkpoint (napari-xvr's or xvr's)", tuple(SAFE_GLOBALS)
     )
     validate(ckpt, path)
+    assert isinstance(ckpt, dict)  # validate refused anything else
     recorded = ckpt.get("weights_sha256")
     if recorded is not None and recorded != weights_digest(ckpt["model_state_dict"]):
         raise XvrInputError(

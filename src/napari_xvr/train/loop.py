@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from diffdrr.data import transform_hu_to_density
@@ -157,10 +158,11 @@ class Trainer(TrainerSetup, TrainerRecords):
         ).to(self.device)
         self.augment = XrayAugmentations(config.p_augmentation)
         self.autocast = self._autocast()
-        self.raw = _Raw(self.model)
+        self.raw: torch.nn.Module = _Raw(self.model)
         if config.use_compile:
             if self.device.type == "cuda":
-                self.raw = torch.compile(self.raw, mode="max-autotune-no-cudagraphs")
+                # a compiled module is a module (OptimizedModule); torch's stub says a callable
+                self.raw = cast(torch.nn.Module, torch.compile(self.raw, mode="max-autotune-no-cudagraphs"))
             else:
                 self.notes.append(
                     f"--use_compile ignored: compiling is only used on CUDA (device {self.device.type})"
@@ -178,7 +180,7 @@ class Trainer(TrainerSetup, TrainerRecords):
                 ) from err
 
     def _render(self, drr, pose: RigidTransform, masks: bool):
-        kwargs = {"mask_to_channels": True} if masks else {}
+        kwargs: dict[str, Any] = {"mask_to_channels": True} if masks else {}
         if self.config.renderer == "trilinear":
             kwargs["n_points"] = int(self.config.n_samples)
         channels = drr(pose, **kwargs)
@@ -296,6 +298,7 @@ class Trainer(TrainerSetup, TrainerRecords):
                 if itr % cfg.n_save_every_itrs == 0 and (itr > self.start_itr or itr == 0):
                     last = self.checkpoint(itr)
                     if lead:
+                        assert last is not None  # rank 0 writes the checkpoints
                         yield Checkpointed(itr, last)
                 if dist_utils.any_rank(stop.stopped):
                     stopped = True
@@ -318,6 +321,7 @@ class Trainer(TrainerSetup, TrainerRecords):
                 itr += 1
             last = self.checkpoint(itr)
             if lead:
+                assert last is not None
                 yield Checkpointed(itr, last)
         finally:
             if handle is not None:
@@ -367,8 +371,9 @@ def restart(
     return Trainer(config, resume=ckpt, resume_path=path, overwrite=overwrite).run(stop)
 
 
-def run_training(events: Iterator) -> TrainDone:
-    """Consume a training generator to the end (scripts); returns the final event."""
+def run_training(events: Iterator) -> TrainDone | None:
+    """Consume a training generator to the end (scripts); returns the final event (None: the
+    events held no :class:`TrainDone`)."""
     done = None
     for event in events:
         if isinstance(event, TrainDone):

@@ -6,6 +6,8 @@ published ``model_state_dict`` loads into this module unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffdrr.pose import RigidTransform, convert
 from diffdrr.registration import N_ANGULAR_COMPONENTS
@@ -21,7 +23,7 @@ def _backbone(model_name: str, pretrained: bool, norm_layer: str | None) -> torc
         raise XvrInputError(
             f"--model_name {model_name!r} is not a timm model; e.g. resnet18, resnet34, efficientnet_b0"
         )
-    kwargs = {"num_classes": 0, "in_chans": 1}
+    kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": 1}  # timm.create_model's
     if norm_layer:
         from timm.layers import get_norm_layer
 

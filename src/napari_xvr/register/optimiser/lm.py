@@ -17,6 +17,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 from diffdrr.pose import RigidTransform, convert
@@ -24,6 +25,9 @@ from diffdrr.pose import RigidTransform, convert
 from .gram import gauss_newton_hessian, similarity_gram
 from .jacobian import image_jacobian, renders_jacobian
 from .similarity import Similarity
+
+if TYPE_CHECKING:
+    from ...geometry import Intrinsics
 
 ROTATION_RADIUS_MM = 150.0  # lever arm that turns a rotation step into a displacement
 
@@ -36,7 +40,7 @@ class Evaluation:
     pose: RigidTransform
     similarity: float  # the mean over the views
     gradient: torch.Tensor  # (6,) d similarity / d params
-    hessian: torch.Tensor  # (6, 6) J^T J of (1 - similarity)
+    hessian: torch.Tensor | None  # (6, 6) J^T J of (1 - similarity); None only within evaluate_many
     moving: torch.Tensor  # (1, 1, H, W) the prepared DRR (the first view's)
     views_moving: tuple = ()  # every view's prepared DRR (joint registration)
     view_similarities: tuple = ()  # every view's similarity
@@ -51,7 +55,7 @@ class LMView:
     fixed: torch.Tensor
     prep: Callable
     similarity: Similarity
-    intrinsics: object | None = None  # set on the renderer before this view's renders (None: as is)
+    intrinsics: Intrinsics | None = None  # set on the renderer before this view's renders (None: as is)
     relative: torch.Tensor | None = None  # (4, 4): this view's pose = pose @ relative (None: same)
     weight: float = 1.0  # its share of the joint similarity (the views' weights are normalised)
 
@@ -138,11 +142,12 @@ class PoseLM:
         linear = self.linearised()
         if linear:  # a new Hessian comes with a centre's render: render a known one again
             asks = [dataclasses.replace(a, known=None) if a.hessian is None else a for a in asks]
-        out: list[Evaluation | None] = [a.known for a in asks]
+        known: list[Evaluation | None] = [a.known for a in asks]
         todo = [i for i, a in enumerate(asks) if a.known is None]
         if todo:
             for i, evaluation in zip(todo, self._centres([asks[i] for i in todo]), strict=True):
-                out[i] = evaluation
+                known[i] = evaluation
+        out = cast(list[Evaluation], known)  # every ask has its evaluation now
         need = [] if linear else [i for i, a in enumerate(asks) if a.hessian is None]
         if need:
             weights = self.weights()
@@ -152,7 +157,9 @@ class PoseLM:
                 for k, view in enumerate(self.views)
             ]
             for j, i in enumerate(need):
-                hessian = sum(float(w) * h[j] for w, h in zip(weights, found, strict=True))
+                hessian = cast(  # the views' weighted sum (never the empty sum's 0)
+                    torch.Tensor, sum(float(w) * h[j] for w, h in zip(weights, found, strict=True))
+                )
                 out[i] = dataclasses.replace(out[i], hessian=hessian, fresh=True)
         return out
 
@@ -172,14 +179,16 @@ class PoseLM:
         need = [i for i, a in enumerate(asks) if a.hessian is None] if self.linearised() else []
         # the runs are independent: row i is run i's
         (grads,) = torch.autograd.grad(sims.sum(), p, retain_graph=bool(need))
-        hessians = [a.hessian for a in asks]
+        hessians: list[torch.Tensor | None] = [a.hessian for a in asks]  # None: still to find
         if need:
             found = [
                 self._linear_hessians(view, p, raw, moving, need)
                 for view, raw, moving in zip(self.views, raws, movings, strict=True)
             ]
             for j, i in enumerate(need):
-                hessians[i] = sum(float(w) * h[j] for w, h in zip(weights, found, strict=True))
+                hessians[i] = cast(  # the views' weighted sum (never the empty sum's 0)
+                    torch.Tensor, sum(float(w) * h[j] for w, h in zip(weights, found, strict=True))
+                )
         matrices = pose.matrix.detach()
         return [
             Evaluation(
@@ -367,6 +376,7 @@ class PoseLM:
         """What LM climbs: the similarity minus the prior's penalty ``d^T P d / 2`` (d: the
         parameters' offset from `centre`, the run's start), with its gradient and Gauss-Newton
         curvature. Without a prior, the similarity's own. Evaluations keep the image's alone."""
+        assert evaluation.hessian is not None  # evaluate_many's evaluations all have one
         if self.prior is None:
             return evaluation.similarity, evaluation.gradient, evaluation.hessian
         offset = evaluation.params - centre

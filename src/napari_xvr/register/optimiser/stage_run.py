@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +19,7 @@ from ...render import set_intrinsics
 from ..checks.uncertainty import KAPPA, batched_mtre, pose_uncertainty, volume_points
 from ..events import Step, StopToken
 from ..options import RegistrationOptions
-from .lm import LMView, PoseLM
+from .lm import Evaluation, LMView, PoseLM
 from .similarity import Similarity
 from .stage_views import _params, _pose, _row, _sync, _View
 
@@ -102,6 +102,7 @@ def _uncertainty(run: _Run, drr, lm_views, intr, pixels: int, inputs: dict):
     usable = fit is not None and (fit.fresh or run.trust_hessian) and fit.pose is run.best_pose
     if not (len(lm_views) == 1 and usable):
         fit = solver.evaluate(solver.params_of(run.best_pose))  # (the weights may have moved)
+    assert fit is not None  # usable: run.evaluation is one
     similarity = fit.similarity
     if len(lm_views) > 1:  # sigma^2 whose inverse is the views' mean inverse (see _weigh)
         residuals = [max(1.0 - s, MIN_RESIDUAL) for s in fit.view_similarities]
@@ -173,7 +174,7 @@ def _lm_starts(
     intr,
     hessian=None,
     track: bool = False,
-) -> Iterator[Step]:
+) -> Generator[Step, None, list[tuple]]:
     """LM at one stage from every start at once (:meth:`PoseLM.run_many`); returns each start's
     (best similarity, best pose, Hessian). With `track`, the run's best follows every accepted
     step (one start: a stop or a closed generator keeps the stage's progress)."""
@@ -244,7 +245,7 @@ class _Run:
     hessian: tuple | None = None  # LM's last (J^T J, detector spacing)
     trust_hessian: bool = False  # a reused Hessian's convergence verdict stands (tracking)
     hessian_fresh: bool = False  # a Hessian was computed in this run (not only reused)
-    evaluation: object = None  # LM's evaluation at best_pose (a fresh Hessian there is reused)
+    evaluation: Evaluation | None = None  # LM's evaluation at best_pose (a fresh Hessian there is reused)
     total_itr: int = 0
     start_index: int = 0  # which start of a multi-start first scale is running (or was chosen)
     converged: bool | None = None  # LM: the last scale's run ended by its convergence test

@@ -121,10 +121,13 @@ def _leave_out(
         similarity.leave_out(None)
         return intr.height * intr.width
     stage_valid = explained if valid is None else stage_mask(valid, (intr.height, intr.width)).to(device)
+    assert stage_valid is not None  # valid or explained is given (both None returned above)
     if explained is not None:
         stage_valid = stage_valid & explained.to(device)
     similarity.leave_out(stage_valid)
-    if not similarity.weight("windows").any():
+    windows = similarity.weight("windows")
+    assert windows is not None  # leave_out(stage_valid) set the weights
+    if not windows.any():
         raise EmptyStage(
             f"--xray_mask: at scale {scale:g} ({intr.height} x {intr.width} px) every "
             f"{similarity.patch_size} x {similarity.patch_size} window touches a left-out pixel "

@@ -14,13 +14,25 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
 
 from ... import distributed
 
 T = TypeVar("T")
+
+
+class _WithResult(Protocol):
+    """A dataclass with a ``result`` (:class:`.one_xray.Written`, :class:`.track_io.FrameWritten`)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def result(self) -> Any: ...
+
+
+W = TypeVar("W", bound=_WithResult)
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ def take(items: Sequence[T], part: tuple[int, int] | None = None) -> list[T]:
 
 def merge(per_rank: Sequence[Sequence[T]]) -> list[T]:
     """The ranks' shares put back in the planned order (the inverse of :func:`take`)."""
-    missing = object()
+    missing: Any = object()  # a filler no item is
     rows = itertools.zip_longest(*per_rank, fillvalue=missing)
     return [item for row in rows for item in row if item is not missing]
 
@@ -123,7 +135,7 @@ def gather_written(written: Sequence) -> list:
     return gather_brief(written, outcome)
 
 
-def outcome(written: T) -> T:
+def outcome(written: W) -> W:
     """`written` (a dataclass with a ``result``) with its result reduced to an :class:`Outcome`."""
     return dataclasses.replace(written, result=Outcome(written.result.verdict))
 

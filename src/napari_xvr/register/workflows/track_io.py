@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from ...errors import XvrInputError
 from ...geometry import pose_from_matrix, pose_to_dict, pose_to_zxy
 from ...io.atomic import atomic_write_files
 from ...io.jsonfile import read_json
-from ...io.result import read_result, write_result
+from ...io.result import RegistrationResult, read_result, write_result
 from ..checks.trust import SEVERITY
 from .shard import gather_brief, outcome
 from .track import FrameDone, TrackDone, TrackState
@@ -153,20 +154,21 @@ class TrackWriter:
 
     def frame(self, event: FrameDone, name: str) -> FrameWritten:
         target = frame_folder(self.folder, event.index)
-        write_result(event.result, target, saveimg=self.saveimg)
-        row = pose_row(event.index, name, event.result, event.seconds)
+        result = cast(RegistrationResult, event.result)  # a tracked frame's result
+        write_result(result, target, saveimg=self.saveimg)
+        row = pose_row(event.index, name, result, event.seconds)
         self.rows.append(row)
         self.summaries.append(
             {
                 "frame": event.index,
                 "name": name,
                 "folder": str(target.relative_to(self.folder)),
-                "final_pose": pose_to_dict(pose_from_matrix(event.result.pose)),
-                "similarity": event.result.similarity,
-                "verdict": event.result.verdict,
-                "iterations": event.result.iterations,
+                "final_pose": pose_to_dict(pose_from_matrix(result.pose)),
+                "similarity": result.similarity,
+                "verdict": result.verdict,
+                "iterations": result.iterations,
                 "seconds": event.seconds,
-                "stopped": bool(event.result.stopped),
+                "stopped": bool(result.stopped),
                 "state": event.state.to_json(),
             }
         )
